@@ -1,0 +1,3 @@
+from sockhub.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""The ``sockhub`` command: parse options into config objects, call the library.
+
+Nothing here knows how a service works; every option is spelled once, and
+the limit options are generated from :class:`sockhub.limits.Limits`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sockhub import __version__
+from sockhub.errors import ConfigError
+from sockhub.limits import limit_fields
+
+EPILOG_SERVE = """\
+services:
+  echo       every byte back as received                      (port 9000)
+  upper      each line back upper-cased                       (port 9003)
+  hello      greets 'hello!', answers 'Hello, <line>!'        (port 9004)
+  udp-echo   every UDP datagram back to its sender            (port 9000/udp)
+  pkg.module:Class   your own sockhub.Protocol subclass (docs/writing-a-service.md)
+
+With no SERVICE and no --config, sockhub serve runs the echo family on their
+default ports. Each bound socket is logged to stderr as
+  listening on HOST:PORT (SERVICE)
+with the real port, so scripts can wait for it. SIGINT or SIGTERM shut down
+gracefully: stop accepting, tell clients, drain for --drain-timeout, exit 0.
+
+limits take a number or 'none' (off); sizes in bytes, times in seconds.
+
+examples:
+  sockhub serve echo --port 0
+  sockhub serve hello --banner 'welcome to the hotline' --idle-timeout 60
+  sockhub serve echo --tls-cert cert.pem --tls-key key.pem
+  sockhub serve upper --unix /tmp/upper.sock
+  sockhub serve echo --workers 2 --port 9000
+  sockhub serve --config services.toml
+"""
+
+
+class _Off:
+    """What 'none' parses to: a limit turned off, as opposed to one not given."""
+
+
+OFF = _Off()
+
+
+def _number(text: str) -> float | _Off:
+    if text.lower() in ("none", "off"):
+        return OFF
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run one service, several (--config), or the default set",
+        description="Run socket services until SIGINT/SIGTERM.",
+        epilog=EPILOG_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("service", nargs="?", metavar="SERVICE",
+                   help="a built-in service name or pkg.module:Class")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="run the services listed in a TOML file (see docs/config.md)")
+    where = p.add_argument_group("where to listen")
+    where.add_argument("--host", action="append", metavar="ADDR",
+                       help="address to bind, repeatable (default 127.0.0.1; '::1' for IPv6)")
+    where.add_argument("--port", type=int, metavar="N",
+                       help="port (default: the service's; 0 picks a free one, logged)")
+    where.add_argument("--unix", metavar="PATH", help="listen on a Unix socket instead of TCP")
+    where.add_argument("--tls-cert", metavar="PEM", help="TLS certificate chain (with --tls-key)")
+    where.add_argument("--tls-key", metavar="PEM", help="TLS private key (with --tls-cert)")
+    where.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes sharing the port via SO_REUSEPORT (stateless services)")
+    behaviour = p.add_argument_group("service")
+    behaviour.add_argument("--banner", metavar="TEXT", help="a line sent to each client on connect")
+    behaviour.add_argument("--data-dir", metavar="DIR",
+                           help="where services keep state (default ./sockhub-data)")
+    limits = p.add_argument_group("limits and timeouts")
+    for f in limit_fields():
+        default = f.default if f.default is not None else "none"
+        limits.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest="limit_" + f.name,
+            type=_number,
+            metavar="N",
+            help=f"{f.metadata['help']} ({f.metadata['unit']}; default {default})",
+        )
+    run = p.add_argument_group("process")
+    run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                     help="event loop: uvloop if installed (auto), or force one")
+    run.add_argument("--log-level", default="info",
+                     choices=("debug", "info", "warning", "error"), help="default info")
+    run.add_argument("--log-format", default="text", choices=("text", "json"),
+                     help="text lines or one JSON object per line")
+
+
+def _serve_configs(args: argparse.Namespace) -> list[Any]:
+    from sockhub.config import load_toml, service_from_mapping
+    from sockhub.services.registry import DEFAULT_SERVICES
+
+    limit_values: dict[str, Any] = {}
+    for f in limit_fields():
+        value = getattr(args, "limit_" + f.name)
+        if value is OFF:
+            limit_values[f.name] = None
+        elif value is not None:
+            limit_values[f.name] = int(value) if "int" in str(f.type) else value
+    common: dict[str, Any] = {**limit_values}
+    if args.host:
+        common["host"] = args.host
+    for key in ("tls_cert", "tls_key", "banner", "unix"):
+        if getattr(args, key) is not None:
+            common[key] = getattr(args, key)
+    if args.data_dir is not None:
+        common["options"] = {"data_dir": args.data_dir}
+    if args.config:
+        if args.service:
+            raise ConfigError("give a SERVICE or --config, not both")
+        if args.port is not None:
+            common["port"] = args.port
+        return load_toml(args.config, base=common)
+    if args.service:
+        return [
+            service_from_mapping(
+                {**common, "service": args.service, "port": args.port, "workers": args.workers},
+                where="command line",
+            )
+        ]
+    if args.port not in (None, 0):
+        raise ConfigError("--port needs a SERVICE (or --port 0 for free ports for all)")
+    if args.unix or args.workers != 1:
+        raise ConfigError("--unix and --workers need a SERVICE")
+    return [
+        service_from_mapping({**common, "service": name, "port": args.port}, where="default")
+        for name in DEFAULT_SERVICES
+    ]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sockhub.engine import runner
+    from sockhub.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    configs = _serve_configs(args)
+    return runner.run(configs, loop=args.loop)
+
+
+EPILOG_CONNECT = """\
+Copies standard input to the connection and the connection to standard
+output, both at once. At end of input the connection is half-closed and
+output continues until the server closes. With --udp each input line is one
+datagram, and the client exits after --wait seconds without an answer.
+
+examples:
+  sockhub connect 127.0.0.1:9003            type lines, read them upper-cased
+  printf 'alice\\nexit\\n' | sockhub connect localhost:9004
+  sockhub connect --unix /tmp/upper.sock
+  sockhub connect example.org:6697 --tls --cafile ca.pem
+  echo hi | sockhub connect 127.0.0.1:9000 --udp
+"""
+
+
+def _add_connect(sub: Any) -> None:
+    p = sub.add_parser(
+        "connect",
+        help="netcat-like client: stdin to the socket, the socket to stdout",
+        description="Connect to a TCP, TLS, Unix or UDP service and relay stdin/stdout.",
+        epilog=EPILOG_CONNECT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("address", nargs="?", metavar="HOST:PORT",
+                   help="where to connect ([::1]:PORT for IPv6); omit with --unix")
+    p.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
+    p.add_argument("--udp", action="store_true", help="send datagrams instead of a stream")
+    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
+    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
+    p.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the certificate (implies --tls)")
+    p.add_argument("--server-name", metavar="NAME", help="TLS server name to check (SNI)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="connect timeout in seconds (default 10)")
+    p.add_argument("--wait", type=float, default=1.0, metavar="S",
+                   help="UDP: seconds of quiet after the last input before exiting (default 1)")
+
+
+def _cmd_connect(args: argparse.Namespace) -> int:
+    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.connect import connect_stream, connect_udp
+    from sockhub.engine import loops
+
+    if (args.address is None) == (args.unix is None):
+        raise ConfigError("give HOST:PORT or --unix PATH")
+    tls = None
+    if args.tls or args.cafile or args.insecure:
+        if args.udp:
+            raise ConfigError("--udp and --tls do not go together")
+        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    if args.unix:
+        if args.udp:
+            raise ConfigError("--udp and --unix do not go together")
+        server_name = args.server_name or ("localhost" if tls else None)
+        return loops.run(connect_stream(None, None, unix=args.unix, tls=tls,
+                                        server_hostname=server_name, timeout=args.timeout))
+    host, port = parse_hostport(args.address)
+    if args.udp:
+        return loops.run(connect_udp(host, port, wait=args.wait))
+    server_name = args.server_name if tls else None
+    return loops.run(connect_stream(host, port, tls=tls, server_hostname=server_name,
+                                    timeout=args.timeout))
+
+
+def _add_ping(sub: Any) -> None:
+    p = sub.add_parser(
+        "ping",
+        help="round-trip times to an echo service, like ping",
+        description="Send probes to an echo service (TCP or UDP) and print round-trip "
+        "times, then a summary. Exit status 0 if any probe was answered.",
+        epilog="examples:\n  sockhub ping 127.0.0.1:9000\n  sockhub ping 127.0.0.1:9000 --udp -c 10"
+        "\n  sockhub ping example.org:443 --connect",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("--udp", action="store_true", help="probe a UDP echo service")
+    p.add_argument("--connect", action="store_true",
+                   help="time TCP handshakes instead (any TCP service)")
+    p.add_argument("-c", "--count", type=int, default=4, metavar="N",
+                   help="probes to send (default 4; 0 = until interrupted)")
+    p.add_argument("-i", "--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between probes (default 1)")
+    p.add_argument("-W", "--timeout", type=float, default=2.0, metavar="S",
+                   help="seconds to wait for each answer (default 2)")
+    p.add_argument("-s", "--size", type=int, default=32, metavar="BYTES",
+                   help="probe size (default 32, at least 16)")
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    from sockhub.client.address import parse_hostport
+    from sockhub.client.ping import ping
+    from sockhub.engine import loops
+
+    host, port = parse_hostport(args.address)
+    if args.udp and args.connect:
+        raise ConfigError("--connect is for TCP only")
+    return loops.run(ping(host, port, udp=args.udp, connect_only=args.connect,
+                          count=args.count or None, interval=args.interval,
+                          timeout=args.timeout, size=args.size))
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="load generators (bench echo)",
+        description="Measure a service under load.",
+    )
+    kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+    e = kinds.add_parser(
+        "echo",
+        help="closed-loop request/response load against an echo service",
+        description="Each connection sends SIZE bytes and waits for the full echo before "
+        "sending again, for SECONDS. Prints requests per second, MB/s, latency p50/p99 and "
+        "errors, and the client's own CPU time: near 100%% per process means the client, "
+        "not the server, is the limit; add --procs.",
+        epilog="example:\n  sockhub bench echo 127.0.0.1:9000 --conns 10 --size 1024 --seconds 5"
+        " --procs 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("address", metavar="HOST:PORT")
+    e.add_argument("--conns", type=int, default=10, metavar="C", help="connections (default 10)")
+    e.add_argument("--size", type=int, default=1024, metavar="S",
+                   help="bytes per request (default 1024)")
+    e.add_argument("--seconds", type=float, default=5.0, metavar="D",
+                   help="duration (default 5)")
+    e.add_argument("--procs", type=int, default=1, metavar="P",
+                   help="client processes sharing the connections (default 1)")
+    e.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="the client's event loop (default: uvloop if installed)")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from sockhub.client.address import parse_hostport
+    from sockhub.client.bench import bench_echo
+
+    host, port = parse_hostport(args.address)
+    try:
+        result = bench_echo(host, port, conns=args.conns, size=args.size,
+                            seconds=args.seconds, procs=args.procs, loop=args.loop)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(result.to_json() if args.json else result.report())
+    return 0 if result.requests and not result.errors else 1
+
+
+COMMANDS = {
+    "serve": _cmd_serve,
+    "connect": _cmd_connect,
+    "ping": _cmd_ping,
+    "bench": _cmd_bench,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sockhub",
+        description="Socket services on asyncio: servers, a netcat-like client, "
+        "ping and load generators.",
+        epilog="Run 'sockhub COMMAND --help' for each command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"sockhub {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_serve(sub)
+    _add_connect(sub)
+    _add_ping(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sockhub`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"sockhub {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""asyncio clients behind ``sockhub connect``, ``ping`` and ``bench``."""

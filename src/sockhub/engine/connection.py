@@ -1,0 +1,225 @@
+"""StreamConnection: the asyncio side of one client, around a sans-I/O protocol.
+
+This is the only place that writes to a client, arms its timers or closes it.
+Per connection it enforces, from :class:`~sockhub.limits.Limits`:
+
+* ``idle_timeout``: one timer per connection, re-armed lazily. Reads only
+  record the time; when the timer fires it checks how long the client has
+  really been quiet and sleeps again for the remainder, so the hot path
+  never touches the timer heap.
+* ``write_high_water``: past it asyncio calls :meth:`pause_writing`; we stop
+  reading from the client (back-pressure: an echo client that does not read
+  its replies cannot make us buffer more) and arm ``write_timeout``.
+* ``write_buffer_max``: server-initiated sends cannot be paused, so a client
+  whose unsent bytes pass this is dropped at once as a slow consumer.
+* a close that cannot flush (the peer stopped reading) is cut after
+  ``drain_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING, Any, cast
+
+from sockhub.codec.lines import encode_line
+from sockhub.protocols.base import ConnectionInfo, Protocol
+
+if TYPE_CHECKING:
+    from sockhub.engine.server import StreamServer
+
+log = logging.getLogger("sockhub.connection")
+
+
+def format_address(address: Any) -> str:
+    """``('::1', 5000, 0, 0)`` → ``[::1]:5000``; ``('1.2.3.4', 5)`` → ``1.2.3.4:5``."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, str | bytes) and address:
+        return f"unix:{address if isinstance(address, str) else address.decode()}"
+    return "unix"
+
+
+class StreamConnection(asyncio.Protocol):
+    """One TCP, TLS or Unix-socket client, driving one sans-I/O protocol."""
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.protocol: Protocol | None = None
+        self.peer = "unknown"
+        self.peer_ip: str | None = None
+        self.closed = asyncio.Event()
+        self._last_read = 0.0
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._write_handle: asyncio.TimerHandle | None = None
+        self._close_handle: asyncio.TimerHandle | None = None
+        self._writing_paused = False
+        self._closing = False
+        self._admitted = False
+
+    # asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = format_address(peername)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            self.peer_ip = peername[0]
+            # Nagle + delayed ACK adds up to ~40 ms to small request/response
+            # exchanges; asyncio usually sets this already, uvloop too, but
+            # it is cheap to be sure.
+            with contextlib.suppress(OSError):  # a socket already reset
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            log.info("refused %s: %s", self.peer, refusal)
+            transport.write(self.server.protocol_class.refusal(refusal))
+            transport.close()
+            return
+        self._admitted = True
+        transport.set_write_buffer_limits(high=self.limits.write_high_water)
+        protocol = self.server.make_protocol()
+        self.protocol = protocol
+        banner = self.server.config.banner
+        if banner:
+            transport.write(encode_line(banner))
+        protocol.connection_made(
+            ConnectionInfo(
+                peer=self.peer,
+                local=format_address(transport.get_extra_info("sockname")),
+                transport=self.server.transport_name,
+                service=self.server.name,
+                limits=self.limits,
+                options=self.server.config.options,
+            )
+        )
+        if self.limits.idle_timeout is not None:
+            self._last_read = self.loop.time()
+            self._idle_handle = self.loop.call_later(self.limits.idle_timeout, self._idle_check)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        if protocol is None or self._closing:
+            return
+        if self._idle_handle is not None:
+            self._last_read = self.loop.time()
+        protocol.receive_data(data)
+        self.flush()
+
+    def eof_received(self) -> bool:
+        protocol = self.protocol
+        if protocol is None or self._closing:
+            return False
+        protocol.receive_eof()
+        self.flush()
+        # True keeps our half open so queued replies still go out; the
+        # protocol decides when to close.
+        return not self._closing
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        assert self.transport is not None
+        if not self._closing:
+            self.transport.pause_reading()
+        timeout = self.limits.write_timeout
+        if timeout is not None and self._write_handle is None and not self._closing:
+            self._write_handle = self.loop.call_later(timeout, self.abort, "not reading")
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for handle in (self._idle_handle, self._write_handle, self._close_handle):
+            if handle is not None:
+                handle.cancel()
+        self._closing = True
+        if self._admitted:
+            self.server.forget(self)
+            assert self.protocol is not None
+            try:
+                self.protocol.connection_lost()
+            except Exception:
+                log.exception("%s: connection_lost failed for %s", self.server.name, self.peer)
+        self.closed.set()
+
+    # Used by the engine and by doors ---------------------------------------
+
+    def flush(self) -> None:
+        """Write whatever the protocol queued; close if it asked to.
+
+        Doors call this after pushing server-initiated messages into the
+        protocol (chat fan-out); the engine calls it after every event.
+        """
+        protocol = self.protocol
+        transport = self.transport
+        if protocol is None or transport is None or transport.is_closing():
+            return
+        out = protocol.data_to_send()
+        if out:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+            if (
+                self._writing_paused
+                and transport.get_write_buffer_size() > self.limits.write_buffer_max
+            ):
+                self.abort("write buffer over limit")
+                return
+        if protocol.close_expected():
+            self._close_gracefully()
+
+    def notify_close(self, reason: str) -> None:
+        """Tell the client why we are closing, then close after a flush."""
+        if self.protocol is None or self._closing:
+            return
+        self.protocol.closing_notice(reason)
+        self.protocol.close()
+        self.flush()
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now, discarding unsent data."""
+        if not self.closed.is_set():
+            log.info("%s: dropped %s: %s", self.server.name, self.peer, reason)
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # Internals --------------------------------------------------------------
+
+    def _close_gracefully(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        assert self.transport is not None
+        self.transport.close()
+        # close() waits for the buffer to drain; a peer that never reads
+        # would hold the connection forever without this.
+        self._close_handle = self.loop.call_later(
+            self.limits.drain_timeout, self.abort, "close did not drain"
+        )
+
+    def _idle_check(self) -> None:
+        timeout = self.limits.idle_timeout
+        assert timeout is not None
+        quiet = self.loop.time() - self._last_read
+        if quiet >= timeout:
+            self._idle_handle = None
+            log.info("%s: idle timeout for %s", self.server.name, self.peer)
+            self.notify_close(f"idle for {timeout:g} seconds; closing")
+        else:
+            self._idle_handle = self.loop.call_later(timeout - quiet, self._idle_check)

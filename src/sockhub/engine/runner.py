@@ -1,0 +1,125 @@
+"""Run services until SIGINT/SIGTERM, in one process or in several workers.
+
+``--workers N`` forks N processes that each bind the same port with
+SO_REUSEPORT, so the kernel spreads connections across them. The parent
+binds the port first (so ``--port 0`` means one port for all), forks,
+waits for every worker to report that it is listening, then logs the usual
+``listening on`` line and forwards signals. Only stateless services may do
+this: a chat room split across processes would be several rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import replace
+
+from sockhub.config import ServiceConfig
+from sockhub.engine import loops
+from sockhub.engine.server import Engine
+from sockhub.errors import ConfigError
+from sockhub.services.registry import resolve
+
+log = logging.getLogger("sockhub.runner")
+
+
+async def serve_until_signalled(
+    configs: list[ServiceConfig], *, ready_fd: int | None = None
+) -> None:
+    """Run ``configs`` until SIGINT or SIGTERM, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    engine = Engine(configs)
+    log.debug("event loop: %s", loops.loop_label(loop))
+    await engine.start()
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await engine.shutdown()
+
+
+def run(configs: list[ServiceConfig], *, loop: str = "auto") -> int:
+    """Run services in this process, or in workers if one asks for them."""
+    with_workers = [c for c in configs if c.workers > 1]
+    if not with_workers:
+        loops.run(serve_until_signalled(configs), loop)
+        return 0
+    if len(configs) != 1:
+        raise ConfigError("--workers runs one service; use separate processes for the rest")
+    return _run_workers(configs[0], loop)
+
+
+def _run_workers(config: ServiceConfig, loop: str) -> int:
+    spec = resolve(config.service)
+    if not spec.stateless:
+        raise ConfigError(f"{spec.name} keeps state in memory and cannot run with --workers")
+    if config.unix:
+        raise ConfigError("--workers needs a TCP or UDP port, not a Unix socket")
+    kind = socket.SOCK_DGRAM if spec.datagram else socket.SOCK_STREAM
+    host = config.hosts[0]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Reserve the port (and learn it, for port 0) before any worker exists.
+    reserve = socket.socket(family, kind)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    port = spec.default_port if config.port is None else config.port
+    try:
+        reserve.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"{spec.name}: cannot bind {host}:{port}: {exc.strerror}") from exc
+    port = reserve.getsockname()[1]
+    worker_config = replace(config, port=port, workers=1, reuse_port=True)
+    read_fd, write_fd = os.pipe()
+    children: list[int] = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            os.close(read_fd)
+            reserve.close()
+            code = 0
+            try:
+                logging.getLogger("sockhub.server").setLevel(logging.WARNING)
+                loops.run(serve_until_signalled([worker_config], ready_fd=write_fd), loop)
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    os.close(write_fd)
+    ready = 0
+    while ready < config.workers:
+        chunk = os.read(read_fd, config.workers)
+        if not chunk:
+            break
+        ready += len(chunk)
+    os.close(read_fd)
+    reserve.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    if ready < config.workers:
+        log.error("only %d of %d workers started", ready, config.workers)
+        forward(signal.SIGTERM, None)
+    else:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        label = f"{spec.name}, {config.workers} workers" + (", udp" if spec.datagram else "")
+        log.info("listening on %s (%s)", address, label)
+    status = 0
+    for pid in children:
+        _, code = os.waitpid(pid, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return 0 if ready == config.workers and status == 0 else 1

@@ -1,0 +1,309 @@
+"""Listeners and the engine that runs several services in one process.
+
+:class:`StreamServer` owns one service's TCP/TLS/Unix listeners and its
+connection registry (max connections, per-IP max); :class:`DatagramServer`
+owns UDP endpoints; :class:`Engine` starts a list of them, logs one
+``listening on HOST:PORT (SERVICE)`` line per bound socket, and shuts them
+all down gracefully: stop accepting, tell each client, let queued output
+drain for ``drain_timeout``, then cut what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import stat
+from collections import Counter
+from typing import Any, cast
+
+from sockhub.config import ServiceConfig
+from sockhub.engine.connection import StreamConnection, format_address
+from sockhub.errors import ConfigError
+from sockhub.limits import Limits
+from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
+from sockhub.services.registry import ServiceSpec, resolve
+
+log = logging.getLogger("sockhub.server")
+
+#: Pending connections the kernel queues before accept(); asyncio's default
+#: of 100 makes a burst of a thousand connects wait for SYN retries.
+BACKLOG = 1024
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server-side TLS context with the stdlib's secure defaults (TLS >= 1.2)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
+    return context
+
+
+class StreamServer:
+    """One stream service: its listeners and its live connections."""
+
+    transport_name: str
+
+    def __init__(self, config: ServiceConfig, spec: ServiceSpec | None = None) -> None:
+        self.config = config
+        self.spec = spec or resolve(config.service)
+        self.name = self.spec.name
+        self.limits: Limits = config.resolved_limits(self.spec.limits)
+        self.protocol_class: type[Protocol] = self.spec.protocol_class  # type: ignore[assignment]
+        self.connections: set[StreamConnection] = set()
+        self.addresses: list[str] = []
+        self.accepted = 0
+        self._per_ip: Counter[str] = Counter()
+        self._servers: list[asyncio.Server] = []
+        self._empty = asyncio.Event()
+        if config.unix:
+            self.transport_name = "unix"
+        else:
+            self.transport_name = "tls" if config.tls else "tcp"
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound TCP ports (useful with port 0)."""
+        return [
+            sock.getsockname()[1]
+            for server in self._servers
+            for sock in server.sockets
+            if sock.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        tls = server_tls_context(config.tls_cert, config.tls_key) if config.tls_cert else None  # type: ignore[arg-type]
+        extra: dict[str, Any] = {"backlog": BACKLOG}
+        if tls is not None:
+            extra.update(ssl=tls, ssl_handshake_timeout=self.limits.tls_handshake_timeout)
+        try:
+            if config.unix:
+                _remove_stale_socket(config.unix)
+                server = await loop.create_unix_server(
+                    lambda: StreamConnection(self), path=config.unix, **extra
+                )
+            else:
+                port = self.spec.default_port if config.port is None else config.port
+                server = await loop.create_server(
+                    lambda: StreamConnection(self),
+                    host=list(config.hosts),
+                    port=port,
+                    reuse_port=config.reuse_port or None,
+                    **extra,
+                )
+        except OSError as exc:
+            where = config.unix or f"{','.join(config.hosts)}:{config.port}"
+            raise ConfigError(f"{self.name}: cannot listen on {where}: {exc.strerror}") from exc
+        self._servers.append(server)
+        for sock in server.sockets:
+            address = format_address(sock.getsockname())
+            self.addresses.append(address)
+            suffix = ", tls" if tls is not None else ""
+            log.info("listening on %s (%s%s)", address, self.name, suffix)
+
+    def make_protocol(self) -> Protocol:
+        return self.protocol_class()
+
+    def admit(self, connection: StreamConnection) -> str | None:
+        """Register a new connection, or return why it is refused."""
+        limits = self.limits
+        if limits.max_conns is not None and len(self.connections) >= limits.max_conns:
+            return f"server full ({limits.max_conns} connections); try again later"
+        ip = connection.peer_ip
+        if ip is not None and limits.max_conns_per_ip is not None:
+            if self._per_ip[ip] >= limits.max_conns_per_ip:
+                return f"too many connections from {ip} (max {limits.max_conns_per_ip})"
+            self._per_ip[ip] += 1
+        self.connections.add(connection)
+        self.accepted += 1
+        self._empty.clear()
+        return None
+
+    def forget(self, connection: StreamConnection) -> None:
+        self.connections.discard(connection)
+        ip = connection.peer_ip
+        if ip is not None and ip in self._per_ip:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+        if not self.connections:
+            self._empty.set()
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def shutdown(self, reason: str = "server shutting down") -> None:
+        """Stop accepting, tell every client, drain, then cut the rest."""
+        self.stop_accepting()
+        for connection in list(self.connections):
+            connection.notify_close(reason)
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), self.limits.drain_timeout)
+        for connection in list(self.connections):
+            connection.abort("shutdown drain timeout")
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), 1.0)
+        if self.config.unix:
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.unix)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a Unix socket left by a dead server; refuse to clobber others."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listening: stale
+    else:
+        raise ConfigError(f"{path}: another server is listening there")
+    finally:
+        probe.close()
+
+
+class DatagramConnection(asyncio.DatagramProtocol):
+    """One UDP endpoint, driving one sans-I/O datagram protocol."""
+
+    def __init__(self, server: DatagramServer) -> None:
+        self.server = server
+        self.protocol: DatagramProtocol = server.protocol_class()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.protocol.connection_made(
+            ConnectionInfo(
+                peer="*",
+                local=format_address(self.transport.get_extra_info("sockname")),
+                transport="udp",
+                service=self.server.name,
+                limits=self.server.limits,
+                options=self.server.config.options,
+            )
+        )
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        max_frame = self.server.limits.max_frame
+        if max_frame is not None and len(data) > max_frame:
+            self.dropped += 1
+            return
+        self.protocol.receive_datagram(data, addr)
+        assert self.transport is not None
+        for payload, target in self.protocol.datagrams_to_send():
+            self.transport.sendto(payload, target)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: not our problem.
+        log.debug("%s: %s", self.server.name, exc)
+
+
+class DatagramServer:
+    """One datagram service on one or more UDP endpoints."""
+
+    transport_name = "udp"
+
+    def __init__(self, config: ServiceConfig, spec: ServiceSpec | None = None) -> None:
+        self.config = config
+        self.spec = spec or resolve(config.service)
+        self.name = self.spec.name
+        self.limits = config.resolved_limits(self.spec.limits)
+        self.protocol_class: type[DatagramProtocol] = self.spec.protocol_class  # type: ignore[assignment]
+        self.addresses: list[str] = []
+        self.endpoints: list[DatagramConnection] = []
+        self._transports: list[asyncio.DatagramTransport] = []
+        if config.tls or config.unix:
+            raise ConfigError(f"{self.name}: UDP services take neither TLS nor a Unix socket")
+
+    @property
+    def ports(self) -> list[int]:
+        return [t.get_extra_info("sockname")[1] for t in self._transports]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        port = self.spec.default_port if self.config.port is None else self.config.port
+        for host in self.config.hosts:
+            try:
+                transport, endpoint = await loop.create_datagram_endpoint(
+                    lambda: DatagramConnection(self),
+                    local_addr=(host, port),
+                    reuse_port=self.config.reuse_port or None,
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"{self.name}: cannot bind UDP {host}:{port}: {exc.strerror}"
+                ) from exc
+            self._transports.append(transport)
+            self.endpoints.append(endpoint)
+            address = format_address(transport.get_extra_info("sockname"))
+            self.addresses.append(address)
+            log.info("listening on %s (%s, udp)", address, self.name)
+
+    def stop_accepting(self) -> None:
+        for transport in self._transports:
+            transport.close()
+
+    async def shutdown(self, reason: str = "server shutting down") -> None:
+        self.stop_accepting()
+
+
+Server = StreamServer | DatagramServer
+
+
+def make_server(config: ServiceConfig) -> Server:
+    spec = resolve(config.service)
+    if spec.datagram:
+        return DatagramServer(config, spec)
+    return StreamServer(config, spec)
+
+
+class Engine:
+    """Several services in one process, started and stopped together."""
+
+    def __init__(self, configs: list[ServiceConfig]) -> None:
+        if not configs:
+            raise ConfigError("no services to run")
+        self.servers: list[Server] = [make_server(config) for config in configs]
+
+    async def start(self) -> None:
+        """Bind every listener; if one fails, close those already bound."""
+        started: list[Server] = []
+        try:
+            for server in self.servers:
+                await server.start()
+                started.append(server)
+        except BaseException:
+            for server in started:
+                await server.shutdown()
+            raise
+
+    async def shutdown(self, reason: str = "server shutting down") -> None:
+        for server in self.servers:
+            server.stop_accepting()
+        await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Start, wait for ``stop``, shut down gracefully."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await self.shutdown()

@@ -1,0 +1,227 @@
+"""The public API for writing a service: sans-I/O protocol classes.
+
+Theory of operation
+-------------------
+
+A service is a class; the engine makes one instance per connection and
+drives it with four calls, like Twisted's ``Protocol`` but without a
+transport inside::
+
+    connection_made(info)   once, before any data
+    receive_data(data)      each time bytes arrive, split however TCP likes
+    receive_eof()           the peer half-closed its side
+    connection_lost()       the connection is gone, for whatever reason
+
+In between, the protocol *queues* what it wants to say with :meth:`send`
+and asks to hang up with :meth:`close`. After every call the engine takes
+:meth:`data_to_send` and writes it, and closes once :meth:`close_expected`
+is true and the queue is flushed. The protocol never touches a socket, a
+timer or the event loop, so it can be tested by feeding it bytes (see
+``tests/helpers.py``), and the engine alone owns limits, back-pressure,
+timeouts and shutdown.
+
+:class:`LineProtocol` adds line framing, UTF-8 and error replies on top,
+so a line service is a single method::
+
+    class Shout(LineProtocol):
+        def line_received(self, line: str) -> None:
+            self.send_line(line.upper() + "!")
+
+:class:`DatagramProtocol` is the same idea for UDP: one instance per
+listening endpoint, one call per datagram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sockhub.codec.lines import LineDecoder, decode_utf8, encode_line
+from sockhub.errors import DecodeError, LineTooLong
+from sockhub.limits import Limits
+
+Address = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """What a protocol may know about its connection.
+
+    Attributes:
+        peer: printable peer address, ``"127.0.0.1:50312"``, ``"[::1]:50312"``
+            or ``"unix"``.
+        local: printable local address.
+        transport: ``"tcp"``, ``"tls"``, ``"unix"`` or ``"udp"``.
+        service: the service's name as configured (``"echo"``).
+        limits: the server's limits; line services read ``max_line`` here.
+        options: service-specific settings from the command line or TOML.
+    """
+
+    peer: str = "test"
+    local: str = "test"
+    transport: str = "tcp"
+    service: str = "test"
+    limits: Limits = field(default_factory=Limits)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Protocol:
+    """A byte-stream service. Subclass it and override :meth:`receive_data`.
+
+    The base class echoes nothing and ignores input; see
+    :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
+    """
+
+    def __init__(self) -> None:
+        self.info = ConnectionInfo()
+        self._outgoing: list[bytes] = []
+        self._closing = False
+
+    # Called by the engine (or a test) -------------------------------------
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        """The connection is open. Override to greet the peer; call super()."""
+        self.info = info
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes arrived. ``data`` is never empty. Override this."""
+
+    def receive_eof(self) -> None:
+        """The peer will send no more. By default, close once flushed."""
+        self.close()
+
+    def connection_lost(self) -> None:
+        """The connection is closed; nothing more can be sent. Override to clean up."""
+
+    def closing_notice(self, reason: str) -> None:
+        """The server is about to close this connection (shutdown, idle).
+
+        ``reason`` is a short phrase such as ``"server shutting down"``.
+        Byte services say nothing by default; line services send an
+        ``error:`` line. The engine calls :meth:`close` afterwards.
+        """
+
+    @classmethod
+    def refusal(cls, reason: str) -> bytes:
+        """The bytes sent to a client refused before it was admitted.
+
+        Called on the class (no instance exists yet) when a connection
+        limit is reached. One line, so nc and telnet users can read it.
+        """
+        return encode_line(f"error: {reason}")
+
+    def data_to_send(self) -> list[bytes]:
+        """Take the queued output (the engine calls this after every call)."""
+        out = self._outgoing
+        if out:
+            self._outgoing = []
+        return out
+
+    def close_expected(self) -> bool:
+        """True once the protocol wants the connection closed."""
+        return self._closing
+
+    # Called by subclasses ---------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the peer. Ignored once :meth:`close` was called."""
+        if data and not self._closing:
+            self._outgoing.append(data)
+
+    def close(self) -> None:
+        """Hang up after everything queued so far has been sent."""
+        self._closing = True
+
+
+class LineProtocol(Protocol):
+    """A text service, one line at a time. Override :meth:`line_received`.
+
+    Input lines end with LF or CRLF and must be UTF-8; output lines end with
+    CRLF (the network's line ending, RFC 854). A line that is not valid UTF-8
+    gets an ``error:`` line and is skipped; the connection stays up. A line
+    longer than ``limits.max_line`` gets an ``error:`` line and a close,
+    because the stream's framing cannot be trusted after it.
+    """
+
+    newline = b"\r\n"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._decoder = LineDecoder(self.info.limits.max_line)
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        super().connection_made(info)
+        self._decoder = LineDecoder(info.limits.max_line)
+
+    def line_received(self, line: str) -> None:
+        """One line of text arrived, without its line ending. Override this."""
+
+    def send_line(self, text: str) -> None:
+        """Queue one line; CR or LF inside ``text`` become spaces."""
+        self.send(encode_line(text, self.newline))
+
+    def send_error(self, message: str) -> None:
+        """Queue an ``error: <message>`` line, the line services' error form."""
+        self.send_line(f"error: {message}")
+
+    def receive_data(self, data: bytes) -> None:
+        try:
+            lines = self._decoder.feed(data)
+        except LineTooLong as exc:
+            self._dispatch(exc.frames)
+            self.send_error(f"line too long (max {exc.limit} bytes); closing")
+            self.close()
+            return
+        self._dispatch(lines)
+
+    def receive_eof(self) -> None:
+        last = self._decoder.flush()
+        if last is not None:
+            self._dispatch([last])
+        self.close()
+
+    def closing_notice(self, reason: str) -> None:
+        self.send_error(reason)
+
+    def _dispatch(self, lines: list[bytes]) -> None:
+        for raw in lines:
+            if self._closing:
+                return
+            try:
+                text = decode_utf8(raw)
+            except DecodeError as exc:
+                self.send_error(f"{exc}; line ignored")
+                continue
+            self.line_received(text)
+
+
+class DatagramProtocol:
+    """A datagram service: one instance per listening endpoint.
+
+    Override :meth:`receive_datagram` and answer with :meth:`send_datagram`.
+    Datagrams larger than ``limits.max_frame`` are dropped by the engine
+    before they reach the protocol.
+    """
+
+    def __init__(self) -> None:
+        self.info = ConnectionInfo(transport="udp")
+        self._outgoing: list[tuple[bytes, Address]] = []
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        """The endpoint is bound."""
+        self.info = info
+
+    def receive_datagram(self, data: bytes, addr: Address) -> None:
+        """A datagram arrived from ``addr``. Override this."""
+
+    def send_datagram(self, data: bytes, addr: Address) -> None:
+        """Queue a datagram for ``addr``."""
+        self._outgoing.append((data, addr))
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Take the queued datagrams (the engine calls this after every call)."""
+        out = self._outgoing
+        if out:
+            self._outgoing = []
+        return out

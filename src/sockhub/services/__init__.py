@@ -1,0 +1,1 @@
+"""Services: a name, a protocol class and the defaults it runs with."""

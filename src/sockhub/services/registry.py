@@ -1,0 +1,85 @@
+"""The built-in services by name, and ``pkg.module:Class`` for your own.
+
+A plain dict, not import strings, for the closed set sockhub ships; a
+user's class is imported only when named with a colon on the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sockhub.errors import ConfigError
+from sockhub.protocols.base import DatagramProtocol, Protocol
+from sockhub.protocols.echo import Echo, Hello, UdpEcho, Upper
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one kind of service.
+
+    Attributes:
+        name: the name used on the command line and in logs.
+        protocol_class: instantiated with no arguments, once per connection
+            (stream) or once per endpoint (datagram).
+        default_port: the port used when none is given.
+        summary: one line for ``--help``.
+        stateless: safe to run in several processes (``--workers``).
+        limits: overrides of the engine's default limits for this service.
+    """
+
+    name: str
+    protocol_class: type[Protocol] | type[DatagramProtocol]
+    default_port: int
+    summary: str
+    stateless: bool = True
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def datagram(self) -> bool:
+        return issubclass(self.protocol_class, DatagramProtocol)
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    spec.name: spec
+    for spec in (
+        ServiceSpec("echo", Echo, 9000, "every byte back as received"),
+        ServiceSpec("upper", Upper, 9003, "each line back upper-cased"),
+        ServiceSpec("hello", Hello, 9004, "greets, answers 'Hello, <line>!', bye on 'exit'"),
+        ServiceSpec("udp-echo", UdpEcho, 9000, "every UDP datagram back to its sender"),
+    )
+}
+
+#: What ``sockhub serve`` runs with no service named. Until the chat hub
+#: lands this is the echo family.
+DEFAULT_SERVICES = ("echo", "upper", "hello", "udp-echo")
+
+
+def resolve(name: str) -> ServiceSpec:
+    """Find a built-in service, or import ``pkg.module:Class``.
+
+    Raises:
+        ConfigError: unknown name, module not importable, or a class that is
+            not a sockhub protocol.
+    """
+    if name in SERVICES:
+        return SERVICES[name]
+    if ":" not in name:
+        known = ", ".join(SERVICES)
+        raise ConfigError(f"unknown service {name!r} (built-in: {known}; or pkg.module:Class)")
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"{module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, type) or not issubclass(obj, Protocol | DatagramProtocol):
+        raise ConfigError(
+            f"{name} is not a subclass of sockhub.Protocol, LineProtocol or DatagramProtocol"
+        )
+    return ServiceSpec(name, obj, 0, obj.__doc__ or name, stateless=False)
