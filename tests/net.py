@@ -11,7 +11,10 @@ import struct
 STEP = 10.0
 
 
-async def open_client(port: int, host: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+Client = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def open_client(port: int, host: str = "127.0.0.1") -> Client:
     return await asyncio.wait_for(asyncio.open_connection(host, port), STEP)
 
 

@@ -100,7 +100,7 @@ async def test_abrupt_reset_is_cleaned_up_and_others_unaffected(serve):
     server = await serve("upper")
     port = server.ports[0]
     reader, writer = await open_client(port)
-    victim_reader, victim_writer = await open_client(port)
+    _, victim_writer = await open_client(port)
     victim_writer.write(b"half a li")
     await victim_writer.drain()
     writer.write(b"ping\n")
