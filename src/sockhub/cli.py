@@ -160,7 +160,8 @@ EPILOG_CONNECT = """\
 Copies standard input to the connection and the connection to standard
 output, both at once. At end of input the connection is half-closed and
 output continues until the server closes. With --udp each input line is one
-datagram, and the client exits after --wait seconds without an answer.
+datagram. UDP has no close and TLS no half-close, so with either the client
+exits --wait seconds after the end of input once no more data arrives.
 
 examples:
   sockhub connect 127.0.0.1:9003            type lines, read them upper-cased
@@ -191,7 +192,8 @@ def _add_connect(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="connect timeout in seconds (default 10)")
     p.add_argument("--wait", type=float, default=1.0, metavar="S",
-                   help="UDP: seconds of quiet after the last input before exiting (default 1)")
+                   help="UDP and TLS (which cannot half-close): seconds of quiet after the "
+                   "end of input before exiting (default 1)")
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
@@ -211,13 +213,14 @@ def _cmd_connect(args: argparse.Namespace) -> int:
             raise ConfigError("--udp and --unix do not go together")
         server_name = args.server_name or ("localhost" if tls else None)
         return loops.run(connect_stream(None, None, unix=args.unix, tls=tls,
-                                        server_hostname=server_name, timeout=args.timeout))
+                                        server_hostname=server_name, timeout=args.timeout,
+                                        wait=args.wait))
     host, port = parse_hostport(args.address)
     if args.udp:
         return loops.run(connect_udp(host, port, wait=args.wait))
     server_name = args.server_name if tls else None
     return loops.run(connect_stream(host, port, tls=tls, server_hostname=server_name,
-                                    timeout=args.timeout))
+                                    timeout=args.timeout, wait=args.wait))
 
 
 def _add_ping(sub: Any) -> None:

@@ -19,8 +19,8 @@ import resource
 import time
 from array import array
 from dataclasses import asdict, dataclass
-from typing import cast
 from multiprocessing.connection import Connection
+from typing import cast
 
 from sockhub.engine import loops
 

@@ -3,8 +3,9 @@
 Both directions run at once. Stdin is read in a thread, because asyncio
 cannot watch a regular file or every kind of terminal; the socket side is
 plain asyncio. At end of stdin the client half-closes (like ``nc -N``) and
-keeps printing until the server closes; for UDP it waits ``wait`` seconds
-of quiet for the last replies.
+keeps printing until the server closes. TLS cannot half-close a
+connection, and a UDP peer never closes, so there the client waits for
+``wait`` seconds of quiet after the end of input for the last replies.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ async def connect_stream(
     tls: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     timeout: float = 10.0,
+    wait: float = 1.0,
     stdin_fd: int = 0,
     stdout: BinaryIO | None = None,
 ) -> int:
@@ -73,6 +75,7 @@ async def connect_stream(
         print(f"sockhub connect: {where}: {_describe(exc)}", file=sys.stderr)
         return 1
     queue = _start_stdin(stdin_fd)
+    input_done = asyncio.Event()
 
     async def upstream() -> None:
         while chunk := await queue.get():
@@ -80,17 +83,33 @@ async def connect_stream(
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+        else:
+            input_done.set()
 
     sender = asyncio.create_task(upstream())
+    input_over = asyncio.ensure_future(input_done.wait())
     status = 0
     try:
-        while data := await reader.read(READ_SIZE):
+        while True:
+            read = asyncio.ensure_future(reader.read(READ_SIZE))
+            if not input_over.done():
+                await asyncio.wait([read, input_over], return_when=asyncio.FIRST_COMPLETED)
+            if read.done():
+                data = read.result()
+            else:  # input over and no half-close possible: wait for quiet
+                try:
+                    data = await asyncio.wait_for(read, wait)
+                except TimeoutError:
+                    break
+            if not data:
+                break
             out.write(data)
             out.flush()
     except (OSError, ssl.SSLError) as exc:
         print(f"sockhub connect: {_describe(exc)}", file=sys.stderr)
         status = 1
     finally:
+        input_over.cancel()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError, ssl.SSLError):
             await sender

@@ -1,0 +1,171 @@
+"""``sockhub serve`` as a real process: the command-line contract."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from net import STEP, read_line, read_until_eof
+from proc import run_sockhub, start_sockhub
+from sockhub.cli import main
+
+
+async def test_default_serve_runs_the_echo_family_and_logs_real_ports():
+    served = await start_sockhub("--port", "0", listeners=4)
+    try:
+        assert set(served.ports) == {"echo", "upper", "hello", "udp-echo, udp"}
+        assert all(port > 0 for port in served.ports.values())
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["hello"])
+        assert await read_line(reader) == b"hello!\r\n"
+        writer.close()
+    finally:
+        assert await served.stop() == 0
+
+
+async def test_sigterm_shuts_down_gracefully_telling_clients():
+    served = await start_sockhub("upper", "--port", "0")
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["upper"])
+    writer.write(b"x\n")
+    assert await read_line(reader) == b"X\r\n"
+    assert await served.stop(signal.SIGTERM) == 0
+    assert await read_until_eof(reader) == b"error: server shutting down\r\n"
+    assert any("shutting down" in line for line in served.log)
+    writer.close()
+
+
+async def test_sigint_also_exits_zero():
+    served = await start_sockhub("echo", "--port", "0", "--loop", "asyncio")
+    assert await served.stop(signal.SIGINT) == 0
+
+
+async def test_json_log_format():
+    served = await start_sockhub("echo", "--port", "0", "--log-format", "json")
+    try:
+        import json
+
+        entry = json.loads(served.log[-1])
+        assert entry["message"].startswith("listening on 127.0.0.1:")
+        assert entry["level"] == "info"
+    finally:
+        await served.stop()
+
+
+async def test_user_service_from_an_import_path(tmp_path):
+    (tmp_path / "shoutsvc.py").write_text(
+        "from sockhub import LineProtocol\n\n"
+        "class Shout(LineProtocol):\n"
+        "    def line_received(self, line):\n"
+        "        self.send_line(line.upper() + '!')\n"
+    )
+    served = await start_sockhub(
+        "shoutsvc:Shout", "--port", "0", "--max-line", "10",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["shoutsvc:Shout"])
+        writer.write(b"hey\n0123456789X\n")
+        assert await read_line(reader) == b"HEY!\r\n"
+        assert await read_line(reader) == b"error: line too long (max 10 bytes); closing\r\n"
+        writer.close()
+    finally:
+        assert await served.stop() == 0
+
+
+async def test_workers_share_one_port():
+    served = await start_sockhub("echo", "--port", "0", "--workers", "2")
+    try:
+        assert list(served.ports) == ["echo, 2 workers"]
+        port = served.ports["echo, 2 workers"]
+        children = [
+            pid for pid in os.listdir("/proc") if pid.isdigit() and _ppid(pid) == served.process.pid
+        ]
+        assert len(children) == 2
+
+        async def round_trip(i: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"w%d" % i)
+            got = await asyncio.wait_for(reader.readexactly(len(b"w%d" % i)), STEP)
+            writer.close()
+            return got
+
+        assert await asyncio.gather(*(round_trip(i) for i in range(20))) == [
+            b"w%d" % i for i in range(20)
+        ]
+    finally:
+        assert await served.stop() == 0
+
+
+def _ppid(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+async def test_workers_refuse_a_unix_socket(tmp_path):
+    code, _, err = await run_sockhub(
+        "serve", "echo", "--workers", "2", "--unix", str(tmp_path / "s.sock"))
+    assert code == 2
+    assert b"--workers needs a TCP or UDP port" in err
+
+
+async def test_config_file_from_the_command_line(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[service]]\nservice = "upper"\nport = 0\n\n'
+                    '[[service]]\nservice = "echo"\nport = 0\n')
+    served = await start_sockhub("--config", str(path), listeners=2)
+    try:
+        assert set(served.ports) == {"upper", "echo"}
+    finally:
+        assert await served.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "nosuch"], "unknown service 'nosuch'"),
+        (["serve", "nosuchmodule:Thing"], "cannot import 'nosuchmodule'"),
+        (["serve", "sockhub.cli:main"], "is not a subclass of sockhub.Protocol"),
+        (["serve", "echo", "--tls-cert", "c.pem"], "go together"),
+        (["serve", "echo", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k"],
+         "cannot load TLS certificate"),
+        (["serve", "--port", "9000"], "--port needs a SERVICE"),
+        (["serve", "echo", "--config", "x.toml"], "not both"),
+        (["serve", "--config", "/nonexistent.toml"], "cannot read"),
+        (["serve", "echo", "--port", "70000"], "out of range"),
+        (["serve", "udp-echo", "--unix", "/tmp/x.sock"], "neither TLS nor a Unix socket"),
+        (["serve", "echo", "--loop", "asyncio", "--workers", "0"], "at least 1"),
+    ],
+)
+def test_bad_serve_options_exit_2_with_a_clear_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_limit_options_accept_none(capsys):
+    from sockhub.cli import _serve_configs, build_parser
+
+    args = build_parser().parse_args(
+        ["serve", "echo", "--idle-timeout", "none", "--max-conns", "5", "--max-line", "100"])
+    (config,) = _serve_configs(args)
+    assert config.limits == {"idle_timeout": None, "max_conns": 5, "max_line": 100}
+    limits = config.resolved_limits({})
+    assert limits.idle_timeout is None and limits.max_conns == 5
+
+
+def test_serve_help_documents_every_limit(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--max-conns", "--max-conns-per-ip", "--idle-timeout", "--max-line",
+                 "--max-frame", "--write-high-water", "--write-buffer-max", "--write-timeout",
+                 "--drain-timeout", "--tls-cert", "--tls-key", "--workers", "--config",
+                 "--loop", "--unix", "--banner", "listening on HOST:PORT (SERVICE)"):
+        assert flag in out
