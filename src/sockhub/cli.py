@@ -115,7 +115,12 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
         if value is OFF:
             limit_values[f.name] = None
         elif value is not None:
-            limit_values[f.name] = int(value) if "int" in str(f.type) else value
+            if str(f.type).startswith("int"):
+                if not value.is_integer():
+                    flag = "--" + f.name.replace("_", "-")
+                    raise ConfigError(f"{flag} must be a whole number, not {value:g}")
+                value = int(value)
+            limit_values[f.name] = value
     common: dict[str, Any] = {**limit_values}
     if args.host:
         common["host"] = args.host

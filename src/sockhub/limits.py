@@ -15,8 +15,8 @@ from sockhub.codec.lenprefix import DEFAULT_MAX_FRAME
 from sockhub.codec.lines import DEFAULT_MAX_LINE
 
 
-def _limit(default: Any, help: str, *, unit: str) -> Any:
-    return field(default=default, metadata={"help": help, "unit": unit})
+def _limit(default: Any, help: str, *, unit: str, minimum: float = 1) -> Any:
+    return field(default=default, metadata={"help": help, "unit": unit, "minimum": minimum})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +38,7 @@ class Limits:
         unit="bytes",
     )
     max_frame: int | None = _limit(
-        DEFAULT_MAX_FRAME, "largest frame or UDP datagram accepted", unit="bytes"
+        DEFAULT_MAX_FRAME, "largest frame or UDP datagram accepted", unit="bytes", minimum=0
     )
     write_high_water: int = _limit(
         64 * 1024,
@@ -71,11 +71,12 @@ class Limits:
     )
 
     def merged(self, **overrides: Any) -> Limits:
-        """A copy with the given fields replaced; unknown names are an error."""
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise TypeError(f"unknown limit(s): {', '.join(sorted(unknown))}")
+        """A copy with the given fields replaced.
+
+        Raises:
+            TypeError: an unknown limit name.
+            ValueError: a value of the wrong kind or out of range.
+        """
         return replace(self, **overrides)
 
     def __post_init__(self) -> None:
@@ -85,8 +86,15 @@ class Limits:
                 if "None" not in str(f.type):
                     raise ValueError(f"{f.name} cannot be turned off")
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{f.name} must be a non-negative number, not {value!r}")
+            whole = str(f.type).startswith("int")
+            allowed = int if whole else int | float
+            minimum = f.metadata["minimum"] if whole else 0
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                kind = "a whole number" if whole else "a number"
+                raise ValueError(f"{f.name} must be {kind}, not {value!r}")
+            if not (minimum <= value < float("inf")) or (not whole and value == 0):
+                bound = f"at least {minimum}" if whole else "more than 0"
+                raise ValueError(f"{f.name} must be {bound}, not {value!r}")
 
 
 def limit_names() -> list[str]:

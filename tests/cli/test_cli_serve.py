@@ -139,6 +139,9 @@ async def test_config_file_from_the_command_line(tmp_path):
         (["serve", "echo", "--port", "70000"], "out of range"),
         (["serve", "udp-echo", "--unix", "/tmp/x.sock"], "neither TLS nor a Unix socket"),
         (["serve", "echo", "--loop", "asyncio", "--workers", "0"], "at least 1"),
+        (["serve", "upper", "--max-line", "0"], "max_line must be at least 1"),
+        (["serve", "upper", "--max-line", "2.5"], "--max-line must be a whole number"),
+        (["serve", "upper", "--idle-timeout", "0"], "idle_timeout must be more than 0"),
     ],
 )
 def test_bad_serve_options_exit_2_with_a_clear_message(argv, message, capsys):

@@ -146,7 +146,7 @@ async def test_toml_config_runs_several_services_in_one_process(tmp_path):
     [
         ("[[service]]\nport = 1\n", "needs a 'service' key"),
         ('[[service]]\nservice = "echo"\nbogus = 1\n', "unknown key"),
-        ('[[service]]\nservice = "echo"\nmax_conns = -1\n', "non-negative"),
+        ('[[service]]\nservice = "echo"\nmax_conns = -1\n', "at least 1"),
         ('[[service]]\nservice = "nope"\n', None),
         ("port = \n", "Invalid"),
         ("x = 1\n", "no \\[\\[service\\]\\] tables"),

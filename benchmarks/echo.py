@@ -1,0 +1,383 @@
+"""Echo benchmark: sockhub against bare asyncio, uvloop, threads and Twisted.
+
+Why this shape:
+
+* Each server runs alone in its own process, pinned to one CPU, and the load
+  client (``sockhub bench echo``) is pinned to another, so the two never
+  fight for a core and "server CPU" means one core's worth at most.
+* A fast client can be the bottleneck, which makes every fast server look
+  the same in req/s. The server's own CPU time per request (utime + stime
+  from /proc/PID/stat, whole process, all threads) does not depend on how
+  hard the client pushes, so it is the fair column; req/s is shown too.
+* Servers bind 127.0.0.1 with port 0 and announce ``listening on HOST:PORT
+  (NAME)`` on stderr; we wait for that line (with a timeout), never sleep.
+* Every child runs in its own session, so a Ctrl-C at the terminal reaches
+  only this script, which then stops exactly the processes it started.
+
+    python benchmarks/echo.py --seconds 5 --procs 2 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import queue
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+
+HOST = "127.0.0.1"
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers" / "echo_peers.py"
+LISTEN_TIMEOUT = 20.0  # seconds for a server to bind (Twisted imports slowly)
+STOP_TIMEOUT = 10.0  # seconds for a server to exit after SIGTERM
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(([^)]*)\)")
+REFERENCE = "sockhub"  # ratios are against this row
+TARGET_PEER = "uvloop-protocol"  # the goal: sockhub >= TARGET_RATIO x this peer
+TARGET_RATIO = 0.9
+
+# Re-pin, then exec the real command: the affinity holds from its first
+# instruction and for every thread or child it makes, with no taskset needed.
+PIN_SHIM = (
+    "import os, sys; "
+    "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')}); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def _sockhub(loop: str) -> list[str]:
+    return [sys.executable, "-m", "sockhub", "serve", "echo", "--host", HOST, "--port", "0",
+            "--loop", loop, "--log-level", "info"]
+
+
+def _peer(kind: str) -> list[str]:
+    return [sys.executable, str(PEERS), "--kind", kind, "--port", "0"]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One contender: its table name, its command, and the name it logs when bound."""
+
+    name: str
+    argv: list[str]
+    announces: str
+
+
+SERVERS: list[ServerSpec] = [
+    ServerSpec("sockhub", _sockhub("uvloop"), "echo"),
+    ServerSpec("sockhub-asyncio", _sockhub("asyncio"), "echo"),
+    ServerSpec("asyncio-streams", _peer("asyncio-streams"), "asyncio-streams"),
+    ServerSpec("asyncio-protocol", _peer("asyncio-protocol"), "asyncio-protocol"),
+    ServerSpec("uvloop-protocol", _peer("uvloop-protocol"), "uvloop-protocol"),
+    ServerSpec("threading", _peer("threading"), "threading"),
+    ServerSpec("twisted", _peer("twisted"), "twisted"),
+]
+
+
+def pinned(argv: list[str], cpus: set[int] | None) -> list[str]:
+    """``argv`` run on ``cpus`` only (unchanged when not pinning)."""
+    if not cpus:
+        return argv
+    return [sys.executable, "-c", PIN_SHIM, ",".join(map(str, sorted(cpus))), *argv]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all its threads), from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    after_name = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
+    utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so stdout holds only the table."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class Server:
+    """A server subprocess: started, awaited until bound, stopped by SIGTERM."""
+
+    def __init__(self, spec: ServerSpec, cpus: set[int] | None) -> None:
+        self.spec = spec
+        self.process = subprocess.Popen(
+            pinned(spec.argv, cpus),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.exit_code: int | None = None
+        # Keep draining stderr all along: a full pipe would block the server.
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.tail.append(line.rstrip())
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> int:
+        """The bound port, from the server's own ``listening on`` line."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise RuntimeError(f"{self.spec.name} exited before listening:\n{self.stderr()}")
+            match = LISTENING.search(line)
+            if match and match.group(2) == self.spec.announces:
+                return int(match.group(1))
+        raise RuntimeError(f"{self.spec.name}: no 'listening on' line in {timeout:g} s")
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def stderr(self) -> str:
+        return "\n".join(self.tail)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit; only our own PID is signalled."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log(f"  {self.spec.name} ignored SIGTERM for {STOP_TIMEOUT:g} s; killing it")
+                self.process.kill()
+                self.process.wait()
+        self.exit_code = self.process.returncode
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_client(port: int, args: argparse.Namespace, cpus: set[int] | None) -> dict[str, float]:
+    """Run ``sockhub bench echo --json`` to completion and return what it printed.
+
+    The client forks ``--procs`` workers; it leads its own process group, so
+    on timeout or Ctrl-C that group (all of it started by us) is killed.
+    """
+    argv = [sys.executable, "-m", "sockhub", "bench", "echo", f"{HOST}:{port}",
+            "--conns", str(args.conns), "--size", str(args.size),
+            "--seconds", str(args.seconds), "--procs", str(args.procs), "--json"]
+    client = subprocess.Popen(
+        pinned(argv, cpus),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = client.communicate(timeout=args.seconds + 60)
+    finally:
+        if client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+            client.wait()
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"bench client printed nothing (exit {client.returncode}):\n{err}")
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+@dataclass
+class Row:
+    """One server's figures from one load run."""
+
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_pct: float
+    cpu_us_per_req: float
+    client_cpu_pct: float
+    errors: float
+
+
+def measure(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] | None,
+            client_cpus: set[int] | None) -> Row:
+    """Start one server, load it once, stop it; CPU is counted over the load only."""
+    with Server(spec, server_cpus) as server:
+        port = server.wait_listening()
+        cpu_before = server.cpu_seconds()
+        result = run_client(port, args, client_cpus)
+        cpu_used = server.cpu_seconds() - cpu_before
+    if server.exit_code != 0:
+        log(f"  warning: {spec.name} exited with {server.exit_code} after SIGTERM:\n"
+            f"{server.stderr()}")
+    seconds, requests = result["seconds"], result["requests"]
+    row = Row(
+        req_per_s=result["req_per_s"],
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
+        server_cpu_pct=100.0 * cpu_used / seconds,
+        cpu_us_per_req=1e6 * cpu_used / requests if requests else float("nan"),
+        client_cpu_pct=100.0 * result["client_cpu_s"] / seconds,
+        errors=result["errors"],
+    )
+    log(f"  {spec.name:<17} {row.req_per_s:>10,.0f} req/s  server CPU {row.server_cpu_pct:5.1f}%"
+        f"  {row.cpu_us_per_req:6.1f} µs/req  client CPU {row.client_cpu_pct:5.1f}%"
+        + (f"  ERRORS {row.errors:g}" if row.errors else ""))
+    return row
+
+
+def median_row(rows: Sequence[Row]) -> Row:
+    """Each column's median over the rounds (columns taken separately)."""
+    return Row(*(statistics.median(getattr(r, f.name) for r in rows) for f in fields(Row)))
+
+
+HEADERS = ["server", "req/s", "req/s vs sockhub", "p50 ms", "p99 ms", "server CPU %",
+           "CPU µs/req", "CPU/req vs sockhub", "client CPU %"]
+
+
+def table(results: dict[str, Row], markdown: bool) -> str:
+    """The results as aligned text or as a Markdown table."""
+    ref = results.get(REFERENCE)
+
+    def ratio(value: float, base: float | None) -> str:
+        return f"{value / base:.2f}x" if base else "-"
+
+    body = [
+        [
+            name,
+            f"{r.req_per_s:,.0f}",
+            ratio(r.req_per_s, ref.req_per_s if ref else None),
+            f"{r.p50_ms:.3f}",
+            f"{r.p99_ms:.3f}",
+            f"{r.server_cpu_pct:.0f}",
+            f"{r.cpu_us_per_req:.1f}",
+            ratio(r.cpu_us_per_req, ref.cpu_us_per_req if ref else None),
+            f"{r.client_cpu_pct:.0f}",
+        ]
+        for name, r in results.items()
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(HEADERS) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in [HEADERS, *body]) for i in range(len(HEADERS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                  for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+        for cells in [HEADERS, *body]
+    )
+
+
+def notes(results: dict[str, Row], client_cores: int) -> list[str]:
+    """What a reader must know before trusting the table."""
+    out = []
+    saturated = [n for n, r in results.items() if r.client_cpu_pct >= 90.0 * client_cores]
+    if saturated:
+        out.append(
+            f"client CPU >= 90% of its {client_cores} core(s) for {', '.join(saturated)}: "
+            "req/s is capped by the load generator there; compare CPU µs/req instead."
+        )
+    failed = [f"{n} ({r.errors:g})" for n, r in results.items() if r.errors]
+    if failed:
+        out.append(f"bench errors: {', '.join(failed)}")
+    ref, peer = results.get(REFERENCE), results.get(TARGET_PEER)
+    if ref and peer:
+        speed = ref.req_per_s / peer.req_per_s
+        efficiency = peer.cpu_us_per_req / ref.cpu_us_per_req
+        verdict = "met" if min(speed, efficiency) >= TARGET_RATIO else "NOT met"
+        out.append(
+            f"target sockhub >= {TARGET_RATIO}x {TARGET_PEER}: req/s {speed:.2f}x, "
+            f"CPU efficiency (its µs/req over ours) {efficiency:.2f}x -> {verdict}"
+        )
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    names = [s.name for s in SERVERS]
+    parser = argparse.ArgumentParser(
+        description="Echo benchmark: sockhub against bare asyncio, uvloop, threads, Twisted.",
+        epilog=f"servers: {', '.join(names)}",
+    )
+    parser.add_argument("--conns", type=int, default=10, help="connections (default 10)")
+    parser.add_argument("--size", type=int, default=1024, help="bytes per request (default 1024)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="load per server, seconds (default 5)")
+    parser.add_argument("--procs", type=int, default=1,
+                        help="client processes, all on the client CPU (default 1)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every server this many times, interleaved; report medians")
+    parser.add_argument("--only", metavar="NAME,...",
+                        help="run only these servers (comma-separated)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args(argv)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            parser.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+        args.servers = [s for s in SERVERS if s.name in wanted]
+    else:
+        args.servers = SERVERS
+    if min(args.conns, args.size, args.procs, args.rounds) < 1 or args.seconds <= 0:
+        parser.error("--conns, --size, --procs, --rounds must be >= 1 and --seconds > 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A SIGTERM to us unwinds like Ctrl-C, so the finally blocks stop our servers.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        server_cpus, client_cpus = {cpus[0]}, {cpus[1]}
+        client_cores = 1
+        placement = f"server on CPU {cpus[0]}, client on CPU {cpus[1]}"
+    else:
+        server_cpus = client_cpus = None
+        client_cores = 1
+        placement = "only one CPU: server and client share it, not pinned"
+    log(f"echo benchmark: {args.conns} conns x {args.size} B, {args.seconds:g} s, "
+        f"{args.procs} client proc(s), {args.rounds} round(s); {placement}")
+    runs: dict[str, list[Row]] = {s.name: [] for s in args.servers}
+    try:
+        for round_no in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                log(f"round {round_no}/{args.rounds}")
+            for spec in args.servers:
+                runs[spec.name].append(measure(spec, args, server_cpus, client_cpus))
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped")
+        return 130
+    results = {name: median_row(rows) for name, rows in runs.items()}
+    print(table(results, args.markdown))
+    heading = f"{args.conns} conns x {args.size} B, {args.seconds:g} s, {args.procs} client proc(s)"
+    if args.rounds > 1:
+        heading += f", median of {args.rounds} rounds"
+    print(("\n" if args.markdown else "") + f"({heading}; {placement})")
+    for note in notes(results, client_cores):
+        print(("\n- " if args.markdown else "note: ") + note)
+    return 1 if any(r.errors for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

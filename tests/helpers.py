@@ -1,0 +1,59 @@
+"""Pure-tier helpers: feed sans-I/O codecs and protocols without sockets."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sockhub.protocols.base import ConnectionInfo, Protocol
+
+
+def split_at_every_byte(data: bytes) -> list[list[bytes]]:
+    """Ways to deliver ``data`` in reads, covering every byte boundary.
+
+    The whole stream in one read, every cut into two reads, and one byte
+    per read. No read is empty.
+    """
+    ways = [[data]] if data else [[]]
+    ways += [[data[:i], data[i:]] for i in range(1, len(data))]
+    if len(data) > 2:
+        ways.append([data[i : i + 1] for i in range(len(data))])
+    return ways
+
+
+def cut(data: bytes, points: Iterable[int]) -> list[bytes]:
+    """``data`` cut at the given offsets (any order, duplicates ignored), no empty reads."""
+    bounds = [0, *sorted({p for p in points if 0 < p < len(data)}), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def feed_all(decoder: Any, chunks: Sequence[bytes]) -> list[bytes]:
+    """Feed every chunk to a LineDecoder or FrameDecoder; all frames it yields."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out
+
+
+def connected(protocol: Protocol, info: ConnectionInfo | None = None) -> Protocol:
+    """Call ``connection_made`` as the engine does; return the protocol."""
+    protocol.connection_made(info if info is not None else ConnectionInfo())
+    return protocol
+
+
+def run_protocol(protocol: Protocol, *chunks: bytes, eof: bool = False) -> bytes:
+    """Feed ``chunks`` (then EOF if asked) and return everything it queued.
+
+    Output queued before the call (a greeting from ``connection_made``) is
+    included. Like the engine, output is collected after every call.
+    """
+    out = b"".join(protocol.data_to_send())
+    for chunk in chunks:
+        if chunk:
+            protocol.receive_data(chunk)
+            out += b"".join(protocol.data_to_send())
+    if eof:
+        protocol.receive_eof()
+        out += b"".join(protocol.data_to_send())
+    return out
