@@ -87,6 +87,7 @@ class StreamConnection(asyncio.Protocol):
         self._admitted = True
         transport.set_write_buffer_limits(high=self.limits.write_high_water)
         protocol = self.server.make_protocol()
+        protocol.wake = self.schedule_flush
         self.protocol = protocol
         banner = self.server.config.banner
         if banner:
@@ -182,6 +183,10 @@ class StreamConnection(asyncio.Protocol):
                 return
         if protocol.close_expected():
             self._close_gracefully()
+
+    def schedule_flush(self) -> None:
+        """Flush at the end of this loop iteration, once, however often called."""
+        self.server.schedule_flush(self)
 
     def notify_close(self, reason: str) -> None:
         """Tell the client why we are closing, then close after a flush."""

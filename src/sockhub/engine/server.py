@@ -61,6 +61,8 @@ class StreamServer:
         self._per_ip: Counter[str] = Counter()
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
+        self._dirty: set[StreamConnection] = set()
+        self.runtime = self.spec.build(config, self.limits) if self.spec.build else None
         if config.unix:
             self.transport_name = "unix"
         else:
@@ -109,7 +111,20 @@ class StreamServer:
             log.info("listening on %s (%s%s)", address, self.name, suffix)
 
     def make_protocol(self) -> Protocol:
+        if self.runtime is not None:
+            return self.runtime.make_protocol()
         return self.protocol_class()
+
+    def schedule_flush(self, connection: StreamConnection) -> None:
+        dirty = self._dirty
+        if not dirty:
+            asyncio.get_running_loop().call_soon(self._flush_dirty)
+        dirty.add(connection)
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for connection in dirty:
+            connection.flush()
 
     def admit(self, connection: StreamConnection) -> str | None:
         """Register a new connection, or return why it is refused."""
@@ -143,6 +158,8 @@ class StreamServer:
     async def shutdown(self, reason: str = "server shutting down") -> None:
         """Stop accepting, tell every client, drain, then cut the rest."""
         self.stop_accepting()
+        if self.runtime is not None:
+            self.runtime.begin_shutdown()
         for connection in list(self.connections):
             connection.notify_close(reason)
         if self.connections:
@@ -156,6 +173,9 @@ class StreamServer:
         if self.config.unix:
             with contextlib.suppress(OSError):
                 os.unlink(self.config.unix)
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -33,7 +33,7 @@ listening endpoint, one call per datagram.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,11 @@ class Protocol:
         self.info = ConnectionInfo()
         self._outgoing: list[bytes] = []
         self._closing = False
+        #: Set by the engine. Call it after queueing output from outside
+        #: receive_data (a chat message pushed to this client): the engine
+        #: then writes it, coalescing every wake-up of one loop iteration
+        #: into one write per connection.
+        self.wake: Callable[[], None] = _nothing
 
     # Called by the engine (or a test) -------------------------------------
 
@@ -132,6 +137,10 @@ class Protocol:
     def close(self) -> None:
         """Hang up after everything queued so far has been sent."""
         self._closing = True
+
+
+def _nothing() -> None:
+    pass
 
 
 class LineProtocol(Protocol):

@@ -7,12 +7,37 @@ user's class is imported only when named with a colon on the command line.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 from sockhub.errors import ConfigError
-from sockhub.protocols.base import DatagramProtocol, Protocol
+from sockhub.protocols.base import DatagramProtocol, LineProtocol, Protocol
 from sockhub.protocols.echo import Echo, Hello, UdpEcho, Upper
+
+if TYPE_CHECKING:
+    from sockhub.config import ServiceConfig
+    from sockhub.limits import Limits
+
+
+class ServiceRuntime(TypingProtocol):
+    """Shared state of a stateful service (the chat hub), one per listener set."""
+
+    def make_protocol(self) -> Protocol:
+        """A protocol for one new connection, wired to the shared state."""
+
+    def begin_shutdown(self) -> None:
+        """The server is going down: clients are about to be told and closed."""
+
+    def close(self) -> None:
+        """Every connection is gone: release files and databases."""
+
+
+def _build_chat(config: ServiceConfig, limits: Limits) -> ServiceRuntime:
+    from sockhub.services.chat import ChatService
+
+    return ChatService.from_config(config, limits)
 
 
 @dataclass(frozen=True)
@@ -27,6 +52,8 @@ class ServiceSpec:
         summary: one line for ``--help``.
         stateless: safe to run in several processes (``--workers``).
         limits: overrides of the engine's default limits for this service.
+        build: for stateful services, makes the shared runtime that hands
+            out protocols; ``protocol_class`` is then only its door's type.
     """
 
     name: str
@@ -35,6 +62,7 @@ class ServiceSpec:
     summary: str
     stateless: bool = True
     limits: dict[str, Any] = field(default_factory=dict)
+    build: Callable[[ServiceConfig, Limits], ServiceRuntime] | None = None
 
     @property
     def datagram(self) -> bool:
@@ -48,12 +76,19 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("upper", Upper, 9003, "each line back upper-cased"),
         ServiceSpec("hello", Hello, 9004, "greets, answers 'Hello, <line>!', bye on 'exit'"),
         ServiceSpec("udp-echo", UdpEcho, 9000, "every UDP datagram back to its sender"),
+        ServiceSpec(
+            "chat", LineProtocol, 9999, "group chat for nc/telnet users, with history",
+            stateless=False,
+            # Chat users may listen for hours without a word; the door's own
+            # flood control and the write limits guard the server instead.
+            limits={"idle_timeout": None, "max_line": 8192},
+            build=_build_chat,
+        ),
     )
 }
 
-#: What ``sockhub serve`` runs with no service named. Until the chat hub
-#: lands this is the echo family.
-DEFAULT_SERVICES = ("echo", "upper", "hello", "udp-echo")
+#: What ``sockhub serve`` runs with no service named: the chat hub's doors.
+DEFAULT_SERVICES = ("chat",)
 
 
 def resolve(name: str) -> ServiceSpec:

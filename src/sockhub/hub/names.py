@@ -1,0 +1,52 @@
+"""Nickname and room-name rules, shared by every door.
+
+Nicknames follow the IRC grammar (RFC 2812 §2.3.1, as modern servers relax
+it) so that a user of the line door is addressable from IRC without any
+translation: a letter or one of ``[]\\`_^{|}`` first, then letters, digits,
+those specials and ``-``; at most :data:`NICK_MAX` characters. Room names
+are ``#`` plus letters, digits and ``-_.``. Both compare case-insensitively
+with ASCII case mapping (ISUPPORT ``CASEMAPPING=ascii``): ``Alice`` and
+``alice`` are the same user.
+"""
+
+from __future__ import annotations
+
+import re
+
+NICK_MAX = 30
+ROOM_MAX = 50
+TOPIC_MAX = 390  # fits in one IRC line with prefix and channel name
+
+_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
+_ROOM = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """The case-folded key of a nick or room (ASCII case mapping)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def nick_problem(nick: str) -> str | None:
+    """Why ``nick`` is not a valid nickname, or None if it is."""
+    if not nick:
+        return "a nick cannot be empty"
+    if len(nick) > NICK_MAX:
+        return f"a nick is at most {NICK_MAX} characters"
+    if not _NICK.match(nick):
+        return (
+            "a nick starts with a letter or one of []\\`_^{|} and continues with "
+            "letters, digits, - or those"
+        )
+    return None
+
+
+def room_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid room name, or None if it is."""
+    if not name.startswith("#"):
+        return "a room name starts with #"
+    if len(name) > ROOM_MAX:
+        return f"a room name is at most {ROOM_MAX} characters"
+    if not _ROOM.match(name):
+        return "a room name is # followed by letters, digits, - _ or ."
+    return None

@@ -1,0 +1,177 @@
+"""The chat line door's wire format, sans-I/O: commands in, lines out.
+
+Theory of operation
+-------------------
+
+Input is one line per action (see docs/chat-line.md). A line starting with
+``/`` is a command, anything else a message to the current room; ``//``
+escapes a message that starts with a slash. :func:`parse_line` turns a line
+into a :class:`Command` after checking its arity once, from the
+:data:`COMMANDS` table, so handlers never re-check argument counts.
+
+Output is one readable line per event, with the server's UTC time::
+
+    12:01:33 #lobby <alice> hi
+    12:01:40 #lobby * bob joined
+    -- replies to your commands start with two dashes
+    error: problems start with "error:"
+
+:func:`render` turns a hub event into that line; it is pure, so a door can
+render an event once and send the same bytes to every member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sockhub.hub.events import (
+    BanChanged,
+    HubEvent,
+    Joined,
+    Kicked,
+    Message,
+    NickChanged,
+    Parted,
+    Private,
+    Quit,
+    TopicChanged,
+)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command's shape: ``min_args``..``max_args`` words, the last may be free text."""
+
+    usage: str
+    summary: str
+    min_args: int = 0
+    max_args: int = 0
+    rest: bool = False  # the last argument takes the rest of the line, spaces and all
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    "nick": CommandSpec("/nick NAME", "choose or change your nick", 1, 1),
+    "join": CommandSpec("/join #ROOM", "join a room (created if new) and talk there", 1, 1),
+    "part": CommandSpec(
+        "/part [#ROOM] [REASON]", "leave a room (default: the current one)", 0, 2, rest=True
+    ),
+    "rooms": CommandSpec("/rooms", "list rooms with their users and topics"),
+    "who": CommandSpec("/who [#ROOM]", "list the users in a room", 0, 1),
+    "msg": CommandSpec("/msg NICK TEXT", "send a private message", 2, 2, rest=True),
+    "me": CommandSpec("/me ACTION", "describe an action: * alice waves", 1, 1, rest=True),
+    "topic": CommandSpec("/topic [#ROOM] [TEXT]", "show or set a room's topic", 0, 2, rest=True),
+    "history": CommandSpec("/history [N]", "show the last N messages of the current room", 0, 1),
+    "quit": CommandSpec("/quit [REASON]", "leave the chat", 0, 1, rest=True),
+    "help": CommandSpec("/help [COMMAND]", "list commands, or explain one", 0, 1),
+    "oper": CommandSpec("/oper NAME PASSWORD", "become a server operator", 2, 2),
+    "kick": CommandSpec(
+        "/kick [#ROOM] NICK [REASON]", "remove someone from a room (operators)", 1, 3, rest=True
+    ),
+    "ban": CommandSpec(
+        "/ban [#ROOM] MASK", "ban a nick, an address or nick!user@host (operators)", 1, 2
+    ),
+    "unban": CommandSpec("/unban [#ROOM] MASK", "lift a ban (operators)", 1, 2),
+    "bans": CommandSpec("/bans [#ROOM]", "list a room's bans", 0, 1),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed line: ``name`` is a key of COMMANDS, or ``"say"`` for a message."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+
+class CommandError(ValueError):
+    """A line that is not a valid command; the message is for the user."""
+
+
+def parse_line(line: str) -> Command:
+    """Parse one input line.
+
+    Raises:
+        CommandError: unknown command or wrong number of arguments.
+    """
+    if not line.startswith("/"):
+        return Command("say", (line,))
+    if line.startswith("//"):
+        return Command("say", (line[1:],))
+    head, _, tail = line[1:].partition(" ")
+    name = head.lower()
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise CommandError(f"unknown command /{head}; /help lists commands")
+    tail = tail.strip()
+    if not tail:
+        args: list[str] = []
+    elif spec.rest:
+        args = tail.split(None, max(spec.max_args - 1, 0))
+    else:
+        args = tail.split()
+    if not spec.min_args <= len(args) <= spec.max_args:
+        raise CommandError(f"usage: {spec.usage}")
+    return Command(name, tuple(args))
+
+
+def help_lines(name: str | None = None) -> list[str]:
+    """Lines for /help, or for /help COMMAND."""
+    if name is not None:
+        spec = COMMANDS.get(name.lstrip("/").lower())
+        if spec is None:
+            return [f"error: no such command /{name.lstrip('/')}"]
+        return [f"-- {spec.usage}: {spec.summary}"]
+    width = max(len(spec.usage) for spec in COMMANDS.values())
+    lines = ["-- commands (a line without / is a message to your current room):"]
+    lines += [f"--   {spec.usage:<{width}}  {spec.summary}" for spec in COMMANDS.values()]
+    return lines
+
+
+def clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(event: HubEvent, viewer: str) -> str:
+    """One output line for ``event`` as ``viewer`` (a nick) should see it."""
+    if isinstance(event, Message):
+        body = f"* {event.nick} {event.text}" if event.action else f"<{event.nick}> {event.text}"
+        if event.history:
+            return f"[history] {stamp(event.ts)} {event.room} {body}"
+        return f"{clock(event.ts)} {event.room} {body}"
+    if isinstance(event, Private):
+        to_viewer = event.target.lower() == viewer.lower() and event.sender != viewer
+        where = "[pm]" if to_viewer else f"[pm to {event.target}]"
+        body = (
+            f"* {event.sender} {event.text}" if event.action else f"<{event.sender}> {event.text}"
+        )
+        return f"{clock(event.ts)} {where} {body}"
+    if isinstance(event, Joined):
+        return f"{clock(event.ts)} {event.room} * {event.nick} joined"
+    if isinstance(event, Parted):
+        return f"{clock(event.ts)} {event.room} * {event.nick} left{_reason(event.reason)}"
+    if isinstance(event, Quit):
+        return f"{clock(event.ts)} * {event.nick} quit{_reason(event.reason)}"
+    if isinstance(event, NickChanged):
+        return f"{clock(event.ts)} * {event.old} is now known as {event.new}"
+    if isinstance(event, TopicChanged):
+        if not event.topic:
+            return f"{clock(event.ts)} {event.room} * {event.nick} cleared the topic"
+        return f"{clock(event.ts)} {event.room} * {event.nick} set the topic: {event.topic}"
+    if isinstance(event, Kicked):
+        return (
+            f"{clock(event.ts)} {event.room} * {event.nick} was kicked by {event.by}"
+            f"{_reason(event.reason)}"
+        )
+    if isinstance(event, BanChanged):
+        verb = "banned" if event.added else "unbanned"
+        return f"{clock(event.ts)} {event.room} * {event.by} {verb} {event.mask}"
+    raise TypeError(f"cannot render {type(event).__name__}")
+
+
+def _reason(reason: str) -> str:
+    return f" ({reason})" if reason else ""

@@ -1,0 +1,505 @@
+"""The chat service: one hub, its history, its bus, and the line door.
+
+:class:`ChatService` owns the shared state (hub, SQLite store, bus,
+operator accounts) and is what every door calls: it checks a command with
+the hub, stores what must be stored, and publishes the event. The
+:class:`LineDoor` is one nc/telnet user: it parses lines with
+``protocols.chat_line``, calls the service, and renders hub events back
+into lines. Nothing here knows a socket: the engine drives the door like
+any other protocol.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sockhub.codec.lines import encode_line
+from sockhub.errors import ConfigError
+from sockhub.hub import Hub, HubError, Message, User
+from sockhub.hub.events import BanChanged, HubEvent, Kicked, Private
+from sockhub.hub.names import fold
+from sockhub.passwords import is_hash, verify_password
+from sockhub.protocols.base import ConnectionInfo, LineProtocol
+from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
+from sockhub.store.bus import LocalBus
+from sockhub.store.history import HISTORY_MAX, ChatStore
+
+if TYPE_CHECKING:
+    from sockhub.config import ServiceConfig
+    from sockhub.limits import Limits
+
+log = logging.getLogger("sockhub.chat")
+
+#: Failed /oper attempts one connection may make before it is closed.
+OPER_ATTEMPTS = 3
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return Path(base) / "sockhub"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatSettings:
+    """The chat service's own settings (``options`` of its ServiceConfig)."""
+
+    data_dir: Path
+    history: int = 50
+    #: Token bucket per client: ``flood_rate`` lines a second on average, with
+    #: bursts of ``flood_burst`` (a paste of a few lines must pass).
+    flood_rate: float | None = 5.0
+    flood_burst: int = 20
+    operators: dict[str, str] | None = None
+    protected_rooms: tuple[str, ...] = ("#lobby",)
+    server_name: str = "sockhub"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> ChatSettings:
+        known = {
+            "data_dir",
+            "history",
+            "flood_rate",
+            "flood_burst",
+            "operators",
+            "protected_rooms",
+            "server_name",
+        }
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"chat: unknown option(s): {', '.join(sorted(unknown))}")
+        values = dict(options)
+        values["data_dir"] = Path(values.get("data_dir") or default_data_dir())
+        operators = values.get("operators") or {}
+        for name, stored in operators.items():
+            if not is_hash(str(stored)):
+                raise ConfigError(
+                    f"chat: operator {name!r} needs a password hash from 'sockhub passwd', "
+                    "not a plain password"
+                )
+        values["operators"] = {fold(k): str(v) for k, v in operators.items()}
+        if "protected_rooms" in values:
+            values["protected_rooms"] = tuple(values["protected_rooms"])
+        history = values.get("history", 50)
+        if not isinstance(history, int) or not 0 <= history <= HISTORY_MAX:
+            raise ConfigError(f"chat: history must be 0-{HISTORY_MAX}")
+        return cls(**values)
+
+
+class ChatService:
+    """Shared state of one chat hub, used by all its doors."""
+
+    def __init__(self, settings: ChatSettings, limits: Limits) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.store = ChatStore(settings.data_dir / "chat.sqlite3")
+        self.hub = Hub(protected_rooms=settings.protected_rooms)
+        self.hub.bans.update(self.store.bans())
+        self.bus = LocalBus()
+        self.bus.subscribe(self.hub.apply)
+        self.shutting_down = False
+        self._guests = itertools.count(random.randrange(1000, 9000))
+        log.info("chat history in %s", self.store.path)
+
+    @classmethod
+    def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
+        return cls(ChatSettings.from_options(dict(config.options)), limits)
+
+    # ServiceRuntime ---------------------------------------------------------
+
+    def make_protocol(self) -> LineDoor:
+        return LineDoor(self)
+
+    def begin_shutdown(self) -> None:
+        self.shutting_down = True
+
+    def close(self) -> None:
+        self.bus.close()
+        self.store.close()
+
+    # Commands shared by every door ------------------------------------------
+
+    def guest_nick(self) -> str:
+        while True:
+            nick = f"guest-{next(self._guests) % 10000:04d}"
+            if self.hub.find_user(nick) is None:
+                return nick
+
+    def say(self, user: User, room: str, text: str, *, action: bool = False) -> Message:
+        """Store, then fan out, a room message. Raises HubError."""
+        message = self.hub.say(user, room, text, time.time(), action=action)
+        message = self.store.append(message)
+        self.bus.publish(message)
+        return message
+
+    def join(self, user: User, room: str) -> None:
+        self.bus.publish(self.hub.join(user, room, time.time()))
+
+    def part(self, user: User, room: str, reason: str = "") -> None:
+        self.bus.publish(self.hub.part(user, room, reason, time.time()))
+
+    def private(self, user: User, target: str, text: str, *, action: bool = False) -> Private:
+        event = self.hub.private(user, target, text, time.time(), action=action)
+        self.bus.publish(event)
+        return event
+
+    def rename(self, user: User, new: str) -> None:
+        event = self.hub.rename(user, new, time.time())
+        if event is not None:
+            self.bus.publish(event)
+
+    def set_topic(self, user: User, room: str, topic: str) -> None:
+        self.bus.publish(self.hub.set_topic(user, room, topic, time.time()))
+
+    def kick(self, user: User, room: str, target: str, reason: str) -> None:
+        self.bus.publish(self.hub.kick(user, room, target, reason, time.time()))
+
+    def ban(self, user: User, room: str, mask: str, *, add: bool = True) -> BanChanged:
+        event = self.hub.ban(user, room, mask, time.time(), add=add)
+        if add:
+            self.store.add_ban(event.room, event.mask, user.nick, event.ts)
+        else:
+            self.store.remove_ban(event.room, event.mask)
+        self.bus.publish(event)
+        found = self.hub.find_room(event.room)
+        if add and found is not None:  # whoever the ban matches leaves the room now
+            for victim in list(found.members.values()):
+                if victim is not user and self.hub.is_banned(found.name, victim):
+                    self.bus.publish(Kicked(found.name, victim.nick, user.nick, "banned", event.ts))
+        return event
+
+    def quit(self, user: User, reason: str) -> None:
+        if self.hub.find_user(user.nick) is not user:
+            return
+        if self.shutting_down:  # everyone is leaving: no one to tell
+            self.hub.users.pop(user.key, None)
+            return
+        self.bus.publish(self.hub.quit(user, reason, time.time()))
+
+    def oper(self, user: User, name: str, password: str) -> bool:
+        """Check operator credentials in constant time; mark the user on success."""
+        operators = self.settings.operators or {}
+        stored = operators.get(fold(name))
+        # Unknown names still cost a full scrypt, so timing does not tell them apart.
+        ok = verify_password(password, stored or _DUMMY_HASH) and stored is not None
+        ok = hmac.compare_digest(b"1" if ok else b"0", b"1")
+        if ok:
+            user.is_oper = True
+            log.info("%s is now an operator (%s)", user.nick, user.address)
+        else:
+            log.warning("failed /oper for %r from %s", name, user.address)
+        return ok
+
+    def history(self, room: str, limit: int) -> list[Message]:
+        return self.store.recent(room, limit)
+
+
+_DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+class TokenBucket:
+    """Flood control: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class LineDoor(LineProtocol):
+    """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
+
+    # One rendering per event for everyone: fan-out to 500 members renders
+    # once. Private messages depend on the viewer and are not cached.
+    _cache_event: object = None
+    _cache_bytes: bytes = b""
+
+    def __init__(self, service: ChatService) -> None:
+        super().__init__()
+        self.service = service
+        self.user: User | None = None
+        self.current: str | None = None
+        self.bucket: TokenBucket | None = None
+        self.flood_warned = False
+        self.flood_dropped = 0
+        self.oper_failures = 0
+
+    # Engine side --------------------------------------------------------------
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        super().connection_made(info)
+        settings = self.service.settings
+        if settings.flood_rate is not None:
+            self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
+        self.info_line(f"welcome to {settings.server_name} chat; /help lists commands")
+        self.info_line("enter a nick (or an empty line for a guest nick):")
+
+    def connection_lost(self) -> None:
+        if self.user is not None:
+            self.service.quit(self.user, "connection lost")
+            self.user = None
+
+    def closing_notice(self, reason: str) -> None:
+        self.info_line(reason)
+
+    # Hub side (Member) -----------------------------------------------------
+
+    def deliver(self, event: HubEvent) -> None:
+        if self._closing:
+            return
+        if type(event) is Private:
+            assert self.user is not None
+            data = encode_line(render(event, self.user.nick))
+        elif event is LineDoor._cache_event:
+            data = LineDoor._cache_bytes
+        else:
+            data = encode_line(render(event, ""))
+            LineDoor._cache_event, LineDoor._cache_bytes = event, data
+        self.send(data)
+        self.wake()
+        if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
+            self._left_room(event.room)
+
+    # Lines -------------------------------------------------------------------
+
+    def info_line(self, text: str) -> None:
+        self.send_line(f"-- {text}")
+
+    def line_received(self, line: str) -> None:
+        if self.bucket is not None and not self.bucket.take(time.monotonic()):
+            self._flooding()
+            return
+        self.flood_warned = False
+        try:
+            command = parse_line(line)
+        except CommandError as exc:
+            self.send_error(str(exc))
+            return
+        try:
+            if self.user is None:
+                self._register(command)
+            else:
+                handler = getattr(self, f"_cmd_{command.name}")
+                handler(*command.args)
+        except HubError as exc:
+            self.send_error(str(exc))
+
+    def _flooding(self) -> None:
+        self.flood_dropped += 1
+        if not self.flood_warned:
+            self.flood_warned = True
+            self.send_error("flood control: you are sending too fast; line dropped, slow down")
+        elif self.flood_dropped > self.service.settings.flood_burst:
+            self.send_error("flood control: disconnected for flooding")
+            log.info("flood: disconnected %s", self.info.peer)
+            self.close()
+
+    # Before a nick is chosen ----------------------------------------------
+
+    def _register(self, command: Command) -> None:
+        if command.name == "say":
+            nick = command.args[0].strip() or self.service.guest_nick()
+        elif command.name == "nick":
+            nick = command.args[0]
+        elif command.name in ("quit", "help"):
+            getattr(self, f"_cmd_{command.name}")(*command.args)
+            return
+        else:
+            self.send_error("choose a nick first: type it, or /nick NAME")
+            return
+        host = self.info.peer.rpartition(":")[0].strip("[]") if ":" in self.info.peer else ""
+        user = self.service.hub.register(nick, self, address=host)
+        self.user = user
+        self.info_line(f"you are {user.nick}")
+        self._cmd_join(self.service.hub.default_room)
+
+    # Commands ----------------------------------------------------------------
+
+    def _cmd_say(self, text: str) -> None:
+        if self.current is None:
+            self.send_error("you are in no room; /join #ROOM first")
+            return
+        assert self.user is not None
+        self.service.say(self.user, self.current, text)
+
+    def _cmd_me(self, text: str) -> None:
+        if self.current is None:
+            self.send_error("you are in no room; /join #ROOM first")
+            return
+        assert self.user is not None
+        self.service.say(self.user, self.current, text, action=True)
+
+    def _cmd_nick(self, nick: str) -> None:
+        assert self.user is not None
+        self.service.rename(self.user, nick)
+
+    def _cmd_join(self, room: str) -> None:
+        user = self.user
+        assert user is not None
+        existing = user.rooms.get(fold(room))
+        if existing is not None:  # already there: make it the current room
+            self.current = existing.name
+            self.info_line(f"talking in {existing.name}")
+            return
+        self.service.join(user, room)
+        joined = user.rooms[fold(room)]
+        self.current = joined.name
+        if joined.topic:
+            self.info_line(f"topic of {joined.name}: {joined.topic}")
+        self.info_line(
+            f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
+        )
+        self._send_history(joined.name, self.service.settings.history)
+
+    def _send_history(self, room: str, limit: int, *, always_end: bool = False) -> None:
+        messages = self.service.history(room, limit) if limit > 0 else []
+        for message in messages:
+            self.send(encode_line(render(message, "")))
+        if messages or always_end:
+            self.info_line(f"end of history of {room} ({len(messages)} messages)")
+
+    def _cmd_part(self, *args: str) -> None:
+        assert self.user is not None
+        room, reason = self._room_and_rest(args)
+        if room is None:
+            self.send_error("you are in no room")
+            return
+        self.service.part(self.user, room, reason)
+        self._left_room(room)
+
+    def _left_room(self, room: str) -> None:
+        if self.current is not None and fold(self.current) == fold(room):
+            assert self.user is not None
+            rooms = [r for r in self.user.rooms.values() if r.key != fold(room)]
+            self.current = rooms[-1].name if rooms else None
+            if self.current:
+                self.info_line(f"talking in {self.current}")
+
+    def _room_and_rest(self, args: tuple[str, ...]) -> tuple[str | None, str]:
+        if args and args[0].startswith("#"):
+            return args[0], " ".join(args[1:])
+        return self.current, " ".join(args)
+
+    def _cmd_rooms(self) -> None:
+        rooms = sorted(self.service.hub.rooms.values(), key=lambda r: r.key)
+        self.info_line(f"{len(rooms)} room(s):")
+        for room in rooms:
+            topic = f": {room.topic}" if room.topic else ""
+            self.info_line(f"  {room.name} ({len(room.members)}){topic}")
+
+    def _cmd_who(self, room: str | None = None) -> None:
+        name = room or self.current
+        if name is None:
+            self.send_error("usage: /who #ROOM")
+            return
+        found = self.service.hub.find_room(name)
+        if found is None:
+            raise HubError("no_such_room", f"no such room: {name}")
+        nicks = sorted(
+            ("@" if key in found.operators else "") + user.nick
+            for key, user in found.members.items()
+        )
+        self.info_line(f"in {found.name} ({len(nicks)}): {' '.join(nicks)}")
+
+    def _cmd_msg(self, target: str, text: str) -> None:
+        assert self.user is not None
+        self.service.private(self.user, target, text)
+
+    def _cmd_topic(self, *args: str) -> None:
+        assert self.user is not None
+        room, text = self._room_and_rest(args)
+        if room is None:
+            self.send_error("usage: /topic #ROOM [TEXT]")
+            return
+        if not text:
+            found = self.service.hub.find_room(room)
+            if found is None:
+                raise HubError("no_such_room", f"no such room: {room}")
+            self.info_line(
+                f"topic of {found.name}: {found.topic}"
+                if found.topic
+                else f"{found.name} has no topic"
+            )
+            return
+        self.service.set_topic(self.user, room, text)
+
+    def _cmd_history(self, count: str | None = None) -> None:
+        if self.current is None:
+            self.send_error("you are in no room")
+            return
+        try:
+            limit = int(count) if count is not None else self.service.settings.history
+        except ValueError:
+            self.send_error("usage: /history [N]")
+            return
+        if not 1 <= limit <= HISTORY_MAX:
+            self.send_error(f"/history takes 1 to {HISTORY_MAX} messages")
+            return
+        self._send_history(self.current, limit, always_end=True)
+
+    def _cmd_quit(self, reason: str = "") -> None:
+        if self.user is not None:
+            self.service.quit(self.user, reason or "quit")
+            self.user = None
+        self.info_line("bye")
+        self.close()
+
+    def _cmd_help(self, name: str | None = None) -> None:
+        for line in help_lines(name):
+            self.send_line(line)
+
+    def _cmd_oper(self, name: str, password: str) -> None:
+        assert self.user is not None
+        if self.service.oper(self.user, name, password):
+            self.info_line("you are now a server operator")
+            return
+        self.oper_failures += 1
+        self.send_error("wrong operator name or password")
+        if self.oper_failures >= OPER_ATTEMPTS:
+            self.send_error("too many failed attempts; closing")
+            self.close()
+
+    def _cmd_kick(self, *args: str) -> None:
+        assert self.user is not None
+        room, rest = self._room_and_rest(args)
+        nick, _, reason = rest.partition(" ")
+        if room is None or not nick:
+            self.send_error("usage: /kick [#ROOM] NICK [REASON]")
+            return
+        self.service.kick(self.user, room, nick, reason)
+
+    def _cmd_ban(self, *args: str, add: bool = True) -> None:
+        assert self.user is not None
+        room, mask = self._room_and_rest(args)
+        if room is None or not mask:
+            self.send_error(f"usage: /{'ban' if add else 'unban'} [#ROOM] MASK")
+            return
+        self.service.ban(self.user, room, mask, add=add)
+
+    def _cmd_unban(self, *args: str) -> None:
+        self._cmd_ban(*args, add=False)
+
+    def _cmd_bans(self, room: str | None = None) -> None:
+        name = room or self.current
+        if name is None:
+            self.send_error("usage: /bans #ROOM")
+            return
+        masks = self.service.hub.bans.get(fold(name), [])
+        self.info_line(f"bans of {name}: {' '.join(masks) if masks else 'none'}")

@@ -1,0 +1,1 @@
+"""What the hub must not do itself: persistence and cross-process delivery."""
