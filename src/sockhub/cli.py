@@ -85,7 +85,20 @@ def _add_serve(sub: Any) -> None:
     behaviour = p.add_argument_group("service")
     behaviour.add_argument("--banner", metavar="TEXT", help="a line sent to each client on connect")
     behaviour.add_argument("--data-dir", metavar="DIR",
-                           help="where services keep state (default ./sockhub-data)")
+                           help="where services keep state (default ~/.local/state/sockhub)")
+    chat = p.add_argument_group("chat")
+    chat.add_argument("--history", type=int, metavar="N",
+                      help="messages replayed to a user joining a room (default 50)")
+    chat.add_argument("--flood-rate", type=_number, metavar="N",
+                      help="lines a second one client may send on average (default 5; none = off)")
+    chat.add_argument("--flood-burst", type=int, metavar="N",
+                      help="lines one client may send at once before flood control (default 20)")
+    chat.add_argument("--oper", action="append", metavar="NAME=HASH",
+                      help="an operator account; HASH comes from 'sockhub passwd' (repeatable)")
+    chat.add_argument("--protected-room", action="append", metavar="#ROOM",
+                      help="a room whose topic only operators set (default #lobby; repeatable)")
+    chat.add_argument("--server-name", metavar="NAME",
+                      help="the name the server gives itself (default sockhub)")
     limits = p.add_argument_group("limits and timeouts")
     for f in limit_fields():
         default = f.default if f.default is not None else "none"
@@ -127,18 +140,24 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
     for key in ("tls_cert", "tls_key", "banner", "unix"):
         if getattr(args, key) is not None:
             common[key] = getattr(args, key)
+    options = _chat_options(args)
     if args.data_dir is not None:
-        common["options"] = {"data_dir": args.data_dir}
+        options["data_dir"] = args.data_dir
     if args.config:
         if args.service:
             raise ConfigError("give a SERVICE or --config, not both")
+        if options:
+            common["options"] = options
         if args.port is not None:
             common["port"] = args.port
         return load_toml(args.config, base=common)
     if args.service:
+        if options.keys() - {"data_dir"} and args.service != "chat":
+            raise ConfigError("the chat options (--history, --oper, ...) apply to chat only")
         return [
             service_from_mapping(
-                {**common, "service": args.service, "port": args.port, "workers": args.workers},
+                {**common, "service": args.service, "port": args.port, "workers": args.workers,
+                 "options": options},
                 where="command line",
             )
         ]
@@ -147,9 +166,34 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
     if args.unix or args.workers != 1:
         raise ConfigError("--unix and --workers need a SERVICE")
     return [
-        service_from_mapping({**common, "service": name, "port": args.port}, where="default")
+        service_from_mapping(
+            {**common, "service": name, "port": args.port, "options": options}, where="default"
+        )
         for name in DEFAULT_SERVICES
     ]
+
+
+def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.history is not None:
+        options["history"] = args.history
+    if args.flood_rate is not None:
+        options["flood_rate"] = None if args.flood_rate is OFF else args.flood_rate
+    if args.flood_burst is not None:
+        options["flood_burst"] = args.flood_burst
+    if args.oper:
+        operators = {}
+        for item in args.oper:
+            name, sep, hashed = item.partition("=")
+            if not sep or not name:
+                raise ConfigError(f"--oper takes NAME=HASH, not {item!r}")
+            operators[name] = hashed
+        options["operators"] = operators
+    if args.protected_room:
+        options["protected_rooms"] = args.protected_room
+    if args.server_name:
+        options["server_name"] = args.server_name
+    return options
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -268,7 +312,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
 def _add_bench(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="load generators (bench echo)",
+        help="load generators (bench echo, bench chat)",
         description="Measure a service under load.",
     )
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
@@ -294,6 +338,32 @@ def _add_bench(sub: Any) -> None:
     e.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="the client's event loop (default: uvloop if installed)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead")
+    c = kinds.add_parser(
+        "chat",
+        help="fan-out load against the chat hub's line door",
+        description="Connect N clients to one room; K of them each send M messages. Measures "
+        "delivered messages per second and send-to-receipt latency, and checks that every "
+        "client got every message exactly once, in each sender's order. Run the server with "
+        "flood control off (--flood-rate none) or the senders will be throttled.",
+        epilog="example:\n  sockhub bench chat 127.0.0.1:9999 --clients 100 --senders 10 "
+        "--messages 200",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("address", metavar="HOST:PORT")
+    c.add_argument("--clients", type=int, default=100, metavar="N",
+                   help="connected clients, all in one room (default 100)")
+    c.add_argument("--senders", type=int, default=10, metavar="K",
+                   help="how many of them send (default 10)")
+    c.add_argument("--messages", type=int, default=100, metavar="M",
+                   help="messages per sender (default 100)")
+    c.add_argument("--rate", type=float, metavar="R",
+                   help="messages a second per sender (default: as fast as acknowledged)")
+    c.add_argument("--room", default="#bench", help="room to use (default #bench)")
+    c.add_argument("--mode", choices=("line", "ncat"), default="line",
+                   help="line: sockhub's line door; ncat: 'ncat --chat' (raw lines)")
+    c.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="give up after this many seconds (default 60)")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -301,6 +371,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from sockhub.client.bench import bench_echo
 
     host, port = parse_hostport(args.address)
+    if args.bench_kind == "chat":
+        from sockhub.client.chatbench import bench_chat
+
+        try:
+            chat = bench_chat(host, port, clients=args.clients, senders=args.senders,
+                              messages=args.messages, rate=args.rate, room=args.room,
+                              mode=args.mode, timeout=args.timeout)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        print(chat.to_json() if args.json else chat.report())
+        return 0 if chat.ok else 1
     try:
         result = bench_echo(host, port, conns=args.conns, size=args.size,
                             seconds=args.seconds, procs=args.procs, loop=args.loop)
@@ -310,8 +391,71 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0 if result.requests and not result.errors else 1
 
 
+def _add_chat(sub: Any) -> None:
+    p = sub.add_parser(
+        "chat",
+        help="terminal chat client for the chat hub",
+        description="Chat in a terminal: incoming messages print above the line you are "
+        "typing; commands complete with Tab; the client reconnects with back-off when the "
+        "server goes away. /quit leaves.",
+        epilog="example:\n  sockhub chat 127.0.0.1:9999 --nick alice",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("address", metavar="HOST:PORT", nargs="?", default="127.0.0.1:9999",
+                   help="the chat server's line door (default 127.0.0.1:9999)")
+    p.add_argument("--nick", metavar="NAME", help="nick to use (default: a guest nick)")
+    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
+    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
+    p.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the certificate (implies --tls)")
+    p.add_argument("--no-reconnect", action="store_true",
+                   help="exit when the connection is lost instead of reconnecting")
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.chat import run_chat
+    from sockhub.engine import loops
+
+    host, port = parse_hostport(args.address)
+    tls = None
+    if args.tls or args.cafile or args.insecure:
+        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    return loops.run(run_chat(host, port, nick=args.nick, tls=tls,
+                              reconnect=not args.no_reconnect), "asyncio")
+
+
+def _add_passwd(sub: Any) -> None:
+    sub.add_parser(
+        "passwd",
+        help="print a password hash for an operator account",
+        description="Read a password (twice, without echo, on a terminal; one line from "
+        "standard input otherwise) and print its scrypt hash, to paste into the config as "
+        "an operator's password or pass to --oper NAME=HASH.",
+    )
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from sockhub.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError("an empty password is not allowed")
+    print(hash_password(password))
+    return 0
+
+
 COMMANDS = {
     "serve": _cmd_serve,
+    "chat": _cmd_chat,
+    "passwd": _cmd_passwd,
     "connect": _cmd_connect,
     "ping": _cmd_ping,
     "bench": _cmd_bench,
@@ -331,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connect(sub)
     _add_ping(sub)
     _add_bench(sub)
+    _add_chat(sub)
+    _add_passwd(sub)
     return parser
 
 
