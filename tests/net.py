@@ -42,3 +42,46 @@ def server_side(server: object, writer: asyncio.StreamWriter) -> object:
         if peer[:2] == local[:2]:
             return connection
     raise LookupError("no server-side connection for this client")
+
+
+class LineClient:
+    """A line-protocol client that reads until the line it expects."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.seen: list[str] = []
+
+    async def send(self, line: str | bytes) -> None:
+        data = line if isinstance(line, bytes) else line.encode() + b"\n"
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def expect(self, needle: str, timeout: float = STEP) -> str:
+        """Read lines until one contains ``needle``; return it. EOF fails."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            raw = await asyncio.wait_for(self.reader.readline(), deadline - loop.time())
+            if not raw:
+                raise AssertionError(f"EOF while waiting for {needle!r}; saw {self.seen[-5:]}")
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    async def expect_eof(self, timeout: float = STEP) -> list[str]:
+        rest = await asyncio.wait_for(self.reader.read(), timeout)
+        return rest.decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def chat_client(port: int, nick: str, host: str = "127.0.0.1") -> LineClient:
+    """Connect to the chat line door, take ``nick``, and wait to be in #lobby."""
+    client = LineClient(*await open_client(port, host))
+    await client.expect("enter a nick")
+    await client.send(nick)
+    await client.expect(f"-- you are {nick}")
+    await client.expect(f"#lobby * {nick} joined")
+    return client

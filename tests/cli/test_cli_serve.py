@@ -13,11 +13,26 @@ from proc import run_sockhub, start_sockhub
 from sockhub.cli import main
 
 
-async def test_default_serve_runs_the_echo_family_and_logs_real_ports():
-    served = await start_sockhub("--port", "0", listeners=4)
+async def test_default_serve_runs_the_chat_hub_and_logs_real_ports(tmp_path):
+    served = await start_sockhub("--port", "0", "--data-dir", str(tmp_path))
+    try:
+        assert list(served.ports) == ["chat"]
+        assert served.ports["chat"] > 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["chat"])
+        assert (await read_line(reader)).startswith(b"-- welcome to sockhub chat")
+        writer.close()
+    finally:
+        assert await served.stop() == 0
+    assert (tmp_path / "chat.sqlite3").exists()
+
+
+async def test_the_echo_family_from_a_config_file(tmp_path):
+    path = tmp_path / "family.toml"
+    path.write_text("".join(f'[[service]]\nservice = "{name}"\nport = 0\n\n'
+                            for name in ("echo", "upper", "hello", "udp-echo")))
+    served = await start_sockhub("--config", str(path), listeners=4)
     try:
         assert set(served.ports) == {"echo", "upper", "hello", "udp-echo, udp"}
-        assert all(port > 0 for port in served.ports.values())
         reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["hello"])
         assert await read_line(reader) == b"hello!\r\n"
         writer.close()
