@@ -81,7 +81,11 @@ def test_help_lists_every_command():
     ("event", "viewer", "line"),
     [
         (Message("#lobby", "alice", "hi", TS), "", "03:01:33 #lobby <alice> hi"),
-        (Message("#lobby", "alice", "waves", TS, action=True), "", "03:01:33 #lobby * alice waves"),
+        (
+            Message("#lobby", "alice", "waves", TS, action=True),
+            "",
+            "03:01:33 #lobby ** alice waves",
+        ),
         (
             Message("#lobby", "alice", "old", TS, history=True),
             "",

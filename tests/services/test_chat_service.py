@@ -36,7 +36,7 @@ async def test_clients_see_each_others_messages_with_nicks(chat):
         line = await client.expect("<alice>")
         assert line.endswith("#lobby <alice> hello everyone")
     await bob.send("/me waves")
-    assert (await carol.expect("* bob waves")).endswith("#lobby * bob waves")
+    assert (await carol.expect("** bob waves")).endswith("#lobby ** bob waves")
     for client in (alice, bob, carol):
         client.close()
 

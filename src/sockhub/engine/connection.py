@@ -46,6 +46,13 @@ def format_address(address: Any) -> str:
 class StreamConnection(asyncio.Protocol):
     """One TCP, TLS or Unix-socket client, driving one sans-I/O protocol."""
 
+    # Slots: ten thousand idle clients should cost kilobytes each, not tens.
+    __slots__ = (
+        "_admitted", "_close_handle", "_closed_event", "_closing", "_idle_handle",
+        "_last_read", "_lost", "_write_handle", "_writing_paused", "limits", "loop",
+        "peer", "peer_ip", "protocol", "server", "transport",
+    )
+
     def __init__(self, server: StreamServer) -> None:
         self.server = server
         self.limits = server.limits
@@ -54,7 +61,8 @@ class StreamConnection(asyncio.Protocol):
         self.protocol: Protocol | None = None
         self.peer = "unknown"
         self.peer_ip: str | None = None
-        self.closed = asyncio.Event()
+        self._closed_event: asyncio.Event | None = None
+        self._lost = False
         self._last_read = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
         self._write_handle: asyncio.TimerHandle | None = None
@@ -155,7 +163,18 @@ class StreamConnection(asyncio.Protocol):
                 self.protocol.connection_lost()
             except Exception:
                 log.exception("%s: connection_lost failed for %s", self.server.name, self.peer)
-        self.closed.set()
+        self._lost = True
+        if self._closed_event is not None:
+            self._closed_event.set()
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the connection is gone (made on demand: most are never awaited)."""
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
+            if self._lost:
+                self._closed_event.set()
+        return self._closed_event
 
     # Used by the engine and by doors ---------------------------------------
 
@@ -198,7 +217,7 @@ class StreamConnection(asyncio.Protocol):
 
     def abort(self, reason: str) -> None:
         """Cut the connection now, discarding unsent data."""
-        if not self.closed.is_set():
+        if not self._lost:
             log.info("%s: dropped %s: %s", self.server.name, self.peer, reason)
         self._closing = True
         if self.transport is not None:

@@ -73,6 +73,8 @@ class Protocol:
     :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
     """
 
+    __slots__ = ("_closing", "_outgoing", "info", "wake")
+
     def __init__(self) -> None:
         self.info = ConnectionInfo()
         self._outgoing: list[bytes] = []
@@ -152,6 +154,8 @@ class LineProtocol(Protocol):
     longer than ``limits.max_line`` gets an ``error:`` line and a close,
     because the stream's framing cannot be trusted after it.
     """
+
+    __slots__ = ("_decoder",)
 
     newline = b"\r\n"
 

@@ -13,6 +13,7 @@ Output is one readable line per event, with the server's UTC time::
 
     12:01:33 #lobby <alice> hi
     12:01:40 #lobby * bob joined
+    12:01:45 #lobby ** bob waves               (a /me action: two stars)
     -- replies to your commands start with two dashes
     error: problems start with "error:"
 
@@ -59,7 +60,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "rooms": CommandSpec("/rooms", "list rooms with their users and topics"),
     "who": CommandSpec("/who [#ROOM]", "list the users in a room", 0, 1),
     "msg": CommandSpec("/msg NICK TEXT", "send a private message", 2, 2, rest=True),
-    "me": CommandSpec("/me ACTION", "describe an action: * alice waves", 1, 1, rest=True),
+    "me": CommandSpec("/me ACTION", "describe an action: ** alice waves", 1, 1, rest=True),
     "topic": CommandSpec("/topic [#ROOM] [TEXT]", "show or set a room's topic", 0, 2, rest=True),
     "history": CommandSpec("/history [N]", "show the last N messages of the current room", 0, 1),
     "quit": CommandSpec("/quit [REASON]", "leave the chat", 0, 1, rest=True),
@@ -139,7 +140,7 @@ def stamp(ts: float) -> str:
 def render(event: HubEvent, viewer: str) -> str:
     """One output line for ``event`` as ``viewer`` (a nick) should see it."""
     if isinstance(event, Message):
-        body = f"* {event.nick} {event.text}" if event.action else f"<{event.nick}> {event.text}"
+        body = f"** {event.nick} {event.text}" if event.action else f"<{event.nick}> {event.text}"
         if event.history:
             return f"[history] {stamp(event.ts)} {event.room} {body}"
         return f"{clock(event.ts)} {event.room} {body}"

@@ -226,6 +226,10 @@ class TokenBucket:
 class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
 
+    __slots__ = (
+        "bucket", "current", "flood_dropped", "flood_warned", "oper_failures", "service", "user",
+    )
+
     # One rendering per event for everyone: fan-out to 500 members renders
     # once. Private messages depend on the viewer and are not cached.
     _cache_event: object = None
@@ -373,7 +377,8 @@ class LineDoor(LineProtocol):
         for message in messages:
             self.send(encode_line(render(message, "")))
         if messages or always_end:
-            self.info_line(f"end of history of {room} ({len(messages)} messages)")
+            count = len(messages)
+            self.info_line(f"end of history of {room} ({count} message{'s' * (count != 1)})")
 
     def _cmd_part(self, *args: str) -> None:
         assert self.user is not None
@@ -391,6 +396,8 @@ class LineDoor(LineProtocol):
             self.current = rooms[-1].name if rooms else None
             if self.current:
                 self.info_line(f"talking in {self.current}")
+            else:
+                self.info_line("you are in no room; /join #ROOM to talk")
 
     def _room_and_rest(self, args: tuple[str, ...]) -> tuple[str | None, str]:
         if args and args[0].startswith("#"):
