@@ -15,6 +15,12 @@ Why this shape:
   run we wait for it to idle, and a run during which other processes used
   more than a tenth of a core (all CPU time in /proc/stat minus ours) is
   redone; what remains is reported, never hidden.
+* asyncio's selector transport reads into a fresh 256 KiB bytes object per
+  recv(). Until glibc's dynamic mmap threshold happens to rise above that,
+  each read costs mmap + mremap + munmap, so any asyncio-based server runs in
+  a slow or a fast mode by luck of its allocation history (3-4x apart here).
+  ``--steady-malloc`` gives every server fixed malloc thresholds, so all
+  asyncio rows sit in the fast mode; the default measures what users get.
 * Every child runs in its own session, so a Ctrl-C at the terminal reaches
   only this script, which then stops exactly the processes it started.
 
@@ -52,6 +58,10 @@ LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(([^)]*)\)")
 REFERENCE = "sockhub"  # ratios are against this row
 TARGET_PEER = "uvloop-protocol"  # the goal: sockhub >= TARGET_RATIO x this peer
 TARGET_RATIO = 0.9
+
+# glibc tunables for --steady-malloc: allocate 256 KiB from the heap and never
+# trim it back, instead of mmap/munmap on every asyncio read.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 20)}
 
 # Re-pin, then exec the real command: the affinity holds from its first
 # instruction and for every thread or child it makes, with no taskset needed.
@@ -141,10 +151,12 @@ def log(message: str) -> None:
 class Server:
     """A server subprocess: started, awaited until bound, stopped by SIGTERM."""
 
-    def __init__(self, spec: ServerSpec, cpus: set[int] | None) -> None:
+    def __init__(self, spec: ServerSpec, cpus: set[int] | None,
+                 env: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.process = subprocess.Popen(
             pinned(spec.argv, cpus),
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -256,7 +268,7 @@ class Row:
 def run_once(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] | None,
              client_cpus: set[int] | None) -> Row:
     """Start one server, load it once, stop it; CPU is counted over the load only."""
-    with Server(spec, server_cpus) as server:
+    with Server(spec, server_cpus, STEADY_MALLOC if args.steady_malloc else None) as server:
         port = server.wait_listening()
         cpu_before, ours_before = server.cpu_seconds(), own_cpu_seconds()
         busy_before = machine_busy_seconds()
@@ -391,6 +403,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="run every server this many times, interleaved; report medians")
     parser.add_argument("--retries", type=int, default=3,
                         help="redo a run that other processes disturbed (default 3)")
+    parser.add_argument("--steady-malloc", action="store_true",
+                        help="fix glibc's malloc thresholds in every server (see the docstring)")
     parser.add_argument("--only", metavar="NAME,...",
                         help="run only these servers (comma-separated)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -422,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_cpus = client_cpus = None
         placement = "only one CPU: server and client share it, not pinned"
     log(f"echo benchmark: {args.conns} conns x {args.size} B, {args.seconds:g} s, "
-        f"{args.procs} client proc(s), {args.rounds} round(s); {placement}")
+        f"{args.procs} client proc(s), {args.rounds} round(s); {placement}"
+        + ("; steady malloc" if args.steady_malloc else ""))
     runs: dict[str, list[Row]] = {s.name: [] for s in args.servers}
     try:
         for round_no in range(1, args.rounds + 1):
@@ -438,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     heading = f"{args.conns} conns x {args.size} B, {args.seconds:g} s, {args.procs} client proc(s)"
     if args.rounds > 1:
         heading += f", median of {args.rounds} rounds"
+    if args.steady_malloc:
+        heading += ", " + " ".join(f"{k}={v}" for k, v in STEADY_MALLOC.items())
     print(("\n" if args.markdown else "") + f"({heading}; {placement})")
     found = notes(results, runs)
     if found and args.markdown:

@@ -142,6 +142,8 @@ class StreamConnection(asyncio.Protocol):
         timeout = self.limits.write_timeout
         if timeout is not None and self._write_handle is None and not self._closing:
             self._write_handle = self.loop.call_later(timeout, self.abort, "not reading")
+        if self.protocol is not None:
+            self.protocol.pause_writing()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -150,6 +152,9 @@ class StreamConnection(asyncio.Protocol):
             self._write_handle = None
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
+        if self.protocol is not None:
+            self.protocol.resume_writing()
+            self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for handle in (self._idle_handle, self._write_handle, self._close_handle):

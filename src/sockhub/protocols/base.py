@@ -109,6 +109,17 @@ class Protocol:
         ``error:`` line. The engine calls :meth:`close` afterwards.
         """
 
+    def pause_writing(self) -> None:
+        """The peer is not keeping up: more than ``write_high_water`` bytes are unsent.
+
+        Services that produce output on their own (command output, file
+        blocks) should stop producing until :meth:`resume_writing`; the
+        engine has already stopped reading from the peer.
+        """
+
+    def resume_writing(self) -> None:
+        """The unsent bytes fell below the low-water mark: produce again."""
+
     @classmethod
     def refusal(cls, reason: str) -> bytes:
         """The bytes sent to a client refused before it was admitted.
