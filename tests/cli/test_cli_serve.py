@@ -187,3 +187,30 @@ def test_serve_help_documents_every_limit(capsys):
                  "--drain-timeout", "--tls-cert", "--tls-key", "--workers", "--config",
                  "--loop", "--unix", "--banner", "listening on HOST:PORT (SERVICE)"):
         assert flag in out
+
+
+async def test_passwd_prints_a_hash_that_verifies():
+    from sockhub.passwords import verify_password
+
+    code, out, _ = await run_sockhub("passwd", stdin=b"correct horse\n")
+    assert code == 0
+    stored = out.decode().strip()
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    assert verify_password("correct horse", stored)
+    assert not verify_password("wrong horse", stored)
+    code, _, err = await run_sockhub("passwd", stdin=b"\n")
+    assert code == 2 and b"empty password" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "echo", "--history", "5"], "apply to chat only"),
+        (["serve", "chat", "--oper", "admin"], "--oper takes NAME=HASH"),
+        (["serve", "chat", "--oper", "admin=plaintext"], "needs a password hash"),
+        (["serve", "chat", "--history", "5000"], "history must be 0-1000"),
+    ],
+)
+def test_bad_chat_options(argv, message, capsys, tmp_path):
+    assert main([*argv, "--data-dir", str(tmp_path), "--port", "0"]) == 2
+    assert message in capsys.readouterr().err

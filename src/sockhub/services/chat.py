@@ -463,7 +463,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_quit(self, reason: str = "") -> None:
         if self.user is not None:
-            self.service.quit(self.user, reason or "quit")
+            self.service.quit(self.user, reason)
             self.user = None
         self.info_line("bye")
         self.close()
