@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sockhub.config import ServiceConfig
-from sockhub.engine.server import DatagramServer, StreamServer
+from sockhub.engine.server import DatagramServer, StreamServer, make_servers
 from sockhub.protocols.base import DatagramProtocol, Protocol
 from sockhub.services.registry import ServiceSpec, resolve
 
@@ -22,6 +22,7 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     keyword arguments are ServiceConfig fields or limit names.
     """
     servers: list[StreamServer | DatagramServer] = []
+    runtimes = []
 
     async def start(
         service: str | type[Protocol] | type[DatagramProtocol], **kwargs: Any
@@ -34,16 +35,21 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
             spec = ServiceSpec(service.__name__, service, 0, "test service")
         kwargs.setdefault("port", 0)
         config = ServiceConfig(service=spec.name, limits=limits, **kwargs)
-        server: StreamServer | DatagramServer = (
-            DatagramServer(config, spec) if spec.datagram else StreamServer(config, spec)
-        )
-        await server.start()
-        servers.append(server)
-        return server
+        group, runtime = make_servers(config, spec)
+        if runtime is not None:
+            runtimes.append(runtime)
+        for server in group:
+            await server.start()
+            servers.append(server)
+        return group[0] if len(group) == 1 else group
 
     yield start
+    for runtime in runtimes:
+        runtime.begin_shutdown()
     for server in servers:
         await server.shutdown()
+    for runtime in runtimes:
+        runtime.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

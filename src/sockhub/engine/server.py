@@ -25,7 +25,7 @@ from sockhub.engine.connection import StreamConnection, format_address
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
-from sockhub.services.registry import ServiceSpec, resolve
+from sockhub.services.registry import Door, ServiceRuntime, ServiceSpec, resolve
 
 log = logging.getLogger("sockhub.server")
 
@@ -49,10 +49,19 @@ class StreamServer:
 
     transport_name: str
 
-    def __init__(self, config: ServiceConfig, spec: ServiceSpec | None = None) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        spec: ServiceSpec | None = None,
+        *,
+        door: Door | None = None,
+        runtime: ServiceRuntime | None = None,
+    ) -> None:
         self.config = config
         self.spec = spec or resolve(config.service)
-        self.name = self.spec.name
+        self.door = door
+        self.runtime = runtime  # shared with the service's other doors; not ours to close
+        self.name = door.name if door is not None else self.spec.name
         self.limits: Limits = config.resolved_limits(self.spec.limits)
         self.protocol_class: type[Protocol] = self.spec.protocol_class  # type: ignore[assignment]
         self.connections: set[StreamConnection] = set()
@@ -62,8 +71,8 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
-        self.runtime = self.spec.build(config, self.limits) if self.spec.build else None
-        if config.unix:
+        self.unix = config.unix if door is None or door.primary else None
+        if self.unix:
             self.transport_name = "unix"
         else:
             self.transport_name = "tls" if config.tls else "tcp"
@@ -86,13 +95,16 @@ class StreamServer:
         if tls is not None:
             extra.update(ssl=tls, ssl_handshake_timeout=self.limits.tls_handshake_timeout)
         try:
-            if config.unix:
-                _remove_stale_socket(config.unix)
+            if self.unix:
+                _remove_stale_socket(self.unix)
                 server = await loop.create_unix_server(
-                    lambda: StreamConnection(self), path=config.unix, **extra
+                    lambda: StreamConnection(self), path=self.unix, **extra
                 )
             else:
-                port = self.spec.default_port if config.port is None else config.port
+                if self.door is not None:
+                    port = self.door.port or 0
+                else:
+                    port = self.spec.default_port if config.port is None else config.port
                 server = await loop.create_server(
                     lambda: StreamConnection(self),
                     host=list(config.hosts),
@@ -101,7 +113,7 @@ class StreamServer:
                     **extra,
                 )
         except OSError as exc:
-            where = config.unix or f"{','.join(config.hosts)}:{config.port}"
+            where = self.unix or f"{','.join(config.hosts)}:{config.port}"
             raise ConfigError(f"{self.name}: cannot listen on {where}: {exc.strerror}") from exc
         self._servers.append(server)
         for sock in server.sockets:
@@ -111,8 +123,8 @@ class StreamServer:
             log.info("listening on %s (%s%s)", address, self.name, suffix)
 
     def make_protocol(self) -> Protocol:
-        if self.runtime is not None:
-            return self.runtime.make_protocol()
+        if self.door is not None:
+            return self.door.make_protocol()
         return self.protocol_class()
 
     def schedule_flush(self, connection: StreamConnection) -> None:
@@ -170,12 +182,9 @@ class StreamServer:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._empty.wait(), 1.0)
-        if self.config.unix:
+        if self.unix:
             with contextlib.suppress(OSError):
-                os.unlink(self.config.unix)
-        if self.runtime is not None:
-            self.runtime.close()
-            self.runtime = None
+                os.unlink(self.unix)
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -287,11 +296,18 @@ class DatagramServer:
 Server = StreamServer | DatagramServer
 
 
-def make_server(config: ServiceConfig) -> Server:
-    spec = resolve(config.service)
+def make_servers(
+    config: ServiceConfig, spec: ServiceSpec | None = None
+) -> tuple[list[Server], ServiceRuntime | None]:
+    """The listeners of one service, and its shared state if it has any."""
+    spec = spec or resolve(config.service)
     if spec.datagram:
-        return DatagramServer(config, spec)
-    return StreamServer(config, spec)
+        return [DatagramServer(config, spec)], None
+    if spec.build is None:
+        return [StreamServer(config, spec)], None
+    runtime = spec.build(config, config.resolved_limits(spec.limits))
+    doors = [d for d in runtime.doors() if d.port is not None or (d.primary and config.unix)]
+    return [StreamServer(config, spec, door=door, runtime=runtime) for door in doors], runtime
 
 
 class Engine:
@@ -300,7 +316,17 @@ class Engine:
     def __init__(self, configs: list[ServiceConfig]) -> None:
         if not configs:
             raise ConfigError("no services to run")
-        self.servers: list[Server] = [make_server(config) for config in configs]
+        self.servers: list[Server] = []
+        self.runtimes: list[ServiceRuntime] = []
+        try:
+            for config in configs:
+                servers, runtime = make_servers(config)
+                self.servers += servers
+                if runtime is not None:
+                    self.runtimes.append(runtime)
+        except BaseException:
+            self._close_runtimes()
+            raise
 
     async def start(self) -> None:
         """Bind every listener; if one fails, close those already bound."""
@@ -312,12 +338,21 @@ class Engine:
         except BaseException:
             for server in started:
                 await server.shutdown()
+            self._close_runtimes()
             raise
 
     async def shutdown(self, reason: str = "server shutting down") -> None:
         for server in self.servers:
             server.stop_accepting()
+        for runtime in self.runtimes:
+            runtime.begin_shutdown()
         await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
+        self._close_runtimes()
+
+    def _close_runtimes(self) -> None:
+        for runtime in self.runtimes:
+            runtime.close()
+        self.runtimes = []
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Start, wait for ``stop``, shut down gracefully."""

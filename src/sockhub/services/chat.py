@@ -29,6 +29,7 @@ from sockhub.hub.names import fold
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import ConnectionInfo, LineProtocol
 from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
+from sockhub.services.registry import Door
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import HISTORY_MAX, ChatStore
 
@@ -96,8 +97,9 @@ class ChatSettings:
 class ChatService:
     """Shared state of one chat hub, used by all its doors."""
 
-    def __init__(self, settings: ChatSettings, limits: Limits) -> None:
+    def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = 9999) -> None:
         self.settings = settings
+        self.port = port
         self.limits = limits
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
         self.hub = Hub(protected_rooms=settings.protected_rooms)
@@ -110,12 +112,13 @@ class ChatService:
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
-        return cls(ChatSettings.from_options(dict(config.options)), limits)
+        port = 9999 if config.port is None else config.port
+        return cls(ChatSettings.from_options(dict(config.options)), limits, port=port)
 
     # ServiceRuntime ---------------------------------------------------------
 
-    def make_protocol(self) -> LineDoor:
-        return LineDoor(self)
+    def doors(self) -> list[Door]:
+        return [Door("chat", self.port, lambda: LineDoor(self), primary=True)]
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True

@@ -21,11 +21,28 @@ if TYPE_CHECKING:
     from sockhub.limits import Limits
 
 
-class ServiceRuntime(TypingProtocol):
-    """Shared state of a stateful service (the chat hub), one per listener set."""
+@dataclass(frozen=True)
+class Door:
+    """One listener of a stateful service, sharing the service's state.
 
-    def make_protocol(self) -> Protocol:
-        """A protocol for one new connection, wired to the shared state."""
+    Attributes:
+        name: the listener's name in logs (``chat``, ``irc``).
+        port: where it listens; ``None`` means this door stays closed.
+        make_protocol: a protocol for one new connection, wired to the state.
+        primary: the door that takes the service's ``--unix`` path, if any.
+    """
+
+    name: str
+    port: int | None
+    make_protocol: Callable[[], Protocol]
+    primary: bool = False
+
+
+class ServiceRuntime(TypingProtocol):
+    """Shared state of a stateful service (the chat hub) and its doors."""
+
+    def doors(self) -> list[Door]:
+        """The listeners to open, each with its own protocol."""
 
     def begin_shutdown(self) -> None:
         """The server is going down: clients are about to be told and closed."""
