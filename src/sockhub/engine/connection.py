@@ -122,7 +122,19 @@ class StreamConnection(asyncio.Protocol):
         if self._idle_handle is not None:
             self._last_read = self.loop.time()
         protocol.receive_data(data)
-        self.flush()
+        # flush(), inlined: this is the per-read hot path of every service,
+        # and the engine is the protocol's designated driver.
+        out = protocol._outgoing
+        if out:
+            protocol._outgoing = []
+            if len(out) == 1:
+                self.transport.write(out[0])  # type: ignore[union-attr]
+            else:
+                self.transport.writelines(out)  # type: ignore[union-attr]
+            if self._writing_paused:
+                self._check_write_buffer()
+        if protocol._closing:
+            self._close_gracefully()
 
     def eof_received(self) -> bool:
         protocol = self.protocol
@@ -199,14 +211,18 @@ class StreamConnection(asyncio.Protocol):
                 transport.write(out[0])
             else:
                 transport.writelines(out)
-            if (
-                self._writing_paused
-                and transport.get_write_buffer_size() > self.limits.write_buffer_max
-            ):
-                self.abort("write buffer over limit")
+            if self._writing_paused and self._check_write_buffer():
                 return
         if protocol.close_expected():
             self._close_gracefully()
+
+    def _check_write_buffer(self) -> bool:
+        """Drop a client whose unsent bytes passed ``write_buffer_max``; True if dropped."""
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size() > self.limits.write_buffer_max:
+            self.abort("write buffer over limit")
+            return True
+        return False
 
     def schedule_flush(self) -> None:
         """Flush at the end of this loop iteration, once, however often called."""
