@@ -21,10 +21,12 @@ services:
   upper      each line back upper-cased                       (port 9003)
   hello      greets 'hello!', answers 'Hello, <line>!'        (port 9004)
   udp-echo   every UDP datagram back to its sender            (port 9000/udp)
+  chat       group chat: line door, --irc-port opens IRC      (port 9999)
+  exec       runs commands (argv, no shell) for token holders (port 9001)
   pkg.module:Class   your own sockhub.Protocol subclass (docs/writing-a-service.md)
 
-With no SERVICE and no --config, sockhub serve runs the echo family on their
-default ports. Each bound socket is logged to stderr as
+With no SERVICE and no --config, sockhub serve runs the chat hub with its line
+door (port 9999) and IRC door (port 6667). Each bound socket is logged to stderr as
   listening on HOST:PORT (SERVICE)
 with the real port, so scripts can wait for it. SIGINT or SIGTERM shut down
 gracefully: stop accepting, tell clients, drain for --drain-timeout, exit 0.
@@ -38,6 +40,8 @@ examples:
   sockhub serve upper --unix /tmp/upper.sock
   sockhub serve echo --workers 2 --port 9000
   sockhub serve --config services.toml
+  sockhub serve chat --irc-port 6667 --motd-file motd.txt
+  sockhub serve exec --allow uptime --allow df --timeout 30
 """
 
 
@@ -98,7 +102,40 @@ def _add_serve(sub: Any) -> None:
     chat.add_argument("--protected-room", action="append", metavar="#ROOM",
                       help="a room whose topic only operators set (default #lobby; repeatable)")
     chat.add_argument("--server-name", metavar="NAME",
-                      help="the name the server gives itself (default sockhub)")
+                      help="the name the server gives itself (default: 'sockhub' at the line "
+                      "door, the host name in IRC prefixes and numerics)")
+    chat.add_argument("--irc-port", type=int, metavar="N",
+                      help="open the IRC door on this port (0 = a free one; default: closed "
+                      "for 'serve chat', 6667 for plain 'serve')")
+    chat.add_argument("--motd-file", metavar="FILE",
+                      help="text sent to IRC users as the message of the day")
+    chat.add_argument("--irc-password", metavar="PASSWORD",
+                      help="connection password IRC clients must send (PASS); plain text or a "
+                      "hash from 'sockhub passwd'")
+    ex = p.add_argument_group("exec (docs/exec-protocol.md)")
+    ex.add_argument("--token-file", metavar="FILE",
+                    help="the shared secret, mode 0600 (default: generated on first start "
+                    "into DATA_DIR/exec-token, path logged)")
+    ex.add_argument("--allow", action="append", metavar="CMD",
+                    help="a command clients may run, matched exactly against argv[0] "
+                    "(repeatable; default: any command, but no shell)")
+    ex.add_argument("--allow-shell", action="store_true",
+                    help="let clients run shells such as 'sh -c TEXT'")
+    ex.add_argument("--cwd", metavar="DIR", help="working directory of commands "
+                    "(default: the server's)")
+    ex.add_argument("--env", action="append", metavar="KEY=VALUE",
+                    help="add to the commands' clean environment (PATH=/usr/bin:/bin); "
+                    "repeatable")
+    ex.add_argument("--timeout", type=_number, metavar="S",
+                    help="seconds a command may run before its process group is killed "
+                    "(default 300; none = off)")
+    ex.add_argument("--max-output", type=_number, metavar="BYTES",
+                    help="stdout + stderr bytes per command before it is killed "
+                    "(default 134217728; none = off)")
+    ex.add_argument("--max-concurrent", type=int, metavar="N",
+                    help="commands running at once; one more is refused as busy (default 8)")
+    ex.add_argument("--insecure", action="store_true",
+                    help="allow a non-loopback --host without TLS (clear text; logs a warning)")
     limits = p.add_argument_group("limits and timeouts")
     for f in limit_fields():
         default = f.default if f.default is not None else "none"
@@ -141,6 +178,10 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
         if getattr(args, key) is not None:
             common[key] = getattr(args, key)
     options = _chat_options(args)
+    exec_options = _exec_options(args)
+    if exec_options and args.service != "exec":
+        raise ConfigError("the exec options (--token-file, --allow, ...) apply to "
+                          "'sockhub serve exec' only")
     if args.data_dir is not None:
         options["data_dir"] = args.data_dir
     if args.config:
@@ -154,6 +195,7 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
     if args.service:
         if options.keys() - {"data_dir"} and args.service != "chat":
             raise ConfigError("the chat options (--history, --oper, ...) apply to chat only")
+        options.update(exec_options)
         return [
             service_from_mapping(
                 {**common, "service": args.service, "port": args.port, "workers": args.workers,
@@ -165,9 +207,13 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
         raise ConfigError("--port needs a SERVICE (or --port 0 for free ports for all)")
     if args.unix or args.workers != 1:
         raise ConfigError("--unix and --workers need a SERVICE")
+    # The default hub opens every door: IRC on 6667, or a free port with --port 0.
+    door_defaults = {"chat": {"irc_port": 0 if args.port == 0 else 6667}}
     return [
         service_from_mapping(
-            {**common, "service": name, "port": args.port, "options": options}, where="default"
+            {**common, "service": name, "port": args.port,
+             "options": {**door_defaults.get(name, {}), **options}},
+            where="default",
         )
         for name in DEFAULT_SERVICES
     ]
@@ -193,6 +239,39 @@ def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
         options["protected_rooms"] = args.protected_room
     if args.server_name:
         options["server_name"] = args.server_name
+    if args.irc_port is not None:
+        options["irc_port"] = args.irc_port
+    if args.motd_file:
+        options["motd_file"] = args.motd_file
+    if args.irc_password:
+        options["irc_password"] = args.irc_password
+    return options
+
+
+def _exec_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key in ("token_file", "cwd", "max_concurrent"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    if args.allow:
+        options["allow"] = args.allow
+    for flag in ("allow_shell", "insecure"):
+        if getattr(args, flag):
+            options[flag] = True
+    if args.env:
+        env = {}
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--env takes KEY=VALUE, not {item!r}")
+            env[key] = value
+        options["env"] = env
+    if args.timeout is not None:
+        options["timeout"] = None if args.timeout is OFF else args.timeout
+    if args.max_output is not None:
+        if args.max_output is not OFF and not args.max_output.is_integer():
+            raise ConfigError(f"--max-output must be a whole number, not {args.max_output:g}")
+        options["max_output"] = None if args.max_output is OFF else int(args.max_output)
     return options
 
 
@@ -425,6 +504,89 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                               reconnect=not args.no_reconnect), "asyncio")
 
 
+EPILOG_EXEC = """\
+Runs CMD on the server directly, without a shell (so '*' or '$HOME' reach it
+as they are), copies its stdout and stderr to this one's as they arrive,
+forwards standard input (unless -n), and exits with the command's exit
+status: 128+N if signal N killed it, 124 if it timed out, 125 if it passed
+the server's output limit, 126 if it was refused, 127 if not found, 130 if
+interrupted, 255 if the connection or the login failed. Ctrl-C stops the
+remote command. With no CMD, reads one command per line ('exit' quits).
+Options go before the '--' that starts the command.
+
+examples:
+  sockhub exec 127.0.0.1:9001 -- uname -a
+  sockhub exec 10.0.0.5:9001 --tls --cafile ca.pem --token-file tok -- df -h /
+  tar c src | sockhub exec 127.0.0.1:9001 -- tar x -C /tmp/copy
+  sockhub exec 127.0.0.1:9001 --shell -- 'ls | wc -l'     (server: --allow-shell)
+  sockhub exec 127.0.0.1:9001                              (interactive)
+"""
+
+
+class _CommandAfterDashes(argparse.ArgumentParser):
+    """``sockhub exec``'s parser: every word after the first ``--`` is the remote command.
+
+    argparse alone would read the command's own options (``ls -l``) as ours.
+    """
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        command: list[str] = []
+        if "--" in words:
+            cut = words.index("--")
+            words, command = words[:cut], words[cut + 1 :]
+        parsed, extras = super().parse_known_args(words, namespace)
+        parsed.remote_command = [*parsed.remote_command, *command]
+        return parsed, extras
+
+
+def _add_exec(sub: Any) -> None:
+    p = sub.add_parser(
+        "exec",
+        help="run a command on a sockhub exec server, with its exit status",
+        description="Run a command on a 'sockhub serve exec' server.",
+        epilog=EPILOG_EXEC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.__class__ = _CommandAfterDashes
+    p.add_argument("address", metavar="HOST:PORT", help="the exec server ([::1]:PORT for IPv6)")
+    p.add_argument("remote_command", nargs="*", metavar="CMD",
+                   help="after '--': the command and its arguments; none for a prompt")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="the server's token, mode 0600 (default "
+                   "~/.local/state/sockhub/exec-token, where a local server puts it)")
+    p.add_argument("-n", "--no-stdin", action="store_true",
+                   help="give the command empty input instead of this standard input")
+    p.add_argument("--shell", action="store_true",
+                   help="run the command (or each prompt line) as sh -c TEXT; the server "
+                   "needs --allow-shell")
+    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
+    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
+    p.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the certificate (implies --tls)")
+    p.add_argument("--server-name", metavar="NAME", help="TLS server name to check (SNI)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to connect and log in (default 10)")
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.exec import exec_main
+    from sockhub.engine import loops
+    from sockhub.services.exec import default_token_path, read_token
+
+    host, port = parse_hostport(args.address)
+    token = read_token(args.token_file or default_token_path())
+    tls = None
+    if args.tls or args.cafile or args.insecure:
+        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    return loops.run(exec_main(host, port, args.remote_command, token=token, tls=tls,
+                               server_hostname=args.server_name if tls else None,
+                               forward_stdin=not args.no_stdin, shell=args.shell,
+                               connect_timeout=args.connect_timeout))
+
+
 def _add_passwd(sub: Any) -> None:
     sub.add_parser(
         "passwd",
@@ -459,6 +621,7 @@ COMMANDS = {
     "connect": _cmd_connect,
     "ping": _cmd_ping,
     "bench": _cmd_bench,
+    "exec": _cmd_exec,
 }
 
 
@@ -476,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ping(sub)
     _add_bench(sub)
     _add_chat(sub)
+    _add_exec(sub)
     _add_passwd(sub)
     return parser
 

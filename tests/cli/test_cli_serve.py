@@ -14,10 +14,14 @@ from sockhub.cli import main
 
 
 async def test_default_serve_runs_the_chat_hub_and_logs_real_ports(tmp_path):
-    served = await start_sockhub("--port", "0", "--data-dir", str(tmp_path))
+    served = await start_sockhub("--port", "0", "--data-dir", str(tmp_path), listeners=2)
     try:
-        assert list(served.ports) == ["chat"]
-        assert served.ports["chat"] > 0
+        assert sorted(served.ports) == ["chat", "irc"]
+        assert served.ports["chat"] > 0 and served.ports["irc"] > 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["irc"])
+        writer.write(b"NICK alice\r\nUSER alice 0 * :Alice\r\n")
+        assert b" 001 alice " in await read_line(reader)
+        writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["chat"])
         assert (await read_line(reader)).startswith(b"-- welcome to sockhub chat")
         writer.close()

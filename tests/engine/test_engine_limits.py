@@ -76,24 +76,48 @@ async def test_client_that_never_reads_is_dropped_others_keep_being_served(serve
     slow_writer.transport.abort()
 
 
-class Flooder(Protocol):
-    """Pushes output the client did not ask for, like chat fan-out does."""
+class Broadcaster(Protocol):
+    """Pushes output to the *other* clients, as chat fan-out does."""
+
+    members: list[Broadcaster] = []
+
+    def connection_made(self, info) -> None:
+        super().connection_made(info)
+        self.members.append(self)
+
+    def connection_lost(self) -> None:
+        self.members.remove(self)
 
     def receive_data(self, data: bytes) -> None:
-        for _ in range(64):
-            self.send(b"y" * 65536)
+        for member in self.members:
+            if member is not self:
+                member.send(b"y" * 200_000)
+                member.wake()
+        self.send(b"ok")
 
 
 async def test_pushed_output_past_write_buffer_max_drops_at_once(serve):
+    Broadcaster.members = []
     server = await serve(
-        Flooder, write_high_water=16 * 1024, write_buffer_max=256 * 1024, write_timeout=None
+        Broadcaster, write_high_water=16 * 1024, write_buffer_max=256 * 1024, write_timeout=None
     )
-    _, writer = await open_client(server.ports[0])
-    writer.write(b"go")
-    connection = server_side(server, writer)
-    # No write timeout is set: only the hard cap can drop it, and quickly.
-    await asyncio.wait_for(connection.closed.wait(), STEP)
-    writer.transport.abort()
+    _, victim_writer = await open_client(server.ports[0])
+    victim_writer.transport.pause_reading()  # never reads
+    reader, writer = await open_client(server.ports[0])
+    writer.write(b"warm up")
+    assert await asyncio.wait_for(reader.readexactly(2), STEP) == b"ok"
+    victim = server_side(server, victim_writer)
+    # One large push may cross the high-water mark; pushes that keep coming
+    # while the victim is not reading must not pile up past the cap. There is
+    # no write timeout here: only the hard cap can drop it.
+    for _ in range(200):
+        writer.write(b"go")
+        assert await asyncio.wait_for(reader.readexactly(2), STEP) == b"ok"
+        if victim.closed.is_set():
+            break
+    await asyncio.wait_for(victim.closed.wait(), STEP)
+    victim_writer.transport.abort()
+    writer.close()
 
 
 async def test_abrupt_reset_is_cleaned_up_and_others_unaffected(serve):

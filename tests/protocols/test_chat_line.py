@@ -57,7 +57,7 @@ def test_parse_line(line, command):
         ("/bogus", "unknown command /bogus; /help lists commands"),
         ("/nick", "usage: /nick NAME"),
         ("/nick a b", "usage: /nick NAME"),
-        ("/join", "usage: /join #ROOM"),
+        ("/join", "usage: /join #ROOM [PASSWORD]"),
         ("/msg bob", "usage: /msg NICK TEXT"),
         ("/rooms extra", "usage: /rooms"),
         ("/oper name", "usage: /oper NAME PASSWORD"),
@@ -73,7 +73,9 @@ def test_help_lists_every_command():
     text = "\n".join(help_lines())
     for name in COMMANDS:
         assert f"/{name}" in text
-    assert help_lines("join") == ["-- /join #ROOM: join a room (created if new) and talk there"]
+    assert help_lines("join") == [
+        "-- /join #ROOM [PASSWORD]: join a room (created if new) and talk there"
+    ]
     assert help_lines("/nope")[0].startswith("error:")
 
 

@@ -135,7 +135,7 @@ async def test_unknown_commands_and_bad_arguments_get_one_line_errors(chat):
     alice = await chat_client(server.ports[0], "alice")
     for line, error in [
         ("/frobnicate", "error: unknown command /frobnicate; /help lists commands"),
-        ("/join", "error: usage: /join #ROOM"),
+        ("/join", "error: usage: /join #ROOM [PASSWORD]"),
         ("/join lobby", "error: invalid room 'lobby': a room name starts with #"),
         ("/history lots", "error: usage: /history [N]"),
         ("/kick", "error: usage: /kick [#ROOM] NICK [REASON]"),

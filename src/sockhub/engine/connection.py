@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from sockhub.codec.lines import encode_line
@@ -89,15 +90,16 @@ class StreamConnection(asyncio.Protocol):
         refusal = self.server.admit(self)
         if refusal is not None:
             log.info("refused %s: %s", self.peer, refusal)
-            transport.write(self.server.protocol_class.refusal(refusal))
+            transport.write(self.server.refusal(refusal))
             transport.close()
             return
         self._admitted = True
         transport.set_write_buffer_limits(high=self.limits.write_high_water)
         protocol = self.server.make_protocol()
         protocol.wake = self.schedule_flush
+        protocol.clock = self
         self.protocol = protocol
-        banner = self.server.config.banner
+        banner = self.server.banner
         if banner:
             transport.write(encode_line(banner))
         protocol.connection_made(
@@ -122,18 +124,17 @@ class StreamConnection(asyncio.Protocol):
         if self._idle_handle is not None:
             self._last_read = self.loop.time()
         protocol.receive_data(data)
-        # flush(), inlined: this is the per-read hot path of every service,
-        # and the engine is the protocol's designated driver.
-        out = protocol._outgoing
+        # flush(), inlined: this is the per-read hot path of every service.
+        out = protocol.data_to_send()
         if out:
-            protocol._outgoing = []
+            paused = self._writing_paused
             if len(out) == 1:
                 self.transport.write(out[0])  # type: ignore[union-attr]
             else:
                 self.transport.writelines(out)  # type: ignore[union-attr]
-            if self._writing_paused:
+            if paused:
                 self._check_write_buffer()
-        if protocol._closing:
+        if protocol.close_expected():
             self._close_gracefully()
 
     def eof_received(self) -> bool:
@@ -207,11 +208,14 @@ class StreamConnection(asyncio.Protocol):
             return
         out = protocol.data_to_send()
         if out:
+            # Only output queued while already paused counts against
+            # write_buffer_max: one large reply may cross the high-water mark.
+            paused = self._writing_paused
             if len(out) == 1:
                 transport.write(out[0])
             else:
                 transport.writelines(out)
-            if self._writing_paused and self._check_write_buffer():
+            if paused and self._check_write_buffer():
                 return
         if protocol.close_expected():
             self._close_gracefully()
@@ -227,6 +231,31 @@ class StreamConnection(asyncio.Protocol):
     def schedule_flush(self) -> None:
         """Flush at the end of this loop iteration, once, however often called."""
         self.server.schedule_flush(self)
+
+    # The protocol's clock (sockhub.protocols.base.Clock) ---------------------
+
+    def time(self) -> float:
+        """The event loop's monotonic time, in seconds."""
+        return self.loop.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """Run ``callback`` in ``delay`` seconds, then write what it queued.
+
+        Nothing runs once the connection is gone, so a protocol need not
+        cancel its timers on ``connection_lost``.
+        """
+        return self.loop.call_later(delay, self._run_timer, callback)
+
+    def _run_timer(self, callback: Callable[[], None]) -> None:
+        if self._lost or self.protocol is None:
+            return
+        try:
+            callback()
+        except Exception:
+            log.exception("%s: timer failed for %s", self.server.name, self.peer)
+            self.abort("internal error")
+            return
+        self.flush()
 
     def notify_close(self, reason: str) -> None:
         """Tell the client why we are closing, then close after a flush."""

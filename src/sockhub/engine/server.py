@@ -71,7 +71,10 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
-        self.unix = config.unix if door is None or door.primary else None
+        primary = door is None or door.primary
+        self.unix = config.unix if primary else None
+        #: A banner line is the primary door's: other doors speak other protocols.
+        self.banner = config.banner if primary else None
         if self.unix:
             self.transport_name = "unix"
         else:
@@ -126,6 +129,12 @@ class StreamServer:
         if self.door is not None:
             return self.door.make_protocol()
         return self.protocol_class()
+
+    def refusal(self, reason: str) -> bytes:
+        """What a client refused before admission is told, in this door's protocol."""
+        if self.door is not None and self.door.refusal is not None:
+            return self.door.refusal(reason)
+        return self.protocol_class.refusal(reason)
 
     def schedule_flush(self, connection: StreamConnection) -> None:
         dirty = self._dirty

@@ -5,6 +5,10 @@ concerns, so a door may cache the rendering of the last event it saw:
 fan-out to 500 members renders once, not 500 times. ``ts`` is wall-clock
 time in seconds (UTC epoch), taken by the caller when the server accepted
 the action.
+
+``meta`` on messages is opaque metadata a door may attach and relay
+(IRCv3 client-only tags such as ``+typing``); the hub never reads it and
+doors that have no use for it ignore it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+Meta = tuple[tuple[str, str], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A message (or ``/me`` action) to a room, as stored in history."""
+    """A message (or ``/me`` action, or notice) to a room, as stored in history.
+
+    A *notice* is a message no program may answer automatically (bots,
+    auto-replies): RFC 2812 §3.3.2's NOTICE, which every door honours.
+    """
 
     room: str
     nick: str
@@ -24,6 +34,8 @@ class Message:
     action: bool = False
     id: int | None = None
     history: bool = False
+    notice: bool = False
+    meta: Meta = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,23 @@ class Private:
     text: str
     ts: float
     action: bool = False
+    notice: bool = False
+    meta: Meta = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Metadata without text (IRCv3 TAGMSG: typing notifications, reactions).
+
+    ``room`` is set for a room, ``target`` for one user. Not stored; doors
+    that cannot show metadata ignore it.
+    """
+
+    sender: str
+    room: str | None
+    target: str | None
+    meta: Meta
+    ts: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +83,16 @@ class Parted:
 
 @dataclass(frozen=True, slots=True)
 class Quit:
-    """A user left the server; sent once to everyone sharing a room with them."""
+    """A user left the server; sent once to everyone sharing a room with them.
+
+    ``voluntary`` is true when the user asked to leave (``/quit``, IRC
+    ``QUIT``) rather than lost the connection or was dropped.
+    """
 
     nick: str
     reason: str
     ts: float
+    voluntary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +140,67 @@ class BanChanged:
     ts: float
 
 
+#: Room modes a :class:`ModeChanged` may carry, with the argument each takes.
+ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "password", "limit")
+#: Per-member statuses a :class:`ModeChanged` may carry; the argument is a nick.
+MEMBER_FLAGS = ("operator", "voice")
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChange:
+    """One change: a room flag on or off, or a member status given or taken.
+
+    ``flag`` is one of :data:`ROOM_FLAGS` or :data:`MEMBER_FLAGS`; ``arg``
+    is the password being set (``password``), the member limit as text
+    (``limit``), the nick (member flags), or None.
+    """
+
+    flag: str
+    on: bool
+    arg: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChanged:
+    """Room settings or member statuses changed, by ``by`` (a nick)."""
+
+    room: str
+    by: str
+    changes: tuple[ModeChange, ...]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class AwayChanged:
+    """A user went away (``message`` set) or came back (None)."""
+
+    nick: str
+    message: str | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    """``by`` invited ``nick`` into ``room``; delivered to the invitee only."""
+
+    room: str
+    nick: str
+    by: str
+    ts: float
+
+
 HubEvent = (
-    Message | Private | Joined | Parted | Quit | NickChanged | TopicChanged | Kicked | BanChanged
+    Message
+    | Private
+    | Signal
+    | Joined
+    | Parted
+    | Quit
+    | NickChanged
+    | TopicChanged
+    | Kicked
+    | BanChanged
+    | ModeChanged
+    | AwayChanged
+    | Invited
 )

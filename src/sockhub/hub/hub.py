@@ -15,6 +15,11 @@ never disagree.
 
 Members are delivered to synchronously and must only queue: a slow client
 cannot stall a room because its door drops it rather than block here.
+
+Rooms carry the settings every chat door can honour: a topic lock, a
+password (IRC's "key"), a member limit, invite-only, moderated (only operators and voiced members
+speak) and no-external-messages (only members speak). IRC spells them as
+channel modes ``+t +k +l +i +m +n``; the hub knows them by name.
 """
 
 from __future__ import annotations
@@ -24,47 +29,89 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sockhub.hub.events import (
+    AwayChanged,
     BanChanged,
     HubEvent,
+    Invited,
     Joined,
     Kicked,
     Member,
     Message,
+    Meta,
+    ModeChange,
+    ModeChanged,
     NickChanged,
     Parted,
     Private,
     Quit,
+    Signal,
     TopicChanged,
 )
-from sockhub.hub.names import TOPIC_MAX, fold, nick_problem, room_problem
+from sockhub.hub.names import (
+    AWAY_MAX,
+    LIMIT_MAX,
+    ROOMS_PER_USER,
+    TOPIC_MAX,
+    fold,
+    nick_problem,
+    password_problem,
+    room_problem,
+)
 
 #: Longest message text accepted from any door, in characters; IRC's 512-byte
 #: lines bound what an IRC user can see anyway.
 MESSAGE_MAX = 4000
+
+#: Room attribute behind each boolean room flag of :class:`ModeChange`.
+_ROOM_ATTRS = {
+    "moderated": "moderated",
+    "no_external": "no_external",
+    "invite_only": "invite_only",
+    "topic_lock": "protected",
+}
 
 
 class HubError(Exception):
     """A command refused; ``code`` is stable for doors, the message for people.
 
     Codes: ``invalid_nick``, ``nick_in_use``, ``invalid_room``, ``no_such_room``,
-    ``no_such_nick``, ``not_in_room``, ``already_in_room``, ``banned``,
-    ``not_operator``, ``invalid_text``.
+    ``no_such_nick``, ``not_in_room`` (the caller is not a member, or, with
+    ``target`` set, that user is not), ``already_in_room``,
+    ``banned``, ``invite_only``, ``bad_password``, ``full``, ``too_many_rooms``,
+    ``cannot_send``, ``not_operator``, ``invalid_text``, ``invalid_password``,
+    ``invalid_limit``.
+
+    ``target`` names what the error is about when that is not obvious from
+    the command (the nick of ``no_such_nick`` in a mode change, say), so a
+    door can put it in its reply.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, target: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.target = target
 
 
 @dataclass(eq=False, slots=True)
 class User:
-    """A connected user. ``member`` is the door's delivery end."""
+    """A connected user. ``member`` is the door's delivery end.
+
+    ``address`` is the peer's IP address; ``username`` and ``realname`` are
+    what the user said about themselves (IRC's USER), empty for doors that do
+    not ask. ``active`` is when they last said something (for idle times).
+    """
 
     nick: str
     member: Member
     address: str = ""
     username: str = ""
+    realname: str = ""
     is_oper: bool = False
+    invisible: bool = False
+    secure: bool = False
+    away: str | None = None
+    signon: float = 0.0
+    active: float = 0.0
     rooms: dict[str, Room] = field(default_factory=dict)
 
     @property
@@ -78,33 +125,53 @@ class User:
 
 @dataclass(eq=False, slots=True)
 class Room:
+    """A room and its settings. Member sets hold user keys (folded nicks)."""
+
     name: str
     members: dict[str, User] = field(default_factory=dict)
     operators: set[str] = field(default_factory=set)
+    voiced: set[str] = field(default_factory=set)
+    invited: set[str] = field(default_factory=set)
     topic: str = ""
     topic_by: str = ""
     topic_ts: float = 0.0
-    protected: bool = False
+    protected: bool = False  # the topic lock: only operators set the topic
+    moderated: bool = False
+    no_external: bool = True
+    invite_only: bool = False
+    password: str | None = None  # IRC's channel key
+    limit: int | None = None
     created: float = 0.0
 
     @property
     def key(self) -> str:
         return fold(self.name)
 
+    def may_speak(self, user: User) -> bool:
+        """Operators and voiced members speak even where others may not."""
+        return user.key in self.operators or user.key in self.voiced
+
 
 class Hub:
     """All rooms and users of one chat service.
 
     Args:
-        default_room: the room every user joins on arrival.
-        protected_rooms: rooms whose topic only operators may set.
+        default_room: the room line-door users join on arrival.
+        protected_rooms: rooms whose topic only server operators may set and
+            that have no room operators.
+        rooms_per_user: how many rooms one user may be in at once.
     """
 
     def __init__(
-        self, *, default_room: str = "#lobby", protected_rooms: Iterable[str] = ()
+        self,
+        *,
+        default_room: str = "#lobby",
+        protected_rooms: Iterable[str] = (),
+        rooms_per_user: int = ROOMS_PER_USER,
     ) -> None:
         self.default_room = default_room
         self.protected = {fold(name) for name in protected_rooms}
+        self.rooms_per_user = rooms_per_user
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
         self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
@@ -136,32 +203,70 @@ class Hub:
 
     # Registration (local to this process) ---------------------------------
 
-    def register(self, nick: str, member: Member, *, address: str = "", username: str = "") -> User:
+    def register(
+        self,
+        nick: str,
+        member: Member,
+        *,
+        address: str = "",
+        username: str = "",
+        realname: str = "",
+        secure: bool = False,
+        now: float = 0.0,
+    ) -> User:
         """Add a user under ``nick``; they are in no room yet."""
         self._check_nick_free(nick)
-        user = User(nick=nick, member=member, address=address, username=username)
+        user = User(
+            nick=nick, member=member, address=address, username=username, realname=realname,
+            secure=secure, signon=now, active=now,
+        )
         self.users[user.key] = user
         return user
+
+    def nick_available(self, nick: str) -> HubError | None:
+        """Why ``nick`` cannot be taken now, or None."""
+        try:
+            self._check_nick_free(nick)
+        except HubError as exc:
+            return exc
+        return None
 
     def _check_nick_free(self, nick: str, current: User | None = None) -> None:
         problem = nick_problem(nick)
         if problem:
-            raise HubError("invalid_nick", f"invalid nick {nick!r}: {problem}")
+            raise HubError("invalid_nick", f"invalid nick {nick!r}: {problem}", target=nick)
         holder = self.users.get(fold(nick))
         if holder is not None and holder is not current:
-            raise HubError("nick_in_use", f"nick {nick} is already in use")
+            raise HubError("nick_in_use", f"nick {nick} is already in use", target=nick)
 
     # Commands: check and describe ------------------------------------------
 
-    def join(self, user: User, room_name: str, now: float) -> Joined:
+    def join(
+        self, user: User, room_name: str, now: float, *, password: str | None = None
+    ) -> Joined:
         problem = room_problem(room_name)
         if problem:
             raise HubError("invalid_room", f"invalid room {room_name!r}: {problem}")
         room = self.find_room(room_name)
         if room is not None and user.key in room.members:
             raise HubError("already_in_room", f"you are already in {room.name}")
+        if len(user.rooms) >= self.rooms_per_user:
+            raise HubError(
+                "too_many_rooms", f"you are in {self.rooms_per_user} rooms already; leave one first"
+            )
+        # An invitation from an operator lets its holder in once, past every
+        # check below (as ircu and ergo do).
+        if room is not None and user.key in room.invited:
+            return Joined(room.name, user.nick, now)
         if self.is_banned(room_name, user):
             raise HubError("banned", f"you are banned from {room_name}")
+        if room is not None:
+            if room.invite_only:
+                raise HubError("invite_only", f"{room.name} is invite-only")
+            if room.password is not None and password != room.password:
+                raise HubError("bad_password", f"{room.name} needs the right password")
+            if room.limit is not None and len(room.members) >= room.limit:
+                raise HubError("full", f"{room.name} is full ({room.limit} members)")
         return Joined(room.name if room else room_name, user.nick, now)
 
     def part(self, user: User, room_name: str, reason: str, now: float) -> Parted:
@@ -169,20 +274,46 @@ class Hub:
         return Parted(room.name, user.nick, reason, now)
 
     def say(
-        self, user: User, room_name: str, text: str, now: float, *, action: bool = False
+        self,
+        user: User,
+        room_name: str,
+        text: str,
+        now: float,
+        *,
+        action: bool = False,
+        notice: bool = False,
+        meta: Meta = (),
     ) -> Message:
-        room = self._member_room(user, room_name)
+        room = self._speaking_room(user, room_name)
         self._check_text(text)
-        return Message(room.name, user.nick, text, now, action)
+        return Message(room.name, user.nick, text, now, action, notice=notice, meta=meta)
 
     def private(
-        self, user: User, target: str, text: str, now: float, *, action: bool = False
+        self,
+        user: User,
+        target: str,
+        text: str,
+        now: float,
+        *,
+        action: bool = False,
+        notice: bool = False,
+        meta: Meta = (),
     ) -> Private:
         other = self.find_user(target)
         if other is None:
-            raise HubError("no_such_nick", f"no such nick: {target}")
+            raise HubError("no_such_nick", f"no such nick: {target}", target=target)
         self._check_text(text)
-        return Private(user.nick, other.nick, text, now, action)
+        return Private(user.nick, other.nick, text, now, action, notice=notice, meta=meta)
+
+    def signal(self, user: User, target: str, meta: Meta, now: float) -> Signal:
+        """Metadata without text, to a room or a user (IRCv3 TAGMSG)."""
+        if target.startswith("#"):
+            room = self._speaking_room(user, target)
+            return Signal(user.nick, room.name, None, meta, now)
+        other = self.find_user(target)
+        if other is None:
+            raise HubError("no_such_nick", f"no such nick: {target}", target=target)
+        return Signal(user.nick, None, other.nick, meta, now)
 
     def set_topic(self, user: User, room_name: str, topic: str, now: float) -> TopicChanged:
         room = self._member_room(user, room_name)
@@ -204,10 +335,14 @@ class Hub:
         if room is None:
             raise HubError("no_such_room", f"no such room: {room_name}")
         if not self.may_moderate(user, room):
+            if user.key not in room.members:
+                raise HubError("not_in_room", f"you are not in {room.name}")
             raise HubError("not_operator", f"you are not an operator of {room.name}")
         victim = room.members.get(fold(target))
         if victim is None:
-            raise HubError("not_in_room", f"{target} is not in {room.name}")
+            if self.find_user(target) is None:
+                raise HubError("no_such_nick", f"no such nick: {target}", target=target)
+            raise HubError("not_in_room", f"{target} is not in {room.name}", target=target)
         return Kicked(room.name, victim.nick, user.nick, reason, now)
 
     def ban(
@@ -229,8 +364,125 @@ class Hub:
             raise HubError("invalid_text", f"{mask} is not banned from {name}")
         return BanChanged(name, fold(mask), user.nick, add, now)
 
-    def quit(self, user: User, reason: str, now: float) -> Quit:
-        return Quit(user.nick, reason, now)
+    def set_modes(
+        self, user: User, room_name: str, changes: Iterable[ModeChange], now: float
+    ) -> tuple[ModeChanged | None, list[HubError]]:
+        """Check a batch of room setting changes.
+
+        The batch as a whole needs an existing room and an operator (else
+        :class:`HubError` is raised). Each change is then checked on its own,
+        against the state the earlier ones leave: a valid change is kept, an
+        invalid one becomes an error in the returned list, and a change that
+        would change nothing (``+m`` on a moderated room) is dropped, as IRC
+        servers do. The event is None when nothing is left to change.
+        """
+        room = self.find_room(room_name)
+        if room is None:
+            raise HubError("no_such_room", f"no such room: {room_name}")
+        if not self.may_moderate(user, room):
+            if user.key not in room.members and not user.is_oper:
+                raise HubError("not_in_room", f"you are not in {room.name}")
+            raise HubError("not_operator", f"you are not an operator of {room.name}")
+        flags: dict[str, object] = {}
+        statuses: dict[tuple[str, str], bool] = {}
+        kept: list[ModeChange] = []
+        errors: list[HubError] = []
+        for change in changes:
+            try:
+                result = self._check_change(room, change, flags, statuses)
+            except HubError as exc:
+                errors.append(exc)
+                continue
+            if result is not None:
+                kept.append(result)
+        event = ModeChanged(room.name, user.nick, tuple(kept), now) if kept else None
+        return event, errors
+
+    def _check_change(
+        self,
+        room: Room,
+        change: ModeChange,
+        flags: dict[str, object],
+        statuses: dict[tuple[str, str], bool],
+    ) -> ModeChange | None:
+        flag, on, arg = change.flag, change.on, change.arg
+        if flag in ("operator", "voice"):
+            target = self.find_user(arg or "")
+            if target is None:
+                raise HubError("no_such_nick", f"no such nick: {arg}", target=arg)
+            if target.key not in room.members:
+                raise HubError(
+                    "not_in_room", f"{target.nick} is not in {room.name}", target=target.nick
+                )
+            members = room.operators if flag == "operator" else room.voiced
+            current = statuses.get((flag, target.key), target.key in members)
+            if current == on:
+                return None
+            statuses[(flag, target.key)] = on
+            return ModeChange(flag, on, target.nick)
+        if flag == "password":
+            current = flags.get("password", room.password)
+            if not on:
+                flags["password"] = None
+                return ModeChange("password", False) if current is not None else None
+            problem = password_problem(arg or "")
+            if problem:
+                raise HubError("invalid_password", f"invalid password: {problem}", target=flag)
+            if current == arg:
+                return None
+            flags["password"] = arg
+            return ModeChange("password", True, arg)
+        if flag == "limit":
+            current_limit = flags.get("limit", room.limit)
+            if not on:
+                flags["limit"] = None
+                return ModeChange("limit", False) if current_limit is not None else None
+            try:
+                limit = int(arg or "")
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= LIMIT_MAX:
+                raise HubError(
+                    "invalid_limit", f"a member limit is a number from 1 to {LIMIT_MAX}",
+                    target="limit",
+                )
+            if current_limit == limit:
+                return None
+            flags["limit"] = limit
+            return ModeChange("limit", True, str(limit))
+        attr = _ROOM_ATTRS.get(flag)
+        if attr is None:
+            raise HubError("invalid_text", f"unknown room setting {flag!r}", target=flag)
+        if flags.get(flag, getattr(room, attr)) == on:
+            return None
+        flags[flag] = on
+        return ModeChange(flag, on)
+
+    def set_away(self, user: User, message: str | None, now: float) -> AwayChanged:
+        """Mark ``user`` away with ``message`` (cut to AWAY_MAX), or back with None."""
+        if message is not None:
+            message = message[:AWAY_MAX]
+        return AwayChanged(user.nick, message or None, now)
+
+    def invite(self, user: User, target: str, room_name: str, now: float) -> Invited:
+        other = self.find_user(target)
+        if other is None:
+            raise HubError("no_such_nick", f"no such nick: {target}", target=target)
+        room = self.find_room(room_name)
+        if room is None:
+            raise HubError("no_such_room", f"no such room: {room_name}")
+        if user.key not in room.members:
+            raise HubError("not_in_room", f"you are not in {room.name}")
+        if other.key in room.members:
+            raise HubError(
+                "already_in_room", f"{other.nick} is already in {room.name}", target=other.nick
+            )
+        if room.invite_only and not self.may_moderate(user, room):
+            raise HubError("not_operator", f"only operators may invite to {room.name}")
+        return Invited(room.name, other.nick, user.nick, now)
+
+    def quit(self, user: User, reason: str, now: float, *, voluntary: bool = False) -> Quit:
+        return Quit(user.nick, reason, now, voluntary)
 
     def _member_room(self, user: User, room_name: str) -> Room:
         room = user.rooms.get(fold(room_name))
@@ -238,6 +490,22 @@ class Hub:
             if self.find_room(room_name) is None:
                 raise HubError("no_such_room", f"no such room: {room_name}")
             raise HubError("not_in_room", f"you are not in {room_name}")
+        return room
+
+    def _speaking_room(self, user: User, room_name: str) -> Room:
+        """The room ``user`` may send to now (RFC 2812 §3.3.1's refusals)."""
+        room = self.find_room(room_name)
+        if room is None:
+            raise HubError("no_such_room", f"no such room: {room_name}")
+        if user.key not in room.members:
+            if room.no_external:
+                raise HubError("not_in_room", f"you are not in {room.name}")
+        elif room.may_speak(user):
+            return room
+        if room.moderated and not user.is_oper:
+            raise HubError("cannot_send", f"{room.name} is moderated: you need a voice to speak")
+        if self.is_banned(room.name, user):
+            raise HubError("cannot_send", f"you are banned from {room.name}")
         return room
 
     @staticmethod
@@ -257,10 +525,28 @@ class Hub:
     def _apply_message(self, event: Message) -> None:
         room = self.rooms.get(fold(event.room))
         if room is not None:
+            sender = self.users.get(fold(event.nick))
+            if sender is not None:
+                sender.active = event.ts
             _deliver(room.members.values(), event)
 
     def _apply_private(self, event: Private) -> None:
         target = self.users.get(fold(event.target))
+        sender = self.users.get(fold(event.sender))
+        if sender is not None:
+            sender.active = event.ts
+        if target is not None:
+            target.member.deliver(event)
+        if sender is not None and sender is not target:
+            sender.member.deliver(event)
+
+    def _apply_signal(self, event: Signal) -> None:
+        if event.room is not None:
+            room = self.rooms.get(fold(event.room))
+            if room is not None:
+                _deliver(room.members.values(), event)
+            return
+        target = self.users.get(fold(event.target or ""))
         sender = self.users.get(fold(event.sender))
         if target is not None:
             target.member.deliver(event)
@@ -279,6 +565,7 @@ class Hub:
                 room.operators.add(user.key)  # protected rooms belong to server operators
             self.rooms[key] = room
         room.members[user.key] = user
+        room.invited.discard(user.key)  # an invitation is good for one join
         user.rooms[key] = room
         _deliver(room.members.values(), event)
 
@@ -320,9 +607,14 @@ class Hub:
         for room in user.rooms.values():
             del room.members[old_key]
             room.members[user.key] = user
-            if old_key in room.operators:
-                room.operators.discard(old_key)
-                room.operators.add(user.key)
+            for keys in (room.operators, room.voiced):
+                if old_key in keys:
+                    keys.discard(old_key)
+                    keys.add(user.key)
+        for room in self.rooms.values():
+            if old_key in room.invited:
+                room.invited.discard(old_key)
+                room.invited.add(user.key)
         user.member.deliver(event)
         for other in recipients:
             other.member.deliver(event)
@@ -346,9 +638,43 @@ class Hub:
         if room is not None:
             _deliver(room.members.values(), event)
 
+    def _apply_modes(self, event: ModeChanged) -> None:
+        room = self.rooms.get(fold(event.room))
+        if room is None:
+            return
+        for change in event.changes:
+            if change.flag in ("operator", "voice"):
+                keys = room.operators if change.flag == "operator" else room.voiced
+                (keys.add if change.on else keys.discard)(fold(change.arg or ""))
+            elif change.flag == "password":
+                room.password = change.arg if change.on else None
+            elif change.flag == "limit":
+                room.limit = int(change.arg or 0) if change.on else None
+            else:
+                setattr(room, _ROOM_ATTRS[change.flag], change.on)
+        _deliver(room.members.values(), event)
+
+    def _apply_away(self, event: AwayChanged) -> None:
+        user = self.users.get(fold(event.nick))
+        if user is None:
+            return
+        user.away = event.message
+        user.member.deliver(event)
+        for other in self._neighbours(user):
+            other.member.deliver(event)
+
+    def _apply_invited(self, event: Invited) -> None:
+        room = self.rooms.get(fold(event.room))
+        target = self.users.get(fold(event.nick))
+        if room is None or target is None:
+            return
+        room.invited.add(target.key)
+        target.member.deliver(event)
+
     def _leave(self, user: User, room: Room) -> None:
         room.members.pop(user.key, None)
         room.operators.discard(user.key)
+        room.voiced.discard(user.key)
         user.rooms.pop(room.key, None)
         if not room.members:
             del self.rooms[room.key]
@@ -370,6 +696,7 @@ def _deliver(users: Iterable[User], event: HubEvent) -> None:
 _APPLY = {
     Message: Hub._apply_message,
     Private: Hub._apply_private,
+    Signal: Hub._apply_signal,
     Joined: Hub._apply_joined,
     Parted: Hub._apply_parted,
     Kicked: Hub._apply_kicked,
@@ -377,4 +704,7 @@ _APPLY = {
     NickChanged: Hub._apply_nick,
     TopicChanged: Hub._apply_topic,
     BanChanged: Hub._apply_ban,
+    ModeChanged: Hub._apply_modes,
+    AwayChanged: Hub._apply_away,
+    Invited: Hub._apply_invited,
 }

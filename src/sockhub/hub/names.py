@@ -16,6 +16,16 @@ import re
 NICK_MAX = 30
 ROOM_MAX = 50
 TOPIC_MAX = 390  # fits in one IRC line with prefix and channel name
+#: Longest away message; longer ones are cut (IRC clients send what users type).
+AWAY_MAX = 200
+#: Longest room password (IRC's channel key); IRC clients send it as one word.
+PASSWORD_MAX = 32
+#: Largest member limit a room may be given.
+LIMIT_MAX = 100_000
+#: Rooms one user may be in at once (ISUPPORT ``CHANLIMIT``).
+ROOMS_PER_USER = 50
+#: Ban masks one room may hold (ISUPPORT ``MAXLIST``).
+BANS_PER_ROOM = 100
 
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
 _ROOM = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
@@ -38,6 +48,22 @@ def nick_problem(nick: str) -> str | None:
             "a nick starts with a letter or one of []\\`_^{|} and continues with "
             "letters, digits, - or those"
         )
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` cannot be a room password, or None if it can.
+
+    RFC 2812 §2.3.1: a channel key is 1-23 printable characters with no
+    space; we allow up to :data:`PASSWORD_MAX` and refuse commas and colons
+    too, since IRC's JOIN separates keys with commas.
+    """
+    if not password:
+        return "a password cannot be empty"
+    if len(password) > PASSWORD_MAX:
+        return f"a password is at most {PASSWORD_MAX} characters"
+    if any(c in " ,:" or ord(c) < 0x21 or ord(c) == 0x7F for c in password):
+        return "a password has no spaces, commas, colons or control characters"
     return None
 
 

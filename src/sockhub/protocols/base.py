@@ -13,7 +13,9 @@ transport inside::
     connection_lost()       the connection is gone, for whatever reason
 
 In between, the protocol *queues* what it wants to say with :meth:`send`
-and asks to hang up with :meth:`close`. After every call the engine takes
+and asks to hang up with :meth:`close`. A protocol that needs time (a
+keep-alive, a delay) asks its :attr:`clock`, which the engine provides; a
+test provides a manual one and moves time by hand. After every call the engine takes
 :meth:`data_to_send` and writes it, and closes once :meth:`close_expected`
 is true and the queue is flushed. The protocol never touches a socket, a
 timer or the event loop, so it can be tested by feeding it bytes (see
@@ -36,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from sockhub.codec.lines import LineDecoder, decode_utf8, encode_line
 from sockhub.errors import DecodeError, LineTooLong
@@ -66,6 +69,44 @@ class ConnectionInfo:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Timer(TypingProtocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(TypingProtocol):
+    """Time and timers for one connection, owned by the engine.
+
+    ``time()`` is monotonic seconds. ``call_later(delay, callback)`` runs
+    ``callback`` once, after which the engine writes whatever it queued and
+    closes if it asked to; timers of a closed connection never run.
+    """
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+
+class _NoTimer:
+    def cancel(self) -> None:
+        pass
+
+
+class StoppedClock:
+    """The clock of a protocol no engine drives: time stands still at 0.
+
+    Timers never fire. Tests that need time pass a manual clock instead.
+    """
+
+    def time(self) -> float:
+        return 0.0
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return _NoTimer()
+
+
+_STOPPED = StoppedClock()
+
+
 class Protocol:
     """A byte-stream service. Subclass it and override :meth:`receive_data`.
 
@@ -73,12 +114,14 @@ class Protocol:
     :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
     """
 
-    __slots__ = ("_closing", "_outgoing", "info", "wake")
+    __slots__ = ("_closing", "_outgoing", "clock", "info", "wake")
 
     def __init__(self) -> None:
         self.info = ConnectionInfo()
         self._outgoing: list[bytes] = []
         self._closing = False
+        #: Set by the engine before ``connection_made``: time and timers.
+        self.clock: Clock = _STOPPED
         #: Set by the engine. Call it after queueing output from outside
         #: receive_data (a chat message pushed to this client): the engine
         #: then writes it, coalescing every wake-up of one loop iteration

@@ -27,11 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sockhub.hub.events import (
+    AwayChanged,
     BanChanged,
     HubEvent,
+    Invited,
     Joined,
     Kicked,
     Message,
+    ModeChange,
+    ModeChanged,
     NickChanged,
     Parted,
     Private,
@@ -53,7 +57,9 @@ class CommandSpec:
 
 COMMANDS: dict[str, CommandSpec] = {
     "nick": CommandSpec("/nick NAME", "choose or change your nick", 1, 1),
-    "join": CommandSpec("/join #ROOM", "join a room (created if new) and talk there", 1, 1),
+    "join": CommandSpec(
+        "/join #ROOM [PASSWORD]", "join a room (created if new) and talk there", 1, 2
+    ),
     "part": CommandSpec(
         "/part [#ROOM] [REASON]", "leave a room (default: the current one)", 0, 2, rest=True
     ),
@@ -140,16 +146,25 @@ def stamp(ts: float) -> str:
 def render(event: HubEvent, viewer: str) -> str:
     """One output line for ``event`` as ``viewer`` (a nick) should see it."""
     if isinstance(event, Message):
-        body = f"** {event.nick} {event.text}" if event.action else f"<{event.nick}> {event.text}"
+        if event.action:
+            body = f"** {event.nick} {event.text}"
+        elif event.notice:
+            body = f"-{event.nick}- {event.text}"
+        else:
+            body = f"<{event.nick}> {event.text}"
         if event.history:
             return f"[history] {stamp(event.ts)} {event.room} {body}"
         return f"{clock(event.ts)} {event.room} {body}"
     if isinstance(event, Private):
         to_viewer = event.target.lower() == viewer.lower() and event.sender != viewer
-        where = "[pm]" if to_viewer else f"[pm to {event.target}]"
-        body = (
-            f"* {event.sender} {event.text}" if event.action else f"<{event.sender}> {event.text}"
-        )
+        kind = "notice" if event.notice else "pm"
+        where = f"[{kind}]" if to_viewer else f"[{kind} to {event.target}]"
+        if event.action:
+            body = f"* {event.sender} {event.text}"
+        elif event.notice:
+            body = f"-{event.sender}- {event.text}"
+        else:
+            body = f"<{event.sender}> {event.text}"
         return f"{clock(event.ts)} {where} {body}"
     if isinstance(event, Joined):
         return f"{clock(event.ts)} {event.room} * {event.nick} joined"
@@ -171,7 +186,38 @@ def render(event: HubEvent, viewer: str) -> str:
     if isinstance(event, BanChanged):
         verb = "banned" if event.added else "unbanned"
         return f"{clock(event.ts)} {event.room} * {event.by} {verb} {event.mask}"
+    if isinstance(event, ModeChanged):
+        what = "; ".join(describe_change(change) for change in event.changes)
+        return f"{clock(event.ts)} {event.room} * {event.by} {what}"
+    if isinstance(event, AwayChanged):
+        if event.message is None:
+            return f"{clock(event.ts)} * {event.nick} is back"
+        return f"{clock(event.ts)} * {event.nick} is away: {event.message}"
+    if isinstance(event, Invited):
+        return (
+            f"{clock(event.ts)} * {event.by} invites you to {event.room} "
+            f"(/join {event.room})"
+        )
     raise TypeError(f"cannot render {type(event).__name__}")
+
+
+_FLAG_WORDS = {
+    "moderated": ("made the room moderated", "lifted moderation"),
+    "no_external": ("let only members talk", "let outsiders talk"),
+    "invite_only": ("made the room invite-only", "opened the room to all"),
+    "topic_lock": ("locked the topic", "unlocked the topic"),
+    "password": ("set a password", "removed the password"),
+    "limit": ("limited the room to {} members", "removed the member limit"),
+    "operator": ("made {} an operator", "took operator status from {}"),
+    "voice": ("gave a voice to {}", "took the voice of {}"),
+}
+
+
+def describe_change(change: ModeChange) -> str:
+    """A room setting change in words; a password is never shown."""
+    on, off = _FLAG_WORDS.get(change.flag, (f"set {change.flag}", f"unset {change.flag}"))
+    phrase = on if change.on else off
+    return phrase.format(change.arg) if "{}" in phrase else phrase
 
 
 def _reason(reason: str) -> str:

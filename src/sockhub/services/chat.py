@@ -5,8 +5,9 @@ operator accounts) and is what every door calls: it checks a command with
 the hub, stores what must be stored, and publishes the event. The
 :class:`LineDoor` is one nc/telnet user: it parses lines with
 ``protocols.chat_line``, calls the service, and renders hub events back
-into lines. Nothing here knows a socket: the engine drives the door like
-any other protocol.
+into lines. The IRC door (``services/chat_irc.py``) is another door on
+the same service, opened when ``irc_port`` is set. Nothing here knows a
+socket: the engine drives the doors like any other protocol.
 """
 
 from __future__ import annotations
@@ -16,19 +17,30 @@ import itertools
 import logging
 import os
 import random
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sockhub.codec.lines import encode_line
 from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Message, User
-from sockhub.hub.events import BanChanged, HubEvent, Kicked, Private
+from sockhub.hub.events import (
+    BanChanged,
+    HubEvent,
+    Invited,
+    Kicked,
+    Meta,
+    ModeChange,
+    Private,
+    Signal,
+)
 from sockhub.hub.names import fold
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import ConnectionInfo, LineProtocol
 from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
+from sockhub.services.chat_irc import IrcDoor, irc_refusal
 from sockhub.services.registry import Door
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import HISTORY_MAX, ChatStore
@@ -54,25 +66,42 @@ class ChatSettings:
 
     data_dir: Path
     history: int = 50
-    #: Token bucket per client: ``flood_rate`` lines a second on average, with
-    #: bursts of ``flood_burst`` (a paste of a few lines must pass).
+    #: Flood control per client: ``flood_rate`` lines a second on average, with
+    #: bursts of ``flood_burst`` (a paste of a few lines must pass). The line
+    #: door drops lines over it; the IRC door delays them, as ircd does.
     flood_rate: float | None = 5.0
     flood_burst: int = 20
     operators: dict[str, str] | None = None
     protected_rooms: tuple[str, ...] = ("#lobby",)
-    server_name: str = "sockhub"
+    #: The name the server gives itself. None: "sockhub" at the line door,
+    #: the host name in IRC prefixes and numerics.
+    server_name: str | None = None
+    #: The IRC door's port; None keeps it closed, 0 picks a free one.
+    irc_port: int | None = None
+    #: A text file sent to IRC users as the message of the day.
+    motd_file: Path | None = None
+    #: A connection password IRC clients must send with PASS (plain text or a
+    #: hash from ``sockhub passwd``); None: no password.
+    irc_password: str | None = None
+    # Timeouts of the IRC door, in seconds.
+    #: Quiet time after which the server sends PING.
+    irc_ping_interval: float = 120.0
+    #: Time allowed for an answer to that PING before the client is dropped.
+    irc_ping_timeout: float = 60.0
+    #: Time allowed from connect to the end of registration (NICK, USER, CAP END).
+    irc_registration_timeout: float = 60.0
+
+    @property
+    def line_name(self) -> str:
+        return self.server_name or "sockhub"
+
+    @property
+    def irc_name(self) -> str:
+        return self.server_name or socket.gethostname() or "sockhub"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> ChatSettings:
-        known = {
-            "data_dir",
-            "history",
-            "flood_rate",
-            "flood_burst",
-            "operators",
-            "protected_rooms",
-            "server_name",
-        }
+        known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"chat: unknown option(s): {', '.join(sorted(unknown))}")
@@ -91,6 +120,20 @@ class ChatSettings:
         history = values.get("history", 50)
         if not isinstance(history, int) or not 0 <= history <= HISTORY_MAX:
             raise ConfigError(f"chat: history must be 0-{HISTORY_MAX}")
+        if values.get("motd_file") is not None:
+            values["motd_file"] = Path(values["motd_file"])
+        name = values.get("server_name")
+        if name is not None and (not name or any(c in name for c in " :!@,*?\r\n\0")):
+            raise ConfigError(f"chat: server name {name!r} must be one word without :!@,*?")
+        port = values.get("irc_port")
+        if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
+            raise ConfigError(f"chat: irc_port {port!r} is out of range 0-65535")
+        for key in ("irc_ping_interval", "irc_ping_timeout", "irc_registration_timeout"):
+            value = values.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ConfigError(f"chat: {key} must be a number of seconds above 0")
         return cls(**values)
 
 
@@ -101,6 +144,9 @@ class ChatService:
         self.settings = settings
         self.port = port
         self.limits = limits
+        self.motd = _read_motd(settings.motd_file)
+        self.started = time.time()
+        self.peak_users = 0
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
         self.hub = Hub(protected_rooms=settings.protected_rooms)
         self.hub.bans.update(self.store.bans())
@@ -118,7 +164,10 @@ class ChatService:
     # ServiceRuntime ---------------------------------------------------------
 
     def doors(self) -> list[Door]:
-        return [Door("chat", self.port, lambda: LineDoor(self), primary=True)]
+        return [
+            Door("chat", self.port, lambda: LineDoor(self), primary=True),
+            Door("irc", self.settings.irc_port, lambda: IrcDoor(self), refusal=irc_refusal),
+        ]
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
@@ -135,23 +184,46 @@ class ChatService:
             if self.hub.find_user(nick) is None:
                 return nick
 
-    def say(self, user: User, room: str, text: str, *, action: bool = False) -> Message:
+    def say(
+        self,
+        user: User,
+        room: str,
+        text: str,
+        *,
+        action: bool = False,
+        notice: bool = False,
+        meta: Meta = (),
+    ) -> Message:
         """Store, then fan out, a room message. Raises HubError."""
-        message = self.hub.say(user, room, text, time.time(), action=action)
+        message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
+                               meta=meta)
         message = self.store.append(message)
         self.bus.publish(message)
         return message
 
-    def join(self, user: User, room: str) -> None:
-        self.bus.publish(self.hub.join(user, room, time.time()))
+    def join(self, user: User, room: str, *, password: str | None = None) -> None:
+        self.bus.publish(self.hub.join(user, room, time.time(), password=password))
 
     def part(self, user: User, room: str, reason: str = "") -> None:
         self.bus.publish(self.hub.part(user, room, reason, time.time()))
 
-    def private(self, user: User, target: str, text: str, *, action: bool = False) -> Private:
-        event = self.hub.private(user, target, text, time.time(), action=action)
+    def private(
+        self,
+        user: User,
+        target: str,
+        text: str,
+        *,
+        action: bool = False,
+        notice: bool = False,
+        meta: Meta = (),
+    ) -> Private:
+        event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
+                                 meta=meta)
         self.bus.publish(event)
         return event
+
+    def signal(self, user: User, target: str, meta: Meta) -> None:
+        self.bus.publish(self.hub.signal(user, target, meta, time.time()))
 
     def rename(self, user: User, new: str) -> None:
         event = self.hub.rename(user, new, time.time())
@@ -164,7 +236,10 @@ class ChatService:
     def kick(self, user: User, room: str, target: str, reason: str) -> None:
         self.bus.publish(self.hub.kick(user, room, target, reason, time.time()))
 
-    def ban(self, user: User, room: str, mask: str, *, add: bool = True) -> BanChanged:
+    def ban(
+        self, user: User, room: str, mask: str, *, add: bool = True, kick: bool = True
+    ) -> BanChanged:
+        """Add (or lift) a ban; with ``kick``, members it matches leave the room."""
         event = self.hub.ban(user, room, mask, time.time(), add=add)
         if add:
             self.store.add_ban(event.room, event.mask, user.nick, event.ts)
@@ -172,19 +247,36 @@ class ChatService:
             self.store.remove_ban(event.room, event.mask)
         self.bus.publish(event)
         found = self.hub.find_room(event.room)
-        if add and found is not None:  # whoever the ban matches leaves the room now
+        if add and kick and found is not None:  # whoever the ban matches leaves the room now
             for victim in list(found.members.values()):
                 if victim is not user and self.hub.is_banned(found.name, victim):
                     self.bus.publish(Kicked(found.name, victim.nick, user.nick, "banned", event.ts))
         return event
 
-    def quit(self, user: User, reason: str) -> None:
+    def set_modes(
+        self, user: User, room: str, changes: list[ModeChange]
+    ) -> list[HubError]:
+        """Apply what is valid of a batch of room setting changes; return the rest's errors."""
+        event, errors = self.hub.set_modes(user, room, changes, time.time())
+        if event is not None:
+            self.bus.publish(event)
+        return errors
+
+    def set_away(self, user: User, message: str | None) -> None:
+        self.bus.publish(self.hub.set_away(user, message, time.time()))
+
+    def invite(self, user: User, target: str, room: str) -> Invited:
+        event = self.hub.invite(user, target, room, time.time())
+        self.bus.publish(event)
+        return event
+
+    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None:
         if self.hub.find_user(user.nick) is not user:
             return
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.hub.users.pop(user.key, None)
             return
-        self.bus.publish(self.hub.quit(user, reason, time.time()))
+        self.bus.publish(self.hub.quit(user, reason, time.time(), voluntary=voluntary))
 
     def oper(self, user: User, name: str, password: str) -> bool:
         """Check operator credentials in constant time; mark the user on success."""
@@ -200,8 +292,29 @@ class ChatService:
             log.warning("failed /oper for %r from %s", name, user.address)
         return ok
 
+    def check_connection_password(self, given: str | None) -> bool:
+        """The IRC door's PASS check, in constant time; True when none is set."""
+        expected = self.settings.irc_password
+        if expected is None:
+            return True
+        if given is None:
+            return False
+        if is_hash(expected):
+            return verify_password(given, expected)
+        return hmac.compare_digest(given.encode(), expected.encode())
+
     def history(self, room: str, limit: int) -> list[Message]:
         return self.store.recent(room, limit)
+
+
+def _read_motd(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"chat: cannot read the MOTD file {path}: {exc.strerror}") from exc
+    return text.splitlines()
 
 
 _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -255,7 +368,7 @@ class LineDoor(LineProtocol):
         settings = self.service.settings
         if settings.flood_rate is not None:
             self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
-        self.info_line(f"welcome to {settings.server_name} chat; /help lists commands")
+        self.info_line(f"welcome to {settings.line_name} chat; /help lists commands")
         self.info_line("enter a nick (or an empty line for a guest nick):")
 
     def connection_lost(self) -> None:
@@ -269,7 +382,7 @@ class LineDoor(LineProtocol):
     # Hub side (Member) -----------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
-        if self._closing:
+        if self._closing or type(event) is Signal:  # metadata only: nothing to show
             return
         if type(event) is Private:
             assert self.user is not None
@@ -332,7 +445,9 @@ class LineDoor(LineProtocol):
             self.send_error("choose a nick first: type it, or /nick NAME")
             return
         host = self.info.peer.rpartition(":")[0].strip("[]") if ":" in self.info.peer else ""
-        user = self.service.hub.register(nick, self, address=host)
+        user = self.service.hub.register(
+            nick, self, address=host, secure=self.info.transport == "tls", now=time.time()
+        )
         self.user = user
         self.info_line(f"you are {user.nick}")
         self._cmd_join(self.service.hub.default_room)
@@ -357,7 +472,7 @@ class LineDoor(LineProtocol):
         assert self.user is not None
         self.service.rename(self.user, nick)
 
-    def _cmd_join(self, room: str) -> None:
+    def _cmd_join(self, room: str, password: str | None = None) -> None:
         user = self.user
         assert user is not None
         existing = user.rooms.get(fold(room))
@@ -365,7 +480,7 @@ class LineDoor(LineProtocol):
             self.current = existing.name
             self.info_line(f"talking in {existing.name}")
             return
-        self.service.join(user, room)
+        self.service.join(user, room, password=password)
         joined = user.rooms[fold(room)]
         self.current = joined.name
         if joined.topic:
@@ -466,7 +581,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_quit(self, reason: str = "") -> None:
         if self.user is not None:
-            self.service.quit(self.user, reason)
+            self.service.quit(self.user, reason, voluntary=True)
             self.user = None
         self.info_line("bye")
         self.close()

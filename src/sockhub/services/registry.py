@@ -15,6 +15,7 @@ from typing import Protocol as TypingProtocol
 from sockhub.errors import ConfigError
 from sockhub.protocols.base import DatagramProtocol, LineProtocol, Protocol
 from sockhub.protocols.echo import Echo, Hello, UdpEcho, Upper
+from sockhub.protocols.exec import ExecServerProtocol
 
 if TYPE_CHECKING:
     from sockhub.config import ServiceConfig
@@ -29,13 +30,17 @@ class Door:
         name: the listener's name in logs (``chat``, ``irc``).
         port: where it listens; ``None`` means this door stays closed.
         make_protocol: a protocol for one new connection, wired to the state.
-        primary: the door that takes the service's ``--unix`` path, if any.
+        primary: the door that takes the service's ``--unix`` path and
+            ``--banner``, if any.
+        refusal: the bytes for a client refused before it was admitted (server
+            full), in this door's protocol; None: the service's default.
     """
 
     name: str
     port: int | None
     make_protocol: Callable[[], Protocol]
     primary: bool = False
+    refusal: Callable[[str], bytes] | None = None
 
 
 class ServiceRuntime(TypingProtocol):
@@ -55,6 +60,12 @@ def _build_chat(config: ServiceConfig, limits: Limits) -> ServiceRuntime:
     from sockhub.services.chat import ChatService
 
     return ChatService.from_config(config, limits)
+
+
+def _build_exec(config: ServiceConfig, limits: Limits) -> ServiceRuntime:
+    from sockhub.services.exec import ExecService
+
+    return ExecService.from_config(config, limits)
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,15 @@ SERVICES: dict[str, ServiceSpec] = {
             # flood control and the write limits guard the server instead.
             limits={"idle_timeout": None, "max_line": 8192},
             build=_build_chat,
+        ),
+        ServiceSpec(
+            "exec", ExecServerProtocol, 9001,
+            "runs commands (argv, no shell) for clients holding the token",
+            # Not for --workers: the failed-login limiter and max-concurrent
+            # live in one process's memory, and N workers would give an
+            # attacker N times the guesses and the host N times the commands.
+            stateless=False,
+            build=_build_exec,
         ),
     )
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from sockhub.hub.events import Message
 from sockhub.hub.names import fold
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS messages (
     room     TEXT NOT NULL,
     nick     TEXT NOT NULL,
     text     TEXT NOT NULL,
-    action   INTEGER NOT NULL DEFAULT 0,
+    action   INTEGER NOT NULL DEFAULT 0,  -- 0 message, 1 /me action, 2 notice
     ts       REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_room ON messages (room_key, id);
@@ -41,6 +42,19 @@ CREATE TABLE IF NOT EXISTS bans (
 
 #: The most messages one history request returns.
 HISTORY_MAX = 1000
+
+#: ``action`` column value of a notice (0 is a message, 1 a /me action).
+_KIND_NOTICE = 2
+
+Bound = tuple[str, int]
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    kind = row[4]
+    return Message(
+        row[1], row[2], row[3], row[5], kind == 1, row[0], history=True,
+        notice=kind == _KIND_NOTICE,
+    )
 
 
 class ChatStore:
@@ -66,12 +80,13 @@ class ChatStore:
                 message.room,
                 message.nick,
                 message.text,
-                int(message.action),
+                _KIND_NOTICE if message.notice else int(message.action),
                 message.ts,
             ),
         )
         return Message(
-            message.room, message.nick, message.text, message.ts, message.action, cursor.lastrowid
+            message.room, message.nick, message.text, message.ts, message.action,
+            cursor.lastrowid, notice=message.notice, meta=message.meta,
         )
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
@@ -82,9 +97,7 @@ class ChatStore:
             "WHERE room_key = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (fold(room), before_id if before_id is not None else 2**63 - 1, limit),
         ).fetchall()
-        return [
-            Message(r[1], r[2], r[3], r[5], bool(r[4]), r[0], history=True) for r in reversed(rows)
-        ]
+        return [_message(r) for r in reversed(rows)]
 
     def between(self, room: str, start_ts: float, end_ts: float, limit: int) -> list[Message]:
         """Messages of a room with ``start_ts <= ts < end_ts``, oldest first."""
@@ -93,7 +106,50 @@ class ChatStore:
             "WHERE room_key = ? AND ts >= ? AND ts < ? ORDER BY id LIMIT ?",
             (fold(room), start_ts, end_ts, max(0, min(limit, HISTORY_MAX))),
         ).fetchall()
-        return [Message(r[1], r[2], r[3], r[5], bool(r[4]), r[0], history=True) for r in rows]
+        return [_message(r) for r in rows]
+
+    def page(
+        self,
+        room: str,
+        limit: int,
+        *,
+        after: Bound | None = None,
+        before: Bound | None = None,
+        newest: bool = True,
+    ) -> list[Message]:
+        """Up to ``limit`` messages strictly between two bounds, oldest first.
+
+        A bound is ``("id", n)`` or ``("ms", milliseconds)``; None leaves
+        that side open. Times compare in whole milliseconds, truncated, as
+        IRC's server-time tags show them. With ``newest`` the messages nearest ``before`` are
+        kept when there are more than ``limit``, otherwise those nearest
+        ``after`` (IRCv3 CHATHISTORY's BEFORE versus AFTER).
+        """
+        clauses = ["room_key = ?"]
+        args: list[object] = [fold(room)]
+        for bound, op in ((after, ">"), (before, "<")):
+            if bound is not None:
+                column = "id" if bound[0] == "id" else "CAST(ts * 1000 AS INTEGER)"
+                clauses.append(f"{column} {op} ?")
+                args.append(int(bound[1]))
+        order = "DESC" if newest else "ASC"
+        args.append(max(0, min(limit, HISTORY_MAX)))
+        rows = self._db.execute(
+            "SELECT id, room, nick, text, action, ts FROM messages "
+            f"WHERE {' AND '.join(clauses)} ORDER BY id {order} LIMIT ?",
+            args,
+        ).fetchall()
+        if newest:
+            rows.reverse()
+        return [_message(r) for r in rows]
+
+    def find(self, room: str, message_id: int) -> Message | None:
+        """One message of a room by id."""
+        row = self._db.execute(
+            "SELECT id, room, nick, text, action, ts FROM messages WHERE room_key = ? AND id = ?",
+            (fold(room), message_id),
+        ).fetchone()
+        return _message(row) if row else None
 
     def add_ban(self, room: str, mask: str, set_by: str, ts: float) -> None:
         self._db.execute(

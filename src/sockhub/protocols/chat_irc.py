@@ -1,0 +1,451 @@
+"""The IRC door's vocabulary, sans-I/O: registration, capabilities, modes, rendering.
+
+Theory of operation
+-------------------
+
+The IRC door (``services/chat_irc.py``) is a state machine with three
+states, :class:`IrcState`: a connection is ``REGISTERING`` until it has
+given a nick and a user name and, if it opened capability negotiation with
+``CAP LS``/``CAP REQ``, closed it with ``CAP END`` (IRCv3 capability
+negotiation: "the server MUST NOT complete registration until the client
+sends CAP END"); then ``REGISTERED`` until it quits or is dropped
+(``CLOSED``). :class:`Registration` holds what has been said so far and
+answers the one question that matters: may registration complete now?
+This is miniircd's "registration as a swapped handler" idea, kept as data.
+
+Every command is described once in :data:`COMMANDS` (ergo's
+``irc/commands.go`` table): its least number of parameters and whether it
+may be used before registration. The door checks both before calling a
+handler, so handlers never re-check arity (``461 ERR_NEEDMOREPARAMS``) or
+state (``451 ERR_NOTREGISTERED``).
+
+Everything else here is pure translation between the hub's words and
+IRC's: channel mode letters to hub room settings (:func:`parse_modes`,
+:func:`render_mode_changes`), hub events to wire lines
+(:func:`render_event`), ``RPL_ISUPPORT`` tokens (:func:`isupport_tokens`)
+and ``CAP`` lists (:func:`parse_cap_request`). Rendering takes a *profile*,
+the few capability bits that change how a shared event looks, so the door
+can render one event once per profile for a whole channel.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sockhub.codec.irc import MAX_BODY, format_time, serialize, split_utf8
+from sockhub.hub.events import (
+    BanChanged,
+    HubEvent,
+    Joined,
+    Kicked,
+    Message,
+    ModeChange,
+    ModeChanged,
+    NickChanged,
+    Parted,
+    Private,
+    Quit,
+    Signal,
+    TopicChanged,
+)
+from sockhub.hub.names import (
+    AWAY_MAX,
+    BANS_PER_ROOM,
+    NICK_MAX,
+    PASSWORD_MAX,
+    ROOM_MAX,
+    ROOMS_PER_USER,
+    TOPIC_MAX,
+)
+from sockhub.store.history import HISTORY_MAX
+
+# Registration ----------------------------------------------------------------
+
+
+class IrcState(enum.Enum):
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    CLOSED = "closed"
+
+
+@dataclass
+class Registration:
+    """What a client has said before registration (RFC 2812 §3.1, Modern IRC).
+
+    ``PASS`` must come before ``NICK``/``USER`` complete registration; the
+    last one given counts. A client that sends ``CAP LS`` or ``CAP REQ``
+    first holds registration until ``CAP END``.
+    """
+
+    password: str | None = None
+    nick: str | None = None
+    username: str | None = None
+    realname: str | None = None
+    negotiating: bool = False
+    cap_version: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.nick is not None and self.username is not None and not self.negotiating
+
+
+#: Longest user name kept from USER (ISUPPORT ``USERLEN``); longer ones are cut,
+#: as the Modern document requires once USERLEN is advertised.
+USERLEN = 16
+_USERNAME_DROP = str.maketrans("", "", " !@:,*?\0\r\n")
+
+
+def clean_username(name: str) -> str:
+    """The user name from USER, without characters that break a hostmask, cut to USERLEN."""
+    return name.translate(_USERNAME_DROP)[:USERLEN]
+
+
+# Commands ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command: least parameters, usable before registration, flood cost."""
+
+    min_params: int = 0
+    pre_reg: bool = False
+    cost: float = 1.0
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    # Registration and connection (RFC 2812 §3.1, §3.7; IRCv3 CAP)
+    "CAP": CommandSpec(1, pre_reg=True),
+    "PASS": CommandSpec(1, pre_reg=True),
+    "NICK": CommandSpec(0, pre_reg=True),  # 431 ERR_NONICKNAMEGIVEN, not 461
+    "USER": CommandSpec(4, pre_reg=True),
+    "PING": CommandSpec(1, pre_reg=True),
+    "PONG": CommandSpec(0, pre_reg=True, cost=0.0),  # 409 ERR_NOORIGIN
+    "QUIT": CommandSpec(0, pre_reg=True),
+    "OPER": CommandSpec(2),
+    # Channels (§3.2)
+    "JOIN": CommandSpec(1),
+    "PART": CommandSpec(1),
+    "TOPIC": CommandSpec(1),
+    "NAMES": CommandSpec(0),
+    "LIST": CommandSpec(0),
+    "INVITE": CommandSpec(2),
+    "KICK": CommandSpec(2),
+    "MODE": CommandSpec(1),
+    # Messages (§3.3; IRCv3 message-tags)
+    "PRIVMSG": CommandSpec(0),  # 411 ERR_NORECIPIENT / 412 ERR_NOTEXTTOSEND
+    "NOTICE": CommandSpec(0),
+    "TAGMSG": CommandSpec(1),
+    # Queries (§3.4, §3.6, §4)
+    "WHO": CommandSpec(1),
+    "WHOIS": CommandSpec(0),  # 431 ERR_NONICKNAMEGIVEN
+    "AWAY": CommandSpec(0),
+    "ISON": CommandSpec(1),
+    "USERHOST": CommandSpec(1),
+    "LUSERS": CommandSpec(0),
+    "MOTD": CommandSpec(0),
+    "VERSION": CommandSpec(0),
+    "TIME": CommandSpec(0),
+    "INFO": CommandSpec(0),
+    "HELP": CommandSpec(0),
+    "CHATHISTORY": CommandSpec(0),  # FAIL CHATHISTORY NEED_MORE_PARAMS
+}
+
+
+# Capabilities -------------------------------------------------------------------
+
+#: Capabilities offered in ``CAP LS``, in the order listed.
+CAPABILITIES: tuple[str, ...] = (
+    "away-notify",
+    "batch",
+    "cap-notify",
+    "draft/chathistory",
+    "echo-message",
+    "extended-join",
+    "labeled-response",
+    "message-tags",
+    "multi-prefix",
+    "server-time",
+    "userhost-in-names",
+)
+
+
+def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
+    """``CAP REQ`` argument → [(capability, enable)], or None to NAK it whole.
+
+    "The capability identifier set must be accepted as a whole, or
+    rejected entirely" (capability negotiation); an unknown name, or an
+    empty request, rejects it.
+    """
+    changes: list[tuple[str, bool]] = []
+    for word in text.split():
+        enable = not word.startswith("-")
+        name = word.lstrip("-")
+        if name not in CAPABILITIES:
+            return None
+        changes.append((name, enable))
+    return changes or None
+
+
+def cap_ls_lines(version: int, budget: int = 400) -> list[str]:
+    """The CAP LS list, in as many pieces as 302 clients need (one for older ones)."""
+    text = " ".join(CAPABILITIES)
+    if version < 302 or len(text) <= budget:
+        return [text]
+    lines: list[str] = []
+    current: list[str] = []
+    for cap in CAPABILITIES:
+        if current and len(" ".join([*current, cap])) > budget:
+            lines.append(" ".join(current))
+            current = []
+        current.append(cap)
+    lines.append(" ".join(current))
+    return lines
+
+
+# ISUPPORT ------------------------------------------------------------------------
+
+#: Parameter modes one MODE command may carry (ISUPPORT ``MODES``); more are ignored.
+MAX_MODES = 6
+#: Targets of one PRIVMSG/NOTICE/TAGMSG/KICK (ISUPPORT ``TARGMAX``).
+MAX_TARGETS = 4
+#: Reasons of KICK are cut to this many characters (ISUPPORT ``KICKLEN``).
+KICKLEN = TOPIC_MAX
+
+
+def isupport_tokens(network: str) -> list[str]:
+    """RPL_ISUPPORT tokens: only limits the door really enforces."""
+    targets = ",".join(
+        f"{cmd}:{MAX_TARGETS}" for cmd in ("KICK", "NOTICE", "PRIVMSG", "TAGMSG")
+    )
+    return [
+        f"AWAYLEN={AWAY_MAX}",
+        "CASEMAPPING=ascii",
+        f"CHANLIMIT=#:{ROOMS_PER_USER}",
+        "CHANMODES=b,k,l,imnt",
+        f"CHANNELLEN={ROOM_MAX}",
+        "CHANTYPES=#",
+        f"CHATHISTORY={HISTORY_MAX}",
+        f"KEYLEN={PASSWORD_MAX}",
+        f"KICKLEN={KICKLEN}",
+        f"MAXLIST=b:{BANS_PER_ROOM}",
+        f"MODES={MAX_MODES}",
+        "MSGREFTYPES=msgid,timestamp",
+        f"NETWORK={network}",
+        f"NICKLEN={NICK_MAX}",
+        "PREFIX=(ov)@+",
+        f"TARGMAX=JOIN:,NAMES:,PART:,WHOIS:1,{targets}",
+        f"TOPICLEN={TOPIC_MAX}",
+        f"USERLEN={USERLEN}",
+        "UTF8ONLY",
+        "WHOX",
+    ]
+
+
+def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# Modes ---------------------------------------------------------------------------
+
+#: Channel mode letter → hub flag; type D (no parameter).
+FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
+#: Type B (a parameter both ways) and prefix modes.
+PARAM_MODES = {"k": "password", "o": "operator", "v": "voice"}
+#: Type C (a parameter when set only).
+SET_PARAM_MODES = {"l": "limit"}
+LETTERS = {
+    flag: letter for letter, flag in {**FLAG_MODES, **PARAM_MODES, **SET_PARAM_MODES}.items()
+}
+#: User modes: invisible and IRC operator (RPL_MYINFO lists them).
+USER_MODES = "io"
+CHANNEL_MODES = "biklmnotv"
+
+
+@dataclass
+class ParsedModes:
+    """A channel MODE's changes, split the way the door handles them.
+
+    Attributes:
+        changes: hub changes, in order.
+        bans: (add, mask) ban list changes.
+        list_bans: the client asked for the ban list (``+b`` with no mask).
+        unknown: letters the server does not know (``472 ERR_UNKNOWNMODE``).
+        missing: letters that needed a parameter and got none (ignored, 461).
+    """
+
+    changes: list[ModeChange] = field(default_factory=list)
+    bans: list[tuple[bool, str]] = field(default_factory=list)
+    list_bans: bool = False
+    unknown: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def parse_modes(modestring: str, args: Sequence[str]) -> ParsedModes:
+    """Parse ``+mo-k nick key`` (Modern IRC, "MODE message").
+
+    Type A (``b``) without an argument asks for the list; type B and C
+    modes without a needed argument are ignored ("the server MUST ignore
+    that mode"). At most :data:`MAX_MODES` modes with a parameter are
+    taken; later ones are dropped, as ISUPPORT MODES promises.
+    """
+    parsed = ParsedModes()
+    queue = list(args)
+    on = True
+    with_param = 0
+    for letter in modestring:
+        if letter in "+-":
+            on = letter == "+"
+            continue
+        if letter == "b":
+            if not queue:
+                parsed.list_bans = True
+                continue
+            with_param += 1
+            mask = queue.pop(0)
+            if with_param <= MAX_MODES:
+                parsed.bans.append((on, mask))
+        elif letter in FLAG_MODES:
+            parsed.changes.append(ModeChange(FLAG_MODES[letter], on))
+        elif letter in PARAM_MODES or (letter in SET_PARAM_MODES and on):
+            if not queue:
+                if letter != "k" or on:  # "-k" needs no key: any is ignored anyway
+                    parsed.missing.append(letter)
+                    continue
+                parsed.changes.append(ModeChange("password", False))
+                continue
+            with_param += 1
+            arg = queue.pop(0)
+            if with_param <= MAX_MODES:
+                flag = PARAM_MODES.get(letter) or SET_PARAM_MODES[letter]
+                parsed.changes.append(ModeChange(flag, on, None if flag == "password" and not on
+                                                 else arg))
+        elif letter in SET_PARAM_MODES:  # -l
+            parsed.changes.append(ModeChange(SET_PARAM_MODES[letter], False))
+        else:
+            parsed.unknown.append(letter)
+    return parsed
+
+
+def render_mode_changes(changes: Iterable[ModeChange]) -> list[str]:
+    """``["+mo-k", "nick", "*"]``: a MODE's mode string and arguments."""
+    out = ""
+    args: list[str] = []
+    sign = ""
+    for change in changes:
+        want = "+" if change.on else "-"
+        if want != sign:
+            out += want
+            sign = want
+        out += LETTERS[change.flag]
+        if change.flag == "password":
+            args.append(change.arg if change.on and change.arg else "*")
+        elif change.flag in ("operator", "voice") or (change.flag == "limit" and change.on):
+            args.append(change.arg or "")
+    return [out, *args]
+
+
+# Rendering -------------------------------------------------------------------------
+
+#: Profile bits: the capabilities that change how a shared event is written.
+SERVER_TIME = 1
+MESSAGE_TAGS = 2
+EXTENDED_JOIN = 4
+
+ACTION_START = "\x01ACTION "
+
+
+def irc_host(address: str) -> str:
+    """A peer address usable as a host in IRC parameters (no leading ``:``)."""
+    if not address:
+        return "localhost"
+    return "0" + address if address.startswith(":") else address
+
+
+def event_tags(ts: float, profile: int, *, msgid: int | None = None,
+               meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    if profile & SERVER_TIME:
+        tags["time"] = format_time(ts)
+    if profile & MESSAGE_TAGS:
+        if msgid is not None:
+            tags["msgid"] = str(msgid)
+        tags.update(meta)
+    return tags
+
+
+def render_text(
+    command: str, source: str, target: str, text: str, *, action: bool,
+    tags: dict[str, str],
+) -> bytes:
+    """PRIVMSG/NOTICE lines for ``text``, split to fit 512 bytes per line."""
+    overhead = len(f":{source} {command} {target} :".encode())
+    if action:
+        overhead += len(ACTION_START) + 1
+    budget = max(MAX_BODY - overhead, 16)
+    out = []
+    for piece in split_utf8(text, budget):
+        body = f"{ACTION_START}{piece}\x01" if action else piece
+        out.append(serialize(command, (target, body), source=source, tags=tags))
+    return b"".join(out)
+
+
+def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "") -> bytes:
+    """The wire lines every viewer with ``profile`` gets for a shared event.
+
+    ``source`` is the acting user's ``nick!user@host`` as it was when the
+    event happened (the *old* nick for a nick change).
+    """
+    if isinstance(event, Message):
+        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta)
+        command = "NOTICE" if event.notice else "PRIVMSG"
+        return render_text(command, source, event.room, event.text, action=event.action,
+                           tags=tags)
+    tags = event_tags(event.ts, profile)
+    if isinstance(event, Joined):
+        if profile & EXTENDED_JOIN:
+            return serialize("JOIN", (event.room, "*", realname or event.nick), source=source,
+                             tags=tags)
+        return serialize("JOIN", (event.room,), source=source, tags=tags)
+    if isinstance(event, Parted):
+        params = (event.room, event.reason) if event.reason else (event.room,)
+        return serialize("PART", params, source=source, tags=tags)
+    if isinstance(event, Kicked):
+        return serialize("KICK", (event.room, event.nick, event.reason or event.by),
+                         source=source, tags=tags)
+    if isinstance(event, Quit):
+        reason = f"Quit: {event.reason}" if event.voluntary else event.reason
+        return serialize("QUIT", (reason,), source=source, tags=tags)
+    if isinstance(event, NickChanged):
+        return serialize("NICK", (event.new,), source=source, tags=tags)
+    if isinstance(event, TopicChanged):
+        return serialize("TOPIC", (event.room, event.topic), source=source, tags=tags)
+    if isinstance(event, BanChanged):
+        sign = "+b" if event.added else "-b"
+        return serialize("MODE", (event.room, sign, event.mask), source=source, tags=tags)
+    if isinstance(event, ModeChanged):
+        return serialize("MODE", (event.room, *render_mode_changes(event.changes)),
+                         source=source, tags=tags)
+    raise TypeError(f"no shared rendering for {type(event).__name__}")
+
+
+def render_private(event: Private, source: str, profile: int) -> bytes:
+    tags = event_tags(event.ts, profile, meta=event.meta)
+    command = "NOTICE" if event.notice else "PRIVMSG"
+    return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
+
+
+def render_signal(event: Signal, source: str, profile: int) -> bytes:
+    tags = event_tags(event.ts, profile | MESSAGE_TAGS, meta=event.meta)
+    return serialize("TAGMSG", (event.room or event.target or "*",), source=source, tags=tags)
+
+
+def parse_action(text: str) -> tuple[str, bool]:
+    """CTCP ACTION (``\\x01ACTION waves\\x01``) → ("waves", True); other text as is."""
+    if text.startswith(ACTION_START) and len(text) > len(ACTION_START):
+        inner = text[len(ACTION_START) :]
+        inner = inner[:-1] if inner.endswith("\x01") else inner
+        if inner:
+            return inner, True
+    return text, False

@@ -1,0 +1,260 @@
+"""``sockhub bench chat``: the pure accounting alone, then real runs against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+
+import pytest
+
+from proc import run_sockhub, start_sockhub
+from sockhub.client.chatbench import (
+    Counts,
+    Plan,
+    Receiver,
+    Tally,
+    bench_chat,
+    message_text,
+    parse_payload,
+)
+
+# The pure part -----------------------------------------------------------------
+
+
+def test_tally_accepts_a_perfect_stream():
+    tally = Tally(senders=2, messages=3)
+    for seq in range(3):
+        for sender in range(2):
+            assert tally.record(sender, seq)
+    assert (tally.received, tally.lost, tally.duplicated, tally.reordered) == (6, 0, 0, 0)
+    assert tally.complete and tally.counts == [3, 3]
+
+
+def test_tally_catches_a_lost_a_duplicated_and_a_reordered_message():
+    tally = Tally(senders=1, messages=5)
+    for seq in (0, 2, 1, 1, 4):  # 3 never comes, 1 comes late and then again
+        tally.record(0, seq)
+    assert tally.lost == 1
+    assert tally.duplicated == 1
+    assert tally.reordered == 1
+    assert not tally.complete
+
+
+def test_tally_counts_each_problem_separately():
+    lost = Tally(1, 3)
+    for seq in (0, 2):
+        lost.record(0, seq)
+    assert (lost.lost, lost.duplicated, lost.reordered) == (1, 0, 0)  # a gap is no reorder
+    duplicated = Tally(1, 2)
+    for seq in (0, 0, 1):
+        duplicated.record(0, seq)
+    assert (duplicated.lost, duplicated.duplicated, duplicated.reordered) == (0, 1, 0)
+    reordered = Tally(1, 2)
+    for seq in (1, 0):
+        reordered.record(0, seq)
+    assert (reordered.lost, reordered.duplicated, reordered.reordered) == (0, 0, 1)
+
+
+def test_tally_flags_what_no_one_sent():
+    tally = Tally(senders=2, messages=2, skip=1)  # ncat: sender 1 gets no echo
+    assert tally.expected == 2
+    assert not tally.record(1, 0)  # its own message came back
+    assert not tally.record(2, 0)  # no such sender
+    assert not tally.record(0, 7)  # no such sequence number
+    assert tally.unexpected == 3 and tally.received == 0
+
+
+def test_plan_expected_deliveries():
+    assert Plan(20, 3, 20).total_expected == 20 * 3 * 20  # line mode: senders get their echo
+    assert Plan(20, 3, 20, mode="ncat").total_expected == 19 * 3 * 20  # ncat: no echo
+    assert Plan(3, 1, 1).hello(0) == b"b0001\n/join #bench\n"
+    assert Plan(3, 1, 1, mode="ncat").hello(0) == b""
+
+
+def test_parse_payload():
+    line = f"12:00:01 #bench <b0002> {message_text(1, 7, 123456)}\r".encode()
+    assert parse_payload(line) == (b"12:00:01 #bench <b0002> ", 1, 7, 123456)
+    assert parse_payload(b"12:00:01 #bench * b0002 joined\r") is None
+    with pytest.raises(ValueError):
+        parse_payload(b"<user5> bench~1~7")
+
+
+def _server_output(plan: Plan, order: list[tuple[int, int]]) -> bytes:
+    """What the line door would send client 0: its joins, then the messages."""
+    lines = ["-- welcome to sockhub chat; /help lists commands", "-- you are b0001",
+             "12:00:00 #lobby * b0001 joined",
+             "[history] 2026-01-01 11:00:00 #bench <b0002> bench~1~0~5",  # an older run
+             "12:00:00 #bench * b0001 joined", "-- in #bench: b0001 b0002"]
+    lines += [f"12:00:01 #bench <{plan.nick(s)}> {message_text(s, q, 1_000 + q)}"
+              for s, q in order]
+    return "".join(line + "\r\n" for line in lines).encode()
+
+
+def test_receiver_counts_line_mode_output_however_it_is_split():
+    plan = Plan(clients=3, senders=2, messages=3)
+    data = _server_output(plan, [(s, q) for q in range(3) for s in range(2)])
+    for step in (1, 7, 64, len(data)):
+        receiver = Receiver(plan, 0)
+        for start in range(0, len(data), step):
+            receiver.feed(data[start : start + step], now_ns=2_000)
+        assert receiver.ready and receiver.complete
+        counts = Counts().add_receivers([receiver])
+        assert (counts.deliveries, counts.lost, counts.garbled) == (6, 0, 0)
+        assert sorted(set(receiver.latencies)) == [998, 999, 1000]
+
+
+def test_receiver_waits_for_its_own_join_of_the_room():
+    plan = Plan(clients=2, senders=1, messages=1, room="#Bench")
+    receiver = Receiver(plan, 1)
+    receiver.feed(b"-- you are b0002\r\n12:00:00 #lobby * b0002 joined\r\n", 0)
+    receiver.feed(b"12:00:00 #bench * b0001 joined\r\n", 0)  # someone else's join
+    assert not receiver.ready
+    receiver.feed(b"12:00:00 #bench * b0002 joined\r\n", 0)  # the room's case may differ
+    assert receiver.ready
+
+
+def test_receiver_reports_problems():
+    plan = Plan(clients=2, senders=2, messages=2)
+    receiver = Receiver(plan, 0)
+    receiver.feed(b"error: nick b0001 is already in use\r\n", 0)
+    assert receiver.errors == ["error: nick b0001 is already in use"]
+    receiver.feed(b"12:00:01 #bench <b0002> bench~0~0~1\r\n", 0)  # b0002 speaking as sender 0
+    receiver.feed(b"12:00:01 #bench <b0001> bench~0~1\r\n", 0)  # truncated
+    receiver.feed(b"12:00:01 #bench <b0001> bench~0~0~1\r\n" * 2, 0)  # twice
+    counts = Counts().add_receivers([receiver])
+    assert (counts.garbled, counts.duplicated, counts.deliveries) == (2, 1, 1)
+    assert counts.lost == 3
+
+
+def test_receiver_reads_ncat_chunks():
+    plan = Plan(clients=3, senders=2, messages=2, mode="ncat")
+    receiver = Receiver(plan, 1)  # sender 1: expects only sender 0's messages
+    receiver.feed(b"<announce> 127.0.0.1 is connected as <user6>.\n", 0)
+    assert receiver.ready
+    # ncat prefixes each chunk it relays, not each line.
+    receiver.feed(b"<user5> bench~0~0~1\nbench~0~1~1\n", 10)
+    receiver.feed(b"<announce> <user7> is disconnected.\n", 10)
+    assert receiver.complete and receiver.garbled == 0
+    receiver.feed(b"<user6> bench~1~0~1\n", 10)  # an echo ncat should not send
+    assert receiver.tally.unexpected == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"clients": 0}, {"senders": 5, "clients": 4}, {"messages": -1}, {"rate": 0.0},
+     {"timeout": 0}, {"mode": "irc"}, {"room": "bench"}, {"mode": "ncat", "clients": 1},
+     {"procs": 0}, {"window": 0}],
+)
+def test_bench_chat_rejects_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        bench_chat("127.0.0.1", 9, **kwargs)
+
+
+# Real runs -------------------------------------------------------------------
+
+
+async def test_bench_chat_against_the_chat_server(tmp_path):
+    server = await start_sockhub("chat", "--port", "0", "--data-dir", str(tmp_path),
+                                 "--flood-rate", "none")
+    try:
+        port = server.ports["chat"]
+        code, out, err = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{port}", "--clients", "20", "--senders", "3",
+            "--messages", "20", "--timeout", "20", "--json", timeout=30)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["ok"] is True
+        assert result["deliveries"] == result["expected"] == 20 * 3 * 20
+        assert result["sent"] == 3 * 20
+        assert result["lost"] == result["duplicated"] == result["reordered"] == 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+        # Several processes, paced by a rate, in another room of the same server.
+        run = await _python(
+            "from sockhub.client.chatbench import bench_chat\n"
+            f"r = bench_chat('127.0.0.1', {port}, clients=12, senders=4, messages=10,"
+            " rate=400, room='#paced', procs=2, timeout=20)\n"
+            "print(r.to_json())\n")
+        assert run["ok"] and run["procs"] == 2
+        assert run["deliveries"] == 12 * 4 * 10
+    finally:
+        assert await server.stop() == 0
+
+
+async def test_bench_chat_text_report_and_failure(tmp_path):
+    server = await start_sockhub("chat", "--port", "0", "--data-dir", str(tmp_path))
+    try:  # flood control on: 30 messages in a burst trip it, and the run says so
+        code, out, _ = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{server.ports['chat']}", "--clients", "2",
+            "--senders", "1", "--messages", "30", "--timeout", "20", timeout=30)
+        assert code == 1
+        assert b"flood control" in out and b"result      FAILED" in out
+    finally:
+        assert await server.stop() == 0
+
+
+async def test_bench_chat_with_nobody_listening_fails_fast():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, _ = await run_sockhub(
+        "bench", "chat", f"127.0.0.1:{port}", "--clients", "3", "--senders", "1",
+        "--messages", "2", "--timeout", "20", "--json", timeout=30)
+    assert code == 1
+    result = json.loads(out)
+    assert result["errors"] == 3 and result["lost"] == 3 * 2 and not result["ok"]
+
+
+# ncat --chat as the bench expects it: no echo, and "<userN> " before each
+# relayed chunk. The real ncat is not needed to test that side of the client.
+FAKE_NCAT = r"""
+import asyncio
+
+async def main():
+    writers = {}
+
+    async def handle(reader, writer):
+        name = f"<user{writer.get_extra_info('socket').fileno()}>".encode()
+        writers[name] = writer
+        for other in writers.values():
+            other.write(b"<announce> 127.0.0.1 is connected as " + name + b".\n")
+        while chunk := await reader.read(8192):
+            for other_name, other in writers.items():
+                if other_name != name:
+                    other.write(name + b" " + chunk)
+        del writers[name]
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+async def test_bench_chat_ncat_mode():
+    broker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FAKE_NCAT, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert broker.stdout is not None
+        port = int(await asyncio.wait_for(broker.stdout.readline(), 20))
+        code, out, err = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{port}", "--mode", "ncat", "--clients", "6",
+            "--senders", "2", "--messages", "15", "--timeout", "20", "--json", timeout=30)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["ok"] and result["deliveries"] == 5 * 2 * 15
+    finally:
+        broker.terminate()
+        await broker.wait()
+
+
+async def _python(code: str) -> dict[str, object]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    result: dict[str, object] = json.loads(out)
+    return result
