@@ -150,3 +150,13 @@ def test_line_rendering_of_the_new_events():
     assert render(AwayChanged("bob", None, 0.0), "") == "00:00:00 * bob is back"
     assert render(Invited("#r", "me", "op", 0.0), "me") == (
         "00:00:00 * op invites you to #r (/join #r)")
+
+
+def test_masks_are_irc_wildcards_not_shell_globs():
+    from sockhub.hub.names import mask_match
+
+    assert mask_match("foo[m]!*@*", "foo[m]!u@h")  # brackets are nick characters
+    assert not mask_match("foo[m]!*@*", "foom!u@h")
+    assert mask_match("a?c", "abc") and not mask_match("a?c", "ac")
+    assert mask_match("a\\*c", "a*c") and not mask_match("a\\*c", "abc")
+    assert mask_match("*", "") and mask_match("10.0.*", "10.0.0.1")

@@ -24,7 +24,6 @@ channel modes ``+t +k +l +i +m +n``; the hub knows them by name.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -53,6 +52,7 @@ from sockhub.hub.names import (
     ROOMS_PER_USER,
     TOPIC_MAX,
     fold,
+    mask_match,
     nick_problem,
     password_problem,
     room_problem,
@@ -192,9 +192,9 @@ class Hub:
         hostmask = fold(user.hostmask)
         for mask in masks:
             if "!" in mask or "@" in mask:
-                if fnmatch.fnmatchcase(hostmask, mask):
+                if mask_match(mask, hostmask):
                     return True
-            elif fnmatch.fnmatchcase(nick, mask) or fnmatch.fnmatchcase(host, mask):
+            elif mask_match(mask, nick) or mask_match(mask, host):
                 return True
         return False
 

@@ -11,6 +11,7 @@ with ASCII case mapping (ISUPPORT ``CASEMAPPING=ascii``): ``Alice`` and
 
 from __future__ import annotations
 
+import functools
 import re
 
 NICK_MAX = 30
@@ -76,3 +77,29 @@ def room_problem(name: str) -> str | None:
     if not _ROOM.match(name):
         return "a room name is # followed by letters, digits, - _ or ."
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _mask_regex(mask: str) -> re.Pattern[str]:
+    parts = []
+    chars = iter(mask)
+    for char in chars:
+        if char == "\\":  # an escaped wildcard stands for itself
+            parts.append(re.escape(next(chars, "\\")))
+        elif char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def mask_match(mask: str, text: str) -> bool:
+    """IRC wildcard matching (Modern IRC, "Wildcard Expressions").
+
+    ``*`` matches any run of characters and ``?`` exactly one; ``\\``
+    escapes either. Everything else, ``[`` and ``]`` included (they are
+    nick characters), matches itself: unlike :func:`fnmatch.fnmatch`.
+    """
+    return _mask_regex(mask).fullmatch(text) is not None

@@ -7,7 +7,6 @@ use instead of one WHOIS per channel member.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from datetime import UTC, datetime
 
@@ -55,7 +54,7 @@ from sockhub.codec.irc import (
     split_utf8,
 )
 from sockhub.hub import Room, User
-from sockhub.hub.names import fold
+from sockhub.hub.names import fold, mask_match
 from sockhub.protocols.chat_irc import COMMANDS, chunks, irc_host, isupport_tokens
 from sockhub.services.irc_channels import ChannelCommands
 from sockhub.services.irc_core import SOFTWARE
@@ -99,7 +98,7 @@ class QueryCommands(ChannelCommands):
                 candidates = [
                     u for u in hub.users.values()
                     if (not u.invisible or u.key in shared or u is viewer)
-                    and (mask in ("0", "*") or fnmatch.fnmatchcase(u.key, pattern))
+                    and (mask in ("0", "*") or mask_match(pattern, u.key))
                 ][:WHO_MAX]
             else:
                 candidates = []
@@ -248,7 +247,7 @@ class QueryCommands(ChannelCommands):
         """A ``[<target>]`` parameter must name this server (or one of its users)."""
         if message.params and message.params[0]:
             target = message.params[0]
-            if not fnmatch.fnmatchcase(fold(self.server_name), fold(target)) and (
+            if not mask_match(fold(target), fold(self.server_name)) and (
                 self.service.hub.find_user(target) is None
             ):
                 self.reply(ERR_NOSUCHSERVER, target, "No such server")
