@@ -7,6 +7,7 @@ the limit options are generated from :class:`sockhub.limits.Limits`.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -300,6 +301,25 @@ examples:
 """
 
 
+def _add_client_tls(p: argparse.ArgumentParser, *, server_name: bool) -> None:
+    """The TLS options every client command shares."""
+    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
+    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
+    p.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the certificate (implies --tls)")
+    if server_name:
+        p.add_argument("--server-name", metavar="NAME", help="TLS server name to check (SNI)")
+
+
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """A client TLS context if any TLS option was given, else None."""
+    if not (args.tls or args.cafile or args.insecure):
+        return None
+    from sockhub.client.address import client_tls_context
+
+    return client_tls_context(insecure=args.insecure, cafile=args.cafile)
+
+
 def _add_connect(sub: Any) -> None:
     p = sub.add_parser(
         "connect",
@@ -312,11 +332,7 @@ def _add_connect(sub: Any) -> None:
                    help="where to connect ([::1]:PORT for IPv6); omit with --unix")
     p.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
     p.add_argument("--udp", action="store_true", help="send datagrams instead of a stream")
-    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
-    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
-    p.add_argument("--insecure", action="store_true",
-                   help="TLS without checking the certificate (implies --tls)")
-    p.add_argument("--server-name", metavar="NAME", help="TLS server name to check (SNI)")
+    _add_client_tls(p, server_name=True)
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="connect timeout in seconds (default 10)")
     p.add_argument("--wait", type=float, default=1.0, metavar="S",
@@ -325,17 +341,15 @@ def _add_connect(sub: Any) -> None:
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
-    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.address import parse_hostport
     from sockhub.client.connect import connect_stream, connect_udp
     from sockhub.engine import loops
 
     if (args.address is None) == (args.unix is None):
         raise ConfigError("give HOST:PORT or --unix PATH")
-    tls = None
-    if args.tls or args.cafile or args.insecure:
-        if args.udp:
-            raise ConfigError("--udp and --tls do not go together")
-        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    tls = _client_tls(args)
+    if tls is not None and args.udp:
+        raise ConfigError("--udp and --tls do not go together")
     if args.unix:
         if args.udp:
             raise ConfigError("--udp and --unix do not go together")
@@ -483,23 +497,18 @@ def _add_chat(sub: Any) -> None:
     p.add_argument("address", metavar="HOST:PORT", nargs="?", default="127.0.0.1:9999",
                    help="the chat server's line door (default 127.0.0.1:9999)")
     p.add_argument("--nick", metavar="NAME", help="nick to use (default: a guest nick)")
-    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
-    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
-    p.add_argument("--insecure", action="store_true",
-                   help="TLS without checking the certificate (implies --tls)")
+    _add_client_tls(p, server_name=False)
     p.add_argument("--no-reconnect", action="store_true",
                    help="exit when the connection is lost instead of reconnecting")
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.address import parse_hostport
     from sockhub.client.chat import run_chat
     from sockhub.engine import loops
 
     host, port = parse_hostport(args.address)
-    tls = None
-    if args.tls or args.cafile or args.insecure:
-        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    tls = _client_tls(args)
     return loops.run(run_chat(host, port, nick=args.nick, tls=tls,
                               reconnect=not args.no_reconnect), "asyncio")
 
@@ -561,26 +570,20 @@ def _add_exec(sub: Any) -> None:
     p.add_argument("--shell", action="store_true",
                    help="run the command (or each prompt line) as sh -c TEXT; the server "
                    "needs --allow-shell")
-    p.add_argument("--tls", action="store_true", help="use TLS, verifying the server")
-    p.add_argument("--cafile", metavar="PEM", help="trust these CA certificates (implies --tls)")
-    p.add_argument("--insecure", action="store_true",
-                   help="TLS without checking the certificate (implies --tls)")
-    p.add_argument("--server-name", metavar="NAME", help="TLS server name to check (SNI)")
+    _add_client_tls(p, server_name=True)
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="seconds to connect and log in (default 10)")
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    from sockhub.client.address import client_tls_context, parse_hostport
+    from sockhub.client.address import parse_hostport
     from sockhub.client.exec import exec_main
     from sockhub.engine import loops
     from sockhub.services.exec import default_token_path, read_token
 
     host, port = parse_hostport(args.address)
     token = read_token(args.token_file or default_token_path())
-    tls = None
-    if args.tls or args.cafile or args.insecure:
-        tls = client_tls_context(insecure=args.insecure, cafile=args.cafile)
+    tls = _client_tls(args)
     return loops.run(exec_main(host, port, args.remote_command, token=token, tls=tls,
                                server_hostname=args.server_name if tls else None,
                                forward_stdin=not args.no_stdin, shell=args.shell,
