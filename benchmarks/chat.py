@@ -65,6 +65,8 @@ QUIET_WAIT = 120.0  # seconds to wait for the machine to idle before a run
 SETTLE_WAIT = 120.0  # seconds to wait for a server to go idle before reading its memory
 SOCKHUB_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(chat\)")
 NCAT_LISTENING = re.compile(r"Listening on 127\.0\.0\.1:(\d+)")
+#: Extra environment for the sockhub server (--server-env), e.g. allocator settings.
+SERVER_ENV: dict[str, str] = {}
 NCAT = shutil.which("ncat")  # the pin shim exec()s a path, not a name
 PILOT_DELIVERIES = 60_000  # deliveries in the pilot run that sizes M
 TARGET_US_PER_DELIVERY = 1.0  # at N = 100-500
@@ -136,13 +138,17 @@ def wait_for_quiet(timeout: float | None = None) -> None:
 
 
 def wait_for_idle(pid: int, timeout: float = SETTLE_WAIT) -> float:
-    """Wait until a process stops using CPU (its backlog is flushed); return seconds waited."""
+    """Wait until a process stops using CPU (its backlog is flushed); return seconds waited.
+
+    Quiet means under 2% of a core for three half-seconds in a row: a server
+    still trickling a backlog out to a slow reader wakes up within that.
+    """
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
+    quiet = 0
+    while quiet < 3 and time.monotonic() - start < timeout:
         before = process_cpu_seconds(pid)
         time.sleep(0.5)
-        if process_cpu_seconds(pid) - before < 0.02:
-            break
+        quiet = quiet + 1 if process_cpu_seconds(pid) - before < 0.01 else 0
     return time.monotonic() - start
 
 
@@ -158,7 +164,7 @@ class Server:
     """A server subprocess: started pinned, awaited until bound, stopped by its PID."""
 
     def __init__(self, name: str, argv: list[str], listening: re.Pattern[str],
-                 cpus: set[int] | None) -> None:
+                 cpus: set[int] | None, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.listening = listening
         self.process = subprocess.Popen(
@@ -168,6 +174,7 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,  # a Ctrl-C at the terminal reaches only this script
+            env={**os.environ, **env} if env else None,
         )
         self.pid = self.process.pid
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -231,7 +238,7 @@ def start_sockhub(data_dir: str, cpus: set[int] | None, *, extra: Sequence[str] 
     runner = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
     argv = [*runner, "-m", "sockhub", "serve", "chat", "--host", HOST, "--port", "0",
             "--data-dir", data_dir, "--flood-rate", "none", "--loop", "uvloop", *extra]
-    server = Server("sockhub", argv, SOCKHUB_LISTENING, cpus)
+    server = Server("sockhub", argv, SOCKHUB_LISTENING, cpus, SERVER_ENV)
     try:
         return server, server.wait_listening()
     except BaseException:
@@ -776,6 +783,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ncat-idle", type=int, default=1_100,
                         help="most clients to try on ncat for the memory test (default 1100; "
                         "0 skips it)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="skip the fan-out runs; only the memory test")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the sockhub server, repeatable "
+                        "(e.g. PYTHONMALLOC=malloc)")
     parser.add_argument("--only", choices=("sockhub", "ncat"),
                         help="run the fan-out against one server only")
     parser.add_argument("--quiet-wait", type=float, default=QUIET_WAIT,
@@ -799,6 +811,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.idle_sizes = [int(n) for n in args.idle.split(",") if int(n) > 0]
     except ValueError:
         parser.error("--idle takes numbers separated by commas")
+    if any("=" not in item for item in args.server_env):
+        parser.error("--server-env takes KEY=VALUE")
     if args.seconds <= 0 or args.timeout <= 0 or args.retries < 0 or args.messages < 0:
         parser.error("--seconds and --timeout must be > 0, --retries and --messages >= 0")
     return args
@@ -816,6 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     global QUIET_WAIT
     args = parse_args(argv)
     QUIET_WAIT = args.quiet_wait
+    SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     # A SIGTERM to us unwinds like Ctrl-C, so the finally blocks stop our servers.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     raise_fd_limit(max([*args.idle_sizes, args.ncat_idle, *args.sizes]) + 1024)
@@ -839,7 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not have_ncat:
             kinds = [k for k in kinds if k != "ncat"]
         rows: list[Row] = []
-        for clients in args.sizes:
+        for clients in [] if args.memory_only else args.sizes:
             messages = choose_messages(clients, args, cpus)
             log(f"N={clients}: M={messages} messages per sender")
             rows.extend(run_fanout(kind, clients, messages, args, cpus) for kind in kinds)
@@ -850,9 +865,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("interrupted; servers stopped")
         return 130
     blank = "\n" if args.markdown else ""
-    print(fanout_table(rows, args.markdown))
-    print(f"{blank}(K={args.senders} senders, each sending its next message when the previous "
-          f"one is acknowledged; {placement})")
+    if rows:
+        print(fanout_table(rows, args.markdown))
+        print(f"{blank}(K={args.senders} senders, each sending its next message when the "
+              f"previous one is acknowledged; {placement})")
+    if SERVER_ENV:
+        print(f"{blank}(sockhub server environment: "
+              f"{' '.join(f'{k}={v}' for k, v in SERVER_ENV.items())})")
     if mems or probe is not None:
         print(blank + "\n" + memory_table(mems, probe, args.markdown))
     notes = verdict(rows, mems[-1] if mems else None)

@@ -569,15 +569,8 @@ class Hub:
         user.rooms[key] = room
         _deliver(room.members.values(), event)
 
-    def _apply_parted(self, event: Parted) -> None:
-        user = self.users.get(fold(event.nick))
-        room = self.rooms.get(fold(event.room))
-        if user is None or room is None:
-            return
-        _deliver(room.members.values(), event)
-        self._leave(user, room)
-
-    def _apply_kicked(self, event: Kicked) -> None:
+    def _apply_departure(self, event: Parted | Kicked) -> None:
+        """A part or a kick: everyone in the room hears it, the leaver included."""
         user = self.users.get(fold(event.nick))
         room = self.rooms.get(fold(event.room))
         if user is None or room is None:
@@ -698,8 +691,8 @@ _APPLY = {
     Private: Hub._apply_private,
     Signal: Hub._apply_signal,
     Joined: Hub._apply_joined,
-    Parted: Hub._apply_parted,
-    Kicked: Hub._apply_kicked,
+    Parted: Hub._apply_departure,
+    Kicked: Hub._apply_departure,
     Quit: Hub._apply_quit,
     NickChanged: Hub._apply_nick,
     TopicChanged: Hub._apply_topic,
