@@ -108,12 +108,13 @@ def pinned(argv: list[str], cpus: set[int] | None) -> list[str]:
     return [sys.executable, "-c", PIN_SHIM, ",".join(map(str, sorted(cpus))), *argv]
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all its threads), from /proc/PID/stat."""
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of a whole process (all its threads), from /proc/PID/stat."""
     text = Path(f"/proc/{pid}/stat").read_text()
     after_name = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
     utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return utime / tick, stime / tick
 
 
 def machine_busy_seconds() -> float:
@@ -191,8 +192,8 @@ class Server:
                 return int(match.group(1))
         raise RuntimeError(f"{self.spec.name}: no 'listening on' line in {timeout:g} s")
 
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid)
+    def cpu_times(self) -> tuple[float, float]:
+        return process_cpu_times(self.process.pid)
 
     def stderr(self) -> str:
         return "\n".join(self.tail)
@@ -260,6 +261,8 @@ class Row:
     p99_ms: float
     server_cpu_pct: float
     cpu_us_per_req: float
+    user_us_per_req: float  # the server's own code (and the loop's)
+    sys_us_per_req: float  # the kernel on its behalf: syscalls, TCP, page faults
     client_cpu_pct: float
     errors: float
     background_pct: float  # CPU other processes used meanwhile, % of one core
@@ -270,12 +273,14 @@ def run_once(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] |
     """Start one server, load it once, stop it; CPU is counted over the load only."""
     with Server(spec, server_cpus, STEADY_MALLOC if args.steady_malloc else None) as server:
         port = server.wait_listening()
-        cpu_before, ours_before = server.cpu_seconds(), own_cpu_seconds()
+        (user_before, sys_before), ours_before = server.cpu_times(), own_cpu_seconds()
         busy_before = machine_busy_seconds()
         result = run_client(port, args, client_cpus)
         busy = machine_busy_seconds() - busy_before
-        cpu_used = server.cpu_seconds() - cpu_before
+        user_after, sys_after = server.cpu_times()
         ours = own_cpu_seconds() - ours_before
+    user, system = user_after - user_before, sys_after - sys_before
+    cpu_used = user + system
     if server.exit_code != 0:
         log(f"  warning: {spec.name} exited with {server.exit_code} after SIGTERM:\n"
             f"{server.stderr()}")
@@ -286,6 +291,8 @@ def run_once(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] |
         p99_ms=result["p99_ms"],
         server_cpu_pct=100.0 * cpu_used / seconds,
         cpu_us_per_req=1e6 * cpu_used / requests if requests else float("nan"),
+        user_us_per_req=1e6 * user / requests if requests else float("nan"),
+        sys_us_per_req=1e6 * system / requests if requests else float("nan"),
         client_cpu_pct=100.0 * result["client_cpu_s"] / seconds,
         errors=result["errors"],
         background_pct=max(0.0, 100.0 * (busy - cpu_used - ours) / seconds),
@@ -316,10 +323,12 @@ def median_row(rows: Sequence[Row]) -> Row:
 
 HEADERS = ["server", "req/s", "req/s vs sockhub", "p50 ms", "p99 ms", "server CPU %",
            "CPU µs/req", "CPU/req vs sockhub", "client CPU %"]
+SPLIT_HEADERS = ["user µs/req", "sys µs/req"]
 
 
-def table(results: dict[str, Row], markdown: bool) -> str:
-    """The results as aligned text or as a Markdown table."""
+def table(results: dict[str, Row], markdown: bool, split: bool = False) -> str:
+    """The results as aligned text or as a Markdown table (``split``: user/sys columns)."""
+    headers = HEADERS + SPLIT_HEADERS if split else HEADERS
     ref = results.get(REFERENCE)
 
     def ratio(value: float, base: float | None) -> str:
@@ -336,19 +345,20 @@ def table(results: dict[str, Row], markdown: bool) -> str:
             f"{r.cpu_us_per_req:.1f}",
             ratio(r.cpu_us_per_req, ref.cpu_us_per_req if ref else None),
             f"{r.client_cpu_pct:.0f}",
+            *([f"{r.user_us_per_req:.1f}", f"{r.sys_us_per_req:.1f}"] if split else []),
         ]
         for name, r in results.items()
     ]
     if markdown:
-        lines = ["| " + " | ".join(HEADERS) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"]
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in [HEADERS, *body]) for i in range(len(HEADERS))]
+    widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
     return "\n".join(
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                   for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
-        for cells in [HEADERS, *body]
+        for cells in [headers, *body]
     )
 
 
@@ -405,6 +415,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="redo a run that other processes disturbed (default 3)")
     parser.add_argument("--steady-malloc", action="store_true",
                         help="fix glibc's malloc thresholds in every server (see the docstring)")
+    parser.add_argument("--cpu-split", action="store_true",
+                        help="add the server's user and system µs/request to the table")
     parser.add_argument("--only", metavar="NAME,...",
                         help="run only these servers (comma-separated)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -449,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("interrupted; servers stopped")
         return 130
     results = {name: median_row(rows) for name, rows in runs.items()}
-    print(table(results, args.markdown))
+    print(table(results, args.markdown, args.cpu_split))
     heading = f"{args.conns} conns x {args.size} B, {args.seconds:g} s, {args.procs} client proc(s)"
     if args.rounds > 1:
         heading += f", median of {args.rounds} rounds"

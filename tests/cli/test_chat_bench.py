@@ -16,7 +16,10 @@ from sockhub.client.chatbench import (
     Receiver,
     Tally,
     bench_chat,
+    cap_names,
+    irc_author,
     message_text,
+    parse_irc,
     parse_payload,
 )
 
@@ -79,6 +82,96 @@ def test_parse_payload():
     assert parse_payload(b"12:00:01 #bench * b0002 joined\r") is None
     with pytest.raises(ValueError):
         parse_payload(b"<user5> bench~1~7")
+
+
+def test_parse_irc():
+    assert parse_irc(b":b0002!~b@127.0.0.1 PRIVMSG #bench :hi there\r") == (
+        b"b0002!~b@127.0.0.1", b"PRIVMSG", [b"#bench", b"hi there"])
+    assert parse_irc(b"@time=2026-01-01T00:00:00Z :srv 366 b0001 #bench :End\r\n") == (
+        b"srv", b"366", [b"b0001", b"#bench", b"End"])
+    assert parse_irc(b"PING :token") == (b"", b"PING", [b"token"])
+    assert parse_irc(b"ping x y") == (b"", b"PING", [b"x", b"y"])
+    assert parse_irc(b":srv CAP * LS * :a b=1") == (b"srv", b"CAP", [b"*", b"LS", b"*", b"a b=1"])
+    assert parse_irc(b"") == (b"", b"", [])
+    assert cap_names(b"echo-message sasl=PLAIN,EXTERNAL multi-prefix") == {
+        b"echo-message", b"sasl", b"multi-prefix"}
+
+
+def test_irc_author():
+    assert irc_author(b":b0002!~b@127.0.0.1 PRIVMSG #bench :", b"#bench") == b"b0002"
+    assert irc_author(b"@msgid=7 :b0002!b@h PRIVMSG #Bench :", b"#bench") == b"b0002"
+    assert irc_author(b":b0002!b@h PRIVMSG #other :", b"#bench") is None
+    assert irc_author(b":b0002!b@h NOTICE #bench :", b"#bench") is None
+    assert irc_author(b":srv PRIVMSG #bench :", b"#bench") is None
+
+
+def test_plan_irc_mode():
+    plan = Plan(20, 3, 20, mode="irc", irc_echo=True)
+    assert plan.total_expected == 20 * 3 * 20 and plan.echoes
+    assert plan.wants_echo(2) and not plan.wants_echo(3)
+    assert plan.greeting(0) == b"CAP LS 302\r\nNICK b0001\r\nUSER b 0 * :b\r\n"
+    assert plan.hello(0) == b"JOIN #bench\r\n"
+    assert plan.wrap("bench~0~1~2") == b"PRIVMSG #bench :bench~0~1~2\r\n"
+    plain = Plan(20, 3, 20, mode="irc")  # no echo-message: like ncat
+    assert plain.total_expected == 19 * 3 * 20 and not plain.wants_echo(0)
+
+
+def _registration(nick: str) -> bytes:
+    return (f":srv 001 {nick} :Welcome\r\n:srv 005 {nick} CHANTYPES=# :are supported\r\n"
+            f":srv 375 {nick} :- srv\r\n:srv 372 {nick} :- hi\r\n"
+            f":srv 376 {nick} :End of MOTD\r\n").encode()
+
+
+def test_receiver_irc_with_echo_message():
+    plan = Plan(clients=3, senders=2, messages=2, mode="irc", irc_echo=True)
+    receiver = Receiver(plan, 0)  # a sender: asks for echo-message
+    receiver.feed(b":srv CAP * LS * :multi-prefix sasl=PLAIN\r\n", 0)
+    assert receiver.outbox == b""  # the list continues
+    receiver.feed(b":srv CAP * LS :echo-message server-time\r\n", 0)
+    assert receiver.outbox == b"CAP REQ :echo-message\r\n"
+    receiver.outbox.clear()
+    receiver.feed(b":srv CAP * ACK :echo-message\r\n", 0)
+    assert receiver.echo_acked and receiver.outbox == b"CAP END\r\n"
+    receiver.outbox.clear()
+    receiver.feed(_registration("b0001"), 0)
+    assert receiver.greeted and not receiver.ready
+    receiver.feed(b":b0001!b@h JOIN #bench\r\n:srv 353 b0001 = #bench :b0001 b0002\r\n", 0)
+    receiver.feed(b":srv 366 b0001 #other :End\r\n", 0)
+    assert not receiver.ready
+    receiver.feed(b":srv 366 b0001 #bench :End of /NAMES list.\r\n", 0)
+    assert receiver.ready
+    receiver.feed(b"PING :abc\r\n", 0)
+    assert receiver.outbox == b"PONG :abc\r\n"
+    data = b"".join(
+        f"@msgid={s}{q} :{plan.nick(s)}!~b@127.0.0.1 PRIVMSG #bench :"
+        f"{message_text(s, q, 100)}\r\n".encode() for q in range(2) for s in range(2))
+    for start in range(0, len(data), 13):  # split anywhere
+        receiver.feed(data[start : start + 13], 150)
+    assert receiver.complete and receiver.garbled == 0 and not receiver.errors
+    assert list(receiver.latencies) == [50] * 4
+
+
+def test_receiver_irc_without_echo_and_problems():
+    plan = Plan(clients=3, senders=2, messages=1, mode="irc")
+    receiver = Receiver(plan, 1)  # sender 1: expects only sender 0's message
+    receiver.feed(b":srv CAP * LS :multi-prefix\r\n", 0)
+    assert receiver.outbox == b"CAP END\r\n"
+    receiver.feed(b":srv 422 b0002 :MOTD File is missing\r\n", 0)
+    assert receiver.greeted and not receiver.errors  # 422 is no error
+    receiver.feed(b":b0001!b@h PRIVMSG #bench :bench~1~0~1\r\n", 0)  # b0001 as sender 1
+    receiver.feed(b":b0001!b@h PRIVMSG #bench :bench~0~0\r\n", 0)  # truncated
+    receiver.feed(b":b0001!b@h PRIVMSG #bench :bench~0~0~1\r\n", 0)
+    assert receiver.complete and receiver.garbled == 2
+    receiver.feed(b":srv 404 b0002 #bench :Cannot send to channel\r\nERROR :Closing\r\n", 0)
+    assert len(receiver.errors) == 2 and receiver.errors[0].startswith(":srv 404")
+
+
+def test_receiver_irc_server_without_cap():
+    plan = Plan(clients=2, senders=1, messages=1, mode="irc", irc_echo=True)
+    receiver = Receiver(plan, 0)
+    receiver.feed(b":srv 421 * CAP :Unknown command\r\n", 0)
+    assert receiver.outbox == b"CAP END\r\n"
+    assert receiver.errors == ["the server does not offer echo-message"]
 
 
 def _server_output(plan: Plan, order: list[tuple[int, int]]) -> bytes:
@@ -144,7 +237,7 @@ def test_receiver_reads_ncat_chunks():
 @pytest.mark.parametrize(
     "kwargs",
     [{"clients": 0}, {"senders": 5, "clients": 4}, {"messages": -1}, {"rate": 0.0},
-     {"timeout": 0}, {"mode": "irc"}, {"room": "bench"}, {"mode": "ncat", "clients": 1},
+     {"timeout": 0}, {"mode": "xmpp"}, {"room": "bench"}, {"mode": "ncat", "clients": 1},
      {"procs": 0}, {"window": 0}],
 )
 def test_bench_chat_rejects_bad_parameters(kwargs):
@@ -258,3 +351,28 @@ async def _python(code: str) -> dict[str, object]:
     assert process.returncode == 0, err.decode()
     result: dict[str, object] = json.loads(out)
     return result
+
+
+async def test_bench_chat_irc_mode_against_the_irc_door(tmp_path):
+    server = await start_sockhub("chat", "--port", "0", "--irc-port", "0", "--data-dir",
+                                 str(tmp_path), "--flood-rate", "none", listeners=2)
+    try:
+        code, out, err = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{server.ports['irc']}", "--mode", "irc",
+            "--clients", "20", "--senders", "3", "--messages", "20", "--timeout", "20",
+            "--json", timeout=30)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["ok"] is True and result["echo"] is True  # the door offers echo-message
+        assert result["deliveries"] == result["expected"] == 20 * 3 * 20
+        # Without echo-message (as against ngIRCd): witnesses pace, senders get none of theirs.
+        run = await _python(
+            "from sockhub.client import chatbench\n"
+            "chatbench.irc_offers = lambda *args: False\n"
+            f"r = chatbench.bench_chat('127.0.0.1', {server.ports['irc']}, clients=6, "
+            "senders=2, messages=10, mode='irc', room='#plain', timeout=20)\n"
+            "print(r.to_json())\n")
+        assert run["ok"] and run["echo"] is False
+        assert run["deliveries"] == 5 * 2 * 10
+    finally:
+        assert await server.stop() == 0

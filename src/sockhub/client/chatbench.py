@@ -16,6 +16,8 @@ that nothing waits on a sleep:
    join the room at once: a chat server announces every join to the whole
    room, and joins that arrive together share its writes. A client is ready
    when it reads the server's own account of its join. Workers report ready.
+   (IRC mode registers on connect, CAP negotiation included, is greeted by
+   the end of the MOTD, and is ready at the ``366`` that ends its join.)
 2. *window*: the parent says go; K senders each send M messages, paced by
    their acknowledgement (line mode: their own message coming back; ncat
    mode, which has no echo: a witness client in the same process receiving
@@ -38,6 +40,7 @@ import json
 import multiprocessing
 import os
 import resource
+import socket
 import time
 from array import array
 from collections.abc import Callable, Iterable
@@ -47,8 +50,8 @@ from typing import Any, Literal, cast
 
 from sockhub.engine import loops
 
-Mode = Literal["line", "ncat"]
-MODES: tuple[Mode, ...] = ("line", "ncat")
+Mode = Literal["line", "ncat", "irc"]
+MODES: tuple[Mode, ...] = ("line", "ncat", "irc")
 
 #: Marks a bench message inside whatever prefix the server adds.
 MARKER = b"bench~"
@@ -59,7 +62,9 @@ CLIENTS_PER_PROC = 50
 #: Connection attempts in flight, all workers together. sockhub listens with
 #: a backlog of 1,024; ncat with 10, and a burst past that leaves clients
 #: half-connected and, in our runs, made ncat exit ("getpeername ... failed").
-CONNECT_GATE: dict[Mode, int] = {"line": 512, "ncat": 8}
+CONNECT_GATE: dict[Mode, int] = {"line": 512, "ncat": 8, "irc": 8}
+#: Seconds the parent waits for an IRC server's ``CAP LS`` answer.
+CAP_PROBE_TIMEOUT = 5.0
 #: Seconds without any send or receipt after which a worker stops waiting.
 SETTLE = 2.0
 #: Seconds the parent allows past the deadline for workers to report and exit.
@@ -83,20 +88,45 @@ class Plan:
     messages: int
     room: str = "#bench"
     mode: Mode = "line"
+    #: IRC mode: the senders negotiate ``echo-message`` (the server offers it).
+    irc_echo: bool = False
 
     def nick(self, client: int) -> str:
-        """The nick of a client in line mode: ``b0001`` for client 0."""
+        """The nick of a client in line and IRC mode: ``b0001`` for client 0."""
         return f"b{client + 1:04d}"
 
+    @property
+    def echoes(self) -> bool:
+        """Does a sender get its own messages back (its acknowledgement)?"""
+        return self.mode == "line" or (self.mode == "irc" and self.irc_echo)
+
+    def greeting(self, client: int) -> bytes:
+        """What a client sends as soon as it is connected (IRC: registration)."""
+        if self.mode != "irc":
+            return b""
+        return f"CAP LS 302\r\nNICK {self.nick(client)}\r\nUSER b 0 * :b\r\n".encode()
+
     def hello(self, client: int) -> bytes:
-        """What a client sends on connect: its nick and the join (nothing for ncat)."""
+        """What a client sends to join the room (line mode: its nick too; ncat: nothing)."""
         if self.mode == "ncat":
             return b""
+        if self.mode == "irc":
+            return f"JOIN {self.room}\r\n".encode()
         return f"{self.nick(client)}\n/join {self.room}\n".encode()
 
+    def wants_echo(self, client: int) -> bool:
+        """IRC: a sender asks for ``echo-message`` when the run uses it."""
+        return self.mode == "irc" and self.irc_echo and client < self.senders
+
     def skips_own(self, client: int) -> bool:
-        """ncat does not echo a sender's lines back to it."""
-        return self.mode == "ncat" and client < self.senders
+        """Without an echo (ncat, IRC without echo-message) a sender gets none of its own."""
+        return not self.echoes and client < self.senders
+
+    def wrap(self, text: str) -> bytes:
+        """One bench message as the client sends it."""
+        if self.mode == "irc":
+            return f"PRIVMSG {self.room} :{text}\r\n".encode()
+        return f"{text}\n".encode()
 
     def expected(self, client: int) -> int:
         """Messages ``client`` must receive."""
@@ -129,6 +159,47 @@ def parse_payload(line: bytes) -> tuple[bytes, int, int, int] | None:
         raise ValueError(f"malformed bench message: {line[:120]!r}")
     sender, seq, sent_ns = fields
     return line[:start], int(sender), int(seq), int(sent_ns)  # int() ignores the CR
+
+
+def parse_irc(line: bytes) -> tuple[bytes, bytes, list[bytes]]:
+    """Split one IRC line into (source, COMMAND, params); tags are dropped.
+
+    ``:nick!u@h PRIVMSG #c :hi there`` gives ``(b"nick!u@h", b"PRIVMSG",
+    [b"#c", b"hi there"])``; an empty line gives an empty command.
+    """
+    line = line.rstrip(b"\r\n")
+    if line.startswith(b"@"):
+        line = line.partition(b" ")[2]
+    source = b""
+    if line.startswith(b":"):
+        source, _, line = line[1:].partition(b" ")
+    head, colon, trailing = line.partition(b" :")
+    if not colon and head.startswith(b":"):  # no middle params at all
+        head, colon, trailing = b"", b":", head[1:]
+    words = head.split()
+    if not words:
+        return source, b"", []
+    return source, words[0].upper(), words[1:] + ([trailing] if colon else [])
+
+
+def cap_names(text: bytes) -> set[bytes]:
+    """The capability names of a ``CAP LS`` list (``sasl=PLAIN`` gives ``sasl``)."""
+    return {item.partition(b"=")[0] for item in text.split()}
+
+
+def irc_author(prefix: bytes, room: bytes) -> bytes | None:
+    """The nick that sent a channel message, from what precedes its text.
+
+    ``@time=… :b0002!~b@host PRIVMSG #bench :`` gives ``b0002``; anything
+    that is not a PRIVMSG to ``room`` gives None.
+    """
+    if prefix.startswith(b"@"):
+        prefix = prefix.partition(b" ")[2]
+    nick, bang, rest = prefix.partition(b"!")
+    if not (bang and nick.startswith(b":") and rest.lower().endswith(
+            b" privmsg " + room.lower() + b" :")):
+        return None
+    return nick[1:]
 
 
 class Tally:
@@ -201,12 +272,18 @@ class Receiver:
         self.tally = Tally(plan.senders, plan.messages,
                            skip=client if plan.skips_own(client) else None)
         self.latencies: array[int] = latencies if latencies is not None else array("q")
-        self.greeted = False  # any line at all: the server has us
+        self.greeted = False  # any line at all (IRC: the end of the MOTD): the server has us
         self.ready = False
         self.errors: list[str] = []
         self.garbled = 0
         self.last_ns = 0  # when the last expected message arrived
+        #: IRC: what the client must send back (PONG, CAP REQ/END); the I/O drains it.
+        self.outbox = bytearray()
+        self.echo_acked = False
+        self._caps: set[bytes] = set()
         self._partial = b""
+        self._room = plan.room.encode()
+        self._nicks = [plan.nick(s).encode() for s in range(plan.senders)]
         # Line mode: ready once the server reports our own join of the room
         # (it sends the line after the join is applied, so from then on every
         # message to the room reaches us). ncat: once it has said anything.
@@ -234,6 +311,9 @@ class Receiver:
         else:
             self._partial = b""
         if not data:
+            return
+        if self.plan.mode == "irc":
+            self._irc(data, now_ns)
             return
         if not self.ready:
             self.greeted = True
@@ -273,6 +353,68 @@ class Receiver:
             if record(sender, seq):
                 latencies.append(now_ns - sent_ns)
                 self.last_ns = now_ns
+
+
+    def _irc(self, data: bytes, now_ns: int) -> None:
+        for line in data.split(b"\n"):
+            if MARKER in line:
+                self._irc_message(line, now_ns)
+            elif line:
+                self._irc_control(line)
+
+    def _irc_message(self, line: bytes, now_ns: int) -> None:
+        try:
+            parsed = parse_payload(line)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            self.garbled += 1
+            return
+        prefix, sender, seq, sent_ns = parsed
+        if not 0 <= sender < len(self._nicks) or irc_author(prefix, self._room) != self._nicks[
+                sender]:
+            self.garbled += 1  # wrong author or channel, or a mangled line
+            return
+        if self.tally.record(sender, seq):
+            self.latencies.append(now_ns - sent_ns)
+            self.last_ns = now_ns
+
+    def _irc_control(self, line: bytes) -> None:
+        """Registration, the join, PING and errors: everything but bench messages."""
+        _, command, params = parse_irc(line)
+        if command == b"PING":
+            self.outbox += b"PONG :" + (params[-1] if params else b"") + b"\r\n"
+        elif command == b"CAP" and len(params) >= 2:
+            self._cap(params[1].upper(), params[2:])
+        elif command in (b"376", b"422"):  # end of MOTD, or none: registered
+            self.greeted = True
+        elif command == b"366":  # end of NAMES: the join is applied
+            if len(params) >= 2 and params[1].lower() == self._room.lower():
+                self.ready = True
+        elif command in (b"421", b"451") and b"CAP" in params:
+            self._cap(b"LS", [b""])  # no CAP support: nothing offered
+        elif command == b"ERROR" or (command.isdigit() and 400 <= int(command) < 600
+                                     and command != b"422"):
+            self.errors.append(line.decode(errors="replace").strip())
+
+    def _cap(self, sub: bytes, rest: list[bytes]) -> None:
+        if sub == b"LS":
+            more = len(rest) >= 2 and rest[0] == b"*"
+            self._caps |= cap_names(rest[-1] if rest else b"")
+            if more:
+                return
+            if self.plan.wants_echo(self.client):
+                if b"echo-message" in self._caps:
+                    self.outbox += b"CAP REQ :echo-message\r\n"
+                    return
+                self.errors.append("the server does not offer echo-message")
+            self.outbox += b"CAP END\r\n"
+        elif sub in (b"ACK", b"NAK"):
+            if sub == b"ACK" and b"echo-message" in cap_names(rest[-1] if rest else b""):
+                self.echo_acked = True
+            else:
+                self.errors.append(f"CAP {sub.decode()} {b' '.join(rest).decode(errors='replace')}")
+            self.outbox += b"CAP END\r\n"
 
 
 def _is_ncat_prefix(prefix: bytes) -> bool:
@@ -346,6 +488,7 @@ class ChatBenchResult:
     errors: int
     first_error: str
     client_cpu_s: float
+    echo: bool = False  # IRC: the senders had echo-message
 
     @property
     def ok(self) -> bool:
@@ -360,7 +503,8 @@ class ChatBenchResult:
                   f"at most {self.window} unacknowledged each")
         cpu = 100.0 * self.client_cpu_s / self.seconds if self.seconds else 0.0
         lines = [
-            f"bench chat {self.target} ({self.mode}): {self.clients} clients in {self.room}, "
+            f"bench chat {self.target} ({self.mode}{', echo-message' if self.echo else ''}): "
+            f"{self.clients} clients in {self.room}, "
             f"{self.senders} senders x {self.messages} messages, {pacing}, "
             f"{self.procs} client process(es)",
             f"setup       {self.setup_s:.2f} s to connect and join",
@@ -438,10 +582,17 @@ class _Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        greeting = self.receiver.plan.greeting(self.receiver.client)
+        if greeting:
+            self.transport.write(greeting)
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
         receiver.feed(data, time.monotonic_ns())
+        if receiver.outbox:
+            if self.transport is not None:
+                self.transport.write(bytes(receiver.outbox))
+            receiver.outbox.clear()
         run = self.run
         run.last_activity = time.monotonic()
         if not run.started:
@@ -524,7 +675,7 @@ class _Sender:
             now = time.monotonic_ns()
             if not self.run.first_send_ns:
                 self.run.first_send_ns = now
-            transport.write(message_text(self.sender, self.next, now).encode() + b"\n")
+            transport.write(self.plan.wrap(message_text(self.sender, self.next, now)))
             self.next += 1
             self.run.sent += 1
             self.run.last_activity = time.monotonic()
@@ -658,9 +809,9 @@ async def _window(plan: Plan, clients: list[_Client], opts: _Options, run: _Run)
         if number >= plan.senders or plan.messages == 0:
             continue
         client = by_number[number]
-        # Line mode: its own message coming back is the acknowledgement.
-        # ncat has no echo: the next local client witnesses the delivery.
-        witness = index if plan.mode == "line" else (index + 1) % len(local)
+        # Line mode (and IRC with echo-message): its own message coming back is
+        # the acknowledgement. Without an echo the next local client witnesses it.
+        witness = index if plan.echoes else (index + 1) % len(local)
         acker = by_number[local[witness]]
         sender = _Sender(client, acker.receiver, plan, opts.window, opts.rate, run)
         acker.pacers.append(sender)
@@ -701,6 +852,38 @@ def _worker(plan: Plan, mine: list[int], opts: _Options, inbox: Connection,
 # The parent: fork, coordinate, merge.
 
 
+def irc_offers(host: str, port: int, capability: str,
+               timeout: float = CAP_PROBE_TIMEOUT) -> bool:
+    """Does the IRC server list ``capability`` in ``CAP LS``? One short, unregistered connection.
+
+    A server that cannot be reached, does not know CAP or does not answer
+    in ``timeout`` offers nothing (the run itself then reports what failed).
+    """
+    caps: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout) as sock:
+            sock.sendall(b"CAP LS 302\r\n")
+            buffer = b""
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    _, command, params = parse_irc(line)
+                    if command == b"CAP" and len(params) >= 3 and params[1].upper() == b"LS":
+                        caps |= cap_names(params[-1])
+                        if params[2] != b"*" or len(params) < 4:
+                            return capability.encode() in caps
+                    elif command.isdigit() or command == b"ERROR":
+                        return False
+    except OSError:  # refused, reset, or timed out
+        pass
+    return False
+
+
 def bench_chat(
     host: str,
     port: int,
@@ -727,17 +910,28 @@ def bench_chat(
     script samples the server's CPU time and memory there. ``messages=0``
     only connects and joins (a memory probe).
 
+    IRC mode registers every client (``NICK``/``USER``, waiting for the end
+    of the MOTD), joins ``room`` (waiting for ``366``) and sends ``PRIVMSG``.
+    If the server lists ``echo-message`` in ``CAP LS`` (asked once, before
+    the run), the senders request it and are paced by their own echo and
+    every client expects K·M messages; otherwise they are paced like ncat
+    mode and a sender expects none of its own.
+
     Raises:
         ValueError: a parameter out of range.
     """
     _check(clients, senders, messages, rate, room, mode, timeout, procs, window)
-    plan = Plan(clients, senders, messages, room, cast(Mode, mode))
     start = time.monotonic()
+    echo = mode == "irc" and senders > 0 and irc_offers(host, port, "echo-message",
+                                                         min(timeout, CAP_PROBE_TIMEOUT))
+    plan = Plan(clients, senders, messages, room, cast(Mode, mode), irc_echo=echo)
+    if not plan.echoes and clients < 2:
+        raise ValueError(f"{mode} mode without an echo needs at least 2 clients")
     usable = len(os.sched_getaffinity(0))
     if procs is None:
         procs = min(usable, max(1, clients // CLIENTS_PER_PROC))
-    # ncat mode needs a witness next to every sender.
-    procs = max(1, min(procs, clients if mode == "line" else clients // 2))
+    # Without an echo, a sender needs a witness next to it.
+    procs = max(1, min(procs, clients if plan.echoes else clients // 2))
     gate = max(1, CONNECT_GATE[plan.mode] // procs)
     opts = _Options(host, port, window, rate, start + timeout, gate)
     context = multiprocessing.get_context("fork")
@@ -799,7 +993,7 @@ def _check(clients: int, senders: int, messages: int, rate: float | None, room: 
         raise ValueError("procs must be at least 1")
     if window < 1:
         raise ValueError("window must be at least 1")
-    if mode == "line" and (not room.startswith("#") or len(room) < 2 or " " in room):
+    if mode != "ncat" and (not room.startswith("#") or len(room) < 2 or " " in room):
         raise ValueError(f"--room must look like #name, not {room!r}")
 
 
@@ -902,4 +1096,5 @@ def _merge(plan: Plan, opts: _Options, procs: int, setup_s: float,
         errors=error_count,
         first_error=errors[0] if errors else "",
         client_cpu_s=round(cpu, 3),
+        echo=plan.mode == "irc" and plan.irc_echo,
     )

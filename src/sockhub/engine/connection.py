@@ -3,10 +3,11 @@
 This is the only place that writes to a client, arms its timers or closes it.
 Per connection it enforces, from :class:`~sockhub.limits.Limits`:
 
-* ``idle_timeout``: one timer per connection, re-armed lazily. Reads only
-  record the time; when the timer fires it checks how long the client has
-  really been quiet and sleeps again for the remainder, so the hot path
-  never touches the timer heap.
+* ``idle_timeout``: one timer per connection, ticking every quarter of the
+  timeout. A read only sets a flag (reading the clock on every read cost
+  ~0.5 µs of a ~8 µs echo round trip); a tick that finds the flag clear
+  for a whole timeout closes the connection, so a client is closed after
+  between 1 and 1.25 timeouts of silence, never before.
 * ``write_high_water``: past it asyncio calls :meth:`pause_writing`; we stop
   reading from the client (back-pressure: an echo client that does not read
   its replies cannot make us buffer more) and arm ``write_timeout``.
@@ -49,9 +50,23 @@ class StreamConnection(asyncio.Protocol):
 
     # Slots: ten thousand idle clients should cost kilobytes each, not tens.
     __slots__ = (
-        "_admitted", "_close_handle", "_closed_event", "_closing", "_idle_handle",
-        "_last_read", "_lost", "_write_handle", "_writing_paused", "limits", "loop",
-        "peer", "peer_ip", "protocol", "server", "transport",
+        "_active",
+        "_admitted",
+        "_close_handle",
+        "_closed_event",
+        "_closing",
+        "_idle_handle",
+        "_lost",
+        "_quiet_since",
+        "_write_handle",
+        "_writing_paused",
+        "limits",
+        "loop",
+        "peer",
+        "peer_ip",
+        "protocol",
+        "server",
+        "transport",
     )
 
     def __init__(self, server: StreamServer) -> None:
@@ -64,7 +79,8 @@ class StreamConnection(asyncio.Protocol):
         self.peer_ip: str | None = None
         self._closed_event: asyncio.Event | None = None
         self._lost = False
-        self._last_read = 0.0
+        self._active = False
+        self._quiet_since = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
         self._write_handle: asyncio.TimerHandle | None = None
         self._close_handle: asyncio.TimerHandle | None = None
@@ -113,16 +129,17 @@ class StreamConnection(asyncio.Protocol):
             )
         )
         if self.limits.idle_timeout is not None:
-            self._last_read = self.loop.time()
-            self._idle_handle = self.loop.call_later(self.limits.idle_timeout, self._idle_check)
+            self._quiet_since = self.loop.time()
+            self._idle_handle = self.loop.call_later(
+                self.limits.idle_timeout / 4, self._idle_check
+            )
         self.flush()
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
         if protocol is None or self._closing:
             return
-        if self._idle_handle is not None:
-            self._last_read = self.loop.time()
+        self._active = True
         protocol.receive_data(data)
         # flush(), inlined: this is the per-read hot path of every service.
         out = protocol.data_to_send()
@@ -290,10 +307,13 @@ class StreamConnection(asyncio.Protocol):
     def _idle_check(self) -> None:
         timeout = self.limits.idle_timeout
         assert timeout is not None
-        quiet = self.loop.time() - self._last_read
-        if quiet >= timeout:
+        now = self.loop.time()
+        if self._active:  # the client spoke during the last tick
+            self._active = False
+            self._quiet_since = now
+        elif now - self._quiet_since >= timeout:
             self._idle_handle = None
             log.info("%s: idle timeout for %s", self.server.name, self.peer)
             self.notify_close(f"idle for {timeout:g} seconds; closing")
-        else:
-            self._idle_handle = self.loop.call_later(timeout - quiet, self._idle_check)
+            return
+        self._idle_handle = self.loop.call_later(timeout / 4, self._idle_check)

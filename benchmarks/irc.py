@@ -1,0 +1,379 @@
+"""IRC benchmark: sockhub's IRC door against ngIRCd and miniircd, fan-out to one channel.
+
+The same shape as ``benchmarks/chat.py`` (whose helpers this reuses), with
+``sockhub bench chat --mode irc`` as the load: N registered clients in
+``#bench``, K of them sending M ``PRIVMSG`` each, every delivery checked
+exactly-once and in order.
+
+* Each server runs pinned to CPU 0 and the load client to CPU 1; the fair
+  column is the server's own CPU time per delivery (/proc/PID/stat between
+  "everyone joined" and "everyone counted everything"), because
+  deliveries/s is capped by whichever side saturates first.
+* Pacing: a server that offers ``echo-message`` (sockhub) has each sender
+  send its next message when its own comes back, and every client receives
+  K·M messages; one that does not (ngIRCd 26, miniircd) has a witness client
+  next to each sender pace it, and a sender receives none of its own
+  ((N-1)·K·M). Per-delivery figures make the two comparable.
+* ngIRCd runs from a generated config (:func:`ngircd_config`): no PAM, no
+  ident or DNS lookups, no connection or join limits, and ``MaxPenaltyTime
+  = 0``, which turns its flood penalties off altogether.
+* Latency is measured at a fixed, moderate load (``--rate`` messages a
+  second per sender at N = ``--latency-clients``), where no server is
+  saturated.
+* Servers bind 127.0.0.1, are stopped by PID in ``finally`` blocks, and every
+  wait is bounded.
+
+    python benchmarks/irc.py --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat import (
+    HOST,
+    LISTEN_TIMEOUT,
+    NOISE,
+    Server,
+    WindowMeter,
+    free_port,
+    log,
+    raise_fd_limit,
+    render,
+    wait_for_quiet,
+)
+
+from sockhub.client.chatbench import ChatBenchResult, bench_chat
+
+SOCKHUB_IRC_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(irc\)")
+NEVER = re.compile(r"(?!)")  # ngIRCd and miniircd: we poll the port instead
+NGIRCD = shutil.which("ngircd") or ("/usr/sbin/ngircd" if os.path.exists("/usr/sbin/ngircd")
+                                    else None)
+MINIIRCD = shutil.which("miniircd") or (
+    str(Path(sys.executable).with_name("miniircd"))
+    if Path(sys.executable).with_name("miniircd").exists() else None)
+SERVERS = ("sockhub", "ngircd", "miniircd")
+
+
+def ngircd_config(directory: str, port: int) -> str:
+    """An ngIRCd config for a benchmark: local only, no lookups, no limits, no penalties."""
+    return f"""\
+[Global]
+Name = bench.ngircd.invalid
+Info = sockhub benchmark peer
+Listen = 127.0.0.1
+Ports = {port}
+MotdPhrase = bench
+PidFile = {directory}/ngircd.pid
+HelpFile = {directory}/none
+ServerUID = 0
+ServerGID = 0
+
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+
+[Options]
+Ident = no
+DNS = no
+PAM = no
+IncludeDir = {directory}/conf.d
+"""
+
+
+def wait_port(server: Server, port: int, timeout: float = LISTEN_TIMEOUT) -> None:
+    """Until ``port`` accepts a connection (the server says nothing we can match)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited before listening:\n{server.stderr()}")
+        try:
+            with socket.create_connection((HOST, port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{server.name}: port {port} not open in {timeout:g} s")
+
+
+def start(kind: str, workdir: str, cpus: set[int] | None) -> tuple[Server, int]:
+    """One fresh server of ``kind``, bound to 127.0.0.1; its port."""
+    if kind == "sockhub":
+        argv = [sys.executable, "-m", "sockhub", "serve", "chat", "--host", HOST,
+                "--port", "0", "--irc-port", "0", "--flood-rate", "none",
+                "--data-dir", workdir, "--loop", "uvloop",
+                "--max-conns", "none", "--max-conns-per-ip", "none"]
+        server = Server("sockhub", argv, SOCKHUB_IRC_LISTENING, cpus)
+        try:
+            return server, server.wait_listening()
+        except BaseException:
+            server.stop()
+            raise
+    for _ in range(5):
+        port = free_port()
+        if kind == "ngircd":
+            os.makedirs(os.path.join(workdir, "conf.d"), exist_ok=True)
+            config = os.path.join(workdir, "ngircd.conf")
+            Path(config).write_text(ngircd_config(workdir, port))
+            argv = [NGIRCD or "ngircd", "-n", "-f", config]
+        else:
+            argv = [MINIIRCD or "miniircd", "--listen", HOST, "--ports", str(port)]
+            if os.geteuid() == 0:  # it refuses to run as root unless told so
+                argv += ["--setuid", "root"]
+        server = Server(kind, argv, NEVER, cpus)
+        try:
+            wait_port(server, port)
+            return server, port
+        except RuntimeError as exc:
+            server.stop()
+            log(f"  {kind}: {exc}; retrying on another port")
+    raise RuntimeError(f"{kind} did not start listening")
+
+
+@dataclass
+class Row:
+    """One server, one run."""
+
+    server: str
+    clients: int
+    messages: int
+    rate: float | None
+    result: ChatBenchResult
+    server_cpu_s: float
+    wall_s: float
+    client_cpu_s: float
+    background_pct: float
+    server_alive: bool
+    server_tail: str
+
+    @property
+    def us_per_delivery(self) -> float:
+        d = self.result.deliveries
+        return 1e6 * self.server_cpu_s / d if d else float("nan")
+
+    @property
+    def server_cpu_pct(self) -> float:
+        return 100.0 * self.server_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def client_cpu_pct(self) -> float:
+        return 100.0 * self.client_cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def problems(self) -> str:
+        r = self.result
+        bits = [f"{name} {value:,}" for name, value in (
+            ("lost", r.lost), ("dup", r.duplicated), ("reordered", r.reordered),
+            ("garbled", r.garbled), ("errors", r.errors)) if value]
+        if r.first_error:
+            bits.append(f"first: {r.first_error[:80]}")
+        if not self.server_alive:
+            bits.append("server died")
+        return "; ".join(bits) or "none"
+
+
+def run_one(kind: str, clients: int, senders: int, messages: int, rate: float | None,
+            args: argparse.Namespace, cpus: set[int] | None) -> Row:
+    wait_for_quiet(args.quiet_wait)
+    with tempfile.TemporaryDirectory(prefix=f"sockhub-irc-bench-{kind}-") as workdir:
+        server, port = start(kind, workdir, cpus)
+        with server:
+            meter = WindowMeter(server.pid)
+            result = bench_chat(HOST, port, clients=clients, senders=senders,
+                                messages=messages, rate=rate, mode="irc", room="#bench",
+                                timeout=args.timeout, window=1 if rate else args.window,
+                                on_phase=meter)
+            alive = server.alive()
+        wall, server_cpu, busy, own = meter.deltas()
+    client_cpu = result.client_cpu_s + own
+    row = Row(kind, clients, messages, rate, result, server_cpu, wall, client_cpu,
+              max(0.0, 100.0 * (busy - server_cpu - client_cpu) / wall) if wall else 0.0,
+              alive, server.stderr()[-300:])
+    log(f"  N={clients:<4} {kind:<9} {result.deliveries:>9,}/{result.expected:,} deliveries "
+        f"{result.deliveries_per_s:>10,.0f}/s  server {row.us_per_delivery:6.2f} µs/delivery "
+        f"({row.server_cpu_pct:3.0f}% CPU)  client {row.client_cpu_pct:3.0f}%  "
+        f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  echo {result.echo}  "
+        f"background {row.background_pct:.0f}%  problems: {row.problems}")
+    if not alive:
+        log(f"  {kind} exited; its last output:\n{row.server_tail}")
+    return row
+
+
+def run_least_disturbed(kind: str, clients: int, senders: int, messages: int,
+                        rate: float | None, args: argparse.Namespace,
+                        cpus: set[int] | None) -> Row:
+    """``run_one``, redone while other processes used more than NOISE of a core; the
+    least disturbed attempt is kept (a shared machine costs time, not a noisy row)."""
+    attempts: list[Row] = []
+    for attempt in range(args.retries + 1):
+        attempts.append(run_one(kind, clients, senders, messages, rate, args, cpus))
+        if attempts[-1].background_pct <= 100.0 * NOISE:
+            break
+        if attempt < args.retries:
+            log(f"  other processes used {attempts[-1].background_pct:.0f}% of a core; again")
+    return min(attempts, key=lambda row: row.background_pct)
+
+
+def throughput_table(rows: list[Row], markdown: bool) -> str:
+    base = {r.clients: r for r in rows if r.server == "ngircd" and r.result.deliveries}
+    headers = ["N", "server", "pacing", "M", "deliveries", "deliveries/s", "vs ngIRCd",
+               "server µs/delivery", "vs ngIRCd", "server CPU", "client CPU", "p50 ms",
+               "p99 ms", "problems", "background"]
+    body = []
+    for r in rows:
+        ref = base.get(r.clients)
+        ratio = (f"{r.result.deliveries_per_s / ref.result.deliveries_per_s:.2f}x"
+                 if ref and ref.result.deliveries_per_s else "-")
+        cpu_ratio = (f"{r.us_per_delivery / ref.us_per_delivery:.2f}x"
+                     if ref and ref.us_per_delivery and r.result.deliveries else "-")
+        body.append([
+            str(r.clients), r.server, "echo-message" if r.result.echo else "witness",
+            str(r.messages), f"{r.result.deliveries:,}/{r.result.expected:,}",
+            f"{r.result.deliveries_per_s:,.0f}", ratio, f"{r.us_per_delivery:.2f}", cpu_ratio,
+            f"{r.server_cpu_pct:.0f}%", f"{r.client_cpu_pct:.0f}%",
+            f"{r.result.p50_ms:.2f}", f"{r.result.p99_ms:.2f}", r.problems,
+            f"{r.background_pct:.0f}%",
+        ])
+    return render(headers, body, markdown)
+
+
+def latency_table(rows: list[Row], markdown: bool) -> str:
+    headers = ["server", "N", "load", "deliveries", "p50 ms", "p99 ms", "max ms",
+               "server µs/delivery", "problems"]
+    body = [[r.server, str(r.clients),
+             f"{r.result.senders} x {r.rate:g} msg/s, M={r.messages}",
+             f"{r.result.deliveries:,}/{r.result.expected:,}", f"{r.result.p50_ms:.2f}",
+             f"{r.result.p99_ms:.2f}", f"{r.result.max_ms:.2f}", f"{r.us_per_delivery:.2f}",
+             r.problems] for r in rows]
+    return render(headers, body, markdown)
+
+
+def verdict(rows: list[Row]) -> list[str]:
+    out = []
+    for clients in sorted({r.clients for r in rows}):
+        mine = [r for r in rows if r.clients == clients and r.server == "sockhub"]
+        ref = [r for r in rows if r.clients == clients and r.server == "ngircd"]
+        if mine and ref and ref[0].result.deliveries_per_s:
+            a, b = mine[0].result.deliveries_per_s, ref[0].result.deliveries_per_s
+            out.append(f"target sockhub deliveries/s >= ngIRCd's at N={clients}: "
+                       f"{a:,.0f} vs {b:,.0f} ({a / b:.2f}x) -> "
+                       + ("met" if a >= b else "NOT met"))
+    saturated = [f"N={r.clients} {r.server}" for r in rows if r.client_cpu_pct >= 90]
+    if saturated:
+        out.append("client CPU >= 90% of its core for " + ", ".join(saturated)
+                   + ": deliveries/s is capped by the load generator there; compare µs/delivery")
+    noisy = [f"N={r.clients} {r.server} ({r.background_pct:.0f}%)" for r in rows
+             if r.background_pct > 100 * NOISE]
+    if noisy:
+        out.append("other processes used CPU during " + ", ".join(noisy))
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="IRC fan-out benchmark: sockhub's IRC door, ngIRCd and miniircd.")
+    parser.add_argument("--runs", default="100:300,500:60",
+                        help="N:M pairs, comma-separated (default 100:300,500:60)")
+    parser.add_argument("--senders", type=int, default=10, help="K (default 10)")
+    parser.add_argument("--window", type=int, default=1,
+                        help="throughput runs: messages a sender may have unacknowledged "
+                        "(default 1: send the next when the previous one is seen)")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="latency run: messages a second per sender (default 20)")
+    parser.add_argument("--latency-clients", type=int, default=100,
+                        help="latency run: N (default 100)")
+    parser.add_argument("--latency-messages", type=int, default=100,
+                        help="latency run: M (default 100, i.e. 5 s at 20 msg/s)")
+    parser.add_argument("--only", default=",".join(SERVERS),
+                        help=f"servers, comma-separated (default {','.join(SERVERS)})")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="bound on each bench run, seconds (default 120)")
+    parser.add_argument("--quiet-wait", type=float, default=30.0,
+                        help="seconds to wait for the machine to idle before each run "
+                        "(default 30; 0: do not wait)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="redo a run that other processes disturbed (default 2)")
+    parser.add_argument("--rate-only", action="store_true", help="only the latency runs")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = [tuple(int(x) for x in pair.split(":")) for pair in args.runs.split(",")]
+    except ValueError:
+        parser.error("--runs takes N:M pairs separated by commas")
+    if args.window < 1 or args.senders < 1 or args.timeout <= 0 or args.retries < 0:
+        parser.error("--window and --senders must be >= 1, --timeout > 0, --retries >= 0")
+    args.kinds = [k for k in args.only.split(",") if k]
+    if any(k not in SERVERS for k in args.kinds):
+        parser.error(f"--only takes {', '.join(SERVERS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+    raise_fd_limit(max(n for n, _ in args.sizes) * 2 + 1024)
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) >= 2:
+        cpus: set[int] | None = {available[0]}
+        os.sched_setaffinity(0, {available[1]})  # we and our forked clients
+        placement = f"servers on CPU {available[0]}, clients on CPU {available[1]}"
+    else:
+        cpus = None
+        placement = "one CPU: servers and clients share it, not pinned"
+    kinds = [k for k in args.kinds
+             if not (k == "ngircd" and not NGIRCD) and not (k == "miniircd" and not MINIIRCD)]
+    missing = sorted(set(args.kinds) - set(kinds))
+    log(f"IRC benchmark: {args.runs}, K={args.senders}; {placement}"
+        + (f"; not installed: {', '.join(missing)}" if missing else ""))
+    rows: list[Row] = []
+    latency: list[Row] = []
+    try:
+        plan = [] if args.rate_only else [(clients, messages, None)
+                                          for clients, messages in args.sizes]
+        if args.rate > 0:
+            plan.append((args.latency_clients, args.latency_messages, args.rate))
+        for clients, messages, rate in plan:
+            for kind in kinds:
+                try:
+                    row = run_least_disturbed(kind, clients, args.senders, messages, rate,
+                                              args, cpus)
+                except RuntimeError as exc:  # a server that would not start: say so, go on
+                    log(f"  N={clients} {kind}: {exc}")
+                    continue
+                (latency if rate else rows).append(row)
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped")
+        return 130
+    blank = "\n" if args.markdown else ""
+    if rows:
+        print(throughput_table(rows, args.markdown))
+        pacing = ("its next message when the previous one is acknowledged"
+                  if args.window == 1 else
+                  f"with at most {args.window} messages unacknowledged")
+        print(f"{blank}(K={args.senders} senders, each sending {pacing}; {placement})")
+    if latency:
+        print(blank + "\n" + latency_table(latency, args.markdown))
+    notes = verdict(rows)
+    if notes:
+        print(blank)
+    for note in notes:
+        print(("- " if args.markdown else "note: ") + note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
