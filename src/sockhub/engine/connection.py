@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -112,7 +113,9 @@ class StreamConnection(asyncio.Protocol):
         self._admitted = True
         transport.set_write_buffer_limits(high=self.limits.write_high_water)
         protocol = self.server.make_protocol()
-        protocol.wake = self.schedule_flush
+        # A partial, not a bound method that calls on: wake() runs once per
+        # chat delivery, and one Python frame fewer is measurable there.
+        protocol.wake = functools.partial(self.server.schedule_flush, self)
         protocol.clock = self
         self.protocol = protocol
         banner = self.server.banner

@@ -392,7 +392,7 @@ class LineDoor(LineProtocol):
         else:
             data = encode_line(render(event, ""))
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
-        self.send(data)
+        self._outgoing.append(data)  # send(), minus its checks: done above
         self.wake()
         if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
             self._left_room(event.room)
