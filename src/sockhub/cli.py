@@ -220,53 +220,44 @@ def _serve_configs(args: argparse.Namespace) -> list[Any]:
     ]
 
 
+def _pairs(items: list[str], flag: str, shape: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` → ``{"a": "1", "b": "2"}``, for NAME=HASH and KEY=VALUE options."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} takes {shape}, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` that were given, under their own names."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if args.history is not None:
-        options["history"] = args.history
+    options = _given(args, "history", "flood_burst", "irc_port")
+    options |= {k: v for k, v in _given(args, "server_name", "motd_file", "irc_password").items()
+                if v}
     if args.flood_rate is not None:
         options["flood_rate"] = None if args.flood_rate is OFF else args.flood_rate
-    if args.flood_burst is not None:
-        options["flood_burst"] = args.flood_burst
     if args.oper:
-        operators = {}
-        for item in args.oper:
-            name, sep, hashed = item.partition("=")
-            if not sep or not name:
-                raise ConfigError(f"--oper takes NAME=HASH, not {item!r}")
-            operators[name] = hashed
-        options["operators"] = operators
+        options["operators"] = _pairs(args.oper, "--oper", "NAME=HASH")
     if args.protected_room:
         options["protected_rooms"] = args.protected_room
-    if args.server_name:
-        options["server_name"] = args.server_name
-    if args.irc_port is not None:
-        options["irc_port"] = args.irc_port
-    if args.motd_file:
-        options["motd_file"] = args.motd_file
-    if args.irc_password:
-        options["irc_password"] = args.irc_password
     return options
 
 
 def _exec_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key in ("token_file", "cwd", "max_concurrent"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
+    options = _given(args, "token_file", "cwd", "max_concurrent")
     if args.allow:
         options["allow"] = args.allow
     for flag in ("allow_shell", "insecure"):
         if getattr(args, flag):
             options[flag] = True
     if args.env:
-        env = {}
-        for item in args.env:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"--env takes KEY=VALUE, not {item!r}")
-            env[key] = value
-        options["env"] = env
+        options["env"] = _pairs(args.env, "--env", "KEY=VALUE")
     if args.timeout is not None:
         options["timeout"] = None if args.timeout is OFF else args.timeout
     if args.max_output is not None:
