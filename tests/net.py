@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 
@@ -85,3 +86,19 @@ async def chat_client(port: int, nick: str, host: str = "127.0.0.1") -> LineClie
     await client.expect(f"-- you are {nick}")
     await client.expect(f"#lobby * {nick} joined")
     return client
+
+
+async def wait_gone(pid: int) -> None:
+    """Wait (on a pidfd, not a sleep) until process ``pid`` has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await asyncio.wait_for(ended, STEP)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from net import STEP
+from net import STEP, wait_gone
 from proc import run_sockhub, start_sockhub
 
 TOKEN = b"0123456789abcdef-test-token-of-32"
@@ -49,20 +49,6 @@ async def sockhub_exec(port: int, token_file: Path, *args: str, stdin: bytes = b
                              *args, stdin=stdin, env=env)
 
 
-async def wait_gone(pid: int) -> None:
-    """Wait on a pidfd (not a sleep) until ``pid`` has ended."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
-    try:
-        await asyncio.wait_for(ended, STEP)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 async def test_output_streams_and_exit_status_pass_through(exec_serve, token_file):

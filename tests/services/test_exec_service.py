@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from net import STEP, reset
+from net import STEP, reset, wait_gone
 from proc import start_sockhub
 from sockhub.client.exec import BlockingExecClient, ExecAuthError, ExecClient, ExecError
 from sockhub.codec.lenprefix import FrameDecoder
@@ -120,20 +120,6 @@ async def close_raws():
             await writer.wait_closed()
 
 
-async def wait_gone(pid: int) -> None:
-    """Wait (on a pidfd, not a sleep) until process ``pid`` has ended."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
-    try:
-        await asyncio.wait_for(ended, STEP)
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 def waiter() -> tuple[asyncio.Event, bytearray, object]:
