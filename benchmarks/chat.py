@@ -55,12 +55,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import benchlib
+from benchlib import NOISE, log, machine_busy_seconds, pinned, process_cpu_seconds
+
 from sockhub.client.chatbench import bench_chat
 
 HOST = "127.0.0.1"
 LISTEN_TIMEOUT = 20.0  # seconds for a server to bind
 STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGTERM
-NOISE = 0.10  # other processes' CPU, in cores, above which a run is redone
 QUIET_WAIT = 120.0  # seconds to wait for the machine to idle before a run
 SETTLE_WAIT = 120.0  # seconds to wait for a server to go idle before reading its memory
 SOCKHUB_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(chat\)")
@@ -72,32 +74,12 @@ PILOT_DELIVERIES = 60_000  # deliveries in the pilot run that sizes M
 TARGET_US_PER_DELIVERY = 1.0  # at N = 100-500
 TARGET_KIB_PER_CLIENT = 5.0
 
-# Re-pin, then exec the real command: the affinity holds from its first
-# instruction and for every thread or child it makes.
-PIN_SHIM = (
-    "import os, sys; "
-    "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')}); "
-    "os.execv(sys.argv[2], sys.argv[2:])"
-)
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr so stdout holds only the tables."""
-    print(message, file=sys.stderr, flush=True)
 
 
-def pinned(argv: list[str], cpus: set[int] | None) -> list[str]:
-    """``argv`` run on ``cpus`` only (unchanged when not pinning)."""
-    if not cpus:
-        return argv
-    return [sys.executable, "-c", PIN_SHIM, ",".join(map(str, sorted(cpus))), *argv]
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a whole process (all its threads), from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    after_name = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
-    return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kib(pid: int, field: str = "VmRSS") -> int:
@@ -108,13 +90,6 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} for PID {pid}")
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent not idle, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-            int, stat.readline().split()[1:9]
-        )
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -124,17 +99,8 @@ def own_cpu_seconds() -> float:
 
 
 def wait_for_quiet(timeout: float | None = None) -> None:
-    """Wait until the machine idles: a shared box (a test run next door) skews everything."""
-    timeout = QUIET_WAIT if timeout is None else timeout
-    if timeout <= 0:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = machine_busy_seconds()
-        time.sleep(0.5)
-        if machine_busy_seconds() - before < NOISE * 0.5:
-            return
-    log(f"  the machine stayed busy for {timeout:g} s; measuring anyway")
+    """benchlib's wait, by default for this script's --quiet-wait."""
+    benchlib.wait_for_quiet(QUIET_WAIT if timeout is None else timeout)
 
 
 def wait_for_idle(pid: int, timeout: float = SETTLE_WAIT) -> float:

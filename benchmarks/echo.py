@@ -47,11 +47,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
 
+from benchlib import NOISE, log, machine_busy_seconds, pinned, process_cpu_times, wait_for_quiet
+
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers" / "echo_peers.py"
 LISTEN_TIMEOUT = 20.0  # seconds for a server to bind (Twisted imports slowly)
-NOISE = 0.10  # other processes' CPU, in cores, above which a run is redone
 QUIET_WAIT = 120.0  # seconds to wait for the machine to calm down before a run
 STOP_TIMEOUT = 10.0  # seconds for a server to exit after SIGTERM
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(([^)]*)\)")
@@ -63,13 +64,6 @@ TARGET_RATIO = 0.9
 # trim it back, instead of mmap/munmap on every asyncio read.
 STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 20)}
 
-# Re-pin, then exec the real command: the affinity holds from its first
-# instruction and for every thread or child it makes, with no taskset needed.
-PIN_SHIM = (
-    "import os, sys; "
-    "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')}); "
-    "os.execv(sys.argv[2], sys.argv[2:])"
-)
 
 
 def _sockhub(loop: str) -> list[str]:
@@ -101,29 +95,10 @@ SERVERS: list[ServerSpec] = [
 ]
 
 
-def pinned(argv: list[str], cpus: set[int] | None) -> list[str]:
-    """``argv`` run on ``cpus`` only (unchanged when not pinning)."""
-    if not cpus:
-        return argv
-    return [sys.executable, "-c", PIN_SHIM, ",".join(map(str, sorted(cpus))), *argv]
 
 
-def process_cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) seconds of a whole process (all its threads), from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    after_name = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
-    utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15
-    tick = os.sysconf("SC_CLK_TCK")
-    return utime / tick, stime / tick
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs spent not idle, from /proc/stat (softirq and steal included)."""
-    with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-            int, stat.readline().split()[1:9]
-        )
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -133,20 +108,8 @@ def own_cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
-def wait_for_quiet(timeout: float = QUIET_WAIT) -> None:
-    """Wait until the rest of the machine idles: a shared box (a test run) skews everything."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = machine_busy_seconds()
-        time.sleep(0.5)
-        if machine_busy_seconds() - before < NOISE * 0.5:
-            return
-    log(f"  the machine stayed busy for {timeout:g} s; measuring anyway")
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr so stdout holds only the table."""
-    print(message, file=sys.stderr, flush=True)
 
 
 class Server:
@@ -303,7 +266,7 @@ def measure(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] | 
             client_cpus: set[int] | None) -> Row:
     """One run on a quiet machine, redone (up to ``--retries``) if something else woke up."""
     for attempt in range(args.retries + 1):
-        wait_for_quiet()
+        wait_for_quiet(QUIET_WAIT)
         row = run_once(spec, args, server_cpus, client_cpus)
         log(f"  {spec.name:<17} {row.req_per_s:>10,.0f} req/s  server CPU "
             f"{row.server_cpu_pct:5.1f}%  {row.cpu_us_per_req:6.1f} µs/req  client CPU "
