@@ -32,13 +32,11 @@ Why this shape:
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import io
 import math
 import os
 import pstats
-import queue
 import re
 import resource
 import selectors
@@ -48,21 +46,23 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import benchlib
-from benchlib import NOISE, log, machine_busy_seconds, pinned, process_cpu_seconds
+from benchlib import (
+    NOISE,
+    Server,
+    log,
+    machine_busy_seconds,
+    process_cpu_seconds,
+)
 
 from sockhub.client.chatbench import bench_chat
 
 HOST = "127.0.0.1"
-LISTEN_TIMEOUT = 20.0  # seconds for a server to bind
-STOP_TIMEOUT = 15.0  # seconds for a server to exit after SIGTERM
 QUIET_WAIT = 120.0  # seconds to wait for the machine to idle before a run
 SETTLE_WAIT = 120.0  # seconds to wait for a server to go idle before reading its memory
 SOCKHUB_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(chat\)")
@@ -124,78 +124,6 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-class Server:
-    """A server subprocess: started pinned, awaited until bound, stopped by its PID."""
-
-    def __init__(self, name: str, argv: list[str], listening: re.Pattern[str],
-                 cpus: set[int] | None, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.listening = listening
-        self.process = subprocess.Popen(
-            pinned(argv, cpus),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches only this script
-            env={**os.environ, **env} if env else None,
-        )
-        self.pid = self.process.pid
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.exit_code: int | None = None
-        # Keep draining stderr all along: a full pipe would block the server.
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.tail.append(line.rstrip())
-            if self.lines.qsize() < 1000:
-                self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> int:
-        """The bound port, from the server's own ``listening`` line."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise RuntimeError(f"{self.name} exited before listening:\n{self.stderr()}")
-            match = self.listening.search(line)
-            if match:
-                return int(match.group(1))
-        raise RuntimeError(f"{self.name}: no listening line in {timeout:g} s")
-
-    def stderr(self) -> str:
-        return "\n".join(self.tail)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit; only our own child's PID is signalled."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                log(f"  {self.name} ignored SIGTERM for {STOP_TIMEOUT:g} s; killing it")
-                self.process.kill()
-                self.process.wait()
-        self.exit_code = self.process.returncode
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def start_sockhub(data_dir: str, cpus: set[int] | None, *, extra: Sequence[str] = (),

@@ -20,11 +20,11 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 
+from benchlib import Server
 from chat import (
     HOST,
     LIMITS_OFF,
     SOCKHUB_LISTENING,
-    Server,
     memory_kib,
     raise_fd_limit,
     wait_for_idle,

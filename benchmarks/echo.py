@@ -30,32 +30,32 @@ Why this shape:
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
-import queue
 import re
 import resource
 import signal
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import TracebackType
 
-from benchlib import NOISE, log, machine_busy_seconds, pinned, process_cpu_times, wait_for_quiet
+from benchlib import (
+    NOISE,
+    Server,
+    log,
+    machine_busy_seconds,
+    pinned,
+    process_cpu_times,
+    wait_for_quiet,
+)
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers" / "echo_peers.py"
-LISTEN_TIMEOUT = 20.0  # seconds for a server to bind (Twisted imports slowly)
 QUIET_WAIT = 120.0  # seconds to wait for the machine to calm down before a run
-STOP_TIMEOUT = 10.0  # seconds for a server to exit after SIGTERM
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(([^)]*)\)")
 REFERENCE = "sockhub"  # ratios are against this row
 TARGET_PEER = "uvloop-protocol"  # the goal: sockhub >= TARGET_RATIO x this peer
 TARGET_RATIO = 0.9
@@ -112,77 +112,13 @@ def own_cpu_seconds() -> float:
 
 
 
-class Server:
-    """A server subprocess: started, awaited until bound, stopped by SIGTERM."""
-
-    def __init__(self, spec: ServerSpec, cpus: set[int] | None,
-                 env: dict[str, str] | None = None) -> None:
-        self.spec = spec
-        self.process = subprocess.Popen(
-            pinned(spec.argv, cpus),
-            env={**os.environ, **env} if env else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.exit_code: int | None = None
-        # Keep draining stderr all along: a full pipe would block the server.
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.tail.append(line.rstrip())
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> int:
-        """The bound port, from the server's own ``listening on`` line."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise RuntimeError(f"{self.spec.name} exited before listening:\n{self.stderr()}")
-            match = LISTENING.search(line)
-            if match and match.group(2) == self.spec.announces:
-                return int(match.group(1))
-        raise RuntimeError(f"{self.spec.name}: no 'listening on' line in {timeout:g} s")
-
-    def cpu_times(self) -> tuple[float, float]:
-        return process_cpu_times(self.process.pid)
-
-    def stderr(self) -> str:
-        return "\n".join(self.tail)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit; only our own PID is signalled."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                log(f"  {self.spec.name} ignored SIGTERM for {STOP_TIMEOUT:g} s; killing it")
-                self.process.kill()
-                self.process.wait()
-        self.exit_code = self.process.returncode
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+def start_server(spec: ServerSpec, cpus: set[int] | None,
+                 env: dict[str, str] | None = None) -> Server:
+    """A benchlib Server waiting for this spec's own ``listening on`` line."""
+    listening = re.compile(
+        r"listening on 127\.0\.0\.1:(\d+) \(" + re.escape(spec.announces) + r"\)"
+    )
+    return Server(spec.name, spec.argv, listening, cpus, env)
 
 
 def run_client(port: int, args: argparse.Namespace, cpus: set[int] | None) -> dict[str, float]:
@@ -234,13 +170,13 @@ class Row:
 def run_once(spec: ServerSpec, args: argparse.Namespace, server_cpus: set[int] | None,
              client_cpus: set[int] | None) -> Row:
     """Start one server, load it once, stop it; CPU is counted over the load only."""
-    with Server(spec, server_cpus, STEADY_MALLOC if args.steady_malloc else None) as server:
+    with start_server(spec, server_cpus, STEADY_MALLOC if args.steady_malloc else None) as server:
         port = server.wait_listening()
-        (user_before, sys_before), ours_before = server.cpu_times(), own_cpu_seconds()
+        (user_before, sys_before), ours_before = process_cpu_times(server.pid), own_cpu_seconds()
         busy_before = machine_busy_seconds()
         result = run_client(port, args, client_cpus)
         busy = machine_busy_seconds() - busy_before
-        user_after, sys_after = server.cpu_times()
+        user_after, sys_after = process_cpu_times(server.pid)
         ours = own_cpu_seconds() - ours_before
     user, system = user_after - user_before, sys_after - sys_before
     cpu_used = user + system

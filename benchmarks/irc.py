@@ -41,18 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chat import (
-    HOST,
-    LISTEN_TIMEOUT,
-    NOISE,
-    Server,
-    WindowMeter,
-    free_port,
-    log,
-    raise_fd_limit,
-    render,
-    wait_for_quiet,
-)
+from benchlib import LISTEN_TIMEOUT, NOISE, Server, log, wait_for_quiet
+from chat import HOST, WindowMeter, free_port, raise_fd_limit, render
 
 from sockhub.client.chatbench import ChatBenchResult, bench_chat
 
