@@ -9,8 +9,10 @@ for the output it needs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -361,8 +363,13 @@ class Term:
         deadline = time.monotonic() + timeout
         while not self.exited and time.monotonic() < deadline:
             self._read(min(0.5, deadline - time.monotonic()))
-        while self.child.isalive() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling the exit, not synchronising
+        if self.child.isalive():  # output over; wait on a pidfd for the exit itself
+            with contextlib.suppress(ProcessLookupError):
+                fd = os.pidfd_open(self.child.pid)
+                try:
+                    select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                finally:
+                    os.close(fd)
         assert not self.child.isalive(), f"still running; screen:\n{self.text[self.pos:]}"
         assert "Traceback" not in self.text, self.text
         self.child.close()
