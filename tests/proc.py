@@ -18,6 +18,20 @@ class Served:
     ports: dict[str, int] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
+    async def expect_log(self, needle: str, timeout: float = 20.0) -> str:
+        """Read the server's stderr until a line contains ``needle``; return it."""
+        assert self.process.stderr is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            raw = await asyncio.wait_for(self.process.stderr.readline(), deadline - loop.time())
+            if not raw:
+                raise AssertionError(f"EOF waiting for {needle!r}; saw {self.log[-5:]}")
+            line = raw.decode(errors="replace").rstrip()
+            self.log.append(line)
+            if needle in line:
+                return line
+
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.returncode is None:
             self.process.send_signal(sig)

@@ -271,9 +271,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from sockhub.engine import runner
     from sockhub.logs import setup_logging
 
+    runner.ignore_hangup()
     setup_logging(args.log_level, args.log_format)
     configs = _serve_configs(args)
-    return runner.run(configs, loop=args.loop)
+    return runner.run(configs, loop=args.loop, load=lambda: _serve_configs(args))
 
 
 EPILOG_CONNECT = """\

@@ -1,4 +1,13 @@
-"""Run services until SIGINT/SIGTERM, in one process or in several workers.
+"""Run services until SIGINT/SIGTERM, reloading on SIGHUP, in one process or several.
+
+Signals (the table in the README):
+
+* SIGTERM, SIGINT: graceful stop: stop accepting, tell clients, drain, exit 0.
+* SIGHUP: reload (see :mod:`sockhub.engine.reload`); never exits. It is
+  ignored from the first moment, so a HUP during start-up cannot kill us.
+* Whatever way the process leaves ``serve_until_signalled`` (a signal, an
+  error), the engine's shutdown runs first, and with it each service's
+  ``close``, which kills every command the exec service started.
 
 ``--workers N`` forks N processes that each bind the same port with
 SO_REUSEPORT, so the kernel spreads connections across them. The parent
@@ -16,26 +25,38 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 
 from sockhub.config import ServiceConfig
 from sockhub.engine import loops
+from sockhub.engine.reload import reload as reload_engine
 from sockhub.engine.server import Engine
 from sockhub.errors import ConfigError
 from sockhub.services.registry import resolve
 
 log = logging.getLogger("sockhub.runner")
 
+#: Reads the configuration again (the command line, the --config file).
+Loader = Callable[[], list[ServiceConfig]]
+
+
+def ignore_hangup() -> None:
+    """Until the loop takes SIGHUP over, a hangup must not kill the process."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
 
 async def serve_until_signalled(
-    configs: list[ServiceConfig], *, ready_fd: int | None = None
+    configs: list[ServiceConfig], *, ready_fd: int | None = None, load: Loader | None = None
 ) -> None:
-    """Run ``configs`` until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run ``configs`` until SIGINT or SIGTERM, reloading with ``load`` on SIGHUP."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    ignore_hangup()
     engine = Engine(configs)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, engine, load or (lambda: configs))
     log.debug("event loop: %s", loops.loop_label(loop))
     await engine.start()
     if ready_fd is not None:
@@ -48,18 +69,33 @@ async def serve_until_signalled(
         await engine.shutdown()
 
 
-def run(configs: list[ServiceConfig], *, loop: str = "auto") -> int:
-    """Run services in this process, or in workers if one asks for them."""
+def _on_hangup(engine: Engine, load: Loader) -> None:
+    try:
+        reload_engine(engine, load)
+    except Exception:  # a reload must never take the server down
+        log.exception("reload failed; old settings kept")
+
+
+def run(configs: list[ServiceConfig], *, loop: str = "auto", load: Loader | None = None) -> int:
+    """Run services in this process, or in workers if one asks for them.
+
+    Args:
+        configs: what to run.
+        loop: ``auto``, ``asyncio`` or ``uvloop``.
+        load: reads the configuration again on SIGHUP; None re-applies
+            ``configs`` (which still re-reads the files they name).
+    """
+    ignore_hangup()
     with_workers = [c for c in configs if c.workers > 1]
     if not with_workers:
-        loops.run(serve_until_signalled(configs), loop)
+        loops.run(serve_until_signalled(configs, load=load), loop)
         return 0
     if len(configs) != 1:
         raise ConfigError("--workers runs one service; use separate processes for the rest")
-    return _run_workers(configs[0], loop)
+    return _run_workers(configs[0], loop, load)
 
 
-def _run_workers(config: ServiceConfig, loop: str) -> int:
+def _run_workers(config: ServiceConfig, loop: str, load: Loader | None) -> int:
     spec = resolve(config.service)
     if not spec.stateless:
         raise ConfigError(f"{spec.name} keeps state in memory and cannot run with --workers")
@@ -88,7 +124,11 @@ def _run_workers(config: ServiceConfig, loop: str) -> int:
             code = 0
             try:
                 logging.getLogger("sockhub.server").setLevel(logging.WARNING)
-                loops.run(serve_until_signalled([worker_config], ready_fd=write_fd), loop)
+                worker_load = None if load is None else (
+                    lambda: [replace(c, port=port, workers=1, reuse_port=True) for c in load()]
+                )
+                loops.run(serve_until_signalled([worker_config], ready_fd=write_fd,
+                                                load=worker_load), loop)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
@@ -109,8 +149,8 @@ def _run_workers(config: ServiceConfig, loop: str) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     if ready < config.workers:
         log.error("only %d of %d workers started", ready, config.workers)
         forward(signal.SIGTERM, None)

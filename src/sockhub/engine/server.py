@@ -15,13 +15,14 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 import stat
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sockhub.config import ServiceConfig
 from sockhub.engine.connection import StreamConnection, format_address
+from sockhub.engine.tls import ReloadableTls
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
@@ -32,16 +33,6 @@ log = logging.getLogger("sockhub.server")
 #: Pending connections the kernel queues before accept(); asyncio's default
 #: of 100 makes a burst of a thousand connects wait for SYN retries.
 BACKLOG = 1024
-
-
-def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """A server-side TLS context with the stdlib's secure defaults (TLS >= 1.2)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
-    return context
 
 
 class StreamServer:
@@ -71,6 +62,7 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
+        self.tls: ReloadableTls | None = None
         primary = door is None or door.primary
         self.unix = config.unix if primary else None
         #: A banner line is the primary door's: other doors speak other protocols.
@@ -93,10 +85,12 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
-        tls = server_tls_context(config.tls_cert, config.tls_key) if config.tls_cert else None  # type: ignore[arg-type]
+        if config.tls_cert and config.tls_key:
+            self.tls = ReloadableTls(config.tls_cert, config.tls_key)
         extra: dict[str, Any] = {"backlog": BACKLOG}
-        if tls is not None:
-            extra.update(ssl=tls, ssl_handshake_timeout=self.limits.tls_handshake_timeout)
+        if self.tls is not None:
+            extra.update(ssl=self.tls.listener,
+                         ssl_handshake_timeout=self.limits.tls_handshake_timeout)
         try:
             if self.unix:
                 _remove_stale_socket(self.unix)
@@ -122,7 +116,7 @@ class StreamServer:
         for sock in server.sockets:
             address = format_address(sock.getsockname())
             self.addresses.append(address)
-            suffix = ", tls" if tls is not None else ""
+            suffix = ", tls" if self.tls is not None else ""
             log.info("listening on %s (%s%s)", address, self.name, suffix)
 
     def make_protocol(self) -> Protocol:
@@ -319,17 +313,30 @@ def make_servers(
     return [StreamServer(config, spec, door=door, runtime=runtime) for door in doors], runtime
 
 
+@dataclass
+class RunningService:
+    """One configured service: its listeners and its shared state, if any."""
+
+    config: ServiceConfig
+    spec: ServiceSpec
+    servers: list[Server]
+    runtime: ServiceRuntime | None
+
+
 class Engine:
     """Several services in one process, started and stopped together."""
 
     def __init__(self, configs: list[ServiceConfig]) -> None:
         if not configs:
             raise ConfigError("no services to run")
+        self.services: list[RunningService] = []
         self.servers: list[Server] = []
         self.runtimes: list[ServiceRuntime] = []
         try:
             for config in configs:
-                servers, runtime = make_servers(config)
+                spec = resolve(config.service)
+                servers, runtime = make_servers(config, spec)
+                self.services.append(RunningService(config, spec, servers, runtime))
                 self.servers += servers
                 if runtime is not None:
                     self.runtimes.append(runtime)

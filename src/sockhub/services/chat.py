@@ -53,6 +53,9 @@ log = logging.getLogger("sockhub.chat")
 
 #: Failed /oper attempts one connection may make before it is closed.
 OPER_ATTEMPTS = 3
+#: Settings a reload cannot change: where history lives, and the names and
+#: ports clients already know.
+RESTART_KEYS = ("data_dir", "irc_port", "server_name")
 
 
 def default_data_dir() -> Path:
@@ -168,6 +171,26 @@ class ChatService:
             Door("chat", self.port, lambda: LineDoor(self), primary=True),
             Door("irc", self.settings.irc_port, lambda: IrcDoor(self), refusal=irc_refusal),
         ]
+
+    def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
+        """SIGHUP: take new operators, passwords, MOTD, flood and history settings.
+
+        Users stay connected and keep their state (an operator stays one
+        until they leave); the settings apply to what happens next. The
+        storage and the names clients already know need a restart.
+        """
+        settings = ChatSettings.from_options(dict(config.options))
+        fixed = [k for k in RESTART_KEYS if getattr(settings, k) != getattr(self.settings, k)]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart")
+        motd = _read_motd(settings.motd_file)
+        changed = [f.name for f in fields(settings)
+                   if getattr(settings, f.name) != getattr(self.settings, f.name)]
+        if motd != self.motd and "motd_file" not in changed:
+            changed.append("motd")
+        self.settings, self.motd, self.limits = settings, motd, limits
+        self.hub.protected = {fold(name) for name in settings.protected_rooms}
+        return [name.replace("_", " ") for name in changed]
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True

@@ -49,6 +49,19 @@ class ServiceRuntime(TypingProtocol):
     def doors(self) -> list[Door]:
         """The listeners to open, each with its own protocol."""
 
+    def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
+        """Apply a freshly loaded config of this service (SIGHUP), dropping no one.
+
+        Everything is checked before anything is applied, so a refused reload
+        leaves the old settings wholly in force.
+
+        Returns:
+            a few words for each thing that changed; empty if nothing did.
+
+        Raises:
+            ConfigError: the new settings are invalid or need a restart.
+        """
+
     def begin_shutdown(self) -> None:
         """The server is going down: clients are about to be told and closed."""
 
