@@ -24,6 +24,7 @@ from sockhub.config import ServiceConfig
 from sockhub.engine.connection import StreamConnection, format_address
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
+from sockhub.logs import RateLimitedLog, flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
 from sockhub.services.registry import Door, ServiceRuntime, ServiceSpec, resolve
 
@@ -71,6 +72,9 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
+        #: Per-connection log lines (refusals, drops, idle timeouts) that a
+        #: flood of connections could otherwise turn into a full disk.
+        self.noise = RateLimitedLog(logging.getLogger("sockhub.connection"))
         primary = door is None or door.primary
         self.unix = config.unix if primary else None
         #: A banner line is the primary door's: other doors speak other protocols.
@@ -194,6 +198,7 @@ class StreamServer:
         if self.unix:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix)
+        self.noise.flush()
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -357,6 +362,7 @@ class Engine:
             runtime.begin_shutdown()
         await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
         self._close_runtimes()
+        flush_rate_limited()  # the last window's counts, from doors and services too
 
     def _close_runtimes(self) -> None:
         for runtime in self.runtimes:
