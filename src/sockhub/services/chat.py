@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
-import os
 import random
 import socket
 import time
@@ -39,6 +38,7 @@ from sockhub.hub.events import (
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
+from sockhub.paths import default_data_dir
 from sockhub.protocols.base import ConnectionInfo, LineProtocol
 from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
 from sockhub.services.chat_irc import IrcDoor, irc_refusal
@@ -57,11 +57,6 @@ _failed_opers = RateLimitedLog(log, level=logging.WARNING)
 
 #: Failed /oper attempts one connection may make before it is closed.
 OPER_ATTEMPTS = 3
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
-    return Path(base) / "sockhub"
 
 
 @dataclass(frozen=True, kw_only=True)
