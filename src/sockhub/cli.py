@@ -65,6 +65,21 @@ def _number(text: str) -> float | _Off:
     return value
 
 
+def limit_defaults(name: str) -> str:
+    """``default 65536; chat 8192``: the engine's default, then each service's own."""
+    from sockhub.limits import Limits
+    from sockhub.services.registry import SERVICES
+
+    def shown(value: Any) -> str:
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return "; ".join(
+        [f"default {shown(getattr(Limits(), name))}"]
+        + [f"{service} {shown(spec.limits[name])}"
+           for service, spec in SERVICES.items() if name in spec.limits]
+    )
+
+
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -139,13 +154,12 @@ def _add_serve(sub: Any) -> None:
                     help="allow a non-loopback --host without TLS (clear text; logs a warning)")
     limits = p.add_argument_group("limits and timeouts")
     for f in limit_fields():
-        default = f.default if f.default is not None else "none"
         limits.add_argument(
             "--" + f.name.replace("_", "-"),
             dest="limit_" + f.name,
             type=_number,
             metavar="N",
-            help=f"{f.metadata['help']} ({f.metadata['unit']}; default {default})",
+            help=f"{f.metadata['help']} ({f.metadata['unit']}; {limit_defaults(f.name)})",
         )
     run = p.add_argument_group("process")
     run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
