@@ -171,3 +171,18 @@ async def test_a_message_over_the_cap_is_refused_as_documented(serve, tmp_path):
     await user.send("é" * MESSAGE_MAX)
     assert (await user.expect("<alice>")).endswith("é" * MESSAGE_MAX)
     user.close()
+
+
+def test_the_default_ports_shown_are_the_registry_ones():
+    from sockhub.cli import EPILOG_SERVE
+
+    readme = (ROOT / "README.md").read_text()
+    family = (ROOT / "docs" / "echo-family.md").read_text()
+    for name, spec in SERVICES.items():
+        suffix = "/udp" if spec.datagram else ""
+        port = f"{spec.default_port}{suffix}"
+        assert re.search(rf"^  {re.escape(name)} .*\(port {port}\)$", EPILOG_SERVE, re.M), name
+        assert re.search(rf"^\| `sockhub serve {re.escape(name)}` \|.*\| {port} \|$", readme,
+                         re.M), name
+        if name in ("echo", "upper", "hello", "udp-echo"):
+            assert f"| `{name}` | {spec.default_port} |" in family, name
