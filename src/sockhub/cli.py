@@ -65,6 +65,21 @@ def _number(text: str) -> float | _Off:
     return value
 
 
+def limit_defaults(name: str) -> str:
+    """``default 65536; chat 8192``: the engine's default, then each service's own."""
+    from sockhub.limits import Limits
+    from sockhub.services.registry import SERVICES
+
+    def shown(value: Any) -> str:
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return "; ".join(
+        [f"default {shown(getattr(Limits(), name))}"]
+        + [f"{service} {shown(spec.limits[name])}"
+           for service, spec in SERVICES.items() if name in spec.limits]
+    )
+
+
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -139,13 +154,12 @@ def _add_serve(sub: Any) -> None:
                     help="allow a non-loopback --host without TLS (clear text; logs a warning)")
     limits = p.add_argument_group("limits and timeouts")
     for f in limit_fields():
-        default = f.default if f.default is not None else "none"
         limits.add_argument(
             "--" + f.name.replace("_", "-"),
             dest="limit_" + f.name,
             type=_number,
             metavar="N",
-            help=f"{f.metadata['help']} ({f.metadata['unit']}; default {default})",
+            help=f"{f.metadata['help']} ({f.metadata['unit']}; {limit_defaults(f.name)})",
         )
     run = p.add_argument_group("process")
     run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
@@ -286,6 +300,7 @@ exits --wait seconds after the end of input once no more data arrives.
 
 examples:
   sockhub connect 127.0.0.1:9003            type lines, read them upper-cased
+  sockhub connect 127.0.0.1 9003            the same, the way nc takes it
   printf 'alice\\nexit\\n' | sockhub connect localhost:9004
   sockhub connect --unix /tmp/upper.sock
   sockhub connect example.org:6697 --tls --cafile ca.pem
@@ -321,7 +336,10 @@ def _add_connect(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("address", nargs="?", metavar="HOST:PORT",
-                   help="where to connect ([::1]:PORT for IPv6); omit with --unix")
+                   help="where to connect, as HOST:PORT or, like nc, HOST PORT "
+                   "([::1]:PORT or ::1 PORT for IPv6); omit with --unix")
+    p.add_argument("port", nargs="?", metavar="PORT",
+                   help="the port, when given apart from the host (nc style: HOST PORT)")
     p.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
     p.add_argument("--udp", action="store_true", help="send datagrams instead of a stream")
     _add_client_tls(p, server_name=True)
@@ -333,7 +351,7 @@ def _add_connect(sub: Any) -> None:
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
-    from sockhub.client.address import parse_hostport
+    from sockhub.client.address import parse_address
     from sockhub.client.connect import connect_stream, connect_udp
     from sockhub.engine import loops
 
@@ -349,7 +367,7 @@ def _cmd_connect(args: argparse.Namespace) -> int:
         return loops.run(connect_stream(None, None, unix=args.unix, tls=tls,
                                         server_hostname=server_name, timeout=args.timeout,
                                         wait=args.wait))
-    host, port = parse_hostport(args.address)
+    host, port = parse_address(args.address, args.port)
     if args.udp:
         return loops.run(connect_udp(host, port, wait=args.wait))
     server_name = args.server_name if tls else None
@@ -361,13 +379,18 @@ def _add_ping(sub: Any) -> None:
     p = sub.add_parser(
         "ping",
         help="round-trip times to an echo service, like ping",
-        description="Send probes to an echo service (TCP or UDP) and print round-trip "
-        "times, then a summary. Exit status 0 if any probe was answered.",
-        epilog="examples:\n  sockhub ping 127.0.0.1:9000\n  sockhub ping 127.0.0.1:9000 --udp -c 10"
+        description="Send probes to an echo service (TCP or UDP) and print round-trip\n"
+        "times, then a summary. A reply that differs from the probe counts as lost.\n\n"
+        "Exit status: 0 if every probe was answered with its own bytes (with --connect:\n"
+        "every handshake completed); 1 if any probe was lost or answered wrongly, or\n"
+        "none could be sent; 2 for bad arguments.",
+        epilog="examples:\n  sockhub ping 127.0.0.1:9000\n  sockhub ping 127.0.0.1 9000 --udp -c 10"
         "\n  sockhub ping example.org:443 --connect",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("address", metavar="HOST:PORT", help="the service, as HOST:PORT or HOST PORT")
+    p.add_argument("port", nargs="?", metavar="PORT",
+                   help="the port, when given apart from the host (HOST PORT)")
     p.add_argument("--udp", action="store_true", help="probe a UDP echo service")
     p.add_argument("--connect", action="store_true",
                    help="time TCP handshakes instead (any TCP service)")
@@ -382,11 +405,11 @@ def _add_ping(sub: Any) -> None:
 
 
 def _cmd_ping(args: argparse.Namespace) -> int:
-    from sockhub.client.address import parse_hostport
+    from sockhub.client.address import parse_address
     from sockhub.client.ping import ping
     from sockhub.engine import loops
 
-    host, port = parse_hostport(args.address)
+    host, port = parse_address(args.address, args.port)
     if args.udp and args.connect:
         raise ConfigError("--connect is for TCP only")
     return loops.run(ping(host, port, udp=args.udp, connect_only=args.connect,

@@ -5,6 +5,11 @@ write to the full echo. ``--connect`` times the TCP handshake instead, with
 a new connection per probe (works against any TCP service). UDP: one
 datagram per probe carrying its sequence number; a probe with no answer
 within ``timeout`` counts as lost.
+
+A reply that is not the probe's own bytes is lost too: a service that
+answers with something else is not echoing, and saying "0% loss" of it
+would hide exactly what ping is run to find. The exit status is strict, for
+health checks: 0 only if every probe was answered correctly.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ _MAGIC = b"SKHP"
 class PingStats:
     sent: int = 0
     rtts: list[float] = field(default_factory=list)
+    #: Probes answered with other bytes than were sent (counted as lost).
+    wrong: int = 0
 
     @property
     def received(self) -> int:
@@ -34,8 +41,9 @@ class PingStats:
         loss = 100.0 * (self.sent - self.received) / self.sent if self.sent else 0.0
         lines = [
             f"--- {target} ping statistics ---",
-            f"{self.sent} probes sent, {self.received} received, {loss:.0f}% loss, "
-            f"time {elapsed * 1000:.0f}ms",
+            f"{self.sent} probes sent, {self.received} received, "
+            + (f"{self.wrong} wrong, " if self.wrong else "")
+            + f"{loss:.0f}% loss, time {elapsed * 1000:.0f}ms",
         ]
         if self.rtts:
             ms = [r * 1000 for r in self.rtts]
@@ -67,7 +75,9 @@ async def ping(
     """Send probes and print one line each, then the summary.
 
     Returns:
-        0 if at least one probe was answered, else 1 (as ping does).
+        0 if every probe sent got its own bytes back (or its handshake, with
+        ``connect_only``); 1 if any was lost, answered wrongly, or none could
+        be sent. A probe still waiting when ping is interrupted is not counted.
     """
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     mode = "udp echo" if udp else ("tcp connect" if connect_only else "tcp echo")
@@ -87,7 +97,7 @@ async def ping(
     except OSError as exc:
         emit(f"sockhub ping: {target}: {(exc.strerror or str(exc)).lower()}")
     emit(stats.summary(target, time.monotonic() - started))
-    return 0 if stats.received else 1
+    return 0 if stats.sent and stats.received == stats.sent else 1
 
 
 def _sequence(count: int | None) -> range:
@@ -106,6 +116,9 @@ async def _ping_tcp(host, port, stats, count, interval, timeout, size, target, e
             writer.write(payload)
             try:
                 echoed = await asyncio.wait_for(reader.readexactly(len(payload)), timeout)
+            except asyncio.CancelledError:
+                stats.sent -= 1  # interrupted while waiting: neither answered nor lost
+                raise
             except TimeoutError:
                 emit(f"no answer from {target}: seq={seq} (timeout {timeout:g}s)")
                 continue
@@ -114,7 +127,10 @@ async def _ping_tcp(host, port, stats, count, interval, timeout, size, target, e
                 return
             rtt = time.perf_counter() - t0
             if echoed != payload:
-                emit(f"{len(echoed)} bytes from {target}: seq={seq} differ from what was sent")
+                stats.wrong += 1
+                emit(f"{len(echoed)} bytes from {target}: seq={seq} wrong reply "
+                     "(differs from what was sent)")
+                continue
             stats.rtts.append(rtt)
             emit(f"{len(echoed)} bytes from {target}: seq={seq} time={rtt * 1000:.3f} ms")
     finally:
@@ -129,6 +145,9 @@ async def _ping_connect(host, port, stats, count, interval, timeout, target, emi
         t0 = time.perf_counter()
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except asyncio.CancelledError:
+            stats.sent -= 1
+            raise
         except TimeoutError:
             emit(f"no answer from {target}: seq={seq} (timeout {timeout:g}s)")
             continue
@@ -139,6 +158,14 @@ async def _ping_connect(host, port, stats, count, interval, timeout, target, emi
         writer.close()
         stats.rtts.append(rtt)
         emit(f"connected to {target}: seq={seq} time={rtt * 1000:.3f} ms")
+
+
+def _earlier_probe(data: bytes, seq: int, size: int) -> bool:
+    """Whether ``data`` is the echo of one of our own earlier probes (a late answer)."""
+    if len(data) != size or len(data) < _PROBE.size:
+        return False
+    magic, earlier, _ = _PROBE.unpack_from(data)
+    return magic == _MAGIC and earlier < seq
 
 
 class _UdpProbe(asyncio.DatagramProtocol):
@@ -169,16 +196,24 @@ async def _ping_udp(host, port, stats, count, interval, timeout, size, target, e
                     data, t1 = await asyncio.wait_for(
                         probe.answers.get(), max(0.0, deadline - time.perf_counter())
                     )
+                except asyncio.CancelledError:
+                    stats.sent -= 1
+                    raise
                 except TimeoutError:
                     emit(f"no answer from {target}: seq={seq} (timeout {timeout:g}s)")
                     break
                 if not data:
                     emit(f"{target}: seq={seq} port unreachable")
                     break
-                if data == payload:  # late answers to earlier probes are skipped
+                if data == payload:
                     rtt = t1 - t0
                     stats.rtts.append(rtt)
                     emit(f"{len(data)} bytes from {target}: seq={seq} time={rtt * 1000:.3f} ms")
+                    break
+                if not _earlier_probe(data, seq, size):  # late answers are skipped
+                    stats.wrong += 1
+                    emit(f"{len(data)} bytes from {target}: seq={seq} wrong reply "
+                         "(differs from what was sent)")
                     break
     finally:
         transport.close()

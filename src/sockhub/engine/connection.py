@@ -106,7 +106,10 @@ class StreamConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         refusal = self.server.admit(self)
         if refusal is not None:
-            log.info("refused %s: %s", self.peer, refusal)
+            self.server.noise.log(
+                f"{self.server.name}: refused {{count}} more connections",
+                "%s: refused %s: %s", self.server.name, self.peer, refusal, detail=refusal,
+            )
             transport.write(self.server.refusal(refusal))
             transport.close()
             return
@@ -288,7 +291,10 @@ class StreamConnection(asyncio.Protocol):
     def abort(self, reason: str) -> None:
         """Cut the connection now, discarding unsent data."""
         if not self._lost:
-            log.info("%s: dropped %s: %s", self.server.name, self.peer, reason)
+            self.server.noise.log(
+                f"{self.server.name}: dropped {{count}} more connections",
+                "%s: dropped %s: %s", self.server.name, self.peer, reason, detail=reason,
+            )
         self._closing = True
         if self.transport is not None:
             self.transport.abort()
@@ -316,7 +322,10 @@ class StreamConnection(asyncio.Protocol):
             self._quiet_since = now
         elif now - self._quiet_since >= timeout:
             self._idle_handle = None
-            log.info("%s: idle timeout for %s", self.server.name, self.peer)
+            self.server.noise.log(
+                f"{self.server.name}: {{count}} more idle timeouts",
+                "%s: idle timeout for %s", self.server.name, self.peer,
+            )
             self.notify_close(f"idle for {timeout:g} seconds; closing")
             return
         self._idle_handle = self.loop.call_later(timeout / 4, self._idle_check)

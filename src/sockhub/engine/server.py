@@ -25,6 +25,7 @@ from sockhub.engine.connection import StreamConnection, format_address
 from sockhub.engine.tls import ReloadableTls
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
+from sockhub.logs import RateLimitedLog, flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
 from sockhub.services.registry import Door, ServiceRuntime, ServiceSpec, resolve
 
@@ -63,6 +64,9 @@ class StreamServer:
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
         self.tls: ReloadableTls | None = None
+        #: Per-connection log lines (refusals, drops, idle timeouts) that a
+        #: flood of connections could otherwise turn into a full disk.
+        self.noise = RateLimitedLog(logging.getLogger("sockhub.connection"))
         primary = door is None or door.primary
         self.unix = config.unix if primary else None
         #: A banner line is the primary door's: other doors speak other protocols.
@@ -91,6 +95,10 @@ class StreamServer:
         if self.tls is not None:
             extra.update(ssl=self.tls.listener,
                          ssl_handshake_timeout=self.limits.tls_handshake_timeout)
+        if self.door is not None:
+            port = self.door.port or 0
+        else:
+            port = self.spec.default_port if config.port is None else config.port
         try:
             if self.unix:
                 _remove_stale_socket(self.unix)
@@ -98,10 +106,6 @@ class StreamServer:
                     lambda: StreamConnection(self), path=self.unix, **extra
                 )
             else:
-                if self.door is not None:
-                    port = self.door.port or 0
-                else:
-                    port = self.spec.default_port if config.port is None else config.port
                 server = await loop.create_server(
                     lambda: StreamConnection(self),
                     host=list(config.hosts),
@@ -110,8 +114,11 @@ class StreamServer:
                     **extra,
                 )
         except OSError as exc:
-            where = self.unix or f"{','.join(config.hosts)}:{config.port}"
-            raise ConfigError(f"{self.name}: cannot listen on {where}: {exc.strerror}") from exc
+            where = self.unix or ", ".join(format_address((h, port)) for h in config.hosts)
+            # asyncio rewrites strerror as "error while attempting to bind on address
+            # (...): ..."; the plain reason reads better after our own address.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"{self.name}: cannot listen on {where}: {reason}") from exc
         self._servers.append(server)
         for sock in server.sockets:
             address = format_address(sock.getsockname())
@@ -188,6 +195,7 @@ class StreamServer:
         if self.unix:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix)
+        self.noise.flush()
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -217,6 +225,7 @@ class DatagramConnection(asyncio.DatagramProtocol):
         self.protocol: DatagramProtocol = server.protocol_class()
         self.transport: asyncio.DatagramTransport | None = None
         self.dropped = 0
+        self._raw: socket.socket | None = None  # for empty datagrams; see _send_empty
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
@@ -240,7 +249,30 @@ class DatagramConnection(asyncio.DatagramProtocol):
         self.protocol.receive_datagram(data, addr)
         assert self.transport is not None
         for payload, target in self.protocol.datagrams_to_send():
-            self.transport.sendto(payload, target)
+            if payload:
+                self.transport.sendto(payload, target)
+            else:
+                self._send_empty(target)
+
+    def _send_empty(self, target: Any) -> None:
+        """Send a 0-byte datagram, which asyncio's and uvloop's ``sendto()`` silently drop.
+
+        An empty datagram is a datagram (RFC 862 echoes it like any other), so
+        it goes out through a duplicate of the endpoint's socket; UDP may lose
+        it anyway, so a full send buffer (EAGAIN) loses it too.
+        """
+        if self._raw is None:
+            assert self.transport is not None
+            sock = self.transport.get_extra_info("socket")
+            self._raw = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+            self._raw.setblocking(False)
+        with contextlib.suppress(OSError):
+            self._raw.sendto(b"", target)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: not our problem.
@@ -364,6 +396,7 @@ class Engine:
             runtime.begin_shutdown()
         await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
         self._close_runtimes()
+        flush_rate_limited()  # the last window's counts, from doors and services too
 
     def _close_runtimes(self) -> None:
         for runtime in self.runtimes:

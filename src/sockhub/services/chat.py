@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
-import os
 import random
 import socket
 import time
@@ -37,7 +36,9 @@ from sockhub.hub.events import (
     Signal,
 )
 from sockhub.hub.names import fold
+from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
+from sockhub.paths import default_data_dir
 from sockhub.protocols.base import ConnectionInfo, LineProtocol
 from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
 from sockhub.services.chat_irc import IrcDoor, irc_refusal
@@ -50,17 +51,15 @@ if TYPE_CHECKING:
     from sockhub.limits import Limits
 
 log = logging.getLogger("sockhub.chat")
+#: Lines any client can cause at will, logged at a bounded rate.
+_floods = RateLimitedLog(log)
+_failed_opers = RateLimitedLog(log, level=logging.WARNING)
 
 #: Failed /oper attempts one connection may make before it is closed.
 OPER_ATTEMPTS = 3
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
 RESTART_KEYS = ("data_dir", "irc_port", "server_name")
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
-    return Path(base) / "sockhub"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,7 +311,8 @@ class ChatService:
             user.is_oper = True
             log.info("%s is now an operator (%s)", user.nick, user.address)
         else:
-            log.warning("failed /oper for %r from %s", name, user.address)
+            _failed_opers.log("{count} more failed /oper attempts",
+                              "failed /oper for %r from %s", name, user.address)
         return ok
 
     def check_connection_password(self, given: str | None) -> bool:
@@ -451,7 +451,8 @@ class LineDoor(LineProtocol):
             self.send_error("flood control: you are sending too fast; line dropped, slow down")
         elif self.flood_dropped > self.service.settings.flood_burst:
             self.send_error("flood control: disconnected for flooding")
-            log.info("flood: disconnected %s", self.info.peer)
+            _floods.log("flood: disconnected {count} more clients",
+                        "flood: disconnected %s", self.info.peer)
             self.close()
 
     # Before a nick is chosen ----------------------------------------------

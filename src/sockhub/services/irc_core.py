@@ -92,6 +92,7 @@ from sockhub.hub.events import (
     Signal,
 )
 from sockhub.hub.names import fold
+from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 from sockhub.protocols.chat_irc import (
     COMMANDS,
@@ -110,6 +111,8 @@ if TYPE_CHECKING:
     from sockhub.services.chat import ChatService
 
 log = logging.getLogger("sockhub.irc")
+#: Drops are one line per connection, which a flood of connections controls.
+_drops = RateLimitedLog(log)
 
 # Limits
 #: Lines waiting in one client's queue before it is dropped for flooding.
@@ -379,7 +382,8 @@ class IrcDoorCore(Protocol):
         """Disconnect with ``ERROR`` and tell the client's channels why."""
         if self.state is IrcState.CLOSED:
             return
-        log.info("irc: dropped %s (%s): %s", self.info.peer, self.reg.nick, reason)
+        _drops.log("irc: dropped {count} more clients", "irc: dropped %s (%s): %s",
+                   self.info.peer, self.reg.nick, reason, detail=reason)
         if self.user is not None:
             self.service.quit(self.user, reason)
             self.user = None

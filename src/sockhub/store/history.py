@@ -4,7 +4,8 @@ One database file, ``chat.sqlite3`` under the data directory, in WAL mode
 with ``synchronous=NORMAL``: every committed transaction is in the OS's
 hands before the message is fanned out, so it survives ``kill -9`` of the
 server (a power cut may lose the last moments; ``synchronous=FULL`` would
-trade throughput for that). Bans live in the same file.
+trade throughput for that). Bans live in the same file. The directory is
+0700 and every file 0600 (``sockhub.paths``): history is the owner's alone.
 
 Writes are synchronous and small (one INSERT and a commit, tens of
 microseconds), done on the event loop's thread: the ordering "stored, then
@@ -19,6 +20,7 @@ from typing import Any
 
 from sockhub.hub.events import Message
 from sockhub.hub.names import fold
+from sockhub.paths import private_dir, private_file, tighten
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -62,7 +64,13 @@ class ChatStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # History is private: the directory 0700, the file 0600 before SQLite
+        # opens it, since SQLite gives its -wal, -shm and -journal files the
+        # main file's mode (and keeps an old side file's own).
+        private_dir(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            tighten(f"{self.path}{suffix}")
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -1,0 +1,244 @@
+"""irctest controller for sockhub's IRC door.
+
+Source of truth: sockhub's tools/irctest/sockhub.py.  Symlink (or copy) it to
+irctest/controllers/sockhub.py in an irctest checkout, then run
+``pytest --controller irctest.controllers.sockhub ...`` (see README.md here).
+
+The sockhub binary is $SOCKHUB_BIN if set, else <repo>/.venv/bin/sockhub when
+this file is (a symlink to) the repository copy, else ``sockhub`` on $PATH.
+"""
+
+import atexit
+import functools
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import time
+from typing import Dict, Optional, Set, Type
+
+from irctest import patma
+from irctest.basecontrollers import (
+    BaseServerController,
+    DirectoryBasedController,
+    ProcessStopped,
+)
+from irctest.runner import NotImplementedByController
+from irctest.specifications import Capabilities, OptionalBehaviors
+
+OPER_NAME = "operuser"  # what irctest's OPER tests send
+OPER_PASSWORD = "operpassword"
+START_ATTEMPTS = 3
+
+
+def sockhub_bin() -> str:
+    env = os.environ.get("SOCKHUB_BIN")
+    if env:
+        return env
+    # <repo>/tools/irctest/sockhub.py -> <repo>/.venv/bin/sockhub
+    repo_guess = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "sockhub"
+    if repo_guess.is_file():
+        return str(repo_guess)
+    found = shutil.which("sockhub")
+    if not found:
+        raise RuntimeError("sockhub not found: set SOCKHUB_BIN")
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def oper_hash() -> str:
+    """The operator password hash, computed once per process by `sockhub passwd`."""
+    out = subprocess.run(
+        [sockhub_bin(), "passwd"],
+        input=OPER_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert out and "\n" not in out, out
+    return out
+
+
+# Servers started by this process (one xdist worker) and not yet killed.
+# irctest never calls tearDown when a setUp raises SkipTest after starting the
+# server (bot_mode.py's BotModeTestCase does: sockhub has no BOT token), so such
+# servers would outlive the run. A worker runs one test at a time, so a server
+# still here when the next one starts is a leftover: it is stopped then, and
+# the rest when the worker exits.
+_live: "Dict[int, SockhubController]" = {}
+
+
+def _stop_leftovers(keep: "Optional[SockhubController]" = None) -> None:
+    for controller in list(_live.values()):
+        if controller is not keep:
+            controller.kill()
+
+
+atexit.register(_stop_leftovers)
+
+
+class SockhubController(BaseServerController, DirectoryBasedController):
+    software_name = "sockhub"
+    _port_wait_interval = 0.05
+    # The hub has no accounts: no SASL, no services, no STS.
+    supported_sasl_mechanisms: Set[str] = set()
+    supports_sts = False
+
+    # Capabilities offered by the IRC door (docs/irc.md, "IRCv3").
+    # Not offered: account-notify, account-tag, setname, multiline,
+    # message-redaction, read-marker, extended-monitor, sts.
+    capabilities = frozenset(
+        (
+            Capabilities.AWAY_NOTIFY,
+            Capabilities.BATCH,
+            Capabilities.ECHO_MESSAGE,
+            Capabilities.EXTENDED_JOIN,
+            Capabilities.LABELED_RESPONSE,
+            Capabilities.MESSAGE_TAGS,
+            Capabilities.MULTI_PREFIX,
+            Capabilities.SERVER_TIME,
+        )
+    )
+
+    # Declaring a behavior turns irctest's "not supported" skip into a failure,
+    # so only what docs/irc.md claims is listed.
+    optional_behaviors = frozenset(
+        (
+            OptionalBehaviors.CAP_REQ_MINUS,  # CAP REQ -name
+            OptionalBehaviors.INVITE_OVERRIDES_LIMIT,  # invitation passes +i +k +l +b
+            OptionalBehaviors.MULTI_JOIN,  # TARGMAX JOIN:
+            OptionalBehaviors.MULTI_KICK,  # TARGMAX KICK:4
+            OptionalBehaviors.MULTI_NAMES_COMMAND,  # TARGMAX NAMES:
+            OptionalBehaviors.MULTI_PRIVMSG,  # TARGMAX PRIVMSG:4
+        )
+    )
+
+    # RPL_ISUPPORT tokens the door advertises (docs/irc.md, "RPL_ISUPPORT");
+    # checked by isupport.py's testValues.
+    isupport = {
+        "CASEMAPPING": "ascii",
+        "CHANTYPES": "#",
+        "CHANMODES": "b,k,l,imnt",
+        "CHATHISTORY": patma.ANYSTR,
+        "MSGREFTYPES": "msgid,timestamp",
+        "PREFIX": "(ov)@+",
+        "TARGMAX": patma.ANYSTR,
+        "UTF8ONLY": None,
+        "WHOX": None,
+    }
+
+    def run(
+        self,
+        hostname: str,
+        port: int,
+        *,
+        password: Optional[str],
+        ssl: bool,
+        run_services: bool,
+        faketime: Optional[str],
+        websocket_hostname: Optional[str] = None,
+        websocket_port: Optional[int] = None,
+    ) -> None:
+        if websocket_hostname is not None or websocket_port is not None:
+            raise NotImplementedByController("Websocket")
+        if run_services:
+            raise NotImplementedByController("services")
+        assert self.proc is None
+        _stop_leftovers(keep=self)
+        _live[id(self)] = self
+        self.port = port
+        self.hostname = hostname
+        self.create_config()  # self.directory: a fresh temporary data dir
+        assert self.directory
+        if faketime and shutil.which("faketime"):
+            self.faketime_enabled = True
+        if ssl:
+            self.gen_ssl()
+
+        # A start can fail with "address already in use" when, under xdist,
+        # another test's client socket happens to hold the port irctest handed
+        # out; the port cannot change (the test already knows it), so retry.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start(port, password=password, ssl=ssl, faketime=faketime)
+                return
+            except ProcessStopped as exc:
+                if attempt == START_ATTEMPTS or "already in use" not in str(exc):
+                    raise
+                self.proc = None
+                time.sleep(0.5 * attempt)
+
+    def kill(self) -> None:
+        _live.pop(id(self), None)
+        super().kill()
+
+    def _start(
+        self, port: int, *, password: Optional[str], ssl: bool, faketime: Optional[str]
+    ) -> None:
+        assert self.directory
+        # The line door must listen somewhere too: take its port from irctest's
+        # registry of used ports rather than "--port 0", whose ephemeral pick
+        # could be a port irctest has just handed to a parallel (xdist) test.
+        (_, line_port) = self.get_hostname_and_port()
+
+        # Loopback only, whatever address irctest picked (it hands out
+        # 0.0.0.0, which its clients reach through loopback anyway).
+        cmd = [
+            sockhub_bin(),
+            "serve",
+            "chat",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(line_port),
+            "--irc-port",
+            str(port),
+            "--data-dir",
+            str(self.directory / "data"),
+            "--server-name",
+            "My.Little.Server",
+            "--flood-rate",
+            "none",
+            "--oper",
+            f"{OPER_NAME}={oper_hash()}",
+        ]
+        if password is not None:
+            cmd += ["--irc-password", password]
+        if ssl:
+            cmd += ["--tls-cert", str(self.pem_path), "--tls-key", str(self.key_path)]
+        if self.faketime_enabled:
+            cmd = ["faketime", "-f", str(faketime), *cmd]
+
+        if self.debug_mode:  # IRCTEST_DEBUG_LOGS=1: stream the server's log
+            self.proc = self.execute(cmd, proc_name="sockhub")
+        else:  # keep it in the temporary directory, to explain a failed start
+            log_path = self.directory / "sockhub.log"
+            with log_path.open("wb") as log:
+                self.proc = self.execute(cmd, stdout=log, stderr=log)
+        if not self.debug_mode:
+            self._wait_for_log(log_path, f"listening on 127.0.0.1:{port} (irc)")
+        # Then irctest's own check (connect, QUIT, wait for ERROR).
+        self.wait_for_port()
+
+    def _wait_for_log(self, log_path: Path, needle: str, timeout: float = 60) -> None:
+        """Wait for sockhub to log that the IRC door listens (a bare connect
+        could reach another process that holds the port)."""
+        assert self.proc
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log_path.read_text(errors="replace")
+            if needle in text:
+                return
+            if self.proc.poll() is not None:
+                raise ProcessStopped(
+                    f"process returned {self.proc.returncode}; "
+                    f"sockhub said:\n{text[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sockhub did not log {needle!r}:\n{text[-2000:]}")
+            time.sleep(0.02)
+
+
+def get_irctest_controller_class() -> Type[SockhubController]:
+    return SockhubController
