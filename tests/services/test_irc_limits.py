@@ -10,7 +10,7 @@ from irc_support import Network, commands, find
 @pytest.fixture
 def net(tmp_path):
     network = Network(tmp_path, flood_rate=1.0, flood_burst=5, irc_ping_interval=30.0,
-                      irc_ping_timeout=10.0, irc_registration_timeout=20.0)
+                      irc_ping_timeout=10.0, registration_timeout=20.0)
     yield network
     network.close()
 
