@@ -120,6 +120,9 @@ def _add_serve(sub: Any) -> None:
     chat.add_argument("--server-name", metavar="NAME",
                       help="the name the server gives itself (default: 'sockhub' at the line "
                       "door, the host name in IRC prefixes and numerics)")
+    chat.add_argument("--registration-timeout", type=_number, metavar="S",
+                      help="seconds a client has, at every chat door, to choose a nick before "
+                      "it is told and closed (default 60; none = off)")
     chat.add_argument("--irc-port", type=int, metavar="N",
                       help="open the IRC door on this port (0 = a free one; default: closed "
                       "for 'serve chat', 6667 for plain 'serve')")
@@ -256,6 +259,9 @@ def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
                 if v}
     if args.flood_rate is not None:
         options["flood_rate"] = None if args.flood_rate is OFF else args.flood_rate
+    if args.registration_timeout is not None:
+        timeout = args.registration_timeout
+        options["registration_timeout"] = None if timeout is OFF else timeout
     if args.oper:
         options["operators"] = _pairs(args.oper, "--oper", "NAME=HASH")
     if args.protected_room:

@@ -54,7 +54,10 @@ class Limits:
     )
     # Timeouts
     idle_timeout: float | None = _limit(
-        300.0, "close a connection that has sent nothing for this long", unit="seconds"
+        300.0,
+        "close a connection that has sent nothing for this long (line services: no "
+        "complete line)",
+        unit="seconds",
     )
     write_timeout: float | None = _limit(
         30.0,

@@ -213,8 +213,20 @@ async def test_passwd_prints_a_hash_that_verifies():
         (["serve", "chat", "--oper", "admin"], "--oper takes NAME=HASH"),
         (["serve", "chat", "--oper", "admin=plaintext"], "needs a password hash"),
         (["serve", "chat", "--history", "5000"], "history must be 0-1000"),
+        (["serve", "chat", "--registration-timeout", "0"],
+         "registration_timeout must be a number of seconds above 0"),
+        (["serve", "echo", "--registration-timeout", "5"], "apply to chat only"),
     ],
 )
 def test_bad_chat_options(argv, message, capsys, tmp_path):
     assert main([*argv, "--data-dir", str(tmp_path), "--port", "0"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_registration_timeout_is_one_chat_option_for_every_door():
+    from sockhub.cli import _serve_configs, build_parser
+
+    for given, wanted in (("2.5", 2.5), ("none", None)):
+        args = build_parser().parse_args(["serve", "chat", "--registration-timeout", given])
+        (config,) = _serve_configs(args)
+        assert config.options["registration_timeout"] == wanted

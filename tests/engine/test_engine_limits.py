@@ -162,6 +162,29 @@ async def test_activity_keeps_a_client_past_the_idle_timeout(serve):
     writer.close()
 
 
+async def test_a_half_line_trickling_in_does_not_keep_a_line_client(serve):
+    # Echo passes bytes, so bytes keep it alive (above); a line service counts
+    # complete lines, so one byte a tick of half a line is idleness.
+    server = await serve("upper", idle_timeout=0.4)
+    reader, writer = await open_client(server.ports[0])
+    received = b""
+    for _ in range(100):  # 10 s at most; the server closes after 0.4-0.5 s
+        try:
+            chunk = await asyncio.wait_for(reader.read(100), 0.1)  # also the pace
+        except TimeoutError:
+            writer.write(b"x")
+            continue
+        except ConnectionResetError:  # a byte sent as the server closed
+            break
+        if not chunk:
+            break
+        received += chunk
+    else:
+        raise AssertionError("a trickling half line kept the connection open")
+    assert received == b"error: idle for 0.4 seconds; closing\r\n"
+    writer.close()
+
+
 async def test_graceful_shutdown_tells_connected_clients(serve):
     server = await serve("hello", drain_timeout=2.0)
     port = server.ports[0]

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sockhub.hub import Hub, HubError, Joined, Message, NickChanged, Parted, Private, Quit
-from sockhub.hub.events import BanChanged, HubEvent, Kicked, TopicChanged
-from sockhub.hub.names import fold, nick_problem, room_problem
+from sockhub.hub.events import AwayChanged, BanChanged, HubEvent, Kicked, TopicChanged
+from sockhub.hub.names import (
+    CONTROLS,
+    CTCP_DELIMITER,
+    IRC_FORMATTING,
+    clean_text,
+    fold,
+    nick_problem,
+    room_problem,
+)
 
 
 class Inbox:
@@ -211,7 +221,8 @@ def test_topic_in_unprotected_room_is_anyones(hub):
 
 @pytest.mark.parametrize(
     ("text", "code"),
-    [("", "invalid_text"), ("x" * 4001, "invalid_text")],
+    [("", "invalid_text"), ("x" * 4001, "invalid_text"), ("   ", "invalid_text"),
+     (" \t ", "invalid_text")],
 )
 def test_bad_message_text(hub, text, code):
     alice, _ = make_user(hub, "alice")
@@ -248,3 +259,37 @@ def test_invalid_rooms(room):
 def test_fold_is_ascii_only():
     assert fold("AbC[]") == "abc[]"
     assert fold("É") == "É"
+
+
+# Control characters (issue 8: terminal injection) -------------------------------
+
+
+@given(st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(CONTROLS))))
+def test_clean_text_leaves_only_irc_formatting_and_ctcp(text):
+    kept = set(IRC_FORMATTING + CTCP_DELIMITER)
+    assert all(c in kept for c in clean_text(text) if c in CONTROLS)
+
+
+def test_clean_text_examples():
+    assert clean_text("plain é") == "plain é"
+    assert clean_text("\x1b[2J\x00\x7f\x9b\t") == "^[[2J^@^?M-^[ "
+    formatted = "\x0304red\x03 \x02bold\x02 \x01ACTION x\x01"
+    assert clean_text(formatted) == formatted  # IRC clients expect these
+
+
+def test_every_text_from_users_is_cleaned(hub):
+    esc = "\x1b[2J"
+    alice, _ = make_user(hub, "alice")
+    bob, _ = make_user(hub, "bob")
+    apply(hub, hub.join(alice, "#r", 1.0))
+    apply(hub, hub.join(bob, "#r", 1.0))
+    assert hub.say(alice, "#r", esc, 2.0).text == "^[[2J"
+    assert hub.private(alice, "bob", esc, 2.0).text == "^[[2J"
+    assert hub.set_topic(alice, "#r", esc, 2.0).topic == "^[[2J"
+    assert hub.part(alice, "#r", esc, 2.0).reason == "^[[2J"
+    assert hub.kick(alice, "#r", "bob", esc, 2.0).reason == "^[[2J"
+    assert hub.quit(alice, esc, 2.0).reason == "^[[2J"
+    assert hub.set_away(alice, esc, 2.0) == AwayChanged("alice", "^[[2J", 2.0)
+    assert hub.register("carol", Inbox(), realname=esc).realname == "^[[2J"
+    with pytest.raises(HubError):
+        hub.ban(alice, "#r", "bad\x1bmask", 2.0)

@@ -286,3 +286,16 @@ def test_limits_refuse_unusable_values(name: str, value: object, message: str) -
 
 def test_max_frame_zero_allows_only_empty_frames() -> None:
     assert Limits(max_frame=0).max_frame == 0
+
+
+def test_only_a_complete_line_marks_a_line_protocol_active() -> None:
+    # The engine's idle check reads and clears ``active`` (counts_messages):
+    # half a line, however slowly it trickles in, is no sign of life.
+    assert LineProtocol.counts_messages and not Protocol.counts_messages
+    protocol = LineProtocol()
+    protocol.connection_made(ConnectionInfo())
+    for byte in b"half a line":
+        protocol.receive_data(bytes([byte]))
+        assert not protocol.active
+    protocol.receive_data(b"\n")
+    assert protocol.active

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from sockhub.codec.lines import encode_line
 from sockhub.hub.events import (
+    AwayChanged,
     BanChanged,
     Joined,
     Kicked,
@@ -15,6 +19,7 @@ from sockhub.hub.events import (
     Quit,
     TopicChanged,
 )
+from sockhub.hub.names import CONTROLS
 from sockhub.protocols.chat_line import (
     COMMANDS,
     Command,
@@ -22,6 +27,7 @@ from sockhub.protocols.chat_line import (
     help_lines,
     parse_line,
     render,
+    visible,
 )
 
 TS = 1_763_780_493.0  # 2025-11-22 03:01:33 UTC
@@ -116,3 +122,63 @@ def test_help_lists_every_command():
 )
 def test_render(event, viewer, line):
     assert render(event, viewer) == line
+
+
+# Control characters (issue 8: terminal injection) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, é and 日本", "plain text, é and 日本"),
+        ("\x1b[2J\x1b]0;pwned\x07", "^[[2J^[]0;pwned^G"),  # clear screen, retitle, bell
+        ("nul\x00 del\x7f cr\rlf\n", "nul^@ del^? cr^Mlf^J"),
+        ("csi\x9b2J nel\x85", "csiM-^[2J nelM-^E"),  # C1, as an 8-bit terminal reads it
+        ("tab\there", "tab here"),
+        (
+            "\x0304,01red\x03 \x02bold\x02 \x1ditalic\x1d \x1funder\x1f \x0fplain",
+            "red bold italic under plain",
+        ),
+        ("\x04FF8800hex\x04 \x11mono\x11 \x16rev\x16 \x1estrike\x1e", "hex mono rev strike"),
+        ("\x0312345", "345"),  # a colour takes two digits at most (Modern IRC)
+        ("\x033,x", ",x"),  # a comma without a digit after it is text
+        ("\x01ACTION waves\x01", "^AACTION waves^A"),  # CTCP is shown, not obeyed
+    ],
+)
+def test_visible_shows_controls_as_cat_v_does_and_hides_irc_formatting(text, shown):
+    assert visible(text) == shown
+
+
+# Any text, with control characters (and IRC formatting digits) made frequent.
+_TEXT = st.text(
+    alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(CONTROLS + "0123456789,")),
+    max_size=200,
+)
+
+
+@given(_TEXT)
+def test_visible_output_never_holds_a_control_character(text):
+    line = encode_line(visible(text))
+    body, end = line[:-2], line[-2:]
+    assert end == b"\r\n"
+    assert all(byte >= 0x20 and byte != 0x7F for byte in body)  # no C0 but the line end, no DEL
+    assert not any(0x80 <= ord(char) <= 0x9F for char in body.decode())  # no C1
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (Message("#dev", "bob", "\x1b[2Jhi\x07", TS), "03:01:33 #dev <bob> ^[[2Jhi^G"),
+        (
+            Message("#dev", "bob", "\x1b]0;x\x07", TS, history=True),
+            "[history] 2025-11-22 03:01:33 #dev <bob> ^[]0;x^G",
+        ),
+        (Private("alice", "bob", "\x00\x7f", TS), "03:01:33 [pm] <alice> ^@^?"),
+        (TopicChanged("#dev", "bob", "\x1b[5m", TS), "03:01:33 #dev * bob set the topic: ^[[5m"),
+        (Quit("bob", "\x9b31m", TS), "03:01:33 * bob quit (M-^[31m)"),
+        (Parted("#dev", "bob", "\x07", TS), "03:01:33 #dev * bob left (^G)"),
+        (AwayChanged("bob", "\x1b[8m", TS), "03:01:33 * bob is away: ^[[8m"),
+    ],
+)
+def test_render_makes_every_user_string_visible(event, line):
+    assert render(event, "bob") == line

@@ -10,7 +10,7 @@ from irc_support import Network, commands, find
 @pytest.fixture
 def net(tmp_path):
     network = Network(tmp_path, flood_rate=1.0, flood_burst=5, irc_ping_interval=30.0,
-                      irc_ping_timeout=10.0, irc_registration_timeout=20.0)
+                      irc_ping_timeout=10.0, registration_timeout=20.0)
     yield network
     network.close()
 
@@ -106,3 +106,28 @@ def test_registration_must_finish_in_time(net):
     net.clock.advance(2)
     assert slow.closed
     assert "Registration timed out" in slow.take()[-1].params[0]
+
+
+def test_half_a_line_is_no_sign_of_life(net):
+    # Idle means "no complete line", not "no byte": a client trickling half a
+    # line is PINGed and dropped like a silent one.
+    quiet = net.register("quiet")
+    quiet.door.active = False  # as the engine's idle check does on each tick
+    for _ in range(30):
+        net.clock.advance(1)
+        quiet.send(b"P")  # never the end of a line
+    assert commands(quiet.take()) == ["PING"]
+    assert not quiet.door.active  # the engine's idle check sees no line either
+    for _ in range(11):
+        net.clock.advance(1)
+        quiet.send(b"P")
+    assert quiet.closed
+    assert "Ping timeout" in quiet.take()[-1].params[0]
+
+
+def test_registration_timeout_can_be_turned_off(tmp_path):
+    net = Network(tmp_path, registration_timeout=None, irc_ping_interval=7200.0)
+    idle = net.connect()
+    net.clock.advance(3600)
+    assert not idle.closed
+    net.close()

@@ -251,6 +251,7 @@ def test_join_several_channels_with_keys_and_join_zero(net):
         ([], "PRIVMSG", "411", ("bob", "No recipient given (PRIVMSG)")),
         ([], "PRIVMSG alice", "412", ("bob", "No text to send")),
         ([], "PRIVMSG alice :", "412", ("bob", "No text to send")),
+        ([], "PRIVMSG alice :   ", "412", ("bob", "No text to send")),  # only spaces
         ([], "PRIVMSG nobody :hi", "401", ("bob", "nobody", "No such nick/channel")),
         ([], "PRIVMSG #nowhere :hi", "401", ("bob", "#nowhere", "No such nick/channel")),
         ([], "WHOIS", "431", ("bob", "No nickname given")),

@@ -7,7 +7,10 @@ Per connection it enforces, from :class:`~sockhub.limits.Limits`:
   timeout. A read only sets a flag (reading the clock on every read cost
   ~0.5 µs of a ~8 µs echo round trip); a tick that finds the flag clear
   for a whole timeout closes the connection, so a client is closed after
-  between 1 and 1.25 timeouts of silence, never before.
+  between 1 and 1.25 timeouts of silence, never before. For a protocol
+  with ``counts_messages`` (line services, the chat doors) the tick reads
+  the protocol's own flag instead, set per complete line: a client
+  trickling half a line is silent.
 * ``write_high_water``: past it asyncio calls :meth:`pause_writing`; we stop
   reading from the client (back-pressure: an echo client that does not read
   its replies cannot make us buffer more) and arm ``write_timeout``.
@@ -317,8 +320,12 @@ class StreamConnection(asyncio.Protocol):
         timeout = self.limits.idle_timeout
         assert timeout is not None
         now = self.loop.time()
-        if self._active:  # the client spoke during the last tick
-            self._active = False
+        protocol = self.protocol
+        if protocol is not None and protocol.counts_messages:
+            active, protocol.active = protocol.active, False
+        else:
+            active, self._active = self._active, False
+        if active:  # the client spoke during the last tick
             self._quiet_since = now
         elif now - self._quiet_since >= timeout:
             self._idle_handle = None

@@ -13,6 +13,11 @@ every process once a Redis bus exists. ``apply`` changes the state and
 delivers the event to the members it concerns, so state and fan-out can
 never disagree.
 
+Command methods also clean the free text they are given (messages, topics,
+reasons, away messages: :func:`~sockhub.hub.names.clean_text`), so no event
+carries a control character to any door, live or replayed, but IRC's
+formatting codes.
+
 Members are delivered to synchronously and must only queue: a slow client
 cannot stall a room because its door drops it rather than block here.
 
@@ -51,6 +56,7 @@ from sockhub.hub.names import (
     LIMIT_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
+    clean_text,
     fold,
     mask_match,
     nick_problem,
@@ -217,7 +223,8 @@ class Hub:
         """Add a user under ``nick``; they are in no room yet."""
         self._check_nick_free(nick)
         user = User(
-            nick=nick, member=member, address=address, username=username, realname=realname,
+            nick=nick, member=member, address=address, username=username,
+            realname=clean_text(realname),
             secure=secure, signon=now, active=now,
         )
         self.users[user.key] = user
@@ -271,7 +278,7 @@ class Hub:
 
     def part(self, user: User, room_name: str, reason: str, now: float) -> Parted:
         room = self._member_room(user, room_name)
-        return Parted(room.name, user.nick, reason, now)
+        return Parted(room.name, user.nick, clean_text(reason), now)
 
     def say(
         self,
@@ -285,7 +292,7 @@ class Hub:
         meta: Meta = (),
     ) -> Message:
         room = self._speaking_room(user, room_name)
-        self._check_text(text)
+        text = self._checked_text(text)
         return Message(room.name, user.nick, text, now, action, notice=notice, meta=meta)
 
     def private(
@@ -302,7 +309,7 @@ class Hub:
         other = self.find_user(target)
         if other is None:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
-        self._check_text(text)
+        text = self._checked_text(text)
         return Private(user.nick, other.nick, text, now, action, notice=notice, meta=meta)
 
     def signal(self, user: User, target: str, meta: Meta, now: float) -> Signal:
@@ -319,6 +326,7 @@ class Hub:
         room = self._member_room(user, room_name)
         if room.protected and not self.may_moderate(user, room):
             raise HubError("not_operator", f"only operators may set the topic of {room.name}")
+        topic = clean_text(topic)
         if len(topic) > TOPIC_MAX:
             raise HubError("invalid_text", f"a topic is at most {TOPIC_MAX} characters")
         return TopicChanged(room.name, user.nick, topic, now)
@@ -343,7 +351,7 @@ class Hub:
             if self.find_user(target) is None:
                 raise HubError("no_such_nick", f"no such nick: {target}", target=target)
             raise HubError("not_in_room", f"{target} is not in {room.name}", target=target)
-        return Kicked(room.name, victim.nick, user.nick, reason, now)
+        return Kicked(room.name, victim.nick, user.nick, clean_text(reason), now)
 
     def ban(
         self, user: User, room_name: str, mask: str, now: float, *, add: bool = True
@@ -354,7 +362,7 @@ class Hub:
         room = self.find_room(room_name)
         if not user.is_oper and (room is None or user.key not in room.operators):
             raise HubError("not_operator", f"you are not an operator of {room_name}")
-        if not mask or " " in mask:
+        if not mask or " " in mask or not mask.isprintable():
             raise HubError("invalid_text", "a ban mask is a nick, an address or nick!user@host")
         name = room.name if room else room_name
         masks = self.bans.get(fold(room_name), [])
@@ -461,7 +469,7 @@ class Hub:
     def set_away(self, user: User, message: str | None, now: float) -> AwayChanged:
         """Mark ``user`` away with ``message`` (cut to AWAY_MAX), or back with None."""
         if message is not None:
-            message = message[:AWAY_MAX]
+            message = clean_text(message)[:AWAY_MAX]
         return AwayChanged(user.nick, message or None, now)
 
     def invite(self, user: User, target: str, room_name: str, now: float) -> Invited:
@@ -482,7 +490,7 @@ class Hub:
         return Invited(room.name, other.nick, user.nick, now)
 
     def quit(self, user: User, reason: str, now: float, *, voluntary: bool = False) -> Quit:
-        return Quit(user.nick, reason, now, voluntary)
+        return Quit(user.nick, clean_text(reason), now, voluntary)
 
     def _member_room(self, user: User, room_name: str) -> Room:
         room = user.rooms.get(fold(room_name))
@@ -509,11 +517,14 @@ class Hub:
         return room
 
     @staticmethod
-    def _check_text(text: str) -> None:
-        if not text:
+    def _checked_text(text: str) -> str:
+        """A message's text made safe (names.clean_text); one of only spaces is no message."""
+        text = clean_text(text)
+        if not text or text.isspace():
             raise HubError("invalid_text", "nothing to send")
         if len(text) > MESSAGE_MAX:
             raise HubError("invalid_text", f"a message is at most {MESSAGE_MAX} characters")
+        return text
 
     # Apply: change state, then deliver -------------------------------------
 

@@ -7,6 +7,14 @@ those specials and ``-``; at most :data:`NICK_MAX` characters. Room names
 are ``#`` plus letters, digits and ``-_.``. Both compare case-insensitively
 with ASCII case mapping (ISUPPORT ``CASEMAPPING=ascii``): ``Alice`` and
 ``alice`` are the same user.
+
+Free text (messages, topics, reasons, away messages, real names) goes
+through :func:`clean_text` on its way into the hub, from every door: a
+terminal control character (ESC, BEL, NUL, DEL, the C1 range...) becomes
+its visible ``cat -v`` form (``^[``, ``^G``, ``^@``, ``^?``, ``M-^[``), so
+no door, and no history replay, can hand one to a terminal or an IRC client.
+IRC's formatting codes and CTCP's delimiter pass: IRC clients expect them
+(the line door hides them itself when it renders a line).
 """
 
 from __future__ import annotations
@@ -30,12 +38,55 @@ BANS_PER_ROOM = 100
 
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
 _ROOM = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
+#: IRC formatting codes (Modern IRC, "Message Formatting"): bold 0x02, colour
+#: 0x03, hex colour 0x04, reset 0x0F, monospace 0x11, reverse 0x16, italics
+#: 0x1D, strikethrough 0x1E, underline 0x1F. They change how IRC clients draw
+#: text and move no cursor, so they may reach IRC users.
+IRC_FORMATTING = "\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f"
+#: CTCP's delimiter (``\x01ACTION waves\x01``), which IRC clients also expect.
+CTCP_DELIMITER = "\x01"
+#: Every control character: C0, DEL and C1 (U+0080-U+009F, which an 8-bit
+#: terminal reads as ESC sequences: U+009B is CSI).
+CONTROLS = "".join(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+_UNSAFE = re.compile(
+    "[" + "".join(re.escape(c) for c in CONTROLS if c not in IRC_FORMATTING + CTCP_DELIMITER) + "]"
+)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def fold(name: str) -> str:
     """The case-folded key of a nick or room (ASCII case mapping)."""
     return name.translate(_ASCII_LOWER)
+
+
+def control_picture(char: str) -> str:
+    """A control character as ``cat -v`` shows it; a tab is shown as a space.
+
+    C0 and DEL in caret notation (NUL ``^@``, BEL ``^G``, ESC ``^[``, DEL
+    ``^?``); C1 as ``M-`` and the caret form of its low seven bits (U+009B,
+    CSI, is ``M-^[``).
+    """
+    code = ord(char)
+    if code == 0x09:
+        return " "
+    if code >= 0x80:
+        return "M-" + control_picture(chr(code - 0x80))
+    return "^" + chr(code ^ 0x40)
+
+
+def _picture(match: re.Match[str]) -> str:
+    return control_picture(match.group())
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every control character but IRC formatting and CTCP made visible.
+
+    The hub applies this to free text from every door (see the module
+    docstring); a text with nothing to change is returned as is, cheaply.
+    """
+    if text.isprintable():
+        return text
+    return _UNSAFE.sub(_picture, text)
 
 
 def nick_problem(nick: str) -> str | None:
@@ -63,7 +114,7 @@ def password_problem(password: str) -> str | None:
         return "a password cannot be empty"
     if len(password) > PASSWORD_MAX:
         return f"a password is at most {PASSWORD_MAX} characters"
-    if any(c in " ,:" or ord(c) < 0x21 or ord(c) == 0x7F for c in password):
+    if any(c in " ,:" or c in CONTROLS for c in password):
         return "a password has no spaces, commas, colons or control characters"
     return None
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from typing import Protocol as TypingProtocol
 
 from sockhub.codec.lines import LineDecoder, decode_utf8, encode_line
@@ -114,12 +114,22 @@ class Protocol:
     :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
     """
 
-    __slots__ = ("_closing", "_outgoing", "clock", "info", "wake")
+    __slots__ = ("_closing", "_outgoing", "active", "clock", "info", "wake")
+
+    #: What keeps the connection clear of the engine's ``idle_timeout``. False:
+    #: any byte received, for byte streams such as echo. True: only
+    #: :attr:`active`, which the protocol sets whenever a complete line, frame
+    #: or message arrives, so that a client trickling half a line one byte at
+    #: a time is idle (it would otherwise hold its slot forever).
+    counts_messages: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.info = ConnectionInfo()
         self._outgoing: list[bytes] = []
         self._closing = False
+        #: Set by a ``counts_messages`` protocol on each complete message;
+        #: read and cleared by the engine's idle check.
+        self.active = False
         #: Set by the engine before ``connection_made``: time and timers.
         self.clock: Clock = _STOPPED
         #: Set by the engine. Call it after queueing output from outside
@@ -206,10 +216,13 @@ class LineProtocol(Protocol):
     CRLF (the network's line ending, RFC 854). A line that is not valid UTF-8
     gets an ``error:`` line and is skipped; the connection stays up. A line
     longer than ``limits.max_line`` gets an ``error:`` line and a close,
-    because the stream's framing cannot be trusted after it.
+    because the stream's framing cannot be trusted after it. Only complete
+    lines count as activity against ``idle_timeout`` (``counts_messages``).
     """
 
     __slots__ = ("_decoder",)
+
+    counts_messages = True
 
     newline = b"\r\n"
 
@@ -240,7 +253,9 @@ class LineProtocol(Protocol):
             self.send_error(f"line too long (max {exc.limit} bytes); closing")
             self.close()
             return
-        self._dispatch(lines)
+        if lines:
+            self.active = True
+            self._dispatch(lines)
 
     def receive_eof(self) -> None:
         last = self._decoder.flush()

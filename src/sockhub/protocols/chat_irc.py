@@ -53,6 +53,7 @@ from sockhub.hub.events import (
 from sockhub.hub.names import (
     AWAY_MAX,
     BANS_PER_ROOM,
+    CONTROLS,
     NICK_MAX,
     PASSWORD_MAX,
     ROOM_MAX,
@@ -94,11 +95,12 @@ class Registration:
 #: Longest user name kept from USER (ISUPPORT ``USERLEN``); longer ones are cut,
 #: as the Modern document requires once USERLEN is advertised.
 USERLEN = 16
-_USERNAME_DROP = str.maketrans("", "", " !@:,*?\0\r\n")
+_USERNAME_DROP = str.maketrans("", "", " !@:,*?" + CONTROLS)
 
 
 def clean_username(name: str) -> str:
-    """The user name from USER, without characters that break a hostmask, cut to USERLEN."""
+    """The user name from USER, without characters that break a hostmask or a
+    terminal (control characters), cut to USERLEN."""
     return name.translate(_USERNAME_DROP)[:USERLEN]
 
 

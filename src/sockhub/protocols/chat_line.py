@@ -19,10 +19,26 @@ Output is one readable line per event, with the server's UTC time::
 
 :func:`render` turns a hub event into that line; it is pure, so a door can
 render an event once and send the same bytes to every member.
+
+Control characters
+------------------
+
+Everything a line user is shown passes through :func:`visible` (``render``
+calls it, and the door calls it for its own lines), because any of it may
+hold another user's text: a message, a topic, a reason, an echo of a bad
+command. A terminal obeys control characters, so ``ESC [2J`` would clear
+every reader's screen and ``ESC ]0;...BEL`` retitle their windows. The hub
+already turns such characters into their ``cat -v`` form as text arrives
+(``hub/names.py: clean_text``), but that lets IRC's formatting codes
+through, and history written by older versions was not cleaned; so the line
+door hides IRC formatting (bold, colours: formatting, not content) and shows
+any other control character as ``cat -v`` does (``^[``, ``^?``, ``M-^[``),
+whatever its origin. The result holds no C0, DEL or C1 character at all.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +58,7 @@ from sockhub.hub.events import (
     Quit,
     TopicChanged,
 )
+from sockhub.hub.names import CONTROLS, control_picture
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,34 @@ def help_lines(name: str | None = None) -> list[str]:
     return lines
 
 
+#: IRC formatting (Modern IRC, "Message Formatting"): a colour code 0x03 takes
+#: up to two digits and an optional comma and two more, a hex colour 0x04 six
+#: hex digits (and a comma and six more); the other codes stand alone.
+_IRC_FORMATTING = re.compile(
+    r"\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?"
+    r"|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
+_CONTROL = re.compile("[" + re.escape(CONTROLS) + "]")
+
+
+def _picture(match: re.Match[str]) -> str:
+    return control_picture(match.group())
+
+
+def visible(text: str) -> str:
+    """``text`` as a line user may safely see it: no control character left.
+
+    IRC formatting codes are removed with their colour numbers; a tab becomes
+    a space; any other C0 or C1 control character and DEL is shown as
+    ``cat -v`` shows it: ESC as ``^[``, NUL as ``^@``, DEL as ``^?``, U+009B
+    as ``M-^[``. Text with nothing to change costs one ``isprintable()``.
+    """
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(_picture, _IRC_FORMATTING.sub("", text))
+
+
 def clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
@@ -144,7 +189,11 @@ def stamp(ts: float) -> str:
 
 
 def render(event: HubEvent, viewer: str) -> str:
-    """One output line for ``event`` as ``viewer`` (a nick) should see it."""
+    """One output line for ``event`` as ``viewer`` (a nick) should see it, made :func:`visible`."""
+    return visible(_render(event, viewer))
+
+
+def _render(event: HubEvent, viewer: str) -> str:
     if isinstance(event, Message):
         if event.action:
             body = f"** {event.nick} {event.text}"

@@ -39,8 +39,15 @@ from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.paths import default_data_dir
-from sockhub.protocols.base import ConnectionInfo, LineProtocol
-from sockhub.protocols.chat_line import Command, CommandError, help_lines, parse_line, render
+from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
+from sockhub.protocols.chat_line import (
+    Command,
+    CommandError,
+    help_lines,
+    parse_line,
+    render,
+    visible,
+)
 from sockhub.services.chat_irc import IrcDoor, irc_refusal
 from sockhub.services.registry import Door
 from sockhub.store.bus import LocalBus
@@ -85,13 +92,15 @@ class ChatSettings:
     #: A connection password IRC clients must send with PASS (plain text or a
     #: hash from ``sockhub passwd``); None: no password.
     irc_password: str | None = None
-    # Timeouts of the IRC door, in seconds.
-    #: Quiet time after which the server sends PING.
+    # Timeouts, in seconds.
+    #: Time every door allows from connect to a chosen nick (the line door's
+    #: first line; IRC's NICK, USER and CAP END); then the client is told and
+    #: closed, so a silent or trickling client cannot hold a slot. None: off.
+    registration_timeout: float | None = 60.0
+    #: Quiet time after which the IRC door sends PING.
     irc_ping_interval: float = 120.0
     #: Time allowed for an answer to that PING before the client is dropped.
     irc_ping_timeout: float = 60.0
-    #: Time allowed from connect to the end of registration (NICK, USER, CAP END).
-    irc_registration_timeout: float = 60.0
 
     @property
     def line_name(self) -> str:
@@ -130,7 +139,7 @@ class ChatSettings:
         port = values.get("irc_port")
         if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
             raise ConfigError(f"chat: irc_port {port!r} is out of range 0-65535")
-        for key in ("irc_ping_interval", "irc_ping_timeout", "irc_registration_timeout"):
+        for key in ("irc_ping_interval", "irc_ping_timeout", "registration_timeout"):
             value = values.get(key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
@@ -366,7 +375,8 @@ class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
 
     __slots__ = (
-        "bucket", "current", "flood_dropped", "flood_warned", "oper_failures", "service", "user",
+        "_reg_timer", "bucket", "current", "flood_dropped", "flood_warned", "oper_failures",
+        "service", "user",
     )
 
     # One rendering per event for everyone: fan-out to 500 members renders
@@ -383,6 +393,7 @@ class LineDoor(LineProtocol):
         self.flood_warned = False
         self.flood_dropped = 0
         self.oper_failures = 0
+        self._reg_timer: Timer | None = None
 
     # Engine side --------------------------------------------------------------
 
@@ -393,6 +404,10 @@ class LineDoor(LineProtocol):
             self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst, time.monotonic())
         self.info_line(f"welcome to {settings.line_name} chat; /help lists commands")
         self.info_line("enter a nick (or an empty line for a guest nick):")
+        if settings.registration_timeout is not None:
+            self._reg_timer = self.clock.call_later(
+                settings.registration_timeout, self._registration_expired
+            )
 
     def connection_lost(self) -> None:
         if self.user is not None:
@@ -401,6 +416,13 @@ class LineDoor(LineProtocol):
 
     def closing_notice(self, reason: str) -> None:
         self.info_line(reason)
+
+    def _registration_expired(self) -> None:
+        if self.user is None and not self._closing:
+            timeout = self.service.settings.registration_timeout
+            log.info("chat: %s chose no nick in %g seconds; closed", self.info.peer, timeout)
+            self.send_error(f"no nick chosen within {timeout:g} seconds; closing")
+            self.close()
 
     # Hub side (Member) -----------------------------------------------------
 
@@ -424,6 +446,10 @@ class LineDoor(LineProtocol):
 
     def info_line(self, text: str) -> None:
         self.send_line(f"-- {text}")
+
+    def send_line(self, text: str) -> None:
+        """Queue one line, made visible: it may quote someone's text (chat_line.visible)."""
+        self.send(encode_line(visible(text)))
 
     def line_received(self, line: str) -> None:
         if self.bucket is not None and not self.bucket.take(time.monotonic()):
@@ -473,12 +499,17 @@ class LineDoor(LineProtocol):
             nick, self, address=host, secure=self.info.transport == "tls", now=time.time()
         )
         self.user = user
+        if self._reg_timer is not None:
+            self._reg_timer.cancel()
+            self._reg_timer = None
         self.info_line(f"you are {user.nick}")
         self._cmd_join(self.service.hub.default_room)
 
     # Commands ----------------------------------------------------------------
 
     def _cmd_say(self, text: str) -> None:
+        if not text or text.isspace():  # an empty or blank line: as if Enter alone
+            return
         if self.current is None:
             self.send_error("you are in no room; /join #ROOM first")
             return

@@ -20,11 +20,13 @@ passes :data:`RECVQ_LINES` lines or :data:`RECVQ_BYTES` bytes is not
 pacing itself at all and is dropped with ``ERROR :... (Excess Flood)``.
 
 Keep-alive: after ``irc_ping_interval`` seconds without a line from the
-client the door sends ``PING``; if nothing arrives within
+client the door sends ``PING``; if no line arrives within
 ``irc_ping_timeout`` more, the client is dropped and its channels see
 ``QUIT :Ping timeout: N seconds`` (Modern IRC, QUIT: the reason reflects
-"the nature of the event which caused it"). A client must also finish
-registration within ``irc_registration_timeout``.
+"the nature of the event which caused it"). Only complete lines count, for
+this and for the engine's ``idle_timeout`` (:attr:`counts_messages`): a
+client trickling half a line is as quiet as a silent one. A client must also
+finish registration within the chat service's ``registration_timeout``.
 
 Output: every line leaves through :meth:`IrcDoorCore._emit`, so that a
 command carrying an IRCv3 ``label`` can have all of its replies captured
@@ -140,6 +142,9 @@ class IrcDoorCore(Protocol):
         "service", "state", "user",
     )
 
+    # Idleness is "no complete line", not "no byte" (see the module docstring).
+    counts_messages = True
+
     # One rendering of the last event per capability profile, shared by every
     # IRC member it is delivered to (see LineDoor for the same idea).
     _cache_event: object = None
@@ -183,16 +188,21 @@ class IrcDoorCore(Protocol):
         self._last_seen = now
         self._penalty_at = now
         settings = self.service.settings
-        self._reg_timer = self.clock.call_later(
-            settings.irc_registration_timeout, self._registration_expired
-        )
+        if settings.registration_timeout is not None:
+            self._reg_timer = self.clock.call_later(
+                settings.registration_timeout, self._registration_expired
+            )
         self._ping_timer = self.clock.call_later(settings.irc_ping_interval, self._ping_check)
 
     def receive_data(self, data: bytes) -> None:
         if self.state is IrcState.CLOSED:
             return
+        items = self.framer.feed(data)
+        if not items:
+            return  # half a line: not a sign of life (module docstring)
+        self.active = True
         self._last_seen = self.clock.time()
-        for item in self.framer.feed(data):
+        for item in items:
             self._pending.append(item)
             self._pending_bytes += len(item) if isinstance(item, bytes) else 0
         self._drain()

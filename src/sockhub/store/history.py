@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sockhub.hub.events import Message
-from sockhub.hub.names import fold
+from sockhub.hub.names import clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
 
 SCHEMA = """
@@ -53,8 +53,10 @@ Bound = tuple[str, int]
 
 def _message(row: tuple[Any, ...]) -> Message:
     kind = row[4]
+    # The hub cleans text before it is stored; this covers files written
+    # by versions that did not.
     return Message(
-        row[1], row[2], row[3], row[5], kind == 1, row[0], history=True,
+        row[1], row[2], clean_text(row[3]), row[5], kind == 1, row[0], history=True,
         notice=kind == _KIND_NOTICE,
     )
 
