@@ -10,6 +10,7 @@ import os
 import ssl
 import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -876,3 +877,119 @@ def test_bad_settings_are_refused(tmp_path, token_file, options, message):
     with pytest.raises(ConfigError, match=message):
         build(tmp_path, options={"token_file": str(token_file), **options})
 
+
+
+# --- Reload --------------------------------------------------------------------------
+
+
+def reconfigured(service: ExecService, **options) -> ServiceConfig:
+    """The service's config with these options changed (None removes one)."""
+    merged = {**service.config.options, **options}
+    return replace(service.config, options={k: v for k, v in merged.items() if v is not None})
+
+
+def test_reload_applies_new_settings_and_says_what_changed(tmp_path, token_file):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    assert service.check_argv(("ls",)) is not None
+    new = reconfigured(service, allow=["echo", "ls", "df"], env={"LANG": "C"}, timeout=30,
+                       max_concurrent=2, auth_delay=0.1, cwd=str(tmp_path))
+    assert service.reload(new, Limits()) == [
+        "allow list: 3 commands", "env", "cwd", "timeout 30", "max_concurrent 2",
+        "auth settings"]
+    assert service.check_argv(("ls",)) is None and service.env["LANG"] == "C"
+    assert service.settings.max_concurrent == 2 and service.limiter.delay == 0.1
+    assert service.reload(new, Limits()) == []  # nothing changed
+    token_file.write_bytes(b"a brand new token, long enough\n")
+    assert service.reload(new, Limits()) == ["token"]
+    assert service.token == b"a brand new token, long enough"
+    assert service.reload(reconfigured(service, allow=None, allow_any=True), Limits()) == [
+        "allow: any command"]
+    assert service.check_argv(("sh", "-c", "id")) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"allow": None}, "no allow list"),
+        ({"allow_any": True}, "not both"),
+        ({"timeout": -1}, "timeout must be more than 0"),
+        ({"cwd": "/no/such/dir"}, "is not a directory"),
+        ({"data_dir": "/elsewhere"}, "data_dir changed, which needs a restart"),
+        ({"token_file": "/no/such/token"}, "cannot read token file"),
+        ({"insecure": True, "hosts": ("0.0.0.0",)}, "hosts changed"),
+        ({"port": 9999}, "port changed"),
+        ({"limits": Limits(idle_timeout=5)}, "idle_timeout changed"),
+    ],
+)
+def test_a_bad_reload_changes_nothing(tmp_path, token_file, change, message):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    before = (service.settings, service.token, service.allow, service.env, service.config)
+    change = dict(change)
+    limits = change.pop("limits", Limits())
+    fields_ = {k: change.pop(k) for k in ("hosts", "port") if k in change}
+    # Every bad reload also asks for a good change, which must not happen either.
+    config = replace(reconfigured(service, max_concurrent=1, **change), **fields_)
+    with pytest.raises(ConfigError, match=message):
+        service.reload(config, limits)
+    assert (service.settings, service.token, service.allow, service.env, service.config) == before
+
+
+def test_a_reload_with_an_unprotected_token_file_keeps_the_old_token(tmp_path, token_file):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    token_file.write_bytes(b"a brand new token, long enough\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        service.reload(reconfigured(service, allow=["ls"]), Limits())
+    assert service.token == TOKEN and service.check_argv(("ls",)) is not None
+
+
+async def test_a_running_command_keeps_the_settings_it_started_with(exec_server):
+    server = await exec_server(allow=[PY])
+    service = server.runtime
+    client = await connect(server)
+    code = ("import sys; print('ready', flush=True); sys.stdin.readline(); "
+            "sys.stdout.write('x' * 1000)")
+    go = asyncio.Event()
+
+    async def lines():
+        await go.wait()
+        yield b"go\n"
+
+    started, seen, take = waiter()
+    task = asyncio.create_task(client.run(py(code), stdin=lines(), on_stdout=take))
+    await asyncio.wait_for(started.wait(), STEP)
+    assert service.reload(reconfigured(service, max_output=10), service.limits) == [
+        "max_output 10"]
+    go.set()  # the output comes after the reload, under the old limit
+    result = await asyncio.wait_for(task, STEP)
+    assert (bytes(seen), result.reason) == (b"ready\n" + b"x" * 1000, "exit")
+    cut = await client.run(py(code), stdin=b"go\n")
+    assert (cut.stdout, cut.reason) == (b"ready\n" + b"x" * 4, "output_limit")
+    await client.close()
+
+
+# --- Closing -------------------------------------------------------------------------
+
+
+async def test_closing_the_service_kills_every_group_sigterm_first(exec_server, tmp_path):
+    server = await exec_server(kill_grace=0.5)
+    client = await connect(server)
+    marker = tmp_path / "got-sigterm"
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    code = (f"import os, signal, subprocess, sys, time\n"
+            f"def term(*_):\n    open({str(marker)!r}, 'w').write('term'); sys.exit(0)\n"
+            f"signal.signal(signal.SIGTERM, term)\n"
+            f"child = subprocess.Popen([{PY!r}, '-c', {stubborn!r}], stdout=subprocess.PIPE)\n"
+            f"child.stdout.readline()\n"
+            f"print(os.getpid(), child.pid, flush=True); time.sleep(60)\n")
+    started, seen, take = waiter()
+    task = asyncio.create_task(client.run(py(code), on_stdout=take))
+    await asyncio.wait_for(started.wait(), STEP)
+    pids = list(map(int, seen.split()))
+    server.runtime.close()  # as on the way out: no shutdown first
+    for pid in pids:
+        await wait_gone(pid)  # the child ignored SIGTERM: SIGKILL took it
+    assert marker.read_text() == "term" and not server.runtime.commands
+    task.cancel()
+    await client.close()
