@@ -262,8 +262,8 @@ async def test_allow_any_and_runners_in_the_allow_list_are_warned_about(exec_ser
     served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
                                  "--allow-any")
     try:
-        assert any("WARNING exec: --allow-any: every token holder can run any command, shells "
-                   "included" in line for line in served.log)
+        assert any("WARNING exec: any command allowed (--allow-any): every token holder can "
+                   "run anything, shells included" in line for line in served.log)
     finally:
         assert await served.stop() == 0
     served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),

@@ -263,7 +263,7 @@ class ExecSettings:
     # A wrong answer is told after auth_delay seconds, doubled for each earlier
     # failure from that address within auth_window, at most auth_delay_max.
     auth_delay: float = 0.5
-    auth_delay_max: float = 10.0
+    auth_delay_max: float = 5.0  # below the clients' 10 s login timeout
     auth_window: float = 60.0  # failures older than this are forgotten
     # Logins in progress (connected, not yet in; a wrong answer counts until
     # it is told): past either cap a new connection is refused before any
@@ -483,9 +483,15 @@ def _check_exposure(config: ServiceConfig, settings: ExecSettings) -> list[str]:
 
 
 def _load_token(settings: ExecSettings, *, create: bool) -> bytes:
-    """The token from ``token_file``, or from (or generated into) the data directory."""
+    """The token from ``token_file``, or from (or generated into) the data directory.
+
+    ``create`` is for the start: generate a missing token, and log where it is.
+    """
     if settings.token_file is not None:
-        return read_token(settings.token_file)
+        token = read_token(settings.token_file)
+        if create:
+            log.info("exec: token from %s", settings.token_file)
+        return token
     path = settings.data_dir / TOKEN_NAME
     if not create:
         return read_token(path)
@@ -493,20 +499,24 @@ def _load_token(settings: ExecSettings, *, create: bool) -> bytes:
     if generated:
         log.info("exec: generated a token in %s (mode 0600); clients need a copy "
                  "of that file (--token-file)", path)
+    else:
+        log.info("exec: token from %s", path)
     return token
 
 
-def _warn_about_policy(settings: ExecSettings) -> None:
+def _warn_about_policy(settings: ExecSettings, *, starting: bool = True) -> None:
+    """Warn about an allow list that allows everything; at start, also log the list."""
     allowed = settings.allowed()
     if allowed is None:
-        log.warning("exec: --allow-any: every token holder can run any command, shells "
-                    "included; the token is the only gate")
+        log.warning("exec: any command allowed (--allow-any): every token holder can run "
+                    "anything, shells included; the token is the only gate")
         return
     runners = sorted(a for a in allowed if os.path.basename(a) in RUNNERS)
     if runners:
         log.warning("exec: the allow list has %s, which can run any other command: every "
                     "token holder can run anything", ", ".join(runners))
-    log.info("exec: allow list: %s", " ".join(sorted(allowed)))
+    if starting:
+        log.info("exec: allow list: %s", " ".join(sorted(allowed)))
 
 
 def _describe_changes(old: ExecSettings, new: ExecSettings) -> list[str]:
@@ -564,7 +574,6 @@ class ExecService:
                 ", ".join(exposed),
             )
         token = _load_token(settings, create=True)
-        log.info("exec: token from %s", settings.token_file or settings.data_dir / TOKEN_NAME)
         _warn_about_policy(settings)
         port = 9001 if config.port is None else config.port
         return cls(settings, limits, token, port=port, config=config)
@@ -610,7 +619,7 @@ class ExecService:
         self._apply(settings, token)
         self.config = config
         if old.allowed() != settings.allowed():
-            _warn_about_policy(settings)
+            _warn_about_policy(settings, starting=False)
         return changes
 
     # ServiceRuntime ---------------------------------------------------------------
