@@ -28,7 +28,7 @@ from sockhub.errors import ConfigError
 from sockhub.limits import Limits, limit_names
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
-from sockhub.services import exec as exec_service
+from sockhub.services import exec_login
 from sockhub.services.exec import QUEUE_MAX, AuthLimiter, ExecDoor, ExecService, read_token
 
 TOKEN = b"0123456789abcdef-test-token-of-32"
@@ -565,7 +565,7 @@ def test_the_limiter_bounds_slots_per_address_and_overall():
 
 
 def test_the_limiter_forgets_the_oldest_addresses_past_its_cap(monkeypatch):
-    monkeypatch.setattr(exec_service, "MAX_TRACKED_ADDRESSES", 3)
+    monkeypatch.setattr(exec_login, "MAX_TRACKED_ADDRESSES", 3)
     limiter = AuthLimiter(delay=1, delay_max=8, window=60, max_pending=100,
                           max_pending_per_ip=100)
     for address in "abcd":

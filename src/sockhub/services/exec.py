@@ -46,7 +46,6 @@ Why each piece is the way it is:
 from __future__ import annotations
 
 import contextlib
-import heapq
 import hmac
 import ipaddress
 import json
@@ -57,7 +56,6 @@ import secrets
 import select
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +78,7 @@ from sockhub.protocols.exec import (
     verify_answer,
 )
 from sockhub.services.exec_command import Command
+from sockhub.services.exec_login import AuthLimiter, address_key
 from sockhub.services.registry import Door
 
 if TYPE_CHECKING:
@@ -106,10 +105,6 @@ RUNNERS = frozenset({
 })
 #: The whole environment of a command, before ``env`` additions.
 CLEAN_PATH = "/usr/bin:/bin"
-#: Failed-login records kept at most; past it the oldest are forgotten.
-MAX_TRACKED_ADDRESSES = 10_000
-#: Failures counted per address at most: the delay is capped long before.
-MAX_COUNTED_FAILURES = 32
 #: An audit line shows at most this much of argv.
 AUDIT_ARGV_MAX = 1000
 #: Output queued for a client since the engine last took it, past which the
@@ -261,10 +256,10 @@ class ExecSettings:
     insecure: bool = False  # allow a non-loopback address without TLS
     auth_timeout: float = 10.0  # seconds from connect to an AUTH
     # A wrong answer is told after auth_delay seconds, doubled for each earlier
-    # failure from that address within auth_window, at most auth_delay_max.
+    # failure from that address, at most auth_delay_max.
     auth_delay: float = 0.5
     auth_delay_max: float = 5.0  # below the clients' 10 s login timeout
-    auth_window: float = 60.0  # failures older than this are forgotten
+    auth_window: float = 60.0  # this long without a failure, an address starts over
     # Logins in progress (connected, not yet in; a wrong answer counts until
     # it is told): past either cap a new connection is refused before any
     # challenge, so guessing costs an attacker slots for the delays above.
@@ -314,106 +309,6 @@ class ExecSettings:
         return frozenset((*(self.allow or ()), *(["sh"] if self.allow_shell else [])))
 
 
-# --- Logins -------------------------------------------------------------------------
-
-
-class AuthLimiter:
-    """Makes guessing the token slow without ever refusing a right answer.
-
-    Three rules, all per address (the host part: clients behind one NAT, or
-    all local clients, share a record) and all in bounded memory:
-
-    * A login in progress holds a slot from connect until it is in, or for
-      a wrong answer until that answer is told. At most
-      ``max_pending_per_ip`` slots per address and ``max_pending`` in all:
-      past either, :meth:`admit` refuses a new connection, before any
-      challenge. Slots never outnumber ``max_pending``.
-    * A wrong answer is told after a delay, ``delay`` doubled for each
-      earlier failure within ``window``, at most ``delay_max``; its slot is
-      held for that long even if the client hangs up (hanging up early
-      would otherwise learn the verdict without paying for it, since a
-      right answer is told at once). So one address gets at most
-      ``max_pending_per_ip`` guesses per ``delay_max`` seconds.
-    * A right answer is never refused and never delayed, and it does not
-      clear the failure count: an attacker sharing an address with the
-      owner gets no fresh start from the owner's logins.
-
-    Time is passed in (``now``), never read, so tests move it by hand.
-    """
-
-    def __init__(self, *, delay: float, delay_max: float, window: float,
-                 max_pending: int, max_pending_per_ip: int) -> None:
-        self.delay, self.delay_max, self.window = delay, delay_max, window
-        self.max_pending, self.max_pending_per_ip = max_pending, max_pending_per_ip
-        self._live: Counter[str] = Counter()  # connected, no verdict yet
-        self._held: Counter[str] = Counter()  # wrong answers not told yet
-        self._holds: list[tuple[float, str]] = []  # heap of (until, address)
-        self._failures: dict[str, tuple[int, float]] = {}  # address -> (count, last)
-
-    def configure(self, **settings: Any) -> None:
-        """New limits (a reload); slots already held and failures counted stay."""
-        for name, value in settings.items():
-            setattr(self, name, value)
-
-    def pending(self, address: str | None, now: float) -> int:
-        """Slots held: by ``address``, or by everyone for None."""
-        self._expire(now)
-        if address is None:
-            return self._live.total() + len(self._holds)
-        return self._live[address] + self._held[address]
-
-    def admit(self, address: str, now: float) -> str | None:
-        """Take a slot for a new connection, or say why it is refused."""
-        if self.pending(None, now) >= self.max_pending:
-            return (f"too many logins in progress ({self.max_pending}); "
-                    "try again in a few seconds")
-        if self.pending(address, now) >= self.max_pending_per_ip:
-            return (f"too many logins in progress from {address} "
-                    f"({self.max_pending_per_ip}); try again in a few seconds")
-        self._live[address] += 1
-        return None
-
-    def release(self, address: str) -> None:
-        """A login in progress ended without a wrong answer: free its slot."""
-        if self._live[address] > 1:
-            self._live[address] -= 1
-        else:
-            self._live.pop(address, None)
-
-    def failed(self, address: str, now: float) -> float:
-        """A wrong answer: returns the seconds to wait before telling it.
-
-        The login's slot stays held until then.
-        """
-        self.release(address)
-        count, last = self._failures.pop(address, (0, now))
-        if now - last >= self.window:
-            count = 0
-        count = min(count + 1, MAX_COUNTED_FAILURES)
-        if len(self._failures) >= MAX_TRACKED_ADDRESSES:
-            self._prune(now)
-        self._failures[address] = (count, now)  # (re)inserted last: oldest first
-        delay = min(self.delay_max, self.delay * 2 ** (count - 1))
-        heapq.heappush(self._holds, (now + delay, address))
-        self._held[address] += 1
-        return delay
-
-    def _expire(self, now: float) -> None:
-        holds = self._holds
-        while holds and holds[0][0] <= now:
-            _, address = heapq.heappop(holds)
-            if self._held[address] > 1:
-                self._held[address] -= 1
-            else:
-                self._held.pop(address, None)
-
-    def _prune(self, now: float) -> None:
-        for address in [a for a, (_, t) in self._failures.items() if now - t >= self.window]:
-            del self._failures[address]
-        while len(self._failures) >= MAX_TRACKED_ADDRESSES:
-            del self._failures[next(iter(self._failures))]
-
-
 # --- The runtime ---------------------------------------------------------------------
 
 
@@ -452,15 +347,6 @@ def _wait_for_exit(pids: list[int], timeout: float) -> None:
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def address_key(peer: str) -> str:
-    """The part of a printable peer address that identifies a host (no port)."""
-    if peer.startswith("["):
-        return peer[1 : peer.find("]")]
-    if peer.count(":") == 1:
-        return peer.rpartition(":")[0]
-    return peer  # "unix", "unix:/path": every local client shares one record
 
 
 def _limiter_settings(settings: ExecSettings) -> dict[str, Any]:
