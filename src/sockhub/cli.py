@@ -23,7 +23,7 @@ services:
   hello      greets 'hello!', answers 'Hello, <line>!'        (port 9004)
   udp-echo   every UDP datagram back to its sender            (port 9000/udp)
   chat       group chat: line door, --irc-port opens IRC      (port 9999)
-  exec       runs commands (argv, no shell) for token holders (port 9001)
+  exec       runs allow-listed commands for token holders     (port 9001)
   pkg.module:Class   your own sockhub.Protocol subclass (docs/writing-a-service.md)
 
 With no SERVICE and no --config, sockhub serve runs the chat hub with its line
@@ -137,9 +137,11 @@ def _add_serve(sub: Any) -> None:
                     "into DATA_DIR/exec-token, path logged)")
     ex.add_argument("--allow", action="append", metavar="CMD",
                     help="a command clients may run, matched exactly against argv[0] "
-                    "(repeatable; default: any command, but no shell)")
+                    "(repeatable; required, unless --allow-any)")
+    ex.add_argument("--allow-any", action="store_true",
+                    help="let token holders run any command, shells included (logs a warning)")
     ex.add_argument("--allow-shell", action="store_true",
-                    help="let clients run shells such as 'sh -c TEXT'")
+                    help="add sh to the allow list, for 'sockhub exec --shell' (sh runs anything)")
     ex.add_argument("--cwd", metavar="DIR", help="working directory of commands "
                     "(default: the server's)")
     ex.add_argument("--env", action="append", metavar="KEY=VALUE",
@@ -273,7 +275,7 @@ def _exec_options(args: argparse.Namespace) -> dict[str, Any]:
     options = _given(args, "token_file", "cwd", "max_concurrent")
     if args.allow:
         options["allow"] = args.allow
-    for flag in ("allow_shell", "insecure"):
+    for flag in ("allow_any", "allow_shell", "insecure"):
         if getattr(args, flag):
             options[flag] = True
     if args.env:

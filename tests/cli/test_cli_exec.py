@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import trustme
 
 from net import STEP, wait_gone
 from proc import run_sockhub, start_sockhub
+from sockhub.client.exec import ExecClient
 
 TOKEN = b"0123456789abcdef-test-token-of-32"
 PY = sys.executable
@@ -28,10 +30,16 @@ def token_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def exec_serve(token_file):
-    """Start ``sockhub serve exec --port 0 --token-file F ARGS``; stop it after the test."""
+    """Start ``sockhub serve exec --port 0 --token-file F ARGS``; stop it after the test.
+
+    With no ``--allow``/``--allow-shell`` in ARGS it adds ``--allow-any``: these
+    tests run Python one-liners and assorted coreutils.
+    """
     served = []
 
     async def start(*args: str, env: dict[str, str] | None = None):
+        if not {"--allow", "--allow-any", "--allow-shell"} & set(args):
+            args = (*args, "--allow-any")
         server = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
                                      *args, env=env)
         served.append(server)
@@ -110,9 +118,10 @@ async def test_shell_mode_needs_allow_shell(exec_serve, token_file):
     status, out, _ = await sockhub_exec(port, token_file, "--shell", "--",
                                         "echo $((20 + 22)) | cat")
     assert (status, out) == (0, b"42\n")
-    plain = await exec_serve()
+    plain = await exec_serve("--allow", "echo")
     status, _, err = await sockhub_exec(plain, token_file, "--shell", "--", "echo hi")
-    assert status == 126 and b"sh is a shell" in err
+    assert (status, err) == (126, b"sockhub exec: sh is not in this server's allow list "
+                             b"(start it with --allow-shell to permit sh -c)\n")
 
 
 async def test_killing_the_client_kills_the_remote_command(exec_serve, token_file):
@@ -159,7 +168,7 @@ async def test_ctrl_c_cancels_the_remote_command(exec_serve, token_file):
 
 async def test_a_generated_token_in_the_default_place_just_works(tmp_path):
     env = {"XDG_STATE_HOME": str(tmp_path)}
-    served = await start_sockhub("exec", "--port", "0", env=env)
+    served = await start_sockhub("exec", "--port", "0", "--allow", "echo", env=env)
     try:
         path = tmp_path / "sockhub" / "exec-token"
         assert path.stat().st_mode & 0o777 == 0o600
@@ -194,11 +203,11 @@ async def test_tls_with_a_private_ca(exec_serve, token_file, tmp_path):
 
 async def test_a_public_address_without_tls_needs_insecure(token_file):
     status, _, err = await run_sockhub("serve", "exec", "--host", "0.0.0.0", "--port", "0",
-                                       "--token-file", str(token_file))
+                                       "--token-file", str(token_file), "--allow", "echo")
     assert status == 2
     assert b"without TLS would send commands and their output in clear text" in err
     served = await start_sockhub("exec", "--host", "0.0.0.0", "--port", "0",
-                                 "--token-file", str(token_file), "--insecure")
+                                 "--token-file", str(token_file), "--insecure", "--allow", "echo")
     try:
         assert any("WITHOUT TLS (--insecure)" in line for line in served.log)
     finally:
@@ -208,7 +217,7 @@ async def test_a_public_address_without_tls_needs_insecure(token_file):
 async def test_token_files_others_can_read_are_refused_by_both_sides(token_file):
     token_file.chmod(0o644)
     status, _, err = await run_sockhub("serve", "exec", "--port", "0",
-                                       "--token-file", str(token_file))
+                                       "--token-file", str(token_file), "--allow", "echo")
     assert status == 2 and b"chmod 600" in err
     status, _, err = await run_sockhub("exec", "127.0.0.1:9", "--token-file", str(token_file),
                                        "--", "true")
@@ -224,3 +233,121 @@ async def test_exec_options_belong_to_exec(token_file):
     status, _, err = await run_sockhub("serve", "exec", "--workers", "2", "--port", "0",
                                        "--token-file", str(token_file))
     assert status == 2 and b"cannot run with --workers" in err
+
+
+# --- What may run --------------------------------------------------------------------
+
+
+async def test_serve_exec_refuses_to_start_without_an_allow_list(token_file, tmp_path):
+    status, out, err = await run_sockhub("serve", "exec", "--port", "0",
+                                         "--token-file", str(token_file))
+    assert (status, out) == (2, b"")
+    text = err.decode()
+    assert text.startswith("sockhub serve: exec: no allow list: every token holder could run "
+                           "anything, shells included.\n")
+    assert "  sockhub serve exec --allow uptime --allow df\n" in text
+    assert "  sockhub serve exec --allow-any\n" in text
+    config = tmp_path / "exec.toml"
+    config.write_text(f'[[service]]\nservice = "exec"\nport = 0\n'
+                      f'options = {{ token_file = "{token_file}" }}\n')
+    status, _, err = await run_sockhub("serve", "--config", str(config))
+    assert status == 2 and b'allow = ["uptime", "df"], or allow_any = true' in err
+    status, _, err = await run_sockhub("serve", "exec", "--port", "0", "--token-file",
+                                       str(token_file), "--allow", "ls", "--allow-any")
+    assert (status, err) == (2, b"sockhub serve: exec: give an allow list or allow_any "
+                             b"(--allow or --allow-any), not both\n")
+
+
+async def test_allow_any_and_runners_in_the_allow_list_are_warned_about(exec_serve, token_file):
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
+                                 "--allow-any")
+    try:
+        assert any("WARNING exec: any command allowed (--allow-any): every token holder can "
+                   "run anything, shells included" in line for line in served.log)
+    finally:
+        assert await served.stop() == 0
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
+                                 "--allow", "df", "--allow", "env")
+    try:
+        assert any("WARNING exec: the allow list has env, which can run any other command"
+                   in line for line in served.log)
+    finally:
+        assert await served.stop() == 0
+
+
+#: Ways to get a shell out of a program that is not one (each makes a marker file).
+WRAPPERS = [
+    "env sh -c 'touch m1'",
+    "nice sh -c 'touch m2'",
+    "timeout 5 sh -c 'touch m3'",
+    "xargs sh -c 'touch m4'",
+    "find . -maxdepth 0 -exec sh -c 'touch m5' ';'",
+    "python3 -c 'open(\"m6\", \"w\")'",
+    "perl -e 'open(F, \">m7\")'",
+]
+
+
+async def test_no_wrapper_gets_a_shell_past_the_allow_list(token_file, tmp_path):
+    refused, ran = tmp_path / "refused", tmp_path / "ran"
+    refused.mkdir()
+    ran.mkdir()
+    script = "".join(f"{line}\n" for line in WRAPPERS).encode()
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
+                                 "--allow", "echo", "--cwd", str(refused))
+    try:
+        address = f"127.0.0.1:{served.ports['exec']}"
+        status, out, err = await run_sockhub("exec", address, "--token-file", str(token_file),
+                                             stdin=script)
+        assert (status, out) == (126, b"")
+        assert err.decode().splitlines() == [
+            f"sockhub exec: {line.split()[0]} is not in this server's allow list"
+            for line in WRAPPERS]
+        status, _, err = await run_sockhub("exec", address, "--token-file", str(token_file),
+                                           "--", "env", "sh", "-c", "id")
+        assert (status, err) == (126, b"sockhub exec: env is not in this server's allow list\n")
+    finally:
+        assert await served.stop() == 0
+    assert list(refused.iterdir()) == []
+    audit = [line for line in served.log if " exec peer=" in line]
+    assert len(audit) == len(WRAPPERS) + 1
+    assert all(line.endswith("refused=not_allowed") for line in audit)
+    # The same lines do get a shell where anything may run: the test is not vacuous.
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
+                                 "--allow-any", "--cwd", str(ran))
+    try:
+        status, _, err = await run_sockhub("exec", f"127.0.0.1:{served.ports['exec']}",
+                                           "--token-file", str(token_file), stdin=script)
+        assert (status, err) == (0, b"")
+    finally:
+        assert await served.stop() == 0
+    assert sorted(p.name for p in ran.iterdir()) == [f"m{n}" for n in range(1, 8)]
+
+
+# --- The server's end ------------------------------------------------------------------
+
+
+async def test_kill_9_of_the_server_takes_its_running_command_down(token_file):
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
+                                 "--allow", "sh")
+    client = await ExecClient.connect("127.0.0.1", served.ports["exec"], token=TOKEN)
+    seen, line = bytearray(), asyncio.Event()
+
+    def take(data: bytes) -> None:
+        seen.extend(data)
+        if b"\n" in seen:
+            line.set()
+
+    task = asyncio.create_task(client.run(["sh", "-c", "echo $$; exec sleep 300"],
+                                          on_stdout=take))
+    try:
+        await asyncio.wait_for(line.wait(), STEP)
+        pid = int(seen)
+        served.process.kill()  # SIGKILL: the server gets no chance to clean up
+        await served.process.wait()
+        await wait_gone(pid)  # the kernel killed it (PR_SET_PDEATHSIG)
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await client.close()
+        await served.stop()

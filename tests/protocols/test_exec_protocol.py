@@ -69,6 +69,16 @@ class Recorder(ExecServerProtocol):
     def cancel_received(self) -> None:
         self.calls.append(("cancel",))
 
+    def bad_run_received(self, body: bytes, error: ExecProtocolError) -> None:
+        self.calls.append(("bad run", body, error.code))
+
+
+class Deferring(Recorder):
+    """A service that takes its time over every answer (a delayed verdict)."""
+
+    def auth_received(self, answer: bytes) -> None:
+        self.calls.append(("auth",))
+
 
 def frames(data: bytes) -> list[tuple[int, bytes]]:
     return [(f[0], f[1:]) for f in FrameDecoder(None).feed(data)]
@@ -183,7 +193,32 @@ def test_anything_before_auth_is_refused_and_never_reaches_the_service() -> None
     error = error_of(out(srv))
     assert error == {"code": "auth_required", "message": "authenticate first: expected an AUTH "
                      "frame", "fatal": True}
-    assert srv.calls == [] and srv.close_expected()
+    assert srv.calls == [("bad run", RunRequest(("touch", "/tmp/marker")).to_body(),
+                          "auth_required")]
+    assert srv.close_expected()
+
+
+def test_while_the_verdict_is_pending_input_is_discarded_unread() -> None:
+    srv = Deferring()
+    connected(srv)
+    srv.data_to_send()
+    srv.receive_data(encode(FrameType.AUTH, b"w" * 32) + encode(FrameType.RUN, b'{"argv":["id"]}'))
+    # Not even decoded: a frame too big for a login would otherwise get an
+    # immediate frame_too_large, telling the client its answer was wrong.
+    srv.receive_data(struct.pack("!I", PREAUTH_MAX_FRAME + 1) + b"\x02" * 100)
+    assert srv.state is ServerState.CHECKING and srv.calls == [("auth",)]
+    assert srv.data_to_send() == [] and not srv.close_expected()
+    srv.fail(ErrorCode.AUTH_FAILED, "wrong token")  # later, the verdict
+    assert error_of(out(srv))["code"] == "auth_failed" and srv.close_expected()
+
+
+def test_a_verdict_may_also_come_later_and_be_yes() -> None:
+    srv = Deferring()
+    connected(srv)
+    srv.receive_data(encode(FrameType.AUTH, compute_answer(TOKEN, NONCE)))
+    srv.accept_auth(Ready())
+    run(srv, ["true"])
+    assert srv.calls == [("auth",), ("run", RunRequest(("true",)))]
 
 
 def test_an_auth_body_of_the_wrong_size_is_refused() -> None:
@@ -251,7 +286,7 @@ def test_bad_run_requests_get_a_non_fatal_error(body: bytes, message: str) -> No
     assert error["code"] == "bad_request" and error["fatal"] is False
     assert str(error["message"]).startswith(message)
     assert srv.state is ServerState.READY and not srv.close_expected()
-    assert srv.calls == [("auth",)]
+    assert srv.calls == [("auth",), ("bad run", body, "bad_request")]
     run(srv, ["true"])  # the connection goes on
     assert srv.calls[-1] == ("run", RunRequest(("true",), False))
 
@@ -284,6 +319,7 @@ def test_a_second_run_while_one_is_running_is_fatal() -> None:
     assert error_of(out(srv))["code"] == "bad_frame"
     assert srv.close_expected()
     assert [c for c in srv.calls if c[0] == "run"] == [("run", RunRequest(("sleep", "1")))]
+    assert srv.calls[-1] == ("bad run", RunRequest(("sleep", "2")).to_body(), "bad_frame")
 
 
 def test_a_second_auth_is_fatal() -> None:

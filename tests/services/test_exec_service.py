@@ -10,12 +10,14 @@ import os
 import ssl
 import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 
-from net import STEP, reset, wait_gone
+from irc_support import ManualClock
+from net import STEP, reset, server_side, wait_gone
 from proc import start_sockhub
 from sockhub.client.exec import BlockingExecClient, ExecAuthError, ExecClient, ExecError
 from sockhub.codec.lenprefix import FrameDecoder
@@ -24,7 +26,9 @@ from sockhub.engine import loops
 from sockhub.engine.server import make_servers
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits, limit_names
-from sockhub.protocols.exec import FrameType, RunRequest, compute_answer, encode
+from sockhub.protocols.base import ConnectionInfo
+from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
+from sockhub.services import exec_login
 from sockhub.services.exec import QUEUE_MAX, AuthLimiter, ExecDoor, ExecService, read_token
 
 TOKEN = b"0123456789abcdef-test-token-of-32"
@@ -46,11 +50,17 @@ def token_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def exec_server(serve, tmp_path, token_file):
-    """``await exec_server(timeout=1, max_frame=100)``: options and limits by name."""
+    """``await exec_server(timeout=1, max_frame=100)``: options and limits by name.
+
+    Without ``allow``/``allow_shell`` it is ``allow_any``: most tests here run
+    Python one-liners and assorted coreutils; the policy tests say what they allow.
+    """
 
     async def start(**options):
         limits = {k: options.pop(k) for k in list(options) if k in limit_names()}
         extra = {k: options.pop(k) for k in ("tls_cert", "tls_key") if k in options}
+        if not {"allow", "allow_any", "allow_shell"} & set(options):
+            options["allow_any"] = True
         settings = {"token_file": str(token_file), "data_dir": str(tmp_path), **options}
         return await serve("exec", options=settings, **limits, **extra)
 
@@ -160,7 +170,7 @@ async def test_exit_codes_and_signals_arrive_right(exec_server):
 
 
 async def test_several_commands_per_connection(exec_server):
-    client = await connect(await exec_server())
+    client = await connect(await exec_server(allow=["echo"]))
     outputs = [(await client.run(["echo", str(n)])).stdout for n in range(5)]
     assert outputs == [b"0\n", b"1\n", b"2\n", b"3\n", b"4\n"]
     await client.close()
@@ -190,7 +200,8 @@ async def test_stdin_is_forwarded_through_the_window(exec_server):
 
 async def test_cwd_and_a_clean_environment(exec_server, tmp_path, monkeypatch):
     monkeypatch.setenv("SERVER_SECRET", "do-not-leak")
-    client = await connect(await exec_server(cwd=str(tmp_path), env={"GREETING": "hi"}))
+    client = await connect(await exec_server(cwd=str(tmp_path), env={"GREETING": "hi"},
+                                             allow=["pwd", "env"]))
     assert (await client.run(["pwd"])).stdout.decode().strip() == str(tmp_path)
     lines = sorted((await client.run(["env"])).stdout.decode().splitlines())
     assert lines == ["GREETING=hi", "PATH=/usr/bin:/bin"]
@@ -285,13 +296,91 @@ async def test_one_audit_line_per_command(exec_server, caplog):
     assert refused.endswith('argv=["ls"] refused=not_allowed')
 
 
+class AuditLines(logging.Handler):
+    """The server's audit lines as they are logged, with a way to wait for more."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.more = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("exec peer="):
+            self.lines.append(record.getMessage())
+            self.more.set()
+
+    async def wait_for(self, count: int) -> list[str]:
+        while len(self.lines) < count:
+            self.more.clear()
+            await asyncio.wait_for(self.more.wait(), STEP)
+        return self.lines
+
+
+@pytest.fixture
+def audit():
+    handler, logger = AuditLines(), logging.getLogger("sockhub.exec")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_every_run_request_gets_exactly_one_audit_line(exec_server, audit):
+    server = await exec_server(allow=["echo", PY, "no-such-command-here"], max_concurrent=1)
+    expected = []
+    stranger = await Raw.open(server)  # RUN before logging in
+    stranger.send(FrameType.RUN, RunRequest(("echo", "sneaky")).to_body())
+    assert (await stranger.error())["code"] == "auth_required"
+    expected.append('argv=["echo", "sneaky"] refused=auth_required')
+    raw = await Raw.open(server)
+    await raw.login()
+    requests = [
+        (RunRequest(("echo", "ok")).to_body(), None, 'argv=["echo", "ok"] exit=0 reason=exit'),
+        (RunRequest(("ls",)).to_body(), "not_allowed", 'argv=["ls"] refused=not_allowed'),
+        (RunRequest(("no-such-command-here",)).to_body(), "not_found",
+         'argv=["no-such-command-here"] refused=not_found'),
+        (b'{"argv": ["echo", "\xff"]}', "bad_request",
+         r'body="{\"argv\": [\"echo\", \"\\xff\"]}" refused=bad_request'),
+        (b"not json\n", "bad_request", r'body="not json\n" refused=bad_request'),
+        (b'{"argv": ["echo"], "env": {}}', "bad_request",
+         r'body="{\"argv\": [\"echo\"], \"env\": {}}" refused=bad_request'),
+    ]
+    for body, code, line in requests:
+        raw.send(FrameType.RUN, body)
+        kind, reply = await raw.frame()
+        while kind == FrameType.STDOUT:
+            kind, reply = await raw.frame()
+        assert kind == (FrameType.EXIT if code is None else FrameType.ERROR), (kind, reply)
+        assert code is None or json.loads(reply)["code"] == code
+        expected.append(line)
+    other = await Raw.open(server)
+    await other.login()
+    sleeper = RunRequest(tuple(py("import time; print('up', flush=True); time.sleep(60)")))
+    other.send(FrameType.RUN, sleeper.to_body())
+    assert await other.frame() == (FrameType.STDOUT, b"up\n")
+    raw.send(FrameType.RUN, RunRequest(("echo", "busy?")).to_body())
+    assert (await raw.error())["code"] == "busy"
+    expected.append('argv=["echo", "busy?"] refused=busy')
+    # A second RUN while one runs is fatal; the command goes with the connection.
+    other.send(FrameType.RUN, RunRequest(("echo", "twice")).to_body())
+    assert (await other.error())["code"] == "bad_frame"
+    expected.append('argv=["echo", "twice"] refused=bad_frame')
+    expected.append(f"argv={json.dumps(list(sleeper.argv))} signal=SIGTERM reason=disconnected")
+    lines = await audit.wait_for(len(expected))
+    assert len(lines) == len(expected)
+    for line, part in zip(lines, expected, strict=True):
+        assert line.startswith("exec peer=127.0.0.1:") and part in line, (line, part)
+
+
 async def test_the_standard_library_client_in_the_protocol_doc_works(exec_server):
     doc = (Path(__file__).parents[2] / "docs" / "exec-protocol.md").read_text()
     block = doc.split("<!-- minimal-client")[1].split("```python\n")[1].split("```")[0]
     namespace: dict[str, object] = {}
     exec(block, namespace)
     run = namespace["run"]
-    port = (await exec_server()).ports[0]
+    port = (await exec_server(auth_delay=0.01)).ports[0]
     result = await asyncio.to_thread(run, "127.0.0.1", port, TOKEN, ["printf", "a\\0b"])
     assert result == (0, None, b"a\0b", b"")
     with pytest.raises(PermissionError, match="wrong token"):
@@ -314,7 +403,7 @@ async def test_no_token_is_refused_and_nothing_runs(exec_server, tmp_path):
 
 
 async def test_a_wrong_token_is_refused_and_nothing_runs(exec_server, tmp_path):
-    server = await exec_server(cwd=str(tmp_path))
+    server = await exec_server(cwd=str(tmp_path), auth_delay=0.01)
     marker = tmp_path / "marker"
     with pytest.raises(ExecAuthError) as caught:
         await connect(server, token=b"a wrong token that is long enough")
@@ -329,7 +418,7 @@ async def test_a_wrong_token_is_refused_and_nothing_runs(exec_server, tmp_path):
 
 
 async def test_a_replayed_answer_is_refused_and_nothing_runs(exec_server, tmp_path):
-    server = await exec_server(cwd=str(tmp_path))
+    server = await exec_server(cwd=str(tmp_path), auth_delay=0.01)
     marker = tmp_path / "marker"
     first = await Raw.open(server)
     captured = compute_answer(TOKEN, first.nonce)  # what an eavesdropper saw go by
@@ -343,15 +432,147 @@ async def test_a_replayed_answer_is_refused_and_nothing_runs(exec_server, tmp_pa
     assert not marker.exists() and not server.runtime.commands
 
 
-async def test_failed_logins_are_rate_limited_per_address(exec_server):
-    server = await exec_server(auth_max_failures=2, auth_block=60)
-    for _ in range(2):
-        with pytest.raises(ExecAuthError):
-            await connect(server, token=b"guess guess guess guess guess!")
-    with pytest.raises(ExecAuthError) as caught:
-        await connect(server)  # even the right token, for now
-    assert caught.value.code == "rate_limited"
-    assert str(caught.value).startswith("too many failed logins from 127.0.0.1; try again in")
+WRONG = b"guess guess guess guess guess!"
+
+
+async def test_the_right_token_works_right_after_a_burst_of_wrong_ones(exec_server):
+    # Five failures used to block the address, the owner's right token included.
+    server = await exec_server(auth_delay=0.001, auth_delay_max=0.004, allow=["echo"])
+    for _ in range(8):
+        with pytest.raises(ExecAuthError) as caught:
+            await connect(server, token=WRONG)
+        assert caught.value.code == "auth_failed"
+    client = await connect(server)
+    assert (await client.run(["echo", "in"])).stdout == b"in\n"
+    await client.close()
+
+
+def answers_taken(monkeypatch) -> tuple[asyncio.Event, list[ExecDoor]]:
+    """Watch the server's doors take AUTH answers: an event set on each, and the doors."""
+    doors: list[ExecDoor] = []
+    seen = asyncio.Event()
+    original = ExecDoor.auth_received
+
+    def watch(door: ExecDoor, answer: bytes) -> None:
+        original(door, answer)
+        doors.append(door)
+        seen.set()
+
+    monkeypatch.setattr(ExecDoor, "auth_received", watch)
+    return seen, doors
+
+
+async def wait_answers(seen: asyncio.Event, doors: list[ExecDoor], count: int) -> None:
+    while len(doors) < count:
+        seen.clear()
+        await asyncio.wait_for(seen.wait(), STEP)
+
+
+async def test_wrong_answers_wait_while_the_right_one_gets_in_at_once(exec_server, monkeypatch):
+    seen, doors = answers_taken(monkeypatch)
+    server = await exec_server(auth_delay=30, auth_delay_max=60, allow=["echo"])
+    guessers = [await Raw.open(server) for _ in range(4)]
+    for raw in guessers:
+        raw.send(FrameType.AUTH, compute_answer(WRONG, raw.nonce))
+    await wait_answers(seen, doors, 4)
+    client = await connect(server)  # the owner, same address, no waiting
+    assert (await client.run(["echo", "in"])).stdout == b"in\n"
+    # ... while every guess is still waiting for its verdict (30 s and more).
+    assert [d.state for d in doors[:4]] == [ServerState.CHECKING] * 4
+    await client.close()
+
+
+async def test_logins_in_progress_are_bounded_per_address(exec_server, monkeypatch):
+    seen, doors = answers_taken(monkeypatch)
+    server = await exec_server(auth_delay=30, auth_delay_max=30, auth_max_pending_per_ip=2,
+                               allow=["echo"])
+
+    async def refused() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[0])
+        frames = FrameDecoder(None).feed(await asyncio.wait_for(reader.read(), STEP))
+        writer.close()
+        assert [(f[0], json.loads(f[1:])) for f in frames] == [(FrameType.ERROR, {
+            "code": "rate_limited", "fatal": True,
+            "message": "too many logins in progress from 127.0.0.1 (2); "
+                       "try again in a few seconds"})]
+
+    # Two silent connections hold both slots: the third gets no challenge.
+    first, second = await Raw.open(server), await Raw.open(server)
+    await refused()
+    await first.login()  # a login frees its slot
+    third = await Raw.open(server)
+    # Wrong answers hold theirs until told, even after the guesser hangs up.
+    for raw in (second, third):
+        raw.send(FrameType.AUTH, compute_answer(WRONG, raw.nonce))
+    await wait_answers(seen, doors, 3)
+    for raw in (second, third):
+        connection = server_side(server, raw.writer)
+        reset(raw.writer)
+        await asyncio.wait_for(connection.closed.wait(), STEP)
+    await refused()
+    first.send(FrameType.RUN, RunRequest(("echo", "still in")).to_body())
+    assert await first.frame() == (FrameType.STDOUT, b"still in\n")
+
+
+def test_each_recent_failure_doubles_the_wait_for_the_verdict(tmp_path, token_file):
+    clock = ManualClock(now=0)
+    service = build(tmp_path, options={"token_file": str(token_file), "auth_delay": 1,
+                                       "auth_delay_max": 4})
+
+    def door(port: int) -> ExecDoor:
+        protocol = service.make_protocol()
+        protocol.clock = clock
+        protocol.connection_made(ConnectionInfo(peer=f"127.0.0.1:{port}"))
+        assert protocol.data_to_send()[0][4] == FrameType.CHALLENGE
+        return protocol
+
+    for n, wait in enumerate([1, 2, 4, 4]):
+        guess = door(5000 + n)
+        guess.receive_data(encode(FrameType.AUTH, compute_answer(WRONG, guess.nonce)))
+        # A frame too big for a login would be refused at once, telling the
+        # verdict early: after an answer, input is not even decoded.
+        guess.receive_data(struct.pack("!I", 1000) + b"\x02" * 100)
+        clock.advance(wait - 0.001)
+        assert guess.data_to_send() == [] and not guess.close_expected()
+        clock.advance(0.001)
+        (error,) = guess.data_to_send()
+        assert json.loads(error[5:])["code"] == "auth_failed" and guess.close_expected()
+    owner = door(6000)
+    owner.receive_data(encode(FrameType.AUTH, compute_answer(TOKEN, owner.nonce)))
+    assert owner.data_to_send()[0][4] == FrameType.READY  # no clock moved
+    clock.advance(60)  # the window passes: the next failure waits 1 s again
+    guess = door(7000)
+    guess.receive_data(encode(FrameType.AUTH, compute_answer(WRONG, guess.nonce)))
+    clock.advance(1)
+    assert json.loads(guess.data_to_send()[0][5:])["code"] == "auth_failed"
+
+
+def test_the_limiter_bounds_slots_per_address_and_overall():
+    limiter = AuthLimiter(delay=1, delay_max=8, window=60, max_pending=3, max_pending_per_ip=2)
+    assert limiter.admit("a", 0) is None and limiter.admit("a", 0) is None
+    assert "from a (2)" in (limiter.admit("a", 0) or "")
+    assert limiter.admit("b", 0) is None
+    assert "in progress (3)" in (limiter.admit("c", 0) or "")
+    limiter.release("b")
+    assert limiter.failed("a", 0) == 1 and limiter.failed("a", 0.5) == 2
+    assert limiter.pending("a", 0.5) == 2  # both held until told
+    assert limiter.admit("a", 0.99) is not None
+    assert limiter.admit("a", 1.0) is None  # the first hold ran out
+    assert limiter.pending(None, 2.5) == 1  # the second too; the new login remains
+    limiter.release("a")
+    assert [limiter.failed("a", t) for t in (3, 4, 5, 6)] == [4, 8, 8, 8]
+    assert limiter.failed("a", 100) == 1  # a minute without failures: forgiven
+
+
+def test_the_limiter_forgets_the_oldest_addresses_past_its_cap(monkeypatch):
+    monkeypatch.setattr(exec_login, "MAX_TRACKED_ADDRESSES", 3)
+    limiter = AuthLimiter(delay=1, delay_max=8, window=60, max_pending=100,
+                          max_pending_per_ip=100)
+    for address in "abcd":
+        limiter.admit(address, 0)
+        limiter.failed(address, 0)
+    assert list(limiter._failures) == ["b", "c", "d"]
+    assert limiter.pending(None, 10) == 0  # every hold ran out
 
 
 async def test_a_client_that_never_logs_in_is_cut_at_the_auth_deadline(exec_server):
@@ -361,16 +582,6 @@ async def test_a_client_that_never_logs_in_is_cut_at_the_auth_deadline(exec_serv
                                  "message": "no authentication within 0.3 seconds",
                                  "fatal": True}
     await raw.expect_eof()
-
-
-def test_the_limiter_window_and_block_expire():
-    limiter = AuthLimiter(max_failures=3, window=10, block=30)
-    assert not limiter.failed("a", 0) and not limiter.failed("a", 1)
-    assert not limiter.failed("a", 11.5)  # the first two left the window: one now
-    assert not limiter.failed("a", 12)
-    assert limiter.failed("a", 13)  # three within ten seconds
-    assert limiter.blocked("a", 14) == 29 and limiter.blocked("b", 14) is None
-    assert limiter.blocked("a", 43.5) is None
 
 
 # --- What may run --------------------------------------------------------------------
@@ -387,8 +598,8 @@ async def test_a_command_outside_the_allow_list_is_refused(exec_server):
     await client.close()
 
 
-async def test_shell_metacharacters_do_nothing_without_allow_shell(exec_server, tmp_path):
-    client = await connect(await exec_server(cwd=str(tmp_path)))
+async def test_shell_metacharacters_do_nothing_without_a_shell(exec_server, tmp_path):
+    client = await connect(await exec_server(cwd=str(tmp_path), allow=["echo", "touch"]))
     marker = tmp_path / "marker"
     text = f"x; touch {marker} && echo $(id) `id` | cat > {marker} *"
     assert (await client.run(["echo", text])).stdout == text.encode() + b"\n"
@@ -398,7 +609,7 @@ async def test_shell_metacharacters_do_nothing_without_allow_shell(exec_server, 
     for shell in (["sh", "-c", f"touch {marker}"], ["/bin/bash", "-c", "id"]):
         with pytest.raises(ExecError) as caught:
             await client.run(shell)
-        assert caught.value.code == "not_allowed" and "is a shell" in str(caught.value)
+        assert caught.value.code == "not_allowed" and "allow list" in str(caught.value)
     assert not marker.exists()
     await client.close()
 
@@ -516,7 +727,7 @@ async def test_stdout_stops_being_read_while_the_client_is_not_reading(exec_serv
 
 def test_stdout_back_pressure_on_uvloop_too(tmp_path, token_file, monkeypatch):
     async def main() -> None:
-        options = {"token_file": str(token_file), "data_dir": str(tmp_path)}
+        options = {"token_file": str(token_file), "data_dir": str(tmp_path), "allow": ["head"]}
         (server,), runtime = make_servers(ServiceConfig(service="exec", port=0, options=options))
         await server.start()
         try:
@@ -533,7 +744,7 @@ def test_stdout_back_pressure_on_uvloop_too(tmp_path, token_file, monkeypatch):
 
 async def test_100_mb_stream_through_with_flat_server_memory(token_file):
     served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
-                                 "--max-output", "none")
+                                 "--max-output", "none", "--allow", "head")
     status = Path(f"/proc/{served.process.pid}/status")
 
     def peak_kb() -> int:
@@ -609,7 +820,7 @@ async def test_binary_garbage_before_login_is_refused(exec_server):
 
 
 def build(tmp_path: Path, **kwargs) -> ExecService:
-    options = {"data_dir": str(tmp_path), **kwargs.pop("options", {})}
+    options = {"data_dir": str(tmp_path), "allow": ["echo"], **kwargs.pop("options", {})}
     return ExecService.from_config(ServiceConfig(service="exec", options=options, **kwargs),
                                    Limits())
 
@@ -666,3 +877,119 @@ def test_bad_settings_are_refused(tmp_path, token_file, options, message):
     with pytest.raises(ConfigError, match=message):
         build(tmp_path, options={"token_file": str(token_file), **options})
 
+
+
+# --- Reload --------------------------------------------------------------------------
+
+
+def reconfigured(service: ExecService, **options) -> ServiceConfig:
+    """The service's config with these options changed (None removes one)."""
+    merged = {**service.config.options, **options}
+    return replace(service.config, options={k: v for k, v in merged.items() if v is not None})
+
+
+def test_reload_applies_new_settings_and_says_what_changed(tmp_path, token_file):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    assert service.check_argv(("ls",)) is not None
+    new = reconfigured(service, allow=["echo", "ls", "df"], env={"LANG": "C"}, timeout=30,
+                       max_concurrent=2, auth_delay=0.1, cwd=str(tmp_path))
+    assert service.reload(new, Limits()) == [
+        "allow list: 3 commands", "env", "cwd", "timeout 30", "max_concurrent 2",
+        "auth settings"]
+    assert service.check_argv(("ls",)) is None and service.env["LANG"] == "C"
+    assert service.settings.max_concurrent == 2 and service.limiter.delay == 0.1
+    assert service.reload(new, Limits()) == []  # nothing changed
+    token_file.write_bytes(b"a brand new token, long enough\n")
+    assert service.reload(new, Limits()) == ["token"]
+    assert service.token == b"a brand new token, long enough"
+    assert service.reload(reconfigured(service, allow=None, allow_any=True), Limits()) == [
+        "allow: any command"]
+    assert service.check_argv(("sh", "-c", "id")) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"allow": None}, "no allow list"),
+        ({"allow_any": True}, "not both"),
+        ({"timeout": -1}, "timeout must be more than 0"),
+        ({"cwd": "/no/such/dir"}, "is not a directory"),
+        ({"data_dir": "/elsewhere"}, "data_dir changed, which needs a restart"),
+        ({"token_file": "/no/such/token"}, "cannot read token file"),
+        ({"insecure": True, "hosts": ("0.0.0.0",)}, "hosts changed"),
+        ({"port": 9999}, "port changed"),
+        ({"limits": Limits(idle_timeout=5)}, "idle_timeout changed"),
+    ],
+)
+def test_a_bad_reload_changes_nothing(tmp_path, token_file, change, message):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    before = (service.settings, service.token, service.allow, service.env, service.config)
+    change = dict(change)
+    limits = change.pop("limits", Limits())
+    fields_ = {k: change.pop(k) for k in ("hosts", "port") if k in change}
+    # Every bad reload also asks for a good change, which must not happen either.
+    config = replace(reconfigured(service, max_concurrent=1, **change), **fields_)
+    with pytest.raises(ConfigError, match=message):
+        service.reload(config, limits)
+    assert (service.settings, service.token, service.allow, service.env, service.config) == before
+
+
+def test_a_reload_with_an_unprotected_token_file_keeps_the_old_token(tmp_path, token_file):
+    service = build(tmp_path, options={"token_file": str(token_file)})
+    token_file.write_bytes(b"a brand new token, long enough\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        service.reload(reconfigured(service, allow=["ls"]), Limits())
+    assert service.token == TOKEN and service.check_argv(("ls",)) is not None
+
+
+async def test_a_running_command_keeps_the_settings_it_started_with(exec_server):
+    server = await exec_server(allow=[PY])
+    service = server.runtime
+    client = await connect(server)
+    code = ("import sys; print('ready', flush=True); sys.stdin.readline(); "
+            "sys.stdout.write('x' * 1000)")
+    go = asyncio.Event()
+
+    async def lines():
+        await go.wait()
+        yield b"go\n"
+
+    started, seen, take = waiter()
+    task = asyncio.create_task(client.run(py(code), stdin=lines(), on_stdout=take))
+    await asyncio.wait_for(started.wait(), STEP)
+    assert service.reload(reconfigured(service, max_output=10), service.limits) == [
+        "max_output 10"]
+    go.set()  # the output comes after the reload, under the old limit
+    result = await asyncio.wait_for(task, STEP)
+    assert (bytes(seen), result.reason) == (b"ready\n" + b"x" * 1000, "exit")
+    cut = await client.run(py(code), stdin=b"go\n")
+    assert (cut.stdout, cut.reason) == (b"ready\n" + b"x" * 4, "output_limit")
+    await client.close()
+
+
+# --- Closing -------------------------------------------------------------------------
+
+
+async def test_closing_the_service_kills_every_group_sigterm_first(exec_server, tmp_path):
+    server = await exec_server(kill_grace=0.5)
+    client = await connect(server)
+    marker = tmp_path / "got-sigterm"
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    code = (f"import os, signal, subprocess, sys, time\n"
+            f"def term(*_):\n    open({str(marker)!r}, 'w').write('term'); sys.exit(0)\n"
+            f"signal.signal(signal.SIGTERM, term)\n"
+            f"child = subprocess.Popen([{PY!r}, '-c', {stubborn!r}], stdout=subprocess.PIPE)\n"
+            f"child.stdout.readline()\n"
+            f"print(os.getpid(), child.pid, flush=True); time.sleep(60)\n")
+    started, seen, take = waiter()
+    task = asyncio.create_task(client.run(py(code), on_stdout=take))
+    await asyncio.wait_for(started.wait(), STEP)
+    pids = list(map(int, seen.split()))
+    server.runtime.close()  # as on the way out: no shutdown first
+    for pid in pids:
+        await wait_gone(pid)  # the child ignored SIGTERM: SIGKILL took it
+    assert marker.read_text() == "term" and not server.runtime.commands
+    task.cancel()
+    await client.close()

@@ -19,9 +19,9 @@ object. docs/exec-protocol.md is the byte-exact specification.
 
 The server side moves through::
 
-    AUTH --AUTH ok--> READY --RUN--> RUNNING --EXIT--> READY --RUN--> ...
-      \\                  \\              \\
-       +-- fatal ERROR ----+--------------+--> CLOSED
+    AUTH --AUTH--> CHECKING --ok--> READY --RUN--> RUNNING --EXIT--> READY --> ...
+      \\               \\                 \\              \\
+       +---------------+-- fatal ERROR --+--------------+--> CLOSED
 
 * **AUTH.** The server sends a CHALLENGE holding a fresh 32-byte nonce; the
   client answers with ``HMAC-SHA256(token, LABEL + nonce)``. The token never
@@ -29,6 +29,11 @@ The server side moves through::
   whose nonce differs. Until READY the server accepts frames of at most
   :data:`PREAUTH_MAX_FRAME` bytes, so a stranger cannot make it buffer the
   1 MiB an authenticated client may send.
+* **CHECKING.** The answer is with the service, which may take its time
+  over a wrong one (a delay that makes guessing slow). Everything the
+  client sends meanwhile is discarded unread: decoding it could answer
+  sooner than the service does (a frame too large for AUTH, say, would
+  show that the login had failed).
 * **READY.** One RUN at a time. Stale STDIN, STDIN_EOF and CANCEL frames are
   discarded here: a command may end while its client is still sending input.
 * **RUNNING.** Output and stdin flow; stdin is flow-controlled by a window:
@@ -390,6 +395,7 @@ def parse_server_frame(frame: bytes) -> ServerEvent | tuple[FrameType, bytes]:
 
 class ServerState(enum.Enum):
     AUTH = "auth"
+    CHECKING = "checking"  # an AUTH was handed to the service; its verdict is pending
     READY = "ready"
     RUNNING = "running"
     CLOSED = "closed"
@@ -430,7 +436,10 @@ class ExecServerProtocol(Protocol):
     # Hooks for the service -------------------------------------------------------
 
     def auth_received(self, answer: bytes) -> None:
-        """An AUTH frame arrived: call :meth:`accept_auth` or :meth:`fail`."""
+        """An AUTH frame arrived (state is CHECKING): call :meth:`accept_auth` or :meth:`fail`.
+
+        Now or later: until then the client's input is discarded.
+        """
         self.fail(ErrorCode.AUTH_FAILED, "authentication failed")
 
     def run_received(self, request: RunRequest) -> None:
@@ -445,6 +454,12 @@ class ExecServerProtocol(Protocol):
 
     def cancel_received(self) -> None:
         """CANCEL: the client wants the running command stopped."""
+
+    def bad_run_received(self, body: bytes, error: ExecProtocolError) -> None:
+        """A RUN this protocol refuses by itself (malformed, before login, while
+        running); ``error`` is about to be sent. The service audits it here, so
+        that every RUN frame read gets one audit line.
+        """
 
     # Answers from the service -------------------------------------------------------
 
@@ -509,7 +524,7 @@ class ExecServerProtocol(Protocol):
         self.send(encode(FrameType.CHALLENGE, bytes([VERSION]) + self.nonce))
 
     def receive_data(self, data: bytes) -> None:
-        if self.state is ServerState.CLOSED:
+        if self.state in (ServerState.CLOSED, ServerState.CHECKING):
             return
         try:
             frames = self._decoder.feed(data)
@@ -538,11 +553,13 @@ class ExecServerProtocol(Protocol):
 
     def _dispatch(self, frames: list[bytes]) -> None:
         for frame in frames:
-            if self.state is ServerState.CLOSED:
+            if self.state in (ServerState.CLOSED, ServerState.CHECKING):
                 return
             try:
                 self._handle(frame)
             except ExecProtocolError as exc:
+                if frame[:1] == bytes([FrameType.RUN]):
+                    self.bad_run_received(frame[1:], exc)
                 if exc.fatal:
                     self.fail(exc.code, str(exc))
                 else:
@@ -563,6 +580,7 @@ class ExecServerProtocol(Protocol):
                 raise ExecProtocolError(
                     ErrorCode.AUTH_FAILED, f"an AUTH body is {MAC_SIZE} bytes", fatal=True
                 )
+            self.state = ServerState.CHECKING
             self.auth_received(body)
             return
         if kind == FrameType.KEEPALIVE:

@@ -8,17 +8,28 @@ in; :class:`Command` is one process group.
 
 Why each piece is the way it is:
 
-* **No shell.** argv goes to ``execve`` as given, so ``;``, ``$(...)`` and
-  ``*`` are just bytes in an argument. Shells (``sh``, ``bash``, ...) are
-  refused as argv[0] unless ``allow_shell`` is set, because otherwise
-  ``["sh", "-c", text]`` would be seed 000 again. Without an ``allow`` list
-  an authenticated client can still run any program, interpreters included:
-  the allow list is the real restriction, the token the real gate.
+* **No shell, and an allow list.** argv goes to ``execve`` as given, so
+  ``;``, ``$(...)`` and ``*`` are just bytes in an argument. What may run is
+  the ``allow`` list, matched exactly against argv[0]: there is no default.
+  A list of forbidden programs cannot stop a shell, because so many
+  programs start others (``env sh -c``, ``nice sh``, ``find -exec sh``,
+  ``python3 -c``), so the server refuses to start with neither ``allow``
+  nor an explicit ``allow_any``, and names the runners it finds in a list
+  (:data:`RUNNERS`) in a warning, since listing one allows everything.
+* **Logins cost guesses, never the owner.** A wrong answer is told after a
+  delay that doubles with each recent failure from that address (capped),
+  and holds one of a few login slots per address for that long, even if
+  the client hangs up; past the slots new connections are refused before
+  any challenge. A right answer to a challenge is never refused or
+  delayed, so a burst of wrong guesses cannot lock the owner out.
 * **A session per command** (``start_new_session=True``): the command and
   everything it forks share one process group, so a timeout, a cancel or a
   vanished client kills the lot with ``killpg``, SIGTERM first and SIGKILL
   ``kill_grace`` seconds later. When the command itself exits, whatever it
-  left running in its group is killed too.
+  left running in its group is killed too, and so is every group when the
+  service closes. If the server is killed outright (``kill -9``), the
+  kernel kills each command's main process (``PR_SET_PDEATHSIG``; see
+  :mod:`sockhub.services.exec_command`).
 * **Flat memory.** Output goes from the pipe to the socket with no queue in
   between: when the engine says ``pause_writing`` the pipes stop being read
   (the command then blocks on a full pipe), and ``resume_writing`` reads
@@ -34,16 +45,18 @@ Why each piece is the way it is:
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import hmac
 import ipaddress
 import json
 import logging
 import math
 import os
 import secrets
+import select
+import signal
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,15 +67,18 @@ from sockhub.protocols.exec import (
     DEFAULT_STDIN_WINDOW,
     NONCE_SIZE,
     ErrorCode,
+    ExecProtocolError,
     ExecServerProtocol,
     ExitStatus,
     Ready,
     Reason,
     RunRequest,
     ServerState,
+    parse_run_request,
     verify_answer,
 )
 from sockhub.services.exec_command import Command
+from sockhub.services.exec_login import AuthLimiter, address_key
 from sockhub.services.registry import Door
 
 if TYPE_CHECKING:
@@ -76,13 +92,19 @@ TOKEN_NAME = "exec-token"
 #: Shorter tokens are refused: with a captured CHALLENGE and AUTH pair an
 #: eavesdropper can guess tokens offline, so a token must not be guessable.
 MIN_TOKEN_BYTES = 16
-#: argv[0] basenames refused unless ``allow_shell``.
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "pdksh", "csh", "tcsh", "fish",
-                    "ash", "busybox", "rbash"})
+#: argv[0] basenames that run whatever their arguments say: shells, and
+#: programs that start others or interpret code. One of them in the allow
+#: list allows everything, so the server says so at start. Not a blocklist:
+#: no list of this kind is complete (awk, vim, git, tar... can do it too).
+RUNNERS = frozenset({
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "pdksh", "csh", "tcsh", "fish", "ash",
+    "busybox", "rbash", "env", "nice", "nohup", "timeout", "xargs", "find", "setsid",
+    "stdbuf", "chroot", "sudo", "su", "doas", "ionice", "taskset", "flock", "strace",
+    "watch", "script", "python", "python3", "perl", "ruby", "node", "php", "lua", "tclsh",
+    "awk", "gawk", "mawk",
+})
 #: The whole environment of a command, before ``env`` additions.
 CLEAN_PATH = "/usr/bin:/bin"
-#: Failed-login records kept at most; past it the oldest are forgotten.
-MAX_TRACKED_ADDRESSES = 10_000
 #: An audit line shows at most this much of argv.
 AUDIT_ARGV_MAX = 1000
 #: Output queued for a client since the engine last took it, past which the
@@ -189,10 +211,18 @@ _SECONDS = {"off": False}
 #: How each numeric setting is checked: whole or not, may it be None (off).
 _NUMBERS: dict[str, dict[str, Any]] = {
     "timeout": {}, "max_output": {"whole": True},
-    "max_concurrent": _COUNT, "stdin_window": _COUNT, "auth_max_failures": _COUNT,
-    "auth_timeout": _SECONDS, "auth_window": _SECONDS, "auth_block": _SECONDS,
-    "kill_grace": _SECONDS,
+    "max_concurrent": _COUNT, "stdin_window": _COUNT,
+    "auth_max_pending": _COUNT, "auth_max_pending_per_ip": _COUNT,
+    "auth_timeout": _SECONDS, "auth_window": _SECONDS, "auth_delay": _SECONDS,
+    "auth_delay_max": _SECONDS, "kill_grace": _SECONDS,
 }
+
+NO_ALLOW_LIST = """exec: no allow list: every token holder could run anything, shells included.
+Say what clients may run, for example:
+  sockhub serve exec --allow uptime --allow df
+or accept that explicitly:
+  sockhub serve exec --allow-any
+(in a TOML config: allow = ["uptime", "df"], or allow_any = true)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,7 +237,12 @@ class ExecSettings:
     #: The shared secret; generated into ``data_dir/exec-token`` if not given.
     token_file: Path | None = None
     #: argv[0] must be one of these, exactly (``ls`` does not allow ``/bin/ls``).
+    #: Required, unless ``allow_any``.
     allow: tuple[str, ...] | None = None
+    #: Any argv[0] runs: the token is then the only gate. Exclusive with ``allow``.
+    allow_any: bool = False
+    #: Adds ``sh`` to the allow list (so ``sockhub exec --shell`` works); on
+    #: its own it is the allow list ``["sh"]``, which runs anything.
     allow_shell: bool = False
     cwd: Path | None = None
     #: Added to the clean environment (``PATH=/usr/bin:/bin``); may replace PATH.
@@ -219,10 +254,17 @@ class ExecSettings:
     stdin_window: int = DEFAULT_STDIN_WINDOW
     # Authentication
     insecure: bool = False  # allow a non-loopback address without TLS
-    auth_timeout: float = 10.0  # seconds from connect to a correct AUTH
-    auth_max_failures: int = 5  # failed logins from one address within auth_window ...
-    auth_window: float = 60.0
-    auth_block: float = 60.0  # ... block it for this long
+    auth_timeout: float = 10.0  # seconds from connect to an AUTH
+    # A wrong answer is told after auth_delay seconds, doubled for each earlier
+    # failure from that address, at most auth_delay_max.
+    auth_delay: float = 0.5
+    auth_delay_max: float = 5.0  # below the clients' 10 s login timeout
+    auth_window: float = 60.0  # this long without a failure, an address starts over
+    # Logins in progress (connected, not yet in; a wrong answer counts until
+    # it is told): past either cap a new connection is refused before any
+    # challenge, so guessing costs an attacker slots for the delays above.
+    auth_max_pending: int = 64
+    auth_max_pending_per_ip: int = 8
     kill_grace: float = 2.0  # SIGTERM, then SIGKILL after this
 
     @classmethod
@@ -239,9 +281,14 @@ class ExecSettings:
             if isinstance(allow, str) or not all(isinstance(a, str) and a for a in allow):
                 raise ConfigError("exec: allow must be a list of command names")
             values["allow"] = tuple(allow)
-        for flag in ("allow_shell", "insecure"):
+        for flag in ("allow_any", "allow_shell", "insecure"):
             if not isinstance(values.get(flag, False), bool):
                 raise ConfigError(f"exec: {flag} must be true or false")
+        if values.get("allow_any") and values.get("allow") is not None:
+            raise ConfigError("exec: give an allow list or allow_any (--allow or --allow-any), "
+                              "not both")
+        if not (values.get("allow") or values.get("allow_any") or values.get("allow_shell")):
+            raise ConfigError(NO_ALLOW_LIST)
         if values.get("cwd") is not None:
             cwd = Path(values["cwd"])
             if not cwd.is_dir():
@@ -250,56 +297,16 @@ class ExecSettings:
         values["env"] = _env(values.get("env"))
         for name in set(values) & set(_NUMBERS):
             values[name] = _number(name, values[name], **_NUMBERS[name])
-        return cls(**values)
+        settings = cls(**values)
+        if settings.auth_delay_max < settings.auth_delay:
+            raise ConfigError("exec: auth_delay_max must be at least auth_delay")
+        return settings
 
-
-# --- Failed logins -------------------------------------------------------------------
-
-
-class AuthLimiter:
-    """Failed logins per address in a sliding window; too many block the address.
-
-    A correct answer does not clear the record: an attacker sharing an
-    address with a real user must not get fresh guesses from the user's
-    logins. Records expire with the window, so memory stays bounded.
-    """
-
-    def __init__(self, max_failures: int, window: float, block: float) -> None:
-        self.max_failures, self.window, self.block = max_failures, window, block
-        self._failures: dict[str, deque[float]] = {}
-        self._blocked: dict[str, float] = {}
-
-    def blocked(self, address: str, now: float) -> float | None:
-        """Seconds the address stays blocked, or None."""
-        until = self._blocked.get(address)
-        if until is None:
+    def allowed(self) -> frozenset[str] | None:
+        """The argv[0] values that may run, or None for any."""
+        if self.allow_any:
             return None
-        if until <= now:
-            del self._blocked[address]
-            return None
-        return until - now
-
-    def failed(self, address: str, now: float) -> bool:
-        """Record a failure; True if the address is blocked from now on."""
-        if len(self._failures) >= MAX_TRACKED_ADDRESSES:
-            self._prune(now)
-        times = self._failures.setdefault(address, deque())
-        times.append(now)
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) >= self.max_failures:
-            self._blocked[address] = now + self.block
-            del self._failures[address]
-            return True
-        return False
-
-    def _prune(self, now: float) -> None:
-        for address in [a for a, t in self._failures.items() if t[-1] <= now - self.window]:
-            del self._failures[address]
-        while len(self._failures) >= MAX_TRACKED_ADDRESSES:
-            del self._failures[next(iter(self._failures))]
-        for address in [a for a, until in self._blocked.items() if until <= now]:
-            del self._blocked[address]
+        return frozenset((*(self.allow or ()), *(["sh"] if self.allow_shell else [])))
 
 
 # --- The runtime ---------------------------------------------------------------------
@@ -314,65 +321,192 @@ def _is_loopback(host: str) -> bool:
         return False  # a name other than localhost, or "" (every address)
 
 
-def address_key(peer: str) -> str:
-    """The part of a printable peer address that identifies a host (no port)."""
-    if peer.startswith("["):
-        return peer[1 : peer.find("]")]
-    if peer.count(":") == 1:
-        return peer.rpartition(":")[0]
-    return peer  # "unix", "unix:/path": every local client shares one record
+def _wait_for_exit(pids: list[int], timeout: float) -> None:
+    """Block until these processes have exited, or ``timeout`` seconds passed.
+
+    On pidfds (Linux 5.3+), which become readable when the process exits,
+    so nothing is reaped behind asyncio's back.
+    """
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone and reaped already
+            fds.append(os.pidfd_open(pid))
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        left = len(fds)
+        deadline = time.monotonic() + timeout
+        while left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for fd, _ in poller.poll(remaining * 1000):
+                poller.unregister(fd)
+                left -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _limiter_settings(settings: ExecSettings) -> dict[str, Any]:
+    return {"delay": settings.auth_delay, "delay_max": settings.auth_delay_max,
+            "window": settings.auth_window, "max_pending": settings.auth_max_pending,
+            "max_pending_per_ip": settings.auth_max_pending_per_ip}
+
+
+def _check_exposure(config: ServiceConfig, settings: ExecSettings) -> list[str]:
+    """Non-loopback addresses served in clear text (allowed only with ``insecure``)."""
+    if config.tls or config.unix:
+        return []
+    exposed = [h or "*" for h in config.hosts if not _is_loopback(h)]
+    if exposed and not settings.insecure:
+        raise ConfigError(
+            f"exec: listening on {', '.join(exposed)} without TLS would send commands and "
+            "their output in clear text; add --tls-cert/--tls-key, or --insecure to accept that"
+        )
+    return exposed
+
+
+def _load_token(settings: ExecSettings, *, create: bool) -> bytes:
+    """The token from ``token_file``, or from (or generated into) the data directory.
+
+    ``create`` is for the start: generate a missing token, and log where it is.
+    """
+    if settings.token_file is not None:
+        token = read_token(settings.token_file)
+        if create:
+            log.info("exec: token from %s", settings.token_file)
+        return token
+    path = settings.data_dir / TOKEN_NAME
+    if not create:
+        return read_token(path)
+    token, generated = create_token(path)
+    if generated:
+        log.info("exec: generated a token in %s (mode 0600); clients need a copy "
+                 "of that file (--token-file)", path)
+    else:
+        log.info("exec: token from %s", path)
+    return token
+
+
+def _warn_about_policy(settings: ExecSettings, *, starting: bool = True) -> None:
+    """Warn about an allow list that allows everything; at start, also log the list."""
+    allowed = settings.allowed()
+    if allowed is None:
+        log.warning("exec: any command allowed (--allow-any): every token holder can run "
+                    "anything, shells included; the token is the only gate")
+        return
+    runners = sorted(a for a in allowed if os.path.basename(a) in RUNNERS)
+    if runners:
+        log.warning("exec: the allow list has %s, which can run any other command: every "
+                    "token holder can run anything", ", ".join(runners))
+    if starting:
+        log.info("exec: allow list: %s", " ".join(sorted(allowed)))
+
+
+def _describe_changes(old: ExecSettings, new: ExecSettings) -> list[str]:
+    """What a reload changes, in short phrases for the log."""
+    changes = []
+    if old.allowed() != new.allowed():
+        allowed = new.allowed()
+        changes.append("allow: any command" if allowed is None else
+                       f"allow list: {len(allowed)} command{'s' * (len(allowed) != 1)}")
+    for name in ("env", "cwd", "insecure"):
+        if getattr(old, name) != getattr(new, name):
+            changes.append(name)
+    for name in ("timeout", "max_output", "max_concurrent", "stdin_window", "kill_grace"):
+        value = getattr(new, name)
+        if getattr(old, name) != value:
+            changes.append(f"{name} {'none' if value is None else f'{value:g}'}")
+    if any(getattr(old, f) != getattr(new, f) for f in _AUTH_FIELDS):
+        changes.append("auth settings")
+    return changes
+
+
+_AUTH_FIELDS = ("auth_timeout", "auth_delay", "auth_delay_max", "auth_window",
+                "auth_max_pending", "auth_max_pending_per_ip")
 
 
 class ExecService:
-    """Shared state of one exec service: token, limiter, running commands."""
+    """Shared state of one exec service: settings, token, limiter, running commands."""
 
     def __init__(self, settings: ExecSettings, limits: Limits, token: bytes, *,
-                 port: int | None = 9001) -> None:
-        self.settings = settings
+                 port: int | None = 9001, config: ServiceConfig | None = None) -> None:
         self.port = port
         self.limits = limits
-        self.token = token
-        self.limiter = AuthLimiter(
-            settings.auth_max_failures, settings.auth_window, settings.auth_block
-        )
+        self.config = config  # what it was built from: reload compares against it
         self.commands: set[Command] = set()
         self.shutting_down = False
+        self.limiter = AuthLimiter(**_limiter_settings(settings))
+        self._apply(settings, token)
+
+    def _apply(self, settings: ExecSettings, token: bytes) -> None:
+        """Make ``settings`` current. Running commands keep their own copy."""
+        self.settings = settings
+        self.token = token
         self.env = {"PATH": CLEAN_PATH, **settings.env}
-        allow = settings.allow
-        if allow is not None and settings.allow_shell and "sh" not in allow:
-            allow = (*allow, "sh")
-        self.allow = None if allow is None else frozenset(allow)
+        self.allow = settings.allowed()
+        self.limiter.configure(**_limiter_settings(settings))
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ExecService:
         settings = ExecSettings.from_options(dict(config.options))
-        if not config.tls and not config.unix:
-            exposed = [h for h in config.hosts if not _is_loopback(h)]
-            if exposed and not settings.insecure:
-                raise ConfigError(
-                    f"exec: listening on {', '.join(h or '*' for h in exposed)} without TLS would "
-                    "send commands and their output in clear text; add --tls-cert/--tls-key, "
-                    "or --insecure to accept that"
-                )
-            if exposed:
-                log.warning(
-                    "exec: listening on %s WITHOUT TLS (--insecure): commands and output travel "
-                    "in clear text and the connection can be hijacked after login",
-                    ", ".join(h or "*" for h in exposed),
-                )
-        if settings.token_file is not None:
-            token = read_token(settings.token_file)
-            log.info("exec: token from %s", settings.token_file)
-        else:
-            path = settings.data_dir / TOKEN_NAME
-            token, generated = create_token(path)
-            if generated:
-                log.info("exec: generated a token in %s (mode 0600); clients need a copy "
-                         "of that file (--token-file)", path)
-            else:
-                log.info("exec: token from %s", path)
+        exposed = _check_exposure(config, settings)
+        if exposed:
+            log.warning(
+                "exec: listening on %s WITHOUT TLS (--insecure): commands and output travel "
+                "in clear text and the connection can be hijacked after login",
+                ", ".join(exposed),
+            )
+        token = _load_token(settings, create=True)
+        _warn_about_policy(settings)
         port = 9001 if config.port is None else config.port
-        return cls(settings, limits, token, port=port)
+        return cls(settings, limits, token, port=port, config=config)
+
+    def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
+        """Apply a freshly loaded config of this service, dropping nobody.
+
+        Changes the allow list (``allow``, ``allow_any``, ``allow_shell``),
+        ``env``, ``cwd``, ``timeout``, ``max_output``, ``max_concurrent``, the
+        auth settings and the rest of the options, and re-reads the token
+        file. Commands already running keep the settings they started with;
+        connections already in stay in, even if the token changed.
+
+        Returns:
+            short descriptions of what changed (``["allow list: 3 commands",
+            "token"]``), or [] if nothing did.
+
+        Raises:
+            ConfigError: the new config is invalid, or changes what needs a
+                restart (data_dir, where it listens, the engine's limits).
+                Everything is checked before anything is applied, so the old
+                settings then stay fully in force.
+        """
+        settings = ExecSettings.from_options(dict(config.options))
+        old = self.settings
+        restart = []
+        if settings.data_dir != old.data_dir:
+            restart.append("data_dir")
+        if self.config is not None:
+            restart += [name for name in ("hosts", "port", "unix", "tls", "workers")
+                        if getattr(config, name) != getattr(self.config, name)]
+        if limits != self.limits:
+            restart += [f.name for f in fields(limits)
+                        if getattr(limits, f.name) != getattr(self.limits, f.name)]
+        if restart:
+            raise ConfigError(f"exec: {', '.join(restart)} changed, which needs a restart; "
+                              "kept the old settings")
+        _check_exposure(config, settings)
+        token = _load_token(settings, create=False)
+        changes = _describe_changes(old, settings)
+        if not hmac.compare_digest(token, self.token):
+            changes.append("token")
+        self._apply(settings, token)
+        self.config = config
+        if old.allowed() != settings.allowed():
+            _warn_about_policy(settings, starting=False)
+        return changes
 
     # ServiceRuntime ---------------------------------------------------------------
 
@@ -386,7 +520,21 @@ class ExecService:
         self.shutting_down = True
 
     def close(self) -> None:
-        for command in list(self.commands):
+        """Kill every command still running, with everything in its process group.
+
+        SIGTERM to every group, up to ``kill_grace`` seconds for the main
+        processes to exit (a blocking wait: the loop is stopping, and this is
+        the last chance), then SIGKILL to every group, which also takes
+        whatever the commands left behind in it.
+        """
+        commands = list(self.commands)
+        running = [c for c in commands if c.pid is not None and not c.exited]
+        for command in running:
+            command.signal_group(signal.SIGTERM)
+        if running:
+            grace = max(c.settings.kill_grace for c in running)
+            _wait_for_exit([c.pid for c in running if c.pid is not None], grace)
+        for command in commands:
             command.destroy()
 
     # Policy -------------------------------------------------------------------------
@@ -394,11 +542,9 @@ class ExecService:
     def check_argv(self, argv: tuple[str, ...]) -> str | None:
         """Why argv may not run, or None."""
         name = argv[0]
-        if os.path.basename(name) in SHELLS and not self.settings.allow_shell:
-            return (f"{name} is a shell; this server runs commands without one "
-                    "(start it with --allow-shell to permit sh -c)")
         if self.allow is not None and name not in self.allow:
-            return f"{name} is not in this server's allow list"
+            hint = " (start it with --allow-shell to permit sh -c)" if name == "sh" else ""
+            return f"{name} is not in this server's allow list{hint}"
         return None
 
     def ready(self) -> Ready:
@@ -406,16 +552,27 @@ class ExecService:
                      idle_timeout=self.limits.idle_timeout)
 
     def audit(self, peer: str, argv: tuple[str, ...], outcome: str) -> None:
-        shown = json.dumps(list(argv))  # escapes newlines: one command, one log line
-        if len(shown) > AUDIT_ARGV_MAX:
-            shown = f"{shown[:AUDIT_ARGV_MAX]}...({len(shown) - AUDIT_ARGV_MAX} more)"
-        log.info("exec peer=%s argv=%s %s", peer, shown, outcome)
+        """The one audit line of a RUN request: who, what, and how it ended."""
+        log.info("exec peer=%s argv=%s %s", peer, _shown(json.dumps(list(argv))), outcome)
+
+    def audit_body(self, peer: str, body: bytes, outcome: str) -> None:
+        """The audit line of a RUN that was not even a valid request: its raw body."""
+        text = json.dumps(body.decode("utf-8", "backslashreplace"))
+        log.info("exec peer=%s body=%s %s", peer, _shown(text), outcome)
+
+
+def _shown(text: str) -> str:
+    """JSON text for an audit line (newlines escaped: one request, one line), cut short."""
+    if len(text) > AUDIT_ARGV_MAX:
+        return f"{text[:AUDIT_ARGV_MAX]}...({len(text) - AUDIT_ARGV_MAX} more)"
+    return text
 
 
 class ExecDoor(ExecServerProtocol):
-    """One client: authentication with rate limiting, then commands one at a time."""
+    """One client: a login slot, the login, then commands one at a time."""
 
-    __slots__ = ("_auth_handle", "_queued", "command", "paused", "service", "throttled")
+    __slots__ = ("_auth_handle", "_login_slot", "_queued", "command", "paused", "service",
+                 "throttled")
 
     def __init__(self, service: ExecService, nonce: bytes) -> None:
         super().__init__(nonce, stdin_window=service.settings.stdin_window)
@@ -424,43 +581,65 @@ class ExecDoor(ExecServerProtocol):
         self.paused = False  # by the engine: the client is not keeping up
         self.throttled = False  # by us: QUEUE_MAX queued, the engine has not taken it yet
         self._queued = 0
-        self._auth_handle: asyncio.TimerHandle | None = None
+        self._auth_handle: Any = None
+        #: The address whose login slot this connection holds, until it is in.
+        self._login_slot: str | None = None
 
     def connection_made(self, info: ConnectionInfo) -> None:
+        address = address_key(info.peer)
+        refusal = self.service.limiter.admit(address, self.clock.time())
+        if refusal is not None:
+            # Before the challenge, so a refused connection cannot guess.
+            self.info = info
+            log.info("exec: refused %s before login: %s", info.peer, refusal)
+            self.fail(ErrorCode.RATE_LIMITED, refusal)
+            return
+        self._login_slot = address
         super().connection_made(info)
-        self._auth_handle = asyncio.get_running_loop().call_later(
+        self._auth_handle = self.clock.call_later(
             self.service.settings.auth_timeout, self._auth_expired
         )
+
+    def _release_login_slot(self) -> None:
+        if self._login_slot is not None:
+            self.service.limiter.release(self._login_slot)
+            self._login_slot = None
 
     def _auth_expired(self) -> None:
         self._auth_handle = None
         if self.state is ServerState.AUTH:
             log.info("exec: %s did not authenticate in time", self.info.peer)
+            self._release_login_slot()
             timeout = self.service.settings.auth_timeout
             self.fail(ErrorCode.AUTH_TIMEOUT, f"no authentication within {timeout:g} seconds")
-            self.wake()
 
     def auth_received(self, answer: bytes) -> None:
         if self._auth_handle is not None:
             self._auth_handle.cancel()
             self._auth_handle = None
         service, peer = self.service, self.info.peer
-        address = address_key(peer)
-        now = time.monotonic()
-        left = service.limiter.blocked(address, now)
-        if left is not None:
-            log.warning("exec: refused login from %s: too many failures", peer)
-            self.fail(ErrorCode.RATE_LIMITED, f"too many failed logins from {address}; "
-                      f"try again in {math.ceil(left)} seconds")
-            return
         if verify_answer(service.token, self.nonce, answer):
+            self._release_login_slot()
             log.info("exec: %s logged in", peer)
             self.accept_auth(service.ready())
             return
-        blocked = service.limiter.failed(address, now)
-        log.warning("exec: failed login from %s%s", peer,
-                    f"; blocking {address} for {service.settings.auth_block:g}s" if blocked else "")
+        address, self._login_slot = self._login_slot or address_key(peer), None
+        delay = service.limiter.failed(address, self.clock.time())
+        log.warning("exec: failed login from %s; telling it in %gs", peer, delay)
+        # Input stays discarded (state CHECKING) until then.
+        self._auth_handle = self.clock.call_later(delay, self._auth_denied)
+
+    def _auth_denied(self) -> None:
+        self._auth_handle = None
         self.fail(ErrorCode.AUTH_FAILED, "authentication failed: wrong token")
+
+    def bad_run_received(self, body: bytes, error: ExecProtocolError) -> None:
+        try:  # a valid request at the wrong time: show its argv as usual
+            argv = parse_run_request(body).argv
+        except ExecProtocolError:
+            self.service.audit_body(self.info.peer, body, f"refused={error.code}")
+        else:
+            self.service.audit(self.info.peer, argv, f"refused={error.code}")
 
     def run_received(self, request: RunRequest) -> None:
         service = self.service
@@ -519,6 +698,7 @@ class ExecDoor(ExecServerProtocol):
         if self._auth_handle is not None:
             self._auth_handle.cancel()
             self._auth_handle = None
+        self._release_login_slot()
         command, self.command = self.command, None
         if command is not None:
             command.door = None

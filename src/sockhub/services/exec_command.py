@@ -2,17 +2,35 @@
 
 Split from :mod:`sockhub.services.exec`, which holds the policy and the
 door; this module is the part that touches processes and pipes.
+
+Who kills a command, and what escapes:
+
+* the server, with ``killpg`` on the command's process group: on timeout,
+  cancel, output limit, a vanished client, the command's own exit (what it
+  left behind), and when the service closes (SIGTERM, then SIGKILL);
+* the kernel, when the server dies without closing (``kill -9``, a crash):
+  each command's main process is started with ``PR_SET_PDEATHSIG`` =
+  SIGKILL (:func:`_die_with_server`). That does not reach its children,
+  which do not inherit the setting: they are orphaned, not killed. Nor
+  does it survive exec of a set-user-ID or file-capability program (the
+  kernel clears it), and processes that left the group (``setsid``)
+  escape ``killpg`` too. For hard containment, run the server under a
+  service manager that kills its whole cgroup (systemd ``KillMode=control-group``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sockhub.protocols.exec import CHUNK_SIZE, ErrorCode, ExitStatus, Reason, RunRequest
@@ -21,6 +39,48 @@ if TYPE_CHECKING:
     from sockhub.services.exec import ExecDoor, ExecService
 
 log = logging.getLogger("sockhub.exec")
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, or None where there is none (not Linux).
+
+    Looked up once, in the server, so that a child between fork and exec
+    makes two system calls and loads nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl  # type: ignore[no-any-return]
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_server(prctl: Callable[..., int], server: int) -> None:
+    """In the child (a preexec_fn): be SIGKILLed when the server ends.
+
+    Strictly, when the thread that forked the child ends: the event loop's,
+    which lives as long as the server. Asked for after fork, so the server
+    may have died in between; then the parent is someone else already and
+    the child ends itself.
+    """
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _preexec() -> Callable[[], None] | None:
+    if _PRCTL is None:
+        return None
+    return functools.partial(_die_with_server, _PRCTL, os.getpid())
 
 
 class Command(asyncio.SubprocessProtocol):
@@ -41,7 +101,9 @@ class Command(asyncio.SubprocessProtocol):
 
     def __init__(self, service: ExecService, door: ExecDoor, request: RunRequest) -> None:
         self.service = service
+        # A reload changes the service's settings; this command keeps its own.
         self.settings = service.settings
+        self.env = service.env
         self.door: ExecDoor | None = door
         self.peer = door.info.peer
         self.argv = request.argv
@@ -82,7 +144,8 @@ class Command(asyncio.SubprocessProtocol):
                 lambda: self, *self.argv,
                 stdin=subprocess.PIPE if self.wants_stdin else subprocess.DEVNULL,
                 stdout=out_write, stderr=err_write,
-                cwd=self.settings.cwd, env=self.service.env, start_new_session=True,
+                cwd=self.settings.cwd, env=self.env, start_new_session=True,
+                preexec_fn=_preexec(),
             )
         except FileNotFoundError:
             failure = ErrorCode.NOT_FOUND, f"no such command: {self.argv[0]}"
@@ -103,6 +166,8 @@ class Command(asyncio.SubprocessProtocol):
         self._update_readers()
 
     def _spawn_failed(self, code: ErrorCode, message: str) -> None:
+        if self.finished:  # destroyed meanwhile, and audited then
+            return
         self.finished = True
         self.service.commands.discard(self)
         self.service.audit(self.peer, self.argv, f"refused={code}")
@@ -123,7 +188,7 @@ class Command(asyncio.SubprocessProtocol):
         if self._stdin_eof:
             self.close_stdin()
         if self.reason is not None:  # killed while spawning
-            self._signal_group(signal.SIGKILL)
+            self.signal_group(signal.SIGKILL)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 0:  # the command closed its stdin, or died
@@ -137,7 +202,7 @@ class Command(asyncio.SubprocessProtocol):
         if self._timeout is not None:
             self._timeout.cancel()
         # The command is over: what it left running in its group goes too.
-        self._signal_group(signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         self._arm_linger()
         self._maybe_finish()
 
@@ -189,10 +254,10 @@ class Command(asyncio.SubprocessProtocol):
         self._update_readers()  # read and discard until EOF
         if self.transport is None or self.exited:
             return  # not spawned yet (connection_made will kill), or already gone
-        self._signal_group(signal.SIGTERM)
+        self.signal_group(signal.SIGTERM)
         if self._kill is None:
             self._kill = self.loop.call_later(
-                self.settings.kill_grace, self._signal_group, signal.SIGKILL
+                self.settings.kill_grace, self.signal_group, signal.SIGKILL
             )
 
     def destroy(self) -> None:
@@ -201,7 +266,7 @@ class Command(asyncio.SubprocessProtocol):
         if self._task is not None and self.transport is None:
             self._task.cancel()
         if not self.exited:
-            self._signal_group(signal.SIGKILL)
+            self.signal_group(signal.SIGKILL)
         self._finish()
 
     # Output --------------------------------------------------------------------------
@@ -278,8 +343,9 @@ class Command(asyncio.SubprocessProtocol):
         held, self._stdin_held = self._stdin_held, 0
         self._ack(held)
 
-    def _signal_group(self, signum: int) -> None:
-        if self.pid is not None:
+    def signal_group(self, signum: int) -> None:
+        """Signal the command's process group, if it has one still."""
+        if self.pid is not None and not self.finished:
             # A group already gone, or owned by someone else after a setuid.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signum)
