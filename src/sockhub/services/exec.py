@@ -56,7 +56,7 @@ import secrets
 import select
 import signal
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -479,7 +479,8 @@ class ExecService:
 
         Raises:
             ConfigError: the new config is invalid, or changes what needs a
-                restart (data_dir, where it listens, the engine's limits).
+                restart (data_dir, where it listens). New limits are the
+                engine's to apply, to connections made from now on.
                 Everything is checked before anything is applied, so the old
                 settings then stay fully in force.
         """
@@ -491,9 +492,6 @@ class ExecService:
         if self.config is not None:
             restart += [name for name in ("hosts", "port", "unix", "tls", "workers")
                         if getattr(config, name) != getattr(self.config, name)]
-        if limits != self.limits:
-            restart += [f.name for f in fields(limits)
-                        if getattr(limits, f.name) != getattr(self.limits, f.name)]
         if restart:
             raise ConfigError(f"exec: {', '.join(restart)} changed, which needs a restart; "
                               "kept the old settings")
@@ -503,7 +501,7 @@ class ExecService:
         if not hmac.compare_digest(token, self.token):
             changes.append("token")
         self._apply(settings, token)
-        self.config = config
+        self.config, self.limits = config, limits
         if old.allowed() != settings.allowed():
             _warn_about_policy(settings, starting=False)
         return changes
@@ -547,9 +545,10 @@ class ExecService:
             return f"{name} is not in this server's allow list{hint}"
         return None
 
-    def ready(self) -> Ready:
-        return Ready(max_frame=self.limits.max_frame, stdin_window=self.settings.stdin_window,
-                     idle_timeout=self.limits.idle_timeout)
+    def ready(self, limits: Limits) -> Ready:
+        """What a client learns at login: the limits of its own connection."""
+        return Ready(max_frame=limits.max_frame, stdin_window=self.settings.stdin_window,
+                     idle_timeout=limits.idle_timeout)
 
     def audit(self, peer: str, argv: tuple[str, ...], outcome: str) -> None:
         """The one audit line of a RUN request: who, what, and how it ended."""
@@ -621,7 +620,7 @@ class ExecDoor(ExecServerProtocol):
         if verify_answer(service.token, self.nonce, answer):
             self._release_login_slot()
             log.info("exec: %s logged in", peer)
-            self.accept_auth(service.ready())
+            self.accept_auth(service.ready(self.info.limits))
             return
         address, self._login_slot = self._login_slot or address_key(peer), None
         delay = service.limiter.failed(address, self.clock.time())
