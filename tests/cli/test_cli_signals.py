@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import ssl
 
 import pytest
 import trustme
 
-from net import STEP, LineClient, chat_client, open_client, read_line
+from net import STEP, LineClient, chat_client, open_client, read_line, wait_gone
 from proc import start_sockhub
+from sockhub.client.exec import ExecClient
 
 
 async def test_sighup_keeps_chat_clients_connected_and_chatting(tmp_path):
@@ -167,3 +170,41 @@ async def test_workers_reload_on_sighup_and_keep_serving():
         client.close()
     finally:
         assert await served.stop() == 0
+
+
+async def test_sighup_leaves_a_running_exec_command_alone_and_sigterm_kills_its_group(tmp_path):
+    token = tmp_path / "token"
+    token.write_bytes(b"0123456789abcdef-test-token-of-32\n")
+    token.chmod(0o600)
+    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token),
+                                 "--allow", "sh", "--timeout", "300")
+    client = await ExecClient.connect("127.0.0.1", served.ports["exec"],
+                                      token=token.read_bytes().strip())
+    seen, line = bytearray(), asyncio.Event()
+
+    def take(data: bytes) -> None:
+        seen.extend(data)
+        if b"\n" in seen:
+            line.set()
+
+    # The command and a child of its own: both must outlive the HUP, neither the TERM.
+    task = asyncio.create_task(client.run(["sh", "-c", "sleep 300 & echo $$ $!; wait"],
+                                          on_stdout=take))
+    try:
+        await asyncio.wait_for(line.wait(), STEP)
+        pids = [int(word) for word in seen.split()]
+        served.process.send_signal(signal.SIGHUP)
+        assert "reloaded (nothing changed)" in await served.expect_log("reloaded")
+        for pid in pids:
+            os.kill(pid, 0)  # still running: raises ProcessLookupError otherwise
+        assert not task.done()
+        assert await served.stop(signal.SIGTERM) == 0
+        for pid in pids:
+            await wait_gone(pid)
+        audit = [entry for entry in served.log if "exec peer=" in entry]
+        assert len(audit) == 1 and "sleep 300" in audit[0]
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await client.close()

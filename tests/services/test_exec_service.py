@@ -26,6 +26,7 @@ from sockhub.engine import loops
 from sockhub.engine.server import make_servers
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits, limit_names
+from sockhub.logs import flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
 from sockhub.services import exec_login
@@ -445,6 +446,19 @@ async def test_the_right_token_works_right_after_a_burst_of_wrong_ones(exec_serv
     client = await connect(server)
     assert (await client.run(["echo", "in"])).stdout == b"in\n"
     await client.close()
+
+
+async def test_a_flood_of_failed_logins_writes_a_bounded_number_of_log_lines(exec_server, caplog):
+    server = await exec_server(auth_delay=0.001, auth_delay_max=0.002, allow=["echo"])
+    caplog.set_level(logging.INFO, logger="sockhub.exec")
+    for _ in range(30):
+        with pytest.raises(ExecAuthError):
+            await connect(server, token=WRONG)
+    flush_rate_limited()
+    failures = [r.getMessage() for r in caplog.records if "failed login" in r.getMessage()]
+    assert len(failures) == 6, failures  # the burst of five, then one summary
+    assert failures[-1].startswith("exec: 25 more failed logins in the last")
+    assert "from 127.0.0.1 (25 times)" in failures[-1]
 
 
 def answers_taken(monkeypatch) -> tuple[asyncio.Event, list[ExecDoor]]:

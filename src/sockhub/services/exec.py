@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sockhub.errors import ConfigError
+from sockhub.logs import RateLimitedLog
 from sockhub.paths import default_data_dir
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import (
@@ -439,6 +440,8 @@ class ExecService:
         self.commands: set[Command] = set()
         self.shutting_down = False
         self.limiter = AuthLimiter(**_limiter_settings(settings))
+        #: Login failures and refusals are what an attacker causes at will.
+        self.noise = RateLimitedLog(log, level=logging.WARNING)
         self._apply(settings, token)
 
     def _apply(self, settings: ExecSettings, token: bytes) -> None:
@@ -590,7 +593,9 @@ class ExecDoor(ExecServerProtocol):
         if refusal is not None:
             # Before the challenge, so a refused connection cannot guess.
             self.info = info
-            log.info("exec: refused %s before login: %s", info.peer, refusal)
+            self.service.noise.log("exec: refused {count} more connections before login",
+                                   "exec: refused %s before login: %s", info.peer, refusal,
+                                   detail=refusal)
             self.fail(ErrorCode.RATE_LIMITED, refusal)
             return
         self._login_slot = address
@@ -607,7 +612,8 @@ class ExecDoor(ExecServerProtocol):
     def _auth_expired(self) -> None:
         self._auth_handle = None
         if self.state is ServerState.AUTH:
-            log.info("exec: %s did not authenticate in time", self.info.peer)
+            self.service.noise.log("exec: {count} more connections did not authenticate in time",
+                                   "exec: %s did not authenticate in time", self.info.peer)
             self._release_login_slot()
             timeout = self.service.settings.auth_timeout
             self.fail(ErrorCode.AUTH_TIMEOUT, f"no authentication within {timeout:g} seconds")
@@ -624,7 +630,9 @@ class ExecDoor(ExecServerProtocol):
             return
         address, self._login_slot = self._login_slot or address_key(peer), None
         delay = service.limiter.failed(address, self.clock.time())
-        log.warning("exec: failed login from %s; telling it in %gs", peer, delay)
+        service.noise.log("exec: {count} more failed logins",
+                          "exec: failed login from %s; telling it in %gs", peer, delay,
+                          detail=f"from {address}")
         # Input stays discarded (state CHECKING) until then.
         self._auth_handle = self.clock.call_later(delay, self._auth_denied)
 
