@@ -285,6 +285,11 @@ def test_every_text_from_users_is_cleaned(hub):
     apply(hub, hub.join(bob, "#r", 1.0))
     assert hub.say(alice, "#r", esc, 2.0).text == "^[[2J"
     assert hub.private(alice, "bob", esc, 2.0).text == "^[[2J"
+    tagged = (("+draft/react", esc),)
+    assert hub.say(alice, "#r", "hi", 2.0, meta=tagged).meta == (("+draft/react", "^[[2J"),)
+    assert hub.private(alice, "bob", "hi", 2.0, meta=tagged).meta[0][1] == "^[[2J"
+    assert hub.signal(alice, "#r", tagged, 2.0).meta[0][1] == "^[[2J"
+    assert hub.signal(alice, "bob", tagged, 2.0).meta[0][1] == "^[[2J"
     assert hub.set_topic(alice, "#r", esc, 2.0).topic == "^[[2J"
     assert hub.part(alice, "#r", esc, 2.0).reason == "^[[2J"
     assert hub.kick(alice, "#r", "bob", esc, 2.0).reason == "^[[2J"

@@ -293,7 +293,8 @@ class Hub:
     ) -> Message:
         room = self._speaking_room(user, room_name)
         text = self._checked_text(text)
-        return Message(room.name, user.nick, text, now, action, notice=notice, meta=meta)
+        return Message(room.name, user.nick, text, now, action, notice=notice,
+                       meta=clean_meta(meta))
 
     def private(
         self,
@@ -310,17 +311,18 @@ class Hub:
         if other is None:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
         text = self._checked_text(text)
-        return Private(user.nick, other.nick, text, now, action, notice=notice, meta=meta)
+        return Private(user.nick, other.nick, text, now, action, notice=notice,
+                       meta=clean_meta(meta))
 
     def signal(self, user: User, target: str, meta: Meta, now: float) -> Signal:
         """Metadata without text, to a room or a user (IRCv3 TAGMSG)."""
         if target.startswith("#"):
             room = self._speaking_room(user, target)
-            return Signal(user.nick, room.name, None, meta, now)
+            return Signal(user.nick, room.name, None, clean_meta(meta), now)
         other = self.find_user(target)
         if other is None:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
-        return Signal(user.nick, None, other.nick, meta, now)
+        return Signal(user.nick, None, other.nick, clean_meta(meta), now)
 
     def set_topic(self, user: User, room_name: str, topic: str, now: float) -> TopicChanged:
         room = self._member_room(user, room_name)
@@ -712,3 +714,8 @@ _APPLY = {
     AwayChanged: Hub._apply_away,
     Invited: Hub._apply_invited,
 }
+
+
+def clean_meta(meta: Meta) -> Meta:
+    """Client tags' values (IRCv3 ``+draft/...``) are user text too: no raw controls."""
+    return tuple((key, clean_text(value)) for key, value in meta) if meta else meta

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from sockhub.errors import ConfigError
 from sockhub.logs import RateLimitedLog
-from sockhub.paths import default_data_dir
+from sockhub.paths import default_data_dir, private_dir
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import (
     DEFAULT_STDIN_WINDOW,
@@ -157,7 +157,7 @@ def create_token(path: Path) -> tuple[bytes, bool]:
     if path.exists():
         return read_token(path), False
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent)
         token = secrets.token_urlsafe(32).encode()
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
