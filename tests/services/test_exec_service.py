@@ -450,7 +450,9 @@ async def test_the_right_token_works_right_after_a_burst_of_wrong_ones(exec_serv
 
 async def test_a_flood_of_failed_logins_writes_a_bounded_number_of_log_lines(exec_server, caplog):
     server = await exec_server(auth_delay=0.001, auth_delay_max=0.002, allow=["echo"])
+    flush_rate_limited()  # what earlier tests left pending is not this test's
     caplog.set_level(logging.INFO, logger="sockhub.exec")
+    caplog.clear()
     for _ in range(30):
         with pytest.raises(ExecAuthError):
             await connect(server, token=WRONG)
