@@ -10,8 +10,9 @@ import pytest
 
 from sockhub.config import ServiceConfig
 from sockhub.engine.server import DatagramServer, StreamServer, make_servers
+from sockhub.engine.service import ServiceSpec
 from sockhub.protocols.base import DatagramProtocol, Protocol
-from sockhub.services.registry import ServiceSpec, resolve
+from sockhub.services.registry import resolve
 
 
 @pytest.fixture

@@ -292,11 +292,12 @@ def _exec_options(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from sockhub.engine import runner
     from sockhub.logs import setup_logging
+    from sockhub.services.registry import resolve
 
     runner.ignore_hangup()
     setup_logging(args.log_level, args.log_format)
     configs = _serve_configs(args)
-    return runner.run(configs, loop=args.loop, load=lambda: _serve_configs(args))
+    return runner.run(configs, resolve, loop=args.loop, load=lambda: _serve_configs(args))
 
 
 EPILOG_CONNECT = """\

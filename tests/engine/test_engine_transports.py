@@ -12,6 +12,7 @@ from net import STEP, read_line, read_until_eof
 from sockhub.config import load_toml
 from sockhub.engine.server import Engine
 from sockhub.errors import ConfigError
+from sockhub.services.registry import resolve
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ async def test_toml_config_runs_several_services_in_one_process(tmp_path):
     configs = load_toml(config)
     assert [c.service for c in configs] == ["echo", "hello", "udp-echo"]
     assert configs[1].limits == {"idle_timeout": 30, "max_conns": 5}
-    engine = Engine(configs)
+    engine = Engine(configs, resolve)
     await engine.start()
     try:
         echo, hello, _ = engine.servers
@@ -157,7 +158,7 @@ def test_bad_toml_configs_are_clear_errors(tmp_path, text, message):
     path.write_text(text)
     if message is None:  # unknown service is caught when the engine is built
         with pytest.raises(ConfigError, match="unknown service"):
-            Engine(load_toml(path))
+            Engine(load_toml(path), resolve)
     else:
         with pytest.raises(ConfigError, match=message):
             load_toml(path)

@@ -31,6 +31,7 @@ from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
 from sockhub.services import exec_login
 from sockhub.services.exec import QUEUE_MAX, AuthLimiter, ExecDoor, ExecService, read_token
+from sockhub.services.registry import SERVICES
 
 TOKEN = b"0123456789abcdef-test-token-of-32"
 PY = sys.executable
@@ -744,7 +745,8 @@ async def test_stdout_stops_being_read_while_the_client_is_not_reading(exec_serv
 def test_stdout_back_pressure_on_uvloop_too(tmp_path, token_file, monkeypatch):
     async def main() -> None:
         options = {"token_file": str(token_file), "data_dir": str(tmp_path), "allow": ["head"]}
-        (server,), runtime = make_servers(ServiceConfig(service="exec", port=0, options=options))
+        (server,), runtime = make_servers(ServiceConfig(service="exec", port=0, options=options),
+                                          SERVICES["exec"])
         await server.start()
         try:
             await stream_to_a_stalled_client(server, monkeypatch)

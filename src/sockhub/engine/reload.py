@@ -70,7 +70,7 @@ def _apply(plan: _Plan) -> list[str]:
     for server in running.servers:
         server.limits = plan.limits
         server.config = config
-        if isinstance(server, StreamServer) and (server.door is None or server.door.primary):
+        if isinstance(server, StreamServer) and server.primary:
             server.banner = config.banner
     if config.banner != running.config.banner:
         changes.append("banner")

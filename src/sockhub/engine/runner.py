@@ -32,13 +32,15 @@ from sockhub.config import ServiceConfig
 from sockhub.engine import loops
 from sockhub.engine.reload import reload as reload_engine
 from sockhub.engine.server import Engine
+from sockhub.engine.service import ServiceSpec
 from sockhub.errors import ConfigError
-from sockhub.services.registry import resolve
 
 log = logging.getLogger("sockhub.runner")
 
 #: Reads the configuration again (the command line, the --config file).
 Loader = Callable[[], list[ServiceConfig]]
+#: Finds a service's spec by name (``services.registry.resolve``).
+Resolver = Callable[[str], ServiceSpec]
 
 
 def ignore_hangup() -> None:
@@ -47,7 +49,8 @@ def ignore_hangup() -> None:
 
 
 async def serve_until_signalled(
-    configs: list[ServiceConfig], *, ready_fd: int | None = None, load: Loader | None = None
+    configs: list[ServiceConfig], resolve: Resolver, *, ready_fd: int | None = None,
+    load: Loader | None = None,
 ) -> None:
     """Run ``configs`` until SIGINT or SIGTERM, reloading with ``load`` on SIGHUP."""
     loop = asyncio.get_running_loop()
@@ -55,7 +58,7 @@ async def serve_until_signalled(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     ignore_hangup()
-    engine = Engine(configs)
+    engine = Engine(configs, resolve)
     loop.add_signal_handler(signal.SIGHUP, _on_hangup, engine, load or (lambda: configs))
     log.debug("event loop: %s", loops.loop_label(loop))
     await engine.start()
@@ -76,11 +79,13 @@ def _on_hangup(engine: Engine, load: Loader) -> None:
         log.exception("reload failed; old settings kept")
 
 
-def run(configs: list[ServiceConfig], *, loop: str = "auto", load: Loader | None = None) -> int:
+def run(configs: list[ServiceConfig], resolve: Resolver, *, loop: str = "auto",
+        load: Loader | None = None) -> int:
     """Run services in this process, or in workers if one asks for them.
 
     Args:
         configs: what to run.
+        resolve: finds each service's spec by name.
         loop: ``auto``, ``asyncio`` or ``uvloop``.
         load: reads the configuration again on SIGHUP; None re-applies
             ``configs`` (which still re-reads the files they name).
@@ -88,14 +93,15 @@ def run(configs: list[ServiceConfig], *, loop: str = "auto", load: Loader | None
     ignore_hangup()
     with_workers = [c for c in configs if c.workers > 1]
     if not with_workers:
-        loops.run(serve_until_signalled(configs, load=load), loop)
+        loops.run(serve_until_signalled(configs, resolve, load=load), loop)
         return 0
     if len(configs) != 1:
         raise ConfigError("--workers runs one service; use separate processes for the rest")
-    return _run_workers(configs[0], loop, load)
+    return _run_workers(configs[0], resolve, loop, load)
 
 
-def _run_workers(config: ServiceConfig, loop: str, load: Loader | None) -> int:
+def _run_workers(config: ServiceConfig, resolve: Resolver, loop: str,
+                 load: Loader | None) -> int:
     spec = resolve(config.service)
     if not spec.stateless:
         raise ConfigError(f"{spec.name} keeps state in memory and cannot run with --workers")
@@ -127,7 +133,7 @@ def _run_workers(config: ServiceConfig, loop: str, load: Loader | None) -> int:
                 worker_load = None if load is None else (
                     lambda: [replace(c, port=port, workers=1, reuse_port=True) for c in load()]
                 )
-                loops.run(serve_until_signalled([worker_config], ready_fd=write_fd,
+                loops.run(serve_until_signalled([worker_config], resolve, ready_fd=write_fd,
                                                 load=worker_load), loop)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())

@@ -17,17 +17,18 @@ import os
 import socket
 import stat
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sockhub.config import ServiceConfig
 from sockhub.engine.connection import StreamConnection, format_address
+from sockhub.engine.service import Listener, ServiceRuntime, ServiceSpec
 from sockhub.engine.tls import ReloadableTls
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
 from sockhub.logs import RateLimitedLog, flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, Protocol
-from sockhub.services.registry import Door, ServiceRuntime, ServiceSpec, resolve
 
 log = logging.getLogger("sockhub.server")
 
@@ -44,16 +45,16 @@ class StreamServer:
     def __init__(
         self,
         config: ServiceConfig,
-        spec: ServiceSpec | None = None,
+        spec: ServiceSpec,
         *,
-        door: Door | None = None,
+        listener: Listener | None = None,
         runtime: ServiceRuntime | None = None,
     ) -> None:
         self.config = config
-        self.spec = spec or resolve(config.service)
-        self.door = door
-        self.runtime = runtime  # shared with the service's other doors; not ours to close
-        self.name = door.name if door is not None else self.spec.name
+        self.spec = spec
+        self.listener = listener
+        self.runtime = runtime  # shared with the service's other listeners; not ours to close
+        self.name = listener.name if listener is not None else self.spec.name
         self.limits: Limits = config.resolved_limits(self.spec.limits)
         self.protocol_class: type[Protocol] = self.spec.protocol_class  # type: ignore[assignment]
         self.connections: set[StreamConnection] = set()
@@ -67,9 +68,9 @@ class StreamServer:
         #: Per-connection log lines (refusals, drops, idle timeouts) that a
         #: flood of connections could otherwise turn into a full disk.
         self.noise = RateLimitedLog(logging.getLogger("sockhub.connection"))
-        primary = door is None or door.primary
+        self.primary = primary = listener is None or listener.primary
         self.unix = config.unix if primary else None
-        #: A banner line is the primary door's: other doors speak other protocols.
+        #: A banner line is the primary listener's: the others speak other protocols.
         self.banner = config.banner if primary else None
         if self.unix:
             self.transport_name = "unix"
@@ -95,8 +96,8 @@ class StreamServer:
         if self.tls is not None:
             extra.update(ssl=self.tls.listener,
                          ssl_handshake_timeout=self.limits.tls_handshake_timeout)
-        if self.door is not None:
-            port = self.door.port or 0
+        if self.listener is not None:
+            port = self.listener.port or 0
         else:
             port = self.spec.default_port if config.port is None else config.port
         try:
@@ -127,14 +128,14 @@ class StreamServer:
             log.info("listening on %s (%s%s)", address, self.name, suffix)
 
     def make_protocol(self) -> Protocol:
-        if self.door is not None:
-            return self.door.make_protocol()
+        if self.listener is not None:
+            return self.listener.make_protocol()
         return self.protocol_class()
 
     def refusal(self, reason: str) -> bytes:
-        """What a client refused before admission is told, in this door's protocol."""
-        if self.door is not None and self.door.refusal is not None:
-            return self.door.refusal(reason)
+        """What a client refused before admission is told, in this listener's protocol."""
+        if self.listener is not None and self.listener.refusal is not None:
+            return self.listener.refusal(reason)
         return self.protocol_class.refusal(reason)
 
     def schedule_flush(self, connection: StreamConnection) -> None:
@@ -284,9 +285,9 @@ class DatagramServer:
 
     transport_name = "udp"
 
-    def __init__(self, config: ServiceConfig, spec: ServiceSpec | None = None) -> None:
+    def __init__(self, config: ServiceConfig, spec: ServiceSpec) -> None:
         self.config = config
-        self.spec = spec or resolve(config.service)
+        self.spec = spec
         self.name = self.spec.name
         self.limits = config.resolved_limits(self.spec.limits)
         self.protocol_class: type[DatagramProtocol] = self.spec.protocol_class  # type: ignore[assignment]
@@ -332,17 +333,16 @@ Server = StreamServer | DatagramServer
 
 
 def make_servers(
-    config: ServiceConfig, spec: ServiceSpec | None = None
+    config: ServiceConfig, spec: ServiceSpec
 ) -> tuple[list[Server], ServiceRuntime | None]:
     """The listeners of one service, and its shared state if it has any."""
-    spec = spec or resolve(config.service)
     if spec.datagram:
         return [DatagramServer(config, spec)], None
     if spec.build is None:
         return [StreamServer(config, spec)], None
     runtime = spec.build(config, config.resolved_limits(spec.limits))
-    doors = [d for d in runtime.doors() if d.port is not None or (d.primary and config.unix)]
-    return [StreamServer(config, spec, door=door, runtime=runtime) for door in doors], runtime
+    opened = [x for x in runtime.listeners() if x.port is not None or (x.primary and config.unix)]
+    return [StreamServer(config, spec, listener=x, runtime=runtime) for x in opened], runtime
 
 
 @dataclass
@@ -358,7 +358,10 @@ class RunningService:
 class Engine:
     """Several services in one process, started and stopped together."""
 
-    def __init__(self, configs: list[ServiceConfig]) -> None:
+    def __init__(
+        self, configs: list[ServiceConfig], resolve: Callable[[str], ServiceSpec]
+    ) -> None:
+        """Build every service's listeners; ``resolve`` names a service's spec."""
         if not configs:
             raise ConfigError("no services to run")
         self.services: list[RunningService] = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sockhub.codec.lines import encode_line
+from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Message, User
 from sockhub.hub.events import (
@@ -48,7 +49,6 @@ from sockhub.protocols.chat_line import (
 )
 from sockhub.services.chat_irc import IrcDoor, irc_refusal
 from sockhub.services.chat_settings import ChatSettings
-from sockhub.services.registry import Door
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import HISTORY_MAX, ChatStore
 
@@ -94,10 +94,10 @@ class ChatService:
 
     # ServiceRuntime ---------------------------------------------------------
 
-    def doors(self) -> list[Door]:
+    def listeners(self) -> list[Listener]:
         return [
-            Door("chat", self.port, lambda: LineDoor(self), primary=True),
-            Door("irc", self.settings.irc_port, lambda: IrcDoor(self), refusal=irc_refusal),
+            Listener("chat", self.port, lambda: LineDoor(self), primary=True),
+            Listener("irc", self.settings.irc_port, lambda: IrcDoor(self), refusal=irc_refusal),
         ]
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:

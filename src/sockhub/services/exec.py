@@ -58,6 +58,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
 from sockhub.logs import RateLimitedLog
 from sockhub.paths import default_data_dir, private_dir
@@ -78,7 +79,6 @@ from sockhub.protocols.exec import (
 from sockhub.services.exec_command import Command
 from sockhub.services.exec_login import AuthLimiter, address_key
 from sockhub.services.exec_settings import ExecSettings
-from sockhub.services.registry import Door
 
 if TYPE_CHECKING:
     from sockhub.config import ServiceConfig
@@ -376,8 +376,8 @@ class ExecService:
 
     # ServiceRuntime ---------------------------------------------------------------
 
-    def doors(self) -> list[Door]:
-        return [Door("exec", self.port, self.make_protocol, primary=True)]
+    def listeners(self) -> list[Listener]:
+        return [Listener("exec", self.port, self.make_protocol, primary=True)]
 
     def make_protocol(self) -> ExecDoor:
         return ExecDoor(self, os.urandom(NONCE_SIZE))
