@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sockhub.codec.irc import IrcMessage, parse_message
+from sockhub.doors.irc import IrcDoor
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.services.chat import ChatService, ChatSettings
-from sockhub.services.chat_irc import IrcDoor
 
 
 class ManualClock:
@@ -18,10 +19,14 @@ class ManualClock:
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
+        self.epoch = time.time() - now  # wall() is real time, moved on by advance()
         self._timers: list[list[Any]] = []
 
     def time(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        return self.epoch + self.now
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
         entry = [self.now + delay, callback, False]

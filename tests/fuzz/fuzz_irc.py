@@ -25,11 +25,10 @@ with atheris.instrument_imports():
         IrcSyntaxError,
         parse_message,
     )
+    from sockhub.doors.irc import INTERNAL_ERROR, IrcDoor
     from sockhub.limits import Limits
     from sockhub.protocols.base import ConnectionInfo
     from sockhub.services.chat import ChatService, ChatSettings
-    from sockhub.services.chat_irc import IrcDoor
-    from sockhub.services.irc_core import INTERNAL_ERROR
 
 SERVICE = ChatService(
     ChatSettings(data_dir=Path(tempfile.mkdtemp()), flood_rate=None, server_name="fuzz"),

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from irc_support import Network
 from sockhub.codec.irc import MAX_BODY, parse_message
+from sockhub.doors.irc import INTERNAL_ERROR
+from sockhub.doors.irc.commands import COMMANDS
 from sockhub.hub.events import (
     BanChanged,
     Joined,
@@ -20,12 +22,11 @@ from sockhub.hub.events import (
     Quit,
     TopicChanged,
 )
-from sockhub.protocols.chat_irc import (
-    COMMANDS,
+from sockhub.protocols.irc.protocol import Registration
+from sockhub.protocols.irc.vocabulary import (
     EXTENDED_JOIN,
     MESSAGE_TAGS,
     SERVER_TIME,
-    Registration,
     cap_ls_lines,
     clean_username,
     irc_host,
@@ -36,7 +37,6 @@ from sockhub.protocols.chat_irc import (
     render_event,
     render_mode_changes,
 )
-from sockhub.services.irc_core import INTERNAL_ERROR
 
 TS = 1_700_000_000.25
 

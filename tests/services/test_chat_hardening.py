@@ -17,8 +17,8 @@ import pytest
 from irc_support import Network
 from net import STEP, LineClient, chat_client, open_client, read_line
 from proc import start_sockhub
+from sockhub.doors.line import LineDoor
 from sockhub.protocols.base import ConnectionInfo
-from sockhub.services.chat import LineDoor
 
 ATTACK = b"\x1b[2J\x1b]0;pwned\x07 nul\x00 del\x7f cr\rmid csi\xc2\x9b tab\there"
 SHOWN = b"^[[2J^[]0;pwned^G nul^@ del^? cr^Mmid csiM-^[ tab here"

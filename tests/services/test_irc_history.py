@@ -6,8 +6,8 @@ import pytest
 
 from irc_support import Network, commands, find
 from sockhub.codec.irc import format_time
+from sockhub.doors.line import LineDoor
 from sockhub.protocols.base import ConnectionInfo
-from sockhub.services.chat import LineDoor
 
 HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory", "echo-message")
 

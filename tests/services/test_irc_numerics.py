@@ -7,11 +7,13 @@ numeric, never silence (NOTICE excepted: RFC 2812 §3.3.2 forbids replies).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from irc_support import Network, commands, find
+from sockhub.doors.irc.commands import COMMANDS
 from sockhub.passwords import hash_password
-from sockhub.services.chat_irc import IrcDoor
 
 OPER_HASH = hash_password("s3cret", log_n=10)
 NOT_OP = "You're not channel operator"
@@ -647,10 +649,10 @@ def test_a_paste_without_flood_control_is_not_excess_flood(net):
 def test_a_failing_handler_costs_one_command_not_the_connection(net, monkeypatch):
     bob = net.register("bob")
 
-    def broken(self, message):
+    def broken(door, message):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(IrcDoor, "_cmd_time", broken)
+    monkeypatch.setitem(COMMANDS, "TIME", replace(COMMANDS["TIME"], handler=broken))
     replies = bob.ask("TIME", "PING after")
     assert replies[0].command == "400" and replies[0].params[1] == "TIME"
     assert replies[1].params == ("irc.test", "after")

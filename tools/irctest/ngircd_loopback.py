@@ -10,20 +10,18 @@ Two fixes over irctest's own ngircd.py (at irctest b00c039):
 """
 
 import atexit
-from typing import Any, Dict, Optional, Type
+from typing import Any
 
 from irctest.controllers import ngircd
 from irctest.controllers.ngircd import NgircdController
 
-ngircd.TEMPLATE_CONFIG = ngircd.TEMPLATE_CONFIG.replace(
-    "Bind = {hostname}", "Listen = {hostname}"
-)
+ngircd.TEMPLATE_CONFIG = ngircd.TEMPLATE_CONFIG.replace("Bind = {hostname}", "Listen = {hostname}")
 assert "Listen = {hostname}" in ngircd.TEMPLATE_CONFIG
 
-_live: "Dict[int, NgircdLoopbackController]" = {}
+_live: "dict[int, NgircdLoopbackController]" = {}
 
 
-def _stop_leftovers(keep: "Optional[NgircdLoopbackController]" = None) -> None:
+def _stop_leftovers(keep: "NgircdLoopbackController | None" = None) -> None:
     for controller in list(_live.values()):
         if controller is not keep:
             controller.kill()
@@ -43,5 +41,5 @@ class NgircdLoopbackController(NgircdController):
         super().kill()
 
 
-def get_irctest_controller_class() -> Type[NgircdLoopbackController]:
+def get_irctest_controller_class() -> type[NgircdLoopbackController]:
     return NgircdLoopbackController

@@ -11,11 +11,10 @@ this file is (a symlink to) the repository copy, else ``sockhub`` on $PATH.
 import atexit
 import functools
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import time
-from typing import Dict, Optional, Set, Type
+from pathlib import Path
 
 from irctest import patma
 from irctest.basecontrollers import (
@@ -45,7 +44,7 @@ def sockhub_bin() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def oper_hash() -> str:
     """The operator password hash, computed once per process by `sockhub passwd`."""
     out = subprocess.run(
@@ -66,10 +65,10 @@ def oper_hash() -> str:
 # servers would outlive the run. A worker runs one test at a time, so a server
 # still here when the next one starts is a leftover: it is stopped then, and
 # the rest when the worker exits.
-_live: "Dict[int, SockhubController]" = {}
+_live: "dict[int, SockhubController]" = {}
 
 
-def _stop_leftovers(keep: "Optional[SockhubController]" = None) -> None:
+def _stop_leftovers(keep: "SockhubController | None" = None) -> None:
     for controller in list(_live.values()):
         if controller is not keep:
             controller.kill()
@@ -82,7 +81,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     software_name = "sockhub"
     _port_wait_interval = 0.05
     # The hub has no accounts: no SASL, no services, no STS.
-    supported_sasl_mechanisms: Set[str] = set()
+    supported_sasl_mechanisms: set[str] = set()
     supports_sts = False
 
     # Capabilities offered by the IRC door (docs/irc.md, "IRCv3").
@@ -133,12 +132,12 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         hostname: str,
         port: int,
         *,
-        password: Optional[str],
+        password: str | None,
         ssl: bool,
         run_services: bool,
-        faketime: Optional[str],
-        websocket_hostname: Optional[str] = None,
-        websocket_port: Optional[int] = None,
+        faketime: str | None,
+        websocket_hostname: str | None = None,
+        websocket_port: int | None = None,
     ) -> None:
         if websocket_hostname is not None or websocket_port is not None:
             raise NotImplementedByController("Websocket")
@@ -173,9 +172,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         _live.pop(id(self), None)
         super().kill()
 
-    def _start(
-        self, port: int, *, password: Optional[str], ssl: bool, faketime: Optional[str]
-    ) -> None:
+    def _start(self, port: int, *, password: str | None, ssl: bool, faketime: str | None) -> None:
         assert self.directory
         # The line door must listen somewhere too: take its port from irctest's
         # registry of used ports rather than "--port 0", whose ephemeral pick
@@ -232,13 +229,12 @@ class SockhubController(BaseServerController, DirectoryBasedController):
                 return
             if self.proc.poll() is not None:
                 raise ProcessStopped(
-                    f"process returned {self.proc.returncode}; "
-                    f"sockhub said:\n{text[-2000:]}"
+                    f"process returned {self.proc.returncode}; sockhub said:\n{text[-2000:]}"
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"sockhub did not log {needle!r}:\n{text[-2000:]}")
             time.sleep(0.02)
 
 
-def get_irctest_controller_class() -> Type[SockhubController]:
+def get_irctest_controller_class() -> type[SockhubController]:
     return SockhubController

@@ -28,7 +28,7 @@ ERR_INPUTTOOLONG or truncate; sockhub refuses (raises
 than a refused one the user can resend.
 
 The codec decides nothing about replies: it raises, and the door turns the
-error into a numeric (one place, see ``services/irc_core.py``).
+error into a numeric (one place, see ``doors/irc/door.py``).
 
 :func:`serialize` is the inverse, used for every line the server sends: it
 adds the ``:`` before a last parameter that needs it and never lets a CR,

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -263,6 +264,10 @@ class StreamConnection(asyncio.Protocol):
     def time(self) -> float:
         """The event loop's monotonic time, in seconds."""
         return self.loop.time()
+
+    def wall(self) -> float:
+        """Unix time, for timestamps users see."""
+        return time.time()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         """Run ``callback`` in ``delay`` seconds, then write what it queued.

@@ -35,6 +35,8 @@ LIMIT_MAX = 100_000
 ROOMS_PER_USER = 50
 #: Ban masks one room may hold (ISUPPORT ``MAXLIST``).
 BANS_PER_ROOM = 100
+#: The most messages one history request returns.
+HISTORY_MAX = 1000
 
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
 _ROOM = re.compile(r"#[A-Za-z0-9_\-.]+\Z")

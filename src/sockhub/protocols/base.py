@@ -76,12 +76,15 @@ class Timer(TypingProtocol):
 class Clock(TypingProtocol):
     """Time and timers for one connection, owned by the engine.
 
-    ``time()`` is monotonic seconds. ``call_later(delay, callback)`` runs
+    ``time()`` is monotonic seconds, for intervals and timers; ``wall()`` is
+    Unix seconds, for timestamps users see. ``call_later(delay, callback)`` runs
     ``callback`` once, after which the engine writes whatever it queued and
     closes if it asked to; timers of a closed connection never run.
     """
 
     def time(self) -> float: ...
+
+    def wall(self) -> float: ...
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
@@ -98,6 +101,9 @@ class StoppedClock:
     """
 
     def time(self) -> float:
+        return 0.0
+
+    def wall(self) -> float:
         return 0.0
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:

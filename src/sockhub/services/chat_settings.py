@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from sockhub.errors import ConfigError
-from sockhub.hub.names import fold
+from sockhub.hub.names import HISTORY_MAX, fold
 from sockhub.passwords import is_hash
 from sockhub.paths import default_data_dir
-from sockhub.store.history import HISTORY_MAX
 
 
 @dataclass(frozen=True, kw_only=True)

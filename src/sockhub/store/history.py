@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sockhub.hub.events import Message
-from sockhub.hub.names import clean_text, fold
+from sockhub.hub.names import HISTORY_MAX, clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
 
 SCHEMA = """
@@ -42,8 +42,6 @@ CREATE TABLE IF NOT EXISTS bans (
 );
 """
 
-#: The most messages one history request returns.
-HISTORY_MAX = 1000
 
 #: ``action`` column value of a notice (0 is a message, 1 a /me action).
 _KIND_NOTICE = 2

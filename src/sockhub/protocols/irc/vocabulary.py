@@ -1,36 +1,16 @@
-"""The IRC door's vocabulary, sans-I/O: registration, capabilities, modes, rendering.
+"""IRC's words for the hub's, sans-I/O: capabilities, ISUPPORT, modes, rendering.
 
-Theory of operation
--------------------
-
-The IRC door (``services/chat_irc.py``) is a state machine with three
-states, :class:`IrcState`: a connection is ``REGISTERING`` until it has
-given a nick and a user name and, if it opened capability negotiation with
-``CAP LS``/``CAP REQ``, closed it with ``CAP END`` (IRCv3 capability
-negotiation: "the server MUST NOT complete registration until the client
-sends CAP END"); then ``REGISTERED`` until it quits or is dropped
-(``CLOSED``). :class:`Registration` holds what has been said so far and
-answers the one question that matters: may registration complete now?
-This is miniircd's "registration as a swapped handler" idea, kept as data.
-
-Every command is described once in :data:`COMMANDS` (ergo's
-``irc/commands.go`` table): its least number of parameters and whether it
-may be used before registration. The door checks both before calling a
-handler, so handlers never re-check arity (``461 ERR_NEEDMOREPARAMS``) or
-state (``451 ERR_NOTREGISTERED``).
-
-Everything else here is pure translation between the hub's words and
-IRC's: channel mode letters to hub room settings (:func:`parse_modes`,
-:func:`render_mode_changes`), hub events to wire lines
-(:func:`render_event`), ``RPL_ISUPPORT`` tokens (:func:`isupport_tokens`)
-and ``CAP`` lists (:func:`parse_cap_request`). Rendering takes a *profile*,
-the few capability bits that change how a shared event looks, so the door
-can render one event once per profile for a whole channel.
+Pure translation between the hub and IRC: channel mode letters to hub room
+settings (:func:`parse_modes`, :func:`render_mode_changes`), hub events to
+wire lines (:func:`render_event`), ``RPL_ISUPPORT`` tokens
+(:func:`isupport_tokens`) and ``CAP`` lists (:func:`parse_cap_request`).
+Rendering takes a *profile*, the few capability bits that change how a
+shared event looks, so the door can render one event once per profile for
+a whole channel. The connection's state machine is in ``protocol.py``.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -54,43 +34,16 @@ from sockhub.hub.names import (
     AWAY_MAX,
     BANS_PER_ROOM,
     CONTROLS,
+    HISTORY_MAX,
     NICK_MAX,
     PASSWORD_MAX,
     ROOM_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
 )
-from sockhub.store.history import HISTORY_MAX
 
-# Registration ----------------------------------------------------------------
-
-
-class IrcState(enum.Enum):
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    CLOSED = "closed"
-
-
-@dataclass
-class Registration:
-    """What a client has said before registration (RFC 2812 §3.1, Modern IRC).
-
-    ``PASS`` must come before ``NICK``/``USER`` complete registration; the
-    last one given counts. A client that sends ``CAP LS`` or ``CAP REQ``
-    first holds registration until ``CAP END``.
-    """
-
-    password: str | None = None
-    nick: str | None = None
-    username: str | None = None
-    realname: str | None = None
-    negotiating: bool = False
-    cap_version: int = 0
-
-    @property
-    def complete(self) -> bool:
-        return self.nick is not None and self.username is not None and not self.negotiating
-
+#: The server's software, as 002, 004, VERSION and INFO name it.
+SOFTWARE = "sockhub"
 
 #: Longest user name kept from USER (ISUPPORT ``USERLEN``); longer ones are cut,
 #: as the Modern document requires once USERLEN is advertised.
@@ -102,57 +55,6 @@ def clean_username(name: str) -> str:
     """The user name from USER, without characters that break a hostmask or a
     terminal (control characters), cut to USERLEN."""
     return name.translate(_USERNAME_DROP)[:USERLEN]
-
-
-# Commands ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """One command: least parameters, usable before registration, flood cost."""
-
-    min_params: int = 0
-    pre_reg: bool = False
-    cost: float = 1.0
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    # Registration and connection (RFC 2812 §3.1, §3.7; IRCv3 CAP)
-    "CAP": CommandSpec(1, pre_reg=True),
-    "PASS": CommandSpec(1, pre_reg=True),
-    "NICK": CommandSpec(0, pre_reg=True),  # 431 ERR_NONICKNAMEGIVEN, not 461
-    "USER": CommandSpec(4, pre_reg=True),
-    "PING": CommandSpec(1, pre_reg=True),
-    "PONG": CommandSpec(0, pre_reg=True, cost=0.0),  # 409 ERR_NOORIGIN
-    "QUIT": CommandSpec(0, pre_reg=True),
-    "OPER": CommandSpec(2),
-    # Channels (§3.2)
-    "JOIN": CommandSpec(1),
-    "PART": CommandSpec(1),
-    "TOPIC": CommandSpec(1),
-    "NAMES": CommandSpec(0),
-    "LIST": CommandSpec(0),
-    "INVITE": CommandSpec(2),
-    "KICK": CommandSpec(2),
-    "MODE": CommandSpec(1),
-    # Messages (§3.3; IRCv3 message-tags)
-    "PRIVMSG": CommandSpec(0),  # 411 ERR_NORECIPIENT / 412 ERR_NOTEXTTOSEND
-    "NOTICE": CommandSpec(0),
-    "TAGMSG": CommandSpec(1),
-    # Queries (§3.4, §3.6, §4)
-    "WHO": CommandSpec(1),
-    "WHOIS": CommandSpec(0),  # 431 ERR_NONICKNAMEGIVEN
-    "AWAY": CommandSpec(0),
-    "ISON": CommandSpec(1),
-    "USERHOST": CommandSpec(1),
-    "LUSERS": CommandSpec(0),
-    "MOTD": CommandSpec(0),
-    "VERSION": CommandSpec(0),
-    "TIME": CommandSpec(0),
-    "INFO": CommandSpec(0),
-    "HELP": CommandSpec(0),
-    "CHATHISTORY": CommandSpec(0),  # FAIL CHATHISTORY NEED_MORE_PARAMS
-}
 
 
 # Capabilities -------------------------------------------------------------------

@@ -1,82 +1,47 @@
-"""The IRC door's machinery: input queue, flood control, keep-alive, output, delivery.
+"""IrcDoor: one IRC client of the chat hub, between the engine, the protocol and the service.
 
 Theory of operation
 -------------------
 
-Bytes from the engine go through :class:`~sockhub.codec.irc.IrcFramer` into
-a queue of lines. :meth:`IrcDoorCore._drain` takes lines off the queue one
-at a time, parses them and dispatches them through the command table
-(``protocols/chat_irc.py: COMMANDS``), which checks registration state and
-arity once.
+The door is three things at once, each kept to its own part of this class:
 
-Flood control is ircd's (RFC 1459 §8.10), not a dropper: each command
-advances a per-client *penalty clock* by ``1 / flood_rate`` seconds; while
-that clock is more than ``flood_burst / flood_rate`` seconds ahead of real
-time the client's lines wait in the queue, and processing resumes on a
-timer. Real clients pace themselves (irssi and WeeChat send about one line
-every two seconds after a short burst), so they never notice; a burst of
-JOINs on connect is delayed at worst, never lost. A client whose queue
-passes :data:`RECVQ_LINES` lines or :data:`RECVQ_BYTES` bytes is not
-pacing itself at all and is dropped with ``ERROR :... (Excess Flood)``.
+* a sockhub ``Protocol`` the engine drives: bytes go to the sans-I/O
+  :class:`~sockhub.protocols.irc.protocol.IrcProtocol`, whose events the
+  door acts on, arming the timers they ask for (flood-control waits, the
+  PING keep-alive, the registration deadline) on the injected clock;
+* the caller of the command handlers (``registration.py``,
+  ``channels.py``, ``queries.py``, listed in ``commands.py``), which it
+  passes itself to, and the owner of their output: every line leaves
+  through :meth:`IrcDoor.emit`, so that a command carrying an IRCv3
+  ``label`` has all of its replies captured and returned as one labeled
+  response (a single tagged line, a ``labeled-response`` batch, or an
+  ``ACK``);
+* a hub ``Member``: :meth:`deliver` renders hub events as IRC lines. An
+  event is rendered once per capability profile and the bytes shared by
+  every IRC member of a channel, as the line door does.
 
 Keep-alive: after ``irc_ping_interval`` seconds without a line from the
-client the door sends ``PING``; if no line arrives within
+client the door sends ``PING``; if nothing arrives within
 ``irc_ping_timeout`` more, the client is dropped and its channels see
 ``QUIT :Ping timeout: N seconds`` (Modern IRC, QUIT: the reason reflects
-"the nature of the event which caused it"). Only complete lines count, for
-this and for the engine's ``idle_timeout`` (:attr:`counts_messages`): a
-client trickling half a line is as quiet as a silent one. A client must also
-finish registration within the chat service's ``registration_timeout``.
-
-Output: every line leaves through :meth:`IrcDoorCore._emit`, so that a
-command carrying an IRCv3 ``label`` can have all of its replies captured
-and returned as one labeled response (a single tagged line, a
-``labeled-response`` batch, or an ``ACK``). Hub events are rendered once
-per capability profile and the bytes shared by every IRC member of a
-channel, as the line door does.
+"the nature of the event which caused it"). A client must also finish
+registration within ``registration_timeout``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import (
-    ERR_BADCHANNELKEY,
-    ERR_BANNEDFROMCHAN,
-    ERR_CANNOTSENDTOCHAN,
-    ERR_CHANNELISFULL,
-    ERR_CHANOPRIVSNEEDED,
-    ERR_ERRONEUSNICKNAME,
-    ERR_INPUTTOOLONG,
-    ERR_INVITEONLYCHAN,
-    ERR_NEEDMOREPARAMS,
-    ERR_NICKNAMEINUSE,
-    ERR_NOSUCHCHANNEL,
-    ERR_NOSUCHNICK,
-    ERR_NOTEXTTOSEND,
-    ERR_NOTONCHANNEL,
-    ERR_NOTREGISTERED,
-    ERR_TOOMANYCHANNELS,
-    ERR_UNKNOWNCOMMAND,
     ERR_UNKNOWNERROR,
-    ERR_USERNOTINCHANNEL,
-    ERR_USERONCHANNEL,
-    OVERLONG,
-    IrcDecodeError,
-    IrcFramer,
-    IrcInputTooLong,
     IrcMessage,
-    IrcSyntaxError,
-    Overlong,
     escape_tag_value,
     format_time,
-    parse_message,
     serialize,
 )
+from sockhub.doors.api import ChatApi
+from sockhub.doors.irc.commands import COMMANDS
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
@@ -89,40 +54,39 @@ from sockhub.hub.events import (
     Message,
     ModeChanged,
     NickChanged,
+    Parted,
     Private,
     Quit,
     Signal,
+    TopicChanged,
 )
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
-from sockhub.protocols.chat_irc import (
-    COMMANDS,
+from sockhub.protocols.irc.errors import hub_error_reply
+from sockhub.protocols.irc.protocol import (
+    CommandReceived,
+    CommandSpec,
+    IrcProtocol,
+    IrcState,
+    Refused,
+    Undecodable,
+    Wait,
+)
+from sockhub.protocols.irc.vocabulary import (
     EXTENDED_JOIN,
     MESSAGE_TAGS,
     SERVER_TIME,
-    IrcState,
-    Registration,
     irc_host,
     render_event,
     render_private,
     render_signal,
 )
 
-if TYPE_CHECKING:
-    from sockhub.services.chat import ChatService
-
 log = logging.getLogger("sockhub.irc")
 #: Drops are one line per connection, which a flood of connections controls.
 _drops = RateLimitedLog(log)
 
-# Limits
-#: Lines waiting in one client's queue before it is dropped for flooding.
-RECVQ_LINES = 200
-#: Bytes waiting in one client's queue before it is dropped for flooding.
-RECVQ_BYTES = 64 * 1024
-
-SOFTWARE = "sockhub"
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
 
@@ -132,17 +96,16 @@ def irc_refusal(reason: str) -> bytes:
     return serialize("ERROR", (f"Closing Link: {reason}",))
 
 
-class IrcDoorCore(Protocol):
-    """One IRC client of the chat hub: everything but the command handlers."""
+class IrcDoor(Protocol):
+    """One IRC client of the chat hub (see docs/irc.md)."""
 
     __slots__ = (
-        "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_penalty_at",
-        "_pending", "_pending_bytes", "_ping_sent", "_ping_timer", "_profile", "_reg_timer",
-        "allowance", "caps", "framer", "host", "oper_failures", "penalty", "reg", "server_name",
-        "service", "state", "user",
+        "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
+        "_ping_timer", "_reg_timer", "caps", "chat", "host", "irc", "oper_failures", "profile",
+        "server_name", "user",
     )
 
-    # Idleness is "no complete line", not "no byte" (see the module docstring).
+    # Idleness is "no complete line", not "no byte".
     counts_messages = True
 
     # One rendering of the last event per capability profile, shared by every
@@ -150,24 +113,17 @@ class IrcDoorCore(Protocol):
     _cache_event: object = None
     _cache: dict[int, bytes] = {}
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, chat: ChatApi, commands: dict[str, CommandSpec] = COMMANDS) -> None:
         super().__init__()
-        self.service = service
-        settings = service.settings
+        self.chat = chat
+        settings = chat.settings
         self.server_name = settings.irc_name
-        self.state = IrcState.REGISTERING
-        self.reg = Registration()
+        self.irc = IrcProtocol(commands, flood_rate=settings.flood_rate,
+                               flood_burst=settings.flood_burst, now=0.0)
         self.user: User | None = None
         self.caps: set[str] = set()
-        self._profile = 0
-        self.framer = IrcFramer()
+        self.profile = 0
         self.host = "localhost"
-        self._pending: deque[bytes | Overlong] = deque()
-        self._pending_bytes = 0
-        rate = settings.flood_rate
-        self.penalty = 1.0 / rate if rate else 0.0
-        self.allowance = settings.flood_burst / rate if rate else 0.0
-        self._penalty_at = 0.0
         self._drain_timer: Timer | None = None
         self._last_seen = 0.0
         self._ping_sent: float | None = None
@@ -186,8 +142,8 @@ class IrcDoorCore(Protocol):
         self.host = irc_host(peer.rpartition(":")[0].strip("[]") if ":" in peer else "")
         now = self.clock.time()
         self._last_seen = now
-        self._penalty_at = now
-        settings = self.service.settings
+        self.irc.penalty_at = now
+        settings = self.chat.settings
         if settings.registration_timeout is not None:
             self._reg_timer = self.clock.call_later(
                 settings.registration_timeout, self._registration_expired
@@ -195,114 +151,71 @@ class IrcDoorCore(Protocol):
         self._ping_timer = self.clock.call_later(settings.irc_ping_interval, self._ping_check)
 
     def receive_data(self, data: bytes) -> None:
-        if self.state is IrcState.CLOSED:
-            return
-        items = self.framer.feed(data)
-        if not items:
-            return  # half a line: not a sign of life (module docstring)
+        if not self.irc.receive_data(data):
+            return  # half a line (or closed): not a sign of life
         self.active = True
         self._last_seen = self.clock.time()
-        for item in items:
-            self._pending.append(item)
-            self._pending_bytes += len(item) if isinstance(item, bytes) else 0
         self._drain()
         # What flood control could not let through yet waits; too much of it
         # means a client that does not pace itself at all.
-        if len(self._pending) > RECVQ_LINES or self._pending_bytes > RECVQ_BYTES:
+        if self.irc.flooded:
             self.drop("Excess Flood")
 
     def receive_eof(self) -> None:
         # The client will say no more: what it said still counts (a piped
         # "NICK, USER, PRIVMSG, QUIT"), flood control or not.
-        self.penalty = 0.0
+        self.irc.receive_eof()
         self._drain()
-        if self.state is not IrcState.CLOSED:
+        if self.irc.state is not IrcState.CLOSED:
             self._lost_reason = "Connection closed"
             self.close()
 
     def connection_lost(self) -> None:
-        self.state = IrcState.CLOSED
+        self.irc.close()
         for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
             if timer is not None:
                 timer.cancel()
         if self.user is not None:
-            self.service.quit(self.user, self._lost_reason)
+            self.chat.quit(self.user, self._lost_reason)
             self.user = None
 
     def closing_notice(self, reason: str) -> None:
-        self._emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
+        self.emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
 
-    # Input queue and flood control ------------------------------------------
+    # Input: the protocol's events -------------------------------------------
 
     def _drain(self) -> None:
         self._drain_timer = None
-        pending = self._pending
-        while pending and self.state is not IrcState.CLOSED and not self._closing:
-            if self.penalty:
-                now = self.clock.time()
-                if self._penalty_at < now:
-                    self._penalty_at = now
-                ahead = self._penalty_at - now
-                if ahead > self.allowance:
-                    if self._drain_timer is None:
-                        self._drain_timer = self.clock.call_later(
-                            ahead - self.allowance, self._drain
-                        )
-                    return
-            item = pending.popleft()
-            if isinstance(item, bytes):
-                self._pending_bytes -= len(item)
-            self._process(item)
-
-    def _process(self, item: bytes | Overlong) -> None:
-        if item is OVERLONG:
-            self._penalty_at += self.penalty
-            self.reply(ERR_INPUTTOOLONG, "Input line was too long")
-            return
-        assert isinstance(item, bytes)
-        if not item.strip(b" \r"):
-            return  # "Servers and clients SHOULD ignore empty lines."
-        try:
-            message = parse_message(item)
-        except IrcInputTooLong:
-            self._penalty_at += self.penalty
-            self.reply(ERR_INPUTTOOLONG, "Input line was too long")
-            return
-        except IrcDecodeError as exc:
-            self._penalty_at += self.penalty
-            # UTF8ONLY (IRCv3): a server that advertises it may answer FAIL.
-            self._emit(self.line("FAIL", exc.command, "INVALID_UTF8",
-                                 "Message rejected: it was not valid UTF-8"))
-            return
-        except IrcSyntaxError as exc:
-            self._penalty_at += self.penalty
-            self.reply(ERR_UNKNOWNERROR, "*", f"Malformed message: {exc}")
-            return
-        spec = COMMANDS.get(message.command)
-        self._penalty_at += self.penalty * (spec.cost if spec else 1.0)
-        self._dispatch(message)
-
-    def _dispatch(self, message: IrcMessage) -> None:
-        command = message.command
-        spec = COMMANDS.get(command)
-        registered = self.state is IrcState.REGISTERED
-        if spec is None:
-            if registered:
-                self.reply(ERR_UNKNOWNCOMMAND, command, "Unknown command")
+        irc = self.irc
+        while irc.state is not IrcState.CLOSED and not self._closing:
+            event = irc.next_event(self.clock.time())
+            if event is None:
+                return
+            kind = type(event)
+            if kind is CommandReceived:
+                assert isinstance(event, CommandReceived)
+                self._dispatch(event.message, event.spec)
+            elif kind is Refused:
+                assert isinstance(event, Refused)
+                self.reply(event.numeric, *event.params)
+            elif kind is Undecodable:
+                assert isinstance(event, Undecodable)
+                # UTF8ONLY (IRCv3): a server that advertises it may answer FAIL.
+                self.emit(self.line("FAIL", event.command, "INVALID_UTF8",
+                                    "Message rejected: it was not valid UTF-8"))
             else:
-                self.reply(ERR_NOTREGISTERED, "You have not registered")
-            return
-        if not registered and not spec.pre_reg:
-            self.reply(ERR_NOTREGISTERED, "You have not registered")
-            return
-        if len(message.params) < spec.min_params:
-            self.reply(ERR_NEEDMOREPARAMS, command, "Not enough parameters")
-            return
+                assert isinstance(event, Wait)
+                if self._drain_timer is None:
+                    self._drain_timer = self.clock.call_later(event.seconds, self._drain)
+                return
+
+    def _dispatch(self, message: IrcMessage, spec: CommandSpec) -> None:
+        command = message.command
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is not None:
             self._capture = []
         try:
-            getattr(self, "_cmd_" + command.lower())(message)
+            spec.handler(self, message)
         except HubError as exc:
             self.hub_error(command, exc)
         except ProtocolError as exc:  # a handler's own refusal of what it was sent
@@ -317,51 +230,24 @@ class IrcDoorCore(Protocol):
                 self._send_labeled(label, captured)
 
     def hub_error(self, command: str, exc: HubError, channel: str = "*") -> None:
-        """Answer a refusal of the hub with its standard numeric (HubError codes).
+        """Answer a refusal of the hub with its standard numeric (protocols/irc/errors.py)."""
+        refusal = hub_error_reply(command, exc, channel)
+        self.reply(refusal.numeric, *refusal.params)
 
-        ``channel`` is the channel the command was about, for numerics that
-        name one.
-        """
-        code, target = exc.code, exc.target or "*"
-        if code == "no_such_nick":
-            self.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
-        elif code in ("no_such_room", "invalid_room"):
-            self.reply(ERR_NOSUCHCHANNEL, channel, "No such channel")
-        elif code == "not_in_room" and exc.target:
-            self.reply(ERR_USERNOTINCHANNEL, target, channel, "They aren't on that channel")
-        elif code == "not_in_room":
-            self.reply(ERR_NOTONCHANNEL, channel, "You're not on that channel")
-        elif code == "already_in_room":
-            self.reply(ERR_USERONCHANNEL, target, channel, "is already on channel")
-        elif code == "not_operator":
-            self.reply(ERR_CHANOPRIVSNEEDED, channel, "You're not channel operator")
-        elif code == "cannot_send":
-            self.reply(ERR_CANNOTSENDTOCHAN, channel, f"Cannot send to channel: {exc}")
-        elif code == "banned":
-            self.reply(ERR_BANNEDFROMCHAN, channel, "Cannot join channel (+b)")
-        elif code == "invite_only":
-            self.reply(ERR_INVITEONLYCHAN, channel, "Cannot join channel (+i)")
-        elif code == "bad_password":
-            self.reply(ERR_BADCHANNELKEY, channel, "Cannot join channel (+k)")
-        elif code == "full":
-            self.reply(ERR_CHANNELISFULL, channel, "Cannot join channel (+l)")
-        elif code == "too_many_rooms":
-            self.reply(ERR_TOOMANYCHANNELS, channel, "You have joined too many channels")
-        elif code == "invalid_nick":
-            self.reply(ERR_ERRONEUSNICKNAME, target, "Erroneous nickname")
-        elif code == "nick_in_use":
-            self.reply(ERR_NICKNAMEINUSE, target, "Nickname is already in use")
-        elif code == "invalid_text" and str(exc) == "nothing to send":
-            self.reply(ERR_NOTEXTTOSEND, "No text to send")
-        else:
-            self.reply(ERR_UNKNOWNERROR, command, str(exc))
+    # Registration, keep-alive, leaving --------------------------------------
 
-    # Keep-alive and registration deadline -----------------------------------
+    def registered(self, user: User) -> None:
+        """Registration completed as ``user``: the deadline no longer applies."""
+        self.user = user
+        self.irc.complete_registration()
+        if self._reg_timer is not None:
+            self._reg_timer.cancel()
+            self._reg_timer = None
 
     def _ping_check(self) -> None:
-        if self.state is IrcState.CLOSED:
+        if self.irc.state is IrcState.CLOSED:
             return
-        settings = self.service.settings
+        settings = self.chat.settings
         now = self.clock.time()
         if self._ping_sent is not None and self._last_seen <= self._ping_sent:
             waited = now - self._ping_sent
@@ -380,26 +266,25 @@ class IrcDoorCore(Protocol):
             )
             return
         self._ping_sent = now
-        self._emit(serialize("PING", (self.server_name,)))
+        self.emit(serialize("PING", (self.server_name,)))
         self.wake()
         self._ping_timer = self.clock.call_later(settings.irc_ping_timeout, self._ping_check)
 
     def _registration_expired(self) -> None:
-        if self.state is IrcState.REGISTERING:
+        if self.irc.state is IrcState.REGISTERING:
             self.drop("Registration timed out")
 
     def drop(self, reason: str) -> None:
         """Disconnect with ``ERROR`` and tell the client's channels why."""
-        if self.state is IrcState.CLOSED:
+        if self.irc.state is IrcState.CLOSED:
             return
         _drops.log("irc: dropped {count} more clients", "irc: dropped %s (%s): %s",
-                   self.info.peer, self.reg.nick, reason, detail=reason)
+                   self.info.peer, self.irc.reg.nick, reason, detail=reason)
         if self.user is not None:
-            self.service.quit(self.user, reason)
+            self.chat.quit(self.user, reason)
             self.user = None
-        self._emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
-        self.state = IrcState.CLOSED
-        self._pending.clear()
+        self.emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
+        self.irc.close()
         self.wake()
         self.close()
 
@@ -410,14 +295,15 @@ class IrcDoorCore(Protocol):
         """The client's nick in replies: ``*`` until registered (Modern IRC, numerics)."""
         return self.user.nick if self.user is not None else "*"
 
-    def _emit(self, data: bytes) -> None:
+    def emit(self, data: bytes) -> None:
+        """Queue one or more serialized lines (captured while a label is being answered)."""
         if self._capture is not None:
             self._capture.append(data)
         else:
             self.send(data)
 
     def _tags(self) -> dict[str, str] | None:
-        return {"time": format_time(time.time())} if self._profile & SERVER_TIME else None
+        return {"time": format_time(self.clock.wall())} if self.profile & SERVER_TIME else None
 
     def line(self, command: str, *params: str) -> bytes:
         """A line from the server (its name as the source)."""
@@ -425,13 +311,13 @@ class IrcDoorCore(Protocol):
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric reply: ``:server NNN <client> params...``."""
-        self._emit(serialize(numeric, (self.nick, *params), source=self.server_name,
-                             tags=self._tags()))
+        self.emit(serialize(numeric, (self.nick, *params), source=self.server_name,
+                            tags=self._tags()))
 
     def send_from(self, source: str, command: str, *params: str,
                   tags: dict[str, str] | None = None) -> None:
         all_tags = {**(self._tags() or {}), **(tags or {})}
-        self._emit(serialize(command, params, source=source, tags=all_tags or None))
+        self.emit(serialize(command, params, source=source, tags=all_tags or None))
 
     def next_batch(self) -> str:
         self._batch_seq += 1
@@ -466,13 +352,13 @@ class IrcDoorCore(Protocol):
             profile |= MESSAGE_TAGS
         if "extended-join" in self.caps:
             profile |= EXTENDED_JOIN
-        self._profile = profile
+        self.profile = profile
 
     # Hub side (Member) ------------------------------------------------------
 
     def source_of(self, nick: str) -> str:
         """``nick!user@host`` of a user, or the bare nick if they are gone."""
-        user = self.service.hub.find_user(nick)
+        user = self.chat.find_user(nick)
         if user is None:
             return nick
         return f"{user.nick}!{user.username or user.nick}@{irc_host(user.address)}"
@@ -489,7 +375,7 @@ class IrcDoorCore(Protocol):
             # (and saves two case-folds per delivery).
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
-            self._emit(self._shared(event, event.nick))
+            self.emit(self._shared(event, event.nick))
         elif kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
@@ -499,14 +385,14 @@ class IrcDoorCore(Protocol):
                 return
             if fold(event.sender) == me.key and "echo-message" not in self.caps:
                 return
-            self._emit(render_signal(event, self.source_of(event.sender), self._profile))
+            self.emit(render_signal(event, self.source_of(event.sender), self.profile))
         elif kind is NickChanged:
             assert isinstance(event, NickChanged)
-            user = self.service.hub.find_user(event.new)
+            user = self.chat.find_user(event.new)
             old = event.old
             if user is not None:
                 old = f"{event.old}!{user.username or event.old}@{irc_host(user.address)}"
-            self._emit(self._shared(event, event.old, source=old))
+            self.emit(self._shared(event, event.old, source=old))
         elif kind is AwayChanged:
             assert isinstance(event, AwayChanged)
             if "away-notify" in self.caps and fold(event.nick) != me.key:
@@ -517,27 +403,28 @@ class IrcDoorCore(Protocol):
             self.send_from(self.source_of(event.by), "INVITE", event.nick, event.room)
         elif kind is Quit:
             assert isinstance(event, Quit)
-            self._emit(self._shared(event, event.nick))
+            self.emit(self._shared(event, event.nick))
         elif isinstance(event, Kicked | BanChanged | ModeChanged):
-            self._emit(self._shared(event, event.by))
-        else:  # Joined, Parted, TopicChanged
-            self._emit(self._shared(event, event.nick))
+            self.emit(self._shared(event, event.by))
+        else:
+            assert isinstance(event, Joined | Parted | TopicChanged)
+            self.emit(self._shared(event, event.nick))
             if kind is Joined and "away-notify" in self.caps and fold(event.nick) != me.key:
                 # away-notify: "when a user joins and has an away message set".
-                joiner = self.service.hub.find_user(event.nick)
+                joiner = self.chat.find_user(event.nick)
                 if joiner is not None and joiner.away:
                     self.send_from(self.source_of(joiner.nick), "AWAY", joiner.away)
         self.wake()
 
     def _shared(self, event: HubEvent, actor: str, *, source: str | None = None) -> bytes:
-        cls = IrcDoorCore
+        cls = IrcDoor
         if event is not cls._cache_event:
             cls._cache_event = event
             cls._cache = {}
-        profile = self._profile
+        profile = self.profile
         data = cls._cache.get(profile)
         if data is None:
-            user = self.service.hub.find_user(actor)
+            user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
             data = render_event(event, source or self.source_of(actor), profile,
                                 realname=realname)
@@ -550,9 +437,9 @@ class IrcDoorCore(Protocol):
         echo = "echo-message" in self.caps
         source = self.source_of(event.sender)
         if from_me and echo and to_me:  # a message to oneself: the echo, then the delivery
-            self._emit(render_private(event, source, self._profile))
+            self.emit(render_private(event, source, self.profile))
         if to_me or (from_me and echo):
-            self._emit(render_private(event, source, self._profile))
+            self.emit(render_private(event, source, self.profile))
 
 
 def _add_tag(line: bytes, tag: bytes) -> bytes:

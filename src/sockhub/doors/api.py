@@ -1,0 +1,142 @@
+"""ChatApi: everything a door may ask of the chat service, and nothing more.
+
+A door (line, IRC, and later web, IRC over WebSocket, the hotline) turns
+its protocol's events into these calls and the hub's events, delivered to
+its :class:`~sockhub.hub.Member`, back into its protocol. It never touches
+the hub's or the store's internals, so what stands behind this interface
+(one process's hub and SQLite today; a Redis bus, accounts) can change
+without a door noticing. ``services/chat.py: ChatService`` implements it.
+
+Commands raise :class:`~sockhub.hub.HubError` when the hub refuses them;
+the door says so in its protocol's words. Users, rooms and messages come
+back as the hub's own objects, to be read, not changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from sockhub.hub import HubError, Member, Message, Room, User
+from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
+
+#: One end of a history page: ``("id", message id)`` or ``("ms", Unix milliseconds)``.
+Bound = tuple[str, int]
+
+
+class DoorSettings(Protocol):
+    """The chat settings a door reads (``services/chat_settings.py: ChatSettings``)."""
+
+    @property
+    def history(self) -> int: ...
+    @property
+    def flood_rate(self) -> float | None: ...
+    @property
+    def flood_burst(self) -> int: ...
+    @property
+    def registration_timeout(self) -> float | None: ...
+    @property
+    def irc_ping_interval(self) -> float: ...
+    @property
+    def irc_ping_timeout(self) -> float: ...
+    @property
+    def line_name(self) -> str: ...
+    @property
+    def irc_name(self) -> str: ...
+
+
+class ChatApi(Protocol):
+    """The chat service as its doors see it."""
+
+    # What the server is ----------------------------------------------------------
+
+    @property
+    def settings(self) -> DoorSettings: ...
+
+    @property
+    def motd(self) -> list[str] | None:
+        """The message of the day's lines, or None if there is none."""
+
+    @property
+    def started(self) -> float:
+        """When the service started (Unix seconds)."""
+
+    # Who and where (read-only views of the hub) ----------------------------------
+
+    @property
+    def default_room(self) -> str:
+        """The room a line user is put in on arrival."""
+
+    def find_user(self, nick: str) -> User | None: ...
+
+    def find_room(self, name: str) -> Room | None: ...
+
+    def rooms(self) -> Collection[Room]: ...
+
+    def users(self) -> Collection[User]: ...
+
+    def bans(self, room: str) -> list[str]:
+        """The ban masks of a room (by any spelling of its name)."""
+
+    def may_moderate(self, user: User, room: Room) -> bool: ...
+
+    def nick_available(self, nick: str) -> HubError | None:
+        """Why ``nick`` cannot be taken now, or None if it can."""
+
+    def note_users(self) -> int:
+        """The most users seen at once, counting those here now (LUSERS)."""
+
+    # Arriving and leaving --------------------------------------------------------
+
+    def guest_nick(self) -> str: ...
+
+    def register(self, nick: str, member: Member, *, address: str, username: str = "",
+                 realname: str = "", secure: bool = False) -> User:
+        """Take ``nick`` for a new user whose events go to ``member``. Raises HubError."""
+
+    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None: ...
+
+    def check_connection_password(self, given: str | None) -> bool: ...
+
+    def oper(self, user: User, name: str, password: str) -> bool: ...
+
+    # Commands (each raises HubError when refused) --------------------------------
+
+    def say(self, user: User, room: str, text: str, *, action: bool = False,
+            notice: bool = False, meta: Meta = ()) -> Message:
+        """Store, then fan out, a room message: returned once it is in history."""
+
+    def private(self, user: User, target: str, text: str, *, action: bool = False,
+                notice: bool = False, meta: Meta = ()) -> Private: ...
+
+    def signal(self, user: User, target: str, meta: Meta) -> None: ...
+
+    def join(self, user: User, room: str, *, password: str | None = None) -> None: ...
+
+    def part(self, user: User, room: str, reason: str = "") -> None: ...
+
+    def rename(self, user: User, new: str) -> None: ...
+
+    def set_topic(self, user: User, room: str, topic: str) -> None: ...
+
+    def kick(self, user: User, room: str, target: str, reason: str) -> None: ...
+
+    def ban(self, user: User, room: str, mask: str, *, add: bool = True,
+            kick: bool = True) -> BanChanged: ...
+
+    def set_modes(self, user: User, room: str, changes: list[ModeChange]) -> list[HubError]: ...
+
+    def set_away(self, user: User, message: str | None) -> None: ...
+
+    def invite(self, user: User, target: str, room: str) -> Invited: ...
+
+    # History ---------------------------------------------------------------------
+
+    def history(self, room: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of a room, oldest first."""
+
+    def history_page(self, room: str, limit: int, *, after: Bound | None = None,
+                     before: Bound | None = None, newest: bool = True) -> list[Message]:
+        """Up to ``limit`` messages strictly between two bounds, oldest first."""
+
+    def find_message(self, room: str, message_id: int) -> Message | None: ...

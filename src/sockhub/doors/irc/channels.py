@@ -1,0 +1,466 @@
+"""IRC channel commands: JOIN PART TOPIC NAMES LIST INVITE KICK MODE PRIVMSG NOTICE TAGMSG.
+
+Each handler translates one IRC command (RFC 2812 §3.2-3.3 as the Modern
+IRC document describes current practice) into calls of the chat service,
+and the hub's refusals into the numerics the specifications name. The
+command table has already checked registration and the least number of
+parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sockhub.codec.irc import (
+    ERR_BANLISTFULL,
+    ERR_CANNOTSENDTOCHAN,
+    ERR_CHANOPRIVSNEEDED,
+    ERR_INVALIDMODEPARAM,
+    ERR_NEEDMOREPARAMS,
+    ERR_NORECIPIENT,
+    ERR_NOSUCHCHANNEL,
+    ERR_NOSUCHNICK,
+    ERR_NOTEXTTOSEND,
+    ERR_NOTONCHANNEL,
+    ERR_TOOMANYTARGETS,
+    ERR_UMODEUNKNOWNFLAG,
+    ERR_UNKNOWNMODE,
+    ERR_USERSDONTMATCH,
+    MAX_BODY,
+    RPL_AWAY,
+    RPL_BANLIST,
+    RPL_CHANNELMODEIS,
+    RPL_CREATIONTIME,
+    RPL_ENDOFBANLIST,
+    RPL_ENDOFNAMES,
+    RPL_INVITING,
+    RPL_LIST,
+    RPL_LISTEND,
+    RPL_LISTSTART,
+    RPL_NAMREPLY,
+    RPL_NOTOPIC,
+    RPL_TOPIC,
+    RPL_TOPICTIME,
+    RPL_UMODEIS,
+    IrcMessage,
+)
+from sockhub.hub import HubError, Room, User
+from sockhub.hub.events import Message
+from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold
+from sockhub.protocols.irc.vocabulary import (
+    KICKLEN,
+    MAX_TARGETS,
+    SERVER_TIME,
+    event_tags,
+    irc_host,
+    parse_action,
+    parse_modes,
+    render_text,
+)
+
+if TYPE_CHECKING:
+    from sockhub.doors.irc.door import IrcDoor
+
+#: Channels a NAMES without parameters lists at most.
+NAMES_MAX = 100
+
+
+# JOIN / PART -----------------------------------------------------------
+
+def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    if message.params[0] == "0":  # "leave all channels" (Modern IRC, JOIN)
+        for room in list(user.rooms.values()):
+            door.chat.part(user, room.name, "Left all channels")
+        return
+    names = message.params[0].split(",")
+    keys = message.params[1].split(",") if len(message.params) > 1 else []
+    for i, name in enumerate(names):
+        if not name or fold(name) in user.rooms:
+            continue  # already there: RFC 2812 asks for no reply
+        key = keys[i] if i < len(keys) and keys[i] else None
+        try:
+            door.chat.join(user, name, password=key)
+        except HubError as exc:
+            door.hub_error("JOIN", exc, name)
+            continue
+        room = user.rooms.get(fold(name))
+        if room is None:  # joined and removed at once (a ban raced it)
+            continue
+        # Modern IRC: the JOIN (delivered by the hub), then the topic,
+        # then the names, "in this order".
+        send_topic(door, room, explicit=False)
+        send_names(door, room)
+        replay_history(door, room)
+
+def cmd_part(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    reason = message.params[1] if len(message.params) > 1 else ""
+    for name in message.params[0].split(","):
+        if not name:
+            continue
+        try:
+            door.chat.part(user, name, reason)
+        except HubError as exc:
+            door.hub_error("PART", exc, name)
+
+# TOPIC / NAMES / LIST ---------------------------------------------------
+
+def cmd_topic(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    name = message.params[0]
+    if len(message.params) == 1:
+        room = door.chat.find_room(name)
+        if room is None:
+            door.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
+        elif user.key not in room.members:
+            door.reply(ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        else:
+            send_topic(door, room, explicit=True)
+        return
+    try:  # TOPICLEN: longer topics are cut, as other servers do
+        door.chat.set_topic(user, name, message.params[1][:TOPIC_MAX])
+    except HubError as exc:
+        door.hub_error("TOPIC", exc, name)
+
+def send_topic(door: IrcDoor, room: Room, *, explicit: bool) -> None:
+    if room.topic:
+        door.reply(RPL_TOPIC, room.name, room.topic)
+        door.reply(RPL_TOPICTIME, room.name, room.topic_by, str(int(room.topic_ts)))
+    elif explicit:  # not on JOIN (irctest: "shouldn't send RPL_NOTOPIC")
+        door.reply(RPL_NOTOPIC, room.name, "No topic is set")
+
+def member_prefix(door: IrcDoor, room: Room, key: str) -> str:
+    """``@``/``+`` (both with multi-prefix) for a member of ``room``."""
+    op, voice = key in room.operators, key in room.voiced
+    if "multi-prefix" in door.caps:
+        return ("@" if op else "") + ("+" if voice else "")
+    return "@" if op else "+" if voice else ""
+
+def visible(door: IrcDoor, room: Room, viewer: User) -> list[User]:
+    """Members ``viewer`` may see: invisible users only from inside the room."""
+    if viewer.key in room.members:
+        return list(room.members.values())
+    return [u for u in room.members.values() if not u.invisible]
+
+def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
+    """RPL_NAMREPLY lines, then RPL_ENDOFNAMES for ``end`` (the room) unless ""."""
+    viewer = door.user
+    assert viewer is not None
+    long_form = "userhost-in-names" in door.caps
+    entries = []
+    for member in visible(door, room, viewer):
+        name = (
+            f"{member.nick}!{member.username or member.nick}@{irc_host(member.address)}"
+            if long_form
+            else member.nick
+        )
+        entries.append(member_prefix(door, room, member.key) + name)
+    head = f":{door.server_name} {RPL_NAMREPLY} {door.nick} = {room.name} :"
+    budget = MAX_BODY - len(head.encode())
+    line: list[str] = []
+    size = 0
+    for entry in entries:
+        n = len(entry.encode()) + 1
+        if line and size + n > budget:
+            door.reply(RPL_NAMREPLY, "=", room.name, " ".join(line))
+            line, size = [], 0
+        line.append(entry)
+        size += n
+    if line:
+        door.reply(RPL_NAMREPLY, "=", room.name, " ".join(line))
+    if end != "":
+        door.reply(RPL_ENDOFNAMES, end or room.name, "End of /NAMES list")
+
+def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
+    hub = door.chat
+    if not message.params or not message.params[0]:
+        # RFC 2812 §3.2.5: every channel (none is secret here), one end.
+        for room in sorted(hub.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
+            send_names(door, room, end="")
+        door.reply(RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        return
+    names = message.params[0].split(",")
+    if len(names) == 1:
+        room = hub.find_room(names[0])
+        if room is None:  # "one RPL_ENDOFNAMES numeric containing the given channel name"
+            door.reply(RPL_ENDOFNAMES, names[0], "End of /NAMES list")
+        else:
+            send_names(door, room)
+        return
+    for name in names:  # several channels: their names, then one end for them all
+        room = hub.find_room(name)
+        if room is not None:
+            send_names(door, room, end="")
+    door.reply(RPL_ENDOFNAMES, message.params[0], "End of /NAMES list")
+
+def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
+    hub = door.chat
+    wanted = message.params[0] if message.params else ""
+    if wanted and wanted[0] in "<>":  # an ELIST condition: not advertised, so ignored
+        wanted = ""
+    rooms = (
+        [r for r in (hub.find_room(n) for n in wanted.split(",")) if r is not None]
+        if wanted
+        else sorted(hub.rooms(), key=lambda r: r.key)
+    )
+    door.reply(RPL_LISTSTART, "Channel", "Users  Name")
+    for room in rooms:
+        door.reply(RPL_LIST, room.name, str(len(room.members)), room.topic)
+    door.reply(RPL_LISTEND, "End of /LIST")
+
+# INVITE / KICK ----------------------------------------------------------
+
+def cmd_invite(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    nick, name = message.params[0], message.params[1]
+    try:
+        event = door.chat.invite(user, nick, name)
+    except HubError as exc:
+        door.hub_error("INVITE", exc, name)
+        return
+    door.reply(RPL_INVITING, event.nick, event.room)
+    target = door.chat.find_user(event.nick)
+    if target is not None and target.away:
+        door.reply(RPL_AWAY, target.nick, target.away)
+
+def cmd_kick(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    channels = message.params[0].split(",")
+    nicks = [n for n in message.params[1].split(",") if n]
+    reason = message.params[2][:KICKLEN] if len(message.params) > 2 else ""
+    if len(channels) == 1:
+        pairs = [(channels[0], nick) for nick in nicks[:MAX_TARGETS]]
+    elif len(channels) == len(nicks):
+        pairs = list(zip(channels, nicks, strict=True))[:MAX_TARGETS]
+    else:  # RFC 2812 §3.2.8: one channel, or as many channels as users
+        door.reply(ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
+        return
+    for name, nick in pairs:
+        try:
+            door.chat.kick(user, name, nick, reason)
+        except HubError as exc:
+            door.hub_error("KICK", exc, name)
+
+# MODE --------------------------------------------------------------------
+
+def cmd_mode(door: IrcDoor, message: IrcMessage) -> None:
+    if message.params[0].startswith("#"):
+        _channel_mode(door, message)
+    else:
+        _user_mode(door, message)
+
+def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    hub = door.chat
+    room = hub.find_room(message.params[0])
+    if room is None:
+        door.reply(ERR_NOSUCHCHANNEL, message.params[0], "No such channel")
+        return
+    if len(message.params) == 1:
+        door.reply(RPL_CHANNELMODEIS, room.name, *room_modes(door, room, user))
+        door.reply(RPL_CREATIONTIME, room.name, str(int(room.created)))
+        return
+    parsed = parse_modes(message.params[1], message.params[2:])
+    for letter in parsed.unknown:
+        door.reply(ERR_UNKNOWNMODE, letter, "is unknown mode char to me")
+    if parsed.list_bans:
+        for mask in hub.bans(room.name):
+            door.reply(RPL_BANLIST, room.name, mask)
+        door.reply(RPL_ENDOFBANLIST, room.name, "End of channel ban list")
+    if (parsed.changes or parsed.bans) and not hub.may_moderate(user, room):
+        if user.key in room.members:
+            door.reply(ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
+        else:
+            door.reply(ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        return
+    if parsed.missing:
+        door.reply(ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+    for add, mask in parsed.bans:
+        if add and len(hub.bans(room.name)) >= BANS_PER_ROOM:
+            door.reply(ERR_BANLISTFULL, room.name, "b", "Channel ban list is full")
+            continue
+        try:  # IRC bans keep members in; they only stop joins and speech
+            door.chat.ban(user, room.name, mask, add=add, kick=False)
+        except HubError as exc:
+            if exc.code != "invalid_text":  # already (or not) banned: nothing to change
+                door.hub_error("MODE", exc, room.name)
+    if parsed.changes:
+        for exc in door.chat.set_modes(user, room.name, parsed.changes):
+            if exc.code == "invalid_password":
+                door.reply(ERR_INVALIDMODEPARAM, room.name, "k", "*", str(exc))
+            elif exc.code == "invalid_limit":
+                arg = next((c.arg for c in parsed.changes if c.flag == "limit"), "*")
+                door.reply(ERR_INVALIDMODEPARAM, room.name, "l", arg or "*", str(exc))
+            else:
+                door.hub_error("MODE", exc, room.name)
+
+def room_modes(door: IrcDoor, room: Room, viewer: User) -> list[str]:
+    """RPL_CHANNELMODEIS parameters: ``+klnt key 10``; the key only for members."""
+    letters = "".join(
+        letter
+        for letter, on in (
+            ("i", room.invite_only),
+            ("m", room.moderated),
+            ("n", room.no_external),
+            ("t", room.protected),
+        )
+        if on
+    )
+    args = []
+    if room.password is not None:
+        letters += "k"
+        args.append(room.password if viewer.key in room.members else "*")
+    if room.limit is not None:
+        letters += "l"
+        args.append(str(room.limit))
+    return ["+" + letters, *args]
+
+def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    target = door.chat.find_user(message.params[0])
+    if target is None:
+        door.reply(ERR_NOSUCHNICK, message.params[0], "No such nick/channel")
+        return
+    if target is not user:
+        door.reply(ERR_USERSDONTMATCH, "Can't change mode for other users")
+        return
+    if len(message.params) == 1:
+        door.reply(RPL_UMODEIS, user_modes(user))
+        return
+    on, unknown, changed = True, False, ""
+    sign = ""
+    for letter in message.params[1]:
+        if letter in "+-":
+            on = letter == "+"
+            continue
+        if letter == "i" and user.invisible != on:
+            user.invisible = on
+        elif letter == "o" and not on and user.is_oper:
+            user.is_oper = False  # anyone may drop operator status; only OPER gives it
+        elif letter in "io":
+            continue
+        else:
+            unknown = True
+            continue
+        want = "+" if on else "-"
+        changed += (want if want != sign else "") + letter
+        sign = want
+    if changed:
+        door.send_from(door.source_of(user.nick), "MODE", user.nick, changed)
+    if unknown:
+        door.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+
+def user_modes(user: User) -> str:
+    return "+" + ("i" if user.invisible else "") + ("o" if user.is_oper else "")
+
+# PRIVMSG / NOTICE / TAGMSG ------------------------------------------------
+
+def cmd_privmsg(door: IrcDoor, message: IrcMessage) -> None:
+    _send_text(door, message, notice=False)
+
+def cmd_notice(door: IrcDoor, message: IrcMessage) -> None:
+    # "servers ... must not send any error back to the client on receipt
+    # of a NOTICE command" (Modern IRC): every refusal below is silent.
+    _send_text(door, message, notice=True)
+
+def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
+    user = door.user
+    assert user is not None
+    command = message.command
+    params = message.params
+    if not params or not params[0]:
+        if not notice:
+            door.reply(ERR_NORECIPIENT, f"No recipient given ({command})")
+        return
+    if len(params) < 2 or not params[1]:
+        if not notice:
+            door.reply(ERR_NOTEXTTOSEND, "No text to send")
+        return
+    text, action = parse_action(params[1])
+    meta = tuple((k, v) for k, v in message.tags.items() if k.startswith("+"))
+    for i, target in enumerate(t for t in params[0].split(",") if t):
+        if i >= MAX_TARGETS:
+            if not notice:
+                door.reply(ERR_TOOMANYTARGETS, target, "Too many targets")
+            break
+        try:
+            if target.startswith("#"):
+                door.chat.say(user, target, text, action=action, notice=notice, meta=meta)
+                continue
+            event = door.chat.private(
+                user, target, text, action=action, notice=notice, meta=meta
+            )
+        except HubError as exc:
+            if not notice:
+                _message_error(door, command, target, exc)
+            continue
+        other = door.chat.find_user(event.target)
+        if not notice and other is not None and other.away:
+            door.reply(RPL_AWAY, other.nick, other.away)
+
+def _message_error(door: IrcDoor, command: str, target: str, exc: HubError) -> None:
+    if exc.code in ("no_such_room", "invalid_room", "no_such_nick"):
+        door.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
+    elif exc.code in ("not_in_room", "cannot_send"):
+        door.reply(ERR_CANNOTSENDTOCHAN, target, f"Cannot send to channel: {exc}")
+    else:
+        door.hub_error(command, exc, target)
+
+def cmd_tagmsg(door: IrcDoor, message: IrcMessage) -> None:
+    user = door.user
+    assert user is not None
+    meta = tuple((k, v) for k, v in message.tags.items() if k.startswith("+"))
+    for i, target in enumerate(t for t in message.params[0].split(",") if t):
+        if i >= MAX_TARGETS:
+            door.reply(ERR_TOOMANYTARGETS, target, "Too many targets")
+            break
+        try:
+            door.chat.signal(user, target, meta)
+        except HubError as exc:
+            _message_error(door, "TAGMSG", target, exc)
+
+# History -------------------------------------------------------------------
+
+def replay_history(door: IrcDoor, room: Room) -> None:
+    """The room's last messages after a JOIN, unless the client pages itdoor.
+
+    With server-time the messages carry their original times; without
+    it their text starts with ``[YYYY-MM-DD HH:MM:SS]`` (UTC) so they
+    cannot pass for new ones. A client that negotiated
+    ``draft/chathistory`` asks with CHATHISTORY instead.
+    """
+    limit = door.chat.settings.history
+    if limit <= 0 or "draft/chathistory" in door.caps:
+        return
+    messages = door.chat.history(room.name, limit)
+    if messages:
+        send_history(door, room.name, messages, stamp=not door.profile & SERVER_TIME)
+
+def send_history(door: IrcDoor, target: str, messages: list[Message], *,
+                 stamp: bool = False) -> None:
+    """Messages from the store, in a ``chathistory`` batch if the client has batches."""
+    ref = door.next_batch() if "batch" in door.caps else None
+    if ref is not None:
+        door.emit(door.line("BATCH", "+" + ref, "chathistory", target))
+    for item in messages:
+        tags = event_tags(item.ts, door.profile, msgid=item.id)
+        if ref is not None:
+            tags["batch"] = ref
+        text = item.text
+        if stamp:
+            when = datetime.fromtimestamp(item.ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            text = f"[{when}] {text}"
+        command = "NOTICE" if item.notice else "PRIVMSG"
+        door.emit(render_text(command, door.source_of(item.nick), item.room, text,
+                               action=item.action, tags=tags))
+    if ref is not None:
+        door.emit(door.line("BATCH", "-" + ref))

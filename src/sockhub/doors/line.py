@@ -1,0 +1,384 @@
+"""The line door: one nc/telnet user of the chat hub (docs/chat-line.md).
+
+It parses lines with ``protocols.chat_line``, calls the chat service
+through :class:`~sockhub.doors.api.ChatApi`, and renders the hub's events
+back into lines, every user-supplied string made visible
+(``chat_line.visible``) so no one's terminal receives another's control
+codes. Flood control is a token bucket that drops lines over it and then
+disconnects; a client that picks no nick within ``registration_timeout``
+is told and closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import ClassVar
+
+from sockhub.codec.lines import encode_line
+from sockhub.doors.api import ChatApi
+from sockhub.hub import HubError, User
+from sockhub.hub.events import HubEvent, Kicked, Private, Signal
+from sockhub.hub.names import HISTORY_MAX, fold
+from sockhub.logs import RateLimitedLog
+from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
+from sockhub.protocols.chat_line import (
+    Command,
+    CommandError,
+    help_lines,
+    parse_line,
+    render,
+    visible,
+)
+
+log = logging.getLogger("sockhub.chat")
+#: Lines any client can cause at will, logged at a bounded rate.
+_floods = RateLimitedLog(log)
+
+#: Failed /oper attempts one connection may make before it is closed.
+OPER_ATTEMPTS = 3
+
+
+class TokenBucket:
+    """Flood control: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class LineDoor(LineProtocol):
+    """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
+
+    __slots__ = (
+        "_reg_timer",
+        "bucket",
+        "chat",
+        "current",
+        "flood_dropped",
+        "flood_warned",
+        "oper_failures",
+        "user",
+    )
+
+    # One rendering per event for everyone: fan-out to 500 members renders
+    # once. Private messages depend on the viewer and are not cached.
+    _cache_event: object = None
+    _cache_bytes: bytes = b""
+
+    def __init__(self, chat: ChatApi) -> None:
+        super().__init__()
+        self.chat = chat
+        self.user: User | None = None
+        self.current: str | None = None
+        self.bucket: TokenBucket | None = None
+        self.flood_warned = False
+        self.flood_dropped = 0
+        self.oper_failures = 0
+        self._reg_timer: Timer | None = None
+
+    # Engine side --------------------------------------------------------------
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        super().connection_made(info)
+        settings = self.chat.settings
+        if settings.flood_rate is not None:
+            self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst, self.clock.time())
+        self.info_line(f"welcome to {settings.line_name} chat; /help lists commands")
+        self.info_line("enter a nick (or an empty line for a guest nick):")
+        if settings.registration_timeout is not None:
+            self._reg_timer = self.clock.call_later(
+                settings.registration_timeout, self._registration_expired
+            )
+
+    def connection_lost(self) -> None:
+        if self.user is not None:
+            self.chat.quit(self.user, "connection lost")
+            self.user = None
+
+    def closing_notice(self, reason: str) -> None:
+        self.info_line(reason)
+
+    def _registration_expired(self) -> None:
+        if self.user is None and not self._closing:
+            timeout = self.chat.settings.registration_timeout
+            log.info("chat: %s chose no nick in %g seconds; closed", self.info.peer, timeout)
+            self.send_error(f"no nick chosen within {timeout:g} seconds; closing")
+            self.close()
+
+    # Hub side (Member) -----------------------------------------------------
+
+    def deliver(self, event: HubEvent) -> None:
+        if self._closing or type(event) is Signal:  # metadata only: nothing to show
+            return
+        if type(event) is Private:
+            assert self.user is not None
+            data = encode_line(render(event, self.user.nick))
+        elif event is LineDoor._cache_event:
+            data = LineDoor._cache_bytes
+        else:
+            data = encode_line(render(event, ""))
+            LineDoor._cache_event, LineDoor._cache_bytes = event, data
+        self._outgoing.append(data)  # send(), minus its checks: done above
+        self.wake()
+        if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
+            self._left_room(event.room)
+
+    # Lines -------------------------------------------------------------------
+
+    def info_line(self, text: str) -> None:
+        self.send_line(f"-- {text}")
+
+    def send_line(self, text: str) -> None:
+        """Queue one line, made visible: it may quote someone's text (chat_line.visible)."""
+        self.send(encode_line(visible(text)))
+
+    def line_received(self, line: str) -> None:
+        if self.bucket is not None and not self.bucket.take(self.clock.time()):
+            self._flooding()
+            return
+        self.flood_warned = False
+        try:
+            command = parse_line(line)
+        except CommandError as exc:
+            self.send_error(str(exc))
+            return
+        try:
+            if self.user is None:
+                self._register(command)
+            else:
+                self.COMMANDS[command.name](self, *command.args)
+        except HubError as exc:
+            self.send_error(str(exc))
+
+    def _flooding(self) -> None:
+        self.flood_dropped += 1
+        if not self.flood_warned:
+            self.flood_warned = True
+            self.send_error("flood control: you are sending too fast; line dropped, slow down")
+        elif self.flood_dropped > self.chat.settings.flood_burst:
+            self.send_error("flood control: disconnected for flooding")
+            _floods.log("flood: disconnected {count} more clients",
+                        "flood: disconnected %s", self.info.peer)
+            self.close()
+
+    # Before a nick is chosen ----------------------------------------------
+
+    def _register(self, command: Command) -> None:
+        if command.name == "say":
+            nick = command.args[0].strip() or self.chat.guest_nick()
+        elif command.name == "nick":
+            nick = command.args[0]
+        elif command.name in ("quit", "help"):
+            self.COMMANDS[command.name](self, *command.args)
+            return
+        else:
+            self.send_error("choose a nick first: type it, or /nick NAME")
+            return
+        host = self.info.peer.rpartition(":")[0].strip("[]") if ":" in self.info.peer else ""
+        user = self.chat.register(nick, self, address=host, secure=self.info.transport == "tls")
+        self.user = user
+        if self._reg_timer is not None:
+            self._reg_timer.cancel()
+            self._reg_timer = None
+        self.info_line(f"you are {user.nick}")
+        self._cmd_join(self.chat.default_room)
+
+    # Commands ----------------------------------------------------------------
+
+    def _cmd_say(self, text: str) -> None:
+        if not text or text.isspace():  # an empty or blank line: as if Enter alone
+            return
+        if self.current is None:
+            self.send_error("you are in no room; /join #ROOM first")
+            return
+        assert self.user is not None
+        self.chat.say(self.user, self.current, text)
+
+    def _cmd_me(self, text: str) -> None:
+        if self.current is None:
+            self.send_error("you are in no room; /join #ROOM first")
+            return
+        assert self.user is not None
+        self.chat.say(self.user, self.current, text, action=True)
+
+    def _cmd_nick(self, nick: str) -> None:
+        assert self.user is not None
+        self.chat.rename(self.user, nick)
+
+    def _cmd_join(self, room: str, password: str | None = None) -> None:
+        user = self.user
+        assert user is not None
+        existing = user.rooms.get(fold(room))
+        if existing is not None:  # already there: make it the current room
+            self.current = existing.name
+            self.info_line(f"talking in {existing.name}")
+            return
+        self.chat.join(user, room, password=password)
+        joined = user.rooms[fold(room)]
+        self.current = joined.name
+        if joined.topic:
+            self.info_line(f"topic of {joined.name}: {joined.topic}")
+        self.info_line(
+            f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
+        )
+        self._send_history(joined.name, self.chat.settings.history)
+
+    def _send_history(self, room: str, limit: int, *, always_end: bool = False) -> None:
+        messages = self.chat.history(room, limit) if limit > 0 else []
+        for message in messages:
+            self.send(encode_line(render(message, "")))
+        if messages or always_end:
+            count = len(messages)
+            self.info_line(f"end of history of {room} ({count} message{'s' * (count != 1)})")
+
+    def _cmd_part(self, *args: str) -> None:
+        assert self.user is not None
+        room, reason = self._room_and_rest(args)
+        if room is None:
+            self.send_error("you are in no room")
+            return
+        self.chat.part(self.user, room, reason)
+        self._left_room(room)
+
+    def _left_room(self, room: str) -> None:
+        if self.current is not None and fold(self.current) == fold(room):
+            assert self.user is not None
+            rooms = [r for r in self.user.rooms.values() if r.key != fold(room)]
+            self.current = rooms[-1].name if rooms else None
+            if self.current:
+                self.info_line(f"talking in {self.current}")
+            else:
+                self.info_line("you are in no room; /join #ROOM to talk")
+
+    def _room_and_rest(self, args: tuple[str, ...]) -> tuple[str | None, str]:
+        if args and args[0].startswith("#"):
+            return args[0], " ".join(args[1:])
+        return self.current, " ".join(args)
+
+    def _cmd_rooms(self) -> None:
+        rooms = sorted(self.chat.rooms(), key=lambda r: r.key)
+        self.info_line(f"{len(rooms)} room(s):")
+        for room in rooms:
+            topic = f": {room.topic}" if room.topic else ""
+            self.info_line(f"  {room.name} ({len(room.members)}){topic}")
+
+    def _cmd_who(self, room: str | None = None) -> None:
+        name = room or self.current
+        if name is None:
+            self.send_error("usage: /who #ROOM")
+            return
+        found = self.chat.find_room(name)
+        if found is None:
+            raise HubError("no_such_room", f"no such room: {name}")
+        nicks = sorted(
+            ("@" if key in found.operators else "") + user.nick
+            for key, user in found.members.items()
+        )
+        self.info_line(f"in {found.name} ({len(nicks)}): {' '.join(nicks)}")
+
+    def _cmd_msg(self, target: str, text: str) -> None:
+        assert self.user is not None
+        self.chat.private(self.user, target, text)
+
+    def _cmd_topic(self, *args: str) -> None:
+        assert self.user is not None
+        room, text = self._room_and_rest(args)
+        if room is None:
+            self.send_error("usage: /topic #ROOM [TEXT]")
+            return
+        if not text:
+            found = self.chat.find_room(room)
+            if found is None:
+                raise HubError("no_such_room", f"no such room: {room}")
+            self.info_line(
+                f"topic of {found.name}: {found.topic}"
+                if found.topic
+                else f"{found.name} has no topic"
+            )
+            return
+        self.chat.set_topic(self.user, room, text)
+
+    def _cmd_history(self, count: str | None = None) -> None:
+        if self.current is None:
+            self.send_error("you are in no room")
+            return
+        try:
+            limit = int(count) if count is not None else self.chat.settings.history
+        except ValueError:
+            self.send_error("usage: /history [N]")
+            return
+        if not 1 <= limit <= HISTORY_MAX:
+            self.send_error(f"/history takes 1 to {HISTORY_MAX} messages")
+            return
+        self._send_history(self.current, limit, always_end=True)
+
+    def _cmd_quit(self, reason: str = "") -> None:
+        if self.user is not None:
+            self.chat.quit(self.user, reason, voluntary=True)
+            self.user = None
+        self.info_line("bye")
+        self.close()
+
+    def _cmd_help(self, name: str | None = None) -> None:
+        for line in help_lines(name):
+            self.send_line(line)
+
+    def _cmd_oper(self, name: str, password: str) -> None:
+        assert self.user is not None
+        if self.chat.oper(self.user, name, password):
+            self.info_line("you are now a server operator")
+            return
+        self.oper_failures += 1
+        self.send_error("wrong operator name or password")
+        if self.oper_failures >= OPER_ATTEMPTS:
+            self.send_error("too many failed attempts; closing")
+            self.close()
+
+    def _cmd_kick(self, *args: str) -> None:
+        assert self.user is not None
+        room, rest = self._room_and_rest(args)
+        nick, _, reason = rest.partition(" ")
+        if room is None or not nick:
+            self.send_error("usage: /kick [#ROOM] NICK [REASON]")
+            return
+        self.chat.kick(self.user, room, nick, reason)
+
+    def _cmd_ban(self, *args: str, add: bool = True) -> None:
+        assert self.user is not None
+        room, mask = self._room_and_rest(args)
+        if room is None or not mask:
+            self.send_error(f"usage: /{'ban' if add else 'unban'} [#ROOM] MASK")
+            return
+        self.chat.ban(self.user, room, mask, add=add)
+
+    def _cmd_unban(self, *args: str) -> None:
+        self._cmd_ban(*args, add=False)
+
+    def _cmd_bans(self, room: str | None = None) -> None:
+        name = room or self.current
+        if name is None:
+            self.send_error("usage: /bans #ROOM")
+            return
+        masks = self.chat.bans(name)
+        self.info_line(f"bans of {name}: {' '.join(masks) if masks else 'none'}")
+
+    #: Every command by the name ``protocols.chat_line`` parses it to; arity is checked there.
+    COMMANDS: ClassVar[dict[str, Callable[..., None]]] = {
+        "say": _cmd_say, "me": _cmd_me, "nick": _cmd_nick, "join": _cmd_join,
+        "part": _cmd_part, "rooms": _cmd_rooms, "who": _cmd_who, "msg": _cmd_msg,
+        "topic": _cmd_topic, "history": _cmd_history, "quit": _cmd_quit, "help": _cmd_help,
+        "oper": _cmd_oper, "kick": _cmd_kick, "ban": _cmd_ban, "unban": _cmd_unban,
+        "bans": _cmd_bans,
+    }
