@@ -21,7 +21,7 @@ import tracemalloc
 from collections.abc import Sequence
 
 from benchlib import Server
-from chat import (
+from chat_servers import (
     HOST,
     LIMITS_OFF,
     SOCKHUB_LISTENING,

@@ -1,9 +1,9 @@
 """IRC benchmark: sockhub's IRC door against ngIRCd and miniircd, fan-out to one channel.
 
-The same shape as ``benchmarks/chat.py`` (whose helpers this reuses), with
-``sockhub bench chat --mode irc`` as the load: N registered clients in
-``#bench``, K of them sending M ``PRIVMSG`` each, every delivery checked
-exactly-once and in order.
+The same shape as ``benchmarks/chat.py`` (whose helpers in chat_servers.py
+and chat_tables.py this reuses), with ``sockhub bench chat --mode irc`` as
+the load: N registered clients in ``#bench``, K of them sending M
+``PRIVMSG`` each, every delivery checked exactly-once and in order.
 
 * Each server runs pinned to CPU 0 and the load client to CPU 1; the fair
   column is the server's own CPU time per delivery (/proc/PID/stat between
@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import LISTEN_TIMEOUT, NOISE, Server, log, wait_for_quiet
-from chat import HOST, WindowMeter, free_port, raise_fd_limit, render
+from chat_servers import HOST, WindowMeter, free_port, raise_fd_limit
+from chat_tables import render
 
 from sockhub.client.chatbench import ChatBenchResult, bench_chat
 

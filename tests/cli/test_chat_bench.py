@@ -10,18 +10,16 @@ import sys
 import pytest
 
 from proc import run_sockhub, start_sockhub
-from sockhub.client.chatbench import (
-    Counts,
+from sockhub.client.chatbench import bench_chat
+from sockhub.client.chatbench.plan import (
     Plan,
-    Receiver,
-    Tally,
-    bench_chat,
     cap_names,
     irc_author,
     message_text,
     parse_irc,
     parse_payload,
 )
+from sockhub.client.chatbench.receiver import Counts, Receiver, Tally
 
 # The pure part -----------------------------------------------------------------
 
@@ -367,7 +365,7 @@ async def test_bench_chat_irc_mode_against_the_irc_door(tmp_path):
         assert result["deliveries"] == result["expected"] == 20 * 3 * 20
         # Without echo-message (as against ngIRCd): witnesses pace, senders get none of theirs.
         run = await _python(
-            "from sockhub.client import chatbench\n"
+            "from sockhub.client.chatbench import parent as chatbench\n"
             "chatbench.irc_offers = lambda *args: False\n"
             f"r = chatbench.bench_chat('127.0.0.1', {server.ports['irc']}, clients=6, "
             "senders=2, messages=10, mode='irc', room='#plain', timeout=20)\n"

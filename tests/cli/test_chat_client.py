@@ -24,19 +24,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from sockhub.client.chat import (
-    MAX_LINE,
-    Backoff,
-    ChatState,
-    Kind,
-    Resume,
-    complete,
-    mentions,
-    nick_style,
-    parse_server_line,
-    render,
-    sanitize,
-)
+from sockhub.client.chat.client import MAX_LINE, Backoff
+from sockhub.client.chat.complete import complete
+from sockhub.client.chat.lines import Kind, parse_server_line, sanitize
+from sockhub.client.chat.render import mentions, nick_style, render
+from sockhub.client.chat.state import ChatState, Resume
 
 WAIT = 10.0  # for one expected line; generous for a loaded 2-core machine
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(chat\)")

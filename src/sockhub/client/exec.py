@@ -62,7 +62,7 @@ EXIT_NOT_FOUND = 127
 EXIT_CANCELLED = 130
 EXIT_CLIENT_ERROR = 255
 
-_ERROR_EXIT = {
+_ERROR_EXIT: dict[str, int] = {  # str keys: ERROR frames carry codes we may not know
     ErrorCode.NOT_FOUND: EXIT_NOT_FOUND,
     ErrorCode.NOT_ALLOWED: EXIT_CANNOT_RUN,
     ErrorCode.SPAWN_FAILED: EXIT_CANNOT_RUN,
@@ -87,7 +87,7 @@ class ExecError(SockhubError):
     @property
     def exit_status(self) -> int:
         """What ``sockhub exec`` exits with for this error."""
-        return _ERROR_EXIT.get(self.code, EXIT_CLIENT_ERROR)  # type: ignore[call-overload]
+        return _ERROR_EXIT.get(self.code, EXIT_CLIENT_ERROR)
 
 
 class ExecAuthError(ExecError):

@@ -164,6 +164,8 @@ def _earlier_probe(data: bytes, seq: int, size: int) -> bool:
     """Whether ``data`` is the echo of one of our own earlier probes (a late answer)."""
     if len(data) != size or len(data) < _PROBE.size:
         return False
+    magic: bytes
+    earlier: int
     magic, earlier, _ = _PROBE.unpack_from(data)
     return magic == _MAGIC and earlier < seq
 

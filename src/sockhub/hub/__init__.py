@@ -3,6 +3,11 @@
 Pure and synchronous: no sockets, no awaits, no clocks (time is passed in).
 Front doors (line, IRC, web) translate their protocol into hub calls and
 hub events back into their protocol.
+
+:class:`Hub` (:mod:`.hub`) is the facade: its commands check a change and
+describe it as an event (:mod:`.events`); :mod:`.state` applies events and
+delivers them; :mod:`.model` holds users and rooms, :mod:`.modes` room
+settings and bans, :mod:`.names` the rules for names and text.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from sockhub.hub.events import (
     Quit,
     TopicChanged,
 )
-from sockhub.hub.hub import Hub, HubError, Room, User
+from sockhub.hub.hub import Hub
+from sockhub.hub.model import HubError, Room, User
 
 __all__ = [
     "Hub",

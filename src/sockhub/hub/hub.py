@@ -1,4 +1,4 @@
-"""Hub: users, rooms, permissions and fan-out.
+"""Hub: the commands of the chat hub, and the facade doors and the service use.
 
 Theory of operation
 -------------------
@@ -9,28 +9,24 @@ with a reason otherwise, and returns the event describing the change,
 without applying it. The chat service then does what must happen first
 (a room message is stored in history before anyone sees it) and hands the
 event to the bus, which calls :meth:`Hub.apply` — in this process now, in
-every process once a Redis bus exists. ``apply`` changes the state and
-delivers the event to the members it concerns, so state and fan-out can
-never disagree.
+every process once a Redis bus exists. ``apply`` (:mod:`sockhub.hub.state`)
+changes the state and delivers the event to the members it concerns, so
+state and fan-out can never disagree.
 
 Command methods also clean the free text they are given (messages, topics,
 reasons, away messages: :func:`~sockhub.hub.names.clean_text`), so no event
 carries a control character to any door, live or replayed, but IRC's
 formatting codes.
 
-Members are delivered to synchronously and must only queue: a slow client
-cannot stall a room because its door drops it rather than block here.
-
-Rooms carry the settings every chat door can honour: a topic lock, a
-password (IRC's "key"), a member limit, invite-only, moderated (only operators and voiced members
-speak) and no-external-messages (only members speak). IRC spells them as
-channel modes ``+t +k +l +i +m +n``; the hub knows them by name.
+The parts live beside this module: the nouns in :mod:`~sockhub.hub.model`,
+room settings and ban masks in :mod:`~sockhub.hub.modes`, the state and the
+apply step in :mod:`~sockhub.hub.state`. :class:`Hub` holds them together,
+so a door needs one object and one import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from sockhub.hub.events import (
     AwayChanged,
@@ -51,111 +47,22 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
+from sockhub.hub.model import HubError, Room, User
+from sockhub.hub.modes import ModeBatch
 from sockhub.hub.names import (
     AWAY_MAX,
-    LIMIT_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
     clean_text,
     fold,
-    mask_match,
     nick_problem,
-    password_problem,
     room_problem,
 )
+from sockhub.hub.state import HubState
 
 #: Longest message text accepted from any door, in characters; IRC's 512-byte
 #: lines bound what an IRC user can see anyway.
 MESSAGE_MAX = 4000
-
-#: Room attribute behind each boolean room flag of :class:`ModeChange`.
-_ROOM_ATTRS = {
-    "moderated": "moderated",
-    "no_external": "no_external",
-    "invite_only": "invite_only",
-    "topic_lock": "protected",
-}
-
-
-class HubError(Exception):
-    """A command refused; ``code`` is stable for doors, the message for people.
-
-    Codes: ``invalid_nick``, ``nick_in_use``, ``invalid_room``, ``no_such_room``,
-    ``no_such_nick``, ``not_in_room`` (the caller is not a member, or, with
-    ``target`` set, that user is not), ``already_in_room``,
-    ``banned``, ``invite_only``, ``bad_password``, ``full``, ``too_many_rooms``,
-    ``cannot_send``, ``not_operator``, ``invalid_text``, ``invalid_password``,
-    ``invalid_limit``.
-
-    ``target`` names what the error is about when that is not obvious from
-    the command (the nick of ``no_such_nick`` in a mode change, say), so a
-    door can put it in its reply.
-    """
-
-    def __init__(self, code: str, message: str, *, target: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.target = target
-
-
-@dataclass(eq=False, slots=True)
-class User:
-    """A connected user. ``member`` is the door's delivery end.
-
-    ``address`` is the peer's IP address; ``username`` and ``realname`` are
-    what the user said about themselves (IRC's USER), empty for doors that do
-    not ask. ``active`` is when they last said something (for idle times).
-    """
-
-    nick: str
-    member: Member
-    address: str = ""
-    username: str = ""
-    realname: str = ""
-    is_oper: bool = False
-    invisible: bool = False
-    secure: bool = False
-    away: str | None = None
-    signon: float = 0.0
-    active: float = 0.0
-    rooms: dict[str, Room] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return fold(self.nick)
-
-    @property
-    def hostmask(self) -> str:
-        return f"{self.nick}!{self.username or self.nick}@{self.address or 'unknown'}"
-
-
-@dataclass(eq=False, slots=True)
-class Room:
-    """A room and its settings. Member sets hold user keys (folded nicks)."""
-
-    name: str
-    members: dict[str, User] = field(default_factory=dict)
-    operators: set[str] = field(default_factory=set)
-    voiced: set[str] = field(default_factory=set)
-    invited: set[str] = field(default_factory=set)
-    topic: str = ""
-    topic_by: str = ""
-    topic_ts: float = 0.0
-    protected: bool = False  # the topic lock: only operators set the topic
-    moderated: bool = False
-    no_external: bool = True
-    invite_only: bool = False
-    password: str | None = None  # IRC's channel key
-    limit: int | None = None
-    created: float = 0.0
-
-    @property
-    def key(self) -> str:
-        return fold(self.name)
-
-    def may_speak(self, user: User) -> bool:
-        """Operators and voiced members speak even where others may not."""
-        return user.key in self.operators or user.key in self.voiced
 
 
 class Hub:
@@ -176,33 +83,49 @@ class Hub:
         rooms_per_user: int = ROOMS_PER_USER,
     ) -> None:
         self.default_room = default_room
-        self.protected = {fold(name) for name in protected_rooms}
         self.rooms_per_user = rooms_per_user
-        self.users: dict[str, User] = {}
-        self.rooms: dict[str, Room] = {}
-        self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
+        self.state = HubState({fold(name) for name in protected_rooms})
+
+    # The state, as doors and the service read it ------------------------------
+
+    @property
+    def users(self) -> dict[str, User]:
+        """Users by folded nick."""
+        return self.state.users
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """Rooms by folded name; a room exists while it has members."""
+        return self.state.rooms
+
+    @property
+    def bans(self) -> dict[str, list[str]]:
+        """Ban masks by folded room name, kept when a room empties."""
+        return self.state.bans
+
+    @property
+    def protected(self) -> set[str]:
+        """Folded names of the protected rooms (the service reloads them)."""
+        return self.state.protected
+
+    @protected.setter
+    def protected(self, keys: set[str]) -> None:
+        self.state.protected = keys
+
+    def apply(self, event: HubEvent) -> None:
+        """Apply an event from the bus: update state and deliver it."""
+        self.state.apply(event)
 
     # Queries ----------------------------------------------------------------
 
     def find_user(self, nick: str) -> User | None:
-        return self.users.get(fold(nick))
+        return self.state.find_user(nick)
 
     def find_room(self, name: str) -> Room | None:
-        return self.rooms.get(fold(name))
+        return self.state.find_room(name)
 
     def is_banned(self, room_name: str, user: User) -> bool:
-        masks = self.bans.get(fold(room_name))
-        if not masks:
-            return False
-        nick, host = fold(user.nick), user.address
-        hostmask = fold(user.hostmask)
-        for mask in masks:
-            if "!" in mask or "@" in mask:
-                if mask_match(mask, hostmask):
-                    return True
-            elif mask_match(mask, nick) or mask_match(mask, host):
-                return True
-        return False
+        return self.state.is_banned(room_name, user)
 
     def may_moderate(self, user: User, room: Room) -> bool:
         return user.is_oper or user.key in room.operators
@@ -227,7 +150,7 @@ class Hub:
             realname=clean_text(realname),
             secure=secure, signon=now, active=now,
         )
-        self.users[user.key] = user
+        self.state.users[user.key] = user
         return user
 
     def nick_available(self, nick: str) -> HubError | None:
@@ -242,7 +165,7 @@ class Hub:
         problem = nick_problem(nick)
         if problem:
             raise HubError("invalid_nick", f"invalid nick {nick!r}: {problem}", target=nick)
-        holder = self.users.get(fold(nick))
+        holder = self.state.users.get(fold(nick))
         if holder is not None and holder is not current:
             raise HubError("nick_in_use", f"nick {nick} is already in use", target=nick)
 
@@ -367,7 +290,7 @@ class Hub:
         if not mask or " " in mask or not mask.isprintable():
             raise HubError("invalid_text", "a ban mask is a nick, an address or nick!user@host")
         name = room.name if room else room_name
-        masks = self.bans.get(fold(room_name), [])
+        masks = self.state.bans.get(fold(room_name), [])
         if add and fold(mask) in masks:
             raise HubError("invalid_text", f"{mask} is already banned from {name}")
         if not add and fold(mask) not in masks:
@@ -393,13 +316,12 @@ class Hub:
             if user.key not in room.members and not user.is_oper:
                 raise HubError("not_in_room", f"you are not in {room.name}")
             raise HubError("not_operator", f"you are not an operator of {room.name}")
-        flags: dict[str, object] = {}
-        statuses: dict[tuple[str, str], bool] = {}
+        batch = ModeBatch(room, self.find_user)
         kept: list[ModeChange] = []
         errors: list[HubError] = []
         for change in changes:
             try:
-                result = self._check_change(room, change, flags, statuses)
+                result = batch.check(change)
             except HubError as exc:
                 errors.append(exc)
                 continue
@@ -407,66 +329,6 @@ class Hub:
                 kept.append(result)
         event = ModeChanged(room.name, user.nick, tuple(kept), now) if kept else None
         return event, errors
-
-    def _check_change(
-        self,
-        room: Room,
-        change: ModeChange,
-        flags: dict[str, object],
-        statuses: dict[tuple[str, str], bool],
-    ) -> ModeChange | None:
-        flag, on, arg = change.flag, change.on, change.arg
-        if flag in ("operator", "voice"):
-            target = self.find_user(arg or "")
-            if target is None:
-                raise HubError("no_such_nick", f"no such nick: {arg}", target=arg)
-            if target.key not in room.members:
-                raise HubError(
-                    "not_in_room", f"{target.nick} is not in {room.name}", target=target.nick
-                )
-            members = room.operators if flag == "operator" else room.voiced
-            current = statuses.get((flag, target.key), target.key in members)
-            if current == on:
-                return None
-            statuses[(flag, target.key)] = on
-            return ModeChange(flag, on, target.nick)
-        if flag == "password":
-            current = flags.get("password", room.password)
-            if not on:
-                flags["password"] = None
-                return ModeChange("password", False) if current is not None else None
-            problem = password_problem(arg or "")
-            if problem:
-                raise HubError("invalid_password", f"invalid password: {problem}", target=flag)
-            if current == arg:
-                return None
-            flags["password"] = arg
-            return ModeChange("password", True, arg)
-        if flag == "limit":
-            current_limit = flags.get("limit", room.limit)
-            if not on:
-                flags["limit"] = None
-                return ModeChange("limit", False) if current_limit is not None else None
-            try:
-                limit = int(arg or "")
-            except ValueError:
-                limit = 0
-            if not 1 <= limit <= LIMIT_MAX:
-                raise HubError(
-                    "invalid_limit", f"a member limit is a number from 1 to {LIMIT_MAX}",
-                    target="limit",
-                )
-            if current_limit == limit:
-                return None
-            flags["limit"] = limit
-            return ModeChange("limit", True, str(limit))
-        attr = _ROOM_ATTRS.get(flag)
-        if attr is None:
-            raise HubError("invalid_text", f"unknown room setting {flag!r}", target=flag)
-        if flags.get(flag, getattr(room, attr)) == on:
-            return None
-        flags[flag] = on
-        return ModeChange(flag, on)
 
     def set_away(self, user: User, message: str | None, now: float) -> AwayChanged:
         """Mark ``user`` away with ``message`` (cut to AWAY_MAX), or back with None."""
@@ -527,193 +389,6 @@ class Hub:
         if len(text) > MESSAGE_MAX:
             raise HubError("invalid_text", f"a message is at most {MESSAGE_MAX} characters")
         return text
-
-    # Apply: change state, then deliver -------------------------------------
-
-    def apply(self, event: HubEvent) -> None:
-        """Apply an event from the bus: update state and deliver it."""
-        handler = _APPLY[type(event)]
-        handler(self, event)
-
-    def _apply_message(self, event: Message) -> None:
-        room = self.rooms.get(fold(event.room))
-        if room is not None:
-            sender = self.users.get(fold(event.nick))
-            if sender is not None:
-                sender.active = event.ts
-            _deliver(room.members.values(), event)
-
-    def _apply_private(self, event: Private) -> None:
-        target = self.users.get(fold(event.target))
-        sender = self.users.get(fold(event.sender))
-        if sender is not None:
-            sender.active = event.ts
-        if target is not None:
-            target.member.deliver(event)
-        if sender is not None and sender is not target:
-            sender.member.deliver(event)
-
-    def _apply_signal(self, event: Signal) -> None:
-        if event.room is not None:
-            room = self.rooms.get(fold(event.room))
-            if room is not None:
-                _deliver(room.members.values(), event)
-            return
-        target = self.users.get(fold(event.target or ""))
-        sender = self.users.get(fold(event.sender))
-        if target is not None:
-            target.member.deliver(event)
-        if sender is not None and sender is not target:
-            sender.member.deliver(event)
-
-    def _apply_joined(self, event: Joined) -> None:
-        user = self.users.get(fold(event.nick))
-        if user is None:
-            return
-        key = fold(event.room)
-        room = self.rooms.get(key)
-        if room is None:
-            room = Room(event.room, protected=key in self.protected, created=event.ts)
-            if not room.protected:  # whoever creates a room runs it, as on IRC;
-                room.operators.add(user.key)  # protected rooms belong to server operators
-            self.rooms[key] = room
-        room.members[user.key] = user
-        room.invited.discard(user.key)  # an invitation is good for one join
-        user.rooms[key] = room
-        _deliver(room.members.values(), event)
-
-    def _apply_departure(self, event: Parted | Kicked) -> None:
-        """A part or a kick: everyone in the room hears it, the leaver included."""
-        user = self.users.get(fold(event.nick))
-        room = self.rooms.get(fold(event.room))
-        if user is None or room is None:
-            return
-        _deliver(room.members.values(), event)
-        self._leave(user, room)
-
-    def _apply_quit(self, event: Quit) -> None:
-        user = self.users.get(fold(event.nick))
-        if user is None:
-            return
-        for other in self._neighbours(user):
-            other.member.deliver(event)
-        for room in list(user.rooms.values()):
-            self._leave(user, room)
-        del self.users[user.key]
-
-    def _apply_nick(self, event: NickChanged) -> None:
-        user = self.users.get(fold(event.old))
-        if user is None:
-            return
-        recipients = self._neighbours(user)
-        old_key = user.key
-        del self.users[old_key]
-        user.nick = event.new
-        self.users[user.key] = user
-        for room in user.rooms.values():
-            del room.members[old_key]
-            room.members[user.key] = user
-            for keys in (room.operators, room.voiced):
-                if old_key in keys:
-                    keys.discard(old_key)
-                    keys.add(user.key)
-        for room in self.rooms.values():
-            if old_key in room.invited:
-                room.invited.discard(old_key)
-                room.invited.add(user.key)
-        user.member.deliver(event)
-        for other in recipients:
-            other.member.deliver(event)
-
-    def _apply_topic(self, event: TopicChanged) -> None:
-        room = self.rooms.get(fold(event.room))
-        if room is None:
-            return
-        room.topic, room.topic_by, room.topic_ts = event.topic, event.nick, event.ts
-        _deliver(room.members.values(), event)
-
-    def _apply_ban(self, event: BanChanged) -> None:
-        key = fold(event.room)
-        masks = self.bans.setdefault(key, [])
-        if event.added:
-            if event.mask not in masks:
-                masks.append(event.mask)
-        elif event.mask in masks:
-            masks.remove(event.mask)
-        room = self.rooms.get(key)
-        if room is not None:
-            _deliver(room.members.values(), event)
-
-    def _apply_modes(self, event: ModeChanged) -> None:
-        room = self.rooms.get(fold(event.room))
-        if room is None:
-            return
-        for change in event.changes:
-            if change.flag in ("operator", "voice"):
-                keys = room.operators if change.flag == "operator" else room.voiced
-                (keys.add if change.on else keys.discard)(fold(change.arg or ""))
-            elif change.flag == "password":
-                room.password = change.arg if change.on else None
-            elif change.flag == "limit":
-                room.limit = int(change.arg or 0) if change.on else None
-            else:
-                setattr(room, _ROOM_ATTRS[change.flag], change.on)
-        _deliver(room.members.values(), event)
-
-    def _apply_away(self, event: AwayChanged) -> None:
-        user = self.users.get(fold(event.nick))
-        if user is None:
-            return
-        user.away = event.message
-        user.member.deliver(event)
-        for other in self._neighbours(user):
-            other.member.deliver(event)
-
-    def _apply_invited(self, event: Invited) -> None:
-        room = self.rooms.get(fold(event.room))
-        target = self.users.get(fold(event.nick))
-        if room is None or target is None:
-            return
-        room.invited.add(target.key)
-        target.member.deliver(event)
-
-    def _leave(self, user: User, room: Room) -> None:
-        room.members.pop(user.key, None)
-        room.operators.discard(user.key)
-        room.voiced.discard(user.key)
-        user.rooms.pop(room.key, None)
-        if not room.members:
-            del self.rooms[room.key]
-
-    def _neighbours(self, user: User) -> list[User]:
-        """Everyone sharing at least one room with ``user``, once each, not them."""
-        seen: dict[str, User] = {}
-        for room in user.rooms.values():
-            seen.update(room.members)
-        seen.pop(user.key, None)
-        return list(seen.values())
-
-
-def _deliver(users: Iterable[User], event: HubEvent) -> None:
-    for user in users:
-        user.member.deliver(event)
-
-
-_APPLY = {
-    Message: Hub._apply_message,
-    Private: Hub._apply_private,
-    Signal: Hub._apply_signal,
-    Joined: Hub._apply_joined,
-    Parted: Hub._apply_departure,
-    Kicked: Hub._apply_departure,
-    Quit: Hub._apply_quit,
-    NickChanged: Hub._apply_nick,
-    TopicChanged: Hub._apply_topic,
-    BanChanged: Hub._apply_ban,
-    ModeChanged: Hub._apply_modes,
-    AwayChanged: Hub._apply_away,
-    Invited: Hub._apply_invited,
-}
 
 
 def clean_meta(meta: Meta) -> Meta:

@@ -1,0 +1,275 @@
+"""One client's reading side, sans-I/O, and exactly-once, in-order accounting.
+
+Bytes in (any split), counts out: :class:`Receiver` follows one client's
+registration and join and hands every bench message to its :class:`Tally`;
+:class:`Counts` sums a set of them. Pure, so the checks that make a run
+trustworthy are unit-tested without a server; the worker only feeds it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sockhub.client.chatbench.plan import (
+    MARKER,
+    Plan,
+    cap_names,
+    irc_author,
+    parse_irc,
+    parse_payload,
+)
+
+#: A partial line longer than this is not a chat line: count it and drop it.
+MAX_PARTIAL = 64 * 1024
+
+
+class Tally:
+    """Exactly-once, in-order accounting of what one client received.
+
+    Each sender's messages are numbered 0..messages-1 and sent in that order
+    on one TCP connection, so a receiver must see each number exactly once
+    and in increasing order. A number seen twice is *duplicated*; a number
+    arriving after a higher one from the same sender is *reordered*; a number
+    never seen is *lost*; a sender or number outside the plan (or a sender's
+    own message where no echo is expected) is *unexpected*.
+    """
+
+    __slots__ = ("_high", "_marks", "counts", "duplicated", "expected", "messages",
+                 "received", "reordered", "skip", "unexpected")
+
+    def __init__(self, senders: int, messages: int, *, skip: int | None = None) -> None:
+        self.messages = messages
+        self.skip = skip
+        self._marks = [bytearray(messages) for _ in range(senders)]
+        self._high = [-1] * senders
+        #: Distinct messages received from each sender (what pacing reads).
+        self.counts = [0] * senders
+        self.expected = (senders - (skip is not None and 0 <= skip < senders)) * messages
+        self.received = 0
+        self.duplicated = 0
+        self.reordered = 0
+        self.unexpected = 0
+
+    def record(self, sender: int, seq: int) -> bool:
+        """Count one received message; True if it is the first copy of an expected one."""
+        if not (0 <= sender < len(self._marks) and 0 <= seq < self.messages) or sender == self.skip:
+            self.unexpected += 1
+            return False
+        marks = self._marks[sender]
+        if marks[seq]:
+            self.duplicated += 1
+            return False
+        marks[seq] = 1
+        self.received += 1
+        self.counts[sender] += 1
+        if seq < self._high[sender]:
+            self.reordered += 1
+        else:
+            self._high[sender] = seq
+        return True
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.expected
+
+
+class Receiver:
+    """One client's reading side, sans-I/O: bytes in; readiness, errors and a Tally out.
+
+    Args:
+        plan: the run.
+        client: this client's number.
+        latencies: where to append send-to-receipt times in ns (shared by
+            every receiver of a process, so merging is one array).
+    """
+
+    def __init__(self, plan: Plan, client: int, latencies: array[int] | None = None) -> None:
+        self.plan = plan
+        self.client = client
+        self.tally = Tally(plan.senders, plan.messages,
+                           skip=client if plan.skips_own(client) else None)
+        self.latencies: array[int] = latencies if latencies is not None else array("q")
+        self.greeted = False  # any line at all (IRC: the end of the MOTD): the server has us
+        self.ready = False
+        self.errors: list[str] = []
+        self.garbled = 0
+        self.last_ns = 0  # when the last expected message arrived
+        #: IRC: what the client must send back (PONG, CAP REQ/END); the I/O drains it.
+        self.outbox = bytearray()
+        self.echo_acked = False
+        self._caps: set[bytes] = set()
+        self._partial = b""
+        self._room = plan.room.encode()
+        self._nicks = [plan.nick(s).encode() for s in range(plan.senders)]
+        # Line mode: ready once the server reports our own join of the room
+        # (it sends the line after the join is applied, so from then on every
+        # message to the room reaches us). ncat: once it has said anything.
+        self._ready_mark = (
+            f" {plan.room} * {plan.nick(client)} joined\r".lower().encode()
+            if plan.mode == "line" else b""
+        )
+        self._prefixes = [f" <{plan.nick(s)}> ".encode() for s in range(plan.senders)]
+
+    @property
+    def complete(self) -> bool:
+        return self.tally.complete
+
+    def feed(self, data: bytes, now_ns: int) -> None:
+        """Account for received bytes (any split), all stamped as arriving at ``now_ns``."""
+        if self._partial:
+            data = self._partial + data
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            self._partial = data[end:]
+            data = data[:end]
+            if len(self._partial) > MAX_PARTIAL:
+                self.garbled += 1
+                self._partial = b""
+        else:
+            self._partial = b""
+        if not data:
+            return
+        if self.plan.mode == "irc":
+            self._irc(data, now_ns)
+            return
+        if not self.ready:
+            self.greeted = True
+            self.ready = not self._ready_mark or self._ready_mark in data.lower()
+        if b"error:" in data:
+            self.errors.extend(
+                line.decode(errors="replace").strip()
+                for line in data.split(b"\n") if line.startswith(b"error:")
+            )
+        if MARKER in data:
+            self._messages(data, now_ns)
+
+    def _messages(self, data: bytes, now_ns: int) -> None:
+        line_mode = self.plan.mode == "line"
+        record = self.tally.record
+        latencies = self.latencies
+        for line in data.split(b"\n"):
+            try:
+                parsed = parse_payload(line)
+            except ValueError:
+                self.garbled += 1
+                continue
+            if parsed is None:
+                continue
+            prefix, sender, seq, sent_ns = parsed
+            if line_mode:
+                if prefix.startswith(b"[history]"):  # replay of an earlier run
+                    continue
+                if not 0 <= sender < len(self._prefixes) or not prefix.endswith(
+                    self._prefixes[sender]
+                ):
+                    self.garbled += 1  # wrong author, or a mangled line
+                    continue
+            elif prefix and not _is_ncat_prefix(prefix):
+                self.garbled += 1
+                continue
+            if record(sender, seq):
+                latencies.append(now_ns - sent_ns)
+                self.last_ns = now_ns
+
+
+    def _irc(self, data: bytes, now_ns: int) -> None:
+        for line in data.split(b"\n"):
+            if MARKER in line:
+                self._irc_message(line, now_ns)
+            elif line:
+                self._irc_control(line)
+
+    def _irc_message(self, line: bytes, now_ns: int) -> None:
+        try:
+            parsed = parse_payload(line)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            self.garbled += 1
+            return
+        prefix, sender, seq, sent_ns = parsed
+        if not 0 <= sender < len(self._nicks) or irc_author(prefix, self._room) != self._nicks[
+                sender]:
+            self.garbled += 1  # wrong author or channel, or a mangled line
+            return
+        if self.tally.record(sender, seq):
+            self.latencies.append(now_ns - sent_ns)
+            self.last_ns = now_ns
+
+    def _irc_control(self, line: bytes) -> None:
+        """Registration, the join, PING and errors: everything but bench messages."""
+        _, command, params = parse_irc(line)
+        if command == b"PING":
+            self.outbox += b"PONG :" + (params[-1] if params else b"") + b"\r\n"
+        elif command == b"CAP" and len(params) >= 2:
+            self._cap(params[1].upper(), params[2:])
+        elif command in (b"376", b"422"):  # end of MOTD, or none: registered
+            self.greeted = True
+        elif command == b"366":  # end of NAMES: the join is applied
+            if len(params) >= 2 and params[1].lower() == self._room.lower():
+                self.ready = True
+        elif command in (b"421", b"451") and b"CAP" in params:
+            self._cap(b"LS", [b""])  # no CAP support: nothing offered
+        elif command == b"ERROR" or (command.isdigit() and 400 <= int(command) < 600
+                                     and command != b"422"):
+            self.errors.append(line.decode(errors="replace").strip())
+
+    def _cap(self, sub: bytes, rest: list[bytes]) -> None:
+        if sub == b"LS":
+            more = len(rest) >= 2 and rest[0] == b"*"
+            self._caps |= cap_names(rest[-1] if rest else b"")
+            if more:
+                return
+            if self.plan.wants_echo(self.client):
+                if b"echo-message" in self._caps:
+                    self.outbox += b"CAP REQ :echo-message\r\n"
+                    return
+                self.errors.append("the server does not offer echo-message")
+            self.outbox += b"CAP END\r\n"
+        elif sub in (b"ACK", b"NAK"):
+            if sub == b"ACK" and b"echo-message" in cap_names(rest[-1] if rest else b""):
+                self.echo_acked = True
+            else:
+                self.errors.append(f"CAP {sub.decode()} {b' '.join(rest).decode(errors='replace')}")
+            self.outbox += b"CAP END\r\n"
+
+
+def _is_ncat_prefix(prefix: bytes) -> bool:
+    """``<user5> ``: ncat puts it before each chunk it relays (not each line)."""
+    return prefix.startswith(b"<user") and prefix.endswith(b"> ") and prefix[5:-2].isdigit()
+
+
+@dataclass
+class Counts:
+    """What a set of receivers saw, summed (one worker's, or the whole run's)."""
+
+    expected: int = 0
+    deliveries: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    garbled: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.deliveries
+
+    def add_receivers(self, receivers: Iterable[Receiver]) -> Counts:
+        for receiver in receivers:
+            tally = receiver.tally
+            self.expected += tally.expected
+            self.deliveries += tally.received
+            self.duplicated += tally.duplicated
+            self.reordered += tally.reordered
+            self.garbled += tally.unexpected + receiver.garbled
+        return self
+
+    def add(self, other: Counts) -> Counts:
+        for name in ("expected", "deliveries", "duplicated", "reordered", "garbled"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self

@@ -1,0 +1,84 @@
+"""What a run measured: the merged figures, whether they pass, and their report.
+
+Apart from the parent that fills it because callers (the CLI, the benchmark
+scripts) only read it, and its report is the bench's user interface.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+
+def percentile(sorted_values: list[int], fraction: float) -> int:
+    """The nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+@dataclass
+class ChatBenchResult:
+    """What one run measured (``--json`` prints this, plus ``ok``)."""
+
+    target: str
+    mode: str
+    room: str
+    clients: int
+    senders: int
+    messages: int
+    rate: float | None
+    window: int
+    procs: int
+    setup_s: float
+    seconds: float
+    sent: int
+    expected: int
+    deliveries: int
+    deliveries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    lost: int
+    duplicated: int
+    reordered: int
+    garbled: int
+    errors: int
+    first_error: str
+    client_cpu_s: float
+    echo: bool = False  # IRC: the senders had echo-message
+
+    @property
+    def ok(self) -> bool:
+        """Every message reached every client once and in order, and nothing failed."""
+        return (self.errors == 0 and self.lost == 0 and self.duplicated == 0
+                and self.reordered == 0 and self.garbled == 0
+                and self.deliveries == self.expected)
+
+    def report(self) -> str:
+        pacing = (f"{self.rate:g} msg/s each" if self.rate else
+                  "as fast as acknowledged" if self.window == 1 else
+                  f"at most {self.window} unacknowledged each")
+        cpu = 100.0 * self.client_cpu_s / self.seconds if self.seconds else 0.0
+        lines = [
+            f"bench chat {self.target} ({self.mode}{', echo-message' if self.echo else ''}): "
+            f"{self.clients} clients in {self.room}, "
+            f"{self.senders} senders x {self.messages} messages, {pacing}, "
+            f"{self.procs} client process(es)",
+            f"setup       {self.setup_s:.2f} s to connect and join",
+            f"deliveries  {self.deliveries:,} of {self.expected:,}  "
+            f"({self.deliveries_per_s:,.0f}/s over {self.seconds:.2f} s; "
+            f"{self.sent:,} messages sent)",
+            f"latency     p50 {self.p50_ms:.3f} ms   p99 {self.p99_ms:.3f} ms   "
+            f"max {self.max_ms:.3f} ms",
+            f"checks      lost {self.lost}  duplicated {self.duplicated}  "
+            f"reordered {self.reordered}  garbled {self.garbled}",
+            f"errors      {self.errors}" + (f"  (first: {self.first_error})"
+                                            if self.first_error else ""),
+            f"client CPU  {self.client_cpu_s:.2f} s in the window ({cpu:.0f}% of one core)",
+            "result      " + ("ok" if self.ok else "FAILED"),
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ok": self.ok})

@@ -1,0 +1,347 @@
+"""One worker process of ``sockhub bench chat``: its clients on one event loop.
+
+The worker connects its share of the clients, reports, joins them on the
+parent's word, runs the window (senders paced by acknowledgements or by a
+rate) and reports its counts, then holds its connections until told to quit
+(see the phases in :mod:`sockhub.client.chatbench`). The only I/O of the
+bench but the parent's pipes: everything it reads goes to a
+:class:`~.receiver.Receiver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from array import array
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from typing import cast
+
+from sockhub.client.chatbench.plan import Plan, message_text
+from sockhub.client.chatbench.receiver import Counts, Receiver
+from sockhub.engine import loops
+
+#: Seconds without any send or receipt after which a worker stops waiting.
+SETTLE = 2.0
+#: Seconds the parent allows past the deadline for workers to report and exit.
+GRACE = 5.0
+
+
+class _Run:
+    """One worker's progress: what is still outstanding, and when anything last moved."""
+
+    def __init__(self, receivers: int) -> None:
+        self.incomplete = receivers
+        self.senders_left = 0
+        self.done = asyncio.Event()
+        self.last_activity = time.monotonic()
+        self.first_send_ns = 0
+        self.sent = 0
+        self.errors: list[str] = []
+        self.started = False
+
+    def check(self) -> None:
+        if self.started and self.incomplete <= 0 and self.senders_left <= 0:
+            self.done.set()
+
+    def fail(self, text: str) -> None:
+        self.errors.append(text)
+
+
+class _Client(asyncio.Protocol):
+    """One connection: feeds its Receiver and wakes the senders it paces."""
+
+    def __init__(self, receiver: Receiver, run: _Run) -> None:
+        self.receiver = receiver
+        self.run = run
+        self.transport: asyncio.Transport | None = None
+        self.pacers: list[_Sender] = []
+        self.closing = False
+        self._counted = False
+        self._want = ""  # "greeted" or "ready": what the waiter is waiting for
+        self._waiter: asyncio.Future[str | None] | None = None
+
+    def until(self, flag: str) -> asyncio.Future[str | None]:
+        """A future resolved with None once ``receiver.<flag>``, or with a problem."""
+        self._want = flag
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._check_waiter()
+        return self._waiter
+
+    def _check_waiter(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self.receiver.errors:
+            waiter.set_result(self.receiver.errors[0])
+        elif getattr(self.receiver, self._want):
+            waiter.set_result(None)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        greeting = self.receiver.plan.greeting(self.receiver.client)
+        if greeting:
+            self.transport.write(greeting)
+
+    def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        receiver.feed(data, time.monotonic_ns())
+        if receiver.outbox:
+            if self.transport is not None:
+                self.transport.write(bytes(receiver.outbox))
+            receiver.outbox.clear()
+        run = self.run
+        run.last_activity = time.monotonic()
+        if not run.started:
+            self._check_waiter()
+        elif receiver.errors:
+            run.done.set()  # the server refused a line (flood control?): the run failed
+        for pacer in self.pacers:
+            pacer.pump()
+        if not self._counted and receiver.complete:
+            self._counted = True
+            run.incomplete -= 1
+            run.check()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closing:
+            return
+        why = f"{self.receiver.plan.nick(self.receiver.client)}: server closed the connection"
+        if exc is not None:
+            why += f" ({exc})"
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(why)
+        else:
+            self.run.fail(why)
+        self.run.done.set()  # nothing more will come: stop waiting
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Sender:
+    """Sends one sender's M messages, paced by acknowledgements or by a rate."""
+
+    def __init__(self, client: _Client, acker: Receiver, plan: Plan, window: int,
+                 rate: float | None, run: _Run) -> None:
+        self.client = client
+        self.sender = client.receiver.client
+        self.acks = acker.tally.counts
+        self.plan = plan
+        self.window = window
+        self.rate = rate
+        self.run = run
+        self.next = 0
+        self.t0 = 0.0
+        self.loop = asyncio.get_running_loop()
+
+    def start(self) -> None:
+        if self.rate is None:
+            self.pump()
+        else:
+            self.t0 = self.loop.time()
+            self._tick()
+
+    def pump(self) -> None:
+        """Closed loop: keep at most ``window`` messages unacknowledged."""
+        if self.rate is not None or not self.run.started:
+            return
+        messages, acks, sender = self.plan.messages, self.acks, self.sender
+        while self.next < messages and self.next - acks[sender] < self.window:
+            self._send()
+
+    def _tick(self) -> None:
+        """Open loop: send what is due by now, then sleep until the next is due."""
+        assert self.rate is not None
+        due = min(self.plan.messages, int((self.loop.time() - self.t0) * self.rate) + 1)
+        while self.next < due:
+            self._send()
+        if self.next < self.plan.messages:
+            self.loop.call_at(self.t0 + self.next / self.rate, self._tick)
+
+    def _send(self) -> None:
+        transport = self.client.transport
+        if transport is None or transport.is_closing():
+            self.next = self.plan.messages
+        else:
+            now = time.monotonic_ns()
+            if not self.run.first_send_ns:
+                self.run.first_send_ns = now
+            transport.write(self.plan.wrap(message_text(self.sender, self.next, now)))
+            self.next += 1
+            self.run.sent += 1
+            self.run.last_activity = time.monotonic()
+        if self.next >= self.plan.messages:
+            self.run.senders_left -= 1
+            self.run.check()
+
+
+async def _connect(host: str, port: int, receiver: Receiver, run: _Run,
+                   gate: asyncio.Semaphore, deadline: float) -> _Client | str:
+    """Connect one client and wait for the server's first line."""
+    loop = asyncio.get_running_loop()
+    name = receiver.plan.nick(receiver.client)
+    async with gate:
+        try:
+            _, client = await asyncio.wait_for(
+                loop.create_connection(lambda: _Client(receiver, run), host, port),
+                max(0.01, deadline - time.monotonic()),
+            )
+        except TimeoutError:
+            return f"{name}: connect timed out"
+        except OSError as exc:
+            return f"{name}: {exc.strerror or exc}"
+        return await _reach(client, "greeted", "no greeting", deadline)
+
+
+async def _join(client: _Client, deadline: float) -> _Client | str:
+    """Register and join (line mode), then wait until the server has us in the room."""
+    assert client.transport is not None
+    receiver = client.receiver
+    client.transport.write(receiver.plan.hello(receiver.client))
+    return await _reach(client, "ready", f"not in {receiver.plan.room}", deadline)
+
+
+async def _reach(client: _Client, flag: str, failure: str, deadline: float) -> _Client | str:
+    name = client.receiver.plan.nick(client.receiver.client)
+    try:
+        problem = await asyncio.wait_for(client.until(flag),
+                                         max(0.01, deadline - time.monotonic()))
+    except TimeoutError:
+        problem = f"{name}: {failure} before the timeout"
+    if problem:
+        client.close()
+        return problem
+    return client
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    host: str
+    port: int
+    window: int
+    rate: float | None
+    deadline: float
+    gate: int  # connection attempts in flight in one worker
+
+
+async def _worker_main(plan: Plan, mine: list[int], opts: WorkerOptions,
+                       inbox: Connection, pipe: Connection) -> None:
+    """One process's share: set up, report ready, run on go, report, close on quit.
+
+    Commands come on ``inbox``, watched by the loop (which makes its fd
+    non-blocking, fine for one-word commands); reports go out on ``pipe``,
+    which stays blocking because a report may hold megabytes of latencies.
+    """
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def on_command() -> None:
+        try:
+            commands.put_nowait(inbox.recv())
+        except (EOFError, OSError):  # the parent is gone: stop
+            loop.remove_reader(inbox.fileno())
+            commands.put_nowait("quit")
+
+    loop.add_reader(inbox.fileno(), on_command)
+    latencies: array[int] = array("q")
+    receivers = [Receiver(plan, client, latencies) for client in mine]
+    run = _Run(len(receivers))
+    gate = asyncio.Semaphore(opts.gate)
+    outcomes = await asyncio.gather(
+        *(_connect(opts.host, opts.port, r, run, gate, opts.deadline) for r in receivers)
+    )
+    clients = [o for o in outcomes if isinstance(o, _Client)]
+    problems = [o for o in outcomes if isinstance(o, str)]
+    try:
+        pipe.send(("connected", len(problems), problems[:3]))
+        if await _next(commands, opts.deadline) != "join":
+            return
+        # Everyone, in every process, is connected: now all join at once.
+        outcomes = await asyncio.gather(*(_join(c, opts.deadline) for c in clients))
+        problems = [o for o in outcomes if isinstance(o, str)]
+        pipe.send(("ready", len(problems), problems[:3]))
+        if await _next(commands, opts.deadline) == "go":
+            cpu0 = _cpu_seconds()
+            await _window(plan, clients, opts, run)
+            counts = Counts().add_receivers(receivers)
+            errors = [e for r in receivers for e in r.errors] + run.errors
+            pipe.send(("result", {
+                "counts": asdict(counts),
+                "latencies": latencies.tobytes(),
+                "first_send_ns": run.first_send_ns,
+                "last_ns": max((r.last_ns for r in receivers), default=0),
+                "sent": run.sent,
+                "errors": len(errors),
+                "first_errors": errors[:3],
+                "cpu": _cpu_seconds() - cpu0,
+            }))
+            # Hold the connections until every worker has counted (see the package doc).
+            await _next(commands, opts.deadline + GRACE)
+    finally:
+        loop.remove_reader(inbox.fileno())
+        for client in clients:
+            client.close()
+        await asyncio.sleep(0)  # let the aborts' connection_lost callbacks run
+
+
+async def _next(commands: asyncio.Queue[str], deadline: float) -> str:
+    try:
+        return await asyncio.wait_for(commands.get(), max(0.01, deadline - time.monotonic()))
+    except TimeoutError:
+        return "timeout"
+
+
+async def _window(plan: Plan, clients: list[_Client], opts: WorkerOptions, run: _Run) -> None:
+    """Start the local senders and wait until every local client has everything."""
+    by_number = {c.receiver.client: c for c in clients}
+    local = sorted(by_number)
+    senders = []
+    for index, number in enumerate(local):
+        if number >= plan.senders or plan.messages == 0:
+            continue
+        client = by_number[number]
+        # Line mode (and IRC with echo-message): its own message coming back is
+        # the acknowledgement. Without an echo the next local client witnesses it.
+        witness = index if plan.echoes else (index + 1) % len(local)
+        acker = by_number[local[witness]]
+        sender = _Sender(client, acker.receiver, plan, opts.window, opts.rate, run)
+        acker.pacers.append(sender)
+        senders.append(sender)
+    run.senders_left = len(senders)
+    run.started = True
+    run.last_activity = time.monotonic()
+    for sender in senders:
+        sender.start()
+    run.check()
+    settle = max(SETTLE, 3.0 / opts.rate) if opts.rate else SETTLE
+    while not run.done.is_set():
+        now = time.monotonic()
+        left = min(opts.deadline - now, run.last_activity + settle - now)
+        if left <= 0:
+            run.fail("timed out" if opts.deadline <= now else
+                     f"nothing moved for {settle:g} s; giving up")
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.done.wait(), left)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_worker(plan: Plan, mine: list[int], opts: WorkerOptions, inbox: Connection,
+            pipe: Connection) -> None:
+    try:
+        loops.run(_worker_main(plan, mine, opts, inbox, pipe))
+    finally:
+        inbox.close()
+        pipe.close()
