@@ -1,6 +1,7 @@
 # The two commands of the README's quick start:
 #   make run   install sockhub into .venv and run `sockhub serve` with its defaults
-#   make test  install sockhub with every test dependency and run the whole suite
+#   make test  install sockhub with every test dependency, check style, types and layers,
+#              and run the whole suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -22,12 +23,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/sockhub serve
 
-test: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+test: lint
 	$(BIN)/python -m pytest
 
+# Style, types (mypy --strict over src/) and the layer contracts (pyproject.toml).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/echo.py

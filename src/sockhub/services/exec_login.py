@@ -102,7 +102,7 @@ class AuthLimiter:
         if len(self._failures) >= MAX_TRACKED_ADDRESSES:
             self._prune(now)
         self._failures[address] = (count, now)  # (re)inserted last: oldest first
-        delay = min(self.delay_max, self.delay * 2 ** (count - 1))
+        delay = min(self.delay_max, self.delay * 2.0 ** (count - 1))
         heapq.heappush(self._holds, (now + delay, address))
         self._held[address] += 1
         return delay

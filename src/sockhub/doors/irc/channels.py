@@ -86,14 +86,15 @@ def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
         except HubError as exc:
             door.hub_error("JOIN", exc, name)
             continue
-        room = user.rooms.get(fold(name))
-        if room is None:  # joined and removed at once (a ban raced it)
+        joined = user.rooms.get(fold(name))
+        if joined is None:  # joined and removed at once (a ban raced it)
             continue
         # Modern IRC: the JOIN (delivered by the hub), then the topic,
         # then the names, "in this order".
-        send_topic(door, room, explicit=False)
-        send_names(door, room)
-        replay_history(door, room)
+        send_topic(door, joined, explicit=False)
+        send_names(door, joined)
+        replay_history(door, joined)
+
 
 def cmd_part(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
@@ -106,6 +107,7 @@ def cmd_part(door: IrcDoor, message: IrcMessage) -> None:
             door.chat.part(user, name, reason)
         except HubError as exc:
             door.hub_error("PART", exc, name)
+
 
 # TOPIC / NAMES / LIST ---------------------------------------------------
 
@@ -127,12 +129,14 @@ def cmd_topic(door: IrcDoor, message: IrcMessage) -> None:
     except HubError as exc:
         door.hub_error("TOPIC", exc, name)
 
+
 def send_topic(door: IrcDoor, room: Room, *, explicit: bool) -> None:
     if room.topic:
         door.reply(RPL_TOPIC, room.name, room.topic)
         door.reply(RPL_TOPICTIME, room.name, room.topic_by, str(int(room.topic_ts)))
     elif explicit:  # not on JOIN (irctest: "shouldn't send RPL_NOTOPIC")
         door.reply(RPL_NOTOPIC, room.name, "No topic is set")
+
 
 def member_prefix(door: IrcDoor, room: Room, key: str) -> str:
     """``@``/``+`` (both with multi-prefix) for a member of ``room``."""
@@ -141,11 +145,13 @@ def member_prefix(door: IrcDoor, room: Room, key: str) -> str:
         return ("@" if op else "") + ("+" if voice else "")
     return "@" if op else "+" if voice else ""
 
+
 def visible(door: IrcDoor, room: Room, viewer: User) -> list[User]:
     """Members ``viewer`` may see: invisible users only from inside the room."""
     if viewer.key in room.members:
         return list(room.members.values())
     return [u for u in room.members.values() if not u.invisible]
+
 
 def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
     """RPL_NAMREPLY lines, then RPL_ENDOFNAMES for ``end`` (the room) unless ""."""
@@ -176,12 +182,13 @@ def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
     if end != "":
         door.reply(RPL_ENDOFNAMES, end or room.name, "End of /NAMES list")
 
+
 def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
     hub = door.chat
     if not message.params or not message.params[0]:
         # RFC 2812 §3.2.5: every channel (none is secret here), one end.
-        for room in sorted(hub.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
-            send_names(door, room, end="")
+        for listed in sorted(hub.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
+            send_names(door, listed, end="")
         door.reply(RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
     names = message.params[0].split(",")
@@ -198,6 +205,7 @@ def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
             send_names(door, room, end="")
     door.reply(RPL_ENDOFNAMES, message.params[0], "End of /NAMES list")
 
+
 def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
     hub = door.chat
     wanted = message.params[0] if message.params else ""
@@ -212,6 +220,7 @@ def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
     for room in rooms:
         door.reply(RPL_LIST, room.name, str(len(room.members)), room.topic)
     door.reply(RPL_LISTEND, "End of /LIST")
+
 
 # INVITE / KICK ----------------------------------------------------------
 
@@ -228,6 +237,7 @@ def cmd_invite(door: IrcDoor, message: IrcMessage) -> None:
     target = door.chat.find_user(event.nick)
     if target is not None and target.away:
         door.reply(RPL_AWAY, target.nick, target.away)
+
 
 def cmd_kick(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
@@ -248,6 +258,7 @@ def cmd_kick(door: IrcDoor, message: IrcMessage) -> None:
         except HubError as exc:
             door.hub_error("KICK", exc, name)
 
+
 # MODE --------------------------------------------------------------------
 
 def cmd_mode(door: IrcDoor, message: IrcMessage) -> None:
@@ -255,6 +266,7 @@ def cmd_mode(door: IrcDoor, message: IrcMessage) -> None:
         _channel_mode(door, message)
     else:
         _user_mode(door, message)
+
 
 def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
@@ -293,14 +305,15 @@ def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
             if exc.code != "invalid_text":  # already (or not) banned: nothing to change
                 door.hub_error("MODE", exc, room.name)
     if parsed.changes:
-        for exc in door.chat.set_modes(user, room.name, parsed.changes):
-            if exc.code == "invalid_password":
-                door.reply(ERR_INVALIDMODEPARAM, room.name, "k", "*", str(exc))
-            elif exc.code == "invalid_limit":
+        for error in door.chat.set_modes(user, room.name, parsed.changes):
+            if error.code == "invalid_password":
+                door.reply(ERR_INVALIDMODEPARAM, room.name, "k", "*", str(error))
+            elif error.code == "invalid_limit":
                 arg = next((c.arg for c in parsed.changes if c.flag == "limit"), "*")
-                door.reply(ERR_INVALIDMODEPARAM, room.name, "l", arg or "*", str(exc))
+                door.reply(ERR_INVALIDMODEPARAM, room.name, "l", arg or "*", str(error))
             else:
-                door.hub_error("MODE", exc, room.name)
+                door.hub_error("MODE", error, room.name)
+
 
 def room_modes(door: IrcDoor, room: Room, viewer: User) -> list[str]:
     """RPL_CHANNELMODEIS parameters: ``+klnt key 10``; the key only for members."""
@@ -322,6 +335,7 @@ def room_modes(door: IrcDoor, room: Room, viewer: User) -> list[str]:
         letters += "l"
         args.append(str(room.limit))
     return ["+" + letters, *args]
+
 
 def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
@@ -359,18 +373,22 @@ def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
     if unknown:
         door.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
 
+
 def user_modes(user: User) -> str:
     return "+" + ("i" if user.invisible else "") + ("o" if user.is_oper else "")
+
 
 # PRIVMSG / NOTICE / TAGMSG ------------------------------------------------
 
 def cmd_privmsg(door: IrcDoor, message: IrcMessage) -> None:
     _send_text(door, message, notice=False)
 
+
 def cmd_notice(door: IrcDoor, message: IrcMessage) -> None:
     # "servers ... must not send any error back to the client on receipt
     # of a NOTICE command" (Modern IRC): every refusal below is silent.
     _send_text(door, message, notice=True)
+
 
 def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
     user = door.user
@@ -407,6 +425,7 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
         if not notice and other is not None and other.away:
             door.reply(RPL_AWAY, other.nick, other.away)
 
+
 def _message_error(door: IrcDoor, command: str, target: str, exc: HubError) -> None:
     if exc.code in ("no_such_room", "invalid_room", "no_such_nick"):
         door.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
@@ -414,6 +433,7 @@ def _message_error(door: IrcDoor, command: str, target: str, exc: HubError) -> N
         door.reply(ERR_CANNOTSENDTOCHAN, target, f"Cannot send to channel: {exc}")
     else:
         door.hub_error(command, exc, target)
+
 
 def cmd_tagmsg(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
@@ -444,6 +464,7 @@ def replay_history(door: IrcDoor, room: Room) -> None:
     messages = door.chat.history(room.name, limit)
     if messages:
         send_history(door, room.name, messages, stamp=not door.profile & SERVER_TIME)
+
 
 def send_history(door: IrcDoor, target: str, messages: list[Message], *,
                  stamp: bool = False) -> None:

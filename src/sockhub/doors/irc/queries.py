@@ -103,6 +103,7 @@ def cmd_who(door: IrcDoor, message: IrcMessage) -> None:
             _who_reply(door, user, None, whox)
     door.reply(RPL_ENDOFWHO, mask, "End of WHO list")
 
+
 def _who_reply(door: IrcDoor, user: User, room: Room | None, whox: tuple[str, str] | None) -> None:
     flags = ("G" if user.away else "H") + ("*" if user.is_oper else "")
     if room is not None:
@@ -131,6 +132,7 @@ def _who_reply(door: IrcDoor, user: User, room: Room | None, whox: tuple[str, st
         "r": user.realname or user.nick,
     }
     door.reply(RPL_WHOSPCRPL, *(values[f] for f in WHOX_ORDER if f in fields))
+
 
 # WHOIS ----------------------------------------------------------------------
 
@@ -174,6 +176,7 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
                "seconds idle, signon time")
     door.reply(RPL_ENDOFWHOIS, user.nick, "End of /WHOIS list")
 
+
 # AWAY / ISON / USERHOST -------------------------------------------------------
 
 def cmd_away(door: IrcDoor, message: IrcMessage) -> None:
@@ -186,6 +189,7 @@ def cmd_away(door: IrcDoor, message: IrcMessage) -> None:
     else:
         door.reply(RPL_UNAWAY, "You are no longer marked as being away")
 
+
 def cmd_ison(door: IrcDoor, message: IrcMessage) -> None:
     hub = door.chat
     online = []
@@ -195,6 +199,7 @@ def cmd_ison(door: IrcDoor, message: IrcMessage) -> None:
             if user is not None:
                 online.append(user.nick)
     door.reply(RPL_ISON, " ".join(online))
+
 
 def cmd_userhost(door: IrcDoor, message: IrcMessage) -> None:
     hub = door.chat
@@ -226,8 +231,10 @@ def send_lusers(door: IrcDoor) -> None:
     door.reply(RPL_GLOBALUSERS, str(users), str(peak),
                f"Current global users {users}, max {peak}")
 
+
 def cmd_lusers(door: IrcDoor, message: IrcMessage) -> None:
     send_lusers(door)
+
 
 def send_motd(door: IrcDoor) -> None:
     motd = door.chat.motd
@@ -240,6 +247,7 @@ def send_motd(door: IrcDoor) -> None:
             door.reply(RPL_MOTD, f"- {piece}")
     door.reply(RPL_ENDOFMOTD, "End of /MOTD command.")
 
+
 def _check_server(door: IrcDoor, message: IrcMessage) -> bool:
     """A ``[<target>]`` parameter must name this server (or one of its users)."""
     if message.params and message.params[0]:
@@ -251,14 +259,17 @@ def _check_server(door: IrcDoor, message: IrcMessage) -> bool:
             return False
     return True
 
+
 def cmd_motd(door: IrcDoor, message: IrcMessage) -> None:
     if _check_server(door, message):
         send_motd(door)
+
 
 def send_isupport(door: IrcDoor) -> None:
     tokens = isupport_tokens(door.chat.settings.line_name)
     for group in chunks(tokens, 13):
         door.reply(RPL_ISUPPORT, *group, "are supported by this server")
+
 
 def cmd_version(door: IrcDoor, message: IrcMessage) -> None:
     if _check_server(door, message):
@@ -266,11 +277,13 @@ def cmd_version(door: IrcDoor, message: IrcMessage) -> None:
                    "chat hub with line, IRC and web doors")
         send_isupport(door)
 
+
 def cmd_time(door: IrcDoor, message: IrcMessage) -> None:
     if _check_server(door, message):
         now = door.clock.wall()
         human = datetime.fromtimestamp(now, UTC).strftime("%A %B %d %Y -- %H:%M:%S +00:00")
         door.reply(RPL_TIME, door.server_name, str(int(now)), "0", human)
+
 
 def cmd_info(door: IrcDoor, message: IrcMessage) -> None:
     for text in (
@@ -280,6 +293,7 @@ def cmd_info(door: IrcDoor, message: IrcMessage) -> None:
     ):
         door.reply(RPL_INFO, text)
     door.reply(RPL_ENDOFINFO, "End of /INFO list")
+
 
 def cmd_help(door: IrcDoor, message: IrcMessage) -> None:
     subject = message.params[0].upper() if message.params and message.params[0] else "*"
@@ -356,12 +370,14 @@ def cmd_chathistory(door: IrcDoor, message: IrcMessage) -> None:
         messages = store.history_page(room.name, limit, after=low, before=high, newest=not forward)
     send_history(door, room.name, messages)
 
+
 def _position(door: IrcDoor, room: Room, ref: Bound) -> float:
     """Where a reference falls in time, in milliseconds, to order two of them."""
     if ref[0] == "ms":
         return ref[1]
     found = door.chat.find_message(room.name, int(ref[1]))
     return found.ts * 1000 if found is not None else float(ref[1])
+
 
 def _fail(door: IrcDoor, command: str, code: str, *context: str) -> None:
     door.emit(door.line("FAIL", command, code, *context))

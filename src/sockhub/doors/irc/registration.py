@@ -92,11 +92,13 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
     else:
         door.reply(ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
 
+
 def cmd_pass(door: IrcDoor, message: IrcMessage) -> None:
     if door.irc.state is IrcState.REGISTERED:
         door.reply(ERR_ALREADYREGISTERED, "You may not reregister")
         return
     door.irc.reg.password = message.params[0]  # the last one counts (Modern IRC, PASS)
+
 
 def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
     if not message.params or not message.params[0]:
@@ -116,6 +118,7 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
     door.irc.reg.nick = nick
     _try_register(door)
 
+
 def cmd_user(door: IrcDoor, message: IrcMessage) -> None:
     if door.irc.state is IrcState.REGISTERED:
         door.reply(ERR_ALREADYREGISTERED, "You may not reregister")
@@ -129,6 +132,7 @@ def cmd_user(door: IrcDoor, message: IrcMessage) -> None:
     door.irc.reg.username = clean_username(username) or "user"
     door.irc.reg.realname = realname
     _try_register(door)
+
 
 def _try_register(door: IrcDoor) -> None:
     reg = door.irc.reg
@@ -153,6 +157,7 @@ def _try_register(door: IrcDoor) -> None:
     log.info("irc: %s registered from %s", user.nick, door.info.peer)
     _welcome(door)
 
+
 def _welcome(door: IrcDoor) -> None:
     user = door.user
     assert user is not None
@@ -173,10 +178,12 @@ def cmd_ping(door: IrcDoor, message: IrcMessage) -> None:
     # Modern IRC, PONG: "Servers MUST send a <server> parameter".
     door.emit(door.line("PONG", door.server_name, message.params[0]))
 
+
 def cmd_pong(door: IrcDoor, message: IrcMessage) -> None:
     if not message.params:
         door.reply(ERR_NOORIGIN, "No origin specified")
     # Any line proves the client alive; receive_data noted the time.
+
 
 def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     reason = message.params[0] if message.params else ""
@@ -186,6 +193,7 @@ def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     door.emit(serialize("ERROR", (f"Closing Link: {door.host} (Quit: {reason})",)))
     door.irc.close()
     door.close()
+
 
 def cmd_oper(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
