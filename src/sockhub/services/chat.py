@@ -10,16 +10,18 @@ stored, and publishes the event. It opens two listeners: the line door
 
 from __future__ import annotations
 
+import functools
 import hmac
 import itertools
 import logging
 import random
 import time
-from collections.abc import Collection
-from dataclasses import fields
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
 from sockhub.engine.service import Listener
@@ -36,6 +38,7 @@ from sockhub.hub.events import (
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
+from sockhub.protocols.base import Protocol
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import Bound, ChatStore
@@ -54,6 +57,25 @@ OPER_ATTEMPTS = 3
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
 RESTART_KEYS = ("data_dir", "irc_port", "server_name")
+
+
+@dataclass(frozen=True)
+class ChatDoor:
+    """One front door of the chat hub: how it is named, where it listens, what it runs.
+
+    Attributes:
+        name: the listener's name in logs.
+        port: the port it listens on, from the service's settings; None: closed.
+        make: one door (a sockhub Protocol and hub Member) for a new connection.
+        primary: takes the service's ``--unix`` path and ``--banner``.
+        refusal: what a client refused before admission is told, in its protocol.
+    """
+
+    name: str
+    port: Callable[[ChatService], int | None]
+    make: Callable[[ChatApi], Protocol]
+    primary: bool = False
+    refusal: Callable[[str], bytes] | None = None
 
 
 class ChatService:
@@ -83,9 +105,11 @@ class ChatService:
     # ServiceRuntime ---------------------------------------------------------
 
     def listeners(self) -> list[Listener]:
+        """One listener per row of :data:`DOORS`; a door whose port is None stays closed."""
         return [
-            Listener("chat", self.port, lambda: LineDoor(self), primary=True),
-            Listener("irc", self.settings.irc_port, lambda: IrcDoor(self), refusal=irc_refusal),
+            Listener(door.name, door.port(self), functools.partial(door.make, self),
+                     primary=door.primary, refusal=door.refusal)
+            for door in DOORS
         ]
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
@@ -301,3 +325,11 @@ def _read_motd(path: Path | None) -> list[str] | None:
 
 
 _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+#: The chat hub's front doors. A new door is a module in ``sockhub/doors/`` and
+#: one row here (docs/architecture.md).
+DOORS: tuple[ChatDoor, ...] = (
+    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True),
+    ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal),
+)
