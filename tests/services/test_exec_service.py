@@ -30,7 +30,8 @@ from sockhub.logs import flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
 from sockhub.services import exec_login
-from sockhub.services.exec import QUEUE_MAX, AuthLimiter, ExecDoor, ExecService, read_token
+from sockhub.services.exec import AuthLimiter, ExecService, read_token
+from sockhub.services.exec_door import QUEUE_MAX, ExecDoor
 from sockhub.services.registry import SERVICES
 
 TOKEN = b"0123456789abcdef-test-token-of-32"

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 from sockhub.protocols.exec import CHUNK_SIZE, ErrorCode, ExitStatus, Reason, RunRequest
 
 if TYPE_CHECKING:
-    from sockhub.services.exec import ExecDoor, ExecService
+    from sockhub.services.exec import ExecService
+    from sockhub.services.exec_door import ExecDoor
 
 log = logging.getLogger("sockhub.exec")
 
