@@ -13,6 +13,7 @@ then ``sockhub serve mymodule:Shout --port 7000``. See docs/writing-a-service.md
 
 from __future__ import annotations
 
+from sockhub._version import __version__
 from sockhub.codec import FrameDecoder, LineDecoder, decode_utf8, encode_frame, encode_line
 from sockhub.config import ServiceConfig
 from sockhub.engine.server import Engine
@@ -27,8 +28,6 @@ from sockhub.errors import (
 )
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo, DatagramProtocol, LineProtocol, Protocol
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",

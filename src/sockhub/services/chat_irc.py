@@ -37,7 +37,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from sockhub import __version__
+from sockhub._version import __version__
 from sockhub.codec.irc import (
     ERR_ALREADYREGISTERED,
     ERR_INVALIDCAPCMD,

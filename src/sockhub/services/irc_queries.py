@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from sockhub import __version__
+from sockhub._version import __version__
 from sockhub.codec.irc import (
     ERR_HELPNOTFOUND,
     ERR_NOMOTD,
