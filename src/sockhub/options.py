@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import math
 import types
 import typing
@@ -155,9 +154,17 @@ _KINDS: dict[Any, str] = {bool: "bool", int: "int", float: "float", str: "str", 
                           tuple[str, ...]: "list", dict[str, str]: "map"}
 
 
-@functools.cache
+_declared: dict[type, tuple[Declared, ...]] = {}
+
+
 def declared(cls: type) -> tuple[Declared, ...]:
     """The options of a settings dataclass, in declaration order (inherited ones first)."""
+    if cls not in _declared:
+        _declared[cls] = _declare(cls)
+    return _declared[cls]
+
+
+def _declare(cls: type) -> tuple[Declared, ...]:
     hints = typing.get_type_hints(cls)
     result = []
     for f in dataclasses.fields(cls):
@@ -485,14 +492,16 @@ def markdown_table(
         names: only these fields (declaration order is kept).
         columns: among ``key`` (the config key), ``flag`` (with its value),
             ``option`` (the bare flag) and ``default``.
-        headers: column titles other than the column's name.
+        headers: column titles other than the column's name (``flag``:
+            "command line").
         extra: more columns, each a mapping of field name → value (a
             service's own defaults); empty where a field is not in it.
     """
     wanted = None if names is None else set(names)
     rows = [d for d in declared(cls) if wanted is None or d.name in wanted]
     titles = [*columns, *(extra or {}), "meaning"]
-    lines = ["| " + " | ".join((headers or {}).get(t, t) for t in titles) + " |",
+    names_of = {**_TITLES, **(headers or {})}
+    lines = ["| " + " | ".join(names_of.get(t, t) for t in titles) + " |",
              "|" + " --- |" * len(titles)]
     for d in rows:
         cells = [_cell(d, column) for column in columns]
@@ -501,6 +510,9 @@ def markdown_table(
         cells.append(_meaning(d))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+_TITLES = {"flag": "command line"}
 
 
 def _cell(d: Declared, column: str) -> str:
@@ -515,6 +527,8 @@ def _cell(d: Declared, column: str) -> str:
     if column == "default":
         if d.required:
             return "required"
+        if d.kind == "bool":
+            return shown(d.default)
         default = default_shown(d, human=True)
         return "—" if default is None else default
     raise ValueError(f"no column {column!r}")

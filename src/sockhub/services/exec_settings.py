@@ -100,15 +100,15 @@ class ExecSettings(ServiceSettings):
         10.0, "time from connect to an AUTH", unit="seconds", cli=False
     )
     auth_delay: float = option(
-        0.5, "a wrong answer is told after this long, doubled for each earlier failure "
-        "from that address", unit="seconds", cli=False,
+        0.5, "time before a wrong answer is told, doubled for each earlier failure from "
+        "that address", unit="seconds", cli=False,
     )
     auth_delay_max: float = option(
-        5.0, "at most this long (below the clients' 10 s login timeout)", unit="seconds",
-        cli=False,
+        5.0, "the longest that delay grows, below the clients' 10 s login timeout",
+        unit="seconds", cli=False,
     )
     auth_window: float = option(
-        60.0, "this long without a failure, an address starts over", unit="seconds",
+        60.0, "time without a failure after which an address starts over", unit="seconds",
         cli=False,
     )
     # Logins in progress (connected, not yet in; a wrong answer counts until it
