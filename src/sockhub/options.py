@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sockhub.errors import ConfigError
 
@@ -116,7 +116,7 @@ class Declared:
     """One option of a settings class: its field, its kind and what it declares."""
 
     name: str
-    kind: str  # bool int float str path list map any
+    kind: Kind
     optional: bool  # None is a value it may hold
     field: dataclasses.Field[Any]
     meta: Option
@@ -150,7 +150,10 @@ class Declared:
         return self.field.default
 
 
-_KINDS: dict[Any, str] = {bool: "bool", int: "int", float: "float", str: "str", Path: "path",
+#: What a value may be, from the field's annotation (``any``: not checked).
+Kind = Literal["bool", "int", "float", "str", "path", "list", "map", "any"]
+
+_KINDS: dict[Any, Kind] = {bool: "bool", int: "int", float: "float", str: "str", Path: "path",
                           tuple[str, ...]: "list", dict[str, str]: "map"}
 
 
@@ -175,8 +178,9 @@ def _declare(cls: type) -> tuple[Declared, ...]:
         args = typing.get_args(hint)
         optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
         if optional:
-            (hint,) = [a for a in args if a is not type(None)]
-        kind = _KINDS.get(hint, "any")
+            rest = [a for a in args if a is not type(None)]
+            hint = rest[0] if len(rest) == 1 else Any
+        kind: Kind = _KINDS.get(hint, "any")
         if meta.off and not optional:
             raise TypeError(f"{cls.__name__}.{f.name}: off=True needs a type with None in it")
         result.append(Declared(f.name, kind, optional, f, meta))
@@ -387,7 +391,7 @@ def given(args: argparse.Namespace, cls: type, *, prefix: str,
           names: Iterable[str] | None = None) -> dict[str, Any]:
     """The options of ``cls`` given on the command line, by config key.
 
-    An empty text for an option whose default is None counts as not given.
+    An empty text for a text or path option counts as not given (its default).
 
     Raises:
         ConfigError: a fraction for a whole number; a malformed ``NAME=VALUE``.
@@ -395,7 +399,7 @@ def given(args: argparse.Namespace, cls: type, *, prefix: str,
     values: dict[str, Any] = {}
     for d in cli_options(cls, names):
         raw = getattr(args, prefix + d.name, None)
-        if raw is None or (raw == "" and d.field.default is None):
+        if raw is None or (raw == "" and d.kind in ("str", "path")):
             continue
         if raw is OFF:
             values[d.key] = None

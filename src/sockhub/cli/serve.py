@@ -139,13 +139,14 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     options.add_arguments(limits, Limits, prefix="limit.", also=_limit_defaults(),
                           off_note=False)
     run = p.add_argument_group("process")
-    run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                     help="event loop: uvloop if installed (auto), or force one")
-    run.add_argument("--log-level", default="info",
-                     choices=("debug", "info", "warning", "error"),
-                     help="how much to log (default info)")
-    run.add_argument("--log-format", default="text", choices=("text", "json"),
-                     help="text lines or one JSON object per line (default text)")
+    for flag, choices, default, what in (
+        ("--loop", ("auto", "asyncio", "uvloop"), "auto",
+         "event loop: auto is uvloop if installed, else asyncio"),
+        ("--log-level", ("debug", "info", "warning", "error"), "info", "how much to log"),
+        ("--log-format", ("text", "json"), "text", "text lines or one JSON object per line"),
+    ):
+        run.add_argument(flag, choices=choices, default=default,
+                         help=f"{what} (default {default})")
     p.set_defaults(run=_cmd_serve)
 
 
