@@ -73,7 +73,10 @@ class ServiceConfig:
         settings: the typed settings made from ``options``.
     """
 
-    service: str = option(help="a built-in service name, or package.module:Class", cli=False)
+    service: str = option(
+        help="a built-in service name, or package.module:Class (SERVICE on the command line)",
+        cli=False,
+    )
     hosts: tuple[str, ...] = option(
         ("127.0.0.1",), "address to bind; '::1' for IPv6", key="host", metavar="ADDR"
     )
