@@ -1,3 +1,3 @@
-"""The version, in one place: pyproject.toml reads it from here (setuptools dynamic)."""
+"""The version, written once: pyproject.toml reads it from here (``dynamic``)."""
 
 __version__ = "0.1.0"

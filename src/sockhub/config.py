@@ -18,17 +18,34 @@ A TOML file lists services; top-level keys are defaults for all of them::
     [[service]]
     service = "mypkg.shout:Shout"
     unix = "/tmp/shout.sock"
+
+Each key is declared once, as a field of :class:`ServiceConfig` or
+:class:`~sockhub.limits.Limits`, or of a service's settings class for the
+keys of its ``options`` table (docs/config.md lists them all).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits, limit_names
+from sockhub.options import build, declared, from_words, option, port_number, settle
+
+if TYPE_CHECKING:
+    from sockhub.engine.service import ServiceSpec
+
+S = TypeVar("S")
+
+
+def _table(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a table, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,33 +64,58 @@ class ServiceConfig:
         limits: caps and timeouts set explicitly (by name, see
             :class:`~sockhub.limits.Limits`); the rest come from the
             service's own defaults, then the engine's.
-        options: service-specific settings, passed to the protocol.
+        options: the service's own options as written (the command line's,
+            the file's ``options`` table); a protocol of your own gets them as
+            ``info.options``.
+        settings_type: the service's settings class (``spec.settings``), if
+            it has one: ``options`` are then checked and made into
+            ``settings`` when the config is made (or replaced).
+        settings: the typed settings made from ``options``.
     """
 
-    service: str
-    hosts: tuple[str, ...] = ("127.0.0.1",)
-    port: int | None = None
-    unix: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    banner: str | None = None
-    workers: int = 1
-    reuse_port: bool = False
+    service: str = option(
+        help="a built-in service name, or package.module:Class (SERVICE on the command line)",
+        cli=False,
+    )
+    hosts: tuple[str, ...] = option(
+        ("127.0.0.1",), "address to bind; '::1' for IPv6", key="host", metavar="ADDR"
+    )
+    port: int | None = option(
+        None, "port; 0 picks a free one, logged", metavar="N", check=port_number,
+        default_text="the service's",
+    )
+    unix: str | None = option(
+        None, "listen on a Unix socket at this path instead of TCP", metavar="PATH"
+    )
+    tls_cert: str | None = option(
+        None, "TLS certificate chain, PEM (with --tls-key)", metavar="PEM"
+    )
+    tls_key: str | None = option(None, "TLS private key, PEM (with --tls-cert)", metavar="PEM")
+    banner: str | None = option(None, "a line sent to each client on connect", metavar="TEXT")
+    workers: int = option(
+        1, "processes sharing the port via SO_REUSEPORT, for stateless services", minimum=1
+    )
+    reuse_port: bool = option(False, "set SO_REUSEPORT (workers do it for you)", cli=False)
     limits: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    # Not in the repr: it may hold a password.
+    options: dict[str, Any] = option(
+        factory=dict, help="the service's own options (the tables below), or a table your "
+        "protocol gets as info.options", secret=True, cli=False, check=_table,
+    )
+    settings_type: type[Any] | None = field(default=None, repr=False, compare=False)
+    settings: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError(f"{self.service}: --tls-cert and --tls-key go together")
-        if self.port is not None and not 0 <= self.port <= 65535:
-            raise ConfigError(f"{self.service}: port {self.port} is out of range 0-65535")
-        if self.workers < 1:
-            raise ConfigError(f"{self.service}: workers must be at least 1")
-
         try:
+            settle(self)
             Limits().merged(**self.limits)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.service}: {exc}") from exc
+        if self.settings_type is not None:
+            settings = build(self.settings_type, self.options, where=self.service)
+            object.__setattr__(self, "settings", settings)
 
     @property
     def tls(self) -> bool:
@@ -83,16 +125,40 @@ class ServiceConfig:
         """Engine defaults, then the service's, then what was set explicitly."""
         return Limits().merged(**{**service_defaults, **self.limits})
 
+    def settings_as(self, kind: type[S]) -> S:
+        """The service's typed settings, made from ``options`` if the config was made without.
 
-_SERVICE_KEYS = {f.name for f in fields(ServiceConfig)} - {"limits", "hosts"} | {"host"}
+        Raises:
+            ConfigError: the options do not pass their checks.
+        """
+        if isinstance(self.settings, kind):
+            return self.settings
+        return build(kind, self.options, where=self.service)
 
 
-def load_toml(path: str | Path, *, base: dict[str, Any] | None = None) -> list[ServiceConfig]:
+#: Finds a service's spec by name (``services.registry.resolve``).
+Resolver = Callable[[str], "ServiceSpec"]
+
+#: The config keys of a service table, each the name of a ServiceConfig field but ``host``.
+_SERVICE_KEYS = {d.key: d.name for d in declared(ServiceConfig)}
+
+
+def load_toml(
+    path: str | Path,
+    *,
+    base: Mapping[str, Any] | None = None,
+    options: Callable[[str], Mapping[str, Any]] | None = None,
+    resolve: Resolver | None = None,
+) -> list[ServiceConfig]:
     """Read a TOML file of services (see the module docstring).
 
     Args:
         path: the file.
         base: defaults from the command line, overridden by the file.
+        options: a service's options from the command line (by service
+            name), overridden key by key by the file's ``options`` tables.
+        resolve: finds each service's spec, so that its options are made
+            into its settings (and checked) now, not when it starts.
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys, bad values.
@@ -107,23 +173,54 @@ def load_toml(path: str | Path, *, base: dict[str, Any] | None = None) -> list[S
     if not isinstance(services, list) or not services:
         raise ConfigError(f"{path}: no [[service]] tables")
     defaults = {**(base or {}), **data}
-    return [service_from_mapping({**defaults, **table}, where=f"{path}") for table in services]
+    configs = []
+    for table in services:
+        values = {**defaults, **table}
+        if options is not None and isinstance(values.get("service"), str):
+            layers = (options(values["service"]), data.get("options", {}),
+                      table.get("options", {}))
+            if all(isinstance(layer, Mapping) for layer in layers):
+                values["options"] = {k: v for layer in layers for k, v in layer.items()}
+        configs.append(service_from_mapping(values, where=str(path), resolve=resolve))
+    return configs
 
 
-def service_from_mapping(values: dict[str, Any], *, where: str = "config") -> ServiceConfig:
-    """Build a ServiceConfig from flat keys (service keys plus limit names)."""
+def service_from_mapping(
+    values: Mapping[str, Any], *, where: str | None = None, resolve: Resolver | None = None
+) -> ServiceConfig:
+    """Build a ServiceConfig from flat keys (service keys plus limit names).
+
+    Args:
+        values: the keys, as a config file spells them.
+        where: put before every message (a file's name).
+        resolve: finds the service's spec, for its settings class.
+    """
+    try:
+        return _from_mapping(values, resolve)
+    except ConfigError as exc:
+        if where is None:
+            raise
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _from_mapping(values: Mapping[str, Any], resolve: Resolver | None) -> ServiceConfig:
     limits_keys = set(limit_names())
-    unknown = set(values) - _SERVICE_KEYS - limits_keys - {"options"}
+    unknown = set(values) - set(_SERVICE_KEYS) - limits_keys
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown key(s): {', '.join(sorted(unknown))}")
     if "service" not in values:
-        raise ConfigError(f"{where}: every [[service]] needs a 'service' key")
-    kwargs = {k: v for k, v in values.items() if k in _SERVICE_KEYS and k != "host"}
+        raise ConfigError("every [[service]] needs a 'service' key")
+    kwargs = {_SERVICE_KEYS[k]: v for k, v in values.items() if k in _SERVICE_KEYS}
     host = values.get("host")
     if host is not None:
         kwargs["hosts"] = tuple(host) if isinstance(host, list) else (str(host),)
-    limit_values = {k: v for k, v in values.items() if k in limits_keys}
+    limit_values = from_words(Limits, {k: v for k, v in values.items() if k in limits_keys})
+    if resolve is not None:
+        spec = resolve(str(values["service"]))
+        if isinstance(kwargs.get("workers"), int):
+            spec.check_workers(kwargs["workers"])
+        kwargs["settings_type"] = spec.settings
     try:
         return ServiceConfig(limits=limit_values, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(str(exc)) from exc

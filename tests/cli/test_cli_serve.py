@@ -171,7 +171,8 @@ def test_bad_serve_options_exit_2_with_a_clear_message(argv, message, capsys):
 
 
 def test_limit_options_accept_none(capsys):
-    from sockhub.cli import _serve_configs, build_parser
+    from sockhub.cli import build_parser
+    from sockhub.cli.serve import serve_configs as _serve_configs
 
     args = build_parser().parse_args(
         ["serve", "echo", "--idle-timeout", "none", "--max-conns", "5", "--max-line", "100"])
@@ -224,7 +225,8 @@ def test_bad_chat_options(argv, message, capsys, tmp_path):
 
 
 def test_registration_timeout_is_one_chat_option_for_every_door():
-    from sockhub.cli import _serve_configs, build_parser
+    from sockhub.cli import build_parser
+    from sockhub.cli.serve import serve_configs as _serve_configs
 
     for given, wanted in (("2.5", 2.5), ("none", None)):
         args = build_parser().parse_args(["serve", "chat", "--registration-timeout", given])

@@ -174,7 +174,7 @@ async def test_a_message_over_the_cap_is_refused_as_documented(serve, tmp_path):
 
 
 def test_the_default_ports_shown_are_the_registry_ones():
-    from sockhub.cli import EPILOG_SERVE
+    from sockhub.cli.serve import EPILOG_SERVE
 
     readme = (ROOT / "README.md").read_text()
     family = (ROOT / "docs" / "echo-family.md").read_text()

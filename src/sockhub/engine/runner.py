@@ -103,8 +103,7 @@ def run(configs: list[ServiceConfig], resolve: Resolver, *, loop: str = "auto",
 def _run_workers(config: ServiceConfig, resolve: Resolver, loop: str,
                  load: Loader | None) -> int:
     spec = resolve(config.service)
-    if not spec.stateless:
-        raise ConfigError(f"{spec.name} keeps state in memory and cannot run with --workers")
+    spec.check_workers(config.workers)
     if config.unix:
         raise ConfigError("--workers needs a TCP or UDP port, not a Unix socket")
     kind = socket.SOCK_DGRAM if spec.datagram else socket.SOCK_STREAM

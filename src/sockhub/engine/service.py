@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
+from sockhub.errors import ConfigError
 from sockhub.protocols.base import DatagramProtocol, Protocol
 
 if TYPE_CHECKING:
@@ -82,6 +83,11 @@ class ServiceSpec:
         limits: overrides of the engine's default limits for this service.
         build: for stateful services, makes the shared runtime that hands
             out protocols; ``protocol_class`` is then only its primary listener's type.
+        settings: the dataclass of the service's own options (declared with
+            :func:`sockhub.options.option`): the config loader makes a
+            service's ``options`` into one, the command line gets a group of
+            flags from it, docs/config.md a table.
+        docs: where the service is documented, shown beside its options.
     """
 
     name: str
@@ -91,7 +97,18 @@ class ServiceSpec:
     stateless: bool = True
     limits: dict[str, Any] = field(default_factory=dict)
     build: Callable[[ServiceConfig, Limits], ServiceRuntime] | None = None
+    settings: type[Any] | None = None
+    docs: str | None = None
 
     @property
     def datagram(self) -> bool:
         return issubclass(self.protocol_class, DatagramProtocol)
+
+    def check_workers(self, workers: int) -> None:
+        """Refuse ``workers`` processes for a service that keeps state in memory.
+
+        Raises:
+            ConfigError: more than one worker for a stateful service.
+        """
+        if workers > 1 and not self.stateless:
+            raise ConfigError(f"{self.name} keeps state in memory and cannot run with --workers")

@@ -100,7 +100,7 @@ class ChatService:
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
         port = 9999 if config.port is None else config.port
-        return cls(ChatSettings.from_options(dict(config.options)), limits, port=port)
+        return cls(config.settings_as(ChatSettings), limits, port=port)
 
     # ServiceRuntime ---------------------------------------------------------
 
@@ -119,7 +119,7 @@ class ChatService:
         until they leave); the settings apply to what happens next. The
         storage and the names clients already know need a restart.
         """
-        settings = ChatSettings.from_options(dict(config.options))
+        settings = config.settings_as(ChatSettings)
         fixed = [k for k in RESTART_KEYS if getattr(settings, k) != getattr(self.settings, k)]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart")

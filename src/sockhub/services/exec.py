@@ -304,7 +304,7 @@ class ExecService:
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ExecService:
-        settings = ExecSettings.from_options(dict(config.options))
+        settings = config.settings_as(ExecSettings)
         exposed = _check_exposure(config, settings)
         if exposed:
             log.warning(
@@ -337,7 +337,7 @@ class ExecService:
                 Everything is checked before anything is applied, so the old
                 settings then stay fully in force.
         """
-        settings = ExecSettings.from_options(dict(config.options))
+        settings = config.settings_as(ExecSettings)
         old = self.settings
         restart = []
         if settings.data_dir != old.data_dir:

@@ -7,6 +7,8 @@ user's class is imported only when named with a colon on the command line.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sockhub.engine.service import ServiceSpec
@@ -15,7 +17,9 @@ from sockhub.protocols.base import DatagramProtocol, LineProtocol, Protocol
 from sockhub.protocols.echo import Echo, Hello, UdpEcho, Upper
 from sockhub.protocols.exec import ExecServerProtocol
 from sockhub.services.chat import ChatService
+from sockhub.services.chat_settings import ChatSettings
 from sockhub.services.exec import ExecService
+from sockhub.services.exec_settings import ExecSettings
 
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
@@ -25,27 +29,51 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("hello", Hello, 9004, "greets, answers 'Hello, <line>!', bye on 'exit'"),
         ServiceSpec("udp-echo", UdpEcho, 9000, "every UDP datagram back to its sender"),
         ServiceSpec(
-            "chat", LineProtocol, 9999, "group chat for nc/telnet users, with history",
+            "chat", LineProtocol, 9999, "group chat: line door, --irc-port opens IRC",
             stateless=False,
             # Chat users may listen for hours without a word; the door's own
             # flood control and the write limits guard the server instead.
             limits={"idle_timeout": None, "max_line": 8192},
             build=ChatService.from_config,
+            settings=ChatSettings,
         ),
         ServiceSpec(
             "exec", ExecServerProtocol, 9001,
-            "runs commands (argv, no shell) for clients holding the token",
+            "runs allow-listed commands for token holders",
             # Not for --workers: the failed-login limiter and max-concurrent
             # live in one process's memory, and N workers would give an
             # attacker N times the guesses and the host N times the commands.
             stateless=False,
             build=ExecService.from_config,
+            settings=ExecSettings,
+            docs="docs/exec-protocol.md",
         ),
     )
 }
 
-#: What ``sockhub serve`` runs with no service named: the chat hub's doors.
-DEFAULT_SERVICES = ("chat",)
+
+
+@dataclass(frozen=True)
+class DefaultService:
+    """A service plain ``sockhub serve`` runs, with the other doors it opens there.
+
+    Attributes:
+        name: the service, run on its default port.
+        ports: its options (by key) that open more doors, and their ports;
+            with ``--port 0`` each is 0 too, a free port.
+    """
+
+    name: str
+    ports: Mapping[str, int] = field(default_factory=dict)
+
+    def options(self, *, free_ports: bool) -> dict[str, int]:
+        """The options that open its other doors."""
+        return {key: 0 if free_ports else port for key, port in self.ports.items()}
+
+
+#: What ``sockhub serve`` runs with no service named: the chat hub with every
+#: door open, IRC on 6667, the port IRC clients try first (IANA's ircu range).
+DEFAULT_SERVICES = (DefaultService("chat", ports={"irc_port": 6667}),)
 
 
 def resolve(name: str) -> ServiceSpec:
