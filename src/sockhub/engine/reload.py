@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sockhub.config import ServiceConfig
-from sockhub.engine.server import Engine, RunningService, StreamServer
+from sockhub.engine.server import Engine, RunningService, StreamServer, runtime_config
 from sockhub.engine.tls import server_tls_context
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
@@ -59,7 +59,7 @@ def _apply(plan: _Plan) -> list[str]:
     running, config = plan.running, plan.config
     changes: list[str] = []
     if running.runtime is not None:
-        changes += running.runtime.reload(config, plan.limits)
+        changes += running.runtime.reload(runtime_config(config, running.spec), plan.limits)
     if plan.tls is not None:
         for server in running.servers:
             if isinstance(server, StreamServer) and server.tls is not None:

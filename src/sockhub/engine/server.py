@@ -18,7 +18,7 @@ import socket
 import stat
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sockhub.config import ServiceConfig
@@ -332,6 +332,15 @@ class DatagramServer:
 Server = StreamServer | DatagramServer
 
 
+def runtime_config(config: ServiceConfig, spec: ServiceSpec) -> ServiceConfig:
+    """``config`` as a stateful service's runtime sees it: its port resolved.
+
+    The spec's ``default_port`` is the one place a service's port is written;
+    a runtime gets the port to listen on, never None.
+    """
+    return config if config.port is not None else replace(config, port=spec.default_port)
+
+
 def make_servers(
     config: ServiceConfig, spec: ServiceSpec
 ) -> tuple[list[Server], ServiceRuntime | None]:
@@ -340,7 +349,7 @@ def make_servers(
         return [DatagramServer(config, spec)], None
     if spec.build is None:
         return [StreamServer(config, spec)], None
-    runtime = spec.build(config, config.resolved_limits(spec.limits))
+    runtime = spec.build(runtime_config(config, spec), config.resolved_limits(spec.limits))
     opened = [x for x in runtime.listeners() if x.port is not None or (x.primary and config.unix)]
     return [StreamServer(config, spec, listener=x, runtime=runtime) for x in opened], runtime
 

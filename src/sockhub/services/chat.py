@@ -81,7 +81,7 @@ class ChatDoor:
 class ChatService:
     """Shared state of one chat hub, used by all its doors."""
 
-    def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = 9999) -> None:
+    def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = None) -> None:
         self.settings = settings
         self.port = port
         self.limits = limits
@@ -99,8 +99,7 @@ class ChatService:
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
-        port = 9999 if config.port is None else config.port
-        return cls(config.settings_as(ChatSettings), limits, port=port)
+        return cls(config.settings_as(ChatSettings), limits, port=config.port)
 
     # ServiceRuntime ---------------------------------------------------------
 

@@ -283,7 +283,7 @@ class ExecService:
     """Shared state of one exec service: settings, token, limiter, running commands."""
 
     def __init__(self, settings: ExecSettings, limits: Limits, token: bytes, *,
-                 port: int | None = 9001, config: ServiceConfig | None = None) -> None:
+                 port: int | None = None, config: ServiceConfig | None = None) -> None:
         self.port = port
         self.limits = limits
         self.config = config  # what it was built from: reload compares against it
@@ -314,8 +314,7 @@ class ExecService:
             )
         token = _load_token(settings, create=True)
         _warn_about_policy(settings)
-        port = 9001 if config.port is None else config.port
-        return cls(settings, limits, token, port=port, config=config)
+        return cls(settings, limits, token, port=config.port, config=config)
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
         """Apply a freshly loaded config of this service, dropping nobody.
