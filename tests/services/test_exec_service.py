@@ -565,6 +565,37 @@ def test_each_recent_failure_doubles_the_wait_for_the_verdict(tmp_path, token_fi
     assert json.loads(guess.data_to_send()[0][5:])["code"] == "auth_failed"
 
 
+def test_a_crowd_of_addresses_cannot_keep_a_newcomer_out(tmp_path, token_file):
+    clock = ManualClock(now=0)
+    service = build(tmp_path, options={"token_file": str(token_file), "auth_max_pending": 3,
+                                       "auth_max_pending_per_ip": 2})
+
+    def door(peer: str) -> ExecDoor:
+        protocol = service.make_protocol()
+        protocol.clock = clock
+        protocol.connection_made(ConnectionInfo(peer=peer))
+        return protocol
+
+    a1, a2, b1 = door("10.0.0.1:1"), door("10.0.0.1:2"), door("10.0.0.2:1")
+    assert all(d.data_to_send()[0][4] == FrameType.CHALLENGE for d in (a1, a2, b1))
+    owner = door("10.0.0.3:1")  # every slot taken: the busiest address's oldest goes
+    (error,) = a1.data_to_send()
+    assert json.loads(error[5:])["code"] == "auth_timeout" and a1.close_expected()
+    assert owner.data_to_send()[0][4] == FrameType.CHALLENGE
+    owner.receive_data(encode(FrameType.AUTH, compute_answer(TOKEN, owner.nonce)))
+    assert owner.data_to_send()[0][4] == FrameType.READY
+    assert set(service.logins) == {a2, b1}
+
+
+def test_ipv6_hosts_count_per_64_network():
+    assert exec_login.address_key("[2001:db8:1:2:aaaa::1]:5000") == "2001:db8:1:2::/64"
+    assert exec_login.address_key("[2001:db8:1:2:bbbb::7]:6000") == "2001:db8:1:2::/64"
+    assert exec_login.address_key("[2001:db8:1:3::1]:5000") == "2001:db8:1:3::/64"
+    assert exec_login.address_key("[::1]:5000") == "::1"
+    assert exec_login.address_key("192.0.2.7:5000") == "192.0.2.7"
+    assert exec_login.address_key("unix") == "unix"
+
+
 def test_the_limiter_bounds_slots_per_address_and_overall():
     limiter = AuthLimiter(delay=1, delay_max=8, window=60, max_pending=3, max_pending_per_ip=2)
     assert limiter.admit("a", 0) is None and limiter.admit("a", 0) is None

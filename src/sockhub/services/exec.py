@@ -55,6 +55,7 @@ import secrets
 import select
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,6 +291,8 @@ class ExecService:
         self.commands: set[Command] = set()
         self.shutting_down = False
         self.limiter = AuthLimiter(**_limiter_settings(settings))
+        #: Connections waiting to log in, oldest first, with their address key.
+        self.logins: dict[ExecDoor, str] = {}
         #: Login failures and refusals are what an attacker causes at will.
         self.noise = RateLimitedLog(log, level=logging.WARNING)
         self._apply(settings, token)
@@ -396,6 +399,24 @@ class ExecService:
             hint = " (start it with --allow-shell to permit sh -c)" if name == "sh" else ""
             return f"{name} is not in this server's allow list{hint}"
         return None
+
+    def admit_login(self, door: ExecDoor, address: str) -> str | None:
+        """Give a new connection a login slot, or say why it gets none.
+
+        When every slot is taken the oldest login of the address holding the
+        most is closed to make room: a crowd of addresses cannot keep a
+        newcomer out; only the newcomer's own address being at its cap can.
+        """
+        now = door.clock.time()
+        limiter = self.limiter
+        if (self.logins and limiter.pending(None, now) >= limiter.max_pending
+                and limiter.pending(address, now) < limiter.max_pending_per_ip):
+            busiest = Counter(self.logins.values()).most_common(1)[0][0]
+            next(d for d, a in self.logins.items() if a == busiest).evict()
+        refusal = limiter.admit(address, now)
+        if refusal is None:
+            self.logins[door] = address
+        return refusal
 
     def ready(self, limits: Limits) -> Ready:
         """What a client learns at login: the limits of its own connection."""

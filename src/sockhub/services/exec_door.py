@@ -60,7 +60,7 @@ class ExecDoor(ExecServerProtocol):
 
     def connection_made(self, info: ConnectionInfo) -> None:
         address = address_key(info.peer)
-        refusal = self.service.limiter.admit(address, self.clock.time())
+        refusal = self.service.admit_login(self, address)
         if refusal is not None:
             # Before the challenge, so a refused connection cannot guess.
             self.info = info
@@ -76,9 +76,19 @@ class ExecDoor(ExecServerProtocol):
         )
 
     def _release_login_slot(self) -> None:
+        self.service.logins.pop(self, None)
         if self._login_slot is not None:
             self.service.limiter.release(self._login_slot)
             self._login_slot = None
+
+    def evict(self) -> None:
+        """Every login slot is taken and this one is the oldest of its address: close it."""
+        if self._auth_handle is not None:
+            self._auth_handle.cancel()
+            self._auth_handle = None
+        self._release_login_slot()
+        self.fail(ErrorCode.AUTH_TIMEOUT, "too many logins in progress; the oldest was closed")
+        self.wake()
 
     def _auth_expired(self) -> None:
         self._auth_handle = None
@@ -100,6 +110,7 @@ class ExecDoor(ExecServerProtocol):
             self.accept_auth(service.ready(self.info.limits))
             return
         address, self._login_slot = self._login_slot or address_key(peer), None
+        service.logins.pop(self, None)
         delay = service.limiter.failed(address, self.clock.time())
         service.noise.log("exec: {count} more failed logins",
                           "exec: failed login from %s; telling it in %gs", peer, delay,

@@ -7,6 +7,7 @@ in, so it is tested without a clock or a socket.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from collections import Counter
 from typing import Any
 
@@ -17,9 +18,20 @@ MAX_COUNTED_FAILURES = 32
 
 
 def address_key(peer: str) -> str:
-    """The part of a printable peer address that identifies a host (no port)."""
+    """What identifies one client host in a printable peer address (no port).
+
+    An IPv6 host usually owns a whole /64 and can pick any address in it, so
+    IPv6 addresses count per /64 network, as one IPv4 address counts alone.
+    """
     if peer.startswith("["):
-        return peer[1 : peer.find("]")]
+        host = peer[1 : peer.find("]")]
+        try:
+            address = ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            return host
+        if address.is_loopback or address.ipv4_mapped is not None:
+            return host
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
     if peer.count(":") == 1:
         return peer.rpartition(":")[0]
     return peer  # "unix", "unix:/path": every local client shares one record
@@ -33,9 +45,14 @@ class AuthLimiter:
 
     * A login in progress holds a slot from connect until it is in, or for
       a wrong answer until that answer is told. At most
-      ``max_pending_per_ip`` slots per address and ``max_pending`` in all:
-      past either, :meth:`admit` refuses a new connection, before any
-      challenge. Slots never outnumber ``max_pending``.
+      ``max_pending_per_ip`` slots per address: past it, :meth:`admit`
+      refuses a new connection from there, before any challenge. At most
+      ``max_pending`` connections in all may be waiting to log in (held
+      wrong answers, which may have hung up, do not count there): past it
+      :meth:`admit` refuses too, but the service first closes the oldest
+      login of the busiest address to make room
+      (``ExecService.admit_login``), so no crowd of addresses can keep a
+      newcomer out.
     * A wrong answer is told after a delay, ``delay`` doubled for each
       earlier failure from the address, at most ``delay_max``; an address
       ``window`` seconds without a failure starts over. The login's slot
@@ -65,20 +82,20 @@ class AuthLimiter:
             setattr(self, name, value)
 
     def pending(self, address: str | None, now: float) -> int:
-        """Slots held: by ``address``, or by everyone for None."""
+        """Slots held by ``address``; for None, connections waiting to log in."""
         self._expire(now)
         if address is None:
-            return self._live.total() + len(self._holds)
+            return self._live.total()
         return self._live[address] + self._held[address]
 
     def admit(self, address: str, now: float) -> str | None:
         """Take a slot for a new connection, or say why it is refused."""
-        if self.pending(None, now) >= self.max_pending:
-            return (f"too many logins in progress ({self.max_pending}); "
-                    "try again in a few seconds")
         if self.pending(address, now) >= self.max_pending_per_ip:
             return (f"too many logins in progress from {address} "
                     f"({self.max_pending_per_ip}); try again in a few seconds")
+        if self.pending(None, now) >= self.max_pending:
+            return (f"too many logins in progress ({self.max_pending}); "
+                    "try again in a few seconds")
         self._live[address] += 1
         return None
 
