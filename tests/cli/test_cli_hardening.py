@@ -160,6 +160,41 @@ async def test_ping_counts_a_wrong_reply_as_lost_and_exits_1():
     assert code == 1
 
 
+class _LateFirstEcho(asyncio.Protocol):
+    """Holds the first probe until the second arrives, then echoes both: a late answer."""
+
+    def __init__(self) -> None:
+        self.held = b""
+        self.probes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.probes += 1
+        if self.probes == 1:
+            self.held = data
+            return
+        self.transport.write(self.held + data)  # type: ignore[attr-defined]
+        self.held = b""
+
+
+async def test_ping_tcp_a_late_answer_is_not_taken_for_the_next_probe():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_LateFirstEcho, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, out, _ = await run_sockhub("ping", f"127.0.0.1:{port}", "-c", "3",
+                                         "-i", "0.05", "-W", "0.5")
+    finally:
+        server.close()
+    text = out.decode()
+    assert "no answer from" in text and "seq=1 (timeout" in text
+    assert "seq=2 time=" in text and "seq=3 time=" in text and "wrong" not in text
+    assert "3 probes sent, 2 received" in text
+    assert code == 1
+
+
 async def test_ping_udp_against_a_service_that_answers_something_else_exits_1():
     class Nope(asyncio.DatagramProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

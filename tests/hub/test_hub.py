@@ -298,3 +298,18 @@ def test_every_text_from_users_is_cleaned(hub):
     assert hub.register("carol", Inbox(), realname=esc).realname == "^[[2J"
     with pytest.raises(HubError):
         hub.ban(alice, "#r", "bad\x1bmask", 2.0)
+
+
+def test_protected_rooms_given_anew_apply_to_rooms_that_exist(hub):
+    alice, _ = make_user(hub, "alice")
+    bob, _ = make_user(hub, "bob")
+    apply(hub, hub.join(alice, "#open", 1.0))
+    apply(hub, hub.join(bob, "#open", 1.0))
+    room = hub.find_room("#open")
+    assert not room.protected and hub.set_topic(bob, "#open", "bob's", 2.0).topic == "bob's"
+    hub.protected = {"#open"}  # a reload lists it
+    assert room.protected
+    with pytest.raises(HubError):
+        hub.set_topic(bob, "#open", "still bob's?", 3.0)
+    hub.protected = set()
+    assert not room.protected and hub.set_topic(bob, "#open", "again", 4.0).topic == "again"

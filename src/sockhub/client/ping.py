@@ -115,7 +115,7 @@ async def _ping_tcp(host, port, stats, count, interval, timeout, size, target, e
             t0 = time.perf_counter()
             writer.write(payload)
             try:
-                echoed = await asyncio.wait_for(reader.readexactly(len(payload)), timeout)
+                echoed = await _tcp_answer(reader, seq, size, timeout)
             except asyncio.CancelledError:
                 stats.sent -= 1  # interrupted while waiting: neither answered nor lost
                 raise
@@ -135,6 +135,23 @@ async def _ping_tcp(host, port, stats, count, interval, timeout, size, target, e
             emit(f"{len(echoed)} bytes from {target}: seq={seq} time={rtt * 1000:.3f} ms")
     finally:
         writer.close()
+
+
+async def _tcp_answer(reader: asyncio.StreamReader, seq: int, size: int,
+                      timeout: float) -> bytes:
+    """The echo of probe ``seq``, skipping late echoes of earlier probes.
+
+    A probe that timed out may still be answered: its echo then waits in the
+    stream ahead of this one's (whole, since probes are all ``size`` bytes and
+    a timed-out read takes nothing), and must not count against this probe.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        echoed = await asyncio.wait_for(reader.readexactly(size),
+                                        max(0.0, deadline - loop.time()))
+        if not _earlier_probe(echoed, seq, size):
+            return echoed
 
 
 async def _ping_connect(host, port, stats, count, interval, timeout, target, emit) -> None:  # type: ignore[no-untyped-def]

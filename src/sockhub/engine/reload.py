@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sockhub.config import ServiceConfig
 from sockhub.engine.server import Engine, RunningService, StreamServer, runtime_config
-from sockhub.engine.tls import server_tls_context
+from sockhub.engine.tls import server_tls_context, tls_files_digest
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
 
@@ -38,6 +38,7 @@ class _Plan:
     config: ServiceConfig
     limits: Limits
     tls: ssl.SSLContext | None
+    tls_digest: bytes
 
 
 def _plan(running: RunningService, config: ServiceConfig) -> _Plan:
@@ -49,10 +50,15 @@ def _plan(running: RunningService, config: ServiceConfig) -> _Plan:
         limits = config.resolved_limits(running.spec.limits)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{old.service}: {exc}") from exc
-    tls = None
+    bound = running.servers[0].limits
+    if limits.tls_handshake_timeout != bound.tls_handshake_timeout:
+        # asyncio binds it to the listener when it starts.
+        raise ConfigError(f"{old.service}: tls_handshake_timeout changed, which needs a restart")
+    tls, digest = None, b""
     if config.tls_cert and config.tls_key:
+        digest = tls_files_digest(config.tls_cert, config.tls_key)
         tls = server_tls_context(config.tls_cert, config.tls_key)
-    return _Plan(running, config, limits, tls)
+    return _Plan(running, config, limits, tls, digest)
 
 
 def _apply(plan: _Plan) -> list[str]:
@@ -61,10 +67,10 @@ def _apply(plan: _Plan) -> list[str]:
     if running.runtime is not None:
         changes += running.runtime.reload(runtime_config(config, running.spec), plan.limits)
     if plan.tls is not None:
-        for server in running.servers:
-            if isinstance(server, StreamServer) and server.tls is not None:
-                server.tls.replace(plan.tls)
-        changes.append("TLS certificate")
+        replaced = [server.tls.replace(plan.tls, plan.tls_digest) for server in running.servers
+                    if isinstance(server, StreamServer) and server.tls is not None]
+        if any(replaced):
+            changes.append("TLS certificate")
     if plan.limits != running.servers[0].limits:
         changes.append("limits (for new connections)")
     for server in running.servers:
@@ -98,6 +104,11 @@ def reload(engine: Engine, load: Callable[[], list[ServiceConfig]]) -> str:
         except ConfigError as exc:
             refused = True
             parts.append(f"{name} refused, old settings kept: {exc}")
+            continue
+        except Exception as exc:  # a bug: say so, and let the other services reload
+            log.exception("reload of %s failed", name)
+            refused = True
+            parts.append(f"{name} failed ({exc!r}), its settings may be partly new")
             continue
         if changes:
             parts.append(f"{name}: {', '.join(changes)}")

@@ -406,9 +406,11 @@ class Engine:
             server.stop_accepting()
         for runtime in self.runtimes:
             runtime.begin_shutdown()
-        await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
-        self._close_runtimes()
-        flush_rate_limited()  # the last window's counts, from doors and services too
+        try:
+            await asyncio.gather(*(server.shutdown(reason) for server in self.servers))
+        finally:  # whatever happened, every command exec started dies with us
+            self._close_runtimes()
+            flush_rate_limited()  # the last window's counts, from doors and services too
 
     def _close_runtimes(self) -> None:
         for runtime in self.runtimes:

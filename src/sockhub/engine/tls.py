@@ -12,7 +12,9 @@ connections already open keep the session they negotiated.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
+from pathlib import Path
 
 from sockhub.errors import ConfigError
 
@@ -31,10 +33,19 @@ def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def tls_files_digest(cert: str, key: str) -> bytes:
+    """What the certificate and key files hold now, to tell whether a reload changed them."""
+    try:
+        return hashlib.sha256(Path(cert).read_bytes() + b"\0" + Path(key).read_bytes()).digest()
+    except OSError:
+        return b""  # unreadable: server_tls_context has said why, or will
+
+
 class ReloadableTls:
     """The context a listener is bound to, and the one its handshakes use."""
 
     def __init__(self, cert: str, key: str) -> None:
+        self.digest = tls_files_digest(cert, key)
         self.current = server_tls_context(cert, key)
         self.listener = server_tls_context(cert, key)
         self.listener.sni_callback = self._pick
@@ -44,6 +55,12 @@ class ReloadableTls:
         ssl_object.context = self.current
         return None
 
-    def replace(self, context: ssl.SSLContext) -> None:
-        """Serve new handshakes with ``context`` (already loaded and checked)."""
+    def replace(self, context: ssl.SSLContext, digest: bytes) -> bool:
+        """Serve new handshakes with ``context`` (already loaded and checked).
+
+        Returns:
+            whether the files it came from differ from the ones in use.
+        """
         self.current = context
+        changed, self.digest = digest != self.digest, digest
+        return changed

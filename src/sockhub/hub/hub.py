@@ -110,7 +110,14 @@ class Hub:
 
     @protected.setter
     def protected(self, keys: set[str]) -> None:
+        """New protected rooms (a reload): rooms that exist already follow at once.
+
+        A room that becomes protected gets its topic lock; one that stops
+        being protected loses it. Its operators stay as they are.
+        """
         self.state.protected = keys
+        for room in self.state.rooms.values():
+            room.protected = room.key in keys
 
     def apply(self, event: HubEvent) -> None:
         """Apply an event from the bus: update state and deliver it."""
