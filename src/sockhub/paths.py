@@ -3,9 +3,12 @@
 Chat history, bans and the exec token are for the server's owner only: the
 data directory is created mode 0700 and each file in it 0600, whatever the
 umask. A directory that already exists is left as it is (it may be one the
-operator chose and shares on purpose), but a loose one is reported with the
-``chmod`` that fixes it. Files are sockhub's own, so a loose one (from an
-older sockhub) is tightened to 0600 and the change logged.
+operator chose and shares on purpose), but one others may read is reported
+with the ``chmod`` that fixes it, and one others may write is refused: they
+could plant a file or a symlink under a name sockhub is about to open.
+Files are sockhub's own, so a loose one (from an older sockhub) is tightened
+to 0600 and the change logged; a symlink or anything but a regular file
+where one of them should be is refused, never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import logging
 import os
 import stat
 from pathlib import Path
+
+from sockhub.errors import ConfigError
 
 log = logging.getLogger("sockhub.paths")
 
@@ -50,6 +55,10 @@ def private_dir(path: str | Path) -> Path:
             continue  # made by a process starting beside us
         os.chmod(directory, DIR_MODE)  # mkdir's mode passes through the umask
     mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o022:
+        raise ConfigError(
+            f"data directory {path} is writable by group or others (mode {mode:03o}), who could "
+            f"plant files sockhub opens; run: chmod 700 {path}")
     if mode & 0o077:
         log.warning(
             "data directory %s is open to group or others (mode %03o); to keep its history "
@@ -64,7 +73,7 @@ def private_file(path: str | Path) -> Path:
     ``-wal``, ``-shm`` and ``-journal`` files with the main file's mode).
     """
     path = Path(path)
-    try:
+    try:  # O_EXCL: a symlink planted here makes this fail, never followed
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
         tighten(path)
@@ -75,11 +84,20 @@ def private_file(path: str | Path) -> Path:
 
 
 def tighten(path: str | Path) -> None:
-    """Make an existing file of ours 0600, logging the change; absent files are fine."""
+    """Make an existing file of ours 0600, logging the change; absent files are fine.
+
+    Raises:
+        ConfigError: a symlink, or something other than a regular file, is
+            where our file should be.
+    """
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.lstat(path)
     except FileNotFoundError:
         return
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise ConfigError(f"{path} is {kind}; sockhub will not open it in place of its own file")
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         try:
             os.chmod(path, FILE_MODE)

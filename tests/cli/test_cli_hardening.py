@@ -104,6 +104,21 @@ async def test_the_data_directory_is_0700_and_every_file_in_it_0600(tmp_path):
     assert not any("open to group or others" in line for line in chat.log + exe.log)
 
 
+async def test_a_planted_symlink_or_a_directory_others_may_write_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "chat.sqlite3").symlink_to(tmp_path / "elsewhere.db")
+    code, _, err = await run_sockhub("serve", "chat", "--port", "0", "--data-dir", str(data))
+    assert code == 2 and b"chat.sqlite3 is a symlink" in err
+    assert not (tmp_path / "elsewhere.db").exists()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    code, _, err = await run_sockhub("serve", "chat", "--port", "0", "--data-dir", str(shared))
+    assert code == 2 and b"writable by group or others (mode 777)" in err
+    assert b"run: chmod 700" in err
+
+
 async def test_loose_modes_left_by_an_older_version_are_reported_or_tightened(tmp_path):
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
