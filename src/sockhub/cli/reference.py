@@ -1,7 +1,7 @@
 """The option tables of docs/config.md and README.md, generated from the declarations.
 
 Each table sits between ``<!-- options: NAME -->`` and ``<!-- /options -->``
-in those files; tests/cli/test_config_reference.py fails when one differs
+in those files; tests/cli/test_serve_options.py fails when one differs
 from what the code declares. To print the tables, or rewrite them in place::
 
     python -m sockhub.cli.reference                   # print them

@@ -70,6 +70,9 @@ services:
   listening on HOST:PORT (SERVICE)
 with the real port, so scripts can wait for it. SIGINT or SIGTERM shut down
 gracefully: stop accepting, tell clients, drain for --drain-timeout, exit 0.
+SIGHUP reloads without dropping anyone: the files named here (TLS, MOTD, the
+exec token) and the --config file are read again, and one log line says what
+changed or why nothing did (a bad file keeps the old settings).
 
 Options marked repeatable may be given more than once. Sizes are in bytes,
 times in seconds. Every option is also a config file key (docs/config.md).
@@ -117,7 +120,7 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run one service, several (--config), or the default set",
-        description="Run socket services until SIGINT/SIGTERM.",
+        description="Run socket services until SIGINT/SIGTERM; SIGHUP reloads.",
         epilog=EPILOG_SERVE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

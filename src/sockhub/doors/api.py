@@ -20,6 +20,9 @@ from typing import Protocol
 from sockhub.hub import HubError, Member, Message, Room, User
 from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
 
+#: Failed operator logins (/oper, OPER) one connection may make before it is closed.
+OPER_ATTEMPTS = 3
+
 #: One end of a history page: ``("id", message id)`` or ``("ms", Unix milliseconds)``.
 Bound = tuple[str, int]
 

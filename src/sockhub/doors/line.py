@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from sockhub.codec.lines import encode_line
-from sockhub.doors.api import ChatApi
+from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
 from sockhub.hub import HubError, User
 from sockhub.hub.events import HubEvent, Kicked, Private, Signal
 from sockhub.hub.names import HISTORY_MAX, fold
@@ -35,8 +35,6 @@ log = logging.getLogger("sockhub.chat")
 #: Lines any client can cause at will, logged at a bounded rate.
 _floods = RateLimitedLog(log)
 
-#: Failed /oper attempts one connection may make before it is closed.
-OPER_ATTEMPTS = 3
 
 
 class TokenBucket:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Listener:
-    """One listener (a "front door") of a stateful service, sharing its state.
+    """One listener of a stateful service, sharing the service's state.
 
     Attributes:
         name: the listener's name in logs (``chat``, ``irc``).

@@ -49,11 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sockhub.chat")
 #: Lines any client can cause at will, logged at a bounded rate.
-_floods = RateLimitedLog(log)
 _failed_opers = RateLimitedLog(log, level=logging.WARNING)
 
-#: Failed /oper attempts one connection may make before it is closed.
-OPER_ATTEMPTS = 3
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
 RESTART_KEYS = ("data_dir", "irc_port", "server_name")

@@ -184,37 +184,37 @@ def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
 
 
 def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
-    hub = door.chat
+    chat = door.chat
     if not message.params or not message.params[0]:
         # RFC 2812 §3.2.5: every channel (none is secret here), one end.
-        for listed in sorted(hub.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
+        for listed in sorted(chat.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
             send_names(door, listed, end="")
         door.reply(RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
     names = message.params[0].split(",")
     if len(names) == 1:
-        room = hub.find_room(names[0])
+        room = chat.find_room(names[0])
         if room is None:  # "one RPL_ENDOFNAMES numeric containing the given channel name"
             door.reply(RPL_ENDOFNAMES, names[0], "End of /NAMES list")
         else:
             send_names(door, room)
         return
     for name in names:  # several channels: their names, then one end for them all
-        room = hub.find_room(name)
+        room = chat.find_room(name)
         if room is not None:
             send_names(door, room, end="")
     door.reply(RPL_ENDOFNAMES, message.params[0], "End of /NAMES list")
 
 
 def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
-    hub = door.chat
+    chat = door.chat
     wanted = message.params[0] if message.params else ""
     if wanted and wanted[0] in "<>":  # an ELIST condition: not advertised, so ignored
         wanted = ""
     rooms = (
-        [r for r in (hub.find_room(n) for n in wanted.split(",")) if r is not None]
+        [r for r in (chat.find_room(n) for n in wanted.split(",")) if r is not None]
         if wanted
-        else sorted(hub.rooms(), key=lambda r: r.key)
+        else sorted(chat.rooms(), key=lambda r: r.key)
     )
     door.reply(RPL_LISTSTART, "Channel", "Users  Name")
     for room in rooms:
@@ -271,8 +271,8 @@ def cmd_mode(door: IrcDoor, message: IrcMessage) -> None:
 def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
     assert user is not None
-    hub = door.chat
-    room = hub.find_room(message.params[0])
+    chat = door.chat
+    room = chat.find_room(message.params[0])
     if room is None:
         door.reply(ERR_NOSUCHCHANNEL, message.params[0], "No such channel")
         return
@@ -284,10 +284,10 @@ def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
     for letter in parsed.unknown:
         door.reply(ERR_UNKNOWNMODE, letter, "is unknown mode char to me")
     if parsed.list_bans:
-        for mask in hub.bans(room.name):
+        for mask in chat.bans(room.name):
             door.reply(RPL_BANLIST, room.name, mask)
         door.reply(RPL_ENDOFBANLIST, room.name, "End of channel ban list")
-    if (parsed.changes or parsed.bans) and not hub.may_moderate(user, room):
+    if (parsed.changes or parsed.bans) and not chat.may_moderate(user, room):
         if user.key in room.members:
             door.reply(ERR_CHANOPRIVSNEEDED, room.name, "You're not channel operator")
         else:
@@ -296,7 +296,7 @@ def _channel_mode(door: IrcDoor, message: IrcMessage) -> None:
     if parsed.missing:
         door.reply(ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
     for add, mask in parsed.bans:
-        if add and len(hub.bans(room.name)) >= BANS_PER_ROOM:
+        if add and len(chat.bans(room.name)) >= BANS_PER_ROOM:
             door.reply(ERR_BANLISTFULL, room.name, "b", "Channel ban list is full")
             continue
         try:  # IRC bans keep members in; they only stop joins and speech

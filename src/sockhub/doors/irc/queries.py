@@ -79,21 +79,21 @@ def cmd_who(door: IrcDoor, message: IrcMessage) -> None:
     if len(message.params) > 1 and message.params[1].startswith("%"):
         fields, _, token = message.params[1][1:].partition(",")
         whox = (fields, token)
-    hub = door.chat
+    chat = door.chat
     if mask.startswith("#"):
-        room = hub.find_room(mask)
+        room = chat.find_room(mask)
         if room is not None:
             for member in visible(door, room, viewer):
                 _who_reply(door, member, room, whox)
     else:
         pattern = fold(mask)
-        exact = hub.find_user(mask) if not any(c in mask for c in "*?") else None
+        exact = chat.find_user(mask) if not any(c in mask for c in "*?") else None
         if exact is not None:
             candidates = [exact]
         elif mask in ("0", "*") or any(c in mask for c in "*?"):
             shared = {k for room in viewer.rooms.values() for k in room.members}
             candidates = [
-                u for u in hub.users()
+                u for u in chat.users()
                 if (not u.invisible or u.key in shared or u is viewer)
                 and (mask in ("0", "*") or mask_match(pattern, u.key))
             ][:WHO_MAX]
@@ -143,14 +143,14 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
     if not params or not params[-1]:
         door.reply(ERR_NONICKNAMEGIVEN, "No nickname given")
         return
-    hub = door.chat
+    chat = door.chat
     if len(params) > 1:  # WHOIS <server or nick> <nick>: we are the only server
         server = params[0]
-        if fold(server) != fold(door.server_name) and hub.find_user(server) is None:
+        if fold(server) != fold(door.server_name) and chat.find_user(server) is None:
             door.reply(ERR_NOSUCHSERVER, server, "No such server")
             return
     nick = params[-1].split(",")[0]
-    user = hub.find_user(nick)
+    user = chat.find_user(nick)
     if user is None:
         door.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
         door.reply(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
@@ -191,21 +191,21 @@ def cmd_away(door: IrcDoor, message: IrcMessage) -> None:
 
 
 def cmd_ison(door: IrcDoor, message: IrcMessage) -> None:
-    hub = door.chat
+    chat = door.chat
     online = []
     for param in message.params:
         for nick in param.split():
-            user = hub.find_user(nick)
+            user = chat.find_user(nick)
             if user is not None:
                 online.append(user.nick)
     door.reply(RPL_ISON, " ".join(online))
 
 
 def cmd_userhost(door: IrcDoor, message: IrcMessage) -> None:
-    hub = door.chat
+    chat = door.chat
     replies = []
     for nick in message.params[:5]:
-        user = hub.find_user(nick)
+        user = chat.find_user(nick)
         if user is not None:
             oper = "*" if user.is_oper else ""
             away = "-" if user.away else "+"
@@ -216,15 +216,15 @@ def cmd_userhost(door: IrcDoor, message: IrcMessage) -> None:
 # Server queries ----------------------------------------------------------------
 
 def send_lusers(door: IrcDoor) -> None:
-    hub = door.chat
-    users = len(hub.users())
-    invisible = sum(1 for u in hub.users() if u.invisible)
-    opers = sum(1 for u in hub.users() if u.is_oper)
+    chat = door.chat
+    users = len(chat.users())
+    invisible = sum(1 for u in chat.users() if u.invisible)
+    opers = sum(1 for u in chat.users() if u.is_oper)
     peak = door.chat.note_users()
     door.reply(RPL_LUSERCLIENT,
                f"There are {users - invisible} users and {invisible} invisible on 1 servers")
     door.reply(RPL_LUSEROP, str(opers), "operator(s) online")
-    door.reply(RPL_LUSERCHANNELS, str(len(hub.rooms())), "channels formed")
+    door.reply(RPL_LUSERCHANNELS, str(len(chat.rooms())), "channels formed")
     door.reply(RPL_LUSERME, f"I have {users} clients and 0 servers")
     door.reply(RPL_LOCALUSERS, str(users), str(peak),
                f"Current local users {users}, max {peak}")
@@ -274,7 +274,7 @@ def send_isupport(door: IrcDoor) -> None:
 def cmd_version(door: IrcDoor, message: IrcMessage) -> None:
     if _check_server(door, message):
         door.reply(RPL_VERSION, f"{SOFTWARE}-{__version__}", door.server_name,
-                   "chat hub with line, IRC and web doors")
+                   "chat hub with line and IRC doors")
         send_isupport(door)
 
 
@@ -347,19 +347,19 @@ def cmd_chathistory(door: IrcDoor, message: IrcMessage) -> None:
         _fail(door, "CHATHISTORY", "INVALID_TARGET", sub, target,
                    "Messages could not be retrieved")
         return
-    store = door.chat
+    chat = door.chat
     first = refs[0]
     assert first is not None
     if sub == "LATEST":
         after = None if first[0] == "*" else first
-        messages = store.history_page(room.name, limit, after=after, newest=True)
+        messages = chat.history_page(room.name, limit, after=after, newest=True)
     elif sub == "BEFORE":
-        messages = store.history_page(room.name, limit, before=first, newest=True)
+        messages = chat.history_page(room.name, limit, before=first, newest=True)
     elif sub == "AFTER":
-        messages = store.history_page(room.name, limit, after=first, newest=False)
+        messages = chat.history_page(room.name, limit, after=first, newest=False)
     elif sub == "AROUND":  # the message referred to, and as many on each side
-        older = store.history_page(room.name, limit // 2, before=first, newest=True)
-        newer = store.history_page(room.name, limit - len(older), after=(first[0], first[1] - 1),
+        older = chat.history_page(room.name, limit // 2, before=first, newest=True)
+        newer = chat.history_page(room.name, limit - len(older), after=(first[0], first[1] - 1),
                            newest=False)
         messages = older + newer
     else:  # BETWEEN: "may be forwards or backwards in time"
@@ -367,7 +367,7 @@ def cmd_chathistory(door: IrcDoor, message: IrcMessage) -> None:
         assert second is not None
         low, high = sorted((first, second), key=lambda ref: _position(door, room, ref))
         forward = _position(door, room, first) <= _position(door, room, second)
-        messages = store.history_page(room.name, limit, after=low, before=high, newest=not forward)
+        messages = chat.history_page(room.name, limit, after=low, before=high, newest=not forward)
     send_history(door, room.name, messages)
 
 

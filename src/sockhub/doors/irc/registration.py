@@ -32,6 +32,7 @@ from sockhub.codec.irc import (
     IrcMessage,
     serialize,
 )
+from sockhub.doors.api import OPER_ATTEMPTS
 from sockhub.doors.irc.queries import send_isupport, send_lusers, send_motd
 from sockhub.hub import HubError
 from sockhub.protocols.irc.protocol import IrcState
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sockhub.irc")
 
-#: Failed OPER attempts one connection may make before it is closed.
-OPER_ATTEMPTS = 3
 
 
 # Registration ------------------------------------------------------------

@@ -77,8 +77,8 @@ class ExecServerProtocol(Protocol):
 
     Subclasses override the ``*_received`` hooks and answer through the
     ``accept_auth``/``fail``/``refuse_run``/``send_*`` methods. Used as is,
-    it refuses every login (useful only as the registry's door type, for
-    :meth:`refusal`).
+    it refuses every login (useful only as the registry's protocol class for
+    exec, for :meth:`refusal`).
 
     Args:
         nonce: this connection's challenge; fresh random bytes by default.
