@@ -88,6 +88,26 @@ async def chat_client(port: int, nick: str, host: str = "127.0.0.1") -> LineClie
     return client
 
 
+class FirstLine:
+    """An output callback that keeps what it is given until a whole line has come.
+
+    ``client.run(argv, on_stdout=first)`` then ``await first.line()``.
+    """
+
+    def __init__(self) -> None:
+        self.seen = bytearray()
+        self._done = asyncio.Event()
+
+    def __call__(self, data: bytes) -> None:
+        self.seen.extend(data)
+        if b"\n" in self.seen:
+            self._done.set()
+
+    async def line(self, timeout: float = STEP) -> bytes:
+        await asyncio.wait_for(self._done.wait(), timeout)
+        return bytes(self.seen).split(b"\n", 1)[0]
+
+
 async def wait_gone(pid: int) -> None:
     """Wait (on a pidfd, not a sleep) until process ``pid`` has ended."""
     try:

@@ -35,9 +35,11 @@ class Served:
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.returncode is None:
             self.process.send_signal(sig)
-        code = await asyncio.wait_for(self.process.wait(), timeout)
         assert self.process.stderr is not None
-        rest = await self.process.stderr.read()
+        # Read while waiting: a server with more to log than a pipe holds
+        # would otherwise block on its last lines and never exit.
+        rest, code = await asyncio.wait_for(
+            asyncio.gather(self.process.stderr.read(), self.process.wait()), timeout)
         self.log.extend(rest.decode(errors="replace").splitlines())
         return code
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from net import STEP, wait_gone
+from net import STEP, FirstLine, wait_gone
 from proc import run_sockhub, start_sockhub
 from sockhub.client.exec import ExecClient
 
@@ -330,18 +330,11 @@ async def test_kill_9_of_the_server_takes_its_running_command_down(token_file):
     served = await start_sockhub("exec", "--port", "0", "--token-file", str(token_file),
                                  "--allow", "sh")
     client = await ExecClient.connect("127.0.0.1", served.ports["exec"], token=TOKEN)
-    seen, line = bytearray(), asyncio.Event()
-
-    def take(data: bytes) -> None:
-        seen.extend(data)
-        if b"\n" in seen:
-            line.set()
-
+    first = FirstLine()
     task = asyncio.create_task(client.run(["sh", "-c", "echo $$; exec sleep 300"],
-                                          on_stdout=take))
+                                          on_stdout=first))
     try:
-        await asyncio.wait_for(line.wait(), STEP)
-        pid = int(seen)
+        pid = int(await first.line())
         served.process.kill()  # SIGKILL: the server gets no chance to clean up
         await served.process.wait()
         await wait_gone(pid)  # the kernel killed it (PR_SET_PDEATHSIG)

@@ -11,7 +11,7 @@ import ssl
 import pytest
 import trustme
 
-from net import STEP, LineClient, chat_client, open_client, read_line, wait_gone
+from net import STEP, FirstLine, LineClient, chat_client, open_client, read_line, wait_gone
 from proc import start_sockhub
 from sockhub.client.exec import ExecClient
 
@@ -172,27 +172,24 @@ async def test_workers_reload_on_sighup_and_keep_serving():
         assert await served.stop() == 0
 
 
+def _token(tmp_path) -> tuple[str, bytes]:
+    path = tmp_path / "token"
+    path.write_bytes(b"0123456789abcdef-test-token-of-32\n")
+    path.chmod(0o600)
+    return str(path), path.read_bytes().strip()
+
+
 async def test_sighup_leaves_a_running_exec_command_alone_and_sigterm_kills_its_group(tmp_path):
-    token = tmp_path / "token"
-    token.write_bytes(b"0123456789abcdef-test-token-of-32\n")
-    token.chmod(0o600)
-    served = await start_sockhub("exec", "--port", "0", "--token-file", str(token),
+    token_file, token = _token(tmp_path)
+    served = await start_sockhub("exec", "--port", "0", "--token-file", token_file,
                                  "--allow", "sh", "--timeout", "300")
-    client = await ExecClient.connect("127.0.0.1", served.ports["exec"],
-                                      token=token.read_bytes().strip())
-    seen, line = bytearray(), asyncio.Event()
-
-    def take(data: bytes) -> None:
-        seen.extend(data)
-        if b"\n" in seen:
-            line.set()
-
+    client = await ExecClient.connect("127.0.0.1", served.ports["exec"], token=token)
+    first = FirstLine()
     # The command and a child of its own: both must outlive the HUP, neither the TERM.
     task = asyncio.create_task(client.run(["sh", "-c", "sleep 300 & echo $$ $!; wait"],
-                                          on_stdout=take))
+                                          on_stdout=first))
     try:
-        await asyncio.wait_for(line.wait(), STEP)
-        pids = [int(word) for word in seen.split()]
+        pids = [int(word) for word in (await first.line()).split()]
         served.process.send_signal(signal.SIGHUP)
         assert "reloaded (nothing changed)" in await served.expect_log("reloaded")
         for pid in pids:
@@ -208,3 +205,22 @@ async def test_sighup_leaves_a_running_exec_command_alone_and_sigterm_kills_its_
         with contextlib.suppress(BaseException):
             await task
         await client.close()
+
+
+async def test_a_command_running_across_a_sighup_is_still_bound_by_its_timeout(tmp_path):
+    token_file, token = _token(tmp_path)
+    served = await start_sockhub("exec", "--port", "0", "--token-file", token_file,
+                                 "--allow", "sh", "--timeout", "3")
+    try:
+        client = await ExecClient.connect("127.0.0.1", served.ports["exec"], token=token)
+        first = FirstLine()
+        task = asyncio.create_task(client.run(["sh", "-c", "echo started; exec sleep 300"],
+                                              on_stdout=first))
+        assert await first.line() == b"started"
+        served.process.send_signal(signal.SIGHUP)
+        await served.expect_log("reloaded")
+        result = await asyncio.wait_for(task, STEP)
+        assert result.reason == "timeout"
+        await client.close()
+    finally:
+        assert await served.stop() == 0
