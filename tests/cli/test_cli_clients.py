@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 import trustme
@@ -163,3 +165,13 @@ async def test_client_errors_exit_2():
     assert code == 2 and b"expected HOST:PORT" in err
     code, _, err = await run_sockhub("connect")
     assert code == 2 and b"give HOST:PORT or --unix PATH" in err
+
+
+def test_a_client_command_does_not_load_the_servers():
+    """`sockhub ping` builds only its own parser: the service registry stays unimported."""
+    code = ("import sys\nfrom sockhub.cli import main\n"
+            "try:\n    main(['ping', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('sockhub.services.registry' in sys.modules, 'sockhub.doors' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    assert out.splitlines()[-1] == "False False"

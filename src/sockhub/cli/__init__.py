@@ -13,20 +13,40 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sockhub._version import __version__
 from sockhub.cli.bench import add_bench
 from sockhub.cli.clients import add_chat, add_connect, add_ping
 from sockhub.cli.exec import add_exec
 from sockhub.cli.passwd import add_passwd
-from sockhub.cli.serve import add_serve
+from sockhub.cli.summaries import SUMMARIES
 from sockhub.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_serve(sub: Any) -> None:
+    """``serve``'s parser, imported only when built: it needs the whole service registry."""
+    from sockhub.cli.serve import add_serve as add
+
+    add(sub)
+
+
+#: Every command and what adds its parser.
+ADDERS: dict[str, Callable[[Any], None]] = {
+    "serve": add_serve, "connect": add_connect, "ping": add_ping, "bench": add_bench,
+    "chat": add_chat, "exec": add_exec, "passwd": add_passwd,
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` only that command's in full.
+
+    The other commands are then listed by name and summary alone, so a
+    client command does not import the service registry ``serve`` needs.
+    """
     parser = argparse.ArgumentParser(
         prog="sockhub",
         description="Socket services on asyncio: servers, a netcat-like client, "
@@ -35,14 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sockhub {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_serve, add_connect, add_ping, add_bench, add_chat, add_exec, add_passwd):
-        add(sub)
+    for name, add in ADDERS.items():
+        if command is None or name == command:
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sockhub`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser(command if command in ADDERS else None).parse_args(words)
     try:
         status: int = args.run(args)
         return status

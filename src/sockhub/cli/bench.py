@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from sockhub.cli.clients import CHAT_ADDRESS
+from sockhub.cli.clients import chat_address
+from sockhub.cli.summaries import SUMMARIES
 from sockhub.errors import ConfigError
 
 
 def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
-        help="load generators (bench echo, bench chat)",
+        help=SUMMARIES["bench"],
         description="Measure a service under load.",
     )
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
@@ -44,7 +45,7 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "delivered messages per second and send-to-receipt latency, and checks that every "
         "client got every message exactly once, in each sender's order. Run the server with "
         "flood control off (--flood-rate none) or the senders will be throttled.",
-        epilog=f"example:\n  sockhub bench chat {CHAT_ADDRESS} --clients 100 --senders 10 "
+        epilog=f"example:\n  sockhub bench chat {chat_address()} --clients 100 --senders 10 "
         "--messages 200",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import ssl
 
+from sockhub.cli.summaries import SUMMARIES
 from sockhub.errors import ConfigError
-from sockhub.services.registry import SERVICES
 
-#: Where ``sockhub chat`` connects by default: a chat hub on this machine.
-CHAT_ADDRESS = f"127.0.0.1:{SERVICES['chat'].default_port}"
+
+def chat_address() -> str:
+    """The chat line door on this host, at the registry's port (imported only when needed)."""
+    from sockhub.services.registry import SERVICES
+
+    return f"127.0.0.1:{SERVICES['chat'].default_port}"
 
 
 EPILOG_CONNECT = """\
@@ -51,7 +55,7 @@ def client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 def add_connect(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "connect",
-        help="netcat-like client: stdin to the socket, the socket to stdout",
+        help=SUMMARIES["connect"],
         description="Connect to a TCP, TLS, Unix or UDP service and relay stdin/stdout.",
         epilog=EPILOG_CONNECT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -100,7 +104,7 @@ def _cmd_connect(args: argparse.Namespace) -> int:
 def add_ping(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "ping",
-        help="round-trip times to an echo service, like ping",
+        help=SUMMARIES["ping"],
         description="Send probes to an echo service (TCP or UDP) and print round-trip\n"
         "times, then a summary. A reply that differs from the probe counts as lost.\n\n"
         "Exit status: 0 if every probe was answered with its own bytes (with --connect:\n"
@@ -143,15 +147,16 @@ def _cmd_ping(args: argparse.Namespace) -> int:
 def add_chat(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "chat",
-        help="terminal chat client for the chat hub",
+        help=SUMMARIES["chat"],
         description="Chat in a terminal: incoming messages print above the line you are "
         "typing; commands complete with Tab; the client reconnects with back-off when the "
         "server goes away. /quit leaves.",
-        epilog=f"example:\n  sockhub chat {CHAT_ADDRESS} --nick alice",
+        epilog=f"example:\n  sockhub chat {chat_address()} --nick alice",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("address", metavar="HOST:PORT", nargs="?", default=CHAT_ADDRESS,
-                   help=f"the chat server's line door (default {CHAT_ADDRESS})")
+    address = chat_address()
+    p.add_argument("address", metavar="HOST:PORT", nargs="?", default=address,
+                   help=f"the chat server's line door (default {address})")
     p.add_argument("--nick", metavar="NAME", help="nick to use (default: a guest nick)")
     add_client_tls(p, server_name=False)
     p.add_argument("--no-reconnect", action="store_true",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sockhub.cli.clients import add_client_tls, client_tls
+from sockhub.cli.summaries import SUMMARIES
 
 EPILOG_EXEC = """\
 Runs CMD on the server directly, without a shell (so '*' or '$HOME' reach it
@@ -49,7 +50,7 @@ class _CommandAfterDashes(argparse.ArgumentParser):
 def add_exec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "exec",
-        help="run a command on a sockhub exec server, with its exit status",
+        help=SUMMARIES["exec"],
         description="Run a command on a 'sockhub serve exec' server.",
         epilog=EPILOG_EXEC,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sockhub.cli.summaries import SUMMARIES
 from sockhub.errors import ConfigError
 
 
 def add_passwd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "passwd",
-        help="print a password hash for an operator account",
+        help=SUMMARIES["passwd"],
         description="Read a password (twice, without echo, on a terminal; one line from "
         "standard input otherwise) and print its scrypt hash, to paste into the config as "
         "an operator's password or pass to --oper NAME=HASH.",

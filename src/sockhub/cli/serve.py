@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sockhub import options
+from sockhub.cli.summaries import SUMMARIES
 from sockhub.config import ServiceConfig, load_toml, service_from_mapping
 from sockhub.engine.service import ServiceSpec
 from sockhub.errors import ConfigError
@@ -119,7 +120,7 @@ def _off_description() -> str:
 def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
-        help="run one service, several (--config), or the default set",
+        help=SUMMARIES["serve"],
         description="Run socket services until SIGINT/SIGTERM; SIGHUP reloads.",
         epilog=EPILOG_SERVE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
