@@ -218,6 +218,14 @@ class WebDoor(Protocol):
             kind = type(event)
             if kind is h11.Request:
                 assert isinstance(event, h11.Request)
+                # h11 caps what it buffers of an incomplete head; a whole head
+                # that arrived in one read is measured here.
+                size = len(event.method) + len(event.target) + 12 + sum(
+                    len(k) + len(v) + 4 for k, v in event.headers.raw_items())
+                if size > HEADER_MAX:
+                    self._send_reply(text_reply(431, close=True))
+                    self.close()
+                    return
                 self._request, self._body_size = event, 0
                 self.active = True
             elif kind is h11.Data:
