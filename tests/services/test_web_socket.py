@@ -345,3 +345,24 @@ async def test_a_reload_takes_new_web_origins_and_refuses_a_new_web_port(serve, 
         runtime.reload(ServiceConfig(service="chat", port=0, options={**options,
                                                                       "web_port": 1234}),
                        Limits())
+
+
+async def test_a_browser_that_never_reads_is_dropped_like_at_every_door(serve, tmp_path):
+    servers = {s.name: s for s in await serve(
+        "chat", options={"data_dir": str(tmp_path), "web_port": 0, "flood_rate": None},
+        write_high_water=8 * 1024, max_conns_per_ip=None)}
+    alice = await chat_client(servers["chat"].ports[0], "alice")
+    slow = await web_client(servers["web"].ports[0], "slowweb", "#lobby")
+    await alice.expect("slowweb joined")
+    slow.ws.transport.pause_reading()  # from now on it never reads
+    payload = "z" * 3900
+    # Far more than the kernel's socket buffers hold: the server's own buffer
+    # for the slow browser must pass write_buffer_max.
+    for i in range(5000):
+        await alice.send(f"{i} {payload}")
+        await alice.expect(f"<alice> {i} ")
+        if any("slowweb quit" in seen for seen in alice.seen):
+            break
+    assert any("* slowweb quit (connection lost)" in seen for seen in alice.seen), i
+    alice.close()
+    slow.ws.transport.abort()
