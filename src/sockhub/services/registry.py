@@ -29,7 +29,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("hello", Hello, 9004, "greets, answers 'Hello, <line>!', bye on 'exit'"),
         ServiceSpec("udp-echo", UdpEcho, 9000, "every UDP datagram back to its sender"),
         ServiceSpec(
-            "chat", LineProtocol, 9999, "group chat: line door, --irc-port opens IRC",
+            "chat", LineProtocol, 9999,
+            "group chat: line door; --irc-port opens IRC, --web-port the web door",
             stateless=False,
             # Chat users may listen for hours without a word; the door's own
             # flood control and the write limits guard the server instead.
@@ -72,8 +73,9 @@ class DefaultService:
 
 
 #: What ``sockhub serve`` runs with no service named: the chat hub with every
-#: door open, IRC on 6667, the port IRC clients try first (IANA's ircu range).
-DEFAULT_SERVICES = (DefaultService("chat", ports={"irc_port": 6667}),)
+#: door open, IRC on 6667, the port IRC clients try first (IANA's ircu range),
+#: and the web door on 8080, HTTP's usual alternative port.
+DEFAULT_SERVICES = (DefaultService("chat", ports={"irc_port": 6667, "web_port": 8080}),)
 
 
 def resolve(name: str) -> ServiceSpec:
