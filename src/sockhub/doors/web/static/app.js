@@ -81,6 +81,7 @@
   function render(c) {
     const b = c.btn;
     b.replaceChildren(el('span', 'name', c.name));
+    if (!c.room) { c.item.className = 'pm'; b.append(el('span', 'sr', ' (private)')); }
     if (c.room && !c.joined) b.append(el('span', 'off', ' (not joined)'));
     if (c.unread) {
       const n = el('span', 'badge', String(c.unread));
@@ -180,7 +181,7 @@
   }
 
   function notice(c, text, ts, cls) {
-    add(c, () => c.log.append(line(`event ${cls}`, ts, '', text)));
+    add(c, () => c.log.append(line(cls === 'error' ? 'event error' : 'event', ts, '', text)));
   }
 
   function unread(c) {
