@@ -21,6 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from net import STEP, LineClient, chat_client, open_client
 from proc import start_sockhub
+from sockhub.config import ServiceConfig
+from sockhub.errors import ConfigError
+from sockhub.limits import Limits
 
 
 async def irc_client(port: int, nick: str, *channels: str) -> LineClient:
@@ -325,3 +328,41 @@ async def test_json_and_line_users_share_rooms_when_the_line_user_arrives_later(
     await alice.expect(type="message", nick="lina", text="hey web")
     await alice.ws.close()
     line.close()
+
+
+async def test_a_reload_takes_new_web_origins_and_refuses_a_new_web_port(serve, tmp_path):
+    options = {"data_dir": str(tmp_path), "web_port": 0}
+    servers = {s.name: s for s in await serve("chat", options=options)}
+    port, runtime = servers["web"].ports[0], servers["web"].runtime
+    with pytest.raises(InvalidStatus):
+        await web_client(port, origin="https://new.example")
+    changed = runtime.reload(ServiceConfig(service="chat", port=0, options={
+        **options, "web_origin": ["https://new.example"]}), Limits())
+    assert changed == ["web origin"]
+    client = await web_client(port, "late", origin="https://new.example")
+    await client.ws.close()
+    with pytest.raises(ConfigError, match="web_port"):
+        runtime.reload(ServiceConfig(service="chat", port=0, options={**options,
+                                                                      "web_port": 1234}),
+                       Limits())
+
+
+async def test_a_browser_that_never_reads_is_dropped_like_at_every_door(serve, tmp_path):
+    servers = {s.name: s for s in await serve(
+        "chat", options={"data_dir": str(tmp_path), "web_port": 0, "flood_rate": None},
+        write_high_water=8 * 1024, max_conns_per_ip=None)}
+    alice = await chat_client(servers["chat"].ports[0], "alice")
+    slow = await web_client(servers["web"].ports[0], "slowweb", "#lobby")
+    await alice.expect("slowweb joined")
+    slow.ws.transport.pause_reading()  # from now on it never reads
+    payload = "z" * 3900
+    # Far more than the kernel's socket buffers hold: the server's own buffer
+    # for the slow browser must pass write_buffer_max.
+    for i in range(5000):
+        await alice.send(f"{i} {payload}")
+        await alice.expect(f"<alice> {i} ")
+        if any("slowweb quit" in seen for seen in alice.seen):
+            break
+    assert any("* slowweb quit (connection lost)" in seen for seen in alice.seen), i
+    alice.close()
+    slow.ws.transport.abort()

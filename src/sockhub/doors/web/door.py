@@ -348,7 +348,7 @@ class WebDoor(Protocol):
         for frame in ws.events_received():
             if not isinstance(frame, Frame):
                 continue
-            self._last_seen = self.clock.time()
+            self._last_seen, self._ping_sent = self.clock.time(), None  # alive
             opcode, data = frame.opcode, bytes(frame.data)
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
@@ -446,7 +446,7 @@ class WebDoor(Protocol):
             return
         settings = self.chat.settings
         now = self.clock.time()
-        if self._ping_sent is not None and self._last_seen <= self._ping_sent:
+        if self._ping_sent is not None:  # nothing came since the ping
             waited = now - self._ping_sent
             if waited >= settings.web_ping_timeout:
                 log.debug("web: %s did not answer a ping", self.info.peer)
@@ -455,7 +455,6 @@ class WebDoor(Protocol):
             self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
                                                      self._ping_check)
             return
-        self._ping_sent = None
         quiet = now - self._last_seen
         if quiet < settings.web_ping_interval:
             self._ping_timer = self.clock.call_later(settings.web_ping_interval - quiet,
