@@ -113,6 +113,9 @@ def test_pages_line_and_irc_users_chat_both_ways(server: Sockhub, pages: Any) ->
         alice.set_viewport_size({"width": 1000, "height": 560})
         alice.locator("#input").focus()
         alice.screenshot(path=str(SCREENSHOT))
+        irc.send("PART #lobby :off to #side")
+        expect(log(alice)).to_contain_text("ivan left (off to #side)")
+        expect(alice.locator("#member-list")).not_to_contain_text("ivan")
         assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
     finally:
         line.close()

@@ -229,7 +229,7 @@
       const c = conv(m.room, true);
       if (fold(m.nick) === fold(S.me)) {
         const w = S.wanted.get(fold(m.room));
-        c.joined = true;
+        c.joined = c.joining = true;
         c.name = m.room;
         if (w && w.show) { w.show = false; show(c); }
         notice(c, `You joined ${m.room}`, m.ts, 'join');
@@ -288,7 +288,11 @@
     topic(m) {
       const c = conv(m.room, true);
       c.topic = m.topic;
-      if (m.by) notice(c, `${m.by} set the topic: ${m.topic}`, m.ts, 'topic');
+      // The topic a join brings is news only the first time.
+      if (c.joining) { if (m.topic && !c.told) notice(c, `Topic: ${m.topic}`, m.ts); } else if (m.by) {
+        notice(c, `${m.by} set the topic: ${m.topic}`, m.ts);
+      }
+      c.told = true;
       if (c === S.cur) head();
     },
     history(m) {
@@ -304,9 +308,10 @@
         // Keep the line the reader was looking at where it was.
         if (c === S.cur) p.scrollTop += p.scrollHeight - h;
       } else {
+        if (what.kind === 'join') c.joining = false;
         if (what.kind === 'join' && !had) c.more = !!m.more;
         // The gap may be longer than one page: ask again after the newest.
-        if (what.kind === 'after' && list.length >= what.limit) gap(c);
+        if (what.kind === 'after' && m.more && list.length) gap(c);
         bottom(s);
       }
       if (c === S.cur) head();
@@ -330,6 +335,11 @@
     error(m) {
       const what = S.pending.get(m.re);
       if (what) { S.pending.delete(m.re); if (what.c) what.c.loading = false; }
+      if (m.code === 'already_in_room' && what && what.join) {
+        const c = S.convs.get(fold(what.join));
+        if (c) { c.joining = false; c.joined = true; show(c); }
+        return;
+      }
       const text = `${m.message || m.code}`;
       if (!S.registered && S.chosen && m.code === 'nick_in_use' && S.nick.length < 30) {
         S.nick += '_';
@@ -352,19 +362,19 @@
   };
 
   function join(name, password, showIt) {
-    const k = fold(name);
+    const k = fold(name), c = S.convs.get(k);
+    if (c && c.joined) return show(c);
     S.wanted.set(k, {name, password, show: showIt});
     const msg = {type: 'join', room: name};
     if (password) msg.password = password;
     request(msg, {kind: 'join', join: name});
-    const c = S.convs.get(k);
-    if (c && c.ids.size) gap(c);
+    if (c) { c.joining = true; if (c.ids.size) gap(c); }
   }
 
   // What was said while we were away: after the newest message we hold.
   function gap(c) {
     const last = Math.max(...c.ids);
-    request({type: 'history', room: c.name, after: last, limit: 200}, {kind: 'after', c, limit: 200});
+    request({type: 'history', room: c.name, after: last, limit: 200}, {kind: 'after', c});
   }
 
   // --- what the user types ------------------------------------------------
