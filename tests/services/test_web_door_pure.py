@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
@@ -177,3 +179,41 @@ def test_no_hello_in_time_closes_with_1008(tmp_path):
     [close] = browser.pump()
     assert isinstance(close, Frame) and close.data == (1008).to_bytes(2, "big") + b"no hello"
     service.close()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.binary(min_size=1, max_size=64), max_size=8))
+def test_any_bytes_get_an_http_status_or_nothing_never_an_exception(service, data):
+    door = door_for(service, ManualClock())
+    answer = b""
+    for chunk in data:
+        door.receive_data(chunk)
+        answer += out(door)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
+    assert b"Traceback" not in answer and b" 500 " not in answer[:13]
+    door.connection_lost()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=80), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "id", "room", "text", "nick", "to", "limit", "before",
+                         "after", "version", "action", "password", "topic"]),
+        inner, max_size=5),
+    max_leaves=8).map(json.dumps)))
+def test_any_frame_text_gets_json_answers_never_an_exception(service, text):
+    browser = Browser(service, ManualClock())
+    browser.send({"type": "hello", "version": 1})
+    browser.objects()
+    browser.client.send_text(text.encode())
+    browser.door.receive_data(b"".join(browser.client.data_to_send()))
+    for frame in browser.pump():
+        assert isinstance(frame, Frame)
+        if frame.opcode is Opcode.TEXT:
+            assert isinstance(json.loads(frame.data), dict)
+        else:
+            assert frame.opcode is Opcode.CLOSE and frame.data[:2] != (1011).to_bytes(2, "big")
+    browser.door.connection_lost()

@@ -208,3 +208,16 @@ async def test_pipelined_requests_are_answered_in_order(web):
                             b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert reply.count(b"HTTP/1.1 200 ") == 2
     assert reply.index(b"Hello, World") < reply.index(b"\r\n\r\nok")
+
+
+async def test_a_client_refused_when_the_server_is_full_gets_503(serve, tmp_path):
+    servers = await serve("chat", options={"data_dir": str(tmp_path), "web_port": 0},
+                          max_conns=1)
+    port = {s.name: s for s in servers}["web"].ports[0]
+    reader, writer = await open_client(port)
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"Hello, World"), STEP)
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert SECURITY["content-security-policy"].encode() in reply
+    writer.close()

@@ -147,7 +147,7 @@ class WebDoor(Protocol):
             self._abandon()
 
     def receive_eof(self) -> None:
-        if self.ws is not None:
+        if self.ws is not None and self.ws.state is not State.CLOSED:
             self.ws.receive_eof()
             self._ws_flush()
         self.close()
@@ -202,10 +202,8 @@ class WebDoor(Protocol):
             try:
                 event = http.next_event()
             except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                if status == 400 and "too long" in str(exc).lower():
-                    status = 431
-                self._send_reply(text_reply(status, close=True))
+                # 400, or 431 for a head over max_incomplete_event_size
+                self._send_reply(text_reply(exc.error_status_hint, close=True))
                 self.close()
                 return
             if event is h11.NEED_DATA:
