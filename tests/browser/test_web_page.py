@@ -8,6 +8,7 @@ page living through a server restart, markup shown as text, a phone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,9 @@ from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.timeout(90)
 
+# The README's picture comes from the first test: `UPDATE_SCREENSHOT=1 pytest
+# tests/browser` writes it (otherwise the shot goes to the test's tmp_path,
+# so a test run leaves the work tree clean).
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-door.png"
 
 
@@ -57,7 +61,8 @@ def log(page: Page) -> Any:
     return page.locator(".log:visible")
 
 
-def test_pages_line_and_irc_users_chat_both_ways(server: Sockhub, pages: Any) -> None:
+def test_pages_line_and_irc_users_chat_both_ways(
+        server: Sockhub, pages: Any, tmp_path: Path) -> None:
     line = line_user(server.ports["chat"], "lina")
     irc = irc_user(server.ports["irc"], "ivan")
     try:
@@ -112,7 +117,8 @@ def test_pages_line_and_irc_users_chat_both_ways(server: Sockhub, pages: Any) ->
         expect(alice.locator("#convs button", has_text="ivan")).to_contain_text("1")
         alice.set_viewport_size({"width": 1000, "height": 560})
         alice.locator("#input").focus()
-        alice.screenshot(path=str(SCREENSHOT))
+        shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "page.png"
+        assert alice.screenshot(path=str(shot))[:8] == b"\x89PNG\r\n\x1a\n"
         irc.send("PART #lobby :off to #side")
         expect(log(alice)).to_contain_text("ivan left (off to #side)")
         expect(alice.locator("#member-list")).not_to_contain_text("ivan")
