@@ -1,12 +1,15 @@
 # The two commands of the README's quick start:
 #   make run   install sockhub into .venv and run `sockhub serve` with its defaults
-#   make test  install sockhub with every test dependency, check style, types and layers,
-#              and run the whole suite
+#   make test  install sockhub with every test dependency (and Debian's chromium for the
+#              browser tests), check style, types and layers, and run the whole suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The browser tests (tests/browser) drive Debian's chromium with pip's Playwright:
+# no `playwright install` download (docs/web-protocol.md, RECIPES).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +26,21 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/sockhub serve
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+chromium: $(CHROMIUM)
+
+# Installed as root with apt-get (or through sudo without a password); otherwise
+# stop here rather than let the browser tests skip.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make: $(CHROMIUM) is missing and this user cannot install it;" \
+	  "run as root: apt-get install chromium" >&2; exit 1; fi; \
+	set -e; $$SUDO apt-get update -q; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+	@test -x $(CHROMIUM) || { echo "make: apt-get did not install $(CHROMIUM)" >&2; exit 1; }
 
 # Style, types (mypy --strict over src/) and the layer contracts (pyproject.toml).
 lint: $(VENV)/.installed-dev
