@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
@@ -66,6 +67,8 @@ class ChatDoor:
         make: one door (a sockhub Protocol and hub Member) for a new connection.
         primary: takes the service's ``--unix`` path and ``--banner``.
         refusal: what a client refused before admission is told, in its protocol.
+        door: the name its messages are counted under in ``GET /metrics``
+            (``line``, ``irc``, ``web``); empty: ``name``.
     """
 
     name: str
@@ -73,6 +76,7 @@ class ChatDoor:
     make: Callable[[ChatApi], Protocol]
     primary: bool = False
     refusal: Callable[[str], bytes] | None = None
+    door: str = ""
 
 
 class ChatService:
@@ -88,6 +92,10 @@ class ChatService:
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
         self.hub = Hub(protected_rooms=settings.protected_rooms)
         self.hub.bans.update(self.store.bans())
+        metrics.chat.history_rows = self.store.count()
+        self._fanout = metrics.chat.fanout
+        #: A member's class → its door's message counts (None: not a door of DOORS).
+        self._door_counts: dict[type, metrics.DoorCounts | None] = {}
         self.bus = LocalBus()
         self.bus.subscribe(self.hub.apply)
         self.shutting_down = False
@@ -192,9 +200,25 @@ class ChatService:
         """Store, then fan out, a room message. Raises HubError."""
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
                                meta=meta)
+        start = time.perf_counter()
         message = self.store.append(message)
         self.bus.publish(message)
+        self._fanout.observe(time.perf_counter() - start)
+        counts = metrics.chat
+        counts.history_rows += 1
+        counts.history_stored += 1
+        self._count_in(user)
         return message
+
+    def _count_in(self, user: User) -> None:
+        """One more message in through the door ``user`` came by."""
+        kind = type(user.member)
+        try:
+            counts = self._door_counts[kind]
+        except KeyError:
+            counts = self._door_counts[kind] = _door_counts_of(kind)
+        if counts is not None:
+            counts.messages_in += 1
 
     def join(self, user: User, room: str, *, password: str | None = None) -> None:
         self.bus.publish(self.hub.join(user, room, time.time(), password=password))
@@ -215,6 +239,7 @@ class ChatService:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
         self.bus.publish(event)
+        self._count_in(user)
         return event
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
@@ -310,6 +335,14 @@ class ChatService:
         return self.store.find(room, message_id)
 
 
+def _door_counts_of(kind: type) -> metrics.DoorCounts | None:
+    """The message counts of the door (a row of DOORS) whose class ``kind`` is or extends."""
+    for row in DOORS:
+        if isinstance(row.make, type) and issubclass(kind, row.make):
+            return metrics.door(row.door or row.name)
+    return None
+
+
 def _read_motd(path: Path | None) -> list[str] | None:
     if path is None:
         return None
@@ -326,6 +359,6 @@ _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAA
 #: The chat hub's front doors. A new door is a module in ``sockhub/doors/`` and
 #: one row here (docs/architecture.md).
 DOORS: tuple[ChatDoor, ...] = (
-    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True),
+    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True, door="line"),
     ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal),
 )

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from sockhub import metrics
 from sockhub.codec.irc import (
     ERR_UNKNOWNERROR,
     IrcMessage,
@@ -86,6 +87,8 @@ from sockhub.protocols.irc.vocabulary import (
 log = logging.getLogger("sockhub.irc")
 #: Drops are one line per connection, which a flood of connections controls.
 _drops = RateLimitedLog(log)
+#: Messages delivered to IRC-door users, for ``GET /metrics``.
+_counts = metrics.door("irc")
 
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
@@ -376,6 +379,7 @@ class IrcDoor(Protocol):
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
             self.emit(self._shared(event, event.nick))
+            _counts.messages_out += 1
         elif kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
@@ -438,8 +442,10 @@ class IrcDoor(Protocol):
         source = self.source_of(event.sender)
         if from_me and echo and to_me:  # a message to oneself: the echo, then the delivery
             self.emit(render_private(event, source, self.profile))
+            _counts.messages_out += 1
         if to_me or (from_me and echo):
             self.emit(render_private(event, source, self.profile))
+            _counts.messages_out += 1
 
 
 def _add_tag(line: bytes, tag: bytes) -> bytes:
