@@ -8,9 +8,17 @@ trustworthy are unit-tested without a server; the worker only feeds it.
 
 from __future__ import annotations
 
+import json
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from sockhub.client.chatbench.plan import (
     MARKER,
@@ -20,6 +28,9 @@ from sockhub.client.chatbench.plan import (
     parse_irc,
     parse_payload,
 )
+
+#: The web door's JSON chat protocol (docs/web-protocol.md).
+WS_SUBPROTOCOL = Subprotocol("sockhub.v1")
 
 #: A partial line longer than this is not a chat line: count it and drop it.
 MAX_PARTIAL = 64 * 1024
@@ -115,13 +126,38 @@ class Receiver:
             if plan.mode == "line" else b""
         )
         self._prefixes = [f" <{plan.nick(s)}> ".encode() for s in range(plan.senders)]
+        #: WebSocket mode: the client side of RFC 6455 (websockets' sans-I/O protocol).
+        self._ws: ClientProtocol | None = None
+        self._fragments: list[bytes] = []
+        self._nick_strs = [plan.nick(s) for s in range(plan.senders)]
+        self._own_nick = plan.nick(client)
 
     @property
     def complete(self) -> bool:
         return self.tally.complete
 
+    def opening(self) -> bytes:
+        """What to send as soon as the connection is made (IRC: registration; ws: handshake)."""
+        if self.plan.mode != "ws":
+            return self.plan.greeting(self.client)
+        self._ws = ClientProtocol(parse_uri(self.plan.url), subprotocols=[WS_SUBPROTOCOL],
+                                  max_size=None)
+        self._ws.send_request(self._ws.connect())
+        return b"".join(self._ws.data_to_send())
+
+    def frame(self, payload: bytes) -> bytes:
+        """``payload`` as it goes on the wire: WebSocket mode wraps it in a text frame."""
+        ws = self._ws
+        if ws is None:
+            return payload
+        ws.send_text(payload)
+        return b"".join(ws.data_to_send())
+
     def feed(self, data: bytes, now_ns: int) -> None:
         """Account for received bytes (any split), all stamped as arriving at ``now_ns``."""
+        if self._ws is not None:
+            self._websocket(self._ws, data, now_ns)
+            return
         if self._partial:
             data = self._partial + data
         end = data.rfind(b"\n") + 1
@@ -177,6 +213,62 @@ class Receiver:
                 latencies.append(now_ns - sent_ns)
                 self.last_ns = now_ns
 
+
+    def _websocket(self, ws: ClientProtocol, data: bytes, now_ns: int) -> None:
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Response):
+                if ws.handshake_exc is not None:
+                    self.errors.append(f"WebSocket handshake failed: {ws.handshake_exc}")
+                else:
+                    ws.send_text(self.plan.ws_hello(self.client))
+            elif isinstance(event, Frame):
+                self._ws_frame(event, now_ns)
+        for chunk in ws.data_to_send():  # pongs, the close handshake, the hello
+            self.outbox += chunk
+
+    def _ws_frame(self, frame: Frame, now_ns: int) -> None:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if not frame.fin:
+                self._fragments.append(bytes(frame.data))
+                return
+            data = bytes(frame.data)
+            if self._fragments:
+                data = b"".join([*self._fragments, data])
+                self._fragments = []
+            try:
+                self._ws_event(json.loads(data), now_ns)
+            except (ValueError, KeyError, TypeError):
+                self.garbled += 1
+        elif frame.opcode is Opcode.CLOSE and not self.errors:
+            self.errors.append(f"the server closed the WebSocket: {bytes(frame.data)[2:]!r}")
+
+    def _ws_event(self, event: dict[str, Any], now_ns: int) -> None:
+        """One JSON object of the web door's protocol v1."""
+        kind = event["type"]
+        if kind == "message":
+            text = event["text"]
+            if not text.startswith("bench~") or event["room"].lower() != self.plan.room.lower():
+                return
+            fields = text[6:].split("~")
+            if len(fields) != 3:
+                self.garbled += 1
+                return
+            sender, seq, sent_ns = int(fields[0]), int(fields[1]), int(fields[2])
+            if not 0 <= sender < len(self._nick_strs) or event["nick"] != self._nick_strs[sender]:
+                self.garbled += 1  # wrong author
+                return
+            if self.tally.record(sender, seq):
+                self.latencies.append(now_ns - sent_ns)
+                self.last_ns = now_ns
+        elif kind == "welcome":
+            self.greeted = True
+        elif kind in ("joined", "history") and event["room"].lower() == self.plan.room.lower():
+            # The join is applied: from now on every message to the room reaches us.
+            if kind == "history" or event["nick"] == self._own_nick:
+                self.ready = True
+        elif kind == "error":
+            self.errors.append(f"error {event.get('code')}: {event.get('message')}")
 
     def _irc(self, data: bytes, now_ns: int) -> None:
         for line in data.split(b"\n"):
