@@ -62,6 +62,9 @@ class TokenBucket:
 class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
 
+    #: Its messages are counted under this door in ``GET /metrics``.
+    metrics_door: ClassVar[str] = "line"
+
     __slots__ = (
         "_reg_timer",
         "bucket",

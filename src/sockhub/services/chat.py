@@ -67,8 +67,6 @@ class ChatDoor:
         make: one door (a sockhub Protocol and hub Member) for a new connection.
         primary: takes the service's ``--unix`` path and ``--banner``.
         refusal: what a client refused before admission is told, in its protocol.
-        door: the name its messages are counted under in ``GET /metrics``
-            (``line``, ``irc``, ``web``); empty: ``name``.
     """
 
     name: str
@@ -76,7 +74,6 @@ class ChatDoor:
     make: Callable[[ChatApi], Protocol]
     primary: bool = False
     refusal: Callable[[str], bytes] | None = None
-    door: str = ""
 
 
 class ChatService:
@@ -336,10 +333,17 @@ class ChatService:
 
 
 def _door_counts_of(kind: type) -> metrics.DoorCounts | None:
-    """The message counts of the door (a row of DOORS) whose class ``kind`` is or extends."""
+    """The message counts of the door a hub Member of class ``kind`` belongs to.
+
+    A Member class names its door with ``metrics_door`` (``line``, ``irc``,
+    ``web``); else the row of DOORS whose class it is or extends; else None.
+    """
+    name = getattr(kind, "metrics_door", None)
+    if isinstance(name, str):
+        return metrics.door(name)
     for row in DOORS:
         if isinstance(row.make, type) and issubclass(kind, row.make):
-            return metrics.door(row.door or row.name)
+            return metrics.door(row.name)
     return None
 
 
@@ -359,6 +363,6 @@ _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAA
 #: The chat hub's front doors. A new door is a module in ``sockhub/doors/`` and
 #: one row here (docs/architecture.md).
 DOORS: tuple[ChatDoor, ...] = (
-    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True, door="line"),
+    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True),
     ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal),
 )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import ClassVar
 
 from sockhub import metrics
 from sockhub.codec.irc import (
@@ -101,6 +102,9 @@ def irc_refusal(reason: str) -> bytes:
 
 class IrcDoor(Protocol):
     """One IRC client of the chat hub (see docs/irc.md)."""
+
+    #: Its messages are counted under this door in ``GET /metrics``.
+    metrics_door: ClassVar[str] = "irc"
 
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
