@@ -43,6 +43,16 @@ class DoorSettings(Protocol):
     @property
     def irc_ping_timeout(self) -> float: ...
     @property
+    def web_origin(self) -> tuple[str, ...]: ...
+    @property
+    def web_header_timeout(self) -> float: ...
+    @property
+    def web_keepalive_timeout(self) -> float: ...
+    @property
+    def web_ping_interval(self) -> float: ...
+    @property
+    def web_ping_timeout(self) -> float: ...
+    @property
     def line_name(self) -> str: ...
     @property
     def irc_name(self) -> str: ...
@@ -63,6 +73,10 @@ class ChatApi(Protocol):
     @property
     def started(self) -> float:
         """When the service started (Unix seconds)."""
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once a graceful stop began (the web door's ``/healthz`` says 503)."""
 
     # Who and where (read-only views of the hub) ----------------------------------
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 from sockhub import metrics
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
+from sockhub.doors.flood import TokenBucket
 from sockhub.hub import HubError, User
 from sockhub.hub.events import HubEvent, Kicked, Message, Private, Signal
 from sockhub.hub.names import HISTORY_MAX, fold
@@ -37,26 +38,6 @@ log = logging.getLogger("sockhub.chat")
 _floods = RateLimitedLog(log)
 #: Messages delivered to line-door users, for ``GET /metrics``.
 _counts = metrics.door("line")
-
-
-
-class TokenBucket:
-    """Flood control: ``rate`` tokens a second, at most ``burst`` saved up."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class LineDoor(LineProtocol):

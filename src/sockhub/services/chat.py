@@ -3,9 +3,9 @@
 :class:`ChatService` owns the shared state (hub, SQLite store, bus,
 operator accounts) and implements :class:`~sockhub.doors.api.ChatApi`,
 all a door may ask: it checks a command with the hub, stores what must be
-stored, and publishes the event. It opens two listeners: the line door
-(``doors/line.py``) and, when ``irc_port`` is set, the IRC door
-(``doors/irc/``). Nothing here knows a socket or a wire format.
+stored, and publishes the event. It opens a listener per door: the line
+door (``doors/line.py``), and when their ports are set the IRC door
+(``doors/irc/``) and the web door (``doors/web/``). Nothing here knows a socket or a wire format.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
+from sockhub.doors.web import WebDoor, web_refusal
 from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Member, Message, Room, User
@@ -54,7 +55,7 @@ _failed_opers = RateLimitedLog(log, level=logging.WARNING)
 
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
-RESTART_KEYS = ("data_dir", "irc_port", "server_name")
+RESTART_KEYS = ("data_dir", "irc_port", "server_name", "web_port")
 
 
 @dataclass(frozen=True)
@@ -365,4 +366,5 @@ _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAA
 DOORS: tuple[ChatDoor, ...] = (
     ChatDoor("chat", lambda service: service.port, LineDoor, primary=True),
     ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal),
+    ChatDoor("web", lambda service: service.settings.web_port, WebDoor, refusal=web_refusal),
 )

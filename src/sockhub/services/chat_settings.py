@@ -28,6 +28,16 @@ def _server_name(name: str, value: str) -> str:
     return value
 
 
+def _origins(name: str, value: tuple[str, ...]) -> tuple[str, ...]:
+    """``scheme://host[:port]``, as a browser sends it in ``Origin`` (RFC 6454 §6.1)."""
+    for origin in value:
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ValueError(f"web origin {origin!r} must be http(s)://HOST[:PORT], "
+                             "with no path")
+    return tuple(origin.lower() for origin in value)
+
+
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds above 0")
@@ -87,6 +97,31 @@ class ChatSettings(ServiceSettings):
     )
     irc_ping_timeout: float = option(
         60.0, "time allowed for an answer to that PING before the client is dropped",
+        unit="seconds", check=_seconds, cli=False,
+    )
+
+    web_port: int | None = option(
+        None, "open the web door (HTTP, the chat page, WebSocket at /ws) on this port; "
+        "0 picks a free one", metavar="N", check=port_number, default_text="closed",
+    )
+    web_origin: tuple[str, ...] = option(
+        (), "another origin whose pages may open the web door's WebSocket (the page's "
+        "own origin always may)", flag="--web-origin", metavar="ORIGIN", check=_origins,
+    )
+    web_header_timeout: float = option(
+        10.0, "time a web client has to send a request's headers before it gets 408",
+        unit="seconds", check=_seconds, cli=False,
+    )
+    web_keepalive_timeout: float = option(
+        30.0, "idle time between two HTTP requests on one connection before it is closed",
+        unit="seconds", check=_seconds, cli=False,
+    )
+    web_ping_interval: float = option(
+        30.0, "quiet time after which the web door pings a WebSocket client",
+        unit="seconds", check=_seconds, cli=False,
+    )
+    web_ping_timeout: float = option(
+        20.0, "time allowed for the pong before the WebSocket is closed",
         unit="seconds", check=_seconds, cli=False,
     )
 

@@ -72,8 +72,9 @@ class DefaultService:
 
 
 #: What ``sockhub serve`` runs with no service named: the chat hub with every
-#: door open, IRC on 6667, the port IRC clients try first (IANA's ircu range).
-DEFAULT_SERVICES = (DefaultService("chat", ports={"irc_port": 6667}),)
+#: door open, IRC on 6667, the port IRC clients try first (IANA's ircu range),
+#: and the web door on 8080, HTTP's usual alternative port.
+DEFAULT_SERVICES = (DefaultService("chat", ports={"irc_port": 6667, "web_port": 8080}),)
 
 
 def resolve(name: str) -> ServiceSpec:

@@ -1,0 +1,428 @@
+"""The JSON chat protocol, version 1 (docs/web-protocol.md), between a WebSocket and ChatApi.
+
+:class:`JsonChat` is one browser user: it takes the text of each frame,
+checks it field by field, makes the ChatApi call and answers with JSON
+objects; as the user's hub ``Member`` it turns hub events into the same
+objects. It knows no socket, no HTTP and no WebSocket framing: what it
+says leaves through its :class:`JsonPeer` (the web door, or a test), as
+text. Every string in the output is plain data; the page inserts it as
+text, never as HTML, and the hub has already cleaned control characters.
+
+An event renders the same for every viewer, so the last rendering is
+shared by every browser it is delivered to (as the line and IRC doors
+share theirs), and the door can frame it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+from typing import Protocol as TypingProtocol
+
+from sockhub.doors.api import ChatApi
+from sockhub.doors.flood import TokenBucket
+from sockhub.hub import HubError, Member, Message, User
+from sockhub.hub.events import (
+    HubEvent,
+    Joined,
+    Kicked,
+    NickChanged,
+    Parted,
+    Private,
+    Quit,
+    TopicChanged,
+)
+from sockhub.hub.hub import MESSAGE_MAX
+from sockhub.logs import RateLimitedLog
+
+log = logging.getLogger("sockhub.web")
+_floods = RateLimitedLog(log)
+
+VERSION = 1
+#: The largest frame a client may send, in bytes (larger: close 1009).
+FRAME_MAX = 16 * 1024
+#: The most messages one ``history`` request returns.
+HISTORY_LIMIT = 200
+#: The longest ``id`` string a client may tag a message with.
+ID_MAX = 64
+
+#: WebSocket close codes (RFC 6455 §7.4.1).
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY = 1008
+
+JsonObject = dict[str, Any]
+
+
+class JsonPeer(TypingProtocol):
+    """Where a :class:`JsonChat` sends its frames: the web door, or a test."""
+
+    def send_text(self, text: str) -> None:
+        """Queue one text frame."""
+
+    def close_ws(self, code: int, reason: str) -> None:
+        """Send a close frame and close."""
+
+    def wake(self) -> None:
+        """Output was queued outside a call from the peer (a hub event)."""
+
+
+class FieldError(Exception):
+    """A message's field is missing, mistyped or out of range: ``bad_field``."""
+
+
+def dumps(obj: JsonObject) -> str:
+    """Compact JSON, non-ASCII kept as is (the frame is UTF-8 anyway)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _ts(ts: float) -> float:
+    return round(ts, 3)
+
+
+def message_fields(message: Message) -> JsonObject:
+    """A room message as the ``message`` object (and history entries) carry it."""
+    return {"id": message.id, "room": message.room, "nick": message.nick,
+            "text": message.text, "action": message.action, "notice": message.notice,
+            "ts": _ts(message.ts)}
+
+
+def event_object(event: HubEvent) -> JsonObject | None:
+    """The server message for a hub event, or None for those v1 does not show.
+
+    Modes, bans, away changes, invitations and metadata-only signals have
+    no message in version 1.
+    """
+    kind = type(event)
+    if kind is Message:
+        assert isinstance(event, Message)
+        return {"type": "message", **message_fields(event)}
+    if kind is Private:
+        assert isinstance(event, Private)
+        return {"type": "private", "from": event.sender, "to": event.target,
+                "text": event.text, "action": event.action, "notice": event.notice,
+                "ts": _ts(event.ts)}
+    if kind is Joined:
+        assert isinstance(event, Joined)
+        return {"type": "joined", "room": event.room, "nick": event.nick, "ts": _ts(event.ts)}
+    if kind is Parted:
+        assert isinstance(event, Parted)
+        return {"type": "parted", "room": event.room, "nick": event.nick,
+                "reason": event.reason, "ts": _ts(event.ts)}
+    if kind is Kicked:
+        assert isinstance(event, Kicked)
+        return {"type": "kicked", "room": event.room, "nick": event.nick, "by": event.by,
+                "reason": event.reason, "ts": _ts(event.ts)}
+    if kind is Quit:
+        assert isinstance(event, Quit)
+        return {"type": "quit", "nick": event.nick, "reason": event.reason, "ts": _ts(event.ts)}
+    if kind is NickChanged:
+        assert isinstance(event, NickChanged)
+        return {"type": "nick", "old": event.old, "new": event.new, "ts": _ts(event.ts)}
+    if kind is TopicChanged:
+        assert isinstance(event, TopicChanged)
+        return {"type": "topic", "room": event.room, "topic": event.topic, "by": event.nick,
+                "ts": _ts(event.ts)}
+    return None
+
+
+# Field checks: each returns the value or raises FieldError naming the field.
+
+def _text(msg: JsonObject, name: str, *, optional: bool = False) -> str | None:
+    value = msg.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise FieldError(f"{name} must be a string")
+    return value
+
+
+def _required(msg: JsonObject, name: str) -> str:
+    value = _text(msg, name)
+    assert value is not None
+    return value
+
+
+def _flag(msg: JsonObject, name: str) -> bool:
+    value = msg.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise FieldError(f"{name} must be true or false")
+    return value
+
+
+def _whole(msg: JsonObject, name: str, low: int, high: int | None = None) -> int | None:
+    value = msg.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+        high is not None and value > high
+    ):
+        span = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise FieldError(f"{name} must be a whole number, {span}")
+    return value
+
+
+def _message_id(msg: JsonObject) -> str | int | float | None:
+    """The client's ``id`` for this message, repeated as ``re``; None if it gave none."""
+    value = msg.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FieldError("id must be a string or a number")
+    if isinstance(value, str) and len(value) > ID_MAX:
+        raise FieldError(f"id must be at most {ID_MAX} characters")
+    if isinstance(value, float) and value != value:  # NaN cannot be echoed as JSON
+        raise FieldError("id must be a string or a number")
+    return value
+
+
+class JsonChat:
+    """One browser user of the chat hub, speaking JSON chat v1 (a hub ``Member``)."""
+
+    __slots__ = ("_re", "address", "bucket", "chat", "closed", "flood_dropped", "flood_warned",
+                 "peer", "secure", "user")
+
+    # The last event rendered and its text, shared by every browser it goes to.
+    _cache_event: ClassVar[object] = None
+    _cache_text: ClassVar[str | None] = None
+
+    def __init__(self, chat: ChatApi, peer: JsonPeer, *, address: str = "",
+                 secure: bool = False, now: float = 0.0) -> None:
+        self.chat = chat
+        self.peer = peer
+        self.address = address
+        self.secure = secure
+        self.user: User | None = None
+        self.closed = False
+        settings = chat.settings
+        self.bucket = (TokenBucket(settings.flood_rate, settings.flood_burst, now)
+                       if settings.flood_rate is not None else None)
+        self.flood_warned = False
+        self.flood_dropped = 0
+        self._re: str | int | float | None = None
+
+    # Output -------------------------------------------------------------------
+
+    def send(self, obj: JsonObject) -> None:
+        self.peer.send_text(dumps(obj))
+
+    def answer(self, obj: JsonObject) -> None:
+        """A direct answer to the message being handled: repeats its ``id`` as ``re``."""
+        if self._re is not None:
+            obj["re"] = self._re
+        self.send(obj)
+
+    def error(self, code: str, message: str) -> None:
+        self.answer({"type": "error", "code": code, "message": message})
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.peer.close_ws(code, reason)
+
+    # Input --------------------------------------------------------------------
+
+    def receive_text(self, text: str, now: float) -> None:
+        """One text frame from the client."""
+        if self.closed:
+            return
+        self._re = None
+        if self.bucket is not None and not self.bucket.take(now):
+            self._flooding()
+            return
+        self.flood_warned = False
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self.error("bad_json", "a frame must be one JSON object")
+            return
+        if not isinstance(msg, dict):
+            self.error("bad_json", "a frame must be one JSON object")
+            return
+        try:
+            self._re = _message_id(msg)
+        except FieldError as exc:
+            self.error("bad_field", str(exc))
+            return
+        kind = msg.get("type")
+        handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self.error("unknown_type", f"no such type: {kind!r}"[:200])
+            return
+        try:
+            if kind == "hello":
+                self._hello(msg)
+            elif self.user is None:
+                self.error("not_registered", "send hello first")
+            else:
+                handler(self, msg)
+        except FieldError as exc:
+            self.error("bad_field", str(exc))
+        except HubError as exc:
+            self.error(exc.code, str(exc))
+        finally:
+            self._re = None
+
+    def receive_binary(self) -> None:
+        """JSON chat is text: a binary frame is not one JSON object."""
+        if not self.closed:
+            self.error("bad_json", "frames must be text frames holding one JSON object")
+
+    def _flooding(self) -> None:
+        self.flood_dropped += 1
+        if not self.flood_warned:
+            self.flood_warned = True
+            self.error("flood", "you are sending too fast; message dropped, slow down")
+        elif self.flood_dropped > self.chat.settings.flood_burst:
+            _floods.log("flood: disconnected {count} more web clients",
+                        "flood: disconnected web client %s", self.address)
+            self.close(CLOSE_POLICY, "flood")
+
+    def registration_expired(self) -> None:
+        """No ``hello`` in ``registration_timeout`` seconds: close with 1008."""
+        if self.user is None and not self.closed:
+            log.info("web: %s sent no hello in time; closed", self.address or "a client")
+            self.close(CLOSE_POLICY, "no hello")
+
+    def lost(self, reason: str = "connection lost") -> None:
+        """The connection is gone: the user leaves the chat."""
+        self.closed = True
+        if self.user is not None:
+            self.chat.quit(self.user, reason)
+            self.user = None
+
+    # Hub side (Member) ------------------------------------------------------
+
+    def deliver(self, event: HubEvent) -> None:
+        if self.closed:
+            return
+        if event is JsonChat._cache_event:
+            text = JsonChat._cache_text
+        else:
+            obj = event_object(event)
+            text = dumps(obj) if obj is not None else None
+            JsonChat._cache_event, JsonChat._cache_text = event, text
+        if text is not None:
+            self.peer.send_text(text)
+            self.peer.wake()
+
+    # Handlers -----------------------------------------------------------------
+
+    def _hello(self, msg: JsonObject) -> None:
+        if self.user is not None:
+            self.error("already_registered", "hello was already answered")
+            return
+        version = msg.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise FieldError("version must be a whole number (this server speaks 1)")
+        if version != VERSION:
+            self.error("version", f"this server speaks version {VERSION} only")
+            self.close(CLOSE_PROTOCOL_ERROR, f"version {VERSION} only")
+            return
+        nick = (_text(msg, "nick", optional=True) or "").strip() or self.chat.guest_nick()
+        member: Member = self
+        self.user = self.chat.register(nick, member, address=self.address, secure=self.secure)
+        self.answer({"type": "welcome", "version": VERSION, "nick": self.user.nick,
+                     "server": self.chat.settings.line_name,
+                     "limits": {"text": MESSAGE_MAX, "frame": FRAME_MAX},
+                     "rooms": [room.name for room in self.user.rooms.values()]})
+
+    def _join(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        name = _required(msg, "room")
+        password = _text(msg, "password", optional=True)
+        self.chat.join(self.user, name, password=password)
+        room = self.chat.find_room(name)
+        if room is None:  # gone at once (cannot happen with one hub; be safe)
+            return
+        self.send({"type": "topic", "room": room.name, "topic": room.topic,
+                   "by": room.topic_by, "ts": _ts(room.topic_ts)})
+        self._members(room.name)
+        limit = self.chat.settings.history
+        messages = self.chat.history_page(room.name, limit + 1) if limit else []
+        more = len(messages) > limit
+        if more:
+            messages = messages[1:]
+        self.answer({"type": "history", "room": room.name,
+                     "messages": [message_fields(m) for m in messages], "more": more})
+
+    def _part(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        room = _required(msg, "room")
+        reason = _text(msg, "reason", optional=True) or ""
+        self.chat.part(self.user, room, reason)
+
+    def _say(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        room, text = _required(msg, "room"), _required(msg, "text")
+        self.chat.say(self.user, room, text, action=_flag(msg, "action"))
+
+    def _private(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        target, text = _required(msg, "to"), _required(msg, "text")
+        self.chat.private(self.user, target, text, action=_flag(msg, "action"))
+
+    def _nick(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        self.chat.rename(self.user, _required(msg, "nick"))
+
+    def _topic(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        self.chat.set_topic(self.user, _required(msg, "room"), _required(msg, "topic"))
+
+    def _history(self, msg: JsonObject) -> None:
+        assert self.user is not None
+        name = _required(msg, "room")
+        before = _whole(msg, "before", 1)
+        after = _whole(msg, "after", 0)
+        limit = _whole(msg, "limit", 1, HISTORY_LIMIT) or 50
+        room = self.chat.find_room(name)
+        if room is None:
+            raise HubError("no_such_room", f"no such room: {name}")
+        if self.user.key not in room.members:
+            raise HubError("not_in_room", f"you are not in {room.name}")
+        messages = self.chat.history_page(
+            room.name, limit + 1,
+            before=("id", before) if before is not None else None,
+            after=("id", after) if after is not None else None,
+            # With only "after": the ones right after it (catching up), else the newest.
+            newest=after is None or before is not None,
+        )
+        more = len(messages) > limit
+        if more:
+            messages = messages[1:] if after is None or before is not None else messages[:-1]
+        self.answer({"type": "history", "room": room.name,
+                     "messages": [message_fields(m) for m in messages], "more": more})
+
+    def _rooms(self, msg: JsonObject) -> None:
+        rooms = sorted(self.chat.rooms(), key=lambda r: r.key)
+        self.answer({"type": "rooms", "rooms": [
+            {"name": r.name, "topic": r.topic, "members": len(r.members)} for r in rooms
+        ]})
+
+    def _members_cmd(self, msg: JsonObject) -> None:
+        self._members(_required(msg, "room"))
+
+    def _members(self, name: str) -> None:
+        room = self.chat.find_room(name)
+        if room is None:
+            raise HubError("no_such_room", f"no such room: {name}")
+        members = [
+            {"nick": user.nick, "op": key in room.operators, "voice": key in room.voiced,
+             "away": user.away}
+            for key, user in sorted(room.members.items())
+        ]
+        self.answer({"type": "members", "room": room.name, "members": members})
+
+    def _ping(self, msg: JsonObject) -> None:
+        self.answer({"type": "pong"})
+
+    #: Every client message by its ``type``.
+    HANDLERS: ClassVar[dict[str, Callable[[JsonChat, JsonObject], None]]] = {
+        "hello": _hello, "join": _join, "part": _part, "say": _say, "private": _private,
+        "nick": _nick, "topic": _topic, "history": _history, "rooms": _rooms,
+        "members": _members_cmd, "ping": _ping,
+    }

@@ -1,0 +1,478 @@
+"""WebDoor: one browser (or web IRC client) connection, HTTP/1.1 first, then maybe a WebSocket.
+
+Theory of operation
+-------------------
+
+The engine drives a ``WebDoor`` like any sockhub protocol: bytes in,
+bytes out, timers on the injected clock. Inside, two maintained sans-I/O
+libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
+
+* **HTTP** (h11): requests are answered from the route table in
+  ``http.py`` (the page, ``/hello``, ``/healthz``, ``/metrics``), with
+  keep-alive. Bad HTTP gets its status and a close: headers over 16 KiB
+  431, a malformed request 400, a GET body over 16 KiB 413, a request not
+  complete within ``web_header_timeout`` 408. A connection idle for
+  ``web_keepalive_timeout`` between requests is closed.
+* **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
+  ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
+  handshake and the ``Origin`` (the page's own host, or ``--web-origin``)
+  and answers 101 or an error. From then on every byte goes to it, and
+  each complete message goes to the language the client chose with
+  ``Sec-WebSocket-Protocol``:
+
+  - ``sockhub.v1`` or none: :class:`~sockhub.doors.web.chat_json.JsonChat`;
+  - ``text.ircv3.net`` / ``binary.ircv3.net``: an
+    :class:`~sockhub.doors.irc.IrcDoor`, hosted here: each frame is fed
+    to it as one CRLF-terminated line, and each line it queues leaves as
+    one frame (IRCv3 WebSocket). It shares this door's clock and wake-up,
+    so its timers, flood control and hub deliveries work as on port 6667.
+
+Outgoing frames are built here (no extension is negotiated, so a server
+frame is the same bytes for every client): a hub event rendered once is
+framed once and the bytes shared by every browser it reaches.
+
+Keep-alive: after ``web_ping_interval`` seconds without a frame from the
+client the door pings; with nothing back within ``web_ping_timeout``, it
+closes with 1001 ``ping timeout``. A graceful stop sends every client
+1001 ``server shutting down`` (:meth:`closing_notice`). A client that
+does not read is the engine's to drop (``write_buffer_max``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import ClassVar
+
+import h11
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as WsRequest
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Origin, Subprotocol
+
+from sockhub.doors.api import ChatApi
+from sockhub.doors.irc import IrcDoor
+from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
+from sockhub.doors.web.http import BODY_MAX, HEADER_MAX, SECURITY_HEADERS, Reply, route, text_reply
+from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
+
+log = logging.getLogger("sockhub.web")
+#: websockets' own log: its per-connection INFO lines ("connection open") are noise here.
+_ws_log = logging.getLogger("sockhub.web.websockets")
+_ws_log.setLevel(logging.WARNING)
+
+JSON_PROTOCOL = "sockhub.v1"
+IRC_TEXT = "text.ircv3.net"
+IRC_BINARY = "binary.ircv3.net"
+SUBPROTOCOLS = (JSON_PROTOCOL, IRC_TEXT, IRC_BINARY)
+
+#: WebSocket close codes (RFC 6455 §7.4.1).
+GOING_AWAY = 1001
+NORMAL = 1000
+INVALID_DATA = 1007
+
+
+def web_refusal(reason: str) -> bytes:
+    """What a client refused at the door (server full) is told: a 503."""
+    reply = text_reply(503, f"503 Service Unavailable: {reason}", close=True)
+    head = b"HTTP/1.1 503 " + reply.reason + b"\r\n"
+    head += b"".join(f"{k}: {v}\r\n".encode() for k, v in reply.all_headers())
+    return head + b"\r\n" + reply.body
+
+
+def _choose_subprotocol(protocol: ServerProtocol,
+                        offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The first language the client offers that we speak; none: the JSON chat."""
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    return None
+
+
+def _frame(opcode: Opcode, data: bytes) -> bytes:
+    return Frame(opcode, data).serialize(mask=False)
+
+
+class WebDoor(Protocol):
+    """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
+
+    __slots__ = (
+        "_body_size", "_fragments", "_last_seen", "_ping_sent", "_ping_timer", "_request",
+        "_timer", "_waiting", "binary", "chat", "http", "irc", "json", "ws",
+    )
+
+    counts_messages = True
+
+    # The last text framed, and its frame: a hub event's rendering (the same
+    # str object for every browser it goes to) is framed once.
+    _cache_text: ClassVar[str | None] = None
+    _cache_frame: ClassVar[bytes] = b""
+
+    def __init__(self, chat: ChatApi) -> None:
+        super().__init__()
+        self.chat = chat
+        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=HEADER_MAX)
+        self._request: h11.Request | None = None
+        self._body_size = 0
+        self._timer: Timer | None = None
+        self._waiting = "headers"  # or "idle" (between requests), or "" (a WebSocket)
+        self.ws: ServerProtocol | None = None
+        self.json: JsonChat | None = None
+        self.irc: IrcDoor | None = None
+        self.binary = False
+        self._fragments: list[bytes] | None = None
+        self._last_seen = 0.0
+        self._ping_sent: float | None = None
+        self._ping_timer: Timer | None = None
+
+    # Engine side ------------------------------------------------------------
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        super().connection_made(info)
+        self._arm("headers")
+
+    def receive_data(self, data: bytes) -> None:
+        try:
+            if self.ws is not None:
+                self._ws_receive(data)
+                return
+            if self._waiting == "idle":  # a new request begins
+                self._arm("headers")
+            self.http.receive_data(data)
+            self._http_events()
+        except Exception:
+            # A bug must cost this connection, never the server.
+            log.exception("web: failed on input from %s", self.info.peer)
+            self._abandon()
+
+    def receive_eof(self) -> None:
+        if self.ws is not None:
+            self.ws.receive_eof()
+            self._ws_flush()
+        self.close()
+
+    def connection_lost(self) -> None:
+        for timer in (self._timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
+        if self.json is not None:
+            self.json.lost()
+        if self.irc is not None:
+            self.irc.connection_lost()
+
+    def closing_notice(self, reason: str) -> None:
+        """A graceful stop (or the engine's idle limit): WebSocket clients get 1001 and why."""
+        if self.ws is None:
+            return
+        if self.irc is not None:
+            self.irc.closing_notice(reason)
+            self._pump_irc()
+        self._ws_close(GOING_AWAY, reason)
+
+    def data_to_send(self) -> list[bytes]:
+        if self.irc is not None:  # what the hosted IRC door queued, framed
+            self._pump_irc()
+        return super().data_to_send()
+
+    # HTTP -------------------------------------------------------------------
+
+    def _arm(self, waiting: str) -> None:
+        """Start the deadline for what we now wait for: a request's headers, or the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._waiting = waiting
+        settings = self.chat.settings
+        delay = settings.web_header_timeout if waiting == "headers" else (
+            settings.web_keepalive_timeout)
+        self._timer = self.clock.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._closing or self.ws is not None:
+            return
+        if self._waiting == "headers":
+            log.debug("web: %s sent no complete request in time", self.info.peer)
+            self._send_reply(text_reply(408, close=True))
+        self.close()
+
+    def _http_events(self) -> None:
+        http = self.http
+        while not self._closing and self.ws is None:
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                if status == 400 and "too long" in str(exc).lower():
+                    status = 431
+                self._send_reply(text_reply(status, close=True))
+                self.close()
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if http.our_state is h11.DONE and http.their_state is h11.DONE:
+                    http.start_next_cycle()
+                    continue
+                return
+            kind = type(event)
+            if kind is h11.Request:
+                assert isinstance(event, h11.Request)
+                self._request, self._body_size = event, 0
+                self.active = True
+            elif kind is h11.Data:
+                assert isinstance(event, h11.Data)
+                self._body_size += len(event.data)
+                if self._body_size > BODY_MAX:
+                    self._send_reply(text_reply(413, close=True))
+                    self.close()
+                    return
+            elif kind is h11.EndOfMessage:
+                self._answer()
+            elif kind is h11.ConnectionClosed:
+                self.close()
+                return
+
+    def _answer(self) -> None:
+        request = self._request
+        assert request is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace")
+        if path.split("?", 1)[0] == "/ws" and method == "GET" and _is_upgrade(request):
+            self._upgrade(request)
+            return
+        reply = route(method, path, shutting_down=self.chat.shutting_down)
+        self._send_reply(reply, head=method == "HEAD")
+        http = self.http
+        if http.our_state is h11.MUST_CLOSE or reply.close:
+            self.close()
+            return
+        self._arm("idle")
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
+
+    def _send_reply(self, reply: Reply, *, head: bool = False) -> None:
+        http = self.http
+        if http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        headers = reply.all_headers()
+        self.send(http.send(h11.Response(status_code=reply.status, reason=reply.reason,
+                                         headers=headers)) or b"")
+        if reply.body and not head:
+            self.send(http.send(h11.Data(data=reply.body)) or b"")
+        self.send(http.send(h11.EndOfMessage()) or b"")
+
+    # The WebSocket handshake --------------------------------------------------
+
+    def _upgrade(self, request: h11.Request) -> None:
+        """Hand the request to websockets: it checks the handshake and the Origin."""
+        trailing = bytes(self.http.trailing_data[0])
+        host = _header(request, b"host")
+        own = [f"{scheme}://{host.lower()}" for scheme in ("http", "https")] if host else []
+        origins: list[Origin | None] = [Origin(o) for o in (*own, *self.chat.settings.web_origin)]
+        origins.append(None)  # no Origin: not a browser (a library, websocat)
+        ws = ServerProtocol(origins=origins, subprotocols=[Subprotocol(s) for s in SUBPROTOCOLS],
+                            select_subprotocol=_choose_subprotocol, max_size=FRAME_MAX,
+                            logger=_ws_log)
+        # websockets parses the handshake itself: give it the request's bytes, as
+        # uvicorn's websockets_sansio_impl does, so its parser moves on to frames.
+        ws.receive_data(b"".join((
+            b"GET ", request.target, b" HTTP/1.1\r\n",
+            *(name + b": " + value + b"\r\n" for name, value in request.headers.raw_items()),
+            b"\r\n",
+        )))
+        parsed = [e for e in ws.events_received() if isinstance(e, WsRequest)]
+        if not parsed:  # h11 took it, websockets did not: refuse it as websockets would
+            ws.send_response(ws.reject(400, "Failed to open a WebSocket connection.\n"))
+            self.ws = ws
+            self._ws_flush()
+            self.close()
+            return
+        response = ws.accept(parsed[0])
+        for name, value in SECURITY_HEADERS:
+            response.headers[name] = value
+        ws.send_response(response)
+        self.ws = ws
+        self._waiting = ""
+        self._ws_flush()
+        if response.status_code != 101:
+            log.info("web: refused a WebSocket from %s: %d (origin %s)", self.info.peer,
+                     response.status_code, _header(request, b"origin") or "none")
+            self.close()
+            return
+        chosen = ws.subprotocol or JSON_PROTOCOL
+        now = self.clock.time()
+        self._last_seen = now
+        self._ping_timer = self.clock.call_later(self.chat.settings.web_ping_interval,
+                                                 self._ping_check)
+        if chosen == JSON_PROTOCOL:
+            self._start_json()
+        else:
+            self._start_irc(binary=chosen == IRC_BINARY)
+        if trailing:
+            self._ws_receive(trailing)
+
+    def _start_json(self) -> None:
+        peer = self.info.peer
+        address = peer.rpartition(":")[0].strip("[]") if ":" in peer else ""
+        self.json = JsonChat(self.chat, self, address=address,
+                             secure=self.info.transport == "tls", now=self.clock.time())
+        timeout = self.chat.settings.registration_timeout
+        if timeout is not None:
+            self._timer = self.clock.call_later(timeout, self.json.registration_expired)
+
+    def _start_irc(self, *, binary: bool) -> None:
+        irc = IrcDoor(self.chat)
+        irc.clock = self.clock
+        irc.wake = self.wake
+        self.irc, self.binary = irc, binary
+        irc.connection_made(self.info)
+
+    # WebSocket frames ---------------------------------------------------------
+
+    def _ws_receive(self, data: bytes) -> None:
+        ws = self.ws
+        assert ws is not None
+        ws.receive_data(data)
+        for frame in ws.events_received():
+            if not isinstance(frame, Frame):
+                continue
+            self._last_seen = self.clock.time()
+            opcode, data = frame.opcode, bytes(frame.data)
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._message(opcode, data)
+                else:
+                    self._fragments = [opcode.value.to_bytes(1, "big"), data]
+            elif opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(data)
+                if frame.fin:
+                    first, *parts = self._fragments
+                    self._fragments = None
+                    self._message(Opcode(first[0]), b"".join(parts))
+            if self._closing or ws.state is not State.OPEN:
+                break
+        self._ws_flush()
+
+    def _message(self, opcode: Opcode, data: bytes) -> None:
+        """One complete message from the client."""
+        self.active = True
+        if self.irc is not None:
+            self.irc.receive_data(data.rstrip(b"\r\n") + b"\r\n")
+            self._pump_irc()
+            return
+        assert self.json is not None
+        if opcode is Opcode.BINARY:
+            self.json.receive_binary()
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self._ws_close(INVALID_DATA, "text frames must be UTF-8")
+            return
+        self.json.receive_text(text, self.clock.time())
+
+    def _pump_irc(self) -> None:
+        """Frame each line the hosted IRC door queued; close when it asked to."""
+        irc = self.irc
+        assert irc is not None
+        ws = self.ws
+        if ws is None or ws.state is not State.OPEN:
+            irc.data_to_send()
+            return
+        opcode = Opcode.BINARY if self.binary else Opcode.TEXT
+        out = self._outgoing
+        for chunk in irc.data_to_send():
+            for line in chunk.split(b"\r\n"):
+                if line:
+                    out.append(_frame(opcode, line))
+        if irc.close_expected() and not self._closing:
+            self._ws_close(NORMAL, "")
+
+    def send_text(self, text: str) -> None:
+        """Queue one text frame (JsonPeer); a text framed just before reuses its bytes."""
+        if self._closing or self.ws is None or self.ws.state is not State.OPEN:
+            return
+        cls = WebDoor
+        if text is cls._cache_text:
+            frame = cls._cache_frame
+        else:
+            frame = _frame(Opcode.TEXT, text.encode())
+            cls._cache_text, cls._cache_frame = text, frame
+        self._outgoing.append(frame)
+
+    def close_ws(self, code: int, reason: str) -> None:
+        """JsonPeer: close the WebSocket with ``code`` and ``reason``."""
+        self._ws_close(code, reason)
+
+    def _ws_close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        if ws is None:
+            self.close()
+            return
+        if ws.state is State.OPEN:
+            ws.send_close(code, reason)
+        self._ws_flush()
+        self.close()
+
+    def _ws_flush(self) -> None:
+        """Move what websockets queued (handshake, pongs, close) to the output; EOF: close."""
+        ws = self.ws
+        assert ws is not None
+        for chunk in ws.data_to_send():
+            if chunk:
+                self._outgoing.append(chunk)
+            else:  # websockets asks for the TCP connection to be closed
+                self.close()
+        if ws.close_expected() or ws.state is State.CLOSED:
+            self.close()
+
+    def _ping_check(self) -> None:
+        """Ping a quiet client; close one that does not answer (docs/web-protocol.md)."""
+        self._ping_timer = None
+        ws = self.ws
+        if ws is None or ws.state is not State.OPEN or self._closing:
+            return
+        settings = self.chat.settings
+        now = self.clock.time()
+        if self._ping_sent is not None and self._last_seen <= self._ping_sent:
+            waited = now - self._ping_sent
+            if waited >= settings.web_ping_timeout:
+                log.debug("web: %s did not answer a ping", self.info.peer)
+                self._ws_close(GOING_AWAY, "ping timeout")
+                return
+            self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
+                                                     self._ping_check)
+            return
+        self._ping_sent = None
+        quiet = now - self._last_seen
+        if quiet < settings.web_ping_interval:
+            self._ping_timer = self.clock.call_later(settings.web_ping_interval - quiet,
+                                                     self._ping_check)
+            return
+        self._ping_sent = now
+        ws.send_ping(b"sockhub")
+        self._ws_flush()
+        self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self._ping_check)
+
+    def _abandon(self) -> None:
+        if self.ws is not None:
+            self._ws_close(1011, "internal error")
+        else:
+            self._send_reply(text_reply(500, close=True))
+            self.close()
+
+
+def _header(request: h11.Request, name: bytes) -> str:
+    for key, value in request.headers:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _is_upgrade(request: h11.Request) -> bool:
+    return "websocket" in _header(request, b"upgrade").lower()
+

@@ -1,0 +1,143 @@
+"""What the web door answers over plain HTTP: routes, the page's files, the headers.
+
+Pure functions of a request's method and path (and a few facts the door
+passes in); the door (``door.py``) does the parsing with h11 and the
+sending. The table of routes is docs/web-protocol.md's, in code.
+"""
+
+from __future__ import annotations
+
+import http
+import importlib
+import importlib.resources
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: The largest request line plus headers a client may send (then 431).
+HEADER_MAX = 16 * 1024
+#: The largest body a GET may carry, read and ignored (then 413).
+BODY_MAX = 16 * 1024
+
+#: On every response (docs/web-protocol.md): no inline script can run, whatever
+#: text reaches the page; nothing is sniffed, framed, or told where it came from.
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
+     "img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-cache"),
+)
+
+ALLOW = "GET, HEAD"
+TEXT = "text/plain; charset=utf-8"
+
+#: The page's files, by path: the file in the package's ``static/`` and its type.
+STATIC: dict[str, tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+
+#: Every path the door knows besides the page's files.
+PATHS = frozenset({*STATIC, "/hello", "/healthz", "/metrics", "/ws"})
+
+
+@dataclass
+class Reply:
+    """An HTTP response to send: status, headers besides the common ones, body."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = TEXT
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    close: bool = False
+
+    def all_headers(self, *, head: bool = False) -> list[tuple[str, str]]:
+        """The headers to send, the security headers and Content-Length included.
+
+        A HEAD response says the length the GET's body would have (RFC 9110 §9.3.2).
+        """
+        headers = [("Content-Type", self.content_type),
+                   ("Content-Length", str(len(self.body))),
+                   *SECURITY_HEADERS, *self.headers]
+        if self.close:
+            headers.append(("Connection", "close"))
+        return headers
+
+    @property
+    def reason(self) -> bytes:
+        try:
+            return http.HTTPStatus(self.status).phrase.encode()
+        except ValueError:
+            return b""
+
+
+def text_reply(status: int, text: str | None = None, **kwargs: object) -> Reply:
+    """A short plain-text answer: ``text`` or the status's own phrase."""
+    if text is None:
+        text = f"{status} {http.HTTPStatus(status).phrase}"
+    return Reply(status, (text + "\n").encode(), **kwargs)  # type: ignore[arg-type]
+
+
+_static_cache: dict[str, bytes | None] = {}
+
+
+def static_file(name: str) -> bytes | None:
+    """A file of the page from the package (read once per process), or None if absent."""
+    if name not in _static_cache:
+        resource = importlib.resources.files(__package__ or "sockhub.doors.web") / "static" / name
+        try:
+            _static_cache[name] = resource.read_bytes()
+        except OSError:
+            _static_cache[name] = None
+    return _static_cache[name]
+
+
+def metrics_exposition() -> tuple[bytes, str] | None:
+    """The Prometheus text from ``sockhub.metrics`` when that module exists, else None.
+
+    ``exposition()`` may return the body alone or ``(body, content type)``.
+    """
+    try:
+        metrics = importlib.import_module("sockhub.metrics")
+    except ImportError:
+        return None
+    exposition: Callable[[], object] | None = getattr(metrics, "exposition", None)
+    if exposition is None:
+        return None
+    result = exposition()
+    if isinstance(result, tuple):
+        body, content_type = result
+        return bytes(body), str(content_type)
+    if isinstance(result, str):
+        result = result.encode()
+    assert isinstance(result, bytes)
+    return result, "text/plain; version=0.0.4; charset=utf-8"
+
+
+def route(method: str, path: str, *, shutting_down: bool) -> Reply:
+    """The answer to a request that is not a WebSocket upgrade."""
+    path = path.split("?", 1)[0]
+    if path not in PATHS:
+        return text_reply(404)
+    if method not in ("GET", "HEAD"):
+        return text_reply(405, headers=[("Allow", ALLOW)])
+    if path in STATIC:
+        name, content_type = STATIC[path]
+        body = static_file(name)
+        if body is None:
+            return text_reply(404, f"404 Not Found: {name} is not installed")
+        return Reply(200, body, content_type)
+    if path == "/hello":
+        return Reply(200, b"Hello, World")
+    if path == "/healthz":
+        return text_reply(503, "shutting down") if shutting_down else text_reply(200, "ok")
+    if path == "/metrics":
+        found = metrics_exposition()
+        if found is None:
+            return text_reply(404, "404 Not Found: metrics are not available in this build")
+        return Reply(200, found[0], found[1])
+    # /ws without an Upgrade: this is the WebSocket's address, not a page.
+    return text_reply(426, "426 Upgrade Required: /ws is a WebSocket",
+                      headers=[("Upgrade", "websocket")])
