@@ -457,3 +457,42 @@ async def test_bench_chat_irc_mode_against_the_irc_door(tmp_path):
         assert run["deliveries"] == 5 * 2 * 10
     finally:
         assert await server.stop() == 0
+
+
+async def _get(port: int, path: str) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 GET over a real socket: (head, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_bench_chat_ws_mode_against_the_web_door(tmp_path):
+    server = await start_sockhub("chat", "--port", "0", "--web-port", "0", "--data-dir",
+                                 str(tmp_path), "--flood-rate", "none", listeners=2)
+    try:
+        web = server.ports["web"]
+        code, out, err = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{web}", "--mode", "ws", "--clients", "20",
+            "--senders", "3", "--messages", "20", "--timeout", "20", "--json", timeout=30)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["ok"] is True and result["mode"] == "ws"
+        assert result["deliveries"] == result["expected"] == 20 * 3 * 20
+        assert result["lost"] == result["duplicated"] == result["reordered"] == 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"]
+        # The server process counted the same traffic, per door, in GET /metrics.
+        head, body = await _get(web, "/metrics")
+        assert head.startswith(b"HTTP/1.1 200") and b"text/plain; version=" in head
+        text = body.decode()
+        assert 'sockhub_chat_messages_in_total{door="web"} 60.0' in text
+        assert 'sockhub_chat_messages_out_total{door="web"} 1200.0' in text
+        assert 'sockhub_chat_messages_in_total{door="line"} 0.0' in text
+        assert "sockhub_chat_history_rows 60.0" in text
+        assert "sockhub_chat_fanout_seconds_count 60.0" in text
+        assert 'sockhub_connections_accepted_total{listener="web"}' in text
+    finally:
+        assert await server.stop() == 0
