@@ -232,10 +232,11 @@ class _WsServer:
         [request] = self.ws.events_received()
         self.ws.send_response(self.ws.accept(request))
         self.client_sent: list[dict[str, object]] = []
+        self.pongs: list[bytes] = []
 
     def send(self, *events: dict[str, object], split: int = 0, now_ns: int = 0) -> None:
-        for event in events:
-            self.ws.send_text(json.dumps(event).encode())
+        for event in events:  # compact, as the web door writes: the receiver's fast path
+            self.ws.send_text(json.dumps(event, separators=(",", ":")).encode())
         self.pump(split, now_ns)
 
     def pump(self, split: int = 0, now_ns: int = 0) -> None:
@@ -248,8 +249,11 @@ class _WsServer:
 
     def take(self, data: bytes) -> None:
         self.ws.receive_data(data)
-        self.client_sent += [json.loads(frame.data) for frame in self.ws.events_received()
-                             if frame.opcode is Opcode.TEXT]
+        for frame in self.ws.events_received():
+            if frame.opcode is Opcode.TEXT:
+                self.client_sent.append(json.loads(frame.data))
+            elif frame.opcode is Opcode.PONG:
+                self.pongs.append(frame.data)
 
 
 def test_receiver_websocket_mode_speaks_json_protocol_v1():
@@ -280,10 +284,15 @@ def test_receiver_websocket_mode_speaks_json_protocol_v1():
 
     server.send(message(0, 0), message(1, 0), split=5, now_ns=3000)  # any split of the bytes
     server.ws.send_ping(b"hb")
-    server.pump()
+    server.pump(split=3)
+    assert server.pongs == [b"hb"]
     server.send(message(1, 0), message(0, 1, nick="b0002"), now_ns=3000)  # a dup, a wrong author
-    server.send(message(0, 1), message(1, 1), {"type": "message", "room": "#other", "nick":
-                "b0002", "text": "not a bench message"}, now_ns=3000)
+    server.send({"type": "message", "room": "#other", "nick": "b0002",  # over 125 bytes
+                 "text": "not a bench message " * 20}, message(1, 1), now_ns=3000)
+    whole = json.dumps(message(0, 1)).encode()  # spaced, in two fragments: json.loads
+    server.ws.send_text(whole[:20], fin=False)
+    server.ws.send_continuation(whole[20:], fin=True)
+    server.pump(split=7, now_ns=3000)
     counts = Counts().add_receivers([receiver])
     assert (counts.deliveries, counts.duplicated, counts.garbled, counts.lost) == (4, 1, 1, 0)
     assert receiver.complete and set(receiver.latencies) == {2000}
