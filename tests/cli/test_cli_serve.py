@@ -14,10 +14,14 @@ from sockhub.cli import main
 
 
 async def test_default_serve_runs_the_chat_hub_and_logs_real_ports(tmp_path):
-    served = await start_sockhub("--port", "0", "--data-dir", str(tmp_path), listeners=2)
+    served = await start_sockhub("--port", "0", "--data-dir", str(tmp_path), listeners=3)
     try:
-        assert sorted(served.ports) == ["chat", "irc"]
-        assert served.ports["chat"] > 0 and served.ports["irc"] > 0
+        assert sorted(served.ports) == ["chat", "irc", "web"]
+        assert served.ports["chat"] > 0 and served.ports["irc"] > 0 and served.ports["web"] > 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["web"])
+        writer.write(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert (await read_until_eof(reader)).endswith(b"\r\n\r\nHello, World")
+        writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["irc"])
         writer.write(b"NICK alice\r\nUSER alice 0 * :Alice\r\n")
         assert b" 001 alice " in await read_line(reader)

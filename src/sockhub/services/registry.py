@@ -29,7 +29,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("hello", Hello, 9004, "greets, answers 'Hello, <line>!', bye on 'exit'"),
         ServiceSpec("udp-echo", UdpEcho, 9000, "every UDP datagram back to its sender"),
         ServiceSpec(
-            "chat", LineProtocol, 9999, "group chat: line door, --irc-port opens IRC",
+            "chat", LineProtocol, 9999,
+            "group chat: line door; --irc-port opens IRC, --web-port the web door",
             stateless=False,
             # Chat users may listen for hours without a word; the door's own
             # flood control and the write limits guard the server instead.

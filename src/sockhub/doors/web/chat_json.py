@@ -237,7 +237,7 @@ class JsonChat:
             return
         self._re = None
         if self.bucket is not None and not self.bucket.take(now):
-            self._flooding()
+            self._flooding(text)
             return
         self.flood_warned = False
         try:
@@ -277,11 +277,18 @@ class JsonChat:
         if not self.closed:
             self.error("bad_json", "frames must be text frames holding one JSON object")
 
-    def _flooding(self) -> None:
+    def _flooding(self, text: str) -> None:
         self.flood_dropped += 1
         if not self.flood_warned:
             self.flood_warned = True
+            # Only the first dropped message is read, to name it in the error.
+            try:
+                msg = json.loads(text)
+                self._re = _message_id(msg) if isinstance(msg, dict) else None
+            except (ValueError, FieldError):
+                self._re = None
             self.error("flood", "you are sending too fast; message dropped, slow down")
+            self._re = None
         elif self.flood_dropped > self.chat.settings.flood_burst:
             _floods.log("flood: disconnected {count} more web clients",
                         "flood: disconnected web client %s", self.address)

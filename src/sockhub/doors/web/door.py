@@ -147,7 +147,7 @@ class WebDoor(Protocol):
             self._abandon()
 
     def receive_eof(self) -> None:
-        if self.ws is not None:
+        if self.ws is not None and self.ws.state is not State.CLOSED:
             self.ws.receive_eof()
             self._ws_flush()
         self.close()
@@ -202,10 +202,8 @@ class WebDoor(Protocol):
             try:
                 event = http.next_event()
             except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                if status == 400 and "too long" in str(exc).lower():
-                    status = 431
-                self._send_reply(text_reply(status, close=True))
+                # 400, or 431 for a head over max_incomplete_event_size
+                self._send_reply(text_reply(exc.error_status_hint, close=True))
                 self.close()
                 return
             if event is h11.NEED_DATA:
@@ -218,6 +216,14 @@ class WebDoor(Protocol):
             kind = type(event)
             if kind is h11.Request:
                 assert isinstance(event, h11.Request)
+                # h11 caps what it buffers of an incomplete head; a whole head
+                # that arrived in one read is measured here.
+                size = len(event.method) + len(event.target) + 12 + sum(
+                    len(k) + len(v) + 4 for k, v in event.headers.raw_items())
+                if size > HEADER_MAX:
+                    self._send_reply(text_reply(431, close=True))
+                    self.close()
+                    return
                 self._request, self._body_size = event, 0
                 self.active = True
             elif kind is h11.Data:
@@ -340,7 +346,7 @@ class WebDoor(Protocol):
         for frame in ws.events_received():
             if not isinstance(frame, Frame):
                 continue
-            self._last_seen = self.clock.time()
+            self._last_seen, self._ping_sent = self.clock.time(), None  # alive
             opcode, data = frame.opcode, bytes(frame.data)
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
@@ -438,7 +444,7 @@ class WebDoor(Protocol):
             return
         settings = self.chat.settings
         now = self.clock.time()
-        if self._ping_sent is not None and self._last_seen <= self._ping_sent:
+        if self._ping_sent is not None:  # nothing came since the ping
             waited = now - self._ping_sent
             if waited >= settings.web_ping_timeout:
                 log.debug("web: %s did not answer a ping", self.info.peer)
@@ -447,7 +453,6 @@ class WebDoor(Protocol):
             self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
                                                      self._ping_check)
             return
-        self._ping_sent = None
         quiet = now - self._last_seen
         if quiet < settings.web_ping_interval:
             self._ping_timer = self.clock.call_later(settings.web_ping_interval - quiet,

@@ -1,0 +1,311 @@
+"""The JSON chat protocol v1 (docs/web-protocol.md) without sockets: JsonChat and a real hub.
+
+Each test drives :class:`JsonChat` with frame texts and reads the JSON it
+answers through a fake peer; the chat service behind it is the real one
+(hub and SQLite history in a temporary directory), so what is checked is
+what a browser would get.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from irc_support import ManualClock
+from sockhub.doors.web.chat_json import JsonChat, event_object
+from sockhub.hub import Message
+from sockhub.hub.events import Joined, Kicked, NickChanged, Private, Quit, Signal
+from sockhub.limits import Limits
+from sockhub.services.chat import ChatService, ChatSettings
+
+
+class Peer:
+    """What a JsonChat sends, decoded, and how it closed."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.wakes = 0
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    def close_ws(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def take(self) -> list[dict[str, Any]]:
+        out, self.sent = self.sent, []
+        return out
+
+
+class Browser:
+    def __init__(self, service: ChatService, clock: ManualClock) -> None:
+        self.peer = Peer()
+        self.clock = clock
+        self.chat = JsonChat(service, self.peer, address="127.0.0.1", now=clock.time())
+
+    def send(self, obj: Any) -> list[dict[str, Any]]:
+        text = obj if isinstance(obj, str) else json.dumps(obj)
+        self.chat.receive_text(text, self.clock.time())
+        return self.peer.take()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    service = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=None), Limits())
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+def hello(service: ChatService, clock: ManualClock, nick: str) -> Browser:
+    browser = Browser(service, clock)
+    [welcome] = browser.send({"type": "hello", "version": 1, "nick": nick})
+    assert welcome["type"] == "welcome" and welcome["nick"] == nick
+    return browser
+
+
+def test_hello_is_answered_by_welcome_with_the_id_as_re(hub, clock):
+    browser = Browser(hub, clock)
+    [welcome] = browser.send({"type": "hello", "version": 1, "nick": "alice", "id": 7})
+    assert welcome == {"type": "welcome", "version": 1, "nick": "alice", "server": "sockhub",
+                       "limits": {"text": 4000, "frame": 16384}, "rooms": [], "re": 7}
+
+
+def test_hello_without_a_nick_gets_a_guest_nick(hub, clock):
+    [welcome] = Browser(hub, clock).send({"type": "hello", "version": 1, "nick": ""})
+    assert welcome["nick"].startswith("guest-")
+
+
+def test_a_taken_nick_is_an_error_and_another_hello_may_follow(hub, clock):
+    hello(hub, clock, "alice")
+    browser = Browser(hub, clock)
+    [error] = browser.send({"type": "hello", "version": 1, "nick": "ALICE", "id": "h1"})
+    assert error["type"] == "error" and error["code"] == "nick_in_use" and error["re"] == "h1"
+    [error] = browser.send({"type": "hello", "version": 1, "nick": "bad nick"})
+    assert error["code"] == "invalid_nick"
+    [welcome] = browser.send({"type": "hello", "version": 1, "nick": "alice2"})
+    assert welcome["nick"] == "alice2"
+    [error] = browser.send({"type": "hello", "version": 1, "nick": "alice3"})
+    assert error["code"] == "already_registered"
+
+
+def test_a_version_this_server_does_not_speak_closes_with_1002(hub, clock):
+    browser = Browser(hub, clock)
+    [error] = browser.send({"type": "hello", "version": 2})
+    assert error["code"] == "version"
+    assert browser.peer.closed == (1002, "version 1 only")
+
+
+@pytest.mark.parametrize("frame", ["nope", "[1, 2]", '"text"', "{", "null", "1"])
+def test_a_frame_that_is_not_one_json_object_is_bad_json(hub, clock, frame):
+    browser = hello(hub, clock, "alice")
+    [error] = browser.send(frame)
+    assert error["type"] == "error" and error["code"] == "bad_json" and "re" not in error
+    assert browser.peer.closed is None  # the connection stays
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "nosuch", "id": 1},
+    {"id": 1},
+    {"type": 5, "id": 1},
+])
+def test_an_unknown_type_is_named_in_the_error(hub, clock, message):
+    [error] = hello(hub, clock, "alice").send(message)
+    assert error["code"] == "unknown_type" and error["re"] == 1
+
+
+@pytest.mark.parametrize(("message", "field"), [
+    ({"type": "join"}, "room"),
+    ({"type": "join", "room": 5}, "room"),
+    ({"type": "say", "room": "#lobby"}, "text"),
+    ({"type": "say", "room": "#lobby", "text": "hi", "action": "yes"}, "action"),
+    ({"type": "private", "text": "hi"}, "to"),
+    ({"type": "history", "room": "#lobby", "limit": 0}, "limit"),
+    ({"type": "history", "room": "#lobby", "limit": 201}, "limit"),
+    ({"type": "history", "room": "#lobby", "before": "x"}, "before"),
+    ({"type": "history", "room": "#lobby", "limit": True}, "limit"),
+    ({"type": "nick", "nick": ["a"]}, "nick"),
+    ({"type": "ping", "id": "x" * 65}, "id"),
+    ({"type": "ping", "id": {"a": 1}}, "id"),
+])
+def test_a_missing_or_mistyped_field_is_bad_field_naming_it(hub, clock, message, field):
+    [error] = hello(hub, clock, "alice").send(message)
+    assert error["code"] == "bad_field"
+    assert error["message"].startswith(field)
+
+
+def test_a_hello_with_a_bad_version_field_is_bad_field(hub, clock):
+    [error] = Browser(hub, clock).send({"type": "hello", "version": "1"})
+    assert error["code"] == "bad_field" and error["message"].startswith("version")
+
+
+def test_anything_before_hello_is_not_registered(hub, clock):
+    browser = Browser(hub, clock)
+    [error] = browser.send({"type": "join", "room": "#lobby", "id": 3})
+    assert error == {"type": "error", "code": "not_registered", "message": "send hello first",
+                     "re": 3}
+
+
+def test_unknown_fields_are_ignored(hub, clock):
+    [pong] = hello(hub, clock, "alice").send({"type": "ping", "id": 1, "extra": [1, 2]})
+    assert pong == {"type": "pong", "re": 1}
+
+
+def test_join_answers_joined_topic_members_and_history(hub, clock):
+    bob = hello(hub, clock, "bob")
+    bob.send({"type": "join", "room": "#lobby"})
+    for n in range(3):
+        bob.send({"type": "say", "room": "#lobby", "text": f"old {n}"})
+    alice = hello(hub, clock, "alice")
+    answers = alice.send({"type": "join", "room": "#lobby", "id": "j"})
+    assert [a["type"] for a in answers] == ["joined", "topic", "members", "history"]
+    assert answers[0]["nick"] == "alice" and answers[0]["room"] == "#lobby"
+    members = answers[2]
+    assert members["re"] == "j"
+    assert [m["nick"] for m in members["members"]] == ["alice", "bob"]
+    history = answers[3]
+    assert history["re"] == "j" and history["more"] is False
+    assert [m["text"] for m in history["messages"]] == ["old 0", "old 1", "old 2"]
+    assert set(history["messages"][0]) == {"id", "room", "nick", "text", "action", "notice",
+                                           "ts"}
+    # bob sees alice arrive
+    assert [e["type"] for e in bob.peer.take()][-1] == "joined"
+
+
+def test_say_comes_back_as_the_acknowledgement_and_reaches_the_room(hub, clock):
+    alice, bob = hello(hub, clock, "alice"), hello(hub, clock, "bob")
+    alice.send({"type": "join", "room": "#r"})
+    bob.send({"type": "join", "room": "#r"})
+    alice.peer.take()
+    [ack] = alice.send({"type": "say", "room": "#r", "text": "<b>hi</b>", "action": True})
+    assert ack["type"] == "message" and ack["nick"] == "alice"
+    assert ack["text"] == "<b>hi</b>" and ack["action"] is True and isinstance(ack["id"], int)
+    assert bob.peer.take()[-1] == ack
+
+
+def test_say_to_a_room_one_is_not_in_is_the_hubs_error(hub, clock):
+    alice = hello(hub, clock, "alice")
+    [error] = alice.send({"type": "say", "room": "#nowhere", "text": "x", "id": 1})
+    assert error["code"] in ("not_in_room", "no_such_room") and error["re"] == 1
+    [error] = alice.send({"type": "join", "room": "nohash"})
+    assert error["code"] == "invalid_room"
+    [error] = alice.send({"type": "private", "to": "nobody", "text": "x"})
+    assert error["code"] == "no_such_nick"
+
+
+def test_private_messages_reach_both_ends(hub, clock):
+    alice, bob = hello(hub, clock, "alice"), hello(hub, clock, "bob")
+    [echo] = alice.send({"type": "private", "to": "bob", "text": "psst"})
+    assert echo["type"] == "private" and echo["from"] == "alice" and echo["to"] == "bob"
+    assert bob.peer.take() == [echo]
+
+
+def test_history_pages_before_and_after(hub, clock):
+    alice = hello(hub, clock, "alice")
+    alice.send({"type": "join", "room": "#r"})
+    for n in range(10):
+        alice.send({"type": "say", "room": "#r", "text": str(n)})
+    [page] = alice.send({"type": "history", "room": "#r", "limit": 3, "id": 1})
+    assert [m["text"] for m in page["messages"]] == ["7", "8", "9"] and page["more"] is True
+    first = page["messages"][0]["id"]
+    [older] = alice.send({"type": "history", "room": "#r", "before": first, "limit": 5})
+    assert [m["text"] for m in older["messages"]] == ["2", "3", "4", "5", "6"]
+    assert older["more"] is True
+    [rest] = alice.send({"type": "history", "room": "#r", "before": first, "limit": 50})
+    assert len(rest["messages"]) == 7 and rest["more"] is False
+    [missed] = alice.send({"type": "history", "room": "#r", "after": first, "limit": 1})
+    assert [m["text"] for m in missed["messages"]] == ["8"] and missed["more"] is True
+    [error] = hello(hub, clock, "bob").send({"type": "history", "room": "#r"})
+    assert error["code"] == "not_in_room"
+
+
+def test_rooms_members_nick_topic_part(hub, clock):
+    alice, bob = hello(hub, clock, "alice"), hello(hub, clock, "bob")
+    alice.send({"type": "join", "room": "#r"})
+    bob.send({"type": "join", "room": "#r"})
+    alice.peer.take()
+    [rooms] = bob.send({"type": "rooms", "id": 2})
+    assert {"name": "#r", "topic": "", "members": 2} in rooms["rooms"] and rooms["re"] == 2
+    [members] = bob.send({"type": "members", "room": "#r"})
+    assert members["members"][0] == {"nick": "alice", "op": True, "voice": False, "away": None}
+    [topic] = alice.send({"type": "topic", "room": "#r", "topic": "news"})
+    assert topic["type"] == "topic" and topic["by"] == "alice" and topic["topic"] == "news"
+    assert bob.peer.take() == [topic]
+    [nick] = bob.send({"type": "nick", "nick": "robert"})
+    assert nick["type"] == "nick" and nick["old"] == "bob" and nick["new"] == "robert"
+    [parted] = bob.send({"type": "part", "room": "#r", "reason": "bye"})
+    assert parted["type"] == "parted" and parted["reason"] == "bye"
+    assert [e["type"] for e in alice.peer.take()] == ["nick", "parted"]
+
+
+def test_flood_drops_with_an_error_then_closes_with_1008(tmp_path, clock):
+    service = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=1.0, flood_burst=3),
+                          Limits())
+    try:
+        browser = hello(service, clock, "alice")
+        for _ in range(2):
+            assert browser.send({"type": "ping"}) == [{"type": "pong"}]
+        [error] = browser.send({"type": "ping", "id": 9})
+        assert error["code"] == "flood"
+        assert browser.send({"type": "ping"}) == []  # dropped silently now
+        for _ in range(3):
+            browser.send({"type": "ping"})
+        assert browser.peer.closed == (1008, "flood")
+        clock.advance(10)  # a closed session stays closed
+        assert browser.send({"type": "ping"}) == []
+    finally:
+        service.close()
+
+
+def test_no_hello_in_time_closes_with_1008(hub, clock):
+    browser = Browser(hub, clock)
+    browser.chat.registration_expired()
+    assert browser.peer.closed == (1008, "no hello")
+    registered = hello(hub, clock, "alice")
+    registered.chat.registration_expired()
+    assert registered.peer.closed is None
+
+
+def test_leaving_quits_the_user(hub, clock):
+    alice, bob = hello(hub, clock, "alice"), hello(hub, clock, "bob")
+    alice.send({"type": "join", "room": "#r"})
+    bob.send({"type": "join", "room": "#r"})
+    alice.peer.take()
+    bob.chat.lost()
+    [quit_] = alice.peer.take()
+    assert quit_["type"] == "quit" and quit_["nick"] == "bob"
+    assert hub.find_user("bob") is None
+
+
+def test_events_render_as_the_doc_says():
+    assert event_object(Message("#r", "a", "t", 1.23456, id=4)) == {
+        "type": "message", "id": 4, "room": "#r", "nick": "a", "text": "t", "action": False,
+        "notice": False, "ts": 1.235}
+    assert event_object(Private("a", "b", "t", 2.0, notice=True))["notice"] is True
+    assert event_object(Joined("#r", "a", 1.0)) == {"type": "joined", "room": "#r",
+                                                    "nick": "a", "ts": 1.0}
+    assert event_object(Kicked("#r", "a", "op", "bye", 1.0))["by"] == "op"
+    assert event_object(Quit("a", "gone", 1.0))["reason"] == "gone"
+    assert event_object(NickChanged("a", "b", 1.0))["new"] == "b"
+    assert event_object(Signal("a", "#r", None, (("+typing", "active"),), 1.0)) is None
+
+
+def test_one_rendering_is_shared_by_every_browser(hub, clock):
+    browsers = [hello(hub, clock, f"u{n}") for n in range(3)]
+    for browser in browsers:
+        browser.send({"type": "join", "room": "#r"})
+    texts: list[str] = []
+    for browser in browsers:
+        browser.peer.send_text = texts.append  # type: ignore[method-assign]
+    browsers[0].chat.chat.say(browsers[0].chat.user, "#r", "once")  # type: ignore[arg-type]
+    assert len(texts) == 3 and texts[0] is texts[1] is texts[2]
