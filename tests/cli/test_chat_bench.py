@@ -8,6 +8,9 @@ import socket
 import sys
 
 import pytest
+from websockets.frames import Opcode
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from proc import run_sockhub, start_sockhub
 from sockhub.client.chatbench import bench_chat
@@ -219,6 +222,95 @@ def test_receiver_reports_problems():
     assert counts.lost == 3
 
 
+class _WsServer:
+    """The server's end of one bench client's WebSocket, in memory (websockets' sans-I/O)."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.ws = ServerProtocol(subprotocols=[Subprotocol("sockhub.v1")])
+        self.ws.receive_data(receiver.opening())
+        [request] = self.ws.events_received()
+        self.ws.send_response(self.ws.accept(request))
+        self.client_sent: list[dict[str, object]] = []
+        self.pongs: list[bytes] = []
+
+    def send(self, *events: dict[str, object], split: int = 0, now_ns: int = 0) -> None:
+        for event in events:  # compact, as the web door writes: the receiver's fast path
+            self.ws.send_text(json.dumps(event, separators=(",", ":")).encode())
+        self.pump(split, now_ns)
+
+    def pump(self, split: int = 0, now_ns: int = 0) -> None:
+        data = b"".join(self.ws.data_to_send())
+        step = split or len(data) or 1
+        for start in range(0, len(data), step):
+            self.receiver.feed(data[start : start + step], now_ns)
+        self.take(bytes(self.receiver.outbox))
+        self.receiver.outbox.clear()
+
+    def take(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for frame in self.ws.events_received():
+            if frame.opcode is Opcode.TEXT:
+                self.client_sent.append(json.loads(frame.data))
+            elif frame.opcode is Opcode.PONG:
+                self.pongs.append(frame.data)
+
+
+def test_receiver_websocket_mode_speaks_json_protocol_v1():
+    plan = Plan(clients=3, senders=2, messages=2, mode="ws", url="ws://127.0.0.1:8080/ws")
+    assert plan.echoes and plan.expected(0) == 4
+    receiver = Receiver(plan, 0)
+    server = _WsServer(receiver)
+    server.pump()  # the handshake response: the client says hello at once
+    assert server.client_sent == [{"type": "hello", "version": 1, "nick": "b0001"}]
+    server.send({"type": "welcome", "version": 1, "nick": "b0001", "rooms": []})
+    assert receiver.greeted and not receiver.ready
+    server.take(receiver.frame(plan.hello(0)))
+    assert server.client_sent[-1] == {"type": "join", "room": "#bench"}
+    server.send({"type": "joined", "room": "#bench", "nick": "b0002", "ts": 1.0})
+    assert not receiver.ready  # someone else's join
+    server.send({"type": "joined", "room": "#BENCH", "nick": "b0001", "ts": 1.0},
+                {"type": "history", "room": "#bench", "messages": [
+                    {"id": 1, "room": "#bench", "nick": "b0002", "text": "bench~1~0~5"}],
+                 "more": False})
+    assert receiver.ready and receiver.tally.received == 0  # history is not a delivery
+    server.take(receiver.frame(plan.wrap(message_text(0, 0, 1000))))
+    assert server.client_sent[-1] == {"type": "say", "room": "#bench", "text": "bench~0~0~1000"}
+
+    def message(sender: int, seq: int, nick: str | None = None) -> dict[str, object]:
+        return {"type": "message", "id": 10 + seq, "room": "#bench",
+                "nick": nick or plan.nick(sender), "text": message_text(sender, seq, 1000),
+                "action": False, "notice": False, "ts": 2.0}
+
+    server.send(message(0, 0), message(1, 0), split=5, now_ns=3000)  # any split of the bytes
+    server.ws.send_ping(b"hb")
+    server.pump(split=3)
+    assert server.pongs == [b"hb"]
+    server.send(message(1, 0), message(0, 1, nick="b0002"), now_ns=3000)  # a dup, a wrong author
+    server.send({"type": "message", "room": "#other", "nick": "b0002",  # over 125 bytes
+                 "text": "not a bench message " * 20}, message(1, 1), now_ns=3000)
+    whole = json.dumps(message(0, 1)).encode()  # spaced, in two fragments: json.loads
+    server.ws.send_text(whole[:20], fin=False)
+    server.ws.send_continuation(whole[20:], fin=True)
+    server.pump(split=7, now_ns=3000)
+    counts = Counts().add_receivers([receiver])
+    assert (counts.deliveries, counts.duplicated, counts.garbled, counts.lost) == (4, 1, 1, 0)
+    assert receiver.complete and set(receiver.latencies) == {2000}
+    server.send({"type": "error", "code": "flood", "message": "too fast"})
+    assert receiver.errors == ["error flood: too fast"]
+
+
+def test_receiver_websocket_mode_reports_a_refused_handshake():
+    plan = Plan(clients=2, senders=1, messages=1, mode="ws", url="ws://127.0.0.1:8080/ws")
+    receiver = Receiver(plan, 1)
+    ws = ServerProtocol()
+    ws.receive_data(receiver.opening())
+    [_request] = ws.events_received()
+    ws.send_response(ws.reject(403, "wrong origin\n"))
+    receiver.feed(b"".join(ws.data_to_send()), 0)
+    assert receiver.errors and "handshake" in receiver.errors[0] and not receiver.greeted
+
+
 def test_receiver_reads_ncat_chunks():
     plan = Plan(clients=3, senders=2, messages=2, mode="ncat")
     receiver = Receiver(plan, 1)  # sender 1: expects only sender 0's messages
@@ -372,5 +464,44 @@ async def test_bench_chat_irc_mode_against_the_irc_door(tmp_path):
             "print(r.to_json())\n")
         assert run["ok"] and run["echo"] is False
         assert run["deliveries"] == 5 * 2 * 10
+    finally:
+        assert await server.stop() == 0
+
+
+async def _get(port: int, path: str) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 GET over a real socket: (head, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_bench_chat_ws_mode_against_the_web_door(tmp_path):
+    server = await start_sockhub("chat", "--port", "0", "--web-port", "0", "--data-dir",
+                                 str(tmp_path), "--flood-rate", "none", listeners=2)
+    try:
+        web = server.ports["web"]
+        code, out, err = await run_sockhub(
+            "bench", "chat", f"127.0.0.1:{web}", "--mode", "ws", "--clients", "20",
+            "--senders", "3", "--messages", "20", "--timeout", "20", "--json", timeout=30)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["ok"] is True and result["mode"] == "ws"
+        assert result["deliveries"] == result["expected"] == 20 * 3 * 20
+        assert result["lost"] == result["duplicated"] == result["reordered"] == 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"]
+        # The server process counted the same traffic, per door, in GET /metrics.
+        head, body = await _get(web, "/metrics")
+        assert head.startswith(b"HTTP/1.1 200") and b"text/plain; version=" in head
+        text = body.decode()
+        assert 'sockhub_chat_messages_in_total{door="web"} 60.0' in text
+        assert 'sockhub_chat_messages_out_total{door="web"} 1200.0' in text
+        assert 'sockhub_chat_messages_in_total{door="line"} 0.0' in text
+        assert "sockhub_chat_history_rows 60.0" in text
+        assert "sockhub_chat_fanout_seconds_count 60.0" in text
+        assert 'sockhub_connections_accepted_total{listener="web"}' in text
     finally:
         assert await server.stop() == 0

@@ -59,9 +59,10 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--rate", type=float, metavar="R",
                    help="messages a second per sender (default: as fast as acknowledged)")
     c.add_argument("--room", default="#bench", help="room to use (default #bench)")
-    c.add_argument("--mode", choices=("line", "ncat", "irc"), default="line",
+    c.add_argument("--mode", choices=("line", "ncat", "irc", "ws"), default="line",
                    help="line: sockhub's line door; ncat: 'ncat --chat' (raw lines); "
-                   "irc: any IRC server (PRIVMSG to the room; echo-message if offered)")
+                   "irc: any IRC server (PRIVMSG to the room; echo-message if offered); "
+                   "ws: sockhub's web door (JSON protocol v1 over a WebSocket at /ws)")
     c.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="give up after this many seconds (default 60)")
     c.add_argument("--json", action="store_true", help="print one JSON object instead")

@@ -15,11 +15,12 @@ import logging
 from collections.abc import Callable
 from typing import ClassVar
 
+from sockhub import metrics
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
 from sockhub.doors.flood import TokenBucket
 from sockhub.hub import HubError, User
-from sockhub.hub.events import HubEvent, Kicked, Private, Signal
+from sockhub.hub.events import HubEvent, Kicked, Message, Private, Signal
 from sockhub.hub.names import HISTORY_MAX, fold
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
@@ -35,10 +36,15 @@ from sockhub.protocols.chat_line import (
 log = logging.getLogger("sockhub.chat")
 #: Lines any client can cause at will, logged at a bounded rate.
 _floods = RateLimitedLog(log)
+#: Messages delivered to line-door users, for ``GET /metrics``.
+_counts = metrics.door("line")
 
 
 class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
+
+    #: Its messages are counted under this door in ``GET /metrics``.
+    metrics_door: ClassVar[str] = "line"
 
     __slots__ = (
         "_reg_timer",
@@ -99,16 +105,20 @@ class LineDoor(LineProtocol):
     # Hub side (Member) -----------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
-        if self._closing or type(event) is Signal:  # metadata only: nothing to show
+        kind = type(event)
+        if self._closing or kind is Signal:  # metadata only: nothing to show
             return
-        if type(event) is Private:
+        if kind is Private:
             assert self.user is not None
             data = encode_line(render(event, self.user.nick))
+            _counts.messages_out += 1
         elif event is LineDoor._cache_event:
             data = LineDoor._cache_bytes
         else:
             data = encode_line(render(event, ""))
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
+        if kind is Message:
+            _counts.messages_out += 1
         self._outgoing.append(data)  # send(), minus its checks: done above
         self.wake()
         if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:

@@ -251,6 +251,8 @@ class StreamConnection(asyncio.Protocol):
         """Drop a client whose unsent bytes passed ``write_buffer_max``; True if dropped."""
         assert self.transport is not None
         if self.transport.get_write_buffer_size() > self.limits.write_buffer_max:
+            if not self._lost and not self._closing:
+                self.server.metrics.slow_dropped += 1
             self.abort("write buffer over limit")
             return True
         return False

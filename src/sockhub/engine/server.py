@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
+from sockhub import metrics
 from sockhub.config import ServiceConfig
 from sockhub.engine.connection import StreamConnection, format_address
 from sockhub.engine.service import Listener, ServiceRuntime, ServiceSpec
@@ -68,6 +69,8 @@ class StreamServer:
         #: Per-connection log lines (refusals, drops, idle timeouts) that a
         #: flood of connections could otherwise turn into a full disk.
         self.noise = RateLimitedLog(logging.getLogger("sockhub.connection"))
+        #: This listener's figures for ``GET /metrics`` (shared by servers of one name).
+        self.metrics = metrics.listener(self.name)
         self.primary = primary = listener is None or listener.primary
         self.unix = config.unix if primary else None
         #: A banner line is the primary listener's: the others speak other protocols.
@@ -152,20 +155,27 @@ class StreamServer:
     def admit(self, connection: StreamConnection) -> str | None:
         """Register a new connection, or return why it is refused."""
         limits = self.limits
+        counts = self.metrics
         if limits.max_conns is not None and len(self.connections) >= limits.max_conns:
+            counts.refused["server_full"] += 1
             return f"server full ({limits.max_conns} connections); try again later"
         ip = connection.peer_ip
         if ip is not None and limits.max_conns_per_ip is not None:
             if self._per_ip[ip] >= limits.max_conns_per_ip:
+                counts.refused["per_ip"] += 1
                 return f"too many connections from {ip} (max {limits.max_conns_per_ip})"
             self._per_ip[ip] += 1
         self.connections.add(connection)
         self.accepted += 1
+        counts.accepted += 1
+        counts.open += 1
         self._empty.clear()
         return None
 
     def forget(self, connection: StreamConnection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.remove(connection)
+            self.metrics.open -= 1
         ip = connection.peer_ip
         if ip is not None and ip in self._per_ip:
             self._per_ip[ip] -= 1

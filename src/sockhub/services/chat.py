@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
@@ -89,6 +90,10 @@ class ChatService:
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
         self.hub = Hub(protected_rooms=settings.protected_rooms)
         self.hub.bans.update(self.store.bans())
+        metrics.chat.history_rows = self.store.count()
+        self._fanout = metrics.chat.fanout
+        #: A member's class → its door's message counts (None: not a door of DOORS).
+        self._door_counts: dict[type, metrics.DoorCounts | None] = {}
         self.bus = LocalBus()
         self.bus.subscribe(self.hub.apply)
         self.shutting_down = False
@@ -193,9 +198,25 @@ class ChatService:
         """Store, then fan out, a room message. Raises HubError."""
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
                                meta=meta)
+        start = time.perf_counter()
         message = self.store.append(message)
         self.bus.publish(message)
+        self._fanout.observe(time.perf_counter() - start)
+        counts = metrics.chat
+        counts.history_rows += 1
+        counts.history_stored += 1
+        self._count_in(user)
         return message
+
+    def _count_in(self, user: User) -> None:
+        """One more message in through the door ``user`` came by."""
+        kind = type(user.member)
+        try:
+            counts = self._door_counts[kind]
+        except KeyError:
+            counts = self._door_counts[kind] = _door_counts_of(kind)
+        if counts is not None:
+            counts.messages_in += 1
 
     def join(self, user: User, room: str, *, password: str | None = None) -> None:
         self.bus.publish(self.hub.join(user, room, time.time(), password=password))
@@ -216,6 +237,7 @@ class ChatService:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
         self.bus.publish(event)
+        self._count_in(user)
         return event
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
@@ -309,6 +331,21 @@ class ChatService:
 
     def find_message(self, room: str, message_id: int) -> Message | None:
         return self.store.find(room, message_id)
+
+
+def _door_counts_of(kind: type) -> metrics.DoorCounts | None:
+    """The message counts of the door a hub Member of class ``kind`` belongs to.
+
+    A Member class names its door with ``metrics_door`` (``line``, ``irc``,
+    ``web``); else the row of DOORS whose class it is or extends; else None.
+    """
+    name = getattr(kind, "metrics_door", None)
+    if isinstance(name, str):
+        return metrics.door(name)
+    for row in DOORS:
+        if isinstance(row.make, type) and issubclass(kind, row.make):
+            return metrics.door(row.name)
+    return None
 
 
 def _read_motd(path: Path | None) -> list[str] | None:

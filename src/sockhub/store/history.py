@@ -79,6 +79,11 @@ class ChatStore:
     def close(self) -> None:
         self._db.close()
 
+    def count(self) -> int:
+        """Messages stored (read once at start for ``GET /metrics``: a scan of the table)."""
+        row = self._db.execute("SELECT count(*) FROM messages").fetchone()
+        return int(row[0])
+
     def append(self, message: Message) -> Message:
         """Store a room message; return it with its id. Committed on return."""
         cursor = self._db.execute(

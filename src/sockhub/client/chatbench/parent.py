@@ -30,7 +30,7 @@ CLIENTS_PER_PROC = 50
 #: Connection attempts in flight, all workers together. sockhub listens with
 #: a backlog of 1,024; ncat with 10, and a burst past that leaves clients
 #: half-connected and, in our runs, made ncat exit ("getpeername ... failed").
-CONNECT_GATE: dict[Mode, int] = {"line": 512, "ncat": 8, "irc": 8}
+CONNECT_GATE: dict[Mode, int] = {"line": 512, "ncat": 8, "irc": 8, "ws": 64}
 #: Seconds the parent waits for an IRC server's ``CAP LS`` answer.
 CAP_PROBE_TIMEOUT = 5.0
 
@@ -100,6 +100,12 @@ def bench_chat(
     every client expects K·M messages; otherwise they are paced like ncat
     mode and a sender expects none of its own.
 
+    WebSocket mode (``ws``) speaks the web door's JSON protocol v1 at
+    ``ws://HOST:PORT/ws`` (docs/web-protocol.md) through websockets'
+    sans-I/O client: ``hello``, waiting for ``welcome``; ``join``, waiting
+    for the room's ``history``; ``say``, each sender paced by its own
+    ``message`` coming back, like the line mode.
+
     Raises:
         ValueError: a parameter out of range.
     """
@@ -107,7 +113,8 @@ def bench_chat(
     start = time.monotonic()
     echo = mode == "irc" and senders > 0 and irc_offers(host, port, "echo-message",
                                                          min(timeout, CAP_PROBE_TIMEOUT))
-    plan = Plan(clients, senders, messages, room, cast(Mode, mode), irc_echo=echo)
+    url = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws" if mode == "ws" else ""
+    plan = Plan(clients, senders, messages, room, cast(Mode, mode), irc_echo=echo, url=url)
     if not plan.echoes and clients < 2:
         raise ValueError(f"{mode} mode without an echo needs at least 2 clients")
     usable = len(os.sched_getaffinity(0))

@@ -8,11 +8,12 @@ its own because it is the contract between the two sides of the bench
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
-Mode = Literal["line", "ncat", "irc"]
-MODES: tuple[Mode, ...] = ("line", "ncat", "irc")
+Mode = Literal["line", "ncat", "irc", "ws"]
+MODES: tuple[Mode, ...] = ("line", "ncat", "irc", "ws")
 
 #: Marks a bench message inside whatever prefix the server adds.
 MARKER = b"bench~"
@@ -33,6 +34,8 @@ class Plan:
     mode: Mode = "line"
     #: IRC mode: the senders negotiate ``echo-message`` (the server offers it).
     irc_echo: bool = False
+    #: WebSocket mode: where the web door's ``/ws`` is (``ws://host:port/ws``).
+    url: str = ""
 
     def nick(self, client: int) -> str:
         """The nick of a client in line and IRC mode: ``b0001`` for client 0."""
@@ -41,7 +44,7 @@ class Plan:
     @property
     def echoes(self) -> bool:
         """Does a sender get its own messages back (its acknowledgement)?"""
-        return self.mode == "line" or (self.mode == "irc" and self.irc_echo)
+        return self.mode in ("line", "ws") or (self.mode == "irc" and self.irc_echo)
 
     def greeting(self, client: int) -> bytes:
         """What a client sends as soon as it is connected (IRC: registration)."""
@@ -50,11 +53,16 @@ class Plan:
         return f"CAP LS 302\r\nNICK {self.nick(client)}\r\nUSER b 0 * :b\r\n".encode()
 
     def hello(self, client: int) -> bytes:
-        """What a client sends to join the room (line mode: its nick too; ncat: nothing)."""
+        """What a client sends to join the room (line mode: its nick too; ncat: nothing).
+
+        WebSocket mode: the payload of one text frame (the JSON ``join``).
+        """
         if self.mode == "ncat":
             return b""
         if self.mode == "irc":
             return f"JOIN {self.room}\r\n".encode()
+        if self.mode == "ws":
+            return _json({"type": "join", "room": self.room})
         return f"{self.nick(client)}\n/join {self.room}\n".encode()
 
     def wants_echo(self, client: int) -> bool:
@@ -65,10 +73,16 @@ class Plan:
         """Without an echo (ncat, IRC without echo-message) a sender gets none of its own."""
         return not self.echoes and client < self.senders
 
+    def ws_hello(self, client: int) -> bytes:
+        """WebSocket mode: the JSON ``hello`` a client sends once the WebSocket is open."""
+        return _json({"type": "hello", "version": 1, "nick": self.nick(client)})
+
     def wrap(self, text: str) -> bytes:
-        """One bench message as the client sends it."""
+        """One bench message as the client sends it (WebSocket mode: a frame's payload)."""
         if self.mode == "irc":
             return f"PRIVMSG {self.room} :{text}\r\n".encode()
+        if self.mode == "ws":
+            return _json({"type": "say", "room": self.room, "text": text})
         return f"{text}\n".encode()
 
     def expected(self, client: int) -> int:
@@ -79,6 +93,10 @@ class Plan:
     def total_expected(self) -> int:
         """Deliveries of a perfect run: every message to every client that should get it."""
         return sum(self.expected(client) for client in range(self.clients))
+
+
+def _json(obj: dict[str, object]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def message_text(sender: int, seq: int, sent_ns: int) -> str:

@@ -8,9 +8,18 @@ trustworthy are unit-tested without a server; the worker only feeds it.
 
 from __future__ import annotations
 
+import json
+import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from sockhub.client.chatbench.plan import (
     MARKER,
@@ -20,6 +29,15 @@ from sockhub.client.chatbench.plan import (
     parse_irc,
     parse_payload,
 )
+
+#: The web door's JSON chat protocol (docs/web-protocol.md).
+WS_SUBPROTOCOL = Subprotocol("sockhub.v1")
+_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+#: A bench message as the web door writes it (docs/web-protocol.md: ``message``);
+#: anything else, or the same in another key order or spacing, goes to json.loads.
+_WS_MESSAGE = re.compile(
+    rb'\{"type":"message","id":\d+,"room":"([^"\\]*)","nick":"([^"\\]*)",'
+    rb'"text":"bench~(\d+)~(\d+)~(\d+)"').match
 
 #: A partial line longer than this is not a chat line: count it and drop it.
 MAX_PARTIAL = 64 * 1024
@@ -115,13 +133,40 @@ class Receiver:
             if plan.mode == "line" else b""
         )
         self._prefixes = [f" <{plan.nick(s)}> ".encode() for s in range(plan.senders)]
+        #: WebSocket mode: the client side of RFC 6455 (websockets' sans-I/O protocol).
+        self._ws: ClientProtocol | None = None
+        self._ws_open = False
+        self._ws_buffer = b""
+        self._fragments: list[bytes] = []
+        self._room_folded = self._room.lower()
+        self._own_nick = plan.nick(client)
 
     @property
     def complete(self) -> bool:
         return self.tally.complete
 
+    def opening(self) -> bytes:
+        """What to send as soon as the connection is made (IRC: registration; ws: handshake)."""
+        if self.plan.mode != "ws":
+            return self.plan.greeting(self.client)
+        self._ws = ClientProtocol(parse_uri(self.plan.url), subprotocols=[WS_SUBPROTOCOL],
+                                  max_size=None)
+        self._ws.send_request(self._ws.connect())
+        return b"".join(self._ws.data_to_send())
+
+    def frame(self, payload: bytes) -> bytes:
+        """``payload`` as it goes on the wire: WebSocket mode wraps it in a text frame."""
+        ws = self._ws
+        if ws is None:
+            return payload
+        ws.send_text(payload)
+        return b"".join(ws.data_to_send())
+
     def feed(self, data: bytes, now_ns: int) -> None:
         """Account for received bytes (any split), all stamped as arriving at ``now_ns``."""
+        if self._ws is not None:
+            self._websocket(self._ws, data, now_ns)
+            return
         if self._partial:
             data = self._partial + data
         end = data.rfind(b"\n") + 1
@@ -177,6 +222,132 @@ class Receiver:
                 latencies.append(now_ns - sent_ns)
                 self.last_ns = now_ns
 
+
+    def _websocket(self, ws: ClientProtocol, data: bytes, now_ns: int) -> None:
+        if self._ws_open:
+            self._ws_frames(ws, data, now_ns)
+            return
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Response):
+                if ws.handshake_exc is not None:
+                    self.errors.append(f"WebSocket handshake failed: {ws.handshake_exc}")
+                else:
+                    ws.send_text(self.plan.ws_hello(self.client))
+                    # The server says nothing before our hello, so no frame
+                    # bytes are buffered inside ``ws``: from here frames are
+                    # split below.
+                    self._ws_open = True
+            elif isinstance(event, Frame):
+                self._ws_frame(event, now_ns)
+        for chunk in ws.data_to_send():  # the close handshake, the hello
+            self.outbox += chunk
+
+    def _ws_frames(self, ws: ClientProtocol, data: bytes, now_ns: int) -> None:
+        """Split server frames (RFC 6455 §5.2: unmasked) without a Frame object each.
+
+        websockets' reader costs the load generator about as much per frame
+        as the server spends on the delivery; this loop is a third of it.
+        Control frames still go through ``ws``: a ping's pong is masked by it.
+        """
+        if self._ws_buffer:
+            data = self._ws_buffer + data
+        end = len(data)
+        pos = 0
+        while end - pos >= 2:
+            first, second = data[pos], data[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+                if end - pos < head:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 4])
+            elif length == 127:
+                head = 10
+                if end - pos < head:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10])
+            if second & 0x80:  # a masked server frame: not WebSocket
+                self.errors.append("the server sent a masked frame")
+                self._ws_buffer = b""
+                return
+            if end - pos < head + length:
+                break
+            payload = data[pos + head : pos + head + length]
+            pos += head + length
+            opcode = first & 0x0F
+            if opcode == 1 and first & 0x80 and not self._fragments:  # a whole text frame
+                match = _WS_MESSAGE(payload)
+                if match is None:  # not a bench message in the usual shape: parse it all
+                    try:
+                        self._ws_event(json.loads(payload), now_ns)
+                    except (ValueError, KeyError, TypeError):
+                        self.garbled += 1
+                    continue
+                room, nick, sender, seq, sent_ns = match.groups()
+                self._ws_message(room.lower() == self._room_folded, nick, int(sender), int(seq),
+                                 int(sent_ns), now_ns)
+            elif opcode == Opcode.PING:
+                ws.send_pong(payload)
+                for chunk in ws.data_to_send():
+                    self.outbox += chunk
+            elif opcode in _OPCODES:
+                self._ws_frame(Frame(Opcode(opcode), payload, fin=bool(first & 0x80)), now_ns)
+            else:
+                self.errors.append(f"the server sent a frame with opcode {opcode}")
+        self._ws_buffer = data[pos:]
+
+    def _ws_frame(self, frame: Frame, now_ns: int) -> None:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if not frame.fin:
+                self._fragments.append(bytes(frame.data))
+                return
+            data = bytes(frame.data)
+            if self._fragments:
+                data = b"".join([*self._fragments, data])
+                self._fragments = []
+            try:
+                self._ws_event(json.loads(data), now_ns)
+            except (ValueError, KeyError, TypeError):
+                self.garbled += 1
+        elif frame.opcode is Opcode.CLOSE and not self.errors:
+            self.errors.append(f"the server closed the WebSocket: {bytes(frame.data)[2:]!r}")
+
+    def _ws_event(self, event: dict[str, Any], now_ns: int) -> None:
+        """One JSON object of the web door's protocol v1."""
+        kind = event["type"]
+        if kind == "message":
+            text = event["text"]
+            if not text.startswith("bench~"):
+                return
+            fields = text[6:].split("~")
+            if len(fields) != 3:
+                self.garbled += 1
+                return
+            self._ws_message(event["room"].lower() == self.plan.room.lower(),
+                             event["nick"].encode(), int(fields[0]), int(fields[1]),
+                             int(fields[2]), now_ns)
+        elif kind == "welcome":
+            self.greeted = True
+        elif kind in ("joined", "history") and event["room"].lower() == self.plan.room.lower():
+            # The join is applied: from now on every message to the room reaches us.
+            if kind == "history" or event["nick"] == self._own_nick:
+                self.ready = True
+        elif kind == "error":
+            self.errors.append(f"error {event.get('code')}: {event.get('message')}")
+
+    def _ws_message(self, in_room: bool, nick: bytes, sender: int, seq: int, sent_ns: int,
+                    now_ns: int) -> None:
+        """One bench message seen over the WebSocket: check its author, count it."""
+        if not in_room:
+            return
+        if not 0 <= sender < len(self._nicks) or nick != self._nicks[sender]:
+            self.garbled += 1  # wrong author
+            return
+        if self.tally.record(sender, seq):
+            self.latencies.append(now_ns - sent_ns)
+            self.last_ns = now_ns
 
     def _irc(self, data: bytes, now_ns: int) -> None:
         for line in data.split(b"\n"):

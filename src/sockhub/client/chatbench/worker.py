@@ -81,9 +81,9 @@ class _Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        greeting = self.receiver.plan.greeting(self.receiver.client)
-        if greeting:
-            self.transport.write(greeting)
+        opening = self.receiver.opening()
+        if opening:
+            self.transport.write(opening)
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
@@ -174,7 +174,8 @@ class _Sender:
             now = time.monotonic_ns()
             if not self.run.first_send_ns:
                 self.run.first_send_ns = now
-            transport.write(self.plan.wrap(message_text(self.sender, self.next, now)))
+            transport.write(self.client.receiver.frame(
+                self.plan.wrap(message_text(self.sender, self.next, now))))
             self.next += 1
             self.run.sent += 1
             self.run.last_activity = time.monotonic()
@@ -205,7 +206,7 @@ async def _join(client: _Client, deadline: float) -> _Client | str:
     """Register and join (line mode), then wait until the server has us in the room."""
     assert client.transport is not None
     receiver = client.receiver
-    client.transport.write(receiver.plan.hello(receiver.client))
+    client.transport.write(receiver.frame(receiver.plan.hello(receiver.client)))
     return await _reach(client, "ready", f"not in {receiver.plan.room}", deadline)
 
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import ClassVar
 
+from sockhub import metrics
 from sockhub.codec.irc import (
     ERR_UNKNOWNERROR,
     IrcMessage,
@@ -86,6 +88,8 @@ from sockhub.protocols.irc.vocabulary import (
 log = logging.getLogger("sockhub.irc")
 #: Drops are one line per connection, which a flood of connections controls.
 _drops = RateLimitedLog(log)
+#: Messages delivered to IRC-door users, for ``GET /metrics``.
+_counts = metrics.door("irc")
 
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
@@ -98,6 +102,9 @@ def irc_refusal(reason: str) -> bytes:
 
 class IrcDoor(Protocol):
     """One IRC client of the chat hub (see docs/irc.md)."""
+
+    #: Its messages are counted under this door in ``GET /metrics``.
+    metrics_door: ClassVar[str] = "irc"
 
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
@@ -376,6 +383,7 @@ class IrcDoor(Protocol):
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
             self.emit(self._shared(event, event.nick))
+            _counts.messages_out += 1
         elif kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
@@ -438,8 +446,10 @@ class IrcDoor(Protocol):
         source = self.source_of(event.sender)
         if from_me and echo and to_me:  # a message to oneself: the echo, then the delivery
             self.emit(render_private(event, source, self.profile))
+            _counts.messages_out += 1
         if to_me or (from_me and echo):
             self.emit(render_private(event, source, self.profile))
+            _counts.messages_out += 1
 
 
 def _add_tag(line: bytes, tag: bytes) -> bytes:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from typing import Protocol as TypingProtocol
 
+from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.flood import TokenBucket
 from sockhub.hub import HubError, Member, Message, User
@@ -39,6 +40,8 @@ from sockhub.logs import RateLimitedLog
 
 log = logging.getLogger("sockhub.web")
 _floods = RateLimitedLog(log)
+#: Messages delivered to web-door users, for ``GET /metrics``.
+_counts = metrics.door("web")
 
 VERSION = 1
 #: The largest frame a client may send, in bytes (larger: close 1009).
@@ -185,6 +188,9 @@ class JsonChat:
     __slots__ = ("_re", "address", "bucket", "chat", "closed", "flood_dropped", "flood_warned",
                  "peer", "secure", "user")
 
+    #: Its messages are counted under this door in ``GET /metrics``.
+    metrics_door: ClassVar[str] = "web"
+
     # The last event rendered and its text, shared by every browser it goes to.
     _cache_event: ClassVar[object] = None
     _cache_text: ClassVar[str | None] = None
@@ -315,6 +321,8 @@ class JsonChat:
         if text is not None:
             self.peer.send_text(text)
             self.peer.wake()
+            if type(event) is Message or type(event) is Private:
+                _counts.messages_out += 1
 
     # Handlers -----------------------------------------------------------------
 
