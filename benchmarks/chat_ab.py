@@ -10,8 +10,9 @@ which drifts in load affect less than a ratio of two separate medians.
     python benchmarks/chat_ab.py --base-src /tmp/base/src --clients 10,100 --rounds 7
 
 Server A runs with ``PYTHONPATH=--base-src`` (the other revision), server B
-from this tree; both with the same interpreter, pinned to CPU 0, the load to
-CPU 1 (as benchmarks/chat.py).
+from this tree (or ``--other-src``); both with the same interpreter, pinned to
+CPU 0, the load to CPU 1 (as benchmarks/chat.py). ``--mode irc`` loads the IRC
+door instead of the line door.
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ from chat_servers import LIMITS_OFF, SERVER_ENV, start_sockhub, wait_for_quiet
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
-def one(src: str, clients: int, senders: int, messages: int, timeout: float,
+def one(src: str, mode: str, clients: int, senders: int, messages: int, timeout: float,
         cpus: set[int] | None) -> tuple[float, float, str]:
     """(server µs/delivery, background %, problem) of one fresh server from ``src``."""
     SERVER_ENV["PYTHONPATH"] = src
     with tempfile.TemporaryDirectory(prefix="sockhub-chat-ab-") as data_dir:
-        server, port = start_sockhub(data_dir, cpus, extra=LIMITS_OFF)
+        if mode == "irc":
+            server, port = start_sockhub(data_dir, cpus, listener="irc",
+                                         extra=["--irc-port", "0", *LIMITS_OFF])
+        else:
+            server, port = start_sockhub(data_dir, cpus, extra=LIMITS_OFF)
         with server:
-            row = fanout_row("sockhub", server.pid, port, "line", clients, senders, messages,
+            row = fanout_row("sockhub", server.pid, port, mode, clients, senders, messages,
                              timeout)
     problem = row.first_error if row.errors else ("lost" if row.lost else "")
     return row.us_per_delivery, row.background_pct, problem
@@ -49,6 +54,10 @@ def one(src: str, clients: int, senders: int, messages: int, timeout: float,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-src", required=True, help="the src/ directory of revision A")
+    parser.add_argument("--other-src", default=SRC,
+                        help="the src/ directory of revision B (default: this tree's)")
+    parser.add_argument("--mode", choices=("line", "irc"), default="line",
+                        help="the door to load (default line)")
     parser.add_argument("--clients", default="10,100", help="values of N (default 10,100)")
     parser.add_argument("--senders", type=int, default=10, help="K (default 10)")
     parser.add_argument("--deliveries", type=int, default=300_000,
@@ -65,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(available) >= 2:
         server_cpus = {available[0]}
         os.sched_setaffinity(0, {available[1]})
-    sides = {"A": os.path.abspath(args.base_src), "B": SRC}
+    sides = {"A": os.path.abspath(args.base_src), "B": os.path.abspath(args.other_src)}
     print(f"A: {sides['A']}\nB: {sides['B']}")
     print("| N | M | rounds | A µs/delivery (median) | B µs/delivery (median) | B/A paired "
           "(median) | B/A min-max | background % (max) |")
@@ -80,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = ("A", "B") if index % 2 == 0 else ("B", "A")
             pair: dict[str, float] = {}
             for side in order:
-                us, noise, problem = one(sides[side], clients, args.senders, messages,
-                                         args.timeout, server_cpus)
+                us, noise, problem = one(sides[side], args.mode, clients, args.senders,
+                                         messages, args.timeout, server_cpus)
                 if problem:
                     raise SystemExit(f"{side} N={clients}: {problem}")
                 pair[side] = us

@@ -77,12 +77,18 @@ def free_port() -> int:
 
 
 def start_sockhub(data_dir: str, cpus: set[int] | None, *, extra: Sequence[str] = (),
-                  profile: str | None = None) -> tuple[Server, int]:
-    """``sockhub serve chat`` with flood control off; optionally under cProfile."""
+                  profile: str | None = None, listener: str = "chat") -> tuple[Server, int]:
+    """``sockhub serve chat`` with flood control off; optionally under cProfile.
+
+    Returns the server and the port of ``listener`` (``chat``, ``irc``, ``web``: open
+    the other doors with ``extra``).
+    """
     runner = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
     argv = [*runner, "-m", "sockhub", "serve", "chat", "--host", HOST, "--port", "0",
             "--data-dir", data_dir, "--flood-rate", "none", "--loop", "uvloop", *extra]
-    server = Server("sockhub", argv, SOCKHUB_LISTENING, cpus, SERVER_ENV)
+    pattern = (SOCKHUB_LISTENING if listener == "chat" else
+               re.compile(rf"listening on 127\.0\.0\.1:(\d+) \({listener}\)"))
+    server = Server("sockhub", argv, pattern, cpus, SERVER_ENV)
     try:
         return server, server.wait_listening()
     except BaseException:

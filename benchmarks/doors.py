@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import statistics
 import sys
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 import chat_servers
 from benchlib import Server, log
 from chat_fanout import Row, fanout_row
-from chat_servers import HOST, LIMITS_OFF, wait_for_quiet
+from chat_servers import LIMITS_OFF, start_sockhub, wait_for_quiet
 
 #: door → (the bench mode that speaks it, the listener name in ``listening on``).
 DOORS = {"line": ("line", "chat"), "irc": ("irc", "irc"), "web": ("ws", "web")}
@@ -43,17 +42,8 @@ DOORS = {"line": ("line", "chat"), "irc": ("irc", "irc"), "web": ("ws", "web")}
 
 def start(door: str, data_dir: str, cpus: set[int] | None) -> tuple[Server, int]:
     """A fresh chat server with all three doors open; the port of ``door``."""
-    listener = DOORS[door][1]
-    argv = [sys.executable, "-m", "sockhub", "serve", "chat", "--host", HOST, "--port", "0",
-            "--irc-port", "0", "--web-port", "0", "--data-dir", data_dir,
-            "--flood-rate", "none", "--loop", "uvloop", *LIMITS_OFF]
-    pattern = re.compile(rf"listening on 127\.0\.0\.1:(\d+) \({listener}\)")
-    server = Server("sockhub", argv, pattern, cpus)
-    try:
-        return server, server.wait_listening()
-    except BaseException:
-        server.stop()
-        raise
+    return start_sockhub(data_dir, cpus, listener=DOORS[door][1],
+                         extra=["--irc-port", "0", "--web-port", "0", *LIMITS_OFF])
 
 
 def one(door: str, clients: int, senders: int, messages: int, timeout: float,
