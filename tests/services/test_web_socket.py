@@ -248,7 +248,8 @@ async def test_ircv3_text_websocket_exchanges_privmsg_with_a_line_user(web):
 
 async def test_binary_ircv3_websocket_speaks_in_binary_frames(web):
     ports = await web()
-    ws = await connect(f"ws://127.0.0.1:{ports['web']}/ws",
+    # At a bare ws://host:port too: how web IRC clients are usually configured.
+    ws = await connect(f"ws://127.0.0.1:{ports['web']}",
                        subprotocols=["binary.ircv3.net"], open_timeout=STEP)
     assert ws.subprotocol == "binary.ircv3.net"
     await ws.send(b"NICK binirc")

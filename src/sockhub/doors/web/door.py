@@ -94,6 +94,10 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
     return Frame(opcode, data).serialize(mask=False)
 
 
+#: Where a WebSocket upgrade is accepted.
+WEBSOCKET_PATHS = frozenset({"/ws", "/"})
+
+
 class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
@@ -247,7 +251,9 @@ class WebDoor(Protocol):
             self._timer = None
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("ascii", "replace")
-        if path.split("?", 1)[0] == "/ws" and method == "GET" and _is_upgrade(request):
+        # The page uses /ws; web IRC clients are often given a bare ws://host:port,
+        # so a WebSocket upgrade of / is the same endpoint (a plain GET / is the page).
+        if path.split("?", 1)[0] in WEBSOCKET_PATHS and method == "GET" and _is_upgrade(request):
             self._upgrade(request)
             return
         reply = route(method, path, shutting_down=self.chat.shutting_down)
