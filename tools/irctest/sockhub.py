@@ -139,8 +139,6 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         websocket_hostname: str | None = None,
         websocket_port: int | None = None,
     ) -> None:
-        if websocket_hostname is not None or websocket_port is not None:
-            raise NotImplementedByController("Websocket")
         if run_services:
             raise NotImplementedByController("services")
         assert self.proc is None
@@ -160,7 +158,8 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         # out; the port cannot change (the test already knows it), so retry.
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                self._start(port, password=password, ssl=ssl, faketime=faketime)
+                self._start(port, password=password, ssl=ssl, faketime=faketime,
+                            websocket_port=websocket_port)
                 return
             except ProcessStopped as exc:
                 if attempt == START_ATTEMPTS or "already in use" not in str(exc):
@@ -172,7 +171,8 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         _live.pop(id(self), None)
         super().kill()
 
-    def _start(self, port: int, *, password: str | None, ssl: bool, faketime: str | None) -> None:
+    def _start(self, port: int, *, password: str | None, ssl: bool, faketime: str | None,
+               websocket_port: int | None = None) -> None:
         assert self.directory
         # The line door must listen somewhere too: take its port from irctest's
         # registry of used ports rather than "--port 0", whose ephemeral pick
@@ -191,6 +191,8 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             str(line_port),
             "--irc-port",
             str(port),
+            # IRC over WebSocket (irctest's websocket.py): the web door at /.
+            *(["--web-port", str(websocket_port)] if websocket_port is not None else []),
             "--data-dir",
             str(self.directory / "data"),
             "--server-name",
