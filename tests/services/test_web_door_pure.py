@@ -217,3 +217,10 @@ def test_any_frame_text_gets_json_answers_never_an_exception(service, text):
         else:
             assert frame.opcode is Opcode.CLOSE and frame.data[:2] != (1011).to_bytes(2, "big")
     browser.door.connection_lost()
+
+
+def test_a_text_that_cannot_be_utf8_is_still_framed_not_raised(service):
+    browser = Browser(service, ManualClock())
+    browser.door.send_text("bad \ud800 text")
+    [frame] = [f for f in browser.pump() if isinstance(f, Frame)]
+    assert frame.data.decode() == "bad ? text"

@@ -30,6 +30,7 @@ class Peer:
         self.wakes = 0
 
     def send_text(self, text: str) -> None:
+        text.encode()  # every frame must be UTF-8, as the door sends it
         self.sent.append(json.loads(text))
 
     def close_ws(self, code: int, reason: str) -> None:
@@ -309,3 +310,93 @@ def test_one_rendering_is_shared_by_every_browser(hub, clock):
         browser.peer.send_text = texts.append  # type: ignore[method-assign]
     browsers[0].chat.chat.say(browsers[0].chat.user, "#r", "once")  # type: ignore[arg-type]
     assert len(texts) == 3 and texts[0] is texts[1] is texts[2]
+
+
+LONE = '"\\ud800"'  # JSON for a lone surrogate, which json.loads accepts
+
+
+@pytest.mark.parametrize("template", [
+    '{"type":"say","room":"#r","text":%s}',
+    '{"type":"topic","room":"#r","topic":%s}',
+    '{"type":"private","to":"bob","text":%s}',
+    '{"type":"part","room":"#r","reason":%s}',
+    '{"type":"join","room":%s}',
+    '{"type":"nick","nick":%s}',
+])
+def test_a_lone_surrogate_in_a_text_field_is_bad_field(hub, clock, template):
+    alice, bob = hello(hub, clock, "alice"), hello(hub, clock, "bob")
+    alice.send({"type": "join", "room": "#r"})
+    bob.send({"type": "join", "room": "#r"})
+    alice.peer.take()
+    [error] = alice.send(template % LONE)
+    assert error["type"] == "error" and error["code"] == "bad_field"
+    # Nothing was poisoned: the room list and a message still work for everyone.
+    [rooms] = bob.send({"type": "rooms"})
+    assert {"name": "#r", "topic": "", "members": 2} in rooms["rooms"]
+    [ack] = alice.send({"type": "say", "room": "#r", "text": "still fine"})
+    assert ack["text"] == "still fine"
+
+
+def test_a_lone_surrogate_in_the_id_is_bad_field_not_echoed(hub, clock):
+    [error] = Browser(hub, clock).send('{"type":"ping","id":' + LONE + "}")
+    assert error["code"] == "bad_field" and "re" not in error
+
+
+def test_the_hub_replaces_a_lone_surrogate_whatever_door_sent_it(hub, clock):
+    alice = hello(hub, clock, "alice")
+    alice.send({"type": "join", "room": "#r"})
+    alice.peer.take()
+    user = alice.chat.user
+    assert user is not None
+    hub.set_topic(user, "#r", "bad \ud800 topic")
+    hub.say(user, "#r", "bad \udfff text")
+    sent = alice.peer.take()  # the strict Peer encodes each frame: no exception
+    assert [e.get("topic", e.get("text")) for e in sent] == [
+        "bad \ufffd topic", "bad \ufffd text"]
+    [rooms] = alice.send({"type": "rooms"})
+    assert rooms["rooms"][0]["topic"] == "bad \ufffd topic"
+    [page] = alice.send({"type": "history", "room": "#r"})
+    assert page["messages"][-1]["text"] == "bad \ufffd text"
+
+
+def test_a_failing_delivery_costs_that_browser_not_the_others(hub, clock):
+    alice, bob, carol = (hello(hub, clock, n) for n in ("alice", "bob", "carol"))
+    for browser in (alice, bob, carol):
+        browser.send({"type": "join", "room": "#r"})
+    for browser in (alice, bob, carol):
+        browser.peer.take()
+
+    def broken(text: str) -> None:
+        raise RuntimeError("boom")
+
+    bob.peer.send_text = broken  # type: ignore[method-assign]
+    [ack] = alice.send({"type": "say", "room": "#r", "text": "hi"})
+    assert ack["text"] == "hi"
+    assert [e["text"] for e in carol.peer.take()] == ["hi"]
+    assert bob.peer.closed == (1011, "internal error")
+
+
+def test_json_nested_too_deep_is_bad_json(hub, clock):
+    [error] = Browser(hub, clock).send("[" * 100_000 + "]" * 100_000)
+    assert error["code"] == "bad_json"
+    [error] = Browser(hub, clock).send('{"type":"ping","x":' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert error["code"] == "bad_json"
+
+
+@pytest.mark.parametrize("field", ["before", "after"])
+def test_a_history_id_past_64_bits_is_bad_field(hub, clock, field):
+    alice = hello(hub, clock, "alice")
+    alice.send({"type": "join", "room": "#r"})
+    [error] = alice.send({"type": "history", "room": "#r", field: 10**30})
+    assert error["code"] == "bad_field" and error["message"].startswith(field)
+    [page] = alice.send({"type": "history", "room": "#r", field: 2**63 - 1})
+    assert page["type"] == "history"
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e999"])
+def test_an_id_that_is_not_a_finite_number_is_bad_field(hub, clock, number):
+    browser = Browser(hub, clock)
+    text = '{"type":"ping","id":' + number + "}"
+    browser.chat.receive_text(text, clock.time())
+    [error] = browser.peer.take()
+    assert error["code"] == "bad_field" and "re" not in error

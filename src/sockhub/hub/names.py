@@ -53,6 +53,8 @@ CONTROLS = "".join(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 _UNSAFE = re.compile(
     "[" + "".join(re.escape(c) for c in CONTROLS if c not in IRC_FORMATTING + CTCP_DELIMITER) + "]"
 )
+#: A lone UTF-16 surrogate (JSON's "\\ud800"): no UTF-8 encoding exists for it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -85,9 +87,13 @@ def clean_text(text: str) -> str:
 
     The hub applies this to free text from every door (see the module
     docstring); a text with nothing to change is returned as is, cheaply.
+    A lone surrogate (which no UTF-8 text can carry, so no door could send
+    or store it) becomes U+FFFD.
     """
     if text.isprintable():
         return text
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
     return _UNSAFE.sub(_picture, text)
 
 

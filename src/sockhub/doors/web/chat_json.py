@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 from typing import Protocol as TypingProtocol
@@ -50,10 +51,13 @@ FRAME_MAX = 16 * 1024
 HISTORY_LIMIT = 200
 #: The longest ``id`` string a client may tag a message with.
 ID_MAX = 64
+#: The largest message id (SQLite's INTEGER is 64-bit signed).
+MESSAGE_ID_MAX = 2**63 - 1
 
 #: WebSocket close codes (RFC 6455 §7.4.1).
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 
 JsonObject = dict[str, Any]
 
@@ -76,8 +80,19 @@ class FieldError(Exception):
 
 
 def dumps(obj: JsonObject) -> str:
-    """Compact JSON, non-ASCII kept as is (the frame is UTF-8 anyway)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII kept as is (the frame is UTF-8 anyway); no NaN or Infinity."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _encodable(value: str) -> bool:
+    """Whether ``value`` is text UTF-8 can carry: JSON's ``"\\ud800"`` (a lone surrogate) is not."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ts(ts: float) -> float:
@@ -138,6 +153,8 @@ def _text(msg: JsonObject, name: str, *, optional: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise FieldError(f"{name} must be a string")
+    if not _encodable(value):
+        raise FieldError(f"{name} must be Unicode text (no lone surrogates)")
     return value
 
 
@@ -177,8 +194,10 @@ def _message_id(msg: JsonObject) -> str | int | float | None:
         raise FieldError("id must be a string or a number")
     if isinstance(value, str) and len(value) > ID_MAX:
         raise FieldError(f"id must be at most {ID_MAX} characters")
-    if isinstance(value, float) and value != value:  # NaN cannot be echoed as JSON
+    if isinstance(value, float) and not math.isfinite(value):  # no JSON for NaN, Infinity
         raise FieldError("id must be a string or a number")
+    if isinstance(value, str) and not _encodable(value):
+        raise FieldError("id must be Unicode text (no lone surrogates)")
     return value
 
 
@@ -242,7 +261,7 @@ class JsonChat:
         self.flood_warned = False
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             self.error("bad_json", "a frame must be one JSON object")
             return
         if not isinstance(msg, dict):
@@ -285,7 +304,7 @@ class JsonChat:
             try:
                 msg = json.loads(text)
                 self._re = _message_id(msg) if isinstance(msg, dict) else None
-            except (ValueError, FieldError):
+            except (ValueError, RecursionError, FieldError):
                 self._re = None
             self.error("flood", "you are sending too fast; message dropped, slow down")
             self._re = None
@@ -310,8 +329,17 @@ class JsonChat:
     # Hub side (Member) ------------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
+        """Show a hub event; a failure costs this browser, never the hub's delivery to the rest."""
         if self.closed:
             return
+        try:
+            self._deliver(event)
+        except Exception:
+            log.exception("web: failed to deliver %s to %s", type(event).__name__,
+                          self.address or "a client")
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def _deliver(self, event: HubEvent) -> None:
         if event is JsonChat._cache_event:
             text = JsonChat._cache_text
         else:
@@ -391,8 +419,8 @@ class JsonChat:
     def _history(self, msg: JsonObject) -> None:
         assert self.user is not None
         name = _required(msg, "room")
-        before = _whole(msg, "before", 1)
-        after = _whole(msg, "after", 0)
+        before = _whole(msg, "before", 1, MESSAGE_ID_MAX)
+        after = _whole(msg, "after", 0, MESSAGE_ID_MAX)
         limit = _whole(msg, "limit", 1, HISTORY_LIMIT) or 50
         room = self.chat.find_room(name)
         if room is None:

@@ -412,7 +412,11 @@ class WebDoor(Protocol):
         if text is cls._cache_text:
             frame = cls._cache_frame
         else:
-            frame = _frame(Opcode.TEXT, text.encode())
+            try:
+                data = text.encode()
+            except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+                data = text.encode("utf-8", "replace")
+            frame = _frame(Opcode.TEXT, data)
             cls._cache_text, cls._cache_frame = text, frame
         self._outgoing.append(frame)
 
