@@ -32,10 +32,12 @@ def service(tmp_path):
     chat.close()
 
 
-def door_for(service: ChatService, clock: ManualClock) -> WebDoor:
+def door_for(service: ChatService, clock: ManualClock, *, local: str = "test",
+             transport: str = "tcp") -> WebDoor:
     door = WebDoor(service)
     door.clock = clock
-    door.connection_made(ConnectionInfo(peer="127.0.0.1:5555"))
+    door.connection_made(ConnectionInfo(peer="127.0.0.1:5555", local=local,
+                                        transport=transport))
     return door
 
 
@@ -86,9 +88,10 @@ class Browser:
     """A websockets client protocol wired to one door."""
 
     def __init__(self, service: ChatService, clock: ManualClock, *, extra: bytes = b"",
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.door = door_for(service, clock)
-        self.client = ClientProtocol(parse_uri("ws://test/ws"))
+                 headers: tuple[tuple[str, str], ...] = (), uri: str = "ws://test/ws",
+                 **info: str) -> None:
+        self.door = door_for(service, clock, **info)
+        self.client = ClientProtocol(parse_uri(uri))
         self.pending: list[object] = []
         request = self.client.connect()
         for name, value in headers:
@@ -224,3 +227,94 @@ def test_a_text_that_cannot_be_utf8_is_still_framed_not_raised(service):
     browser.door.send_text("bad \ud800 text")
     [frame] = [f for f in browser.pump() if isinstance(f, Frame)]
     assert frame.data.decode() == "bad ? text"
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+LOOPBACK = "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("uri", ["ws://evil.example:8080/ws", "ws://attacker.test/ws"])
+def test_dns_rebinding_a_foreign_host_on_loopback_gets_421_and_no_websocket(service, uri):
+    origin = uri.replace("ws://", "http://").removesuffix("/ws")
+    browser = Browser(service, ManualClock(), uri=uri, headers=(("Origin", origin),),
+                      local=LOOPBACK)
+    assert isinstance(browser.response, Response) and browser.response.status_code == 421
+    assert browser.door.close_expected() and browser.door.ws is None
+    door = door_for(service, ManualClock(), local="[::1]:8080")
+    door.receive_data(b"GET / HTTP/1.1\r\nHost: evil.example:8080\r\n\r\n")
+    assert status_of(out(door)) == 421 and door.close_expected()
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:8080",
+                                  "[::1]", "[::1]:8080", "LocalHost:8080", "chat.local:8080",
+                                  "allowed.example"])
+def test_loopback_names_the_server_name_and_web_origin_hosts_are_served(tmp_path, host):
+    settings = ChatSettings(data_dir=tmp_path, flood_rate=None, server_name="chat.local",
+                            web_origin=("https://allowed.example",))
+    chat = ChatService(settings, Limits())
+    try:
+        door = door_for(chat, ManualClock(), local=LOOPBACK)
+        door.receive_data(f"GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert status_of(out(door)) == 200
+        browser = Browser(chat, ManualClock(), uri=f"ws://{host}/ws",
+                          headers=(("Origin", f"http://{host.lower()}"),), local=LOOPBACK)
+        assert isinstance(browser.response, Response)
+        assert browser.response.status_code == 101
+    finally:
+        chat.close()
+
+
+def test_any_host_is_served_on_an_address_that_is_not_loopback(service):
+    door = door_for(service, ManualClock(), local="192.0.2.7:8080")
+    door.receive_data(b"GET /hello HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    assert status_of(out(door)) == 200
+
+
+def test_the_own_origin_takes_its_scheme_from_the_transport(service):
+    for transport, good, bad in (("tcp", "http", "https"), ("tls", "https", "http")):
+        ok = Browser(service, ManualClock(), headers=(("Origin", f"{good}://test"),),
+                     transport=transport)
+        assert isinstance(ok.response, Response) and ok.response.status_code == 101
+        refused = Browser(service, ManualClock(), headers=(("Origin", f"{bad}://test"),),
+                          transport=transport)
+        assert isinstance(refused.response, Response) and refused.response.status_code == 403
+
+
+def test_an_upgrade_websockets_refuses_after_h11_took_it_is_400_not_500(service):
+    door = door_for(service, ManualClock())
+    many = b"".join(b"X-H%d: v\r\n" % n for n in range(200))
+    door.receive_data(b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n" + many + b"\r\n")
+    answer = out(door)
+    assert status_of(answer) == 400 and b"Connection: close" in answer
+    assert door.close_expected()
+
+
+def test_content_length_with_transfer_encoding_is_400_and_a_close(service):
+    door = door_for(service, ManualClock())
+    door.receive_data(b"POST /hello HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
+    answer = out(door)
+    assert status_of(answer) == 400 and answer.count(b"HTTP/1.1") == 1
+    assert door.close_expected()
+
+
+def test_a_declared_body_over_the_limit_is_413_at_once_not_408_later(service):
+    door = door_for(service, ManualClock())
+    door.receive_data(b"GET /hello HTTP/1.1\r\nHost: test\r\nContent-Length: 999999999\r\n\r\n")
+    assert status_of(out(door)) == 413 and door.close_expected()
+
+
+def test_a_failing_closing_notice_still_closes_and_raises_nothing(service, monkeypatch):
+    browser = Browser(service, ManualClock())
+
+    def broken(self: WebDoor, code: int, reason: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(WebDoor, "_ws_close", broken)
+    browser.door.closing_notice("server shutting down")
+    assert browser.door.close_expected()

@@ -19,7 +19,7 @@ from sockhub.doors.web.http import route
 
 SECURITY = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -48,9 +48,9 @@ class HttpClient:
 
     async def request(self, method: str, path: str, *, headers: tuple = (),
                       head: bool = False) -> tuple[h11.Response, bytes]:
-        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\n".encode()
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: [::1]\r\n".encode()
                           + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers) + b"\r\n")
-        self.conn.send(h11.Request(method=method, target=path, headers=[("Host", "test")]))
+        self.conn.send(h11.Request(method=method, target=path, headers=[("Host", "localhost")]))
         self.conn.send(h11.EndOfMessage())
         response, body = None, b""
         while True:
@@ -121,23 +121,23 @@ async def test_head_gives_the_headers_without_the_body(web):
 
 async def test_another_method_on_a_known_path_is_405_with_allow(web):
     port = (await web())["web"].ports[0]
-    reply = await raw(port, b"DELETE /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    reply = await raw(port, b"DELETE /hello HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 405 ")
     assert b"\r\nAllow: GET, HEAD\r\n" in reply
-    reply = await raw(port, b"POST /nothing HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+    reply = await raw(port, b"POST /nothing HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 2\r\n"
                             b"Connection: close\r\n\r\nhi")
     assert reply.startswith(b"HTTP/1.1 404 ")
 
 
 async def test_ws_without_an_upgrade_is_426(web):
     port = (await web())["web"].ports[0]
-    reply = await raw(port, b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    reply = await raw(port, b"GET /ws HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 426 ") and b"\r\nUpgrade: websocket\r\n" in reply
 
 
 async def test_metrics_answers_when_the_metrics_module_exists(web):
     port = (await web())["web"].ports[0]
-    reply = await raw(port, b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    reply = await raw(port, b"GET /metrics HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
     if importlib.util.find_spec("sockhub.metrics") is None:
         assert reply.startswith(b"HTTP/1.1 404 ")
     else:
@@ -160,7 +160,7 @@ async def test_healthz_is_503_once_a_graceful_stop_began(web):
 async def test_headers_over_16_kib_get_431_and_a_close(web):
     port = (await web())["web"].ports[0]
     big = b"X-Big: " + b"a" * 17000 + b"\r\n"
-    reply = await raw(port, b"GET / HTTP/1.1\r\nHost: t\r\n" + big + b"\r\n")
+    reply = await raw(port, b"GET / HTTP/1.1\r\nHost: [::1]\r\n" + big + b"\r\n")
     assert reply.startswith(b"HTTP/1.1 431 ")
     assert b"Traceback" not in reply
 
@@ -181,31 +181,32 @@ async def test_a_request_not_complete_in_time_gets_408(web):
     port = (await web(web_header_timeout=0.3))["web"].ports[0]
     loop = asyncio.get_running_loop()
     started = loop.time()
-    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\n")  # never finished
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: [::1]\r\n")  # never finished
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert loop.time() - started < STEP
 
 
 async def test_an_idle_keep_alive_connection_is_closed(web):
     port = (await web(web_keepalive_timeout=0.3))["web"].ports[0]
-    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: [::1]\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"Hello, World")
 
 
 async def test_a_get_body_over_16_kib_is_413(web):
     port = (await web())["web"].ports[0]
     body = b"x" * 17000
-    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: "
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: [::1]\r\nContent-Length: "
                       + str(len(body)).encode() + b"\r\n\r\n" + body)
     assert reply.startswith(b"HTTP/1.1 413 ")
-    small = b"GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    small = (b"GET /hello HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 5\r\n"
+             b"Connection: close\r\n\r\nhello")
     assert (await raw(port, small)).startswith(b"HTTP/1.1 200 ")
 
 
 async def test_pipelined_requests_are_answered_in_order(web):
     port = (await web())["web"].ports[0]
-    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
-                            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: [::1]\r\n\r\n"
+                            b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
     assert reply.count(b"HTTP/1.1 200 ") == 2
     assert reply.index(b"Hello, World") < reply.index(b"\r\n\r\nok")
 
@@ -215,9 +216,9 @@ async def test_a_client_refused_when_the_server_is_full_gets_503(serve, tmp_path
                           max_conns=1)
     port = {s.name: s for s in servers}["web"].ports[0]
     reader, writer = await open_client(port)
-    writer.write(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: [::1]\r\n\r\n")
     await asyncio.wait_for(reader.readuntil(b"Hello, World"), STEP)
-    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    reply = await raw(port, b"GET /hello HTTP/1.1\r\nHost: [::1]\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert SECURITY["content-security-policy"].encode() in reply
     writer.close()

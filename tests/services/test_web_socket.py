@@ -168,7 +168,7 @@ async def test_a_frame_over_16_kib_closes_with_1009(web):
 async def test_a_frame_that_is_not_utf8_closes_with_1007(web):
     ports = await web()
     reader, writer = await open_client(ports["web"])
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: [::1]\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                  b"\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), STEP)
@@ -268,7 +268,7 @@ async def test_the_server_pings_and_closes_a_client_that_never_answers(web):
     alice = await web_client(ports["web"], "alice")
     # A raw client that never answers is closed with 1001 "ping timeout".
     reader, writer = await open_client(ports["web"])
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: [::1]\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                  b"\r\n")
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), STEP)

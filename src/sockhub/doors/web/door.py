@@ -54,7 +54,15 @@ from websockets.typing import Origin, Subprotocol
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import IrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
-from sockhub.doors.web.http import BODY_MAX, HEADER_MAX, SECURITY_HEADERS, Reply, route, text_reply
+from sockhub.doors.web.http import (
+    BODY_MAX,
+    HEADER_MAX,
+    SECURITY_HEADERS,
+    Reply,
+    host_allowed,
+    route,
+    text_reply,
+)
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 
 log = logging.getLogger("sockhub.web")
@@ -166,13 +174,21 @@ class WebDoor(Protocol):
             self.irc.connection_lost()
 
     def closing_notice(self, reason: str) -> None:
-        """A graceful stop (or the engine's idle limit): WebSocket clients get 1001 and why."""
+        """A graceful stop (or the engine's idle limit): WebSocket clients get 1001 and why.
+
+        A failure here costs this client its notice, never the others theirs
+        (the engine tells every connection in turn).
+        """
         if self.ws is None:
             return
-        if self.irc is not None:
-            self.irc.closing_notice(reason)
-            self._pump_irc()
-        self._ws_close(GOING_AWAY, reason)
+        try:
+            if self.irc is not None:
+                self.irc.closing_notice(reason)
+                self._pump_irc()
+            self._ws_close(GOING_AWAY, reason)
+        except Exception:
+            log.exception("web: failed to tell %s the server is closing", self.info.peer)
+            self.close()
 
     def data_to_send(self) -> list[bytes]:
         if self.irc is not None:  # what the hosted IRC door queued, framed
@@ -225,8 +241,11 @@ class WebDoor(Protocol):
                 size = len(event.method) + len(event.target) + 12 + sum(
                     len(k) + len(v) + 4 for k, v in event.headers.raw_items())
                 if size > HEADER_MAX:
-                    self._send_reply(text_reply(431, close=True))
-                    self.close()
+                    self._refuse(431)
+                    return
+                framing = _body_framing_problem(event)
+                if framing:
+                    self._refuse(framing)
                     return
                 self._request, self._body_size = event, 0
                 self.active = True
@@ -234,8 +253,7 @@ class WebDoor(Protocol):
                 assert isinstance(event, h11.Data)
                 self._body_size += len(event.data)
                 if self._body_size > BODY_MAX:
-                    self._send_reply(text_reply(413, close=True))
-                    self.close()
+                    self._refuse(413)
                     return
             elif kind is h11.EndOfMessage:
                 self._answer()
@@ -251,6 +269,16 @@ class WebDoor(Protocol):
             self._timer = None
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("ascii", "replace")
+        settings = self.chat.settings
+        if not host_allowed(_header(request, b"host"), local=self.info.local,
+                            server_name=settings.server_name, origins=settings.web_origin):
+            # DNS rebinding (http.host_allowed): not for a name this server answers to
+            log.info("web: refused a request from %s for host %r", self.info.peer,
+                     _header(request, b"host")[:100])
+            self._send_reply(text_reply(421, "421 Misdirected Request: unknown host",
+                                        close=True))
+            self.close()
+            return
         # The page uses /ws; web IRC clients are often given a bare ws://host:port,
         # so a WebSocket upgrade of / is the same endpoint (a plain GET / is the page).
         if path.split("?", 1)[0] in WEBSOCKET_PATHS and method == "GET" and _is_upgrade(request):
@@ -265,6 +293,11 @@ class WebDoor(Protocol):
         self._arm("idle")
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status`` and close: the request cannot be served, nor the next ones."""
+        self._send_reply(text_reply(status, close=True))
+        self.close()
 
     def _send_reply(self, reply: Reply, *, head: bool = False) -> None:
         http = self.http
@@ -283,7 +316,9 @@ class WebDoor(Protocol):
         """Hand the request to websockets: it checks the handshake and the Origin."""
         trailing = bytes(self.http.trailing_data[0])
         host = _header(request, b"host")
-        own = [f"{scheme}://{host.lower()}" for scheme in ("http", "https")] if host else []
+        # The page's own origin: the Host it was sent to, the scheme of this transport.
+        scheme = "https" if self.info.transport == "tls" else "http"
+        own = [f"{scheme}://{host.lower()}"] if host else []
         origins: list[Origin | None] = [Origin(o) for o in (*own, *self.chat.settings.web_origin)]
         origins.append(None)  # no Origin: not a browser (a library, websocat)
         ws = ServerProtocol(origins=origins, subprotocols=[Subprotocol(s) for s in SUBPROTOCOLS],
@@ -297,11 +332,9 @@ class WebDoor(Protocol):
             b"\r\n",
         )))
         parsed = [e for e in ws.events_received() if isinstance(e, WsRequest)]
-        if not parsed:  # h11 took it, websockets did not: refuse it as websockets would
-            ws.send_response(ws.reject(400, "Failed to open a WebSocket connection.\n"))
-            self.ws = ws
-            self._ws_flush()
-            self.close()
+        if not parsed:  # h11 took it, websockets did not (e.g. over 128 headers): 400
+            log.debug("web: %s sent an upgrade websockets refused", self.info.peer)
+            self._refuse(400)
             return
         response = ws.accept(parsed[0])
         for name, value in SECURITY_HEADERS:
@@ -486,6 +519,27 @@ def _header(request: h11.Request, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
+
+
+def _body_framing_problem(request: h11.Request) -> int:
+    """The status for a request whose body framing we refuse at once, or 0.
+
+    Both ``Content-Length`` and ``Transfer-Encoding``: 400, a request
+    smuggling attempt (RFC 9112 §6.1). A declared length over BODY_MAX: 413
+    now, rather than waiting for a body that may never come.
+    """
+    length = ""
+    chunked = False
+    for key, value in request.headers:
+        if key == b"content-length":
+            length = value.decode("ascii", "replace")
+        elif key == b"transfer-encoding":
+            chunked = True
+    if length and chunked:
+        return 400
+    if length and int(length) > BODY_MAX:  # h11 checked it is digits
+        return 413
+    return 0
 
 
 def _is_upgrade(request: h11.Request) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import http
 import importlib
 import importlib.resources
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 #: The largest request line plus headers a client may send (then 431).
@@ -22,8 +23,8 @@ BODY_MAX = 16 * 1024
 #: text reaches the page; nothing is sniffed, framed, or told where it came from.
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy",
-     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
-     "img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"),
+     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-cache"),
@@ -114,6 +115,58 @@ def metrics_exposition() -> tuple[bytes, str] | None:
         result = result.encode()
     assert isinstance(result, bytes)
     return result, "text/plain; version=0.0.4; charset=utf-8"
+
+
+#: Host names that are this machine whatever DNS says.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def host_name(host: str) -> str:
+    """A ``Host`` header (or an origin's ``host[:port]``) without the port, lower case.
+
+    ``Example.COM:8080`` → ``example.com``; ``[::1]:8080`` → ``[::1]``.
+    """
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[:end + 1] if end > 0 else host
+    return host.partition(":")[0]
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (ConnectionInfo's ``127.0.0.1:8080``, ``[::1]:8080``) is loopback."""
+    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def host_allowed(host: str, *, local: str, server_name: str | None,
+                 origins: Iterable[str]) -> bool:
+    """Whether a request naming ``host`` may be served on the connection to ``local``.
+
+    DNS rebinding: a page from ``evil.example`` whose name is made to point
+    at 127.0.0.1 sends ``Host: evil.example`` and ``Origin:
+    http://evil.example``, which look like the page's own origin. So on a
+    loopback connection the Host must be a loopback name or address, the
+    server's name, or the host of an allowed ``--web-origin``. A request
+    with no Host (HTTP/1.0, not a browser) passes.
+    """
+    if not host or not is_loopback(local):
+        return True
+    name = host_name(host)
+    if name in LOOPBACK_NAMES or name == (server_name or "").lower():
+        return True
+    try:
+        if ipaddress.ip_address(name.strip("[]")).is_loopback:
+            return True
+    except ValueError:
+        pass
+    return any(name == host_name(origin.partition("://")[2]) for origin in origins)
 
 
 def route(method: str, path: str, *, shutting_down: bool) -> Reply:
