@@ -8,6 +8,7 @@ ping) are checked by moving the clock, not by waiting.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -318,3 +319,43 @@ def test_a_failing_closing_notice_still_closes_and_raises_nothing(service, monke
     monkeypatch.setattr(WebDoor, "_ws_close", broken)
     browser.door.closing_notice("server shutting down")
     assert browser.door.close_expected()
+
+
+def test_pipelined_requests_are_answered_a_batch_per_turn_in_order(service):
+    clock = ManualClock()
+    door = door_for(service, clock)
+    requests = b"".join(b"GET /hello?%d HTTP/1.1\r\nHost: test\r\n\r\n" % n for n in range(20))
+    door.receive_data(requests)
+    first = out(door)
+    assert first.count(b"HTTP/1.1 200 ") == 8  # the rest on 0-second timers
+    clock.advance(0)  # (the manual clock runs the timers each turn sets, too)
+    rest = out(door)
+    assert rest.count(b"HTTP/1.1 200 ") == 12
+    numbers = [int(n) for n in re.findall(rb"/hello\?(\d+)", requests)]
+    assert numbers == list(range(20)) and not door.close_expected()
+
+
+def test_pipelined_requests_wait_while_the_output_does_not_drain(service):
+    clock = ManualClock()
+    door = door_for(service, clock)
+    door.receive_data(HELLO * 12)
+    assert out(door).count(b"HTTP/1.1 200 ") == 8
+    door.pause_writing()  # the engine: the client is not reading
+    clock.advance(0)
+    assert out(door) == b""
+    door.resume_writing()
+    assert out(door).count(b"HTTP/1.1 200 ") == 4
+
+
+@pytest.mark.parametrize("chunk", [70_000, 2_000])
+def test_a_client_far_ahead_of_the_answers_gets_429_and_a_close(service, chunk):
+    door = door_for(service, ManualClock())
+    door.pause_writing()
+    data = b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n" * 2000
+    for start in range(0, len(data), chunk):
+        door.receive_data(data[start:start + chunk])
+        if door.close_expected():
+            break
+    answer = out(door)
+    assert door.close_expected() and b"HTTP/1.1 429 " in answer
+    assert answer.count(b"HTTP/1.1 ") <= 1 + 8

@@ -104,14 +104,21 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
 
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
+#: Pipelined requests answered per turn of the event loop: the rest wait for
+#: the next turn (or for the output to drain), so one client cannot hold the
+#: server, nor queue answers past ``write_buffer_max`` unchecked.
+PIPELINE_BATCH = 8
+#: The most a client may send ahead of our answers (429 and a close past it).
+PIPELINE_MAX = 64 * 1024
 
 
 class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_body_size", "_fragments", "_last_seen", "_ping_sent", "_ping_timer", "_request",
-        "_timer", "_waiting", "binary", "chat", "http", "irc", "json", "ws",
+        "_backlog", "_body_size", "_fragments", "_last_seen", "_paused", "_ping_sent",
+        "_ping_timer", "_request", "_timer", "_unanswered", "_waiting", "binary", "chat", "http",
+        "irc", "json", "ws",
     )
 
     counts_messages = True
@@ -137,6 +144,11 @@ class WebDoor(Protocol):
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         self._ping_timer: Timer | None = None
+        # Pipelining: bytes received since h11 last ran out of input, whether
+        # requests wait for the next turn (its timer), whether output is paused.
+        self._unanswered = 0
+        self._backlog: Timer | None = None
+        self._paused = False
 
     # Engine side ------------------------------------------------------------
 
@@ -151,6 +163,12 @@ class WebDoor(Protocol):
                 return
             if self._waiting == "idle":  # a new request begins
                 self._arm("headers")
+            self._unanswered += len(data)
+            if self._unanswered > PIPELINE_MAX:
+                log.debug("web: %s sent over %d bytes ahead of our answers", self.info.peer,
+                          PIPELINE_MAX)
+                self._refuse(429)
+                return
             self.http.receive_data(data)
             self._http_events()
         except Exception:
@@ -165,7 +183,7 @@ class WebDoor(Protocol):
         self.close()
 
     def connection_lost(self) -> None:
-        for timer in (self._timer, self._ping_timer):
+        for timer in (self._timer, self._ping_timer, self._backlog):
             if timer is not None:
                 timer.cancel()
         if self.json is not None:
@@ -189,6 +207,15 @@ class WebDoor(Protocol):
         except Exception:
             log.exception("web: failed to tell %s the server is closing", self.info.peer)
             self.close()
+
+    def pause_writing(self) -> None:
+        self._paused = True  # pipelined requests wait until the output drains
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._backlog is not None:
+            self._backlog.cancel()
+        self._continue_http()
 
     def data_to_send(self) -> list[bytes]:
         if self.irc is not None:  # what the hosted IRC door queued, framed
@@ -216,17 +243,34 @@ class WebDoor(Protocol):
             self._send_reply(text_reply(408, close=True))
         self.close()
 
+    def _continue_http(self) -> None:
+        """The next turn for pipelined requests that waited (a 0-second timer, or a drain)."""
+        self._backlog = None
+        if self._closing or self.ws is not None or self._paused:
+            return
+        try:
+            self._http_events()
+        except Exception:
+            log.exception("web: failed on input from %s", self.info.peer)
+            self._abandon()
+
     def _http_events(self) -> None:
         http = self.http
+        answered = 0
         while not self._closing and self.ws is None:
+            if answered >= PIPELINE_BATCH or self._paused:
+                # The rest on the next turn of the loop, or once the output drains.
+                if self._backlog is None and not self._paused:
+                    self._backlog = self.clock.call_later(0, self._continue_http)
+                return
             try:
                 event = http.next_event()
             except h11.RemoteProtocolError as exc:
                 # 400, or 431 for a head over max_incomplete_event_size
-                self._send_reply(text_reply(exc.error_status_hint, close=True))
-                self.close()
+                self._refuse(exc.error_status_hint)
                 return
             if event is h11.NEED_DATA:
+                self._unanswered = 0  # all read (what is left is an incomplete request)
                 return
             if event is h11.PAUSED:
                 if http.our_state is h11.DONE and http.their_state is h11.DONE:
@@ -257,6 +301,7 @@ class WebDoor(Protocol):
                     return
             elif kind is h11.EndOfMessage:
                 self._answer()
+                answered += 1
             elif kind is h11.ConnectionClosed:
                 self.close()
                 return

@@ -8,11 +8,13 @@ sending. The table of routes is docs/web-protocol.md's, in code.
 from __future__ import annotations
 
 import http
-import importlib
 import importlib.resources
 import ipaddress
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from sockhub import metrics
 
 #: The largest request line plus headers a client may send (then 431).
 HEADER_MAX = 16 * 1024
@@ -95,26 +97,23 @@ def static_file(name: str) -> bytes | None:
     return _static_cache[name]
 
 
-def metrics_exposition() -> tuple[bytes, str] | None:
-    """The Prometheus text from ``sockhub.metrics`` when that module exists, else None.
+#: How long one rendering of ``/metrics`` is served again: a client
+#: pipelining scrapes cannot make the server render it for each.
+METRICS_CACHE_SECONDS = 1.0
+_metrics_cache: list[tuple[float, bytes, str]] = []
 
-    ``exposition()`` may return the body alone or ``(body, content type)``.
-    """
-    try:
-        metrics = importlib.import_module("sockhub.metrics")
-    except ImportError:
-        return None
-    exposition: Callable[[], object] | None = getattr(metrics, "exposition", None)
-    if exposition is None:
-        return None
-    result = exposition()
-    if isinstance(result, tuple):
-        body, content_type = result
-        return bytes(body), str(content_type)
-    if isinstance(result, str):
-        result = result.encode()
-    assert isinstance(result, bytes)
-    return result, "text/plain; version=0.0.4; charset=utf-8"
+
+def metrics_exposition(now: float | None = None) -> tuple[bytes, str]:
+    """The Prometheus text from ``sockhub.metrics`` and its type, rendered at most once a second."""
+    if now is None:
+        now = time.monotonic()
+    if _metrics_cache:
+        stamp, body, content_type = _metrics_cache[0]
+        if 0 <= now - stamp < METRICS_CACHE_SECONDS:
+            return body, content_type
+    body, content_type = metrics.exposition()
+    _metrics_cache[:] = [(now, body, content_type)]
+    return body, content_type
 
 
 #: Host names that are this machine whatever DNS says.
@@ -187,10 +186,8 @@ def route(method: str, path: str, *, shutting_down: bool) -> Reply:
     if path == "/healthz":
         return text_reply(503, "shutting down") if shutting_down else text_reply(200, "ok")
     if path == "/metrics":
-        found = metrics_exposition()
-        if found is None:
-            return text_reply(404, "404 Not Found: metrics are not available in this build")
-        return Reply(200, found[0], found[1])
+        body, content_type = metrics_exposition()
+        return Reply(200, body, content_type)
     # /ws without an Upgrade: this is the WebSocket's address, not a page.
     return text_reply(426, "426 Upgrade Required: /ws is a WebSocket",
                       headers=[("Upgrade", "websocket")])
