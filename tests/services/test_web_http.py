@@ -150,7 +150,7 @@ async def test_healthz_is_503_once_a_graceful_stop_began(web):
     response, body = await client.request("GET", "/healthz")
     assert response.status_code == 503 and body.strip() == b"shutting down"
     client.writer.close()
-    assert route("GET", "/healthz", shutting_down=True).status == 503
+    assert route("GET", "/healthz", shutting_down=True, now=0.0).status == 503
 
 
 async def test_headers_over_16_kib_get_431_and_a_close(web):

@@ -329,7 +329,8 @@ class WebDoor(Protocol):
         if path.split("?", 1)[0] in WEBSOCKET_PATHS and method == "GET" and _is_upgrade(request):
             self._upgrade(request)
             return
-        reply = route(method, path, shutting_down=self.chat.shutting_down)
+        reply = route(method, path, shutting_down=self.chat.shutting_down,
+                      now=self.clock.time())
         self._send_reply(reply, head=method == "HEAD")
         http = self.http
         if http.our_state is h11.MUST_CLOSE or reply.close:

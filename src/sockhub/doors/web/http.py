@@ -10,7 +10,6 @@ from __future__ import annotations
 import http
 import importlib.resources
 import ipaddress
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -103,10 +102,11 @@ METRICS_CACHE_SECONDS = 1.0
 _metrics_cache: list[tuple[float, bytes, str]] = []
 
 
-def metrics_exposition(now: float | None = None) -> tuple[bytes, str]:
-    """The Prometheus text from ``sockhub.metrics`` and its type, rendered at most once a second."""
-    if now is None:
-        now = time.monotonic()
+def metrics_exposition(now: float) -> tuple[bytes, str]:
+    """The Prometheus text from ``sockhub.metrics`` and its type, rendered at most once a second.
+
+    ``now`` is the door's clock (seconds, monotonic).
+    """
     if _metrics_cache:
         stamp, body, content_type = _metrics_cache[0]
         if 0 <= now - stamp < METRICS_CACHE_SECONDS:
@@ -168,7 +168,7 @@ def host_allowed(host: str, *, local: str, server_name: str | None,
     return any(name == host_name(origin.partition("://")[2]) for origin in origins)
 
 
-def route(method: str, path: str, *, shutting_down: bool) -> Reply:
+def route(method: str, path: str, *, shutting_down: bool, now: float) -> Reply:
     """The answer to a request that is not a WebSocket upgrade."""
     path = path.split("?", 1)[0]
     if path not in PATHS:
@@ -186,7 +186,7 @@ def route(method: str, path: str, *, shutting_down: bool) -> Reply:
     if path == "/healthz":
         return text_reply(503, "shutting down") if shutting_down else text_reply(200, "ok")
     if path == "/metrics":
-        body, content_type = metrics_exposition()
+        body, content_type = metrics_exposition(now)
         return Reply(200, body, content_type)
     # /ws without an Upgrade: this is the WebSocket's address, not a page.
     return text_reply(426, "426 Upgrade Required: /ws is a WebSocket",
