@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 
 from irc_support import ManualClock
+from sockhub.doors.flood import FloodGuard
+from sockhub.doors.line import LineDoor
 from sockhub.doors.web.chat_json import JsonChat, event_object
 from sockhub.hub import Message
 from sockhub.hub.events import Joined, Kicked, NickChanged, Private, Quit, Signal
 from sockhub.limits import Limits
+from sockhub.protocols.base import ConnectionInfo
 from sockhub.services.chat import ChatService, ChatSettings
 
 
@@ -400,3 +403,50 @@ def test_an_id_that_is_not_a_finite_number_is_bad_field(hub, clock, number):
     browser.chat.receive_text(text, clock.time())
     [error] = browser.peer.take()
     assert error["code"] == "bad_field" and "re" not in error
+
+
+def test_the_flood_guard_counts_drops_per_flood_not_per_connection():
+    guard = FloodGuard(rate=1.0, burst=2, now=0.0)
+    assert [guard.check(0.0) for _ in range(5)] == ["pass", "pass", "warn", "drop", "disconnect"]
+    guard = FloodGuard(rate=1.0, burst=2, now=0.0)
+    first = [guard.check(0.0) for _ in range(4)]
+    assert first == ["pass", "pass", "warn", "drop"]
+    assert guard.check(1.0) == "pass"  # the flood is over
+    assert [guard.check(1.0) for _ in range(3)] == ["warn", "drop", "disconnect"]
+
+
+def test_a_second_flood_on_the_web_door_is_warned_again_not_cut_at_once(tmp_path, clock):
+    service = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=1.0, flood_burst=3),
+                          Limits())
+    try:
+        browser = hello(service, clock, "alice")  # the hello took one token
+        for _ in range(2):
+            browser.send({"type": "ping"})
+        for _ in range(2):  # a flood: told once, then dropped silently
+            browser.send({"type": "ping"})
+        clock.advance(1.0)
+        assert browser.send({"type": "ping"}) == [{"type": "pong"}]  # over
+        [error] = browser.send({"type": "ping"})  # a new flood, told again
+        assert error["code"] == "flood"
+        assert browser.send({"type": "ping"}) == [] and browser.peer.closed is None
+    finally:
+        service.close()
+
+
+def test_a_second_flood_on_the_line_door_is_warned_again_not_cut_at_once(tmp_path, clock):
+    service = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=1.0, flood_burst=3),
+                          Limits())
+    try:
+        door = LineDoor(service)
+        door.clock = clock
+        door.connection_made(ConnectionInfo(peer="127.0.0.1:5555"))
+        door.receive_data(b"alice\n/rooms\n/rooms\n/rooms\n/rooms\n")  # 3 pass, then a flood
+        clock.advance(1.0)
+        door.receive_data(b"/rooms\n")  # passes: the flood is over
+        door.data_to_send()
+        door.receive_data(b"/rooms\n/rooms\n")  # a new flood: told, then dropped
+        said = b"".join(door.data_to_send())
+        assert said.count(b"flood control: you are sending too fast") == 1
+        assert b"disconnected" not in said and not door.close_expected()
+    finally:
+        service.close()

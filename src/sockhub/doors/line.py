@@ -18,7 +18,7 @@ from typing import ClassVar
 from sockhub import metrics
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
-from sockhub.doors.flood import TokenBucket
+from sockhub.doors.flood import FloodGuard, Verdict
 from sockhub.hub import HubError, User
 from sockhub.hub.events import HubEvent, Kicked, Message, Private, Signal
 from sockhub.hub.names import HISTORY_MAX, fold
@@ -48,11 +48,9 @@ class LineDoor(LineProtocol):
 
     __slots__ = (
         "_reg_timer",
-        "bucket",
         "chat",
         "current",
-        "flood_dropped",
-        "flood_warned",
+        "flood",
         "oper_failures",
         "user",
     )
@@ -67,9 +65,7 @@ class LineDoor(LineProtocol):
         self.chat = chat
         self.user: User | None = None
         self.current: str | None = None
-        self.bucket: TokenBucket | None = None
-        self.flood_warned = False
-        self.flood_dropped = 0
+        self.flood: FloodGuard | None = None
         self.oper_failures = 0
         self._reg_timer: Timer | None = None
 
@@ -79,7 +75,7 @@ class LineDoor(LineProtocol):
         super().connection_made(info)
         settings = self.chat.settings
         if settings.flood_rate is not None:
-            self.bucket = TokenBucket(settings.flood_rate, settings.flood_burst, self.clock.time())
+            self.flood = FloodGuard(settings.flood_rate, settings.flood_burst, self.clock.time())
         self.info_line(f"welcome to {settings.line_name} chat; /help lists commands")
         self.info_line("enter a nick (or an empty line for a guest nick):")
         if settings.registration_timeout is not None:
@@ -134,10 +130,11 @@ class LineDoor(LineProtocol):
         self.send(encode_line(visible(text)))
 
     def line_received(self, line: str) -> None:
-        if self.bucket is not None and not self.bucket.take(self.clock.time()):
-            self._flooding()
-            return
-        self.flood_warned = False
+        if self.flood is not None:
+            verdict = self.flood.check(self.clock.time())
+            if verdict != "pass":
+                self._flooding(verdict)
+                return
         try:
             command = parse_line(line)
         except CommandError as exc:
@@ -151,12 +148,10 @@ class LineDoor(LineProtocol):
         except HubError as exc:
             self.send_error(str(exc))
 
-    def _flooding(self) -> None:
-        self.flood_dropped += 1
-        if not self.flood_warned:
-            self.flood_warned = True
+    def _flooding(self, verdict: Verdict) -> None:
+        if verdict == "warn":
             self.send_error("flood control: you are sending too fast; line dropped, slow down")
-        elif self.flood_dropped > self.chat.settings.flood_burst:
+        elif verdict == "disconnect":
             self.send_error("flood control: disconnected for flooding")
             _floods.log("flood: disconnected {count} more clients",
                         "flood: disconnected %s", self.info.peer)

@@ -92,7 +92,7 @@ class ChatService:
         self.hub.bans.update(self.store.bans())
         metrics.chat.history_rows = self.store.count()
         self._fanout = metrics.chat.fanout
-        #: A member's class → its door's message counts (None: not a door of DOORS).
+        #: A member's class → its door's message counts (None: it names no door).
         self._door_counts: dict[type, metrics.DoorCounts | None] = {}
         self.bus = LocalBus()
         self.bus.subscribe(self.hub.apply)
@@ -337,15 +337,10 @@ def _door_counts_of(kind: type) -> metrics.DoorCounts | None:
     """The message counts of the door a hub Member of class ``kind`` belongs to.
 
     A Member class names its door with ``metrics_door`` (``line``, ``irc``,
-    ``web``); else the row of DOORS whose class it is or extends; else None.
+    ``web``); one that does not (a test's member) is counted nowhere.
     """
     name = getattr(kind, "metrics_door", None)
-    if isinstance(name, str):
-        return metrics.door(name)
-    for row in DOORS:
-        if isinstance(row.make, type) and issubclass(kind, row.make):
-            return metrics.door(row.name)
-    return None
+    return metrics.door(name) if isinstance(name, str) else None
 
 
 def _read_motd(path: Path | None) -> list[str] | None:

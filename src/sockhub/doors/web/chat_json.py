@@ -24,7 +24,7 @@ from typing import Protocol as TypingProtocol
 
 from sockhub import metrics
 from sockhub.doors.api import ChatApi
-from sockhub.doors.flood import TokenBucket
+from sockhub.doors.flood import FloodGuard, Verdict
 from sockhub.hub import HubError, Member, Message, User
 from sockhub.hub.events import (
     HubEvent,
@@ -204,8 +204,7 @@ def _message_id(msg: JsonObject) -> str | int | float | None:
 class JsonChat:
     """One browser user of the chat hub, speaking JSON chat v1 (a hub ``Member``)."""
 
-    __slots__ = ("_re", "address", "bucket", "chat", "closed", "flood_dropped", "flood_warned",
-                 "peer", "secure", "user")
+    __slots__ = ("_re", "address", "chat", "closed", "flood", "peer", "secure", "user")
 
     #: Its messages are counted under this door in ``GET /metrics``.
     metrics_door: ClassVar[str] = "web"
@@ -223,10 +222,8 @@ class JsonChat:
         self.user: User | None = None
         self.closed = False
         settings = chat.settings
-        self.bucket = (TokenBucket(settings.flood_rate, settings.flood_burst, now)
-                       if settings.flood_rate is not None else None)
-        self.flood_warned = False
-        self.flood_dropped = 0
+        self.flood = (FloodGuard(settings.flood_rate, settings.flood_burst, now)
+                      if settings.flood_rate is not None else None)
         self._re: str | int | float | None = None
 
     # Output -------------------------------------------------------------------
@@ -255,10 +252,11 @@ class JsonChat:
         if self.closed:
             return
         self._re = None
-        if self.bucket is not None and not self.bucket.take(now):
-            self._flooding(text)
-            return
-        self.flood_warned = False
+        if self.flood is not None:
+            verdict = self.flood.check(now)
+            if verdict != "pass":
+                self._flooding(verdict, text)
+                return
         try:
             msg = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nested too deep
@@ -296,10 +294,8 @@ class JsonChat:
         if not self.closed:
             self.error("bad_json", "frames must be text frames holding one JSON object")
 
-    def _flooding(self, text: str) -> None:
-        self.flood_dropped += 1
-        if not self.flood_warned:
-            self.flood_warned = True
+    def _flooding(self, verdict: Verdict, text: str) -> None:
+        if verdict == "warn":
             # Only the first dropped message is read, to name it in the error.
             try:
                 msg = json.loads(text)
@@ -308,7 +304,7 @@ class JsonChat:
                 self._re = None
             self.error("flood", "you are sending too fast; message dropped, slow down")
             self._re = None
-        elif self.flood_dropped > self.chat.settings.flood_burst:
+        elif verdict == "disconnect":
             _floods.log("flood: disconnected {count} more web clients",
                         "flood: disconnected web client %s", self.address)
             self.close(CLOSE_POLICY, "flood")
