@@ -19,7 +19,7 @@ async def test_default_serve_runs_the_chat_hub_and_logs_real_ports(tmp_path):
         assert sorted(served.ports) == ["chat", "irc", "web"]
         assert served.ports["chat"] > 0 and served.ports["irc"] > 0 and served.ports["web"] > 0
         reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["web"])
-        writer.write(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert (await read_until_eof(reader)).endswith(b"\r\n\r\nHello, World")
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", served.ports["irc"])

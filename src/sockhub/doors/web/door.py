@@ -9,9 +9,12 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
 
 * **HTTP** (h11): requests are answered from the route table in
   ``http.py`` (the page, ``/hello``, ``/healthz``, ``/metrics``), with
-  keep-alive. Bad HTTP gets its status and a close: headers over 16 KiB
+  keep-alive and pipelining (:data:`PIPELINE_BATCH` answers per turn of
+  the loop). Bad HTTP gets its status and a close: headers over 16 KiB
   431, a malformed request 400, a GET body over 16 KiB 413, a request not
-  complete within ``web_header_timeout`` 408. A connection idle for
+  complete within ``web_header_timeout`` 408, a Host this server is not on
+  a loopback connection 421 (DNS rebinding), over :data:`PIPELINE_MAX`
+  sent ahead of the answers 429. A connection idle for
   ``web_keepalive_timeout`` between requests is closed.
 * **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
   ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
