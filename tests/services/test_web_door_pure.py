@@ -308,6 +308,10 @@ def test_a_declared_body_over_the_limit_is_413_at_once_not_408_later(service):
     door = door_for(service, ManualClock())
     door.receive_data(b"GET /hello HTTP/1.1\r\nHost: test\r\nContent-Length: 999999999\r\n\r\n")
     assert status_of(out(door)) == 413 and door.close_expected()
+    door = door_for(service, ManualClock())
+    door.receive_data(b"GET /hello HTTP/1.1\r\nHost: test\r\nContent-Length: "
+                      + b"9" * 5000 + b"\r\n\r\n")
+    assert status_of(out(door)) in (400, 413) and door.close_expected()  # h11: 400
 
 
 def test_a_failing_closing_notice_still_closes_and_raises_nothing(service, monkeypatch):

@@ -586,7 +586,8 @@ def _body_framing_problem(request: h11.Request) -> int:
             chunked = True
     if length and chunked:
         return 400
-    if length and int(length) > BODY_MAX:  # h11 checked it is digits
+    # h11 checked it is digits; a length of thousands of them is no int() to parse
+    if length and (len(length) > 12 or int(length) > BODY_MAX):
         return 413
     return 0
 
