@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sockhub.protocols.base import ConnectionInfo, Protocol
 
@@ -57,3 +57,26 @@ def run_protocol(protocol: Protocol, *chunks: bytes, eof: bool = False) -> bytes
         protocol.receive_eof()
         out += b"".join(protocol.data_to_send())
     return out
+
+
+class Broadcaster(Protocol):
+    """Pushes 200 kB to every *other* client whenever one speaks, as chat fan-out does.
+
+    Tests reset ``Broadcaster.members = []`` before serving it.
+    """
+
+    members: ClassVar[list[Broadcaster]] = []
+
+    def connection_made(self, info: ConnectionInfo) -> None:
+        super().connection_made(info)
+        self.members.append(self)
+
+    def connection_lost(self) -> None:
+        self.members.remove(self)
+
+    def receive_data(self, data: bytes) -> None:
+        for member in self.members:
+            if member is not self:
+                member.send(b"y" * 200_000)
+                member.wake()
+        self.send(b"ok")

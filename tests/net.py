@@ -108,6 +108,17 @@ class FirstLine:
         return bytes(self.seen).split(b"\n", 1)[0]
 
 
+async def irc_client(port: int, nick: str, *channels: str) -> LineClient:
+    """Register ``nick`` on the IRC door (raw lines) and join ``channels``."""
+    client = LineClient(*await open_client(port))
+    await client.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n".encode())
+    await client.expect(f" 001 {nick} ")
+    for channel in channels:
+        await client.send(f"JOIN {channel}\r\n".encode())
+        await client.expect(f" 366 {nick} {channel} ")
+    return client
+
+
 async def wait_gone(pid: int) -> None:
     """Wait (on a pidfd, not a sleep) until process ``pid`` has ended."""
     try:

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
+from helpers import Broadcaster
 from net import STEP, open_client, read_line, read_until_eof, reset, server_side
-from sockhub.protocols.base import Protocol
 
 
 async def test_max_conns_refuses_with_one_line_and_a_close(serve):
@@ -74,26 +74,6 @@ async def test_client_that_never_reads_is_dropped_others_keep_being_served(serve
     assert await asyncio.wait_for(reader.readexactly(14), STEP) == b"after the drop"
     writer.close()
     slow_writer.transport.abort()
-
-
-class Broadcaster(Protocol):
-    """Pushes output to the *other* clients, as chat fan-out does."""
-
-    members: list[Broadcaster] = []
-
-    def connection_made(self, info) -> None:
-        super().connection_made(info)
-        self.members.append(self)
-
-    def connection_lost(self) -> None:
-        self.members.remove(self)
-
-    def receive_data(self, data: bytes) -> None:
-        for member in self.members:
-            if member is not self:
-                member.send(b"y" * 200_000)
-                member.wake()
-        self.send(b"ok")
 
 
 async def test_pushed_output_past_write_buffer_max_drops_at_once(serve):

@@ -15,7 +15,7 @@ import asyncio
 import pytest
 
 from irc_support import Network
-from net import STEP, LineClient, chat_client, open_client, read_line
+from net import STEP, LineClient, chat_client, irc_client, open_client, read_line
 from proc import start_sockhub
 from sockhub.doors.line import LineDoor
 from sockhub.protocols.base import ConnectionInfo
@@ -42,16 +42,6 @@ async def raw_line(reader: asyncio.StreamReader, needle: bytes) -> bytes:
             raise AssertionError(f"EOF while waiting for {needle!r}")
         if needle in line:
             return line
-
-
-async def irc_client(port: int, nick: str, *channels: str) -> LineClient:
-    client = LineClient(*await open_client(port))
-    await client.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n".encode())
-    await client.expect(f" 001 {nick} ")
-    for channel in channels:
-        await client.send(f"JOIN {channel}\r\n".encode())
-        await client.expect(f" 366 {nick} {channel} ")
-    return client
 
 
 async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,

@@ -532,15 +532,21 @@ async def test_logins_in_progress_are_bounded_per_address(exec_server, monkeypat
     assert await first.frame() == (FrameType.STDOUT, b"still in\n")
 
 
+def clocked_door(service: ExecService, clock: ManualClock, peer: str) -> ExecDoor:
+    """A new client of ``service`` from ``peer``, on a manual clock, as the engine connects it."""
+    protocol = service.make_protocol()
+    protocol.clock = clock
+    protocol.connection_made(ConnectionInfo(peer=peer))
+    return protocol
+
+
 def test_each_recent_failure_doubles_the_wait_for_the_verdict(tmp_path, token_file):
     clock = ManualClock(now=0)
     service = build(tmp_path, options={"token_file": str(token_file), "auth_delay": 1,
                                        "auth_delay_max": 4})
 
     def door(port: int) -> ExecDoor:
-        protocol = service.make_protocol()
-        protocol.clock = clock
-        protocol.connection_made(ConnectionInfo(peer=f"127.0.0.1:{port}"))
+        protocol = clocked_door(service, clock, f"127.0.0.1:{port}")
         assert protocol.data_to_send()[0][4] == FrameType.CHALLENGE
         return protocol
 
@@ -570,15 +576,11 @@ def test_a_crowd_of_addresses_cannot_keep_a_newcomer_out(tmp_path, token_file):
     service = build(tmp_path, options={"token_file": str(token_file), "auth_max_pending": 3,
                                        "auth_max_pending_per_ip": 2})
 
-    def door(peer: str) -> ExecDoor:
-        protocol = service.make_protocol()
-        protocol.clock = clock
-        protocol.connection_made(ConnectionInfo(peer=peer))
-        return protocol
-
-    a1, a2, b1 = door("10.0.0.1:1"), door("10.0.0.1:2"), door("10.0.0.2:1")
+    a1, a2, b1 = (clocked_door(service, clock, peer)
+                  for peer in ("10.0.0.1:1", "10.0.0.1:2", "10.0.0.2:1"))
     assert all(d.data_to_send()[0][4] == FrameType.CHALLENGE for d in (a1, a2, b1))
-    owner = door("10.0.0.3:1")  # every slot taken: the busiest address's oldest goes
+    # Every slot is taken: the busiest address's oldest login makes room.
+    owner = clocked_door(service, clock, "10.0.0.3:1")
     (error,) = a1.data_to_send()
     assert json.loads(error[5:])["code"] == "auth_timeout" and a1.close_expected()
     assert owner.data_to_send()[0][4] == FrameType.CHALLENGE

@@ -7,15 +7,14 @@ each test reads the exposition before and after and checks the difference.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import Broadcaster
 from net import STEP, chat_client, open_client, read_until_eof, server_side
 from sockhub import metrics
-from sockhub.protocols.base import ConnectionInfo, Protocol
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -150,29 +149,9 @@ async def test_refusals_are_counted_by_reason(serve, tmp_path, limits, reason):
     first.close()
 
 
-class Pusher(Protocol):
-    """Pushes 200 kB to every other client whenever one speaks (the chat's shape)."""
-
-    members: ClassVar[list[Pusher]] = []
-
-    def connection_made(self, info: ConnectionInfo) -> None:
-        super().connection_made(info)
-        self.members.append(self)
-
-    def connection_lost(self) -> None:
-        self.members.remove(self)
-
-    def receive_data(self, data: bytes) -> None:
-        for member in self.members:
-            if member is not self:
-                member.send(b"y" * 200_000)
-                member.wake()
-        self.send(b"ok")
-
-
 async def test_a_slow_consumer_drop_is_counted(serve):
-    Pusher.members = []
-    server = await serve(Pusher, write_high_water=16 * 1024, write_buffer_max=256 * 1024,
+    Broadcaster.members = []
+    server = await serve(Broadcaster, write_high_water=16 * 1024, write_buffer_max=256 * 1024,
                          write_timeout=None)
     before = scrape()
     _, victim_writer = await open_client(server.ports[0])
@@ -186,8 +165,8 @@ async def test_a_slow_consumer_drop_is_counted(serve):
             break
     await asyncio.wait_for(victim.closed.wait(), STEP)
     after = scrape()
-    assert delta(after, before, "sockhub_slow_consumers_dropped_total", listener="Pusher") == 1
-    assert delta(after, before, "sockhub_connections_open", listener="Pusher") == 1
+    assert delta(after, before, "sockhub_slow_consumers_dropped_total", listener="Broadcaster") == 1
+    assert delta(after, before, "sockhub_connections_open", listener="Broadcaster") == 1
     victim_writer.transport.abort()
     writer.close()
 

@@ -19,21 +19,11 @@ import trustme
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from net import STEP, LineClient, chat_client, open_client
+from net import STEP, LineClient, chat_client, irc_client, open_client
 from proc import start_sockhub
 from sockhub.config import ServiceConfig
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
-
-
-async def irc_client(port: int, nick: str, *channels: str) -> LineClient:
-    client = LineClient(*await open_client(port))
-    await client.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n".encode())
-    await client.expect(f" 001 {nick} ")
-    for channel in channels:
-        await client.send(f"JOIN {channel}\r\n".encode())
-        await client.expect(f" 366 {nick} {channel} ")
-    return client
 
 
 @pytest.fixture
