@@ -230,6 +230,8 @@ class FilesClient:
     def _send_region(self, source: BinaryIO, offset: int, count: int,
                      progress: Progress | None) -> None:
         sent = 0
+        if count == 0:
+            return
         try:
             if progress is None and not isinstance(self.sock, ssl.SSLSocket):
                 sent = self.sock.sendfile(source, offset, count)

@@ -175,8 +175,8 @@ def listing(root: Path, where: Located, *, recursive: bool, limit: int
                 if entry is not None and entry.type == "file":
                     found.append(entry)
                     if len(found) > limit:
-                        return found[:limit], True
-        return found, False
+                        return sorted(found[:limit], key=lambda e: e.name), True
+        return sorted(found, key=lambda e: e.name), False
     with os.scandir(where.path) as scan:
         for item in scan:
             if is_part(item.name):
