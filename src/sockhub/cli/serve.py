@@ -193,6 +193,10 @@ def serve_configs(args: argparse.Namespace) -> list[ServiceConfig]:
         return configs
     if args.service:
         _check_used(own, {args.service})
+        spec = SERVICES.get(args.service)
+        if login and not (spec is not None and _logs_in(spec.settings)):
+            given = ", ".join(options.flags(LoginSettings, login))
+            raise ConfigError(f"{given} apply to the services with a token login only")
         values = {**common, "service": args.service, "options": given_for(args.service)}
         return [service_from_mapping(values, resolve=resolve)]
     port = common.get("port")
