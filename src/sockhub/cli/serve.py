@@ -196,7 +196,7 @@ def serve_configs(args: argparse.Namespace) -> list[ServiceConfig]:
         spec = SERVICES.get(args.service)
         if login and not (spec is not None and _logs_in(spec.settings)):
             given = ", ".join(options.flags(LoginSettings, login))
-            raise ConfigError(f"{given} apply to the services with a token login only")
+            raise ConfigError(f"{given}: only for the services with a token login (exec, files)")
         values = {**common, "service": args.service, "options": given_for(args.service)}
         return [service_from_mapping(values, resolve=resolve)]
     port = common.get("port")

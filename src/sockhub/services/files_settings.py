@@ -24,8 +24,8 @@ class FilesSettings(LoginSettings):
     """The files service's settings (the ``options`` of its ServiceConfig)."""
 
     root: Path | None = option(
-        None, "the directory served; names cannot leave it (required)", metavar="DIR",
-        check=_root, default_text="— (required)",
+        None, "the directory served; names cannot leave it", metavar="DIR",
+        check=_root, default_text="required",
     )
     read_only: bool = option(False, "refuse uploads and deletions")
     max_size: int | None = option(
