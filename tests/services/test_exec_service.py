@@ -29,9 +29,10 @@ from sockhub.limits import Limits, limit_names
 from sockhub.logs import flush_rate_limited
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import FrameType, RunRequest, ServerState, compute_answer, encode
-from sockhub.services import exec_login
-from sockhub.services.exec import AuthLimiter, ExecService, read_token
+from sockhub.services import login as exec_login
+from sockhub.services.exec import ExecService, read_token
 from sockhub.services.exec_door import QUEUE_MAX, ExecDoor
+from sockhub.services.login import AuthLimiter
 from sockhub.services.registry import SERVICES
 
 TOKEN = b"0123456789abcdef-test-token-of-32"

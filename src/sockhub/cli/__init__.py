@@ -20,6 +20,7 @@ from sockhub._version import __version__
 from sockhub.cli.bench import add_bench
 from sockhub.cli.clients import add_chat, add_connect, add_ping
 from sockhub.cli.exec import add_exec
+from sockhub.cli.files import add_get, add_ls, add_rm, add_send
 from sockhub.cli.passwd import add_passwd
 from sockhub.cli.summaries import SUMMARIES
 from sockhub.errors import ConfigError
@@ -38,6 +39,7 @@ def add_serve(sub: Any) -> None:
 ADDERS: dict[str, Callable[[Any], None]] = {
     "serve": add_serve, "connect": add_connect, "ping": add_ping, "bench": add_bench,
     "chat": add_chat, "exec": add_exec, "passwd": add_passwd,
+    "send": add_send, "get": add_get, "ls": add_ls, "rm": add_rm,
 }
 
 

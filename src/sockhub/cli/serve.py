@@ -22,6 +22,7 @@ from sockhub.config import ServiceConfig, load_toml, service_from_mapping
 from sockhub.engine.service import ServiceSpec
 from sockhub.errors import ConfigError
 from sockhub.limits import Limits
+from sockhub.services.login_settings import LoginSettings
 from sockhub.services.registry import DEFAULT_SERVICES, SERVICES, resolve
 from sockhub.services.settings import ServiceSettings
 
@@ -30,6 +31,9 @@ from sockhub.services.settings import ServiceSettings
 WHERE = ("hosts", "port", "unix", "tls_cert", "tls_key", "workers")
 #: The options every service's settings share: in the "service" group, given to all.
 SHARED = tuple(d.name for d in options.declared(ServiceSettings))
+#: The options of the services behind the token login (exec, files): one
+#: group, given to whichever of them runs.
+LOGIN = tuple(d.name for d in options.declared(LoginSettings) if d.name not in SHARED)
 #: Services run by plain ``sockhub serve``, by name.
 DEFAULT_NAMES = tuple(default.name for default in DEFAULT_SERVICES)
 
@@ -38,9 +42,14 @@ def _with_settings() -> list[tuple[ServiceSpec, type[Any]]]:
     return [(spec, spec.settings) for spec in SERVICES.values() if spec.settings is not None]
 
 
+def _logs_in(settings: type[Any] | None) -> bool:
+    return settings is not None and issubclass(settings, LoginSettings)
+
+
 def _own(settings: type[Any]) -> list[str]:
     """A service's own options: its settings' fields but the shared ones."""
-    return [d.name for d in options.declared(settings) if d.name not in SHARED]
+    shared = SHARED + LOGIN if _logs_in(settings) else SHARED
+    return [d.name for d in options.declared(settings) if d.name not in shared]
 
 
 def _flag(settings: type[Any] | None, key: str) -> str:
@@ -134,6 +143,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     behaviour = p.add_argument_group("service")
     options.add_arguments(behaviour, ServiceConfig, prefix="common.", names=("banner",))
     options.add_arguments(behaviour, ServiceSettings, prefix="shared.")
+    login = p.add_argument_group(
+        "login (" + ", ".join(s.name for s, c in _with_settings() if _logs_in(c)) + ")")
+    options.add_arguments(login, LoginSettings, prefix="login.", names=LOGIN)
     for spec, settings in _with_settings():
         title = spec.name + (f" ({spec.docs})" if spec.docs else "")
         group = p.add_argument_group(title)
@@ -163,12 +175,15 @@ def serve_configs(args: argparse.Namespace) -> list[ServiceConfig]:
     common = {**options.given(args, ServiceConfig, prefix="common."),
               **options.given(args, Limits, prefix="limit.")}
     shared = options.given(args, ServiceSettings, prefix="shared.")
+    login = options.given(args, LoginSettings, prefix="login.", names=LOGIN)
     own = {spec.name: options.given(args, settings, prefix=spec.name + ".",
                                     names=_own(settings))
            for spec, settings in _with_settings()}
 
     def given_for(service: str) -> dict[str, Any]:
-        return {**shared, **own.get(service, {})}
+        spec = SERVICES.get(service)
+        logs_in = login if spec is not None and _logs_in(spec.settings) else {}
+        return {**shared, **logs_in, **own.get(service, {})}
 
     if args.config:
         if args.service:
@@ -178,6 +193,10 @@ def serve_configs(args: argparse.Namespace) -> list[ServiceConfig]:
         return configs
     if args.service:
         _check_used(own, {args.service})
+        spec = SERVICES.get(args.service)
+        if login and not (spec is not None and _logs_in(spec.settings)):
+            given = ", ".join(options.flags(LoginSettings, login))
+            raise ConfigError(f"{given}: only for the services with a token login (exec, files)")
         values = {**common, "service": args.service, "options": given_for(args.service)}
         return [service_from_mapping(values, resolve=resolve)]
     port = common.get("port")

@@ -13,4 +13,8 @@ SUMMARIES: dict[str, str] = {
     "bench": "load generators (bench echo, bench chat)",
     "exec": "run a command on a sockhub exec server, with its exit status",
     "passwd": "print a password hash for an operator account",
+    "send": "send a file or a tree to a files server, verified and resumable",
+    "get": "fetch a file or a tree from a files server, verified and resumable",
+    "ls": "list a directory on a files server",
+    "rm": "remove files on a files server",
 }

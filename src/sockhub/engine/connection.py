@@ -32,12 +32,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from sockhub.codec.lines import encode_line
-from sockhub.protocols.base import ConnectionInfo, Protocol
+from sockhub.protocols.base import ConnectionInfo, FileRegion, Protocol
 
 if TYPE_CHECKING:
     from sockhub.engine.server import StreamServer
 
 log = logging.getLogger("sockhub.connection")
+#: Bytes per read when a file region is copied rather than sent by the kernel.
+FILE_CHUNK = 256 * 1024
 
 
 def format_address(address: Any) -> str:
@@ -60,6 +62,8 @@ class StreamConnection(asyncio.Protocol):
         "_close_handle",
         "_closed_event",
         "_closing",
+        "_drain_waiter",
+        "_file_task",
         "_idle_handle",
         "_lost",
         "_quiet_since",
@@ -92,6 +96,9 @@ class StreamConnection(asyncio.Protocol):
         self._writing_paused = False
         self._closing = False
         self._admitted = False
+        #: Sending a protocol's FileRegion; its other output waits meanwhile.
+        self._file_task: asyncio.Task[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -151,6 +158,8 @@ class StreamConnection(asyncio.Protocol):
             return
         self._active = True
         protocol.receive_data(data)
+        if self._file_task is not None:
+            return  # output waits until the file is out
         # flush(), inlined: this is the per-read hot path of every service.
         out = protocol.data_to_send()
         if out:
@@ -161,7 +170,9 @@ class StreamConnection(asyncio.Protocol):
                 self.transport.writelines(out)  # type: ignore[union-attr]
             if paused:
                 self._check_write_buffer()
-        if protocol.close_expected():
+        if protocol.file_to_send is not None:
+            self._start_file()
+        elif protocol.close_expected():
             self._close_gracefully()
 
     def eof_received(self) -> bool:
@@ -192,6 +203,9 @@ class StreamConnection(asyncio.Protocol):
             self._write_handle = None
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self.protocol is not None:
             self.protocol.resume_writing()
             self.flush()
@@ -200,6 +214,8 @@ class StreamConnection(asyncio.Protocol):
         for handle in (self._idle_handle, self._write_handle, self._close_handle):
             if handle is not None:
                 handle.cancel()
+        if self._file_task is not None:
+            self._file_task.cancel()
         self._closing = True
         if self._admitted:
             self.server.forget(self)
@@ -231,7 +247,8 @@ class StreamConnection(asyncio.Protocol):
         """
         protocol = self.protocol
         transport = self.transport
-        if protocol is None or transport is None or transport.is_closing():
+        if (protocol is None or transport is None or transport.is_closing()
+                or self._file_task is not None):
             return
         out = protocol.data_to_send()
         if out:
@@ -244,7 +261,9 @@ class StreamConnection(asyncio.Protocol):
                 transport.writelines(out)
             if paused and self._check_write_buffer():
                 return
-        if protocol.close_expected():
+        if protocol.file_to_send is not None:
+            self._start_file()
+        elif protocol.close_expected():
             self._close_gracefully()
 
     def _check_write_buffer(self) -> bool:
@@ -309,6 +328,60 @@ class StreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    # Files ------------------------------------------------------------------
+
+    def _start_file(self) -> None:
+        """Send the protocol's FileRegion, then tell it and flush what it queued meanwhile."""
+        protocol = self.protocol
+        assert protocol is not None
+        region, protocol.file_to_send = protocol.file_to_send, None
+        if region is not None and not self._closing:
+            self._file_task = self.loop.create_task(self._send_file(region))
+
+    async def _send_file(self, region: FileRegion) -> None:
+        sent, error = 0, None
+        try:
+            try:
+                # Zero-copy where the loop can (asyncio's selector loop on a
+                # plain socket: os.sendfile); TLS and uvloop copy in chunks.
+                sent = await self.loop.sendfile(
+                    self.transport,  # type: ignore[arg-type]
+                    region.file, region.offset, region.count,
+                )
+            except NotImplementedError:
+                sent = await self._copy_file(region)
+        except (OSError, RuntimeError, ValueError) as exc:
+            error = str(exc) or type(exc).__name__
+        self._file_task = None
+        self._active = True
+        protocol = self.protocol
+        if protocol is None or self._lost:
+            return
+        try:
+            protocol.file_sent(sent, error)
+        except Exception:
+            log.exception("%s: file_sent failed for %s", self.server.name, self.peer)
+            self.abort("internal error")
+            return
+        self.flush()
+
+    async def _copy_file(self, region: FileRegion) -> int:
+        """Send a region through the transport in chunks, with back-pressure."""
+        transport = self.transport
+        assert transport is not None
+        sent = 0
+        region.file.seek(region.offset)
+        while sent < region.count and not self._closing:
+            chunk = region.file.read(min(FILE_CHUNK, region.count - sent))
+            if not chunk:
+                break
+            transport.write(chunk)
+            sent += len(chunk)
+            if self._writing_paused:
+                self._drain_waiter = self.loop.create_future()
+                await self._drain_waiter
+        return sent
+
     # Internals --------------------------------------------------------------
 
     def _close_gracefully(self) -> None:
@@ -332,6 +405,8 @@ class StreamConnection(asyncio.Protocol):
             active, protocol.active = protocol.active, False
         else:
             active, self._active = self._active, False
+        if self._file_task is not None:
+            active = True  # a download in progress is not idleness
         if active:  # the client spoke during the last tick
             self._quiet_since = now
         elif now - self._quiet_since >= timeout:

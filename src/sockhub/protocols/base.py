@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 from typing import Protocol as TypingProtocol
 
 from sockhub.codec.lines import LineDecoder, decode_utf8, encode_line
@@ -120,7 +120,7 @@ class Protocol:
     :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
     """
 
-    __slots__ = ("_closing", "_outgoing", "active", "clock", "info", "wake")
+    __slots__ = ("_closing", "_outgoing", "active", "clock", "file_to_send", "info", "wake")
 
     #: What keeps the connection clear of the engine's ``idle_timeout``. False:
     #: any byte received, for byte streams such as echo. True: only
@@ -143,6 +143,8 @@ class Protocol:
         #: then writes it, coalescing every wake-up of one loop iteration
         #: into one write per connection.
         self.wake: Callable[[], None] = _nothing
+        #: A file region queued with :meth:`send_file`, until the engine takes it.
+        self.file_to_send: FileRegion | None = None
 
     # Called by the engine (or a test) -------------------------------------
 
@@ -179,6 +181,13 @@ class Protocol:
     def resume_writing(self) -> None:
         """The unsent bytes fell below the low-water mark: produce again."""
 
+    def file_sent(self, sent: int, error: str | None) -> None:
+        """The region of :meth:`send_file` is out: ``sent`` bytes, or an ``error``.
+
+        ``sent`` below the region's ``count`` means the file was shorter
+        than promised (or the connection failed): the protocol decides.
+        """
+
     @classmethod
     def refusal(cls, reason: str) -> bytes:
         """The bytes sent to a client refused before it was admitted.
@@ -209,6 +218,29 @@ class Protocol:
     def close(self) -> None:
         """Hang up after everything queued so far has been sent."""
         self._closing = True
+
+    def send_file(self, region: FileRegion) -> None:
+        """Have the engine send part of a file after the bytes queued so far.
+
+        The engine hands it to the kernel (``sendfile``) where it can, so the
+        bytes never pass through Python. Until :meth:`file_sent` is called
+        the protocol should queue nothing more: the engine holds it back.
+        """
+        if not self._closing:
+            self.file_to_send = region
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """``count`` bytes of an open binary ``file`` from ``offset``, for :meth:`Protocol.send_file`.
+
+    The protocol never opens the file: the service does, and keeps it open
+    until :meth:`Protocol.file_sent`.
+    """
+
+    file: BinaryIO
+    offset: int
+    count: int
 
 
 def _nothing() -> None:

@@ -47,30 +47,32 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
-import secrets
 import select
 import signal
 import time
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
-from sockhub.logs import RateLimitedLog
-from sockhub.paths import default_data_dir, private_dir
+from sockhub.paths import default_data_dir
 from sockhub.protocols.exec import (
     NONCE_SIZE,
     Ready,
 )
 from sockhub.services.exec_command import Command
 from sockhub.services.exec_door import ExecDoor
-from sockhub.services.exec_login import AuthLimiter
 from sockhub.services.exec_settings import ExecSettings
+
+# The token functions live in services/login.py (shared with the files service);
+# re-exported here, where clients have always found them.
+from sockhub.services.login import MIN_TOKEN_BYTES as MIN_TOKEN_BYTES
+from sockhub.services.login import LoginGate, check_exposure, load_token
+from sockhub.services.login import create_token as create_token
+from sockhub.services.login import read_token as read_token
 
 if TYPE_CHECKING:
     from sockhub.config import ServiceConfig
@@ -80,9 +82,6 @@ log = logging.getLogger("sockhub.exec")
 
 #: The token file's name in the data directory when none is given.
 TOKEN_NAME = "exec-token"
-#: Shorter tokens are refused: with a captured CHALLENGE and AUTH pair an
-#: eavesdropper can guess tokens offline, so a token must not be guessable.
-MIN_TOKEN_BYTES = 16
 #: argv[0] basenames that run whatever their arguments say: shells, and
 #: programs that start others or interpret code. One of them in the allow
 #: list allows everything, so the server says so at start. Not a blocklist:
@@ -104,73 +103,7 @@ def default_token_path() -> Path:
     return default_data_dir() / TOKEN_NAME
 
 
-# --- The token -----------------------------------------------------------------------
-
-
-def read_token(path: str | Path) -> bytes:
-    """Read a token file, refusing one that others may read.
-
-    Raises:
-        ConfigError: missing, unreadable, group/world-accessible, or too short.
-    """
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from exc
-    if mode & 0o077:
-        raise ConfigError(
-            f"token file {path} is accessible to group or others (mode {mode & 0o777:03o}); "
-            f"run: chmod 600 {path}"
-        )
-    if len(data) < MIN_TOKEN_BYTES:
-        raise ConfigError(f"token in {path} is shorter than {MIN_TOKEN_BYTES} bytes")
-    return data
-
-
-def create_token(path: Path) -> tuple[bytes, bool]:
-    """Generate a token into ``path`` (mode 0600) unless one is there already.
-
-    The file appears whole or not at all (written aside, then hard-linked
-    into place), so two servers starting at once agree on one token.
-
-    Returns:
-        the token and whether it was generated now.
-    """
-    if path.exists():
-        return read_token(path), False
-    try:
-        private_dir(path.parent)
-        token = secrets.token_urlsafe(32).encode()
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, token + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return read_token(path), False
-        finally:
-            os.unlink(temp)
-    except OSError as exc:
-        raise ConfigError(f"cannot create token file {path}: {exc.strerror}") from exc
-    return token, True
-
-
 # --- The runtime ---------------------------------------------------------------------
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False  # a name other than localhost, or "" (every address)
 
 
 def _wait_for_exit(pids: list[int], timeout: float) -> None:
@@ -201,45 +134,15 @@ def _wait_for_exit(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
-def _limiter_settings(settings: ExecSettings) -> dict[str, Any]:
-    return {"delay": settings.auth_delay, "delay_max": settings.auth_delay_max,
-            "window": settings.auth_window, "max_pending": settings.auth_max_pending,
-            "max_pending_per_ip": settings.auth_max_pending_per_ip}
-
-
 def _check_exposure(config: ServiceConfig, settings: ExecSettings) -> list[str]:
     """Non-loopback addresses served in clear text (allowed only with ``insecure``)."""
-    if config.tls or config.unix:
-        return []
-    exposed = [h or "*" for h in config.hosts if not _is_loopback(h)]
-    if exposed and not settings.insecure:
-        raise ConfigError(
-            f"exec: listening on {', '.join(exposed)} without TLS would send commands and "
-            "their output in clear text; add --tls-cert/--tls-key, or --insecure to accept that"
-        )
-    return exposed
+    return check_exposure("exec", "commands and their output", config, settings)
 
 
 def _load_token(settings: ExecSettings, *, create: bool) -> bytes:
-    """The token from ``token_file``, or from (or generated into) the data directory.
-
-    ``create`` is for the start: generate a missing token, and log where it is.
-    """
-    if settings.token_file is not None:
-        token = read_token(settings.token_file)
-        if create:
-            log.info("exec: token from %s", settings.token_file)
-        return token
-    path = settings.data_dir / TOKEN_NAME
-    if not create:
-        return read_token(path)
-    token, generated = create_token(path)
-    if generated:
-        log.info("exec: generated a token in %s (mode 0600); clients need a copy "
-                 "of that file (--token-file)", path)
-    else:
-        log.info("exec: token from %s", path)
-    return token
+    """The token from ``token_file``, or from (or generated into) the data directory."""
+    return load_token("exec", settings.token_file, settings.data_dir / TOKEN_NAME, log,
+                      create=create)
 
 
 def _warn_about_policy(settings: ExecSettings, *, starting: bool = True) -> None:
@@ -290,11 +193,12 @@ class ExecService:
         self.config = config  # what it was built from: reload compares against it
         self.commands: set[Command] = set()
         self.shutting_down = False
-        self.limiter = AuthLimiter(**_limiter_settings(settings))
+        #: The login, shared with the files service (services/login.py).
+        self.gate = LoginGate("exec", settings, token, log)
+        self.limiter = self.gate.limiter
         #: Connections waiting to log in, oldest first, with their address key.
-        self.logins: dict[ExecDoor, str] = {}
-        #: Login failures and refusals are what an attacker causes at will.
-        self.noise = RateLimitedLog(log, level=logging.WARNING)
+        self.logins = self.gate.logins
+        self.noise = self.gate.noise
         self._apply(settings, token)
 
     def _apply(self, settings: ExecSettings, token: bytes) -> None:
@@ -303,7 +207,7 @@ class ExecService:
         self.token = token
         self.env = {"PATH": CLEAN_PATH, **settings.env}
         self.allow = settings.allowed()
-        self.limiter.configure(**_limiter_settings(settings))
+        self.gate.configure(settings, token)
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ExecService:
@@ -399,24 +303,6 @@ class ExecService:
             hint = " (start it with --allow-shell to permit sh -c)" if name == "sh" else ""
             return f"{name} is not in this server's allow list{hint}"
         return None
-
-    def admit_login(self, door: ExecDoor, address: str) -> str | None:
-        """Give a new connection a login slot, or say why it gets none.
-
-        When every slot is taken the oldest login of the address holding the
-        most is closed to make room: a crowd of addresses cannot keep a
-        newcomer out; only the newcomer's own address being at its cap can.
-        """
-        now = door.clock.time()
-        limiter = self.limiter
-        if (self.logins and limiter.pending(None, now) >= limiter.max_pending
-                and limiter.pending(address, now) < limiter.max_pending_per_ip):
-            busiest = Counter(self.logins.values()).most_common(1)[0][0]
-            next(d for d, a in self.logins.items() if a == busiest).evict()
-        refusal = limiter.admit(address, now)
-        if refusal is None:
-            self.logins[door] = address
-        return refusal
 
     def ready(self, limits: Limits) -> Ready:
         """What a client learns at login: the limits of its own connection."""

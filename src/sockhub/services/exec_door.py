@@ -1,7 +1,7 @@
 """ExecDoor: one exec client, the sans-I/O server protocol with the service's policy filled in.
 
 Login first: a wrong answer is told after a delay that grows with the
-address's recent failures (``exec_login.py``), a right one is let in at
+address's recent failures (``login.py``), a right one is let in at
 once; then commands, one at a time, each audited on exactly one log line.
 Output flows from the command's pipes to the client with no queue in
 between (see ``services/exec.py``): :data:`QUEUE_MAX` bounds what piles
@@ -11,7 +11,7 @@ up between two flushes of the engine.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.exec import (
@@ -21,12 +21,11 @@ from sockhub.protocols.exec import (
     ExitStatus,
     Reason,
     RunRequest,
-    ServerState,
     parse_run_request,
     verify_answer,
 )
 from sockhub.services.exec_command import Command
-from sockhub.services.exec_login import address_key
+from sockhub.services.login import DoorLogin
 
 if TYPE_CHECKING:
     from sockhub.services.exec import ExecService
@@ -44,8 +43,7 @@ QUEUE_MAX = 128 * 1024
 class ExecDoor(ExecServerProtocol):
     """One client: a login slot, the login, then commands one at a time."""
 
-    __slots__ = ("_auth_handle", "_login_slot", "_queued", "command", "paused", "service",
-                 "throttled")
+    __slots__ = ("_queued", "command", "login", "paused", "service", "throttled")
 
     def __init__(self, service: ExecService, nonce: bytes) -> None:
         super().__init__(nonce, stdin_window=service.settings.stdin_window)
@@ -54,73 +52,31 @@ class ExecDoor(ExecServerProtocol):
         self.paused = False  # by the engine: the client is not keeping up
         self.throttled = False  # by us: QUEUE_MAX queued, the engine has not taken it yet
         self._queued = 0
-        self._auth_handle: Any = None
-        #: The address whose login slot this connection holds, until it is in.
-        self._login_slot: str | None = None
+        #: The login (shared with the files service: services/login.py).
+        self.login = DoorLogin(service.gate, self,
+                               lambda token, answer: verify_answer(token, self.nonce, answer))
 
     def connection_made(self, info: ConnectionInfo) -> None:
-        address = address_key(info.peer)
-        refusal = self.service.admit_login(self, address)
+        refusal = self.login.begin(info)
         if refusal is not None:
             # Before the challenge, so a refused connection cannot guess.
             self.info = info
-            self.service.noise.log("exec: refused {count} more connections before login",
-                                   "exec: refused %s before login: %s", info.peer, refusal,
-                                   detail=refusal)
             self.fail(ErrorCode.RATE_LIMITED, refusal)
             return
-        self._login_slot = address
         super().connection_made(info)
-        self._auth_handle = self.clock.call_later(
-            self.service.settings.auth_timeout, self._auth_expired
-        )
-
-    def _release_login_slot(self) -> None:
-        self.service.logins.pop(self, None)
-        if self._login_slot is not None:
-            self.service.limiter.release(self._login_slot)
-            self._login_slot = None
 
     def evict(self) -> None:
         """Every login slot is taken and this one is the oldest of its address: close it."""
-        if self._auth_handle is not None:
-            self._auth_handle.cancel()
-            self._auth_handle = None
-        self._release_login_slot()
-        self.fail(ErrorCode.AUTH_TIMEOUT, "too many logins in progress; the oldest was closed")
-        self.wake()
-
-    def _auth_expired(self) -> None:
-        self._auth_handle = None
-        if self.state is ServerState.AUTH:
-            self.service.noise.log("exec: {count} more connections did not authenticate in time",
-                                   "exec: %s did not authenticate in time", self.info.peer)
-            self._release_login_slot()
-            timeout = self.service.settings.auth_timeout
-            self.fail(ErrorCode.AUTH_TIMEOUT, f"no authentication within {timeout:g} seconds")
+        self.login.evict()
 
     def auth_received(self, answer: bytes) -> None:
-        if self._auth_handle is not None:
-            self._auth_handle.cancel()
-            self._auth_handle = None
-        service, peer = self.service, self.info.peer
-        if verify_answer(service.token, self.nonce, answer):
-            self._release_login_slot()
-            log.info("exec: %s logged in", peer)
-            self.accept_auth(service.ready(self.info.limits))
-            return
-        address, self._login_slot = self._login_slot or address_key(peer), None
-        service.logins.pop(self, None)
-        delay = service.limiter.failed(address, self.clock.time())
-        service.noise.log("exec: {count} more failed logins",
-                          "exec: failed login from %s; telling it in %gs", peer, delay,
-                          detail=f"from {address}")
-        # Input stays discarded (state CHECKING) until then.
-        self._auth_handle = self.clock.call_later(delay, self._auth_denied)
+        self.login.answer(answer)
 
-    def _auth_denied(self) -> None:
-        self._auth_handle = None
-        self.fail(ErrorCode.AUTH_FAILED, "authentication failed: wrong token")
+    def login_accepted(self) -> None:
+        self.accept_auth(self.service.ready(self.info.limits))
+
+    def login_refused(self, code: str, message: str) -> None:
+        self.fail(ErrorCode(code), message)
 
     def bad_run_received(self, body: bytes, error: ExecProtocolError) -> None:
         try:  # a valid request at the wrong time: show its argv as usual
@@ -184,10 +140,7 @@ class ExecDoor(ExecServerProtocol):
             self.command.kill("closing")
 
     def connection_lost(self) -> None:
-        if self._auth_handle is not None:
-            self._auth_handle.cancel()
-            self._auth_handle = None
-        self._release_login_slot()
+        self.login.end()
         command, self.command = self.command, None
         if command is not None:
             command.door = None

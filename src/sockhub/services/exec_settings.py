@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sockhub.options import option
 from sockhub.protocols.exec import DEFAULT_STDIN_WINDOW
-from sockhub.services.settings import ServiceSettings
+from sockhub.services.login_settings import LoginSettings
 
 
 def _commands(name: str, allow: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,17 +45,13 @@ or accept that explicitly:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecSettings(ServiceSettings):
+class ExecSettings(LoginSettings):
     """The exec service's settings (the ``options`` of its ServiceConfig).
 
     Every limit has a default fit for a server others can reach; ``None``
     turns the optional ones off.
     """
 
-    token_file: Path | None = option(
-        None, "the shared secret, mode 0600", metavar="FILE",
-        default_text="generated on first start into DATA_DIR/exec-token, path logged",
-    )
     # An exact match: allowing ``ls`` does not allow ``/bin/ls``.
     allow: tuple[str, ...] | None = option(
         None, "a command clients may run, matched exactly against argv[0]; "
@@ -92,34 +88,6 @@ class ExecSettings(ServiceSettings):
         DEFAULT_STDIN_WINDOW, "standard input a client may send ahead of the command "
         "reading it", unit="bytes", minimum=1, cli=False,
     )
-    # Authentication
-    insecure: bool = option(
-        False, "allow a non-loopback --host without TLS (clear text; logs a warning)"
-    )
-    auth_timeout: float = option(
-        10.0, "time from connect to an AUTH", unit="seconds", cli=False
-    )
-    auth_delay: float = option(
-        0.5, "time before a wrong answer is told, doubled for each earlier failure from "
-        "that address", unit="seconds", cli=False,
-    )
-    auth_delay_max: float = option(
-        5.0, "the longest that delay grows, below the clients' 10 s login timeout",
-        unit="seconds", cli=False,
-    )
-    auth_window: float = option(
-        60.0, "time without a failure after which an address starts over", unit="seconds",
-        cli=False,
-    )
-    # Logins in progress (connected, not yet in; a wrong answer counts until it
-    # is told): past either cap a new connection is refused before any
-    # challenge, so guessing costs an attacker slots for the delays above.
-    auth_max_pending: int = option(
-        64, "logins in progress at once", unit="count", minimum=1, cli=False
-    )
-    auth_max_pending_per_ip: int = option(
-        8, "logins in progress at once from one address", unit="count", minimum=1, cli=False
-    )
     kill_grace: float = option(
         2.0, "time between SIGTERM and SIGKILL when a command is stopped", unit="seconds",
         cli=False,
@@ -132,8 +100,6 @@ class ExecSettings(ServiceSettings):
                              "not both")
         if not (self.allow or self.allow_any or self.allow_shell):
             raise ValueError(NO_ALLOW_LIST)
-        if self.auth_delay_max < self.auth_delay:
-            raise ValueError("auth_delay_max must be at least auth_delay")
 
     def allowed(self) -> frozenset[str] | None:
         """The argv[0] values that may run, or None for any."""

@@ -16,10 +16,13 @@ from sockhub.errors import ConfigError
 from sockhub.protocols.base import DatagramProtocol, LineProtocol, Protocol
 from sockhub.protocols.echo import Echo, Hello, UdpEcho, Upper
 from sockhub.protocols.exec import ExecServerProtocol
+from sockhub.protocols.files import FilesServerProtocol
 from sockhub.services.chat import ChatService
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.services.exec import ExecService
 from sockhub.services.exec_settings import ExecSettings
+from sockhub.services.files import FilesService
+from sockhub.services.files_settings import FilesSettings
 
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
@@ -48,6 +51,15 @@ SERVICES: dict[str, ServiceSpec] = {
             build=ExecService.from_config,
             settings=ExecSettings,
             docs="docs/exec-protocol.md",
+        ),
+        ServiceSpec(
+            "files", FilesServerProtocol, 9002,
+            "verified, resumable file transfer under --root for token holders",
+            # One process: the login limits and the uploads in progress live in memory.
+            stateless=False,
+            build=FilesService.from_config,
+            settings=FilesSettings,
+            docs="docs/files-protocol.md",
         ),
     )
 }

@@ -22,8 +22,6 @@ is what docs/exec-protocol.md specifies, apart from who sends what when.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import json
 import struct
 from dataclasses import dataclass
@@ -31,13 +29,14 @@ from typing import Any
 
 from sockhub.codec.lenprefix import DEFAULT_MAX_FRAME, encode_frame
 from sockhub.errors import ProtocolError
+from sockhub.protocols import challenge
+from sockhub.protocols.challenge import MAC_SIZE as MAC_SIZE
+from sockhub.protocols.challenge import NONCE_SIZE as NONCE_SIZE
 
 #: Mixed into every answer so that an HMAC made for another purpose (or a
 #: later version of this protocol) with the same token is never accepted.
 LABEL = b"sockhub-exec-v1"
 VERSION = 1
-NONCE_SIZE = 32
-MAC_SIZE = 32  # SHA-256
 #: The largest frame accepted before authentication: an AUTH frame is 33
 #: bytes; anything bigger from a stranger is refused without buffering it.
 PREAUTH_MAX_FRAME = 64
@@ -122,12 +121,12 @@ class ExecProtocolError(ProtocolError):
 
 def compute_answer(token: bytes, nonce: bytes) -> bytes:
     """The client's answer to a CHALLENGE: ``HMAC-SHA256(token, LABEL + nonce)``."""
-    return hmac.new(token, LABEL + nonce, hashlib.sha256).digest()
+    return challenge.compute_answer(LABEL, token, nonce)
 
 
 def verify_answer(token: bytes, nonce: bytes, answer: bytes) -> bool:
     """Check an answer in constant time (``hmac.compare_digest``)."""
-    return hmac.compare_digest(compute_answer(token, nonce), answer)
+    return challenge.verify_answer(LABEL, token, nonce, answer)
 
 
 # --- Events ----------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""1 GiB over loopback: ``sockhub send``/``get`` beside an ncat/socat pipe and ``cat``.
+
+Run: ``python benchmarks/files.py [--size MiB] [--runs N] [--dir DIR]``. Prints a
+Markdown table (MB/s, ratio to the pipe); BENCHMARKS.md holds the figures.
+
+Every contender moves the same file (random bytes, written once, warm in the
+page cache) from one process to another over 127.0.0.1:
+
+* ``cat > /dev/null``: reading the file, the ceiling of any sender;
+* ``sha256``: hashing it in one thread (what verification costs);
+* ``ncat``/``socat`` pipe: no login, no checksum, no clear end; received into
+  a file on the same disk (``> file``) and into ``/dev/null``;
+* ``sockhub send``: login, PUT, zero-copy ``sendfile``, hashed on both ends,
+  renamed into place; ``sockhub get``: zero-copy from the server, hashed and
+  written by the client, to a file and to ``/dev/null`` (``-o -``).
+
+Times are wall clock for the whole command (process start and login
+included, about 0.2 s for the Python clients), best of ``--runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed(argv: list[str] | str, **kwargs: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def pipe(tool: str, source: Path, dest: str) -> float:
+    """Receiver first, then the sender; the time until the receiver has it all."""
+    port = free_port()
+    if tool == "ncat":
+        listen = f"ncat -l 127.0.0.1 {port} > {dest}"
+        send = f"ncat --send-only 127.0.0.1 {port} < {source}"
+    else:
+        listen = f"socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr - > {dest}"
+        send = f"socat -u - TCP:127.0.0.1:{port} < {source}"
+    receiver = subprocess.Popen(listen, shell=True)
+    # A probe connection would be the pipe's one client: give it time to listen.
+    time.sleep(0.5)
+    start = time.perf_counter()
+    subprocess.run(send, shell=True, check=True)
+    receiver.wait(timeout=120)
+    return time.perf_counter() - start
+
+
+def sha_time(path: Path) -> float:
+    start = time.perf_counter()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1024, help="MiB (default 1024)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
+    parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sockhub-files-bench-", dir=args.dir))
+    size = args.size * 1024 * 1024
+    source = work / "source"
+    block = os.urandom(1024 * 1024)
+    with source.open("wb") as f:
+        for _ in range(args.size):
+            f.write(block)
+    root = work / "root"
+    root.mkdir()
+    token = work / "token"
+    token.write_bytes(b"benchmark-token-0123456789abcdef\n")
+    token.chmod(0o600)
+    port = free_port()
+    server = subprocess.Popen(
+        [PY, "-m", "sockhub", "serve", "files", "--root", str(root), "--port", str(port),
+         "--token-file", str(token), "--loop", args.loop, "--log-level", "warning"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        addr = f"127.0.0.1:{port}"
+        common = ["--token-file", str(token), "-q"]
+        results: dict[str, float] = {}
+
+        def best(name: str, run: object) -> None:
+            times = []
+            for _ in range(args.runs):
+                times.append(run())  # type: ignore[operator]
+            results[name] = min(times)
+            print(f"{name}: {size / min(times) / 1e6:.0f} MB/s", file=sys.stderr)
+
+        best("cat > /dev/null", lambda: timed(f"cat {source} > /dev/null", shell=True))
+        best("sha256 (one thread)", lambda: sha_time(source))
+        best("ncat pipe > /dev/null", lambda: pipe("ncat", source, "/dev/null"))
+        best("ncat pipe > file", lambda: pipe("ncat", source, str(work / "piped")))
+        best("socat pipe > file", lambda: pipe("socat", source, str(work / "piped")))
+
+        def send() -> float:
+            return timed([PY, "-m", "sockhub", "send", str(source), addr, "--as", "f",
+                          "--force", *common])
+
+        def get_file() -> float:
+            return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", str(work / "got"),
+                          "--force", *common])
+
+        def get_null() -> float:
+            with open(os.devnull, "wb") as null:
+                return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", "-", *common],
+                             stdout=null)
+
+        best("sockhub send (to the server's disk)", send)
+        best("sockhub get -o file", get_file)
+        best("sockhub get -o - > /dev/null", get_null)
+        pipe_file = results["ncat pipe > file"]
+        pipe_null = results["ncat pipe > /dev/null"]
+        print(f"\n{args.size} MiB over 127.0.0.1, best of {args.runs}, server loop {args.loop}, "
+              f"{os.cpu_count()} cores\n")
+        print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, seconds in results.items():
+            print(f"| {name} | {size / seconds / 1e6:.0f} | {pipe_file / seconds:.2f}x "
+                  f"| {pipe_null / seconds:.2f}x |")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

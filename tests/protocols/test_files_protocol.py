@@ -1,0 +1,429 @@
+"""The files protocol, sans-I/O: the server's state machine and the client decoder, bytes only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import pytest
+
+from helpers import connected, split_at_every_byte
+from sockhub.errors import ProtocolError
+from sockhub.protocols.challenge import NONCE_SIZE
+from sockhub.protocols.exec import compute_answer as exec_answer
+from sockhub.protocols.files import (
+    PREAUTH_MAX_FRAME,
+    Accept,
+    Challenge,
+    ClientDecoder,
+    DeleteRequest,
+    Digest,
+    Done,
+    Entry,
+    ErrorCode,
+    ErrorReport,
+    FileHeader,
+    FilesProtocolError,
+    FilesServerProtocol,
+    FrameType,
+    GetRequest,
+    Listing,
+    ListRequest,
+    PutRequest,
+    RawData,
+    Ready,
+    ServerState,
+    check_name,
+    compute_answer,
+    encode,
+    parse_server_frame,
+    verify_answer,
+)
+
+TOKEN = b"correct horse battery staple 123"
+NONCE = bytes(range(NONCE_SIZE))
+AUTH = encode(FrameType.AUTH, compute_answer(TOKEN, NONCE))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Recorder(FilesServerProtocol):
+    """A server with a test's policy: one token; uploads kept in memory."""
+
+    def __init__(self, *, resume_from: bytes = b"", defer: bool = False) -> None:
+        super().__init__(NONCE)
+        self.calls: list[tuple[object, ...]] = []
+        self.stored = bytearray()
+        self.part = resume_from
+        self.defer = defer
+
+    def auth_received(self, answer: bytes) -> None:
+        self.calls.append(("auth",))
+        if verify_answer(TOKEN, self.nonce, answer):
+            self.accept_auth(Ready())
+        else:
+            self.fail(ErrorCode.AUTH_FAILED, "wrong token")
+
+    def put_received(self, request: PutRequest) -> None:
+        self.calls.append(("put", request))
+        if not self.defer:
+            self.accept_put(Accept(len(self.part), sha(self.part) if self.part else None))
+
+    def start_received(self, offset: int) -> None:
+        self.calls.append(("start", offset))
+        self.stored = bytearray(self.part[:offset])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        self.stored += data
+
+    def end_received(self, digest: Digest) -> None:
+        self.calls.append(("end", digest.sha256))
+        if digest.sha256 != sha(bytes(self.stored)):
+            self.refuse(ErrorCode.CHECKSUM_MISMATCH, "SHA-256 differs")
+        else:
+            self.send_done(Done("f", len(self.stored), digest.sha256))
+
+    def get_received(self, request: GetRequest) -> None:
+        self.calls.append(("get", request))
+        data = b"hello, world\n"
+        self.send_file_header(FileHeader(request.name, len(data), 0o644, request.offset))
+        self.send(data[request.offset :])
+        self.send_file_end(Digest(sha(data)))
+
+    def list_received(self, request: ListRequest) -> None:
+        self.calls.append(("list", request))
+        self.send_listing(Listing((Entry("a", "file", 3, 0o644, 1.5),)))
+
+    def delete_received(self, request: DeleteRequest) -> None:
+        self.calls.append(("delete", request))
+        self.send_done(Done(request.name))
+
+    def bad_request_received(self, kind: int, body: bytes, error: FilesProtocolError) -> None:
+        self.calls.append(("bad", kind, error.code))
+
+
+def frames_of(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        (length,) = struct.unpack_from("!I", data)
+        payload = data[4 : 4 + length]
+        out.append((payload[0], payload[1:]))
+        data = data[4 + length :]
+    return out
+
+
+def drain(protocol: FilesServerProtocol) -> bytes:
+    return b"".join(protocol.data_to_send())
+
+
+def logged_in(**kwargs: object) -> Recorder:
+    server = Recorder(**kwargs)  # type: ignore[arg-type]
+    connected(server)
+    server.receive_data(AUTH)
+    kinds = [k for k, _ in frames_of(drain(server))]
+    assert kinds == [FrameType.CHALLENGE, FrameType.READY]
+    return server
+
+
+def errors(data: bytes) -> list[dict[str, object]]:
+    return [json.loads(b) for k, b in frames_of(data) if k == FrameType.ERROR]
+
+
+def upload(content: bytes, *, name: str = "f", size: int | None = None) -> bytes:
+    size = len(content) if size is None else size
+    return (encode(FrameType.PUT, PutRequest(name, size, 0o600).to_body())
+            + encode(FrameType.START, b'{"offset":0}')
+            + content
+            + encode(FrameType.END, Digest(sha(content)).to_body()))
+
+
+# --- login -------------------------------------------------------------------------------
+
+
+def test_challenge_then_ready_on_the_right_answer() -> None:
+    server = Recorder()
+    connected(server)
+    (kind, body), = frames_of(drain(server))
+    assert kind == FrameType.CHALLENGE
+    assert body == b"\x01" + NONCE
+    server.receive_data(AUTH)
+    (kind, body), = frames_of(drain(server))
+    assert kind == FrameType.READY
+    assert json.loads(body)["version"] == 1
+    assert server.state is ServerState.READY
+
+
+def test_an_exec_answer_is_no_files_answer() -> None:
+    """Same token, same nonce: the label keeps the two services' answers apart."""
+    assert exec_answer(TOKEN, NONCE) != compute_answer(TOKEN, NONCE)
+    server = Recorder()
+    connected(server)
+    drain(server)
+    server.receive_data(encode(FrameType.AUTH, exec_answer(TOKEN, NONCE)))
+    (error,) = errors(drain(server))
+    assert error["code"] == "auth_failed"
+    assert server.close_expected()
+
+
+def test_requests_before_login_are_refused() -> None:
+    server = Recorder()
+    connected(server)
+    drain(server)
+    server.receive_data(upload(b"x"))
+    (error,) = errors(drain(server))
+    assert error["code"] == "auth_required"
+    assert error["fatal"] is True
+    assert server.close_expected()
+    assert ("put", PutRequest("f", 1, 0o600)) not in server.calls
+
+
+def test_a_large_frame_before_login_is_refused_unread() -> None:
+    server = Recorder()
+    connected(server)
+    drain(server)
+    server.receive_data(struct.pack("!I", PREAUTH_MAX_FRAME + 1))
+    (error,) = errors(drain(server))
+    assert error["code"] == "frame_too_large"
+
+
+def test_input_while_the_answer_is_weighed_is_discarded() -> None:
+    class Slow(Recorder):
+        def auth_received(self, answer: bytes) -> None:
+            self.calls.append(("auth",))
+
+    server = Slow()
+    connected(server)
+    drain(server)
+    server.receive_data(AUTH + upload(b"abc"))
+    assert server.state is ServerState.CHECKING
+    server.accept_auth(Ready())
+    drain(server)
+    assert server.calls == [("auth",)]
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"x", b"hello\n" * 100, bytes(range(256))])
+def test_upload_round_trip_at_every_split(content: bytes) -> None:
+    stream = upload(content)
+    for reads in split_at_every_byte(stream) if len(stream) < 200 else [[stream]]:
+        server = logged_in()
+        for read in reads:
+            server.receive_data(read)
+        out = frames_of(drain(server))
+        assert [k for k, _ in out] == [FrameType.ACCEPT, FrameType.DONE]
+        assert bytes(server.stored) == content
+        assert json.loads(out[1][1])["sha256"] == sha(content)
+        assert server.state is ServerState.READY
+
+
+def test_raw_bytes_that_look_like_frames_are_contents() -> None:
+    """After START, a frame header inside the file is just bytes."""
+    content = encode(FrameType.DELETE, DeleteRequest("victim").to_body())
+    server = logged_in()
+    server.receive_data(upload(content))
+    assert bytes(server.stored) == content
+    assert not any(c[0] == "delete" for c in server.calls)
+
+
+def test_a_wrong_digest_is_a_non_fatal_checksum_mismatch() -> None:
+    server = logged_in()
+    stream = (encode(FrameType.PUT, PutRequest("f", 3).to_body())
+              + encode(FrameType.START, b'{"offset":0}') + b"abc"
+              + encode(FrameType.END, Digest(sha(b"abd")).to_body()))
+    server.receive_data(stream)
+    (error,) = errors(drain(server))
+    assert error == {"code": "checksum_mismatch", "message": "SHA-256 differs", "fatal": False}
+    assert server.state is ServerState.READY
+    server.receive_data(encode(FrameType.LIST, ListRequest().to_body()))
+    assert [k for k, _ in frames_of(drain(server))] == [FrameType.LISTING]
+
+
+def test_resume_offers_the_part_and_its_hash() -> None:
+    content = b"0123456789"
+    server = logged_in(resume_from=content[:4])
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 10, resume=True).to_body()))
+    (kind, body), = frames_of(drain(server))
+    assert kind == FrameType.ACCEPT
+    assert json.loads(body) == {"offset": 4, "prefix_sha256": sha(content[:4])}
+    server.receive_data(encode(FrameType.START, b'{"offset":4}') + content[4:]
+                        + encode(FrameType.END, Digest(sha(content)).to_body()))
+    assert bytes(server.stored) == content
+    assert [k for k, _ in frames_of(drain(server))] == [FrameType.DONE]
+
+
+def test_a_client_may_start_over_instead_of_resuming() -> None:
+    server = logged_in(resume_from=b"XXXX")
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 3, resume=True).to_body()))
+    drain(server)
+    server.receive_data(encode(FrameType.START, b'{"offset":0}') + b"abc"
+                        + encode(FrameType.END, Digest(sha(b"abc")).to_body()))
+    assert bytes(server.stored) == b"abc"
+    assert ("start", 0) in server.calls
+
+
+def test_any_other_start_offset_is_fatal() -> None:
+    server = logged_in(resume_from=b"XXXX")
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 10, resume=True).to_body()))
+    drain(server)
+    server.receive_data(encode(FrameType.START, b'{"offset":2}'))
+    (error,) = errors(drain(server))
+    assert error["code"] == "bad_request"
+    assert error["fatal"] is True
+    assert server.close_expected()
+
+
+def test_a_request_sent_ahead_waits_for_the_answer() -> None:
+    server = logged_in(defer=True)
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 2).to_body())
+                        + encode(FrameType.START, b'{"offset":0}') + b"ab"
+                        + encode(FrameType.END, Digest(sha(b"ab")).to_body()))
+    assert server.state is ServerState.WORKING
+    server.accept_put(Accept())
+    assert bytes(server.stored) == b"ab"
+    assert [k for k, _ in frames_of(drain(server))] == [FrameType.ACCEPT, FrameType.DONE]
+
+
+def test_refusing_a_put_answers_and_returns_to_ready() -> None:
+    server = logged_in(defer=True)
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 2).to_body()))
+    server.refuse(ErrorCode.EXISTS, "f exists; use --force")
+    (error,) = errors(drain(server))
+    assert error["code"] == "exists"
+    assert server.state is ServerState.READY
+
+
+def test_refusing_while_bytes_are_due_is_fatal() -> None:
+    """Mid-upload there is no way back to frames: a failure then closes."""
+    server = logged_in()
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 100).to_body())
+                        + encode(FrameType.START, b'{"offset":0}') + b"abc")
+    assert server.state is ServerState.RECEIVING
+    server.refuse(ErrorCode.IO_ERROR, "disk full")
+    drain(server)
+    assert server.close_expected()
+
+
+def test_anything_but_end_after_the_bytes_is_fatal() -> None:
+    server = logged_in()
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 1).to_body())
+                        + encode(FrameType.START, b'{"offset":0}') + b"a"
+                        + encode(FrameType.LIST, ListRequest().to_body()))
+    out = drain(server)
+    assert errors(out)[-1]["code"] == "bad_frame"
+    assert server.close_expected()
+
+
+# --- names and malformed requests ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/",
+                                  "a\0b", "a\nb", "\ud800", "x" * 256, "a/" * 2049 + "b", 7])
+def test_names_that_could_escape_or_cannot_be_held_are_refused(name: object) -> None:
+    with pytest.raises(FilesProtocolError) as caught:
+        check_name(name)
+    assert caught.value.code == ErrorCode.BAD_NAME
+
+
+@pytest.mark.parametrize("name", ["a", "dir/sub/file.txt", "..a", "a..", "ünïcødé", "x" * 255,
+                                  "with space", "a\\b"])
+def test_ordinary_names_pass(name: str) -> None:
+    assert check_name(name) == tuple(name.split("/"))
+
+
+def test_a_bad_name_is_a_non_fatal_refusal_and_audited() -> None:
+    server = logged_in()
+    server.receive_data(encode(FrameType.PUT, b'{"name":"../etc/passwd","size":1}'))
+    (error,) = errors(drain(server))
+    assert error["code"] == "bad_name"
+    assert error["fatal"] is False
+    assert ("bad", FrameType.PUT, ErrorCode.BAD_NAME) in server.calls
+    assert server.state is ServerState.READY
+
+
+@pytest.mark.parametrize("body", [b"\xff", b"[]", b"{", b'{"name":"a"}', b'{"name":"a","size":-1}',
+                                  b'{"name":"a","size":true}', b'{"name":"a","size":1,"mode":4096}',
+                                  b'{"name":"a","size":1,"owner":"root"}',
+                                  b'{"name":"a","size":1,"force":"yes"}'])
+def test_malformed_puts_are_bad_requests(body: bytes) -> None:
+    server = logged_in()
+    server.receive_data(encode(FrameType.PUT, body))
+    (error,) = errors(drain(server))
+    assert error["code"] == "bad_request"
+    assert server.state is ServerState.READY
+
+
+def test_a_get_offset_needs_a_prefix_hash() -> None:
+    with pytest.raises(FilesProtocolError):
+        GetRequest.from_body(b'{"name":"a","offset":3}')
+    assert GetRequest.from_body(GetRequest("a", 3, sha(b"abc")).to_body()).offset == 3
+
+
+def test_unknown_and_empty_frames_are_fatal() -> None:
+    for frame in (encode(FrameType.READY), b"\0\0\0\0"):
+        server = logged_in()
+        server.receive_data(frame)
+        assert errors(drain(server))[0]["code"] == "bad_frame"
+        assert server.close_expected()
+
+
+def test_a_client_that_runs_ahead_by_more_than_a_frame_is_cut_off() -> None:
+    server = logged_in(defer=True)
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 1).to_body()))
+    server.receive_data(b"x" * (server.max_frame + 10))
+    assert errors(drain(server))[0]["code"] == "bad_frame"
+
+
+# --- the client side ---------------------------------------------------------------------
+
+
+def test_client_decoder_reads_raw_bytes_after_file_at_every_split() -> None:
+    server = logged_in()
+    server.receive_data(encode(FrameType.GET, GetRequest("a").to_body()))
+    stream = drain(server)
+    for reads in split_at_every_byte(stream):
+        decoder = ClientDecoder()
+        events = [e for read in reads for e in decoder.feed(read)]
+        raw = b"".join(e.data for e in events if isinstance(e, RawData))
+        others = [e for e in events if not isinstance(e, RawData)]
+        assert raw == b"hello, world\n"
+        assert others == [FileHeader("a", 13, 0o644, 0), Digest(sha(raw))]
+
+
+def test_client_decoder_after_a_resumed_get() -> None:
+    server = logged_in()
+    server.receive_data(encode(FrameType.GET, GetRequest("a", 7, sha(b"hello, ")).to_body()))
+    events = ClientDecoder().feed(drain(server))
+    assert events[0] == FileHeader("a", 13, 0o644, 7)
+    assert events[1] == RawData(b"world\n")
+
+
+def test_client_parses_every_server_answer() -> None:
+    for frame, event in [
+        (encode(FrameType.CHALLENGE, b"\x01" + NONCE), Challenge(1, NONCE)),
+        (encode(FrameType.READY, Ready(read_only=True, max_size=5).to_body()),
+         Ready(read_only=True, max_size=5)),
+        (encode(FrameType.ACCEPT, Accept(3, sha(b"abc")).to_body()), Accept(3, sha(b"abc"))),
+        (encode(FrameType.DONE, Done("a", 3, sha(b"abc")).to_body()), Done("a", 3, sha(b"abc"))),
+        (encode(FrameType.ERROR, ErrorReport("quota", "full", False).to_body()),
+         ErrorReport("quota", "full", False)),
+        (encode(FrameType.LISTING, Listing((Entry("d", "dir", 0, 0o755, 2.0),)).to_body()),
+         Listing((Entry("d", "dir", 0, 0o755, 2.0),))),
+    ]:
+        assert parse_server_frame(frame[4:]) == event
+
+
+@pytest.mark.parametrize("frame", [b"", b"\x99", b"\x81\x01", b"\x84{}", b"\x83[]",
+                                   b"\x84" + FileHeader("a", 1, 0, 2).to_body()])
+def test_client_refuses_malformed_server_frames(frame: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_server_frame(frame)
+
+
+def test_client_refuses_an_oversized_frame() -> None:
+    with pytest.raises(ProtocolError):
+        ClientDecoder(max_frame=10).feed(struct.pack("!I", 11))
