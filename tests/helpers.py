@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sockhub.protocols.base import ConnectionInfo, Protocol
@@ -80,3 +81,10 @@ class Broadcaster(Protocol):
                 member.send(b"y" * 200_000)
                 member.wake()
         self.send(b"ok")
+
+
+def write_token(path: Path, token: bytes) -> Path:
+    """A token file as servers accept it: the token and a newline, mode 0600."""
+    path.write_bytes(token + b"\n")
+    path.chmod(0o600)
+    return path

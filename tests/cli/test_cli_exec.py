@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from helpers import write_token
 from net import STEP, FirstLine, wait_gone
 from proc import run_sockhub, start_sockhub
 from sockhub.client.exec import ExecClient
@@ -22,10 +23,7 @@ PY = sys.executable
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_bytes(TOKEN + b"\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path / "token", TOKEN)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import ssl
 import pytest
 import trustme
 
+from helpers import write_token
 from net import STEP, FirstLine, LineClient, chat_client, open_client, read_line, wait_gone
 from proc import start_sockhub
 from sockhub.client.exec import ExecClient
@@ -173,10 +174,8 @@ async def test_workers_reload_on_sighup_and_keep_serving():
 
 
 def _token(tmp_path) -> tuple[str, bytes]:
-    path = tmp_path / "token"
-    path.write_bytes(b"0123456789abcdef-test-token-of-32\n")
-    path.chmod(0o600)
-    return str(path), path.read_bytes().strip()
+    token = b"0123456789abcdef-test-token-of-32"
+    return str(write_token(tmp_path / "token", token)), token
 
 
 async def test_sighup_leaves_a_running_exec_command_alone_and_sigterm_kills_its_group(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from helpers import write_token
 from irc_support import ManualClock
 from net import STEP, reset, server_side, wait_gone
 from proc import start_sockhub
@@ -46,10 +47,7 @@ def py(code: str) -> list[str]:
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_bytes(TOKEN + b"\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path / "token", TOKEN)
 
 
 @pytest.fixture

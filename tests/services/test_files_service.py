@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from helpers import write_token
 from proc import Served, run_sockhub, start_sockhub
 from sockhub.client.files import (
     EXIT_CONNECTION,
@@ -58,10 +59,7 @@ def sha_file(path: Path) -> str:
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "files-token"
-    path.write_bytes(TOKEN + b"\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path / "files-token", TOKEN)
 
 
 @pytest.fixture
