@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sockhub.hub import Hub, HubError, Joined, Message, NickChanged, Parted, Private, Quit
-from sockhub.hub.events import AwayChanged, BanChanged, HubEvent, Kicked, TopicChanged
+from sockhub.hub.events import (
+    AwayChanged,
+    BanChanged,
+    HubEvent,
+    Kicked,
+    ModeChange,
+    TopicChanged,
+)
 from sockhub.hub.names import (
     CONTROLS,
     CTCP_DELIMITER,
@@ -82,7 +89,7 @@ def test_messages_reach_every_member_once_and_no_one_else(hub):
     message = hub.say(users[0][0], "#r", "hello", 2.0)
     apply(hub, message)
     for _, inbox in users:
-        assert inbox.take() == [Message("#r", "u0", "hello", 2.0)]
+        assert inbox.take() == [Message("#r", "u0", "hello", 2.0, address="10.0.0.1")]
     assert out.take() == []
     with pytest.raises(HubError) as exc:
         hub.say(outsider, "#r", "let me in", 3.0)
@@ -208,13 +215,18 @@ def test_bans_outlive_the_room_and_can_be_lifted(hub):
     apply(hub, hub.join(bob, "#r", 6.0))
 
 
-def test_topic_in_unprotected_room_is_anyones(hub):
+def test_new_rooms_are_topic_locked_until_an_operator_unlocks_them(hub):
     alice, a = make_user(hub, "alice")
     bob, _ = make_user(hub, "bob")
     apply(hub, hub.join(alice, "#r", 1.0))
     apply(hub, hub.join(bob, "#r", 1.0))
+    with pytest.raises(HubError) as exc:  # +nt, as IRC servers make new channels
+        hub.set_topic(bob, "#r", "bob's topic", 2.0)
+    assert exc.value.code == "not_operator"
+    event, _ = hub.set_modes(alice, "#r", [ModeChange("topic_lock", False)], 2.0)
+    apply(hub, event)
     apply(hub, hub.set_topic(bob, "#r", "bob's topic", 2.0))
-    assert a.take()[-1] == TopicChanged("#r", "bob", "bob's topic", 2.0)
+    assert a.take()[-1] == TopicChanged("#r", "bob", "bob's topic", 2.0, "", "10.0.0.1")
     with pytest.raises(HubError):
         hub.set_topic(bob, "#r", "x" * 1000, 3.0)
 
@@ -305,11 +317,12 @@ def test_protected_rooms_given_anew_apply_to_rooms_that_exist(hub):
     bob, _ = make_user(hub, "bob")
     apply(hub, hub.join(alice, "#open", 1.0))
     apply(hub, hub.join(bob, "#open", 1.0))
+    apply(hub, hub.set_modes(alice, "#open", [ModeChange("topic_lock", False)], 1.5)[0])
     room = hub.find_room("#open")
     assert not room.protected and hub.set_topic(bob, "#open", "bob's", 2.0).topic == "bob's"
     hub.protected = {"#open"}  # a reload lists it
     assert room.protected
     with pytest.raises(HubError):
         hub.set_topic(bob, "#open", "still bob's?", 3.0)
-    hub.protected = set()
-    assert not room.protected and hub.set_topic(bob, "#open", "again", 4.0).topic == "again"
+    hub.protected = set()  # no longer protected: it keeps the lock every new room has
+    assert room.protected and hub.may_moderate(alice, room)

@@ -208,7 +208,7 @@ def test_join_sends_join_topic_names_in_order(net):
     replies = bob.ask("JOIN #CHAN")
     assert commands(replies) == ["JOIN", "332", "333", "353", "366"]
     assert replies[1].params == ("bob", "#chan", "the topic")
-    assert replies[2].params[:3] == ("bob", "#chan", "alice")
+    assert replies[2].params[:3] == ("bob", "#chan", "alice!alice@127.0.0.1")  # the setter in full
     assert replies[3].params == ("bob", "=", "#chan", "@alice bob")
 
 
@@ -307,7 +307,10 @@ def test_topic_lock_and_op_changes(net):
     alice.ask("JOIN #t")
     bob.ask("JOIN #t")
     alice.take()
-    bob.ask("TOPIC #t :bob's topic")  # no +t yet: anyone may
+    assert find(bob.ask("TOPIC #t :first"), "482").params[1] == "#t"  # new channels are +t
+    alice.ask("MODE #t -t")
+    assert find(bob.take(), "MODE").params == ("#t", "-t")
+    bob.ask("TOPIC #t :bob's topic")  # -t: anyone may
     assert find(alice.take(), "TOPIC").params == ("#t", "bob's topic")
     alice.ask("MODE #t +t")
     assert find(bob.take(), "MODE").params == ("#t", "+t")
@@ -325,7 +328,7 @@ def test_channel_modes_and_their_numerics(net):
     guest = net.register("guest")
     op.ask("JOIN #m")
     replies = op.ask("MODE #m")
-    assert find(replies, "324").params == ("op", "#m", "+n")
+    assert find(replies, "324").params == ("op", "#m", "+nt")  # as IRC servers make them
     assert find(replies, "329").params[:2] == ("op", "#m")
     op.ask("MODE #m +intk-n sesame")
     assert find(op.ask("MODE #m"), "324").params == ("op", "#m", "+itk", "sesame")

@@ -180,8 +180,9 @@ def test_join_answers_joined_topic_members_and_history(hub, clock):
     history = answers[3]
     assert history["re"] == "j" and history["more"] is False
     assert [m["text"] for m in history["messages"]] == ["old 0", "old 1", "old 2"]
-    assert set(history["messages"][0]) == {"id", "room", "nick", "text", "action", "notice",
-                                           "ts"}
+    assert set(history["messages"][0]) == {"id", "room", "nick", "source", "text", "action",
+                                           "notice", "ts"}
+    assert history["messages"][0]["source"].startswith("bob!")  # the sender in full
     # bob sees alice arrive
     assert [e["type"] for e in bob.peer.take()][-1] == "joined"
 
@@ -292,9 +293,9 @@ def test_leaving_quits_the_user(hub, clock):
 
 
 def test_events_render_as_the_doc_says():
-    assert event_object(Message("#r", "a", "t", 1.23456, id=4)) == {
-        "type": "message", "id": 4, "room": "#r", "nick": "a", "text": "t", "action": False,
-        "notice": False, "ts": 1.235}
+    assert event_object(Message("#r", "a", "t", 1.23456, id=4, username="u", address="::1")) == {
+        "type": "message", "id": 4, "room": "#r", "nick": "a", "source": "a!u@::1", "text": "t",
+        "action": False, "notice": False, "ts": 1.235}
     assert event_object(Private("a", "b", "t", 2.0, notice=True))["notice"] is True
     assert event_object(Joined("#r", "a", 1.0)) == {"type": "joined", "room": "#r",
                                                     "nick": "a", "ts": 1.0}

@@ -154,6 +154,10 @@ class ChatApi(Protocol):
     def history(self, room: str, limit: int) -> list[Message]:
         """The last ``limit`` messages of a room, oldest first."""
 
+    def replay(self, user: User, room: str, limit: int) -> list[Message]:
+        """What to replay to ``user`` joining ``room``: at most ``limit`` messages, those
+        since this client (nick, user name, address) last left the room, if it did."""
+
     def history_page(self, room: str, limit: int, *, after: Bound | None = None,
                      before: Bound | None = None, newest: bool = True) -> list[Message]:
         """Up to ``limit`` messages strictly between two bounds, oldest first."""

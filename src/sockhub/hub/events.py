@@ -19,12 +19,20 @@ from typing import Protocol
 Meta = tuple[tuple[str, str], ...]
 
 
+def hostmask(nick: str, username: str, address: str) -> str:
+    """``nick!user@host`` as bans match it and doors show it (the nick stands in for no user)."""
+    return f"{nick}!{username or nick}@{address or 'unknown'}"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A message (or ``/me`` action, or notice) to a room, as stored in history.
 
     A *notice* is a message no program may answer automatically (bots,
     auto-replies): RFC 2812 §3.3.2's NOTICE, which every door honours.
+    ``username`` and ``address`` are the sender's when it was sent, stored
+    with the text, so a replay names the sender in full (``nick!user@host``)
+    after they have gone; empty in messages stored before they were kept.
     """
 
     room: str
@@ -36,6 +44,8 @@ class Message:
     history: bool = False
     notice: bool = False
     meta: Meta = ()
+    username: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +114,14 @@ class NickChanged:
 
 @dataclass(frozen=True, slots=True)
 class TopicChanged:
+    """A new topic; the setter's ``username`` and ``address`` are kept for IRC's 333."""
+
     room: str
     nick: str
     topic: str
     ts: float
+    username: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

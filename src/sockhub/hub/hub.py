@@ -47,7 +47,7 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
-from sockhub.hub.model import HubError, Room, User
+from sockhub.hub.model import HubError, Room, RoomState, User
 from sockhub.hub.modes import ModeBatch
 from sockhub.hub.names import (
     AWAY_MAX,
@@ -104,6 +104,15 @@ class Hub:
         return self.state.bans
 
     @property
+    def saved(self) -> dict[str, RoomState]:
+        """Kept room state by folded name: topics and settings, kept when a room empties."""
+        return self.state.saved
+
+    def room_has_state(self, name: str) -> bool:
+        """Does the room keep a topic, settings or bans when it empties?"""
+        return self.state.has_state(fold(name))
+
+    @property
     def protected(self) -> set[str]:
         """Folded names of the protected rooms (the service reloads them)."""
         return self.state.protected
@@ -113,11 +122,13 @@ class Hub:
         """New protected rooms (a reload): rooms that exist already follow at once.
 
         A room that becomes protected gets its topic lock; one that stops
-        being protected loses it. Its operators stay as they are.
+        being protected keeps it (every new room has one). Its operators
+        stay as they are.
         """
         self.state.protected = keys
         for room in self.state.rooms.values():
-            room.protected = room.key in keys
+            if room.key in keys:
+                room.protected = True
 
     def apply(self, event: HubEvent) -> None:
         """Apply an event from the bus: update state and deliver it."""
@@ -204,7 +215,9 @@ class Hub:
                 raise HubError("bad_password", f"{room.name} needs the right password")
             if room.limit is not None and len(room.members) >= room.limit:
                 raise HubError("full", f"{room.name} is full ({room.limit} members)")
-        return Joined(room.name if room else room_name, user.nick, now)
+        saved = self.state.saved.get(fold(room_name))
+        name = room.name if room else saved.name if saved else room_name
+        return Joined(name, user.nick, now)
 
     def part(self, user: User, room_name: str, reason: str, now: float) -> Parted:
         room = self._member_room(user, room_name)
@@ -224,7 +237,7 @@ class Hub:
         room = self._speaking_room(user, room_name)
         text = self._checked_text(text)
         return Message(room.name, user.nick, text, now, action, notice=notice,
-                       meta=clean_meta(meta))
+                       meta=clean_meta(meta), username=user.username, address=user.address)
 
     def private(
         self,
@@ -261,7 +274,7 @@ class Hub:
         topic = clean_text(topic)
         if len(topic) > TOPIC_MAX:
             raise HubError("invalid_text", f"a topic is at most {TOPIC_MAX} characters")
-        return TopicChanged(room.name, user.nick, topic, now)
+        return TopicChanged(room.name, user.nick, topic, now, user.username, user.address)
 
     def rename(self, user: User, new: str, now: float) -> NickChanged | None:
         """Describe a nick change; None when only the case is the same."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sockhub.hub.events import Member
+from sockhub.hub.events import Member, hostmask
 from sockhub.hub.names import fold
 
 
@@ -64,7 +64,7 @@ class User:
 
     @property
     def hostmask(self) -> str:
-        return f"{self.nick}!{self.username or self.nick}@{self.address or 'unknown'}"
+        return hostmask(self.nick, self.username, self.address)
 
 
 @dataclass(eq=False, slots=True)
@@ -78,8 +78,10 @@ class Room:
     invited: set[str] = field(default_factory=set)
     topic: str = ""
     topic_by: str = ""
+    topic_username: str = ""  # the setter's, for IRC's 333 nick!user@host
+    topic_address: str = ""
     topic_ts: float = 0.0
-    protected: bool = False  # the topic lock: only operators set the topic
+    protected: bool = True  # the topic lock (+t): only operators set the topic
     moderated: bool = False
     no_external: bool = True
     invite_only: bool = False
@@ -94,3 +96,54 @@ class Room:
     def may_speak(self, user: User) -> bool:
         """Operators and voiced members speak even where others may not."""
         return user.key in self.operators or user.key in self.voiced
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """What a room keeps while it is empty and across restarts (the store's ``rooms`` row).
+
+    A room *has state* once it has a topic or settings other than a new
+    room's (``+nt``), or bans: such a room is remembered when its last
+    member leaves, and comes back as it was (see :mod:`sockhub.hub.state`
+    for who gets operator status then). Who is operator or voiced is not
+    state: it belongs to people present.
+    """
+
+    name: str
+    created: float
+    topic: str = ""
+    topic_by: str = ""
+    topic_username: str = ""
+    topic_address: str = ""
+    topic_ts: float = 0.0
+    topic_lock: bool = True
+    no_external: bool = True
+    moderated: bool = False
+    invite_only: bool = False
+    password: str | None = None
+    limit: int | None = None
+
+    @classmethod
+    def of(cls, room: Room) -> RoomState:
+        return cls(
+            room.name, room.created, room.topic, room.topic_by, room.topic_username,
+            room.topic_address, room.topic_ts, room.protected, room.no_external,
+            room.moderated, room.invite_only, room.password, room.limit,
+        )
+
+    @property
+    def is_default(self) -> bool:
+        """Nothing worth keeping: no topic, and a new room's settings."""
+        return (
+            not self.topic and self.topic_lock and self.no_external and not self.moderated
+            and not self.invite_only and self.password is None and self.limit is None
+        )
+
+    def restore(self, room: Room) -> None:
+        """Give a room being created again its kept settings and topic."""
+        room.name, room.created = self.name, self.created
+        room.topic, room.topic_by, room.topic_ts = self.topic, self.topic_by, self.topic_ts
+        room.topic_username, room.topic_address = self.topic_username, self.topic_address
+        room.protected, room.no_external = self.topic_lock, self.no_external
+        room.moderated, room.invite_only = self.moderated, self.invite_only
+        room.password, room.limit = self.password, self.limit

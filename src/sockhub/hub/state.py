@@ -35,7 +35,7 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
-from sockhub.hub.model import Room, User
+from sockhub.hub.model import Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
 
@@ -45,18 +45,29 @@ class HubState:
 
     Keys are folded names (:func:`~sockhub.hub.names.fold`).
 
+    Rooms with state (a topic, settings other than ``+nt``, bans:
+    :class:`~sockhub.hub.model.RoomState`) are kept in ``saved`` while
+    empty; the chat service stores them, so they survive restarts too.
+    Operator status is not kept: it belongs to people present. The first
+    to join a room that has none gets operator status (as on IRC) only if
+    the room has no kept state; otherwise anyone could take over an
+    emptied room's topic, settings and bans by being first back, which is
+    what registered channels on Ergo and ChanServ prevent. Server
+    operators may still moderate it and give ``+o``.
+
     Args:
         protected: keys of the rooms whose topic only server operators may
             set and that have no room operators.
     """
 
-    __slots__ = ("bans", "protected", "rooms", "users")
+    __slots__ = ("bans", "protected", "rooms", "saved", "users")
 
     def __init__(self, protected: set[str] | None = None) -> None:
         self.protected = protected if protected is not None else set()
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
         self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
+        self.saved: dict[str, RoomState] = {}  # room key → state, kept when a room empties
 
     # Queries ----------------------------------------------------------------
 
@@ -69,6 +80,18 @@ class HubState:
     def is_banned(self, room_name: str, user: User) -> bool:
         masks = self.bans.get(fold(room_name))
         return masks is not None and is_banned(masks, user)
+
+    def has_state(self, key: str) -> bool:
+        """Does the room keep state across emptying: a topic, settings or bans?"""
+        return key in self.saved or bool(self.bans.get(key))
+
+    def opens_as_operator(self, user: User, key: str) -> bool:
+        """Does ``user``, creating room ``key`` by joining it, become its operator?
+
+        The seam for room ownership: once accounts exist, a room's founder
+        gets operator status here whenever the room has none.
+        """
+        return key not in self.protected and not self.has_state(key)
 
     # Apply: change state, then deliver -------------------------------------
 
@@ -139,10 +162,14 @@ class HubState:
             return
         key = fold(event.room)
         room = self.rooms.get(key)
-        if room is None:
-            room = Room(event.room, protected=key in self.protected, created=event.ts)
-            if not room.protected:  # whoever creates a room runs it, as on IRC;
-                room.operators.add(user.key)  # protected rooms belong to server operators
+        if room is None:  # a new room is +nt, as IRC servers make it
+            room = Room(event.room, created=event.ts)
+            saved = self.saved.get(key)
+            if saved is not None:
+                saved.restore(room)
+            room.protected = room.protected or key in self.protected
+            if self.opens_as_operator(user, key):  # protected rooms belong to server operators
+                room.operators.add(user.key)
             self.rooms[key] = room
         room.members[user.key] = user
         room.invited.discard(user.key)  # an invitation is good for one join
@@ -197,6 +224,8 @@ class HubState:
         if room is None:
             return
         room.topic, room.topic_by, room.topic_ts = event.topic, event.nick, event.ts
+        room.topic_username, room.topic_address = event.username, event.address
+        self.keep(room)
         _deliver(room.members.values(), event)
 
     def _apply_ban(self, event: BanChanged) -> None:
@@ -216,6 +245,7 @@ class HubState:
         if room is None:
             return
         apply_modes(room, event.changes)
+        self.keep(room)
         _deliver(room.members.values(), event)
 
     def _apply_away(self, event: AwayChanged) -> None:
@@ -234,6 +264,14 @@ class HubState:
             return
         room.invited.add(target.key)
         target.member.deliver(event)
+
+    def keep(self, room: Room) -> None:
+        """Remember ``room``'s state in ``saved`` (forget it if it is a new room's)."""
+        state = RoomState.of(room)
+        if state.is_default:
+            self.saved.pop(room.key, None)
+        else:
+            self.saved[room.key] = state
 
     def _leave(self, user: User, room: Room) -> None:
         room.members.pop(user.key, None)

@@ -30,12 +30,16 @@ from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Member, Message, Room, User
 from sockhub.hub.events import (
+    ROOM_FLAGS,
     BanChanged,
+    HubEvent,
     Invited,
     Kicked,
     Meta,
     ModeChange,
+    Parted,
     Private,
+    Quit,
 )
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
@@ -52,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sockhub.chat")
 #: Lines any client can cause at will, logged at a bounded rate.
 _failed_opers = RateLimitedLog(log, level=logging.WARNING)
+
+#: How long where a client left a room is remembered (seconds): 30 days.
+SEEN_KEPT = 30 * 86400
 
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
@@ -90,11 +97,14 @@ class ChatService:
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
         self.hub = Hub(protected_rooms=settings.protected_rooms)
         self.hub.bans.update(self.store.bans())
+        self.hub.saved.update(self.store.rooms())
+        self.store.forget_seen_before(self.started - SEEN_KEPT)
         metrics.chat.history_rows = self.store.count()
         self._fanout = metrics.chat.fanout
         #: A member's class → its door's message counts (None: it names no door).
         self._door_counts: dict[type, metrics.DoorCounts | None] = {}
         self.bus = LocalBus()
+        self.bus.subscribe(self._note_departure)  # before the hub forgets who was where
         self.bus.subscribe(self.hub.apply)
         self.shutting_down = False
         self._guests = itertools.count(random.randrange(1000, 9000))
@@ -249,7 +259,17 @@ class ChatService:
             self.bus.publish(event)
 
     def set_topic(self, user: User, room: str, topic: str) -> None:
-        self.bus.publish(self.hub.set_topic(user, room, topic, time.time()))
+        event = self.hub.set_topic(user, room, topic, time.time())
+        self.bus.publish(event)
+        self._store_room(event.room)
+
+    def _store_room(self, room: str) -> None:
+        """Keep a room's state (topic, settings) in the store as the hub now has it."""
+        state = self.hub.saved.get(fold(room))
+        if state is None:
+            self.store.forget_room(room)
+        else:
+            self.store.save_room(state)
 
     def kick(self, user: User, room: str, target: str, reason: str) -> None:
         self.bus.publish(self.hub.kick(user, room, target, reason, time.time()))
@@ -278,6 +298,8 @@ class ChatService:
         event, errors = self.hub.set_modes(user, room, changes, time.time())
         if event is not None:
             self.bus.publish(event)
+            if any(change.flag in ROOM_FLAGS for change in event.changes):
+                self._store_room(event.room)
         return errors
 
     def set_away(self, user: User, message: str | None) -> None:
@@ -292,6 +314,7 @@ class ChatService:
         if self.hub.find_user(user.nick) is not user:
             return
         if self.shutting_down:  # everyone is leaving: no one to tell
+            self._mark_seen(user, list(user.rooms), time.time())
             self.hub.users.pop(user.key, None)
             return
         self.bus.publish(self.hub.quit(user, reason, time.time(), voluntary=voluntary))
@@ -325,12 +348,38 @@ class ChatService:
     def history(self, room: str, limit: int) -> list[Message]:
         return self.store.recent(room, limit)
 
+    def replay(self, user: User, room: str, limit: int) -> list[Message]:
+        """What ``user`` missed of ``room``: since they (same nick, user name and
+        address) last left it, or the last ``limit`` messages if never; at most ``limit``."""
+        last = self.store.last_seen(_seen_key(user), room)
+        if last is None:
+            return self.store.recent(room, limit)
+        return self.store.page(room, limit, after=("id", last))
+
+    def _note_departure(self, event: HubEvent) -> None:
+        """A bus subscriber: remember up to where a leaving user saw each room they leave."""
+        if not isinstance(event, Parted | Kicked | Quit):
+            return
+        user = self.hub.find_user(event.nick)
+        if user is not None:
+            keys = [fold(event.room)] if not isinstance(event, Quit) else list(user.rooms)
+            self._mark_seen(user, [key for key in keys if key in user.rooms], event.ts)
+
+    def _mark_seen(self, user: User, keys: list[str], ts: float) -> None:
+        if keys:
+            self.store.mark_seen(_seen_key(user), keys, ts)
+
     def history_page(self, room: str, limit: int, *, after: Bound | None = None,
                      before: Bound | None = None, newest: bool = True) -> list[Message]:
         return self.store.page(room, limit, after=after, before=before, newest=newest)
 
     def find_message(self, room: str, message_id: int) -> Message | None:
         return self.store.find(room, message_id)
+
+
+def _seen_key(user: User) -> str:
+    """Who a client is, for not replaying again what it saw: folded nick, user name, address."""
+    return f"{fold(user.nick)}!{user.username}@{user.address}"
 
 
 def _door_counts_of(kind: type) -> metrics.DoorCounts | None:

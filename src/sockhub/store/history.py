@@ -7,6 +7,11 @@ server (a power cut may lose the last moments; ``synchronous=FULL`` would
 trade throughput for that). Bans live in the same file. The directory is
 0700 and every file 0600 (``sockhub.paths``): history is the owner's alone.
 
+Rooms keep their state (topic, settings) here while empty and across
+restarts, and the ``seen`` table remembers up to which message each client
+(by nick, user name and address) had seen a room when it left it, so that a
+reconnecting client's automatic replay starts there.
+
 Writes are synchronous and small (one INSERT and a commit, tens of
 microseconds), done on the event loop's thread: the ordering "stored, then
 delivered" is then trivially true, with no queue in between to lose.
@@ -15,10 +20,12 @@ delivered" is then trivially true, with no queue in between to lose.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sockhub.hub.events import Message
+from sockhub.hub.model import RoomState
 from sockhub.hub.names import HISTORY_MAX, clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
 
@@ -42,6 +49,46 @@ CREATE TABLE IF NOT EXISTS bans (
 );
 """
 
+#: Schema versions (``PRAGMA user_version``) and the steps from the one
+#: before. A file written by an older version is brought up to date when
+#: it is opened, in one transaction, keeping its history; version 0 is the
+#: first release's (messages and bans only).
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the sender's user name and address with each message (a replay
+    # names them in full, nick!user@host); room state kept while a room is
+    # empty and across restarts; where each client last left each room.
+    """
+    ALTER TABLE messages ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    CREATE TABLE rooms (
+        room_key       TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,
+        created        REAL NOT NULL,
+        topic          TEXT NOT NULL,
+        topic_by       TEXT NOT NULL,
+        topic_username TEXT NOT NULL,
+        topic_address  TEXT NOT NULL,
+        topic_ts       REAL NOT NULL,
+        topic_lock     INTEGER NOT NULL,
+        no_external    INTEGER NOT NULL,
+        moderated      INTEGER NOT NULL,
+        invite_only    INTEGER NOT NULL,
+        password       TEXT,
+        member_limit   INTEGER
+    );
+    CREATE TABLE seen (
+        who      TEXT NOT NULL,  -- folded nick!user@address
+        room_key TEXT NOT NULL,
+        last_id  INTEGER NOT NULL,  -- the newest message of the room when they left
+        ts       REAL NOT NULL,
+        PRIMARY KEY (who, room_key)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = "id, room, nick, text, action, ts, username, address"
+
 
 #: ``action`` column value of a notice (0 is a message, 1 a /me action).
 _KIND_NOTICE = 2
@@ -55,7 +102,7 @@ def _message(row: tuple[Any, ...]) -> Message:
     # by versions that did not.
     return Message(
         row[1], row[2], clean_text(row[3]), row[5], kind == 1, row[0], history=True,
-        notice=kind == _KIND_NOTICE,
+        notice=kind == _KIND_NOTICE, username=row[6], address=row[7],
     )
 
 
@@ -75,6 +122,29 @@ class ChatStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file of an older schema up to :data:`SCHEMA_VERSION`, step by step."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"{self.path} has schema version {version}, newer than this sockhub's "
+                f"{SCHEMA_VERSION}: run the newer version"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # executescript would commit each statement; one transaction
+            # makes a step all or nothing.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -87,7 +157,8 @@ class ChatStore:
     def append(self, message: Message) -> Message:
         """Store a room message; return it with its id. Committed on return."""
         cursor = self._db.execute(
-            "INSERT INTO messages (room_key, room, nick, text, action, ts) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
+            "VALUES (?,?,?,?,?,?,?,?)",
             (
                 fold(message.room),
                 message.room,
@@ -95,18 +166,17 @@ class ChatStore:
                 message.text,
                 _KIND_NOTICE if message.notice else int(message.action),
                 message.ts,
+                message.username,
+                message.address,
             ),
         )
-        return Message(
-            message.room, message.nick, message.text, message.ts, message.action,
-            cursor.lastrowid, notice=message.notice, meta=message.meta,
-        )
+        return replace(message, id=cursor.lastrowid)
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
         """The last ``limit`` messages of a room (older than ``before_id``), oldest first."""
         limit = max(0, min(limit, HISTORY_MAX))
         rows = self._db.execute(
-            "SELECT id, room, nick, text, action, ts FROM messages "
+            f"SELECT {_COLUMNS} FROM messages "
             "WHERE room_key = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (fold(room), before_id if before_id is not None else 2**63 - 1, limit),
         ).fetchall()
@@ -115,7 +185,7 @@ class ChatStore:
     def between(self, room: str, start_ts: float, end_ts: float, limit: int) -> list[Message]:
         """Messages of a room with ``start_ts <= ts < end_ts``, oldest first."""
         rows = self._db.execute(
-            "SELECT id, room, nick, text, action, ts FROM messages "
+            f"SELECT {_COLUMNS} FROM messages "
             "WHERE room_key = ? AND ts >= ? AND ts < ? ORDER BY id LIMIT ?",
             (fold(room), start_ts, end_ts, max(0, min(limit, HISTORY_MAX))),
         ).fetchall()
@@ -148,7 +218,7 @@ class ChatStore:
         order = "DESC" if newest else "ASC"
         args.append(max(0, min(limit, HISTORY_MAX)))
         rows = self._db.execute(
-            "SELECT id, room, nick, text, action, ts FROM messages "
+            f"SELECT {_COLUMNS} FROM messages "
             f"WHERE {' AND '.join(clauses)} ORDER BY id {order} LIMIT ?",
             args,
         ).fetchall()
@@ -159,7 +229,7 @@ class ChatStore:
     def find(self, room: str, message_id: int) -> Message | None:
         """One message of a room by id."""
         row = self._db.execute(
-            "SELECT id, room, nick, text, action, ts FROM messages WHERE room_key = ? AND id = ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE room_key = ? AND id = ?",
             (fold(room), message_id),
         ).fetchone()
         return _message(row) if row else None
@@ -179,3 +249,63 @@ class ChatStore:
         for room_key, mask in self._db.execute("SELECT room_key, mask FROM bans ORDER BY ts"):
             result.setdefault(room_key, []).append(mask)
         return result
+
+    # Room state ------------------------------------------------------------
+
+    def save_room(self, state: RoomState) -> None:
+        """Keep a room's state (replacing what was kept)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO rooms (room_key, name, created, topic, topic_by, "
+            "topic_username, topic_address, topic_ts, topic_lock, no_external, moderated, "
+            "invite_only, password, member_limit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (fold(state.name), state.name, state.created, state.topic, state.topic_by,
+             state.topic_username, state.topic_address, state.topic_ts, int(state.topic_lock),
+             int(state.no_external), int(state.moderated), int(state.invite_only),
+             state.password, state.limit),
+        )
+
+    def forget_room(self, room: str) -> None:
+        """A room back to a new room's state: nothing to keep."""
+        self._db.execute("DELETE FROM rooms WHERE room_key = ?", (fold(room),))
+
+    def rooms(self) -> dict[str, RoomState]:
+        """Every kept room state, by room key."""
+        rows = self._db.execute(
+            "SELECT room_key, name, created, topic, topic_by, topic_username, topic_address, "
+            "topic_ts, topic_lock, no_external, moderated, invite_only, password, member_limit "
+            "FROM rooms"
+        )
+        return {
+            row[0]: RoomState(
+                row[1], row[2], clean_text(row[3]), row[4], row[5], row[6], row[7],
+                bool(row[8]), bool(row[9]), bool(row[10]), bool(row[11]), row[12], row[13],
+            )
+            for row in rows
+        }
+
+    # Where clients left rooms ----------------------------------------------
+
+    def mark_seen(self, who: str, room_keys: list[str], ts: float) -> None:
+        """``who`` leaves these rooms now, having seen each up to its newest message."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO seen (who, room_key, last_id, ts) VALUES "
+                "(?, ?, coalesce((SELECT max(id) FROM messages WHERE room_key = ?), 0), ?)",
+                [(who, key, key, ts) for key in room_keys],
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def last_seen(self, who: str, room: str) -> int | None:
+        """The newest message id of ``room`` when ``who`` last left it; None: never seen."""
+        row = self._db.execute(
+            "SELECT last_id FROM seen WHERE who = ? AND room_key = ?", (who, fold(room))
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def forget_seen_before(self, ts: float) -> None:
+        """Drop departures older than ``ts`` (a client gone that long gets the usual replay)."""
+        self._db.execute("DELETE FROM seen WHERE ts < ?", (ts,))

@@ -54,6 +54,7 @@ from sockhub.protocols.irc.vocabulary import (
     SERVER_TIME,
     event_tags,
     irc_host,
+    irc_source,
     parse_action,
     parse_modes,
     render_text,
@@ -133,7 +134,9 @@ def cmd_topic(door: IrcDoor, message: IrcMessage) -> None:
 def send_topic(door: IrcDoor, room: Room, *, explicit: bool) -> None:
     if room.topic:
         door.reply(RPL_TOPIC, room.name, room.topic)
-        door.reply(RPL_TOPICTIME, room.name, room.topic_by, str(int(room.topic_ts)))
+        # The setter in full, as Ergo and InspIRCd send it: they may be long gone.
+        setter = irc_source(room.topic_by, room.topic_username, room.topic_address)
+        door.reply(RPL_TOPICTIME, room.name, setter, str(int(room.topic_ts)))
     elif explicit:  # not on JOIN (irctest: "shouldn't send RPL_NOTOPIC")
         door.reply(RPL_NOTOPIC, room.name, "No topic is set")
 
@@ -451,17 +454,21 @@ def cmd_tagmsg(door: IrcDoor, message: IrcMessage) -> None:
 # History -------------------------------------------------------------------
 
 def replay_history(door: IrcDoor, room: Room) -> None:
-    """The room's last messages after a JOIN, unless the client pages itdoor.
+    """What the client missed of a room, after its JOIN, unless it pages itself.
 
-    With server-time the messages carry their original times; without
-    it their text starts with ``[YYYY-MM-DD HH:MM:SS]`` (UTC) so they
-    cannot pass for new ones. A client that negotiated
-    ``draft/chathistory`` asks with CHATHISTORY instead.
+    As Ergo does, a client that negotiated ``draft/chathistory`` gets no
+    automatic replay: it asks with CHATHISTORY. Others get at most
+    ``--history`` messages: those since this client (same nick, user name
+    and address) last left the room, or the latest if it never did, so a
+    reconnect does not show again what was already seen (docs/irc.md).
+    With server-time the messages carry their original times; without it
+    their text starts with ``[YYYY-MM-DD HH:MM:SS]`` (UTC) so they cannot
+    pass for new ones.
     """
     limit = door.chat.settings.history
-    if limit <= 0 or "draft/chathistory" in door.caps:
+    if limit <= 0 or "draft/chathistory" in door.caps or door.user is None:
         return
-    messages = door.chat.history(room.name, limit)
+    messages = door.chat.replay(door.user, room.name, limit)
     if messages:
         send_history(door, room.name, messages, stamp=not door.profile & SERVER_TIME)
 
@@ -481,7 +488,8 @@ def send_history(door: IrcDoor, target: str, messages: list[Message], *,
             when = datetime.fromtimestamp(item.ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
             text = f"[{when}] {text}"
         command = "NOTICE" if item.notice else "PRIVMSG"
-        door.emit(render_text(command, door.source_of(item.nick), item.room, text,
-                               action=item.action, tags=tags))
+        source = irc_source(item.nick, item.username, item.address)
+        door.emit(render_text(command, source, item.room, text, action=item.action,
+                              tags=tags))
     if ref is not None:
         door.emit(door.line("BATCH", "-" + ref))

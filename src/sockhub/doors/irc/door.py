@@ -80,6 +80,7 @@ from sockhub.protocols.irc.vocabulary import (
     MESSAGE_TAGS,
     SERVER_TIME,
     irc_host,
+    irc_source,
     render_event,
     render_private,
     render_signal,
@@ -368,7 +369,7 @@ class IrcDoor(Protocol):
         user = self.chat.find_user(nick)
         if user is None:
             return nick
-        return f"{user.nick}!{user.username or user.nick}@{irc_host(user.address)}"
+        return irc_source(user.nick, user.username, user.address)
 
     def deliver(self, event: HubEvent) -> None:
         me = self.user
@@ -382,7 +383,9 @@ class IrcDoor(Protocol):
             # (and saves two case-folds per delivery).
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
-            self.emit(self._shared(event, event.nick))
+            # The sender as the message recorded them (they may be gone already).
+            source = irc_source(event.nick, event.username, event.address)
+            self.emit(self._shared(event, event.nick, source=source))
             _counts.messages_out += 1
         elif kind is Private:
             assert isinstance(event, Private)

@@ -35,6 +35,7 @@ from sockhub.hub.events import (
     Private,
     Quit,
     TopicChanged,
+    hostmask,
 )
 from sockhub.hub.hub import MESSAGE_MAX
 from sockhub.logs import RateLimitedLog
@@ -102,6 +103,7 @@ def _ts(ts: float) -> float:
 def message_fields(message: Message) -> JsonObject:
     """A room message as the ``message`` object (and history entries) carry it."""
     return {"id": message.id, "room": message.room, "nick": message.nick,
+            "source": hostmask(message.nick, message.username, message.address),
             "text": message.text, "action": message.action, "notice": message.notice,
             "ts": _ts(message.ts)}
 

@@ -267,6 +267,16 @@ def irc_host(address: str) -> str:
     return "0" + address if address.startswith(":") else address
 
 
+def irc_source(nick: str, username: str, address: str) -> str:
+    """A full ``nick!user@host`` prefix (the nick stands in for no user name).
+
+    Every message carries one, live or replayed (Modern IRC, "Source":
+    clients rely on it to tell users apart; some libraries fail on a
+    bare nick, and ii files such lines as the server's).
+    """
+    return f"{nick}!{username or nick}@{irc_host(address)}"
+
+
 def event_tags(ts: float, profile: int, *, msgid: int | None = None,
                meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     tags: dict[str, str] = {}
