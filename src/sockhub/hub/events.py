@@ -32,7 +32,7 @@ class Message:
     auto-replies): RFC 2812 §3.3.2's NOTICE, which every door honours.
     ``username`` and ``address`` are the sender's when it was sent, stored
     with the text, so a replay names the sender in full (``nick!user@host``)
-    after they have gone; empty in messages stored before they were kept.
+    after they have gone (messages stored before they were kept say ``unknown``).
     """
 
     room: str

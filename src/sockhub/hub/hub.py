@@ -208,16 +208,17 @@ class Hub:
             return Joined(room.name, user.nick, now)
         if self.is_banned(room_name, user):
             raise HubError("banned", f"you are banned from {room_name}")
-        if room is not None:
-            if room.invite_only:
-                raise HubError("invite_only", f"{room.name} is invite-only")
-            if room.password is not None and password != room.password:
-                raise HubError("bad_password", f"{room.name} needs the right password")
-            if room.limit is not None and len(room.members) >= room.limit:
-                raise HubError("full", f"{room.name} is full ({room.limit} members)")
-        saved = self.state.saved.get(fold(room_name))
-        name = room.name if room else saved.name if saved else room_name
-        return Joined(name, user.nick, now)
+        # An empty room that kept its state keeps its settings too.
+        settings = room if room is not None else self.state.saved.get(fold(room_name))
+        if settings is not None:
+            if settings.invite_only:
+                raise HubError("invite_only", f"{settings.name} is invite-only")
+            if settings.password is not None and password != settings.password:
+                raise HubError("bad_password", f"{settings.name} needs the right password")
+            members = len(room.members) if room is not None else 0
+            if settings.limit is not None and members >= settings.limit:
+                raise HubError("full", f"{settings.name} is full ({settings.limit} members)")
+        return Joined(settings.name if settings else room_name, user.nick, now)
 
     def part(self, user: User, room_name: str, reason: str, now: float) -> Parted:
         room = self._member_room(user, room_name)

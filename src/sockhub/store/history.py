@@ -55,11 +55,12 @@ CREATE TABLE IF NOT EXISTS bans (
 #: first release's (messages and bans only).
 MIGRATIONS: tuple[str, ...] = (
     # 1: the sender's user name and address with each message (a replay
-    # names them in full, nick!user@host); room state kept while a room is
-    # empty and across restarts; where each client last left each room.
+    # names them in full, nick!user@host; older messages say the address is
+    # unknown); room state kept while a room is empty and across restarts;
+    # where each client last left each room.
     """
     ALTER TABLE messages ADD COLUMN username TEXT NOT NULL DEFAULT '';
-    ALTER TABLE messages ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN address TEXT NOT NULL DEFAULT 'unknown';
     CREATE TABLE rooms (
         room_key       TEXT PRIMARY KEY,
         name           TEXT NOT NULL,
