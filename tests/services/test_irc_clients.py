@@ -263,6 +263,41 @@ async def test_history_playback_carries_original_times(hub, bots):
     carol.close()
 
 
+async def test_pydle_reconnecting_is_replayed_only_what_it_missed_with_full_prefixes(hub, bots):
+    line_port, irc_port, _ = await hub(history=10)
+    talker = await bots(irc_port, "talker")
+    await talker.join("#r")
+    await talker.expect(command("366", "talker", "#r"))
+    reader = await bots(irc_port, "reader", caps=("server-time", "batch"))
+    await reader.join("#r")
+    await reader.expect(command("366", "reader", "#r"))
+    await talker.message("#r", "seen live")
+    live = await reader.expect(command("PRIVMSG", "#r"))
+    assert live.source == "talker!talker@127.0.0.1"
+    await reader.quit("brb")
+    await asyncio.wait_for(reader.gone.wait(), STEP)
+    await talker.message("#r", "missed 1")
+    await talker.quit("bye")  # gone: the replay still names them in full
+    await asyncio.wait_for(talker.gone.wait(), STEP)
+    carol = await chat_client(line_port, "carol")  # a line user says the last one
+    await carol.send("/join #r")
+    await carol.expect("end of history of #r")
+    await carol.send("missed 2")
+    await carol.expect("<carol> missed 2")
+    back = await bots(irc_port, "reader", caps=("server-time", "batch"))
+    await back.join("#r")
+    replayed = [await back.expect(command("PRIVMSG", "#r")) for _ in range(2)]
+    assert [m.params[1] for m in replayed] == ["missed 1", "missed 2"]
+    assert replayed[0].source == "talker!talker@127.0.0.1"
+    assert replayed[1].source.startswith("carol!") and replayed[1].source.endswith("@127.0.0.1")
+    assert all(m.tags.get("batch") and m.tags.get("time") for m in replayed)
+    await back.expect(command("BATCH"))  # the end: nothing more, "seen live" is not again
+    await back.rawmsg("PING", "done")
+    await back.expect(command("PONG", "irc.test", "done"))
+    assert not [m for m in back.seen if m.command == "PRIVMSG" and m.params[1] == "seen live"]
+    carol.close()
+
+
 async def test_a_client_that_stops_answering_ping_is_dropped(hub, bots):
     # Short enough for a test, long enough for pydle to answer on a loaded machine.
     _, port, _ = await hub(irc_ping_interval=0.5, irc_ping_timeout=2.0)
