@@ -49,7 +49,8 @@ class ChatSettings(ServiceSettings):
     """The chat service's own settings (the ``options`` of its ServiceConfig)."""
 
     history: int = option(
-        50, "messages replayed to a user joining a room", minimum=0, maximum=HISTORY_MAX
+        50, "most messages replayed to a user joining a room (IRC: those missed since it left)",
+        minimum=0, maximum=HISTORY_MAX,
     )
     # Flood control is a token bucket per client: a paste of a few lines must
     # pass. The line door drops lines over it; the IRC door delays them, as
