@@ -358,11 +358,13 @@ class ChatService:
 
     def _note_departure(self, event: HubEvent) -> None:
         """A bus subscriber: remember up to where a leaving user saw each room they leave."""
-        if not isinstance(event, Parted | Kicked | Quit):
+        kind = type(event)
+        if kind not in _DEPARTURES:  # one set lookup per event: this sits on the fan-out path
             return
+        assert isinstance(event, Parted | Kicked | Quit)
         user = self.hub.find_user(event.nick)
         if user is not None:
-            keys = [fold(event.room)] if not isinstance(event, Quit) else list(user.rooms)
+            keys = list(user.rooms) if isinstance(event, Quit) else [fold(event.room)]
             self._mark_seen(user, [key for key in keys if key in user.rooms], event.ts)
 
     def _mark_seen(self, user: User, keys: list[str], ts: float) -> None:
@@ -375,6 +377,10 @@ class ChatService:
 
     def find_message(self, room: str, message_id: int) -> Message | None:
         return self.store.find(room, message_id)
+
+
+#: The events after which a client has left a room (``_note_departure``).
+_DEPARTURES = frozenset({Parted, Kicked, Quit})
 
 
 def _seen_key(user: User) -> str:
