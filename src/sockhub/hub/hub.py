@@ -108,10 +108,6 @@ class Hub:
         """Kept room state by folded name: topics and settings, kept when a room empties."""
         return self.state.saved
 
-    def room_has_state(self, name: str) -> bool:
-        """Does the room keep a topic, settings or bans when it empties?"""
-        return self.state.has_state(fold(name))
-
     @property
     def protected(self) -> set[str]:
         """Folded names of the protected rooms (the service reloads them)."""
