@@ -290,3 +290,16 @@ def test_a_data_dir_of_a_newer_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(sqlite3.DatabaseError, match="newer than this sockhub"):
         ChatStore(tmp_path / "chat.sqlite3")
+
+
+def test_a_quit_from_several_rooms_is_noted_for_each(net):
+    alice = net.register("alice")
+    alice.ask("JOIN #a,#b")
+    say_many(net, "alice", "#a", 2)
+    say_many(net, "alice", "#b", 2)
+    bob = net.register("bob", "batch")
+    bob.ask("JOIN #a,#b", "QUIT")
+    say_many(net, "alice", "#b", 1, start_ts=1_700_000_300.0)
+    again = net.register("bob", "batch")
+    replayed = privmsgs(again.ask("JOIN #a,#b"))
+    assert [(m.params[0], m.params[1].split("] ")[1]) for m in replayed] == [("#b", "message 0")]

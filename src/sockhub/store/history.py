@@ -89,6 +89,10 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = "id, room, nick, text, action, ts, username, address"
+_MARK_SEEN = (
+    "INSERT OR REPLACE INTO seen (who, room_key, last_id, ts) VALUES "
+    "(?, ?, coalesce((SELECT max(id) FROM messages WHERE room_key = ?), 0), ?)"
+)
 
 
 #: ``action`` column value of a notice (0 is a message, 1 a /me action).
@@ -288,13 +292,13 @@ class ChatStore:
 
     def mark_seen(self, who: str, room_keys: list[str], ts: float) -> None:
         """``who`` leaves these rooms now, having seen each up to its newest message."""
-        self._db.execute("BEGIN")
+        rows = [(who, key, key, ts) for key in room_keys]
+        if len(rows) == 1:  # a PART: one statement is its own transaction
+            self._db.execute(_MARK_SEEN, rows[0])
+            return
+        self._db.execute("BEGIN")  # a QUIT from several rooms: one commit
         try:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO seen (who, room_key, last_id, ts) VALUES "
-                "(?, ?, coalesce((SELECT max(id) FROM messages WHERE room_key = ?), 0), ?)",
-                [(who, key, key, ts) for key in room_keys],
-            )
+            self._db.executemany(_MARK_SEEN, rows)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
