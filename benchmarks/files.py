@@ -40,6 +40,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Wait until something listens on ``port``, without connecting.
+
+    A probe connection would be the pipe's one client, so this reads the
+    kernel's table of TCP sockets instead (state 0A is LISTEN).
+    """
+    deadline = time.monotonic() + timeout
+    needle = f":{port:04X} 00000000:0000 0A"
+    while time.monotonic() < deadline:
+        if needle in Path("/proc/net/tcp").read_text():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"nothing listens on port {port} after {timeout:g} s")
+
+
 def timed(argv: list[str] | str, **kwargs: object) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
@@ -56,8 +71,7 @@ def pipe(tool: str, source: Path, dest: str) -> float:
         listen = f"socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr - > {dest}"
         send = f"socat -u - TCP:127.0.0.1:{port} < {source}"
     receiver = subprocess.Popen(listen, shell=True)
-    # A probe connection would be the pipe's one client: give it time to listen.
-    time.sleep(0.5)
+    wait_listening(port)
     start = time.perf_counter()
     subprocess.run(send, shell=True, check=True)
     receiver.wait(timeout=120)
