@@ -40,6 +40,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Wait until something listens on ``port``, without connecting.
+
+    A probe connection would be the pipe's one client, so this reads the
+    kernel's table of TCP sockets instead (state 0A is LISTEN).
+    """
+    deadline = time.monotonic() + timeout
+    needle = f":{port:04X} 00000000:0000 0A"
+    while time.monotonic() < deadline:
+        if needle in Path("/proc/net/tcp").read_text():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"nothing listens on port {port} after {timeout:g} s")
+
+
 def timed(argv: list[str] | str, **kwargs: object) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
@@ -56,8 +71,7 @@ def pipe(tool: str, source: Path, dest: str) -> float:
         listen = f"socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr - > {dest}"
         send = f"socat -u - TCP:127.0.0.1:{port} < {source}"
     receiver = subprocess.Popen(listen, shell=True)
-    # A probe connection would be the pipe's one client: give it time to listen.
-    time.sleep(0.5)
+    wait_listening(port)
     start = time.perf_counter()
     subprocess.run(send, shell=True, check=True)
     receiver.wait(timeout=120)
@@ -79,6 +93,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
     parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
+    parser.add_argument("--other-src", default=None, metavar="DIR",
+                        help="also time `sockhub send` to a server run from this source "
+                             "tree (another revision's src/), in the same run: an A/B")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sockhub-files-bench-", dir=args.dir))
     size = args.size * 1024 * 1024
@@ -92,19 +109,30 @@ def main() -> None:
     token = work / "token"
     token.write_bytes(b"benchmark-token-0123456789abcdef\n")
     token.chmod(0o600)
-    port = free_port()
-    server = subprocess.Popen(
-        [PY, "-m", "sockhub", "serve", "files", "--root", str(root), "--port", str(port),
-         "--token-file", str(token), "--loop", args.loop, "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True)
-    try:
+    servers: list[subprocess.Popen[str]] = []
+
+    def start_server(src: str | None, root: Path) -> str:
+        """A files server (from ``src`` if given) on a free port; its address."""
+        port = free_port()
+        env = dict(os.environ, PYTHONPATH=src) if src else None
+        servers.append(subprocess.Popen(
+            [PY, "-m", "sockhub", "serve", "files", "--root", str(root), "--port", str(port),
+             "--token-file", str(token), "--loop", args.loop, "--log-level", "warning"],
+            stderr=subprocess.PIPE, text=True, env=env))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        addr = f"127.0.0.1:{port}"
+        return f"127.0.0.1:{port}"
+
+    try:
+        addr = start_server(None, root)
+        other_addr = None
+        if args.other_src:
+            (work / "other-root").mkdir()
+            other_addr = start_server(args.other_src, work / "other-root")
         common = ["--token-file", str(token), "-q"]
         results: dict[str, float] = {}
 
@@ -121,8 +149,8 @@ def main() -> None:
         best("ncat pipe > file", lambda: pipe("ncat", source, str(work / "piped")))
         best("socat pipe > file", lambda: pipe("socat", source, str(work / "piped")))
 
-        def send() -> float:
-            return timed([PY, "-m", "sockhub", "send", str(source), addr, "--as", "f",
+        def send(to: str = addr) -> float:
+            return timed([PY, "-m", "sockhub", "send", str(source), to, "--as", "f",
                           "--force", *common])
 
         def get_file() -> float:
@@ -135,6 +163,8 @@ def main() -> None:
                              stdout=null)
 
         best("sockhub send (to the server's disk)", send)
+        if other_addr is not None:
+            best(f"sockhub send, server from {args.other_src}", lambda: send(other_addr))
         best("sockhub get -o file", get_file)
         best("sockhub get -o - > /dev/null", get_null)
         pipe_file = results["ncat pipe > file"]
@@ -147,8 +177,9 @@ def main() -> None:
             print(f"| {name} | {size / seconds / 1e6:.0f} | {pipe_file / seconds:.2f}x "
                   f"| {pipe_null / seconds:.2f}x |")
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -5,6 +5,7 @@
     SockhubError
     ├── ConfigError            bad settings, unknown service, unreadable TOML
     └── ProtocolError          the peer broke a protocol's rules
+        ├── CodedProtocolError one with the error code and fatality to answer with
         ├── DecodeError        bytes that are not valid in the expected encoding
         └── LimitExceeded      the peer went past a configured cap
             ├── LineTooLong    a line longer than ``max_line``
@@ -17,6 +18,9 @@ protocol's job, so each protocol turns an error into its own wire reply
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
+CodeT = TypeVar("CodeT")
 
 class SockhubError(Exception):
     """Base class of every error sockhub raises on purpose."""
@@ -28,6 +32,20 @@ class ConfigError(SockhubError):
 
 class ProtocolError(SockhubError):
     """The peer sent something the protocol does not allow."""
+
+
+class CodedProtocolError(ProtocolError, Generic[CodeT]):
+    """A protocol error that carries its wire answer: a code from the protocol's enum.
+
+    Attributes:
+        code: the ERROR frame's code.
+        fatal: the connection is closed after the ERROR frame.
+    """
+
+    def __init__(self, code: CodeT, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
 
 
 class DecodeError(ProtocolError):

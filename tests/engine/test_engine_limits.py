@@ -9,6 +9,7 @@ import pytest
 
 from helpers import Broadcaster
 from net import STEP, open_client, read_line, read_until_eof, reset, server_side
+from sockhub.protocols.base import Protocol
 
 
 async def test_max_conns_refuses_with_one_line_and_a_close(serve):
@@ -197,4 +198,31 @@ async def test_tcp_nodelay_is_set_on_accepted_connections(serve):
     connection = server_side(server, writer)
     sock = connection.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    writer.close()
+
+
+class HoldOnBang(Protocol):
+    """Echo; a ``!`` asks the engine to stop reading until the test lets go."""
+
+    def receive_data(self, data: bytes) -> None:
+        self.send(data)
+        if b"!" in data:
+            self.set_reading(False)
+
+
+async def test_a_protocol_can_hold_reading_and_let_go(serve):
+    server = await serve(HoldOnBang)
+    reader, writer = await open_client(server.ports[0])
+    writer.write(b"a!")
+    assert await asyncio.wait_for(reader.readexactly(2), STEP) == b"a!"
+    connection = server_side(server, writer)
+    assert not connection.transport.is_reading()
+    writer.write(b"later")
+    # The write side's back-pressure ending does not lift the protocol's hold.
+    connection.pause_writing()
+    connection.resume_writing()
+    assert not connection.transport.is_reading()
+    connection.protocol.set_reading(True)
+    assert connection.transport.is_reading()
+    assert await asyncio.wait_for(reader.readexactly(5), STEP) == b"later"
     writer.close()

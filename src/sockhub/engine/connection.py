@@ -67,6 +67,7 @@ class StreamConnection(asyncio.Protocol):
         "_idle_handle",
         "_lost",
         "_quiet_since",
+        "_reading_held",
         "_write_handle",
         "_writing_paused",
         "limits",
@@ -94,6 +95,8 @@ class StreamConnection(asyncio.Protocol):
         self._write_handle: asyncio.TimerHandle | None = None
         self._close_handle: asyncio.TimerHandle | None = None
         self._writing_paused = False
+        #: The protocol asked us to stop reading (``Protocol.set_reading``).
+        self._reading_held = False
         self._closing = False
         self._admitted = False
         #: Sending a protocol's FileRegion; its other output waits meanwhile.
@@ -130,6 +133,7 @@ class StreamConnection(asyncio.Protocol):
         # A partial, not a bound method that calls on: wake() runs once per
         # chat delivery, and one Python frame fewer is measurable there.
         protocol.wake = functools.partial(self.server.schedule_flush, self)
+        protocol.set_reading = self.set_reading
         protocol.clock = self
         self.protocol = protocol
         banner = self.server.banner
@@ -201,7 +205,7 @@ class StreamConnection(asyncio.Protocol):
         if self._write_handle is not None:
             self._write_handle.cancel()
             self._write_handle = None
-        if self.transport is not None and not self._closing:
+        if self.transport is not None and not self._closing and not self._reading_held:
             self.transport.resume_reading()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
@@ -275,6 +279,21 @@ class StreamConnection(asyncio.Protocol):
             self.abort("write buffer over limit")
             return True
         return False
+
+    def set_reading(self, reading: bool) -> None:
+        """The protocol's back-pressure: stop (False) or resume (True) reading from the peer.
+
+        Reading resumes only when neither the protocol nor a backed-up write
+        buffer (:meth:`pause_writing`) holds it.
+        """
+        self._reading_held = not reading
+        transport = self.transport
+        if transport is None or self._closing or transport.is_closing():
+            return
+        if not reading:
+            transport.pause_reading()
+        elif not self._writing_paused:
+            transport.resume_reading()
 
     def schedule_flush(self) -> None:
         """Flush at the end of this loop iteration, once, however often called."""

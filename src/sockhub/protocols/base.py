@@ -120,7 +120,9 @@ class Protocol:
     :class:`sockhub.protocols.echo.Echo` for the smallest useful service.
     """
 
-    __slots__ = ("_closing", "_outgoing", "active", "clock", "file_to_send", "info", "wake")
+    __slots__ = (
+        "_closing", "_outgoing", "active", "clock", "file_to_send", "info", "set_reading", "wake",
+    )
 
     #: What keeps the connection clear of the engine's ``idle_timeout``. False:
     #: any byte received, for byte streams such as echo. True: only
@@ -145,6 +147,11 @@ class Protocol:
         self.wake: Callable[[], None] = _nothing
         #: A file region queued with :meth:`send_file`, until the engine takes it.
         self.file_to_send: FileRegion | None = None
+        #: Set by the engine. ``set_reading(False)`` stops reading from the
+        #: peer, ``set_reading(True)`` starts again: back-pressure for a
+        #: protocol whose own consumer (a disk, a worker thread) falls behind,
+        #: as the engine already does for the peer's side when writes back up.
+        self.set_reading: Callable[[bool], None] = _ignore
 
     # Called by the engine (or a test) -------------------------------------
 
@@ -244,6 +251,10 @@ class FileRegion:
 
 
 def _nothing() -> None:
+    pass
+
+
+def _ignore(_: bool) -> None:
     pass
 
 

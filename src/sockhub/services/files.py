@@ -7,7 +7,8 @@ file I/O filled in. The login is exec's (``services/login.py``); the wire is
 docs/files-protocol.md.
 
 * **Nothing visible until verified.** An upload is written to a part file
-  beside its target (mode 0600), hashed as it arrives, and renamed into
+  beside its target (mode 0600), hashed and written on a worker thread as
+  it arrives (``files_sink.py``: the loop only receives), and renamed into
   place only when its size and SHA-256 match; an interrupted upload leaves
   only its part, which a ``resume`` continues after both sides compared
   the SHA-256 of what is there.
@@ -53,6 +54,7 @@ from sockhub.protocols.files import (
 )
 from sockhub.services import files_store as store
 from sockhub.services.files_settings import FilesSettings
+from sockhub.services.files_sink import UploadSink
 from sockhub.services.login import DoorLogin, LoginGate, check_exposure, load_token
 
 if TYPE_CHECKING:
@@ -168,7 +170,7 @@ class FilesDoor(FilesServerProtocol):
         self._target: Path | None = None
         self._part: Path | None = None
         self._put: PutRequest | None = None
-        self._digest: hashlib._Hash | None = None
+        self._sink: UploadSink | None = None
         self._prefix: hashlib._Hash | None = None
         self._offset = 0
         self._started = 0.0
@@ -263,31 +265,35 @@ class FilesDoor(FilesServerProtocol):
         self.wake()
 
     def start_received(self, offset: int) -> None:
-        assert self._fd is not None
+        assert self._fd is not None and self._put is not None
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._offset = offset
-        self._digest = self._prefix.copy() if offset and self._prefix is not None else None
-        if self._digest is None:
-            self._digest = hashlib.sha256()
+        digest = self._prefix.copy() if offset and self._prefix is not None else hashlib.sha256()
+        # From here the sink owns the file descriptor (its thread writes to it).
+        self._sink = UploadSink(self._fd, digest, self._put.size - offset,
+                                on_error=self._sink_failed, set_reading=self.set_reading)
+        self._fd = None
 
     def data_received(self, data: bytes | memoryview) -> None:
-        fd, digest = self._fd, self._digest
-        assert fd is not None and digest is not None
-        digest.update(data)
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._fail_upload(f"cannot write: {exc.strerror}")
+        assert self._sink is not None
+        self._sink.write(data)
+
+    def _sink_failed(self, message: str) -> None:
+        self._fail_upload(message)
 
     def end_received(self, digest: Digest) -> None:
-        put, fd, target, part = self._put, self._fd, self._target, self._part
-        assert put is not None and fd is not None and target is not None and part is not None
-        assert self._digest is not None
-        ours = self._digest.hexdigest()
+        sink = self._sink
+        assert sink is not None
+        sink.finish().add_done_callback(lambda done: self._upload_written(done, sink, digest))
+
+    def _upload_written(self, done: asyncio.Future[str], sink: UploadSink, digest: Digest) -> None:
+        """Everything is on disk and hashed: compare, then rename into place."""
+        put, target, part = self._put, self._target, self._part
+        if sink is not self._sink or sink.failed or put is None:
+            return  # the client went away, or the write failed and was reported
+        assert target is not None and part is not None
+        ours = done.result()
         peer, duration = self.info.peer, self.clock.time() - self._started
         moved = put.size - self._offset
         if ours != digest.sha256:
@@ -296,9 +302,10 @@ class FilesDoor(FilesServerProtocol):
                                f"size={put.size} bytes={moved} refused=checksum_mismatch")
             self.refuse(ErrorCode.CHECKSUM_MISMATCH,
                         f"SHA-256 of what arrived is {ours}, not {digest.sha256}; nothing stored")
+            self.wake()
             return
         try:
-            os.fchmod(fd, put.mode & 0o777)
+            os.fchmod(sink.fd, put.mode & 0o777)
             if put.force:
                 os.replace(part, target)
             else:
@@ -308,16 +315,19 @@ class FilesDoor(FilesServerProtocol):
             self._drop_upload(remove_part=True)
             self.service.audit(peer, "put", put.name, "refused=exists")
             self.refuse(ErrorCode.EXISTS, f"{put.name!r} appeared meanwhile; use --force")
+            self.wake()
             return
         except OSError as exc:
             self._drop_upload(remove_part=False)
             self.refuse(ErrorCode.IO_ERROR, f"cannot store: {exc.strerror}")
+            self.wake()
             return
         self._drop_upload(remove_part=False)
         self.service.audit(peer, "put", put.name,
                            f"size={put.size} bytes={moved} offset={self._offset} sha256={ours} "
                            f"duration={duration:.3f}s result=ok")
         self.send_done(Done(put.name, put.size, ours, self._offset))
+        self.wake()
 
     def _fail_upload(self, message: str) -> None:
         put = self._put
@@ -327,17 +337,31 @@ class FilesDoor(FilesServerProtocol):
         self.fail(ErrorCode.IO_ERROR, message)
         self.wake()
 
-    def _drop_upload(self, *, remove_part: bool) -> None:
+    def _drop_upload(self, *, remove_part: bool, keep_queued: bool = False
+                     ) -> asyncio.Future[None] | None:
+        """Forget the upload; the future (if any) resolves once its file is closed.
+
+        The target stays reserved until then, so a resume cannot open the
+        part while the last bytes of the old upload are still being written.
+        """
+        sink, target = self._sink, self._target
+        self._sink = None
+        closed = sink.close(discard=not keep_queued) if sink is not None else None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._target is not None:
-            self.service.uploads.pop(self._target, None)
+        if target is not None:
+            uploads = self.service.uploads
+            if closed is None or closed.done():
+                uploads.pop(target, None)
+            else:
+                closed.add_done_callback(lambda _: uploads.pop(target, None))
         if remove_part and self._part is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._part)
         self._target = self._part = self._put = None
-        self._digest = self._prefix = None
+        self._prefix = None
+        return closed
 
     # Downloads ------------------------------------------------------------------------
 
@@ -493,10 +517,17 @@ class FilesDoor(FilesServerProtocol):
 
     def connection_lost(self) -> None:
         self.login.end()
-        if self._put is not None:
-            self.service.audit(self.info.peer, "put", self._put.name,
-                               f"size={self._put.size} result=interrupted (part kept for --resume)")
-        self._drop_upload(remove_part=False)
+        put, peer = self._put, self.info.peer
+        # What already reached us is still written, so a resume continues from it.
+        closed = self._drop_upload(remove_part=False, keep_queued=True)
+        if put is not None:
+            def interrupted(_: object = None) -> None:
+                self.service.audit(peer, "put", put.name,
+                                   f"size={put.size} result=interrupted (part kept for --resume)")
+            if closed is None or closed.done():
+                interrupted()
+            else:
+                closed.add_done_callback(interrupted)
         if self._get is not None:
             self.service.audit(self.info.peer, "get", self._get.name, "result=interrupted")
         self._close_get()

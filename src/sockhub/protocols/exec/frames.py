@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sockhub.codec.lenprefix import DEFAULT_MAX_FRAME, encode_frame
-from sockhub.errors import ProtocolError
+from sockhub.errors import CodedProtocolError, ProtocolError
 from sockhub.protocols import challenge
 from sockhub.protocols.challenge import MAC_SIZE as MAC_SIZE
 from sockhub.protocols.challenge import NONCE_SIZE as NONCE_SIZE
@@ -102,18 +102,8 @@ class Reason(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class ExecProtocolError(ProtocolError):
-    """A peer broke the protocol; carries the ERROR frame to answer with.
-
-    Attributes:
-        code: the ERROR frame's code.
-        fatal: the connection is closed after the ERROR frame.
-    """
-
-    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fatal = fatal
+class ExecProtocolError(CodedProtocolError[ErrorCode]):
+    """A peer broke the protocol; carries the ERROR frame to answer with."""
 
 
 # --- Authentication ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sockhub.codec.lenprefix import encode_frame
-from sockhub.errors import ProtocolError
+from sockhub.errors import CodedProtocolError, ProtocolError
 from sockhub.protocols import challenge
 
 #: Mixed into the login answer: an answer made for exec is no answer here.
@@ -88,13 +88,8 @@ class ErrorCode(enum.StrEnum):
     REFUSED = "refused"
 
 
-class FilesProtocolError(ProtocolError):
+class FilesProtocolError(CodedProtocolError[ErrorCode]):
     """A peer broke the protocol or asked for something refused; carries the ERROR to send."""
-
-    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fatal = fatal
 
 
 def compute_answer(token: bytes, nonce: bytes) -> bytes:

@@ -1,0 +1,143 @@
+"""UploadSink: an upload hashed and written on a worker thread, with back-pressure.
+
+Real pipes, files and threads: a pipe nobody reads stands in for a disk that
+cannot keep up, and /dev/full for a disk that is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from sockhub.services.files_sink import INLINE_MAX, UploadSink
+
+STEP = 10.0
+CHUNK = 64 * 1024
+
+
+class Reading:
+    """Records the sink's set_reading calls; ``changed`` fires on each."""
+
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, reading: bool) -> None:
+        self.calls.append(reading)
+        self.changed.set()
+
+    async def next(self) -> bool:
+        await asyncio.wait_for(self.changed.wait(), STEP)
+        self.changed.clear()
+        return self.calls[-1]
+
+
+def make_sink(fd: int, expected: int, reading: Reading, errors: list[str], **kwargs):
+    return UploadSink(fd, hashlib.sha256(), expected, on_error=errors.append,
+                      set_reading=reading, **kwargs)
+
+
+async def test_a_large_upload_is_written_and_hashed_in_order_on_a_thread(tmp_path):
+    path = tmp_path / "part"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    data = os.urandom(3 * INLINE_MAX)
+    reading, errors = Reading(), []
+    sink = make_sink(fd, len(data), reading, errors)
+    assert sink.threaded
+    for start in range(0, len(data), CHUNK):
+        sink.write(data[start:start + CHUNK])
+    assert await asyncio.wait_for(sink.finish(), STEP) == hashlib.sha256(data).hexdigest()
+    await asyncio.wait_for(sink.close(discard=False), STEP)
+    assert path.read_bytes() == data
+    assert errors == [] and reading.calls == []
+
+
+async def test_a_small_upload_is_written_inline(tmp_path):
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    reading, errors = Reading(), []
+    sink = make_sink(fd, 5, reading, errors)
+    assert not sink.threaded
+    sink.write(b"hello")
+    assert (tmp_path / "part").read_bytes() == b"hello"  # before any loop iteration
+    assert sink.finish().result() == hashlib.sha256(b"hello").hexdigest()
+    assert sink.close(discard=False).done()
+
+
+async def test_a_disk_that_falls_behind_stops_reading_until_it_catches_up():
+    read_end, write_end = os.pipe()  # a pipe nobody reads yet: a stalled disk
+    reading, errors = Reading(), []
+    limit = 4 * CHUNK
+    sink = make_sink(write_end, 64 * INLINE_MAX, reading, errors, limit=limit)
+    chunk = os.urandom(CHUNK)
+    sent = 0
+    while not reading.calls:  # the pipe takes ~64 KiB, then the thread blocks
+        sink.write(chunk)
+        sent += CHUNK
+        assert sent < 64 * CHUNK, "reading was never held"
+    assert reading.calls == [False] and sink.pending > limit
+    reading.changed.clear()
+    loop = asyncio.get_running_loop()
+    drained = loop.run_in_executor(None, drain, read_end, sent)
+    assert await reading.next() is True  # caught up by half: read again
+    assert sink.pending <= limit // 2
+    received = await asyncio.wait_for(drained, STEP)
+    assert received == sent
+    await asyncio.wait_for(sink.close(discard=False), STEP)
+    os.close(read_end)
+    assert errors == []
+
+
+def drain(fd: int, count: int) -> int:
+    got = 0
+    while got < count:
+        block = os.read(fd, 1 << 20)
+        if not block:
+            break
+        got += len(block)
+    return got
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+async def test_a_write_error_is_reported_once_with_its_reason():
+    fd = os.open("/dev/full", os.O_WRONLY)
+    errors: list[str] = []
+    failed = asyncio.Event()
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        failed.set()
+
+    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=on_error,
+                      set_reading=Reading())
+    for _ in range(4):
+        sink.write(os.urandom(CHUNK))
+    await asyncio.wait_for(failed.wait(), STEP)
+    assert sink.failed
+    sink.write(b"more")  # ignored once failed
+    await asyncio.wait_for(sink.close(discard=True), STEP)
+    assert errors == ["cannot write: No space left on device"]
+
+
+async def test_closing_without_discard_writes_what_is_queued_first():
+    read_end, write_end = os.pipe()
+    reading, errors = Reading(), []
+    sink = make_sink(write_end, 64 * INLINE_MAX, reading, errors)
+    data = os.urandom(8 * CHUNK)  # more than a pipe holds: the thread is mid-queue
+    for start in range(0, len(data), CHUNK):
+        sink.write(data[start:start + CHUNK])
+    closed = sink.close(discard=False)
+    received = await asyncio.get_running_loop().run_in_executor(
+        None, read_all, read_end)
+    await asyncio.wait_for(closed, STEP)
+    assert received == data and errors == []
+
+
+def read_all(fd: int) -> bytes:
+    parts = []
+    while block := os.read(fd, 1 << 20):
+        parts.append(block)
+    os.close(fd)
+    return b"".join(parts)
