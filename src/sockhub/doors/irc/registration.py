@@ -43,6 +43,7 @@ from sockhub.protocols.irc.vocabulary import (
     cap_ls_lines,
     clean_username,
     parse_cap_request,
+    quit_reason,
 )
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     if door.user is not None:
         door.chat.quit(door.user, reason, voluntary=True)
         door.user = None
-    door.emit(serialize("ERROR", (f"Closing Link: {door.host} (Quit: {reason})",)))
+    door.emit(serialize("ERROR", (f"Closing Link: {door.host} ({quit_reason(reason)})",)))
     door.irc.close()
     door.close()
 

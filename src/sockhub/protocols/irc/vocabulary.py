@@ -40,6 +40,7 @@ from sockhub.hub.names import (
     ROOM_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
+    USERNAME_MAX,
 )
 
 #: The server's software, as 002, 004, VERSION and INFO name it.
@@ -47,7 +48,7 @@ SOFTWARE = "sockhub"
 
 #: Longest user name kept from USER (ISUPPORT ``USERLEN``); longer ones are cut,
 #: as the Modern document requires once USERLEN is advertised.
-USERLEN = 16
+USERLEN = USERNAME_MAX
 _USERNAME_DROP = str.maketrans("", "", " !@:,*?" + CONTROLS)
 
 
@@ -319,7 +320,7 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
         return serialize("KICK", (event.room, event.nick, event.reason or event.by),
                          source=source, tags=tags)
     if isinstance(event, Quit):
-        reason = f"Quit: {event.reason}" if event.voluntary else event.reason
+        reason = quit_reason(event.reason, voluntary=event.voluntary)
         return serialize("QUIT", (reason,), source=source, tags=tags)
     if isinstance(event, NickChanged):
         return serialize("NICK", (event.new,), source=source, tags=tags)
@@ -332,6 +333,18 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
         return serialize("MODE", (event.room, *render_mode_changes(event.changes)),
                          source=source, tags=tags)
     raise TypeError(f"no shared rendering for {type(event).__name__}")
+
+
+def quit_reason(reason: str, *, voluntary: bool = True) -> str:
+    """A QUIT's reason as IRC shows it: ``Quit: why``, never a bare ``Quit: ``.
+
+    A user's own reason is prefixed with ``Quit:`` so that no one can fake a
+    server's (``Ping timeout``); an empty one reads ``Client Quit`` rather
+    than a dangling ``Quit: ``.
+    """
+    if not voluntary:
+        return reason or "Client Quit"
+    return f"Quit: {reason}" if reason else "Client Quit"
 
 
 def render_private(event: Private, source: str, profile: int) -> bytes:
