@@ -44,6 +44,7 @@ from sockhub.protocols.irc.vocabulary import (
     clean_username,
     parse_cap_request,
     quit_reason,
+    sts_value,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +67,9 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.caps.add("cap-notify")  # implied by 302 (capability negotiation)
-        lines = cap_ls_lines(version)
+        sts = () if door.websocket else sts_value(door.chat.irc_sts,
+                                                   secure=door.info.transport == "tls")
+        lines = cap_ls_lines(version, extra=sts)
         for i, text in enumerate(lines):
             more = ("*",) if i < len(lines) - 1 else ()
             door.emit(door.line("CAP", door.nick, "LS", *more, text))

@@ -93,14 +93,19 @@ def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
     return changes or None
 
 
-def cap_ls_lines(version: int, budget: int = 400) -> list[str]:
-    """The CAP LS list, in as many pieces as 302 clients need (one for older ones)."""
-    text = " ".join(CAPABILITIES)
+def cap_ls_lines(version: int, budget: int = 400, *, extra: tuple[str, ...] = ()) -> list[str]:
+    """The CAP LS list, in as many pieces as 302 clients need (one for older ones).
+
+    ``extra`` are capabilities offered but never requested, with their values
+    (``sts=port=6697``), listed to 302 clients only: older ones see no values.
+    """
+    caps = CAPABILITIES + extra if version >= 302 else CAPABILITIES
+    text = " ".join(caps)
     if version < 302 or len(text) <= budget:
         return [text]
     lines: list[str] = []
     current: list[str] = []
-    for cap in CAPABILITIES:
+    for cap in caps:
         if current and len(" ".join([*current, cap])) > budget:
             lines.append(" ".join(current))
             current = []
@@ -333,6 +338,19 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
         return serialize("MODE", (event.room, *render_mode_changes(event.changes)),
                          source=source, tags=tags)
     raise TypeError(f"no shared rendering for {type(event).__name__}")
+
+
+def sts_value(policy: tuple[int, int] | None, *, secure: bool) -> tuple[str, ...]:
+    """The ``sts`` capability for CAP LS (IRCv3 Strict Transport Security), if any.
+
+    "Servers MUST advertise the port key on insecure connections" and the
+    duration key on secure ones; a plain client then reconnects to ``port``
+    with TLS, where it reads the duration and keeps to TLS that long.
+    """
+    if policy is None:
+        return ()
+    port, duration = policy
+    return (f"sts=duration={duration}",) if secure else (f"sts=port={port}",)
 
 
 def quit_reason(reason: str, *, voluntary: bool = True) -> str:
