@@ -72,7 +72,8 @@ def _free_port() -> int:
 async def test_plain_and_tls_doors_serve_at_once_and_talk_across(ca, cert, tmp_path):
     served = await start_sockhub(
         "chat", "--port", "0", "--irc-port", "0", "--data-dir", str(tmp_path),
-        "--server-name", "irc.test", "--flood-rate", "none", *cert, listeners=4)
+        "--server-name", "irc.test", "--flood-rate", "none", "--banner", "hi there", *cert,
+        listeners=4)
     try:
         assert sorted(served.ports) == ["chat", "chat, tls", "irc", "irc, tls"]
         plain = await irc_client(served.ports["irc"], "plain", "#x")
@@ -92,6 +93,8 @@ async def test_plain_and_tls_doors_serve_at_once_and_talk_across(ca, cert, tmp_p
         nc = await chat_client(served.ports["chat"], "nc")
         tls_line = await _tls_client(served.ports["chat, tls"], ca)
         await tls_line.expect("enter a nick")
+        assert tls_line.seen[0] == "hi there"  # the banner, at both of the line door's ports
+        assert nc.seen[0] == "hi there"
         await tls_line.send("sline")
         await tls_line.expect("#lobby * sline joined")
         await nc.send("/join #x")

@@ -72,7 +72,8 @@ class StreamServer:
         #: This listener's figures for ``GET /metrics`` (shared by servers of one name).
         self.metrics = metrics.listener(self.name)
         self.primary = primary = listener is None or listener.primary
-        self.unix = config.unix if primary else None
+        # A TLS twin of the primary listener takes its banner, never its Unix path.
+        self.unix = config.unix if primary and (listener is None or not listener.tls) else None
         #: A banner line is the primary listener's: the others speak other protocols.
         self.banner = config.banner if primary else None
         #: TLS on this listener: the listener says, or else the service's certificate does.

@@ -31,7 +31,7 @@ class Listener:
         port: where it listens; ``None`` means this listener stays closed.
         make_protocol: a protocol for one new connection, wired to the state.
         primary: the listener that takes the service's ``--unix`` path and
-            ``--banner``, if any.
+            ``--banner``, if any (its TLS twin, the banner only).
         refusal: the bytes for a client refused before it was admitted (server
             full), in this listener's protocol; None: the service's default.
         tls: True for a TLS listener, False for a plain one, whatever the

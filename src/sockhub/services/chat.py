@@ -149,7 +149,7 @@ class ChatService:
                                       refusal=door.refusal, tls=False))
             if door.name in self.tls_ports:
                 listeners.append(Listener(door.name, self.tls_ports[door.name], make,
-                                          refusal=door.refusal, tls=True))
+                                          primary=door.primary, refusal=door.refusal, tls=True))
         return listeners
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
