@@ -73,9 +73,12 @@ async def test_irc_door_over_tls(serve, tmp_path):
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
     cert.private_key_pem.write_to_path(str(key_path))
     options = {"data_dir": str(tmp_path), "irc_port": 0, "server_name": "irc.test"}
-    _, irc_server = await serve("chat", options=options, tls_cert=str(cert_path),
-                                tls_key=str(key_path))
-    assert irc_server.transport_name == "tls"
+    servers = await serve("chat", options=options, tls_cert=str(cert_path),
+                          tls_key=str(key_path))
+    # Each door gets a TLS twin; its plain listener stays plain.
+    assert [(s.name, s.transport_name) for s in servers] == [
+        ("chat", "tcp"), ("chat", "tls"), ("irc", "tcp"), ("irc", "tls")]
+    irc_server = servers[3]
     context = ssl.create_default_context()
     ca.configure_trust(context)
     reader, writer = await asyncio.wait_for(

@@ -296,7 +296,7 @@ async def test_tls_serves_https_and_wss(tmp_path):
     served = await start_sockhub("chat", "--port", "0", "--web-port", "0",
                                  "--data-dir", str(tmp_path), "--tls-cert",
                                  str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "c.pem"),
-                                 listeners=2)
+                                 listeners=4)  # chat and web, each plain and TLS
     try:
         assert any("(web, tls)" in line for line in served.log)
         context = ssl.create_default_context()

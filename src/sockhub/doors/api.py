@@ -80,6 +80,10 @@ class ChatApi(Protocol):
     def shutting_down(self) -> bool:
         """True once a graceful stop began (the web door's ``/healthz`` says 503)."""
 
+    @property
+    def irc_sts(self) -> tuple[int, int] | None:
+        """IRCv3 STS when configured: (the IRC door's TLS port, the policy's duration)."""
+
     # Who and where (read-only views of the hub) ----------------------------------
 
     @property

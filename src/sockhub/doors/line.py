@@ -11,11 +11,14 @@ is told and closed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from sockhub import metrics
+from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
 from sockhub.doors.flood import FloodGuard, Verdict
@@ -25,9 +28,11 @@ from sockhub.hub.names import HISTORY_MAX, fold
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
 from sockhub.protocols.chat_line import (
+    CTCP_ANSWERED,
     Command,
     CommandError,
     help_lines,
+    parse_ctcp,
     parse_line,
     render,
     visible,
@@ -108,6 +113,8 @@ class LineDoor(LineProtocol):
             assert self.user is not None
             data = encode_line(render(event, self.user.nick))
             _counts.messages_out += 1
+            assert isinstance(event, Private)
+            self._ctcp_request(event)
         elif event is LineDoor._cache_event:
             data = LineDoor._cache_bytes
         else:
@@ -119,6 +126,35 @@ class LineDoor(LineProtocol):
         self.wake()
         if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
             self._left_room(event.room)
+
+    def _ctcp_request(self, event: Private) -> None:
+        """Answer a CTCP VERSION, PING or TIME sent to this user, as their client would.
+
+        The answer is a NOTICE (CTCP: replies are NOTICEs, so two programs
+        never answer each other for ever), sent on the next turn of the loop:
+        this runs inside the hub's delivery of ``event``. Only private
+        requests are answered; a room's would make every line user answer.
+        """
+        assert self.user is not None
+        if event.notice or event.action or fold(event.target) != self.user.key:
+            return
+        ctcp = parse_ctcp(event.text)
+        if ctcp is None or ctcp[0] not in CTCP_ANSWERED or fold(event.sender) == self.user.key:
+            return
+        command, args = ctcp
+        if command == "VERSION":
+            args = f"sockhub {__version__} line door (a plain-text terminal)"
+        elif command == "TIME":
+            args = datetime.fromtimestamp(self.clock.wall(), UTC).strftime(
+                "%a, %d %b %Y %H:%M:%S +0000")
+        answer = f"\x01{command} {args}\x01" if args else f"\x01{command}\x01"
+        user, sender = self.user, event.sender
+
+        def send() -> None:
+            if self.user is user and not self._closing:
+                with contextlib.suppress(HubError):  # the asker left meanwhile
+                    self.chat.private(user, sender, answer, notice=True)
+        self.clock.call_later(0, send)
 
     # Lines -------------------------------------------------------------------
 

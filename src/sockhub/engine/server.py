@@ -72,13 +72,18 @@ class StreamServer:
         #: This listener's figures for ``GET /metrics`` (shared by servers of one name).
         self.metrics = metrics.listener(self.name)
         self.primary = primary = listener is None or listener.primary
-        self.unix = config.unix if primary else None
+        # A TLS twin of the primary listener takes its banner, never its Unix path.
+        self.unix = config.unix if primary and (listener is None or not listener.tls) else None
         #: A banner line is the primary listener's: the others speak other protocols.
         self.banner = config.banner if primary else None
+        #: TLS on this listener: the listener says, or else the service's certificate does.
+        self.wants_tls = config.tls if listener is None or listener.tls is None else listener.tls
+        if self.wants_tls and not config.tls:
+            raise ConfigError(f"{self.name}: a TLS listener needs --tls-cert and --tls-key")
         if self.unix:
             self.transport_name = "unix"
         else:
-            self.transport_name = "tls" if config.tls else "tcp"
+            self.transport_name = "tls" if self.wants_tls else "tcp"
 
     @property
     def ports(self) -> list[int]:
@@ -93,7 +98,7 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
-        if config.tls_cert and config.tls_key:
+        if self.wants_tls and config.tls_cert and config.tls_key:
             self.tls = ReloadableTls(config.tls_cert, config.tls_key)
         extra: dict[str, Any] = {"backlog": BACKLOG}
         if self.tls is not None:

@@ -31,9 +31,13 @@ class Listener:
         port: where it listens; ``None`` means this listener stays closed.
         make_protocol: a protocol for one new connection, wired to the state.
         primary: the listener that takes the service's ``--unix`` path and
-            ``--banner``, if any.
+            ``--banner``, if any (its TLS twin, the banner only).
         refusal: the bytes for a client refused before it was admitted (server
             full), in this listener's protocol; None: the service's default.
+        tls: True for a TLS listener, False for a plain one, whatever the
+            service's certificate; None: TLS exactly when a certificate is
+            given. A service that pairs a plain and a TLS listener per door
+            says which is which here.
     """
 
     name: str
@@ -41,6 +45,7 @@ class Listener:
     make_protocol: Callable[[], Protocol]
     primary: bool = False
     refusal: Callable[[str], bytes] | None = None
+    tls: bool | None = None
 
 
 class ServiceRuntime(TypingProtocol):

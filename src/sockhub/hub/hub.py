@@ -48,11 +48,12 @@ from sockhub.hub.events import (
     TopicChanged,
 )
 from sockhub.hub.model import HubError, Room, RoomState, User
-from sockhub.hub.modes import ModeBatch
+from sockhub.hub.modes import ModeBatch, full_mask
 from sockhub.hub.names import (
     AWAY_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
+    USERNAME_MAX,
     clean_text,
     fold,
     nick_problem,
@@ -157,10 +158,15 @@ class Hub:
         secure: bool = False,
         now: float = 0.0,
     ) -> User:
-        """Add a user under ``nick``; they are in no room yet."""
+        """Add a user under ``nick``; they are in no room yet.
+
+        Every connection keeps one user name for its lifetime (IRC's USER, or
+        else the nick it arrived with), so a ``*!name@host`` ban still holds
+        after a nick change.
+        """
         self._check_nick_free(nick)
         user = User(
-            nick=nick, member=member, address=address, username=username,
+            nick=nick, member=member, address=address, username=username or nick[:USERNAME_MAX],
             realname=clean_text(realname),
             secure=secure, signon=now, active=now,
         )
@@ -308,6 +314,8 @@ class Hub:
             raise HubError("invalid_text", "a ban mask is a nick, an address or nick!user@host")
         name = room.name if room else room_name
         masks = self.state.bans.get(fold(room_name), [])
+        if add or fold(mask) not in masks:  # a ban stored bare by an older version is lifted as is
+            mask = full_mask(mask)
         if add and fold(mask) in masks:
             raise HubError("invalid_text", f"{mask} is already banned from {name}")
         if not add and fold(mask) not in masks:

@@ -30,19 +30,42 @@ ROOM_ATTRS = {
 }
 
 
+def full_mask(mask: str) -> str:
+    """A ban mask in full ``nick!user@host`` form, expanded as IRC servers do.
+
+    A bare word is a nick (``lbob`` → ``lbob!*@*``) unless it holds a ``.``
+    or ``:``, which no nick may: then it is a host (``10.0.0.7`` →
+    ``*!*@10.0.0.7``); ``user@host`` gets any nick, ``nick!user`` any host,
+    and an empty part becomes ``*`` (charybdis and hybrid, ``pretty_mask``).
+    Every door's bans take this one form, so a ban lists, matches and is
+    lifted the same way whoever set it.
+    """
+    if "!" in mask:
+        nick, _, rest = mask.partition("!")
+    elif "@" in mask:
+        nick, rest = "*", mask
+    elif "." in mask or ":" in mask:
+        return f"*!*@{mask}"
+    else:
+        return f"{mask}!*@*"
+    user, _, host = rest.partition("@")
+    return f"{nick or '*'}!{user or '*'}@{host or '*'}"
+
+
 def is_banned(masks: Iterable[str], user: User) -> bool:
     """Does any of a room's ban ``masks`` (folded) match ``user``?
 
-    A mask with ``!`` or ``@`` is matched against the whole ``nick!user@host``;
-    any other against the nick and against the address alone.
+    Masks are matched whole against ``nick!user@host``; a bare one stored by
+    an older version is expanded first (:func:`full_mask`). An IPv6 address
+    also matches as IRC shows it, with a ``0`` before a leading ``:``.
     """
-    nick, host = fold(user.nick), user.address
-    hostmask = fold(user.hostmask)
+    hostmasks = [fold(user.hostmask)]
+    if user.address.startswith(":"):
+        hostmasks.append(fold(f"{user.nick}!{user.username or user.nick}@0{user.address}"))
     for mask in masks:
-        if "!" in mask or "@" in mask:
-            if mask_match(mask, hostmask):
-                return True
-        elif mask_match(mask, nick) or mask_match(mask, host):
+        if "!" not in mask:
+            mask = full_mask(mask)
+        if any(mask_match(mask, hostmask) for hostmask in hostmasks):
             return True
     return False
 

@@ -25,6 +25,8 @@ import re
 NICK_MAX = 30
 ROOM_MAX = 50
 TOPIC_MAX = 390  # fits in one IRC line with prefix and channel name
+#: Longest user name (the ``user`` of ``nick!user@host``; IRC's ISUPPORT ``USERLEN``).
+USERNAME_MAX = 16
 #: Longest away message; longer ones are cut (IRC clients send what users type).
 AWAY_MAX = 200
 #: Longest room password (IRC's channel key); IRC clients send it as one word.

@@ -195,7 +195,11 @@ def render(event: HubEvent, viewer: str) -> str:
 
 def _render(event: HubEvent, viewer: str) -> str:
     if isinstance(event, Message):
-        if event.action:
+        ctcp = None if event.action else parse_ctcp(event.text)
+        if ctcp is not None:
+            kind = "reply" if event.notice else "request"
+            body = f"* {event.nick} sent a CTCP {ctcp[0]} {kind} to the room"
+        elif event.action:
             body = f"** {event.nick} {event.text}"
         elif event.notice:
             body = f"-{event.nick}- {event.text}"
@@ -206,10 +210,13 @@ def _render(event: HubEvent, viewer: str) -> str:
         return f"{clock(event.ts)} {event.room} {body}"
     if isinstance(event, Private):
         to_viewer = event.target.lower() == viewer.lower() and event.sender != viewer
+        ctcp = None if event.action else parse_ctcp(event.text)
+        if ctcp is not None:
+            return f"{clock(event.ts)} {_render_ctcp(event, ctcp, to_viewer)}"
         kind = "notice" if event.notice else "pm"
         where = f"[{kind}]" if to_viewer else f"[{kind} to {event.target}]"
         if event.action:
-            body = f"* {event.sender} {event.text}"
+            body = f"** {event.sender} {event.text}"
         elif event.notice:
             body = f"-{event.sender}- {event.text}"
         else:
@@ -267,6 +274,37 @@ def describe_change(change: ModeChange) -> str:
     on, off = _FLAG_WORDS.get(change.flag, (f"set {change.flag}", f"unset {change.flag}"))
     phrase = on if change.on else off
     return phrase.format(change.arg) if "{}" in phrase else phrase
+
+
+#: CTCP requests the line door answers on its users' behalf: a terminal has
+#: no IRC client to answer them, and IRC users send PING to measure lag and
+#: VERSION or TIME out of habit. Others are shown, never answered.
+CTCP_ANSWERED = frozenset({"VERSION", "PING", "TIME"})
+
+
+def parse_ctcp(text: str) -> tuple[str, str] | None:
+    """A CTCP message's command and arguments (``\\x01PING 123\\x01`` → ``("PING", "123")``).
+
+    None when ``text`` is no CTCP message. The closing ``\\x01`` is optional
+    (CTCP, "Message Syntax": clients must accept its absence).
+    """
+    if not text.startswith("\x01"):
+        return None
+    command, _, args = text[1:].removesuffix("\x01").partition(" ")
+    if not command or not command.isprintable():
+        return None
+    return command.upper(), args
+
+
+def _render_ctcp(event: Private, ctcp: tuple[str, str], to_viewer: bool) -> str:
+    """A private CTCP message as a line, never the raw ``\\x01`` bytes it arrived as."""
+    command, args = ctcp
+    if not to_viewer:
+        return f"[ctcp to {event.target}] {command} {args}".rstrip()
+    if event.notice:
+        return f"[ctcp reply] {event.sender}: {command} {args}".rstrip()
+    answer = "the server answered for you" if command in CTCP_ANSWERED else "not answered"
+    return f"[ctcp] {event.sender} sent CTCP {command}; {answer}"
 
 
 def _reason(reason: str) -> str:

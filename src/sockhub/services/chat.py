@@ -62,7 +62,8 @@ SEEN_KEPT = 30 * 86400
 
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
-RESTART_KEYS = ("data_dir", "irc_port", "server_name", "web_port")
+RESTART_KEYS = ("data_dir", "irc_port", "irc_tls_port", "server_name", "tls_port", "web_port",
+                "web_tls_port")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class ChatDoor:
         make: one door (a sockhub Protocol and hub Member) for a new connection.
         primary: takes the service's ``--unix`` path and ``--banner``.
         refusal: what a client refused before admission is told, in its protocol.
+        tls_port: the port of its TLS twin, from the settings; None: the
+            default below when a certificate is given and the door is open.
+        tls_default: the TLS twin's usual port (IRC's 6697); None: no TLS
+            twin unless ``tls_port`` asks for one.
     """
 
     name: str
@@ -82,14 +87,22 @@ class ChatDoor:
     make: Callable[[ChatApi], Protocol]
     primary: bool = False
     refusal: Callable[[str], bytes] | None = None
+    tls_port: Callable[[ChatService], int | None] = lambda service: None
+    tls_default: int | None = None
 
 
 class ChatService:
     """Shared state of one chat hub, used by all its doors."""
 
-    def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = None) -> None:
+    def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = None,
+                 tls: bool = False) -> None:
         self.settings = settings
         self.port = port
+        self.tls = tls
+        #: Each door's TLS port (its name → port), resolved once: ports need a restart.
+        self.tls_ports = {door.name: tls_port for door in DOORS
+                          if (tls_port := self._tls_port(door)) is not None}
+        _check_sts(settings, self.tls_ports.get("irc"))
         self.limits = limits
         self.motd = _read_motd(settings.motd_file)
         self.started = time.time()
@@ -112,17 +125,42 @@ class ChatService:
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
-        return cls(config.settings_as(ChatSettings), limits, port=config.port)
+        return cls(config.settings_as(ChatSettings), limits, port=config.port, tls=config.tls)
+
+    def _tls_port(self, door: ChatDoor) -> int | None:
+        """Where ``door``'s TLS twin listens, or None: closed.
+
+        Raises:
+            ConfigError: a TLS port asked for without a certificate.
+        """
+        port = door.tls_port(self)
+        if port is not None and not self.tls:
+            flag = "--tls-port" if door.primary else f"--{door.name}-tls-port"
+            raise ConfigError(f"chat: {flag} needs --tls-cert and --tls-key")
+        plain = door.port(self)
+        if port is None and self.tls and plain is not None and door.tls_default is not None:
+            port = door.tls_default if plain != 0 else 0  # free plain ports, free TLS ones
+        return port
+
+    @property
+    def irc_sts(self) -> tuple[int, int] | None:
+        """IRCv3 STS, when configured: (the IRC door's TLS port, the policy's duration)."""
+        duration, port = self.settings.irc_sts_duration, self.tls_ports.get("irc")
+        return None if duration is None or port is None else (port, duration)
 
     # ServiceRuntime ---------------------------------------------------------
 
     def listeners(self) -> list[Listener]:
-        """One listener per row of :data:`DOORS`; a door whose port is None stays closed."""
-        return [
-            Listener(door.name, door.port(self), functools.partial(door.make, self),
-                     primary=door.primary, refusal=door.refusal)
-            for door in DOORS
-        ]
+        """Two listeners per row of :data:`DOORS`, plain and TLS; a port of None stays closed."""
+        listeners = []
+        for door in DOORS:
+            make = functools.partial(door.make, self)
+            listeners.append(Listener(door.name, door.port(self), make, primary=door.primary,
+                                      refusal=door.refusal, tls=False))
+            if door.name in self.tls_ports:
+                listeners.append(Listener(door.name, self.tls_ports[door.name], make,
+                                          primary=door.primary, refusal=door.refusal, tls=True))
+        return listeners
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
         """SIGHUP: take new operators, passwords, MOTD, flood and history settings.
@@ -135,6 +173,7 @@ class ChatService:
         fixed = [k for k in RESTART_KEYS if getattr(settings, k) != getattr(self.settings, k)]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart")
+        _check_sts(settings, self.tls_ports.get("irc"))
         motd = _read_motd(settings.motd_file)
         changed = [f.name for f in fields(settings)
                    if getattr(settings, f.name) != getattr(self.settings, f.name)]
@@ -398,6 +437,17 @@ def _door_counts_of(kind: type) -> metrics.DoorCounts | None:
     return metrics.door(name) if isinstance(name, str) else None
 
 
+def _check_sts(settings: ChatSettings, tls_port: int | None) -> None:
+    """STS names a port clients keep to for a long time: it must exist and be fixed.
+
+    Raises:
+        ConfigError: ``irc_sts_duration`` without an IRC TLS port, or with a free one.
+    """
+    if settings.irc_sts_duration is not None and not tls_port:
+        raise ConfigError("chat: --irc-sts-duration needs the IRC door's TLS listener on a "
+                          "fixed port (--tls-cert and --irc-port, or --irc-tls-port N)")
+
+
 def _read_motd(path: Path | None) -> list[str] | None:
     if path is None:
         return None
@@ -413,8 +463,12 @@ _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAA
 
 #: The chat hub's front doors. A new door is a module in ``sockhub/doors/`` and
 #: one row here (docs/architecture.md).
+#: Each may pair a plain listener with a TLS one (``tls_port``, ``tls_default``).
 DOORS: tuple[ChatDoor, ...] = (
-    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True),
-    ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal),
-    ChatDoor("web", lambda service: service.settings.web_port, WebDoor, refusal=web_refusal),
+    ChatDoor("chat", lambda service: service.port, LineDoor, primary=True,
+             tls_port=lambda service: service.settings.tls_port, tls_default=9998),
+    ChatDoor("irc", lambda service: service.settings.irc_port, IrcDoor, refusal=irc_refusal,
+             tls_port=lambda service: service.settings.irc_tls_port, tls_default=6697),
+    ChatDoor("web", lambda service: service.settings.web_port, WebDoor, refusal=web_refusal,
+             tls_port=lambda service: service.settings.web_tls_port, tls_default=8443),
 )

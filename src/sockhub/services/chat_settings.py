@@ -81,9 +81,24 @@ class ChatSettings(ServiceSettings):
         60.0, "time a client has, at every chat door, to choose a nick before it is told "
         "and closed", unit="seconds", off=True, check=_seconds,
     )
+    tls_port: int | None = option(
+        None, "the line door's TLS port, beside its plain --port (needs --tls-cert)",
+        metavar="N", check=port_number,
+        default_text="9998 with --tls-cert (a free one with --port 0)",
+    )
     irc_port: int | None = option(
         None, "open the IRC door on this port; 0 picks a free one", metavar="N",
         check=port_number, default_text="closed",
+    )
+    irc_tls_port: int | None = option(
+        None, "the IRC door's TLS port, beside its plain --irc-port (needs --tls-cert; "
+        "alone, a TLS-only IRC door)", metavar="N", check=port_number,
+        default_text="6697 with --tls-cert and --irc-port (a free one with --irc-port 0)",
+    )
+    irc_sts_duration: int | None = option(
+        None, "advertise IRCv3 STS: IRC clients on the plain port are sent to the TLS port "
+        "and keep to it this long (0 withdraws the policy); needs a fixed --irc-tls-port",
+        unit="seconds", minimum=0, off=True, default_text="off",
     )
     motd_file: Path | None = option(
         None, "text sent to IRC users as the message of the day", metavar="FILE"
@@ -104,6 +119,11 @@ class ChatSettings(ServiceSettings):
     web_port: int | None = option(
         None, "open the web door (HTTP, the chat page, WebSocket at /ws) on this port; "
         "0 picks a free one", metavar="N", check=port_number, default_text="closed",
+    )
+    web_tls_port: int | None = option(
+        None, "the web door's HTTPS and WSS port, beside its plain --web-port (needs "
+        "--tls-cert; alone, an HTTPS-only web door)", metavar="N", check=port_number,
+        default_text="8443 with --tls-cert and --web-port (a free one with --web-port 0)",
     )
     web_origin: tuple[str, ...] = option(
         (), "another origin whose pages may open the web door's WebSocket (the page's "

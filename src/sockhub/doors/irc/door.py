@@ -110,7 +110,7 @@ class IrcDoor(Protocol):
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
         "_ping_timer", "_reg_timer", "caps", "chat", "host", "irc", "oper_failures", "profile",
-        "server_name", "user",
+        "server_name", "user", "websocket",
     )
 
     # Idleness is "no complete line", not "no byte".
@@ -132,6 +132,8 @@ class IrcDoor(Protocol):
         self.caps: set[str] = set()
         self.profile = 0
         self.host = "localhost"
+        #: Hosted by the web door: no STS (a browser cannot take a TLS port's raw IRC).
+        self.websocket = False
         self._drain_timer: Timer | None = None
         self._last_seen = 0.0
         self._ping_sent: float | None = None

@@ -43,6 +43,8 @@ from sockhub.protocols.irc.vocabulary import (
     cap_ls_lines,
     clean_username,
     parse_cap_request,
+    quit_reason,
+    sts_value,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.caps.add("cap-notify")  # implied by 302 (capability negotiation)
-        lines = cap_ls_lines(version)
+        sts = () if door.websocket else sts_value(door.chat.irc_sts,
+                                                   secure=door.info.transport == "tls")
+        lines = cap_ls_lines(version, extra=sts)
         for i, text in enumerate(lines):
             more = ("*",) if i < len(lines) - 1 else ()
             door.emit(door.line("CAP", door.nick, "LS", *more, text))
@@ -189,7 +193,7 @@ def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     if door.user is not None:
         door.chat.quit(door.user, reason, voluntary=True)
         door.user = None
-    door.emit(serialize("ERROR", (f"Closing Link: {door.host} (Quit: {reason})",)))
+    door.emit(serialize("ERROR", (f"Closing Link: {door.host} ({quit_reason(reason)})",)))
     door.irc.close()
     door.close()
 

@@ -420,6 +420,7 @@ class WebDoor(Protocol):
 
     def _start_irc(self, *, binary: bool) -> None:
         irc = IrcDoor(self.chat)
+        irc.websocket = True
         irc.clock = self.clock
         irc.wake = self.wake
         self.irc, self.binary = irc, binary

@@ -40,6 +40,7 @@ from sockhub.hub.names import (
     ROOM_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
+    USERNAME_MAX,
 )
 
 #: The server's software, as 002, 004, VERSION and INFO name it.
@@ -47,7 +48,7 @@ SOFTWARE = "sockhub"
 
 #: Longest user name kept from USER (ISUPPORT ``USERLEN``); longer ones are cut,
 #: as the Modern document requires once USERLEN is advertised.
-USERLEN = 16
+USERLEN = USERNAME_MAX
 _USERNAME_DROP = str.maketrans("", "", " !@:,*?" + CONTROLS)
 
 
@@ -92,14 +93,19 @@ def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
     return changes or None
 
 
-def cap_ls_lines(version: int, budget: int = 400) -> list[str]:
-    """The CAP LS list, in as many pieces as 302 clients need (one for older ones)."""
-    text = " ".join(CAPABILITIES)
+def cap_ls_lines(version: int, budget: int = 400, *, extra: tuple[str, ...] = ()) -> list[str]:
+    """The CAP LS list, in as many pieces as 302 clients need (one for older ones).
+
+    ``extra`` are capabilities offered but never requested, with their values
+    (``sts=port=6697``), listed to 302 clients only: older ones see no values.
+    """
+    caps = CAPABILITIES + extra if version >= 302 else CAPABILITIES
+    text = " ".join(caps)
     if version < 302 or len(text) <= budget:
         return [text]
     lines: list[str] = []
     current: list[str] = []
-    for cap in CAPABILITIES:
+    for cap in caps:
         if current and len(" ".join([*current, cap])) > budget:
             lines.append(" ".join(current))
             current = []
@@ -329,7 +335,7 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
         return serialize("KICK", (event.room, event.nick, event.reason or event.by),
                          source=source, tags=tags)
     if isinstance(event, Quit):
-        reason = f"Quit: {event.reason}" if event.voluntary else event.reason
+        reason = quit_reason(event.reason, voluntary=event.voluntary)
         return serialize("QUIT", (reason,), source=source, tags=tags)
     if isinstance(event, NickChanged):
         return serialize("NICK", (event.new,), source=source, tags=tags)
@@ -342,6 +348,31 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
         return serialize("MODE", (event.room, *render_mode_changes(event.changes)),
                          source=source, tags=tags)
     raise TypeError(f"no shared rendering for {type(event).__name__}")
+
+
+def sts_value(policy: tuple[int, int] | None, *, secure: bool) -> tuple[str, ...]:
+    """The ``sts`` capability for CAP LS (IRCv3 Strict Transport Security), if any.
+
+    "Servers MUST advertise the port key on insecure connections" and the
+    duration key on secure ones; a plain client then reconnects to ``port``
+    with TLS, where it reads the duration and keeps to TLS that long.
+    """
+    if policy is None:
+        return ()
+    port, duration = policy
+    return (f"sts=duration={duration}",) if secure else (f"sts=port={port}",)
+
+
+def quit_reason(reason: str, *, voluntary: bool = True) -> str:
+    """A QUIT's reason as IRC shows it: ``Quit: why``, never a bare ``Quit: ``.
+
+    A user's own reason is prefixed with ``Quit:`` so that no one can fake a
+    server's (``Ping timeout``); an empty one reads ``Client Quit`` rather
+    than a dangling ``Quit: ``.
+    """
+    if not voluntary:
+        return reason or "Client Quit"
+    return f"Quit: {reason}" if reason else "Client Quit"
 
 
 def render_private(event: Private, source: str, profile: int) -> bytes:
