@@ -247,6 +247,11 @@ class _Lines:
 
     def find(self, table: str, key: str | None = None) -> int:
         """The line of ``key`` in ``table`` (``""``: top level), else of the table's header."""
+        if key is not None:  # written as a table of its own: [table.key] or [table.key.sub]
+            full = f"{table}.{key}" if table else key
+            for number, name in self.headers:
+                if name == full or name.startswith(full + "."):
+                    return number
         start, end = 0, len(self.lines)
         header = 0
         if table:
