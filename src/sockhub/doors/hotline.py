@@ -30,6 +30,7 @@ from sockhub.hub import HubError, Message, User
 from sockhub.hub.events import HubEvent, Joined, Kicked, Parted, Private, Quit
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Clock
+from sockhub.protocols.chat_line import visible
 from sockhub.protocols.ivr import CallerProtocol, CallerSettings, Menu
 
 log = logging.getLogger("sockhub.hotline")
@@ -106,10 +107,10 @@ class HotlineDoor(CallerProtocol):
         me = self.user.nick if self.user is not None else ""
         if isinstance(event, Message):
             if event.nick != me and not event.history:
-                self.say(f"{event.nick}: {event.text}")
+                self.say(f"{event.nick}: {visible(event.text)}")
         elif isinstance(event, Private):
             if event.sender != me:
-                self.say(f"{event.sender} (private): {event.text}")
+                self.say(f"{event.sender} (private): {visible(event.text)}")
         elif isinstance(event, Joined):
             if event.nick != me and self.desk.is_operator_nick(event.nick):
                 self.say(fill(self.texts["operator_joined"], nick=event.nick))
