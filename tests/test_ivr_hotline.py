@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sockhub.services.chat import ChatService
 from tests.net import LineClient, chat_client, irc_client, open_client
+
+from sockhub.services.chat import ChatService
 
 MAIN = "欢迎致电 10086"
 CONNECTED = "已为您接通人工服务"

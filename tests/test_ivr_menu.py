@@ -1,8 +1,10 @@
-"""The hotline's sans-I/O parts: menu files, telnet bytes, keys, and the menu walk on a manual clock."""
+"""The hotline's sans-I/O parts: menu files, telnet bytes, keys, the menu walk on a manual clock."""
 
 from __future__ import annotations
 
 import pytest
+from tests.helpers import split_at_every_byte
+from tests.irc_support import ManualClock
 
 from sockhub.errors import ConfigError
 from sockhub.protocols.base import ConnectionInfo
@@ -10,8 +12,6 @@ from sockhub.protocols.ivr import CallerProtocol, CallerSettings, MenuError, par
 from sockhub.protocols.ivr.keys import CallerInput, Enter, Key, Line, Word
 from sockhub.protocols.ivr.telnet import TelnetFilter
 from sockhub.services.ivr import EXAMPLE_MENU, load_menu, packaged_menu
-from tests.helpers import split_at_every_byte
-from tests.irc_support import ManualClock
 
 SETTINGS = CallerSettings(timeout=5.0, digit_timeout=2.0, max_timeouts=2, max_failures=3)
 
