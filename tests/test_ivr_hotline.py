@@ -151,6 +151,7 @@ async def test_two_callers_queue_in_order_and_move_up(serve: Any, tmp_path: Path
     await alice.send("!next")                      # the operator ends the first call
     await first.expect("客服已结束本次通话")
     await first.expect(MAIN)                       # back in the menu, still connected
+    assert not any("!next" in line or "hotline:" in line for line in first.seen)
     await alice.expect("caller caller-1 call ended by alice; 1 in the queue")
     await second.expect(CONNECTED)
     await alice.expect("you are talking with caller-2")

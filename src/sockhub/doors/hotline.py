@@ -37,6 +37,8 @@ log = logging.getLogger("sockhub.hotline")
 
 #: The words a caller types in a call: back to the menu, and hang up.
 BACK, HANG_UP = ("*",), ("/quit", "/hangup", "exit")
+#: What operators say to the desk in the room: end the current call, list the queue.
+DESK_COMMANDS = ("!next", "!queue")
 
 
 def fill(text: str, **values: object) -> str:
@@ -106,7 +108,9 @@ class HotlineDoor(CallerProtocol):
     def deliver(self, event: HubEvent) -> None:
         me = self.user.nick if self.user is not None else ""
         if isinstance(event, Message):
-            if event.nick != me and not event.history:
+            # The desk's words and commands are for the operators, not the caller.
+            if event.nick not in (me, self.desk.nick) and not event.history \
+                    and event.text.strip().lower() not in DESK_COMMANDS:
                 self.say(f"{event.nick}: {visible(event.text)}")
         elif isinstance(event, Private):
             if event.sender != me:
@@ -254,12 +258,12 @@ class HotlineDesk(Bot):
         if fold(message.room) != fold(self.room) or not self.is_operator_nick(message.nick):
             return
         command = message.text.strip().lower()
-        if command == "!next":
+        if command == DESK_COMMANDS[0]:
             if self.queue:
                 self.leave(self.queue[0], f"call ended by {message.nick}", ended=True)
             else:
                 self.say(self.room, "no caller in the queue")
-        elif command == "!queue":
+        elif command == DESK_COMMANDS[1]:
             self.say(self.room, self.describe())
 
     def describe(self) -> str:
