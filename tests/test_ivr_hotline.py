@@ -202,3 +202,22 @@ async def test_no_operator_the_caller_is_told_and_can_go_back(serve: Any, tmp_pa
     await client.expect("客服 alice 为您服务")
     for c in (alice, client):
         c.close()
+
+
+async def test_a_flooding_caller_is_warned_then_hung_up_and_the_room_goes_on(
+    serve: Any, tmp_path: Path
+) -> None:
+    ports, _ = await hotline(serve, tmp_path, flood_rate=0.001, flood_burst=2)
+    alice = await line_operator(ports["chat"], "alice")
+    client = await caller(ports["ivr"])
+    await client.send(b"0")
+    await client.expect(CONNECTED)
+    await client.send("".join(f"line {n}\n" for n in range(10)))
+    await client.expect("you are sending too fast")
+    await client.expect("flooding; goodbye")
+    await client.expect_eof()
+    await alice.expect("caller caller-1 hung up")
+    assert not any("line 2" in line for line in alice.seen)
+    other = await caller(ports["ivr"])        # the hotline goes on for everyone else
+    other.close()
+    alice.close()

@@ -26,6 +26,7 @@ import logging
 
 from sockhub.doors.api import ChatApi
 from sockhub.doors.bot import Bot
+from sockhub.doors.flood import FloodGuard
 from sockhub.hub import HubError, Message, User
 from sockhub.hub.events import HubEvent, Joined, Kicked, Parted, Private, Quit
 from sockhub.hub.names import fold
@@ -57,6 +58,7 @@ class HotlineDoor(CallerProtocol):
         self.api = api
         self.desk = desk
         self.user: User | None = None
+        self.flood: FloodGuard | None = None
 
     # The menu's hooks -------------------------------------------------------------
 
@@ -74,12 +76,28 @@ class HotlineDoor(CallerProtocol):
         elif word.lower() in HANG_UP:
             self.hang_up()
         elif self.user is not None and self.desk.connected(self):
+            if not self._may_speak():
+                return
             try:
                 self.api.say(self.user, self.desk.room, text)
             except HubError as exc:
                 self.say(f"error: {exc}")
         else:
             self.say(fill(self.texts["place"], place=self.desk.place(self)))
+
+    def _may_speak(self) -> bool:
+        """The chat doors' flood control (``--flood-rate``, ``--flood-burst``) for callers too."""
+        settings = self.api.settings
+        if settings.flood_rate is None:
+            return True
+        if self.flood is None:
+            self.flood = FloodGuard(settings.flood_rate, settings.flood_burst, self.clock.time())
+        verdict = self.flood.check(self.clock.time())
+        if verdict == "warn":
+            self.say("error: you are sending too fast; lines dropped")
+        elif verdict == "disconnect":
+            self.hang_up("error: flooding; goodbye")
+        return verdict == "pass"
 
     def connection_lost(self) -> None:
         super().connection_lost()
@@ -195,6 +213,9 @@ class HotlineDesk(Bot):
     def leave(self, caller: HotlineDoor, why: str, *, ended: bool = False) -> None:
         """A caller is done (hung up, back to the menu, or the call ended): next, please."""
         if caller not in self.queue:
+            return
+        if self.api.shutting_down:  # everyone is leaving: no one to tell
+            self.queue.remove(caller)
             return
         index = self.queue.index(caller)
         self.queue.remove(caller)
