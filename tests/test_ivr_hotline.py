@@ -221,3 +221,38 @@ async def test_a_flooding_caller_is_warned_then_hung_up_and_the_room_goes_on(
     other = await caller(ports["ivr"])        # the hotline goes on for everyone else
     other.close()
     alice.close()
+
+
+async def test_a_web_operator_takes_a_call_and_sees_it_in_history(
+    serve: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    ports, _ = await hotline(serve, tmp_path, web_port=0)
+    client = await caller(ports["ivr"])
+    await client.send(b"0")
+    await client.expect(CONNECTED)
+    await client.send("我的网络断了 (my line is down)\n")
+
+    async with connect(f"ws://127.0.0.1:{ports['web']}/ws", open_timeout=5) as ws:
+        async def expect(**fields: Any) -> dict[str, Any]:
+            while True:
+                obj = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if fields.items() <= obj.items():
+                    return dict(obj)
+
+        await ws.send(json.dumps({"type": "hello", "version": 1, "nick": "wendy"}))
+        await expect(type="welcome", nick="wendy")
+        await ws.send(json.dumps({"type": "join", "room": "#support"}))
+        history = await expect(type="history", room="#support")
+        texts = [m["text"] for m in history["messages"]]
+        assert "我的网络断了 (my line is down)" in texts
+        assert any("caller caller-1 is waiting" in t for t in texts)
+        await client.expect("客服 wendy 为您服务")
+        await ws.send(json.dumps({"type": "say", "room": "#support", "text": "我来看看 <b>"}))
+        await client.expect("wendy: 我来看看 <b>")
+        await client.send("谢谢\n")
+        await expect(type="message", nick="caller-1", text="谢谢")
+    client.close()
