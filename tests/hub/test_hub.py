@@ -89,7 +89,8 @@ def test_messages_reach_every_member_once_and_no_one_else(hub):
     message = hub.say(users[0][0], "#r", "hello", 2.0)
     apply(hub, message)
     for _, inbox in users:
-        assert inbox.take() == [Message("#r", "u0", "hello", 2.0, address="10.0.0.1")]
+        assert inbox.take() == [Message("#r", "u0", "hello", 2.0, username="u0",
+                                        address="10.0.0.1")]
     assert out.take() == []
     with pytest.raises(HubError) as exc:
         hub.say(outsider, "#r", "let me in", 3.0)
@@ -226,7 +227,7 @@ def test_new_rooms_are_topic_locked_until_an_operator_unlocks_them(hub):
     event, _ = hub.set_modes(alice, "#r", [ModeChange("topic_lock", False)], 2.0)
     apply(hub, event)
     apply(hub, hub.set_topic(bob, "#r", "bob's topic", 2.0))
-    assert a.take()[-1] == TopicChanged("#r", "bob", "bob's topic", 2.0, "", "10.0.0.1")
+    assert a.take()[-1] == TopicChanged("#r", "bob", "bob's topic", 2.0, "bob", "10.0.0.1")
     with pytest.raises(HubError):
         hub.set_topic(bob, "#r", "x" * 1000, 3.0)
 

@@ -34,8 +34,10 @@ def tables() -> dict[str, str]:
         "readme-limits": markdown_table(Limits, columns=("option", "default"),
                                         headers={"option": "limit"}, extra=overrides),
     }
-    for name, spec in SERVICES.items():
-        if spec.settings is not None:
+    shared: set[type] = set()
+    for name, spec in SERVICES.items():  # services sharing a settings class share its table
+        if spec.settings is not None and spec.settings not in shared:
+            shared.add(spec.settings)
             found[name] = markdown_table(spec.settings)
     return found
 

@@ -39,7 +39,24 @@ DEFAULT_NAMES = tuple(default.name for default in DEFAULT_SERVICES)
 
 
 def _with_settings() -> list[tuple[ServiceSpec, type[Any]]]:
-    return [(spec, spec.settings) for spec in SERVICES.values() if spec.settings is not None]
+    """Each settings class once, with the first service that has it (its flags' owner).
+
+    Services sharing a settings class (chat and ivr) share one group of flags.
+    """
+    seen: dict[type[Any], ServiceSpec] = {}
+    for spec in SERVICES.values():
+        if spec.settings is not None:
+            seen.setdefault(spec.settings, spec)
+    return [(spec, settings) for settings, spec in seen.items()]
+
+
+def _owner(service: str) -> str:
+    """The service whose flag group holds ``service``'s own options (itself, or chat for ivr)."""
+    spec = SERVICES.get(service)
+    for owner, settings in _with_settings():
+        if spec is not None and spec.settings is settings:
+            return owner.name
+    return service
 
 
 def _logs_in(settings: type[Any] | None) -> bool:
@@ -147,7 +164,8 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "login (" + ", ".join(s.name for s, c in _with_settings() if _logs_in(c)) + ")")
     options.add_arguments(login, LoginSettings, prefix="login.", names=LOGIN)
     for spec, settings in _with_settings():
-        title = spec.name + (f" ({spec.docs})" if spec.docs else "")
+        sharing = [s for s in SERVICES.values() if s.settings is settings]
+        title = ", ".join(s.name + (f" ({s.docs})" if s.docs else "") for s in sharing)
         group = p.add_argument_group(title)
         options.add_arguments(group, settings, prefix=spec.name + ".", names=_own(settings),
                               also=_default_set_notes(spec))
@@ -183,16 +201,16 @@ def serve_configs(args: argparse.Namespace) -> list[ServiceConfig]:
     def given_for(service: str) -> dict[str, Any]:
         spec = SERVICES.get(service)
         logs_in = login if spec is not None and _logs_in(spec.settings) else {}
-        return {**shared, **logs_in, **own.get(service, {})}
+        return {**shared, **logs_in, **own.get(_owner(service), {})}
 
     if args.config:
         if args.service:
             raise ConfigError("give a SERVICE or --config, not both")
         configs = load_toml(args.config, base=common, options=given_for, resolve=resolve)
-        _check_used(own, {c.service for c in configs}, config=args.config)
+        _check_used(own, {_owner(c.service) for c in configs}, config=args.config)
         return configs
     if args.service:
-        _check_used(own, {args.service})
+        _check_used(own, {_owner(args.service)})
         spec = SERVICES.get(args.service)
         if login and not (spec is not None and _logs_in(spec.settings)):
             given = ", ".join(options.flags(LoginSettings, login))

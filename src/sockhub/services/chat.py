@@ -5,7 +5,8 @@ operator accounts) and implements :class:`~sockhub.doors.api.ChatApi`,
 all a door may ask: it checks a command with the hub, stores what must be
 stored, and publishes the event. It opens a listener per door: the line
 door (``doors/line.py``), and when their ports are set the IRC door
-(``doors/irc/``) and the web door (``doors/web/``). Nothing here knows a socket or a wire format.
+(``doors/irc/``), the web door (``doors/web/``) and the hotline (``doors/hotline.py``).
+Nothing here knows a socket or a wire format.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sockhub import metrics
-from sockhub.doors.api import ChatApi
+from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web import WebDoor, web_refusal
+from sockhub.engine.clock import LoopClock
 from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Member, Message, Room, User
@@ -45,6 +47,7 @@ from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
+from sockhub.services import ivr
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import Bound, ChatStore
@@ -63,7 +66,7 @@ SEEN_KEPT = 30 * 86400
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
 RESTART_KEYS = ("data_dir", "irc_port", "irc_tls_port", "server_name", "tls_port", "web_port",
-                "web_tls_port")
+                "web_tls_port", "ivr_port", "line_port", "ivr_room")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class ChatDoor:
 
     name: str
     port: Callable[[ChatService], int | None]
-    make: Callable[[ChatApi], Protocol]
+    make: Callable[[ChatService], Protocol]
     primary: bool = False
     refusal: Callable[[str], bytes] | None = None
     tls_port: Callable[[ChatService], int | None] = lambda service: None
@@ -95,10 +98,15 @@ class ChatService:
     """Shared state of one chat hub, used by all its doors."""
 
     def __init__(self, settings: ChatSettings, limits: Limits, *, port: int | None = None,
-                 tls: bool = False) -> None:
+                 tls: bool = False, ivr_port: int | None = None, primary: str | None = None
+                 ) -> None:
         self.settings = settings
         self.port = port
         self.tls = tls
+        #: The hotline door's port (None: closed); the door that takes --unix and
+        #: --banner, if not the one whose row says ``primary``.
+        self.ivr_port = ivr_port if ivr_port is not None else settings.ivr_port
+        self.primary = primary
         #: Each door's TLS port (its name → port), resolved once: ports need a restart.
         self.tls_ports = {door.name: tls_port for door in DOORS
                           if (tls_port := self._tls_port(door)) is not None}
@@ -121,11 +129,30 @@ class ChatService:
         self.bus.subscribe(self.hub.apply)
         self.shutting_down = False
         self._guests = itertools.count(random.randrange(1000, 9000))
+        self.hotline: HotlineDesk | None = None
+        if self.ivr_port is not None:
+            self.hotline = HotlineDesk(self, LoopClock(), menu=ivr.load_menu(settings.menu),
+                                       settings=ivr.caller_settings(settings),
+                                       room=settings.ivr_room)
         log.info("chat history in %s", self.store.path)
 
     @classmethod
     def from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
-        return cls(config.settings_as(ChatSettings), limits, port=config.port, tls=config.tls)
+        settings = config.settings_as(ChatSettings)
+        if settings.line_port is not None:
+            raise ConfigError("--line-port is for 'sockhub serve ivr'; the chat line door "
+                              "listens on --port")
+        return cls(settings, limits, port=config.port, tls=config.tls)
+
+    @classmethod
+    def hotline_from_config(cls, config: ServiceConfig, limits: Limits) -> ChatService:
+        """``sockhub serve ivr``: the hotline on --port, operators' line door on --line-port."""
+        settings = config.settings_as(ChatSettings)
+        line = settings.line_port
+        if line is None:
+            line = 0 if config.port == 0 else ivr.LINE_PORT
+        return cls(settings, limits, port=line, tls=config.tls, ivr_port=config.port,
+                   primary="ivr")
 
     def _tls_port(self, door: ChatDoor) -> int | None:
         """Where ``door``'s TLS twin listens, or None: closed.
@@ -155,11 +182,12 @@ class ChatService:
         listeners = []
         for door in DOORS:
             make = functools.partial(door.make, self)
-            listeners.append(Listener(door.name, door.port(self), make, primary=door.primary,
+            primary = door.primary if self.primary is None else door.name == self.primary
+            listeners.append(Listener(door.name, door.port(self), make, primary=primary,
                                       refusal=door.refusal, tls=False))
             if door.name in self.tls_ports:
                 listeners.append(Listener(door.name, self.tls_ports[door.name], make,
-                                          primary=door.primary, refusal=door.refusal, tls=True))
+                                          primary=primary, refusal=door.refusal, tls=True))
         return listeners
 
     def reload(self, config: ServiceConfig, limits: Limits) -> list[str]:
@@ -175,11 +203,17 @@ class ChatService:
             raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart")
         _check_sts(settings, self.tls_ports.get("irc"))
         motd = _read_motd(settings.motd_file)
+        menu = ivr.load_menu(settings.menu) if self.hotline is not None else None
         changed = [f.name for f in fields(settings)
                    if getattr(settings, f.name) != getattr(self.settings, f.name)]
         if motd != self.motd and "motd_file" not in changed:
             changed.append("motd")
         self.settings, self.motd, self.limits = settings, motd, limits
+        if self.hotline is not None and menu is not None:  # new callers get the new menu
+            if menu != self.hotline.menu and "menu" not in changed:
+                changed.append("menu")
+            self.hotline.menu = menu
+            self.hotline.caller_settings = ivr.caller_settings(settings)
         self.hub.protected = {fold(name) for name in settings.protected_rooms}
         return [name.replace("_", " ") for name in changed]
 
@@ -461,6 +495,11 @@ def _read_motd(path: Path | None) -> list[str] | None:
 _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
+def _hotline_door(service: ChatService) -> Protocol:
+    assert service.hotline is not None  # the door is open only with a desk
+    return HotlineDoor(service, service.hotline)
+
+
 #: The chat hub's front doors. A new door is a module in ``sockhub/doors/`` and
 #: one row here (docs/architecture.md).
 #: Each may pair a plain listener with a TLS one (``tls_port``, ``tls_default``).
@@ -471,4 +510,5 @@ DOORS: tuple[ChatDoor, ...] = (
              tls_port=lambda service: service.settings.irc_tls_port, tls_default=6697),
     ChatDoor("web", lambda service: service.settings.web_port, WebDoor, refusal=web_refusal,
              tls_port=lambda service: service.settings.web_tls_port, tls_default=8443),
+    ChatDoor("ivr", lambda service: service.ivr_port, _hotline_door),
 )

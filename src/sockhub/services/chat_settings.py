@@ -44,6 +44,12 @@ def _seconds(name: str, value: float) -> float:
     return value
 
 
+def _room(name: str, value: str) -> str:
+    if not value.startswith("#") or len(value) < 2 or any(c in value for c in " ,\r\n\0"):
+        raise ValueError(f"{name} {value!r} must be a room name like #support")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatSettings(ServiceSettings):
     """The chat service's own settings (the ``options`` of its ServiceConfig)."""
@@ -125,6 +131,31 @@ class ChatSettings(ServiceSettings):
         "--tls-cert; alone, an HTTPS-only web door)", metavar="N", check=port_number,
         default_text="8443 with --tls-cert and --web-port (a free one with --web-port 0)",
     )
+    # The hotline (docs/hotline.md): a door of this hub, or `sockhub serve ivr`.
+    ivr_port: int | None = option(
+        None, "open the hotline door (menu callers, handed to #support) on this port; "
+        "0 picks a free one", metavar="N", check=port_number,
+        default_text="closed; 'sockhub serve ivr' listens on --port",
+    )
+    line_port: int | None = option(
+        None, "the operators' line door of 'sockhub serve ivr'", metavar="N", check=port_number,
+        default_text="9999, a free port with --port 0",
+    )
+    menu: Path | None = option(
+        None, "the hotline's menu file (TOML)", metavar="FILE",
+        default_text="the built-in 10086 menu",
+    )
+    ivr_room: str = option("#support", "the room hotline callers are handed to",
+                           metavar="#ROOM", check=_room)
+    ivr_timeout: float = option(10.0, "time a caller has to press a key before the prompt "
+                                "is repeated", unit="seconds", check=_seconds)
+    ivr_digit_timeout: float = option(3.0, "pause that ends a multi-digit entry",
+                                      unit="seconds", check=_seconds)
+    ivr_max_timeouts: int = option(3, "prompts without a key before the hotline hangs up",
+                                   minimum=1)
+    ivr_max_failures: int = option(3, "wrong keys in a row before the hotline hangs up",
+                                   minimum=1)
+
     web_origin: tuple[str, ...] = option(
         (), "another origin whose pages may open the web door's WebSocket (the page's "
         "own origin always may)", flag="--web-origin", metavar="ORIGIN", check=_origins,

@@ -42,6 +42,17 @@ SERVICES: dict[str, ServiceSpec] = {
             settings=ChatSettings,
         ),
         ServiceSpec(
+            "ivr", LineProtocol, 10086,
+            "the 10086 hotline: a menu from --menu, 0 hands callers to operators",
+            # The chat service with the hotline as its primary door (services/ivr.py):
+            # callers and operators (--line-port, --irc-port, --web-port) share its hub.
+            stateless=False,
+            limits={"idle_timeout": None, "max_line": 8192},
+            build=ChatService.hotline_from_config,
+            settings=ChatSettings,
+            docs="docs/hotline.md",
+        ),
+        ServiceSpec(
             "exec", ExecServerProtocol, 9001,
             "runs allow-listed commands for token holders",
             # Not for --workers: the failed-login limiter and max-concurrent
