@@ -40,7 +40,11 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Private:
-    """A private message; delivered to the target and echoed to the sender."""
+    """A private message; delivered to the target and echoed to the sender.
+
+    ``msgid`` is the service's id for it (IRCv3 ``msgid``); private messages
+    are not stored, so it is a string unlike any room message's id.
+    """
 
     sender: str
     target: str
@@ -49,6 +53,7 @@ class Private:
     action: bool = False
     notice: bool = False
     meta: Meta = ()
+    msgid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class Signal:
     target: str | None
     meta: Meta
     ts: float
+    msgid: str = ""  # as Private's
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +147,8 @@ class BanChanged:
 
 
 #: Room modes a :class:`ModeChanged` may carry, with the argument each takes.
-ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "password", "limit")
+ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "secret", "private",
+              "password", "limit")
 #: Per-member statuses a :class:`ModeChanged` may carry; the argument is a nick.
 MEMBER_FLAGS = ("operator", "voice")
 

@@ -22,8 +22,8 @@ class HubError(Exception):
     ``no_such_nick``, ``not_in_room`` (the caller is not a member, or, with
     ``target`` set, that user is not), ``already_in_room``,
     ``banned``, ``invite_only``, ``bad_password``, ``full``, ``too_many_rooms``,
-    ``cannot_send``, ``not_operator``, ``invalid_text``, ``invalid_password``,
-    ``invalid_limit``.
+    ``cannot_send``, ``not_operator``, ``not_privileged`` (not a server
+    operator), ``invalid_text``, ``invalid_password``, ``invalid_limit``.
 
     ``target`` names what the error is about when that is not obvious from
     the command (the nick of ``no_such_nick`` in a mode change, say), so a
@@ -67,6 +67,20 @@ class User:
         return f"{self.nick}!{self.username or self.nick}@{self.address or 'unknown'}"
 
 
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """Who a nick was, once its user left or changed it: what WHOWAS answers.
+
+    ``ts`` is when the nick was given up (Unix seconds).
+    """
+
+    nick: str
+    username: str
+    address: str
+    realname: str
+    ts: float
+
+
 @dataclass(eq=False, slots=True)
 class Room:
     """A room and its settings. Member sets hold user keys (folded nicks)."""
@@ -83,6 +97,8 @@ class Room:
     moderated: bool = False
     no_external: bool = True
     invite_only: bool = False
+    secret: bool = False  # IRC's +s: listed (LIST, NAMES, WHOIS) only to its members
+    private: bool = False  # IRC's +p: RFC 1459's older, milder secrecy; hidden alike
     password: str | None = None  # IRC's channel key
     limit: int | None = None
     created: float = 0.0
@@ -90,6 +106,11 @@ class Room:
     @property
     def key(self) -> str:
         return fold(self.name)
+
+    @property
+    def hidden(self) -> bool:
+        """Not shown to non-members in room lists (+s or +p)."""
+        return self.secret or self.private
 
     def may_speak(self, user: User) -> bool:
         """Operators and voiced members speak even where others may not."""

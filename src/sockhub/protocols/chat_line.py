@@ -255,6 +255,8 @@ _FLAG_WORDS = {
     "no_external": ("let only members talk", "let outsiders talk"),
     "invite_only": ("made the room invite-only", "opened the room to all"),
     "topic_lock": ("locked the topic", "unlocked the topic"),
+    "secret": ("made the room secret", "made the room public"),
+    "private": ("made the room private", "made the room public"),
     "password": ("set a password", "removed the password"),
     "limit": ("limited the room to {} members", "removed the member limit"),
     "operator": ("made {} an operator", "took operator status from {}"),

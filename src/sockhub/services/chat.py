@@ -10,11 +10,13 @@ door (``doors/line.py``), and when their ports are set the IRC door
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import itertools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sockhub import metrics
-from sockhub.doors.api import ChatApi
+from sockhub.doors.api import ChatApi, Disconnectable
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web import WebDoor, web_refusal
@@ -37,6 +39,7 @@ from sockhub.hub.events import (
     ModeChange,
     Private,
 )
+from sockhub.hub.model import Departed
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
@@ -98,6 +101,10 @@ class ChatService:
         self.bus.subscribe(self.hub.apply)
         self.shutting_down = False
         self._guests = itertools.count(random.randrange(1000, 9000))
+        # IRCv3 msgid of what is not stored (private messages, TAGMSG): a
+        # random prefix per start, so no id repeats across restarts.
+        self._msgid_prefix = secrets.token_hex(4)
+        self._msgids = itertools.count(1)
         log.info("chat history in %s", self.store.path)
 
     @classmethod
@@ -172,6 +179,12 @@ class ChatService:
         self.peak_users = max(self.peak_users, len(self.hub.users))
         return self.peak_users
 
+    def whowas(self, nick: str, count: int = 0) -> list[Departed]:
+        return self.hub.whowas(nick, count)
+
+    def _msgid(self) -> str:
+        return f"{self._msgid_prefix}-{next(self._msgids)}"
+
     # ChatApi: arriving, commands, history -------------------------------------
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
@@ -236,12 +249,14 @@ class ChatService:
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
+        event = dataclasses.replace(event, msgid=self._msgid())
         self.bus.publish(event)
         self._count_in(user)
         return event
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
-        self.bus.publish(self.hub.signal(user, target, meta, time.time()))
+        event = self.hub.signal(user, target, meta, time.time())
+        self.bus.publish(dataclasses.replace(event, msgid=self._msgid()))
 
     def rename(self, user: User, new: str) -> None:
         event = self.hub.rename(user, new, time.time())
@@ -287,6 +302,17 @@ class ChatService:
         event = self.hub.invite(user, target, room, time.time())
         self.bus.publish(event)
         return event
+
+    def kill(self, user: User, target: str, reason: str) -> None:
+        """KILL: the victim's door closes its connection, everyone else sees it quit."""
+        victim, event = self.hub.kill(user, target, reason, time.time())
+        log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
+        member = victim.member
+        self.bus.publish(event)
+        if isinstance(member, Disconnectable):
+            member.disconnect(event.reason)
+        elif isinstance(member, Protocol):
+            member.close()
 
     def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None:
         if self.hub.find_user(user.nick) is not user:

@@ -39,6 +39,8 @@ COMMANDS: dict[str, CommandSpec] = {
     # Queries (§3.4, §3.6, §4)
     "WHO": CommandSpec(queries.cmd_who, 1),
     "WHOIS": CommandSpec(queries.cmd_whois, 0),  # 431 ERR_NONICKNAMEGIVEN
+    "WHOWAS": CommandSpec(queries.cmd_whowas, 0),  # 431 ERR_NONICKNAMEGIVEN
+    "KILL": CommandSpec(queries.cmd_kill, 1),
     "AWAY": CommandSpec(queries.cmd_away, 0),
     "ISON": CommandSpec(queries.cmd_ison, 1),
     "USERHOST": CommandSpec(queries.cmd_userhost, 1),

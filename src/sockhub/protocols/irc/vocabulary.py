@@ -127,7 +127,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"AWAYLEN={AWAY_MAX}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{ROOMS_PER_USER}",
-        "CHANMODES=b,k,l,imnt",
+        "CHANMODES=b,k,l,imnpst",
         f"CHANNELLEN={ROOM_MAX}",
         "CHANTYPES=#",
         f"CHATHISTORY={HISTORY_MAX}",
@@ -154,7 +154,8 @@ def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 # Modes ---------------------------------------------------------------------------
 
 #: Channel mode letter → hub flag; type D (no parameter).
-FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
+FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "p": "private",
+              "s": "secret", "t": "topic_lock"}
 #: Type B (a parameter both ways) and prefix modes.
 PARAM_MODES = {"k": "password", "o": "operator", "v": "voice"}
 #: Type C (a parameter when set only).
@@ -164,7 +165,7 @@ LETTERS = {
 }
 #: User modes: invisible and IRC operator (RPL_MYINFO lists them).
 USER_MODES = "io"
-CHANNEL_MODES = "biklmnotv"
+CHANNEL_MODES = "biklmnopstv"
 
 
 @dataclass
@@ -267,13 +268,13 @@ def irc_host(address: str) -> str:
     return "0" + address if address.startswith(":") else address
 
 
-def event_tags(ts: float, profile: int, *, msgid: int | None = None,
+def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
                meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
     if profile & MESSAGE_TAGS:
-        if msgid is not None:
+        if msgid is not None and msgid != "":
             tags["msgid"] = str(msgid)
         tags.update(meta)
     return tags
@@ -335,13 +336,13 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
 
 
 def render_private(event: Private, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile, meta=event.meta)
+    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
 
 def render_signal(event: Signal, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile | MESSAGE_TAGS, meta=event.meta)
+    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta)
     return serialize("TAGMSG", (event.room or event.target or "*",), source=source, tags=tags)
 
 
