@@ -333,3 +333,44 @@ async def test_whowas_and_kill_with_jaraco_irc(serve, tmp_path):
     assert args[:2] == ["victim", "victim"] and args[-1] == "victim real"
     await expect("oper", "endofwhowas")
     oper.disconnect()
+
+
+# Small commands irctest's core profile counts: ELIST, the invite list, LINKS, HELPOP ------
+
+def test_list_conditions_elist_mnu(net):
+    alice, bob = net.register("alice"), net.register("bob")
+    alice.ask("JOIN #chan1", "JOIN #chan2")
+    bob.ask("JOIN #chan2")
+
+    def listed(condition):
+        return sorted(m.params[1] for m in bob.ask(f"LIST {condition}") if m.command == "322")
+
+    assert listed("*an1") == ["#chan1"]
+    assert listed("#c*n2") == ["#chan2"]
+    assert listed("!*an1") == ["#chan2"]
+    assert listed(">1") == ["#chan2"]
+    assert listed("<2") == ["#chan1"]
+    assert listed("<1") == []
+    assert listed("#ch*,>1") == ["#chan2"]  # every condition must hold
+    assert listed("C>5") == ["#chan1", "#chan2"]  # not advertised: ignored
+    assert "ELIST=MNU" in " ".join(
+        " ".join(m.params) for m in net.connect().ask("NICK dave", "USER d 0 * :D"))
+
+
+def test_invite_alone_lists_pending_invitations(net):
+    alice, bob = net.register("alice"), net.register("bob")
+    alice.ask("JOIN #chan", "INVITE bob #chan")
+    replies = bob.ask("INVITE")
+    assert [(m.command, m.params) for m in replies if m.command != "INVITE"] == [
+        ("336", ("bob", "#chan")), ("337", ("bob", "End of /INVITE list"))]
+    bob.ask("JOIN #chan")
+    assert commands(bob.ask("INVITE")) == ["337"]  # used up by the join
+    assert commands(bob.ask("INVITE alice")) == ["461"]
+
+
+def test_links_and_helpop(net):
+    me = net.register("me")
+    assert [(m.command, m.params) for m in me.ask("LINKS")] == [
+        ("365", ("me", "*", "End of /LINKS list"))]
+    replies = me.ask("HELPOP")
+    assert replies[0].command == "704" and replies[-1].command == "706"

@@ -110,6 +110,10 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     optional_behaviors = frozenset(
         (
             OptionalBehaviors.CAP_REQ_MINUS,  # CAP REQ -name
+            OptionalBehaviors.ELIST_M,  # ELIST=MNU: LIST *mask*, !*mask*, >n, <n
+            OptionalBehaviors.ELIST_N,
+            OptionalBehaviors.ELIST_U,
+            OptionalBehaviors.INVITE_LIST,  # INVITE alone: 336... 337
             OptionalBehaviors.INVITE_OVERRIDES_LIMIT,  # invitation passes +i +k +l +b
             OptionalBehaviors.MULTI_JOIN,  # TARGMAX JOIN:
             OptionalBehaviors.MULTI_KICK,  # TARGMAX KICK:4
@@ -126,6 +130,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         "CHANNELLEN": "50",
         "CHANMODES": "b,k,l,imnpst",
         "CHATHISTORY": patma.ANYSTR,
+        "ELIST": "MNU",
         "MSGREFTYPES": "msgid,timestamp",
         "PREFIX": "(ov)@+",
         "TARGMAX": patma.ANYSTR,

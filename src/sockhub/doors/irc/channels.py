@@ -34,7 +34,9 @@ from sockhub.codec.irc import (
     RPL_CHANNELMODEIS,
     RPL_CREATIONTIME,
     RPL_ENDOFBANLIST,
+    RPL_ENDOFINVITELIST,
     RPL_ENDOFNAMES,
+    RPL_INVITELIST,
     RPL_INVITING,
     RPL_LIST,
     RPL_LISTEND,
@@ -49,7 +51,7 @@ from sockhub.codec.irc import (
 )
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import Message
-from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold
+from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold, mask_match
 from sockhub.protocols.irc.vocabulary import (
     KICKLEN,
     MAX_TARGETS,
@@ -228,17 +230,21 @@ def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
 
 
 def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
+    """LIST [#a,#b | conditions] with ISUPPORT ``ELIST=MNU``: ``*mask*``,
+    ``!*mask*`` (names not matching), ``>n`` and ``<n`` (member counts);
+    several conditions, comma-separated, must all hold."""
     chat = door.chat
     viewer = door.user
     assert viewer is not None
     wanted = message.params[0] if message.params else ""
-    if wanted and wanted[0] in "<>":  # an ELIST condition: not advertised, so ignored
-        wanted = ""
-    rooms = (
-        [r for r in (chat.find_room(n) for n in wanted.split(",")) if r is not None]
-        if wanted
-        else sorted(chat.rooms(), key=lambda r: r.key)
-    )
+    conditions = [c for c in wanted.split(",") if c]
+    if conditions and all(c.startswith("#") and not any(w in c for w in "*?")
+                          for c in conditions):
+        found = (chat.find_room(n) for n in conditions)
+        rooms = [r for r in found if r is not None]
+    else:
+        rooms = [r for r in sorted(chat.rooms(), key=lambda r: r.key)
+                 if all(list_condition(c, r) for c in conditions)]
     door.reply(RPL_LISTSTART, "Channel", "Users  Name")
     for room in rooms:
         if not listed(room, viewer):
@@ -247,11 +253,41 @@ def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
     door.reply(RPL_LISTEND, "End of /LIST")
 
 
+def list_condition(condition: str, room: Room) -> bool:
+    """One ELIST condition (Modern IRC, ISUPPORT ``ELIST``): M, N and U only.
+
+    An unknown condition (``C>``/``T>``, not advertised) holds, as if absent.
+    """
+    first, rest = condition[0], condition[1:]
+    if first in "<>":
+        try:
+            count = int(rest)
+        except ValueError:
+            return True
+        size = len(room.members)
+        return size > count if first == ">" else size < count
+    if first == "!":
+        return not mask_match(fold(rest), room.key)
+    if first in "CT" and rest[:1] in ("<", ">"):
+        return True
+    return mask_match(fold(condition), room.key)
+
+
 # INVITE / KICK ----------------------------------------------------------
 
 def cmd_invite(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
     assert user is not None
+    if not message.params:
+        # Modern IRC: "INVITE" alone lists the channels you are invited to.
+        for room in sorted(door.chat.rooms(), key=lambda r: r.key):
+            if user.key in room.invited:
+                door.reply(RPL_INVITELIST, room.name)
+        door.reply(RPL_ENDOFINVITELIST, "End of /INVITE list")
+        return
+    if len(message.params) < 2:
+        door.reply(ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+        return
     nick, name = message.params[0], message.params[1]
     try:
         event = door.chat.invite(user, nick, name)

@@ -23,6 +23,7 @@ from sockhub.codec.irc import (
     RPL_AWAY,
     RPL_ENDOFHELP,
     RPL_ENDOFINFO,
+    RPL_ENDOFLINKS,
     RPL_ENDOFMOTD,
     RPL_ENDOFWHO,
     RPL_ENDOFWHOIS,
@@ -371,6 +372,11 @@ def cmd_help(door: IrcDoor, message: IrcMessage) -> None:
     door.reply(RPL_HELPTXT, subject, "")
     door.reply(RPL_ENDOFHELP, subject,
                f"{subject} takes at least {spec.min_params} parameter(s)")
+
+def cmd_links(door: IrcDoor, message: IrcMessage) -> None:
+    """LINKS (RFC 2812 §3.4.5): one server and no links, so the end of the list alone."""
+    door.reply(RPL_ENDOFLINKS, "*", "End of /LINKS list")
+
 
 # CHATHISTORY (IRCv3 draft/chathistory) -------------------------------------------
 

@@ -131,6 +131,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"CHANNELLEN={ROOM_MAX}",
         "CHANTYPES=#",
         f"CHATHISTORY={HISTORY_MAX}",
+        "ELIST=MNU",
         f"KEYLEN={PASSWORD_MAX}",
         f"KICKLEN={KICKLEN}",
         f"MAXLIST=b:{BANS_PER_ROOM}",
