@@ -374,3 +374,18 @@ def test_links_and_helpop(net):
         ("365", ("me", "*", "End of /LINKS list"))]
     replies = me.ask("HELPOP")
     assert replies[0].command == "704" and replies[-1].command == "706"
+
+
+def test_no_ctcp_mode_lets_action_through_only(net):
+    op, user = net.register("op"), net.register("user")
+    op.ask("JOIN #chan")
+    user.ask("JOIN #chan")
+    op.take()
+    op.ask("MODE #chan +C")
+    user.take()
+    assert user.ask("PRIVMSG #chan :\x01ACTION is testing\x01") == []
+    refused = user.ask("PRIVMSG #chan :\x01PING 12345\x01")
+    assert [(m.command, m.params[:2]) for m in refused] == [("404", ("user", "#chan"))]
+    assert [m.params[1] for m in op.take() if m.command == "PRIVMSG"] == [
+        "\x01ACTION is testing\x01"]
+    assert "C" in find(op.ask("MODE #chan"), "324").params[2]

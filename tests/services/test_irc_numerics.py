@@ -39,7 +39,8 @@ def test_welcome_burst_in_order(net):
     welcome = replies[0]
     assert welcome.source == "irc.test"
     assert welcome.params == ("alice", "Welcome to the irc.test Network, alice!al@127.0.0.1")
-    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "io", "biklmnopstv", "bklov")
+    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "io", "Cbiklmnopstv",
+                                 "bklov")
     tokens = {}
     for message in replies[4:6]:
         assert message.params[0] == "alice"
@@ -50,7 +51,7 @@ def test_welcome_burst_in_order(net):
             tokens[key] = value
     assert tokens["CASEMAPPING"] == "ascii"
     assert tokens["PREFIX"] == "(ov)@+"
-    assert tokens["CHANMODES"] == "b,k,l,imnpst"
+    assert tokens["CHANMODES"] == "b,k,l,Cimnpst"
     assert tokens["NICKLEN"] == "30" and tokens["CHANNELLEN"] == "50"
     assert tokens["CHANTYPES"] == "#"
     assert "UTF8ONLY" in tokens and "WHOX" in tokens

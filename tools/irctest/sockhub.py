@@ -114,6 +114,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             OptionalBehaviors.ELIST_N,
             OptionalBehaviors.ELIST_U,
             OptionalBehaviors.INVITE_LIST,  # INVITE alone: 336... 337
+            OptionalBehaviors.NO_CTCP,  # +C
             OptionalBehaviors.INVITE_OVERRIDES_LIMIT,  # invitation passes +i +k +l +b
             OptionalBehaviors.MULTI_JOIN,  # TARGMAX JOIN:
             OptionalBehaviors.MULTI_KICK,  # TARGMAX KICK:4
@@ -128,7 +129,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         "CASEMAPPING": "ascii",
         "CHANTYPES": "#",
         "CHANNELLEN": "50",
-        "CHANMODES": "b,k,l,imnpst",
+        "CHANMODES": "b,k,l,Cimnpst",
         "CHATHISTORY": patma.ANYSTR,
         "ELIST": "MNU",
         "MSGREFTYPES": "msgid,timestamp",

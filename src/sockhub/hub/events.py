@@ -148,7 +148,7 @@ class BanChanged:
 
 #: Room modes a :class:`ModeChanged` may carry, with the argument each takes.
 ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "secret", "private",
-              "password", "limit")
+              "no_ctcp", "password", "limit")
 #: Per-member statuses a :class:`ModeChanged` may carry; the argument is a nick.
 MEMBER_FLAGS = ("operator", "voice")
 

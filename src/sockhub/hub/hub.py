@@ -51,6 +51,7 @@ from sockhub.hub.model import Departed, HubError, Room, User
 from sockhub.hub.modes import ModeBatch
 from sockhub.hub.names import (
     AWAY_MAX,
+    CTCP_DELIMITER,
     ROOMS_PER_USER,
     TOPIC_MAX,
     clean_text,
@@ -227,6 +228,8 @@ class Hub:
     ) -> Message:
         room = self._speaking_room(user, room_name)
         text = self._checked_text(text)
+        if room.no_ctcp and not action and text.startswith(CTCP_DELIMITER):
+            raise HubError("cannot_send", f"{room.name} takes no CTCP requests but ACTION")
         return Message(room.name, user.nick, text, now, action, notice=notice,
                        meta=clean_meta(meta))
 

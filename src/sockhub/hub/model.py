@@ -99,6 +99,7 @@ class Room:
     invite_only: bool = False
     secret: bool = False  # IRC's +s: listed (LIST, NAMES, WHOIS) only to its members
     private: bool = False  # IRC's +p: RFC 1459's older, milder secrecy; hidden alike
+    no_ctcp: bool = False  # IRC's +C: no CTCP requests but ACTION (/me)
     password: str | None = None  # IRC's channel key
     limit: int | None = None
     created: float = 0.0

@@ -30,6 +30,7 @@ ROOM_ATTRS = {
     "topic_lock": "protected",
     "secret": "secret",
     "private": "private",
+    "no_ctcp": "no_ctcp",
 }
 
 

@@ -257,6 +257,7 @@ _FLAG_WORDS = {
     "topic_lock": ("locked the topic", "unlocked the topic"),
     "secret": ("made the room secret", "made the room public"),
     "private": ("made the room private", "made the room public"),
+    "no_ctcp": ("refused CTCP requests", "allowed CTCP requests"),
     "password": ("set a password", "removed the password"),
     "limit": ("limited the room to {} members", "removed the member limit"),
     "operator": ("made {} an operator", "took operator status from {}"),

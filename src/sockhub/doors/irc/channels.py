@@ -381,6 +381,7 @@ def room_modes(door: IrcDoor, room: Room, viewer: User) -> list[str]:
     letters = "".join(
         letter
         for letter, on in (
+            ("C", room.no_ctcp),
             ("i", room.invite_only),
             ("m", room.moderated),
             ("n", room.no_external),

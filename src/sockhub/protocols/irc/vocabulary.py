@@ -127,7 +127,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"AWAYLEN={AWAY_MAX}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{ROOMS_PER_USER}",
-        "CHANMODES=b,k,l,imnpst",
+        "CHANMODES=b,k,l,Cimnpst",
         f"CHANNELLEN={ROOM_MAX}",
         "CHANTYPES=#",
         f"CHATHISTORY={HISTORY_MAX}",
@@ -155,8 +155,8 @@ def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 # Modes ---------------------------------------------------------------------------
 
 #: Channel mode letter → hub flag; type D (no parameter).
-FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "p": "private",
-              "s": "secret", "t": "topic_lock"}
+FLAG_MODES = {"C": "no_ctcp", "i": "invite_only", "m": "moderated", "n": "no_external",
+              "p": "private", "s": "secret", "t": "topic_lock"}
 #: Type B (a parameter both ways) and prefix modes.
 PARAM_MODES = {"k": "password", "o": "operator", "v": "voice"}
 #: Type C (a parameter when set only).
@@ -166,7 +166,7 @@ LETTERS = {
 }
 #: User modes: invisible and IRC operator (RPL_MYINFO lists them).
 USER_MODES = "io"
-CHANNEL_MODES = "biklmnopstv"
+CHANNEL_MODES = "Cbiklmnopstv"
 
 
 @dataclass
