@@ -15,7 +15,7 @@ import irc.client_aio
 import pytest
 
 from irc_support import Network, commands, find
-from net import STEP
+from net import STEP, chat_client, irc_client
 from sockhub.codec.irc import MAX_BODY
 from sockhub.passwords import hash_password
 
@@ -389,3 +389,30 @@ def test_no_ctcp_mode_lets_action_through_only(net):
     assert [m.params[1] for m in op.take() if m.command == "PRIVMSG"] == [
         "\x01ACTION is testing\x01"]
     assert "C" in find(op.ask("MODE #chan"), "324").params[2]
+
+
+async def test_a_secret_channel_is_not_listed_at_the_line_door(hub_serve):
+    """+s set from IRC hides the room from a line user's /rooms too."""
+    line_port, irc_port = await hub_serve()
+    alice = await irc_client(irc_port, "alice", "#hidden", "#shown")
+    await alice.send("MODE #hidden +s")
+    await alice.expect("MODE #hidden +s")
+    bob = await chat_client(line_port, "bob")
+    start = len(bob.seen)
+    await bob.send("/rooms")
+    await bob.expect("#shown")  # sorted: #hidden would come before it
+    listing = bob.seen[start:]
+    assert any("2 room(s):" in line for line in listing), listing  # #lobby and #shown
+    assert not any("#hidden" in line for line in listing), listing
+    alice.close()
+    bob.close()
+
+
+@pytest.fixture
+def hub_serve(serve, tmp_path):
+    async def start():
+        line, irc_server = await serve("chat", options={
+            "data_dir": str(tmp_path), "flood_rate": None, "irc_port": 0,
+            "server_name": "irc.test"})
+        return line.ports[0], irc_server.ports[0]
+    return start

@@ -437,7 +437,9 @@ class JsonChat:
                      "messages": [message_fields(m) for m in messages], "more": more})
 
     def _rooms(self, msg: JsonObject) -> None:
-        rooms = sorted(self.chat.rooms(), key=lambda r: r.key)
+        me = self.user.key if self.user is not None else ""
+        rooms = sorted((r for r in self.chat.rooms() if not r.hidden or me in r.members),
+                       key=lambda r: r.key)  # secret (+s/+p) rooms: members only
         self.answer({"type": "rooms", "rooms": [
             {"name": r.name, "topic": r.topic, "members": len(r.members)} for r in rooms
         ]})
