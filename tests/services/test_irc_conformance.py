@@ -416,3 +416,34 @@ def hub_serve(serve, tmp_path):
             "server_name": "irc.test"})
         return line.ports[0], irc_server.ports[0]
     return start
+
+
+def test_kill_closes_a_web_door_session_too(net):
+    """KILL works on every door: a web (JSON) user is told why and closed."""
+    import json
+
+    from sockhub.doors.web.chat_json import CLOSE_POLICY, JsonChat
+
+    class Peer:
+        def __init__(self):
+            self.sent, self.closed = [], None
+
+        def send_text(self, text):
+            self.sent.append(json.loads(text))
+
+        def close_ws(self, code, reason):
+            self.closed = (code, reason)
+
+        def wake(self):
+            pass
+
+    peer = Peer()
+    web = JsonChat(net.service, peer, address="127.0.0.1", now=net.clock.time())
+    web.receive_text(json.dumps({"type": "hello", "version": 1, "nick": "webby"}),
+                     net.clock.time())
+    oper = net.register("oper")
+    oper.ask("OPER admin s3cret", "KILL webby :enough")
+    assert peer.closed == (CLOSE_POLICY, "killed")
+    assert peer.sent[-1] == {"type": "error", "code": "killed",
+                             "message": "Killed (oper (enough))"}
+    assert net.service.find_user("webby") is None

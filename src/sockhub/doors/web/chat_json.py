@@ -240,6 +240,15 @@ class JsonChat:
     def error(self, code: str, message: str) -> None:
         self.answer({"type": "error", "code": code, "message": message})
 
+    def disconnect(self, reason: str) -> None:
+        """The service ended this session (an IRC operator's KILL): say why, close.
+
+        The service has already taken the user out of the hub.
+        """
+        self.user = None
+        self.error("killed", reason)
+        self.close(CLOSE_POLICY, "killed")
+
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
