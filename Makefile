@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # no `playwright install` download (docs/web-protocol.md, RECIPES).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench clean chromium irctest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,35 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# irctest, the public IRC server conformance suite, against the IRC door (docs/irc.md,
+# tools/irctest/README.md). Not part of `make test`: it needs a checkout of irctest
+# (no network in CI), given as IRCTEST_DIR, with its own venv (pytest-xdist and
+# pytest-timeout installed). The controller is tools/irctest/sockhub.py, imported
+# through a symlink in build/irctest, so the checkout is not changed.
+#   make irctest IRCTEST_DIR=/path/to/irctest            # the full profile
+#   make irctest IRCTEST_DIR=/path/to/irctest IRCTEST_MARKERS='not services and not
+#     implementation-specific and not deprecated and not strict and not IRCv3'   # core
+#   make irctest IRCTEST_DIR=... IRCTEST_TESTS=irctest/server_tests/whowas.py   # one file
+# SOCKHUB_BIN picks the sockhub to test (default: this repository's .venv, an editable
+# install: do not edit src/ during a run, or point it at a frozen copy).
+IRCTEST_MARKERS ?= not services and not implementation-specific and not deprecated and not strict
+IRCTEST_PYTHON  ?= $(IRCTEST_DIR)/.venv/bin/python
+IRCTEST_WORKERS ?= 4
+IRCTEST_TESTS   ?= irctest/server_tests/
+SOCKHUB_BIN     ?= $(abspath $(BIN)/sockhub)
+
+irctest: $(VENV)/.installed-run
+	@test -n "$(IRCTEST_DIR)" || { echo "make: set IRCTEST_DIR to an irctest checkout" >&2; exit 2; }
+	@test -f "$(IRCTEST_DIR)/irctest/basecontrollers.py" || \
+	  { echo "make: $(IRCTEST_DIR) is not an irctest checkout" >&2; exit 2; }
+	@mkdir -p build/irctest
+	@ln -sf $(abspath tools/irctest/sockhub.py) build/irctest/sockhub_controller.py
+	cd "$(IRCTEST_DIR)" && SOCKHUB_BIN="$(SOCKHUB_BIN)" \
+	  PYTHONPATH="$(abspath build/irctest)$${PYTHONPATH:+:$$PYTHONPATH}" \
+	  timeout 1800 "$(IRCTEST_PYTHON)" -m pytest --controller sockhub_controller \
+	  -n $(IRCTEST_WORKERS) -p no:cacheprovider --timeout 120 -rfEs \
+	  -m "$(IRCTEST_MARKERS)" $(IRCTEST_TESTS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/echo.py

@@ -39,7 +39,8 @@ def test_welcome_burst_in_order(net):
     welcome = replies[0]
     assert welcome.source == "irc.test"
     assert welcome.params == ("alice", "Welcome to the irc.test Network, alice!al@127.0.0.1")
-    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "io", "biklmnotv", "bklov")
+    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "io", "Cbiklmnopstv",
+                                 "bklov")
     tokens = {}
     for message in replies[4:6]:
         assert message.params[0] == "alice"
@@ -50,7 +51,7 @@ def test_welcome_burst_in_order(net):
             tokens[key] = value
     assert tokens["CASEMAPPING"] == "ascii"
     assert tokens["PREFIX"] == "(ov)@+"
-    assert tokens["CHANMODES"] == "b,k,l,imnt"
+    assert tokens["CHANMODES"] == "b,k,l,Cimnpst"
     assert tokens["NICKLEN"] == "30" and tokens["CHANNELLEN"] == "50"
     assert tokens["CHANTYPES"] == "#"
     assert "UTF8ONLY" in tokens and "WHOX" in tokens
@@ -228,7 +229,9 @@ def test_join_several_channels_with_keys_and_join_zero(net):
     ("setup", "line", "numeric", "params"),
     [
         ([], "JOIN nohash", "403", ("bob", "nohash", "No such channel")),
-        ([], "JOIN :#with space", "403", ("bob", "#with_space", "No such channel")),
+        ([], "JOIN :#with space", "476",
+         ("bob", "#with_space", "Bad channel name: a room name cannot contain a space "
+          "(no spaces, commas, colons or control characters)")),
         ([], "PART #nowhere", "403", ("bob", "#nowhere", "No such channel")),
         ([], "PART #room", "442", ("bob", "#room", "You're not on that channel")),
         ([], "TOPIC #nowhere", "403", ("bob", "#nowhere", "No such channel")),

@@ -99,6 +99,21 @@ def test_room_state_survives_a_restart_of_the_service(tmp_path):
         net.close()
 
 
+def test_secret_private_and_no_ctcp_survive_a_restart(tmp_path):
+    net = Network(tmp_path)
+    net.register("alice").ask("JOIN #hidden", "MODE #hidden +spC")
+    net.close()
+    net = Network(tmp_path)
+    try:
+        bob = net.register("bob")
+        assert not [m for m in bob.ask("LIST") if m.command == "322"]  # +s kept: not listed
+        bob.ask("JOIN #hidden")
+        letters = find(bob.ask("MODE #hidden"), "324").params[2]
+        assert set("ntspC") <= set(letters.lstrip("+"))
+    finally:
+        net.close()
+
+
 async def read_until(reader: asyncio.StreamReader, needle: bytes) -> list[bytes]:
     lines = []
     while True:

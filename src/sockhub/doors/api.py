@@ -15,10 +15,11 @@ back as the hub's own objects, to be read, not changed.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sockhub.hub import HubError, Member, Message, Room, User
 from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
+from sockhub.hub.model import Departed
 
 #: Failed operator logins (/oper, OPER) one connection may make before it is closed.
 OPER_ATTEMPTS = 3
@@ -58,6 +59,18 @@ class DoorSettings(Protocol):
     def server_name(self) -> str | None: ...
     @property
     def irc_name(self) -> str: ...
+
+
+@runtime_checkable
+class Disconnectable(Protocol):
+    """A member whose door can end its connection when the service says so (KILL).
+
+    ``reason`` is the quit reason the others see (``Killed (oper (why))``);
+    the door tells its own user, closes, and does not quit the hub itself:
+    the service already did. A member without it is simply closed.
+    """
+
+    def disconnect(self, reason: str) -> None: ...
 
 
 class ChatApi(Protocol):
@@ -109,6 +122,9 @@ class ChatApi(Protocol):
     def note_users(self) -> int:
         """The most users seen at once, counting those here now (LUSERS)."""
 
+    def whowas(self, nick: str, count: int = 0) -> list[Departed]:
+        """Who held ``nick`` before, the most recent first; ``count`` > 0 limits them."""
+
     # Arriving and leaving --------------------------------------------------------
 
     def guest_nick(self) -> str: ...
@@ -152,6 +168,9 @@ class ChatApi(Protocol):
     def set_away(self, user: User, message: str | None) -> None: ...
 
     def invite(self, user: User, target: str, room: str) -> Invited: ...
+
+    def kill(self, user: User, target: str, reason: str) -> None:
+        """A server operator disconnects someone (``not_privileged`` for anyone else)."""
 
     # History ---------------------------------------------------------------------
 

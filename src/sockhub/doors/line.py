@@ -288,7 +288,9 @@ class LineDoor(LineProtocol):
         return self.current, " ".join(args)
 
     def _cmd_rooms(self) -> None:
-        rooms = sorted(self.chat.rooms(), key=lambda r: r.key)
+        me = self.user.key if self.user is not None else ""
+        rooms = sorted((r for r in self.chat.rooms() if not r.hidden or me in r.members),
+                       key=lambda r: r.key)  # secret (+s/+p) rooms: members only
         self.info_line(f"{len(rooms)} room(s):")
         for room in rooms:
             topic = f": {room.topic}" if room.topic else ""

@@ -50,7 +50,11 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Private:
-    """A private message; delivered to the target and echoed to the sender."""
+    """A private message; delivered to the target and echoed to the sender.
+
+    ``msgid`` is the service's id for it (IRCv3 ``msgid``); private messages
+    are not stored, so it is a string unlike any room message's id.
+    """
 
     sender: str
     target: str
@@ -59,6 +63,7 @@ class Private:
     action: bool = False
     notice: bool = False
     meta: Meta = ()
+    msgid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,7 @@ class Signal:
     target: str | None
     meta: Meta
     ts: float
+    msgid: str = ""  # as Private's
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,8 @@ class BanChanged:
 
 
 #: Room modes a :class:`ModeChanged` may carry, with the argument each takes.
-ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "password", "limit")
+ROOM_FLAGS = ("moderated", "no_external", "invite_only", "topic_lock", "secret", "private",
+              "no_ctcp", "password", "limit")
 #: Per-member statuses a :class:`ModeChanged` may carry; the argument is a nick.
 MEMBER_FLAGS = ("operator", "voice")
 

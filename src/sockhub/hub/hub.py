@@ -47,10 +47,11 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
-from sockhub.hub.model import HubError, Room, RoomState, User
+from sockhub.hub.model import Departed, HubError, Room, RoomState, User
 from sockhub.hub.modes import ModeBatch, full_mask
 from sockhub.hub.names import (
     AWAY_MAX,
+    CTCP_DELIMITER,
     ROOMS_PER_USER,
     TOPIC_MAX,
     USERNAME_MAX,
@@ -141,6 +142,10 @@ class Hub:
 
     def is_banned(self, room_name: str, user: User) -> bool:
         return self.state.is_banned(room_name, user)
+
+    def whowas(self, nick: str, count: int = 0) -> list[Departed]:
+        """Who held ``nick`` before, the most recent first (RFC 2812 §3.6.3)."""
+        return self.state.whowas(nick, count)
 
     def may_moderate(self, user: User, room: Room) -> bool:
         return user.is_oper or user.key in room.operators
@@ -239,6 +244,8 @@ class Hub:
     ) -> Message:
         room = self._speaking_room(user, room_name)
         text = self._checked_text(text)
+        if room.no_ctcp and not action and text.startswith(CTCP_DELIMITER):
+            raise HubError("cannot_send", f"{room.name} takes no CTCP requests but ACTION")
         return Message(room.name, user.nick, text, now, action, notice=notice,
                        meta=clean_meta(meta), username=user.username, address=user.address)
 
@@ -380,6 +387,20 @@ class Hub:
 
     def quit(self, user: User, reason: str, now: float, *, voluntary: bool = False) -> Quit:
         return Quit(user.nick, clean_text(reason), now, voluntary)
+
+    def kill(self, user: User, target: str, reason: str, now: float) -> tuple[User, Quit]:
+        """A server operator disconnects ``target``: the victim and the Quit to publish.
+
+        The quit reason is the one IRC servers give (Modern IRC, KILL):
+        ``Killed (<operator> (<reason>))``.
+        """
+        if not user.is_oper:
+            raise HubError("not_privileged", "only server operators may disconnect users")
+        victim = self.find_user(target)
+        if victim is None:
+            raise HubError("no_such_nick", f"no such nick: {target}", target=target)
+        reason = clean_text(reason) or user.nick
+        return victim, Quit(victim.nick, f"Killed ({user.nick} ({reason}))", now)
 
     def _member_room(self, user: User, room_name: str) -> Room:
         room = user.rooms.get(fold(room_name))

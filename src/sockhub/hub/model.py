@@ -22,8 +22,8 @@ class HubError(Exception):
     ``no_such_nick``, ``not_in_room`` (the caller is not a member, or, with
     ``target`` set, that user is not), ``already_in_room``,
     ``banned``, ``invite_only``, ``bad_password``, ``full``, ``too_many_rooms``,
-    ``cannot_send``, ``not_operator``, ``invalid_text``, ``invalid_password``,
-    ``invalid_limit``.
+    ``cannot_send``, ``not_operator``, ``not_privileged`` (not a server
+    operator), ``invalid_text``, ``invalid_password``, ``invalid_limit``.
 
     ``target`` names what the error is about when that is not obvious from
     the command (the nick of ``no_such_nick`` in a mode change, say), so a
@@ -67,6 +67,20 @@ class User:
         return hostmask(self.nick, self.username, self.address)
 
 
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """Who a nick was, once its user left or changed it: what WHOWAS answers.
+
+    ``ts`` is when the nick was given up (Unix seconds).
+    """
+
+    nick: str
+    username: str
+    address: str
+    realname: str
+    ts: float
+
+
 @dataclass(eq=False, slots=True)
 class Room:
     """A room and its settings. Member sets hold user keys (folded nicks)."""
@@ -85,6 +99,9 @@ class Room:
     moderated: bool = False
     no_external: bool = True
     invite_only: bool = False
+    secret: bool = False  # IRC's +s: listed (LIST, NAMES, WHOIS) only to its members
+    private: bool = False  # IRC's +p: RFC 1459's older, milder secrecy; hidden alike
+    no_ctcp: bool = False  # IRC's +C: no CTCP requests but ACTION (/me)
     password: str | None = None  # IRC's channel key
     limit: int | None = None
     created: float = 0.0
@@ -92,6 +109,11 @@ class Room:
     @property
     def key(self) -> str:
         return fold(self.name)
+
+    @property
+    def hidden(self) -> bool:
+        """Not shown to non-members in room lists (+s or +p)."""
+        return self.secret or self.private
 
     def may_speak(self, user: User) -> bool:
         """Operators and voiced members speak even where others may not."""
@@ -122,6 +144,9 @@ class RoomState:
     invite_only: bool = False
     password: str | None = None
     limit: int | None = None
+    secret: bool = False
+    private: bool = False
+    no_ctcp: bool = False
 
     @classmethod
     def of(cls, room: Room) -> RoomState:
@@ -129,6 +154,7 @@ class RoomState:
             room.name, room.created, room.topic, room.topic_by, room.topic_username,
             room.topic_address, room.topic_ts, room.protected, room.no_external,
             room.moderated, room.invite_only, room.password, room.limit,
+            room.secret, room.private, room.no_ctcp,
         )
 
     @property
@@ -137,6 +163,7 @@ class RoomState:
         return (
             not self.topic and self.topic_lock and self.no_external and not self.moderated
             and not self.invite_only and self.password is None and self.limit is None
+            and not self.secret and not self.private and not self.no_ctcp
         )
 
     def restore(self, room: Room) -> None:
@@ -147,3 +174,4 @@ class RoomState:
         room.protected, room.no_external = self.topic_lock, self.no_external
         room.moderated, room.invite_only = self.moderated, self.invite_only
         room.password, room.limit = self.password, self.limit
+        room.secret, room.private, room.no_ctcp = self.secret, self.private, self.no_ctcp

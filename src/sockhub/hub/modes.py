@@ -2,9 +2,10 @@
 
 Rooms carry the settings every chat door can honour: a topic lock, a
 password (IRC's "key"), a member limit, invite-only, moderated (only
-operators and voiced members speak) and no-external-messages (only members
-speak), plus who is an operator and who has a voice. IRC spells them as
-channel modes ``+t +k +l +i +m +n +o +v``; the hub knows them by name
+operators and voiced members speak), no-external-messages (only members
+speak) and secret or private (not listed to outsiders), plus who is an
+operator and who has a voice. IRC spells them as channel modes ``+t +k +l
++i +m +n +s +p +o +v``; the hub knows them by name
 (:class:`~sockhub.hub.events.ModeChange`).
 
 A module of its own because a batch of changes is a small language with
@@ -27,6 +28,9 @@ ROOM_ATTRS = {
     "no_external": "no_external",
     "invite_only": "invite_only",
     "topic_lock": "protected",
+    "secret": "secret",
+    "private": "private",
+    "no_ctcp": "no_ctcp",
 }
 
 

@@ -4,7 +4,10 @@ Nicknames follow the IRC grammar (RFC 2812 §2.3.1, as modern servers relax
 it) so that a user of the line door is addressable from IRC without any
 translation: a letter or one of ``[]\\`_^{|}`` first, then letters, digits,
 those specials and ``-``; at most :data:`NICK_MAX` characters. Room names
-are ``#`` plus letters, digits and ``-_.``. Both compare case-insensitively
+are what modern IRC servers accept (Modern IRC, "Channels"): ``#`` and then
+anything but spaces, commas, colons and control characters, so ``#c++``,
+``##linux`` and ``#café`` are rooms; at most :data:`ROOM_MAX` UTF-8 bytes
+(ISUPPORT ``CHANNELLEN``, which servers count in bytes). Both compare case-insensitively
 with ASCII case mapping (ISUPPORT ``CASEMAPPING=ascii``): ``Alice`` and
 ``alice`` are the same user.
 
@@ -23,6 +26,7 @@ import functools
 import re
 
 NICK_MAX = 30
+#: Longest room name, in UTF-8 bytes (ISUPPORT ``CHANNELLEN``).
 ROOM_MAX = 50
 TOPIC_MAX = 390  # fits in one IRC line with prefix and channel name
 #: Longest user name (the ``user`` of ``nick!user@host``; IRC's ISUPPORT ``USERLEN``).
@@ -41,7 +45,6 @@ BANS_PER_ROOM = 100
 HISTORY_MAX = 1000
 
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
-_ROOM = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
 #: IRC formatting codes (Modern IRC, "Message Formatting"): bold 0x02, colour
 #: 0x03, hex colour 0x04, reset 0x0F, monospace 0x11, reverse 0x16, italics
 #: 0x1D, strikethrough 0x1E, underline 0x1F. They change how IRC clients draw
@@ -129,14 +132,30 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+#: What no room name may contain: IRC's separators (space, comma; a colon
+#: would start a trailing parameter) and control characters (BEL among them,
+#: which Modern IRC names).
+_ROOM_FORBIDDEN = frozenset(" ,:" + CONTROLS + "\u00a0\u1680\u2028\u2029\u3000\ufeff")
+
+
 def room_problem(name: str) -> str | None:
-    """Why ``name`` is not a valid room name, or None if it is."""
+    """Why ``name`` is not a valid room name, or None if it is.
+
+    The reasons are meant for people: a door shows them as they are.
+    """
     if not name.startswith("#"):
         return "a room name starts with #"
-    if len(name) > ROOM_MAX:
-        return f"a room name is at most {ROOM_MAX} characters"
-    if not _ROOM.match(name):
-        return "a room name is # followed by letters, digits, - _ or ."
+    if len(name) == 1:
+        return "a room name needs something after the #"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > ROOM_MAX:
+        return f"a room name is at most {ROOM_MAX} bytes (this one is {size})"
+    bad = next((c for c in name if c in _ROOM_FORBIDDEN or c.isspace()
+                or "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        shown = "a space" if bad.isspace() else repr(bad)
+        return (f"a room name cannot contain {shown} "
+                "(no spaces, commas, colons or control characters)")
     return None
 
 

@@ -16,6 +16,7 @@ cannot stall a room because its door drops it rather than block here.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import assert_never
 
@@ -35,9 +36,12 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
-from sockhub.hub.model import Room, RoomState, User
+from sockhub.hub.model import Departed, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
+
+#: Given-up nicks remembered for WHOWAS (RFC 2812 §3.6.3), all nicks together.
+WHOWAS_MAX = 1000
 
 
 class HubState:
@@ -60,7 +64,7 @@ class HubState:
             set and that have no room operators.
     """
 
-    __slots__ = ("bans", "protected", "rooms", "saved", "users")
+    __slots__ = ("bans", "departed", "protected", "rooms", "saved", "users")
 
     def __init__(self, protected: set[str] | None = None) -> None:
         self.protected = protected if protected is not None else set()
@@ -68,6 +72,9 @@ class HubState:
         self.rooms: dict[str, Room] = {}
         self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
         self.saved: dict[str, RoomState] = {}  # room key → state, kept when a room empties
+
+        #: Nicks given up (quit or changed), oldest first: WHOWAS's memory.
+        self.departed: deque[Departed] = deque(maxlen=WHOWAS_MAX)
 
     # Queries ----------------------------------------------------------------
 
@@ -92,6 +99,12 @@ class HubState:
         gets operator status here whenever the room has none.
         """
         return key not in self.protected and not self.has_state(key)
+
+    def whowas(self, nick: str, count: int = 0) -> list[Departed]:
+        """Who held ``nick`` before, the most recent first; at most ``count`` (0: all)."""
+        key = fold(nick)
+        found = [d for d in reversed(self.departed) if fold(d.nick) == key]
+        return found[:count] if count > 0 else found
 
     # Apply: change state, then deliver -------------------------------------
 
@@ -194,12 +207,15 @@ class HubState:
         for room in list(user.rooms.values()):
             self._leave(user, room)
         del self.users[user.key]
+        self._remember(user, event.ts)
 
     def _apply_nick(self, event: NickChanged) -> None:
         user = self.users.get(fold(event.old))
         if user is None:
             return
         recipients = self._neighbours(user)
+        if fold(event.old) != fold(event.new):  # a change of case gives up no nick
+            self._remember(user, event.ts)
         old_key = user.key
         del self.users[old_key]
         user.nick = event.new
@@ -272,6 +288,11 @@ class HubState:
             self.saved.pop(room.key, None)
         else:
             self.saved[room.key] = state
+
+    def _remember(self, user: User, ts: float) -> None:
+        self.departed.append(
+            Departed(user.nick, user.username or user.nick, user.address, user.realname, ts)
+        )
 
     def _leave(self, user: User, room: Room) -> None:
         room.members.pop(user.key, None)

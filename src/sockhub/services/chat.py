@@ -11,11 +11,13 @@ Nothing here knows a socket or a wire format.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import itertools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sockhub import metrics
+from sockhub.doors.api import Disconnectable
 from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
@@ -43,6 +46,7 @@ from sockhub.hub.events import (
     Private,
     Quit,
 )
+from sockhub.hub.model import Departed
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
@@ -134,6 +138,10 @@ class ChatService:
             self.hotline = HotlineDesk(self, LoopClock(), menu=ivr.load_menu(settings.menu),
                                        settings=ivr.caller_settings(settings),
                                        room=settings.ivr_room)
+        # IRCv3 msgid of what is not stored (private messages, TAGMSG): a
+        # random prefix per start, so no id repeats across restarts.
+        self._msgid_prefix = secrets.token_hex(4)
+        self._msgids = itertools.count(1)
         log.info("chat history in %s", self.store.path)
 
     @classmethod
@@ -255,6 +263,12 @@ class ChatService:
         self.peak_users = max(self.peak_users, len(self.hub.users))
         return self.peak_users
 
+    def whowas(self, nick: str, count: int = 0) -> list[Departed]:
+        return self.hub.whowas(nick, count)
+
+    def _msgid(self) -> str:
+        return f"{self._msgid_prefix}-{next(self._msgids)}"
+
     # ChatApi: arriving, commands, history -------------------------------------
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
@@ -319,12 +333,14 @@ class ChatService:
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
+        event = dataclasses.replace(event, msgid=self._msgid())
         self.bus.publish(event)
         self._count_in(user)
         return event
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
-        self.bus.publish(self.hub.signal(user, target, meta, time.time()))
+        event = self.hub.signal(user, target, meta, time.time())
+        self.bus.publish(dataclasses.replace(event, msgid=self._msgid()))
 
     def rename(self, user: User, new: str) -> None:
         event = self.hub.rename(user, new, time.time())
@@ -382,6 +398,17 @@ class ChatService:
         event = self.hub.invite(user, target, room, time.time())
         self.bus.publish(event)
         return event
+
+    def kill(self, user: User, target: str, reason: str) -> None:
+        """KILL: the victim's door closes its connection, everyone else sees it quit."""
+        victim, event = self.hub.kill(user, target, reason, time.time())
+        log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
+        member = victim.member
+        self.bus.publish(event)
+        if isinstance(member, Disconnectable):
+            member.disconnect(event.reason)
+        elif isinstance(member, Protocol):
+            member.close()
 
     def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None:
         if self.hub.find_user(user.nick) is not user:

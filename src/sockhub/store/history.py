@@ -75,7 +75,10 @@ MIGRATIONS: tuple[str, ...] = (
         moderated      INTEGER NOT NULL,
         invite_only    INTEGER NOT NULL,
         password       TEXT,
-        member_limit   INTEGER
+        member_limit   INTEGER,
+        secret         INTEGER NOT NULL DEFAULT 0,
+        private        INTEGER NOT NULL DEFAULT 0,
+        no_ctcp        INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE seen (
         who      TEXT NOT NULL,  -- folded nick!user@address
@@ -262,11 +265,13 @@ class ChatStore:
         self._db.execute(
             "INSERT OR REPLACE INTO rooms (room_key, name, created, topic, topic_by, "
             "topic_username, topic_address, topic_ts, topic_lock, no_external, moderated, "
-            "invite_only, password, member_limit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "invite_only, password, member_limit, secret, private, no_ctcp) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (fold(state.name), state.name, state.created, state.topic, state.topic_by,
              state.topic_username, state.topic_address, state.topic_ts, int(state.topic_lock),
              int(state.no_external), int(state.moderated), int(state.invite_only),
-             state.password, state.limit),
+             state.password, state.limit, int(state.secret), int(state.private),
+             int(state.no_ctcp)),
         )
 
     def forget_room(self, room: str) -> None:
@@ -277,13 +282,14 @@ class ChatStore:
         """Every kept room state, by room key."""
         rows = self._db.execute(
             "SELECT room_key, name, created, topic, topic_by, topic_username, topic_address, "
-            "topic_ts, topic_lock, no_external, moderated, invite_only, password, member_limit "
-            "FROM rooms"
+            "topic_ts, topic_lock, no_external, moderated, invite_only, password, member_limit, "
+            "secret, private, no_ctcp FROM rooms"
         )
         return {
             row[0]: RoomState(
                 row[1], row[2], clean_text(row[3]), row[4], row[5], row[6], row[7],
                 bool(row[8]), bool(row[9]), bool(row[10]), bool(row[11]), row[12], row[13],
+                bool(row[14]), bool(row[15]), bool(row[16]),
             )
             for row in rows
         }

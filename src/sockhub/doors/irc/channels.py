@@ -16,6 +16,7 @@ from sockhub.codec.irc import (
     ERR_BANLISTFULL,
     ERR_CANNOTSENDTOCHAN,
     ERR_CHANOPRIVSNEEDED,
+    ERR_INPUTTOOLONG,
     ERR_INVALIDMODEPARAM,
     ERR_NEEDMOREPARAMS,
     ERR_NORECIPIENT,
@@ -33,7 +34,9 @@ from sockhub.codec.irc import (
     RPL_CHANNELMODEIS,
     RPL_CREATIONTIME,
     RPL_ENDOFBANLIST,
+    RPL_ENDOFINVITELIST,
     RPL_ENDOFNAMES,
+    RPL_INVITELIST,
     RPL_INVITING,
     RPL_LIST,
     RPL_LISTEND,
@@ -44,10 +47,11 @@ from sockhub.codec.irc import (
     RPL_TOPICTIME,
     RPL_UMODEIS,
     IrcMessage,
+    split_utf8,
 )
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import Message
-from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold
+from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold, mask_match
 from sockhub.protocols.irc.vocabulary import (
     KICKLEN,
     MAX_TARGETS,
@@ -150,10 +154,24 @@ def member_prefix(door: IrcDoor, room: Room, key: str) -> str:
 
 
 def visible(door: IrcDoor, room: Room, viewer: User) -> list[User]:
-    """Members ``viewer`` may see: invisible users only from inside the room."""
+    """Members ``viewer`` may see: invisible users only from inside the room,
+    and nobody of a secret (+s) or private (+p) room from outside it."""
     if viewer.key in room.members:
         return list(room.members.values())
+    if room.hidden:
+        return []
     return [u for u in room.members.values() if not u.invisible]
+
+
+def listed(room: Room, viewer: User) -> bool:
+    """May ``viewer`` see ``room`` in LIST or NAMES? Not a +s/+p room from outside
+    (Modern IRC, "Secret Channel Mode"; RFC 1459 §4.2.6)."""
+    return not room.hidden or viewer.key in room.members
+
+
+def names_symbol(room: Room) -> str:
+    """RPL_NAMREPLY's channel type (RFC 2812 §5.2): ``@`` secret, ``*`` private, ``=`` public."""
+    return "@" if room.secret else "*" if room.private else "="
 
 
 def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
@@ -169,60 +187,93 @@ def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
             else member.nick
         )
         entries.append(member_prefix(door, room, member.key) + name)
-    head = f":{door.server_name} {RPL_NAMREPLY} {door.nick} = {room.name} :"
+    symbol = names_symbol(room)
+    head = f":{door.server_name} {RPL_NAMREPLY} {door.nick} {symbol} {room.name} :"
     budget = MAX_BODY - len(head.encode())
     line: list[str] = []
     size = 0
     for entry in entries:
         n = len(entry.encode()) + 1
         if line and size + n > budget:
-            door.reply(RPL_NAMREPLY, "=", room.name, " ".join(line))
+            door.reply(RPL_NAMREPLY, symbol, room.name, " ".join(line))
             line, size = [], 0
         line.append(entry)
         size += n
     if line:
-        door.reply(RPL_NAMREPLY, "=", room.name, " ".join(line))
+        door.reply(RPL_NAMREPLY, symbol, room.name, " ".join(line))
     if end != "":
         door.reply(RPL_ENDOFNAMES, end or room.name, "End of /NAMES list")
 
 
 def cmd_names(door: IrcDoor, message: IrcMessage) -> None:
     chat = door.chat
+    viewer = door.user
+    assert viewer is not None
     if not message.params or not message.params[0]:
-        # RFC 2812 §3.2.5: every channel (none is secret here), one end.
-        for listed in sorted(chat.rooms(), key=lambda r: r.key)[:NAMES_MAX]:
-            send_names(door, listed, end="")
+        # RFC 2812 §3.2.5: every channel the client may see, one end.
+        rooms = [r for r in chat.rooms() if listed(r, viewer)]
+        for shown in sorted(rooms, key=lambda r: r.key)[:NAMES_MAX]:
+            send_names(door, shown, end="")
         door.reply(RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
     names = message.params[0].split(",")
     if len(names) == 1:
         room = chat.find_room(names[0])
-        if room is None:  # "one RPL_ENDOFNAMES numeric containing the given channel name"
+        if room is None or not listed(room, viewer):
+            # "one RPL_ENDOFNAMES numeric containing the given channel name"
             door.reply(RPL_ENDOFNAMES, names[0], "End of /NAMES list")
         else:
             send_names(door, room)
         return
     for name in names:  # several channels: their names, then one end for them all
         room = chat.find_room(name)
-        if room is not None:
+        if room is not None and listed(room, viewer):
             send_names(door, room, end="")
     door.reply(RPL_ENDOFNAMES, message.params[0], "End of /NAMES list")
 
 
 def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
+    """LIST [#a,#b | conditions] with ISUPPORT ``ELIST=MNU``: ``*mask*``,
+    ``!*mask*`` (names not matching), ``>n`` and ``<n`` (member counts);
+    several conditions, comma-separated, must all hold."""
     chat = door.chat
+    viewer = door.user
+    assert viewer is not None
     wanted = message.params[0] if message.params else ""
-    if wanted and wanted[0] in "<>":  # an ELIST condition: not advertised, so ignored
-        wanted = ""
-    rooms = (
-        [r for r in (chat.find_room(n) for n in wanted.split(",")) if r is not None]
-        if wanted
-        else sorted(chat.rooms(), key=lambda r: r.key)
-    )
+    conditions = [c for c in wanted.split(",") if c]
+    if conditions and all(c.startswith("#") and not any(w in c for w in "*?")
+                          for c in conditions):
+        found = (chat.find_room(n) for n in conditions)
+        rooms = [r for r in found if r is not None]
+    else:
+        rooms = [r for r in sorted(chat.rooms(), key=lambda r: r.key)
+                 if all(list_condition(c, r) for c in conditions)]
     door.reply(RPL_LISTSTART, "Channel", "Users  Name")
     for room in rooms:
+        if not listed(room, viewer):
+            continue
         door.reply(RPL_LIST, room.name, str(len(room.members)), room.topic)
     door.reply(RPL_LISTEND, "End of /LIST")
+
+
+def list_condition(condition: str, room: Room) -> bool:
+    """One ELIST condition (Modern IRC, ISUPPORT ``ELIST``): M, N and U only.
+
+    An unknown condition (``C>``/``T>``, not advertised) holds, as if absent.
+    """
+    first, rest = condition[0], condition[1:]
+    if first in "<>":
+        try:
+            count = int(rest)
+        except ValueError:
+            return True
+        size = len(room.members)
+        return size > count if first == ">" else size < count
+    if first == "!":
+        return not mask_match(fold(rest), room.key)
+    if first in "CT" and rest[:1] in ("<", ">"):
+        return True
+    return mask_match(fold(condition), room.key)
 
 
 # INVITE / KICK ----------------------------------------------------------
@@ -230,6 +281,16 @@ def cmd_list(door: IrcDoor, message: IrcMessage) -> None:
 def cmd_invite(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
     assert user is not None
+    if not message.params:
+        # Modern IRC: "INVITE" alone lists the channels you are invited to.
+        for room in sorted(door.chat.rooms(), key=lambda r: r.key):
+            if user.key in room.invited:
+                door.reply(RPL_INVITELIST, room.name)
+        door.reply(RPL_ENDOFINVITELIST, "End of /INVITE list")
+        return
+    if len(message.params) < 2:
+        door.reply(ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+        return
     nick, name = message.params[0], message.params[1]
     try:
         event = door.chat.invite(user, nick, name)
@@ -323,9 +384,12 @@ def room_modes(door: IrcDoor, room: Room, viewer: User) -> list[str]:
     letters = "".join(
         letter
         for letter, on in (
+            ("C", room.no_ctcp),
             ("i", room.invite_only),
             ("m", room.moderated),
             ("n", room.no_external),
+            ("p", room.private),
+            ("s", room.secret),
             ("t", room.protected),
         )
         if on
@@ -408,11 +472,26 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
         return
     text, action = parse_action(params[1])
     meta = tuple((k, v) for k, v in message.tags.items() if k.startswith("+"))
+    source = door.source_of(user.nick)
     for i, target in enumerate(t for t in params[0].split(",") if t):
         if i >= MAX_TARGETS:
             if not notice:
                 door.reply(ERR_TOOMANYTARGETS, target, "Too many targets")
             break
+        body = params[1]
+        if relayed_size(source, command, target, body) > MAX_BODY + 2:
+            if not notice:
+                # What the recipients would get (our prefix added) passes 512
+                # bytes: refuse rather than split or cut it (Modern IRC lets a
+                # server do either; ERR_INPUTTOOLONG's own definition).
+                door.reply(ERR_INPUTTOOLONG, "Input line was too long")
+                continue
+            # A NOTICE gets no error, ever (RFC 2812 §3.3.2): cut it to fit.
+            budget = MAX_BODY + 2 - relayed_size(source, command, target, "")
+            body = split_utf8(body, budget)[0] if budget >= 4 else ""
+            text, action = parse_action(body)
+            if not text:
+                continue
         try:
             if target.startswith("#"):
                 door.chat.say(user, target, text, action=action, notice=notice, meta=meta)
@@ -427,6 +506,12 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
         other = door.chat.find_user(event.target)
         if not notice and other is not None and other.away:
             door.reply(RPL_AWAY, other.nick, other.away)
+
+
+def relayed_size(source: str, command: str, target: str, body: str) -> int:
+    """Bytes of ``:source COMMAND target :body\r\n``, the line recipients get
+    (tags aside: they have a budget of their own)."""
+    return len(f":{source} {command} {target} :{body}\r\n".encode())
 
 
 def _message_error(door: IrcDoor, command: str, target: str, exc: HubError) -> None:

@@ -29,7 +29,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "TOPIC": CommandSpec(channels.cmd_topic, 1),
     "NAMES": CommandSpec(channels.cmd_names, 0),
     "LIST": CommandSpec(channels.cmd_list, 0),
-    "INVITE": CommandSpec(channels.cmd_invite, 2),
+    "INVITE": CommandSpec(channels.cmd_invite, 0),  # alone: the invite list
     "KICK": CommandSpec(channels.cmd_kick, 2),
     "MODE": CommandSpec(channels.cmd_mode, 1),
     # Messages (§3.3; IRCv3 message-tags); 411 ERR_NORECIPIENT / 412 ERR_NOTEXTTOSEND
@@ -39,6 +39,8 @@ COMMANDS: dict[str, CommandSpec] = {
     # Queries (§3.4, §3.6, §4)
     "WHO": CommandSpec(queries.cmd_who, 1),
     "WHOIS": CommandSpec(queries.cmd_whois, 0),  # 431 ERR_NONICKNAMEGIVEN
+    "WHOWAS": CommandSpec(queries.cmd_whowas, 0),  # 431 ERR_NONICKNAMEGIVEN
+    "KILL": CommandSpec(queries.cmd_kill, 1),
     "AWAY": CommandSpec(queries.cmd_away, 0),
     "ISON": CommandSpec(queries.cmd_ison, 1),
     "USERHOST": CommandSpec(queries.cmd_userhost, 1),
@@ -48,5 +50,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "TIME": CommandSpec(queries.cmd_time, 0),
     "INFO": CommandSpec(queries.cmd_info, 0),
     "HELP": CommandSpec(queries.cmd_help, 0),
+    "HELPOP": CommandSpec(queries.cmd_help, 0),  # the name some servers give HELP
+    "LINKS": CommandSpec(queries.cmd_links, 0),
     "CHATHISTORY": CommandSpec(queries.cmd_chathistory, 0),  # FAIL CHATHISTORY NEED_MORE_PARAMS
 }

@@ -207,7 +207,14 @@ class IrcDoor(Protocol):
                 self._dispatch(event.message, event.spec)
             elif kind is Refused:
                 assert isinstance(event, Refused)
-                self.reply(event.numeric, *event.params)
+                if event.label is not None and "labeled-response" in self.caps:
+                    # labeled-response: an unknown command's 421 is its response too
+                    self._capture = []
+                    self.reply(event.numeric, *event.params)
+                    captured, self._capture = self._capture, None
+                    self._send_labeled(event.label, captured)
+                else:
+                    self.reply(event.numeric, *event.params)
             elif kind is Undecodable:
                 assert isinstance(event, Undecodable)
                 # UTF8ONLY (IRCv3): a server that advertises it may answer FAIL.
@@ -283,6 +290,16 @@ class IrcDoor(Protocol):
     def _registration_expired(self) -> None:
         if self.irc.state is IrcState.REGISTERING:
             self.drop("Registration timed out")
+
+    def disconnect(self, reason: str) -> None:
+        """The service ended this connection (KILL); it has already told the others."""
+        if self.irc.state is IrcState.CLOSED:
+            return
+        self.user = None
+        self.emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
+        self.irc.close()
+        self.wake()
+        self.close()
 
     def drop(self, reason: str) -> None:
         """Disconnect with ``ERROR`` and tell the client's channels why."""
@@ -394,11 +411,7 @@ class IrcDoor(Protocol):
             self._deliver_private(event, me)
         elif kind is Signal:
             assert isinstance(event, Signal)
-            if "message-tags" not in self.caps:
-                return
-            if fold(event.sender) == me.key and "echo-message" not in self.caps:
-                return
-            self.emit(render_signal(event, self.source_of(event.sender), self.profile))
+            self._deliver_signal(event, me)
         elif kind is NickChanged:
             assert isinstance(event, NickChanged)
             user = self.chat.find_user(event.new)
@@ -449,12 +462,33 @@ class IrcDoor(Protocol):
         from_me = fold(event.sender) == me.key
         echo = "echo-message" in self.caps
         source = self.source_of(event.sender)
-        if from_me and echo and to_me:  # a message to oneself: the echo, then the delivery
-            self.emit(render_private(event, source, self.profile))
+        if from_me and echo and to_me:
+            # A message to oneself: the echo (the command's response, which a
+            # label marks) and the delivery, which is not a response and so
+            # goes out unlabeled (labeled-response; ergo does the same).
+            self.send(render_private(event, source, self.profile))
             _counts.messages_out += 1
         if to_me or (from_me and echo):
             self.emit(render_private(event, source, self.profile))
             _counts.messages_out += 1
+
+    def _deliver_signal(self, event: Signal, me: User) -> None:
+        """TAGMSG, to clients with ``message-tags`` only: as a private message,
+        a TAGMSG to oneself comes twice with ``echo-message`` (echo, delivery)."""
+        if "message-tags" not in self.caps:
+            return
+        from_me = fold(event.sender) == me.key
+        echo = "echo-message" in self.caps
+        data = render_signal(event, self.source_of(event.sender), self.profile)
+        if event.room is not None:
+            if not from_me or echo:
+                self.emit(data)
+            return
+        to_me = fold(event.target or "") == me.key
+        if from_me and echo and to_me:
+            self.send(data)  # the delivery, unlabeled (see _deliver_private)
+        if to_me or (from_me and echo):
+            self.emit(data)
 
 
 def _add_tag(line: bytes, tag: bytes) -> bytes:

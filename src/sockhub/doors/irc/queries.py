@@ -1,4 +1,5 @@
-"""IRC queries: WHO WHOIS AWAY ISON USERHOST LUSERS MOTD VERSION TIME INFO HELP CHATHISTORY.
+"""IRC queries: WHO WHOIS WHOWAS AWAY ISON USERHOST LUSERS MOTD VERSION TIME INFO HELP
+CHATHISTORY, and the operator's KILL.
 
 Replies follow the Modern IRC document's formats; ``WHO`` also answers
 IRCv3 WHOX (``WHO <mask> %fields[,token]``), which clients such as pydle
@@ -15,14 +16,18 @@ from sockhub.codec.irc import (
     ERR_HELPNOTFOUND,
     ERR_NOMOTD,
     ERR_NONICKNAMEGIVEN,
+    ERR_NOPRIVILEGES,
     ERR_NOSUCHNICK,
     ERR_NOSUCHSERVER,
+    ERR_WASNOSUCHNICK,
     RPL_AWAY,
     RPL_ENDOFHELP,
     RPL_ENDOFINFO,
+    RPL_ENDOFLINKS,
     RPL_ENDOFMOTD,
     RPL_ENDOFWHO,
     RPL_ENDOFWHOIS,
+    RPL_ENDOFWHOWAS,
     RPL_GLOBALUSERS,
     RPL_HELPSTART,
     RPL_HELPTXT,
@@ -49,13 +54,14 @@ from sockhub.codec.irc import (
     RPL_WHOISUSER,
     RPL_WHOREPLY,
     RPL_WHOSPCRPL,
+    RPL_WHOWASUSER,
     IrcMessage,
     parse_time,
     split_utf8,
 )
 from sockhub.doors.api import Bound
 from sockhub.doors.irc.channels import member_prefix, send_history, visible
-from sockhub.hub import Room, User
+from sockhub.hub import HubError, Room, User
 from sockhub.hub.names import HISTORY_MAX, fold, mask_match
 from sockhub.protocols.irc.vocabulary import SOFTWARE, chunks, irc_host, isupport_tokens
 
@@ -160,7 +166,8 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
     channels = [
         member_prefix(door, room, user.key) + room.name
         for room in sorted(user.rooms.values(), key=lambda r: r.key)
-        if not user.invisible or viewer.key in room.members or user is viewer
+        if viewer.key in room.members or user is viewer
+        or not (user.invisible or room.hidden)  # +s/+p rooms only to their members
     ]
     for piece in split_utf8(" ".join(channels), 400) if channels else []:
         door.reply(RPL_WHOISCHANNELS, user.nick, piece.strip())
@@ -175,6 +182,59 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
     door.reply(RPL_WHOISIDLE, user.nick, str(idle), str(int(user.signon)),
                "seconds idle, signon time")
     door.reply(RPL_ENDOFWHOIS, user.nick, "End of /WHOIS list")
+
+
+# WHOWAS / KILL ------------------------------------------------------------------
+
+def cmd_whowas(door: IrcDoor, message: IrcMessage) -> None:
+    """WHOWAS nick[,nick] [count] (RFC 2812 §3.6.3; Modern IRC, "WHOWAS message").
+
+    Each nick: ``314`` per earlier holder, the most recent first, each
+    followed by ``312`` (when they left), or ``406``; then ``369``. A
+    count that is not positive asks for all. Wildcards are not searched.
+    """
+    params = message.params
+    if not params or not params[0]:
+        # "a single reply, using either ERR_NONICKNAMEGIVEN or ERR_NEEDMOREPARAMS" (Modern)
+        door.reply(ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    try:
+        count = int(params[1]) if len(params) > 1 else 0
+    except ValueError:
+        count = 0
+    for nick in [n for n in params[0].split(",") if n][:MAX_WHOWAS_TARGETS]:
+        found = door.chat.whowas(nick, count)
+        if not found:
+            door.reply(ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+        for entry in found:
+            door.reply(RPL_WHOWASUSER, entry.nick, entry.username, irc_host(entry.address),
+                       "*", entry.realname or entry.nick)
+            left = datetime.fromtimestamp(entry.ts, UTC).strftime("%a %b %d %H:%M:%S %Y")
+            door.reply(RPL_WHOISSERVER, entry.nick, door.server_name, left)
+        door.reply(RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+#: Nicks one WHOWAS looks up at most (ISUPPORT does not advertise WHOWAS targets).
+MAX_WHOWAS_TARGETS = 4
+
+
+def cmd_kill(door: IrcDoor, message: IrcMessage) -> None:
+    """KILL nick [reason] (Modern IRC, "KILL message"): server operators only.
+
+    Anyone else gets ``481 ERR_NOPRIVILEGES``; the victim's channels see it
+    quit with ``Killed (<operator> (<reason>))``.
+    """
+    user = door.user
+    assert user is not None
+    target = message.params[0]
+    reason = message.params[1] if len(message.params) > 1 else ""
+    try:
+        door.chat.kill(user, target, reason)
+    except HubError as exc:
+        if exc.code == "not_privileged":
+            door.reply(ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        else:
+            door.hub_error("KILL", exc)
 
 
 # AWAY / ISON / USERHOST -------------------------------------------------------
@@ -312,6 +372,11 @@ def cmd_help(door: IrcDoor, message: IrcMessage) -> None:
     door.reply(RPL_HELPTXT, subject, "")
     door.reply(RPL_ENDOFHELP, subject,
                f"{subject} takes at least {spec.min_params} parameter(s)")
+
+def cmd_links(door: IrcDoor, message: IrcMessage) -> None:
+    """LINKS (RFC 2812 §3.4.5): one server and no links, so the end of the list alone."""
+    door.reply(RPL_ENDOFLINKS, "*", "End of /LINKS list")
+
 
 # CHATHISTORY (IRCv3 draft/chathistory) -------------------------------------------
 

@@ -242,6 +242,15 @@ class JsonChat:
     def error(self, code: str, message: str) -> None:
         self.answer({"type": "error", "code": code, "message": message})
 
+    def disconnect(self, reason: str) -> None:
+        """The service ended this session (an IRC operator's KILL): say why, close.
+
+        The service has already taken the user out of the hub.
+        """
+        self.user = None
+        self.error("killed", reason)
+        self.close(CLOSE_POLICY, "killed")
+
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
@@ -439,7 +448,9 @@ class JsonChat:
                      "messages": [message_fields(m) for m in messages], "more": more})
 
     def _rooms(self, msg: JsonObject) -> None:
-        rooms = sorted(self.chat.rooms(), key=lambda r: r.key)
+        me = self.user.key if self.user is not None else ""
+        rooms = sorted((r for r in self.chat.rooms() if not r.hidden or me in r.members),
+                       key=lambda r: r.key)  # secret (+s/+p) rooms: members only
         self.answer({"type": "rooms", "rooms": [
             {"name": r.name, "topic": r.topic, "members": len(r.members)} for r in rooms
         ]})

@@ -8,6 +8,7 @@ ERR_UNKNOWNERROR`` with the hub's own text.
 from __future__ import annotations
 
 from sockhub.codec.irc import (
+    ERR_BADCHANMASK,
     ERR_BADCHANNELKEY,
     ERR_BANNEDFROMCHAN,
     ERR_CANNOTSENDTOCHAN,
@@ -26,6 +27,7 @@ from sockhub.codec.irc import (
     ERR_USERONCHANNEL,
 )
 from sockhub.hub import HubError
+from sockhub.hub.names import room_problem
 from sockhub.protocols.irc.protocol import Refused
 
 #: Codes whose numeric names the channel the command was about.
@@ -53,6 +55,12 @@ def hub_error_reply(command: str, exc: HubError, channel: str = "*") -> Refused:
     ``channel`` is the channel the command was about, for numerics that name one.
     """
     code, target = exc.code, exc.target or "*"
+    if code == "invalid_room" and channel.startswith("#"):
+        # Modern IRC: ERR_BADCHANMASK "indicates the supplied channel name is
+        # not a valid"; the text says why (CHANNELLEN, a forbidden character).
+        # A name without a CHANTYPES prefix is no channel at all: 403 below.
+        why = room_problem(channel) or str(exc)
+        return Refused(ERR_BADCHANMASK, (channel, f"Bad channel name: {why}"))
     if code in _ABOUT_NICK:
         numeric, text = _ABOUT_NICK[code]
         return Refused(numeric, (target, text))

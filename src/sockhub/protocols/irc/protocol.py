@@ -131,10 +131,15 @@ class CommandReceived:
 
 @dataclass(frozen=True)
 class Refused:
-    """A line answered with a numeric and otherwise ignored."""
+    """A line answered with a numeric and otherwise ignored.
+
+    ``label`` is the line's IRCv3 ``label`` tag, if it parsed far enough to
+    have one: the refusal is that command's response (labeled-response).
+    """
 
     numeric: str
     params: tuple[str, ...]
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,12 +263,13 @@ class IrcProtocol:
         spec = self.commands.get(command)
         self.penalty_at += self.penalty * (spec.cost if spec else 1.0)
         registered = self.state is IrcState.REGISTERED
+        label = message.tags.get("label")
         if spec is None:
             if registered:
-                return Refused(ERR_UNKNOWNCOMMAND, (command, "Unknown command"))
+                return Refused(ERR_UNKNOWNCOMMAND, (command, "Unknown command"), label)
             return _NOT_REGISTERED
         if not registered and not spec.pre_reg:
             return _NOT_REGISTERED
         if len(message.params) < spec.min_params:
-            return Refused(ERR_NEEDMOREPARAMS, (command, "Not enough parameters"))
+            return Refused(ERR_NEEDMOREPARAMS, (command, "Not enough parameters"), label)
         return CommandReceived(message, spec)

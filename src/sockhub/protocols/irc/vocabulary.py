@@ -133,10 +133,11 @@ def isupport_tokens(network: str) -> list[str]:
         f"AWAYLEN={AWAY_MAX}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{ROOMS_PER_USER}",
-        "CHANMODES=b,k,l,imnt",
+        "CHANMODES=b,k,l,Cimnpst",
         f"CHANNELLEN={ROOM_MAX}",
         "CHANTYPES=#",
         f"CHATHISTORY={HISTORY_MAX}",
+        "ELIST=MNU",
         f"KEYLEN={PASSWORD_MAX}",
         f"KICKLEN={KICKLEN}",
         f"MAXLIST=b:{BANS_PER_ROOM}",
@@ -160,7 +161,8 @@ def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 # Modes ---------------------------------------------------------------------------
 
 #: Channel mode letter → hub flag; type D (no parameter).
-FLAG_MODES = {"i": "invite_only", "m": "moderated", "n": "no_external", "t": "topic_lock"}
+FLAG_MODES = {"C": "no_ctcp", "i": "invite_only", "m": "moderated", "n": "no_external",
+              "p": "private", "s": "secret", "t": "topic_lock"}
 #: Type B (a parameter both ways) and prefix modes.
 PARAM_MODES = {"k": "password", "o": "operator", "v": "voice"}
 #: Type C (a parameter when set only).
@@ -170,7 +172,7 @@ LETTERS = {
 }
 #: User modes: invisible and IRC operator (RPL_MYINFO lists them).
 USER_MODES = "io"
-CHANNEL_MODES = "biklmnotv"
+CHANNEL_MODES = "Cbiklmnopstv"
 
 
 @dataclass
@@ -283,13 +285,13 @@ def irc_source(nick: str, username: str, address: str) -> str:
     return f"{nick}!{username or nick}@{irc_host(address)}"
 
 
-def event_tags(ts: float, profile: int, *, msgid: int | None = None,
+def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
                meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
     if profile & MESSAGE_TAGS:
-        if msgid is not None:
+        if msgid is not None and msgid != "":
             tags["msgid"] = str(msgid)
         tags.update(meta)
     return tags
@@ -376,13 +378,13 @@ def quit_reason(reason: str, *, voluntary: bool = True) -> str:
 
 
 def render_private(event: Private, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile, meta=event.meta)
+    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
 
 def render_signal(event: Signal, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile | MESSAGE_TAGS, meta=event.meta)
+    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta)
     return serialize("TAGMSG", (event.room or event.target or "*",), source=source, tags=tags)
 
 
