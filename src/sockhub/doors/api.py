@@ -123,7 +123,15 @@ class ChatApi(Protocol):
 
     def say(self, user: User, room: str, text: str, *, action: bool = False,
             notice: bool = False, meta: Meta = ()) -> Message:
-        """Store, then fan out, a room message: returned once it is in history."""
+        """Check a room message (HubError if refused), then store and fan it out.
+
+        Group commit: the message is stored with the others of this loop
+        turn, in one transaction, and delivered (its sender's echo too) once
+        that commits; the returned message has no id yet.
+        """
+
+    def commit(self) -> None:
+        """Store and fan out the room messages said so far, now, not at the end of the turn."""
 
     def private(self, user: User, target: str, text: str, *, action: bool = False,
                 notice: bool = False, meta: Meta = ()) -> Private: ...

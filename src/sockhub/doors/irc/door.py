@@ -233,6 +233,9 @@ class IrcDoor(Protocol):
             self.reply(ERR_UNKNOWNERROR, command, INTERNAL_ERROR)
         finally:
             if label is not None:
+                # The echo of a labeled PRIVMSG belongs to its labeled response:
+                # commit now rather than at the end of the loop turn.
+                self.chat.commit()
                 captured, self._capture = self._capture or [], None
                 self._send_labeled(label, captured)
 
