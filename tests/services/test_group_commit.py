@@ -189,3 +189,44 @@ async def test_every_line_of_a_paste_arrives_once_in_order(tmp_path):
         await served.stop()
     assert stored_texts(tmp_path / "chat.sqlite3") == [f"p{i}" for i in range(total)]
 
+
+
+# Quiet rooms at the doors (the hub's side: tests/hub/test_quiet_rooms.py) --------
+
+
+async def test_line_door_a_quiet_lobby_announces_no_arrivals_and_lists_no_one(serve, tmp_path):
+    server = await serve("chat", options={"data_dir": str(tmp_path), "flood_rate": None,
+                                          "quiet_above": 2})
+    port = server.ports[0]
+    alice = await chat_client(port, "alice")
+    bob = await chat_client(port, "bob")
+    await alice.expect("#lobby * bob joined")  # two members: still announced
+    carol = await chat_client(port, "carol")  # three: #lobby is quiet now
+    # #lobby is protected, so it has no operators to list.
+    listed = await carol.expect("-- in #lobby")
+    assert listed == "-- in #lobby: 3 members; operators: none (/who #lobby lists everyone)"
+    await carol.send("hi")
+    await alice.expect("<carol> hi")
+    assert not any("carol joined" in line for line in alice.seen + bob.seen)
+    for client in (alice, bob, carol):
+        client.close()
+
+
+async def test_irc_door_joining_a_quiet_channel_names_only_its_operators(tmp_path):
+    net = Network(tmp_path, quiet_above=2)
+    try:
+        alice = net.register("alice")
+        bob = net.register("bob")
+        alice.ask("JOIN #big")
+        bob.ask("JOIN #big")
+        alice.take()
+        carol = net.register("carol")
+        joined = carol.ask("JOIN #big")
+        names = [m.params[-1] for m in joined if m.command == "353"]
+        assert names == ["@alice carol"]
+        assert [m.command for m in alice.take()] == ["JOIN"]  # the operator hears of it
+        assert bob.take() == []
+        listed = [m.params[-1] for m in bob.ask("NAMES #big") if m.command == "353"]
+        assert sorted(" ".join(listed).split()) == ["@alice", "bob", "carol"]
+    finally:
+        net.close()

@@ -99,6 +99,10 @@ class ChatApi(Protocol):
 
     def may_moderate(self, user: User, room: Room) -> bool: ...
 
+    def is_quiet(self, room: Room) -> bool:
+        """Past ``quiet_above`` members: arrivals and departures go to operators only,
+        and a newcomer is shown the operators rather than every member."""
+
     def nick_available(self, nick: str) -> HubError | None:
         """Why ``nick`` cannot be taken now, or None if it can."""
 

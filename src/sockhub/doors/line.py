@@ -214,9 +214,14 @@ class LineDoor(LineProtocol):
         self.current = joined.name
         if joined.topic:
             self.info_line(f"topic of {joined.name}: {joined.topic}")
-        self.info_line(
-            f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
-        )
+        if self.chat.is_quiet(joined):  # a big room: its operators, not everyone
+            ops = sorted(u.nick for k, u in joined.members.items() if k in joined.operators)
+            self.info_line(f"in {joined.name}: {len(joined.members)} members; operators: "
+                           f"{' '.join(ops) or 'none'} (/who {joined.name} lists everyone)")
+        else:
+            self.info_line(
+                f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
+            )
         self._send_history(joined.name, self.chat.settings.history)
 
     def _send_history(self, room: str, limit: int, *, always_end: bool = False) -> None:

@@ -96,7 +96,8 @@ class ChatService:
         self.started = time.time()
         self.peak_users = 0
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
-        self.hub = Hub(protected_rooms=settings.protected_rooms)
+        self.hub = Hub(protected_rooms=settings.protected_rooms,
+                       quiet_above=settings.quiet_above)
         self.hub.bans.update(self.store.bans())
         metrics.chat.history_rows = self.store.count()
         self._fanout = metrics.chat.fanout
@@ -142,6 +143,7 @@ class ChatService:
             changed.append("motd")
         self.settings, self.motd, self.limits = settings, motd, limits
         self.hub.protected = {fold(name) for name in settings.protected_rooms}
+        self.hub.state.quiet_above = settings.quiet_above
         return [name.replace("_", " ") for name in changed]
 
     def begin_shutdown(self) -> None:
@@ -175,6 +177,9 @@ class ChatService:
 
     def may_moderate(self, user: User, room: Room) -> bool:
         return self.hub.may_moderate(user, room)
+
+    def is_quiet(self, room: Room) -> bool:
+        return self.hub.is_quiet(room)
 
     def nick_available(self, nick: str) -> HubError | None:
         return self.hub.nick_available(nick)
