@@ -6,7 +6,7 @@ setup are left out. Prints the functions with the most samples, by own time
 and by time including callees.
 
     pip install py-spy      # a tool, not a dependency of sockhub
-    python benchmarks/chat_pyspy.py --mode irc --clients 10 --messages 2000
+    python benchmarks/chat_pyspy.py --mode irc --clients 10 --messages 2000 --window 128
     python benchmarks/chat_pyspy.py --src /tmp/base/src ...   # another revision
 """
 
@@ -81,6 +81,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--messages", type=int, default=2000, help="per sender")
+    parser.add_argument("--window", type=int, default=128,
+                        help="messages a sender may have unacknowledged (default 128)")
     parser.add_argument("--rate", type=int, default=250, help="samples a second")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
@@ -98,6 +100,7 @@ def main() -> int:
         with server:
             result = bench_chat(HOST, port, clients=args.clients, senders=args.senders,
                                 messages=args.messages, mode=args.mode, room="#bench",
+                                window=args.window,
                                 timeout=120.0, on_phase=Spy(server.pid, out, args.rate))
         print(result.report())
         print(report(out, args.top))

@@ -385,9 +385,16 @@ class IrcDoor(Protocol):
             # (and saves two case-folds per delivery).
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
-            self.emit(self._shared(event, event.nick))
+            # The per-recipient path: the shared rendering and emit(), inlined.
+            data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
+            if data is None:
+                data = self._shared(event, event.nick)
+            capture = self._capture
+            (self._outgoing if capture is None else capture).append(data)
             _counts.messages_out += 1
-        elif kind is Private:
+            self.wake()
+            return
+        if kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
         elif kind is Signal:
