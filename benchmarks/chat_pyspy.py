@@ -76,7 +76,8 @@ def report(path: str, top: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", default=SRC, help="the src/ directory to run (default this tree's)")
+    parser.add_argument("--src", default=SRC,
+                        help="the src/ directory to run (default this tree's)")
     parser.add_argument("--mode", choices=("line", "irc"), default="irc")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--senders", type=int, default=10)
