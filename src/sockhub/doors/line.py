@@ -115,8 +115,10 @@ class LineDoor(LineProtocol):
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
         if kind is Message:
             _counts.messages_out += 1
-        self._outgoing.append(data)  # send(), minus its checks: done above
-        self.wake()
+        out = self._outgoing
+        out.append(data)  # send(), minus its checks: done above
+        if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
+            self.wake()
         if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
             self._left_room(event.room)
 

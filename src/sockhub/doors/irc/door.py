@@ -389,10 +389,18 @@ class IrcDoor(Protocol):
             data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
             if data is None:
                 data = self._shared(event, event.nick)
-            capture = self._capture
-            (self._outgoing if capture is None else capture).append(data)
             _counts.messages_out += 1
-            self.wake()
+            capture = self._capture
+            if capture is not None:
+                capture.append(data)
+                self.wake()
+                return
+            out = self._outgoing
+            out.append(data)
+            # Output already queued has its flush scheduled (or is inside
+            # receive_data, which the engine flushes): wake once per turn.
+            if len(out) == 1:
+                self.wake()
             return
         if kind is Private:
             assert isinstance(event, Private)
