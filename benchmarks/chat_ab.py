@@ -35,7 +35,8 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
 def one(src: str, mode: str, clients: int, senders: int, messages: int, timeout: float,
-        cpus: set[int] | None) -> tuple[float, float, str]:
+        cpus: set[int] | None, window: int = 1, procs: int | None = None,
+        rate: float | None = None) -> tuple[float, float, str]:
     """(server µs/delivery, background %, problem) of one fresh server from ``src``."""
     SERVER_ENV["PYTHONPATH"] = src
     with tempfile.TemporaryDirectory(prefix="sockhub-chat-ab-") as data_dir:
@@ -46,7 +47,7 @@ def one(src: str, mode: str, clients: int, senders: int, messages: int, timeout:
             server, port = start_sockhub(data_dir, cpus, extra=LIMITS_OFF)
         with server:
             row = fanout_row("sockhub", server.pid, port, mode, clients, senders, messages,
-                             timeout)
+                             timeout, window=window, procs=procs, rate=rate)
     problem = row.first_error if row.errors else ("lost" if row.lost else "")
     return row.us_per_delivery, row.background_pct, problem
 
@@ -63,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=300_000,
                         help="deliveries per run, N*K*M (default 300,000)")
     parser.add_argument("--rounds", type=int, default=7, help="A/B pairs per N (default 7)")
+    parser.add_argument("--window", type=int, default=1,
+                        help="messages a sender may have unacknowledged (default 1; issue 16 "
+                        "measured with 128, where a loop turn brings many messages)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="messages a second per sender (paced, each message alone; "
+                        "default: as fast as acknowledged)")
+    parser.add_argument("--procs", type=int, default=None,
+                        help="load client processes (default one per 50 clients)")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="seconds to wait for the machine to idle before each pair")
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -90,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pair: dict[str, float] = {}
             for side in order:
                 us, noise, problem = one(sides[side], args.mode, clients, args.senders,
-                                         messages, args.timeout, server_cpus)
+                                         messages, args.timeout, server_cpus, args.window,
+                                         args.procs, args.rate)
                 if problem:
                     raise SystemExit(f"{side} N={clients}: {problem}")
                 pair[side] = us

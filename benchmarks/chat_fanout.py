@@ -52,10 +52,12 @@ class Row:
 
 
 def fanout_row(name: str, pid: int, port: int, mode: str, clients: int, senders: int,
-               messages: int, timeout: float) -> Row:
+               messages: int, timeout: float, *, window: int = 1,
+               procs: int | None = None, rate: float | None = None) -> Row:
     meter = WindowMeter(pid)
     result = bench_chat(HOST, port, clients=clients, senders=senders, messages=messages,
-                        mode=mode, room="#bench", timeout=timeout, on_phase=meter)
+                        mode=mode, room="#bench", timeout=timeout, on_phase=meter,
+                        window=window, procs=procs, rate=rate)
     wall, server_cpu, busy, own = meter.deltas()
     client_cpu = result.client_cpu_s + own
     return Row(

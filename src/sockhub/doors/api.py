@@ -116,6 +116,10 @@ class ChatApi(Protocol):
 
     def may_moderate(self, user: User, room: Room) -> bool: ...
 
+    def is_quiet(self, room: Room) -> bool:
+        """Past ``quiet_above`` members: arrivals and departures go to operators only,
+        and a newcomer is shown the operators rather than every member."""
+
     def nick_available(self, nick: str) -> HubError | None:
         """Why ``nick`` cannot be taken now, or None if it can."""
 
@@ -143,7 +147,15 @@ class ChatApi(Protocol):
 
     def say(self, user: User, room: str, text: str, *, action: bool = False,
             notice: bool = False, meta: Meta = ()) -> Message:
-        """Store, then fan out, a room message: returned once it is in history."""
+        """Check a room message (HubError if refused), then store and fan it out.
+
+        Group commit: the message is stored with the others of this loop
+        turn, in one transaction, and delivered (its sender's echo too) once
+        that commits; the returned message has no id yet.
+        """
+
+    def commit(self) -> None:
+        """Store and fan out the room messages said so far, now, not at the end of the turn."""
 
     def private(self, user: User, target: str, text: str, *, action: bool = False,
                 notice: bool = False, meta: Meta = ()) -> Private: ...

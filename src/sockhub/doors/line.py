@@ -122,8 +122,10 @@ class LineDoor(LineProtocol):
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
         if kind is Message:
             _counts.messages_out += 1
-        self._outgoing.append(data)  # send(), minus its checks: done above
-        self.wake()
+        out = self._outgoing
+        out.append(data)  # send(), minus its checks: done above
+        if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
+            self.wake()
         if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
             self._left_room(event.room)
 
@@ -250,9 +252,14 @@ class LineDoor(LineProtocol):
         self.current = joined.name
         if joined.topic:
             self.info_line(f"topic of {joined.name}: {joined.topic}")
-        self.info_line(
-            f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
-        )
+        if self.chat.is_quiet(joined):  # a big room: its operators, not everyone
+            ops = sorted(u.nick for k, u in joined.members.items() if k in joined.operators)
+            self.info_line(f"in {joined.name}: {len(joined.members)} members; operators: "
+                           f"{' '.join(ops) or 'none'} (/who {joined.name} lists everyone)")
+        else:
+            self.info_line(
+                f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
+            )
         self._send_history(joined.name, self.chat.settings.history)
 
     def _send_history(self, room: str, limit: int, *, always_end: bool = False) -> None:

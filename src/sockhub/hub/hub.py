@@ -75,6 +75,8 @@ class Hub:
         protected_rooms: rooms whose topic only server operators may set and
             that have no room operators.
         rooms_per_user: how many rooms one user may be in at once.
+        quiet_above: rooms with more members than this announce arrivals and
+            departures to their operators only (:mod:`~sockhub.hub.state`).
     """
 
     def __init__(
@@ -83,10 +85,11 @@ class Hub:
         default_room: str = "#lobby",
         protected_rooms: Iterable[str] = (),
         rooms_per_user: int = ROOMS_PER_USER,
+        quiet_above: int | None = None,
     ) -> None:
         self.default_room = default_room
         self.rooms_per_user = rooms_per_user
-        self.state = HubState({fold(name) for name in protected_rooms})
+        self.state = HubState({fold(name) for name in protected_rooms}, quiet_above)
 
     # The state, as doors and the service read it ------------------------------
 
@@ -149,6 +152,10 @@ class Hub:
 
     def may_moderate(self, user: User, room: Room) -> bool:
         return user.is_oper or user.key in room.operators
+
+    def is_quiet(self, room: Room) -> bool:
+        """Too big to announce arrivals and departures to everyone, or list everyone on join."""
+        return self.state.is_quiet(room)
 
     # Registration (local to this process) ---------------------------------
 

@@ -64,8 +64,12 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def fold(name: str) -> str:
-    """The case-folded key of a nick or room (ASCII case mapping)."""
-    return name.translate(_ASCII_LOWER)
+    """The case-folded key of a nick or room (ASCII case mapping).
+
+    Called several times per message: ``str.lower`` of an ASCII string is the
+    ASCII mapping and several times faster than ``translate`` with a table.
+    """
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
 
 
 def control_picture(char: str) -> str:

@@ -10,6 +10,11 @@ A module of its own because this is the half a bus replays: it checks
 nothing (the event was checked where it was made) and must give every
 process the same state from the same events.
 
+Large rooms are *quiet* (``quiet_above``): past that many members, a
+join, part or quit in the room is delivered only to the member concerned and
+the room's operators, as an IRC server's auditorium mode (``+u``) does, so
+that N arrivals cost O(N) deliveries rather than O(N²).
+
 Members are delivered to synchronously and must only queue: a slow client
 cannot stall a room because its door drops it rather than block here.
 """
@@ -62,12 +67,15 @@ class HubState:
     Args:
         protected: keys of the rooms whose topic only server operators may
             set and that have no room operators.
+        quiet_above: rooms with more members than this are quiet (see the
+            module's docstring); None: every room announces everything.
     """
 
-    __slots__ = ("bans", "departed", "protected", "rooms", "saved", "users")
+    __slots__ = ("bans", "departed", "protected", "quiet_above", "rooms", "saved", "users")
 
-    def __init__(self, protected: set[str] | None = None) -> None:
+    def __init__(self, protected: set[str] | None = None, quiet_above: int | None = None) -> None:
         self.protected = protected if protected is not None else set()
+        self.quiet_above = quiet_above
         self.users: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
         self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
@@ -105,6 +113,11 @@ class HubState:
         key = fold(nick)
         found = [d for d in reversed(self.departed) if fold(d.nick) == key]
         return found[:count] if count > 0 else found
+
+    def is_quiet(self, room: Room) -> bool:
+        """Whether arrivals in and departures from ``room`` go only to its operators."""
+        limit = self.quiet_above
+        return limit is not None and len(room.members) > limit
 
     # Apply: change state, then deliver -------------------------------------
 
@@ -187,22 +200,27 @@ class HubState:
         room.members[user.key] = user
         room.invited.discard(user.key)  # an invitation is good for one join
         user.rooms[key] = room
-        _deliver(room.members.values(), event)
+        _deliver(_audience(room, user) if self.is_quiet(room) else room.members.values(), event)
 
     def _apply_departure(self, event: Parted | Kicked) -> None:
-        """A part or a kick: everyone in the room hears it, the leaver included."""
+        """A part or a kick: everyone in the room hears it, the leaver included.
+
+        A part from a quiet room is told only to the leaver and the operators;
+        a kick, an operator's act, is always told to everyone.
+        """
         user = self.users.get(fold(event.nick))
         room = self.rooms.get(fold(event.room))
         if user is None or room is None:
             return
-        _deliver(room.members.values(), event)
+        quiet = type(event) is Parted and self.is_quiet(room)
+        _deliver(_audience(room, user) if quiet else room.members.values(), event)
         self._leave(user, room)
 
     def _apply_quit(self, event: Quit) -> None:
         user = self.users.get(fold(event.nick))
         if user is None:
             return
-        for other in self._neighbours(user):
+        for other in self._neighbours(user, quiet=True):
             other.member.deliver(event)
         for room in list(user.rooms.values()):
             self._leave(user, room)
@@ -302,13 +320,29 @@ class HubState:
         if not room.members:
             del self.rooms[room.key]
 
-    def _neighbours(self, user: User) -> list[User]:
-        """Everyone sharing at least one room with ``user``, once each, not them."""
+    def _neighbours(self, user: User, *, quiet: bool = False) -> list[User]:
+        """Everyone sharing at least one room with ``user``, once each, not them.
+
+        With ``quiet``, of a quiet room only its operators.
+        """
         seen: dict[str, User] = {}
         for room in user.rooms.values():
-            seen.update(room.members)
+            if quiet and self.is_quiet(room):
+                seen.update(_operators(room))
+            else:
+                seen.update(room.members)
         seen.pop(user.key, None)
         return list(seen.values())
+
+
+def _operators(room: Room) -> dict[str, User]:
+    members = room.members
+    return {key: members[key] for key in room.operators if key in members}
+
+
+def _audience(room: Room, user: User) -> list[User]:
+    """Who hears of ``user`` arriving in or leaving a quiet room: they and its operators."""
+    return [user, *(u for key, u in _operators(room).items() if key != user.key)]
 
 
 def _deliver(users: Iterable[User], event: HubEvent) -> None:

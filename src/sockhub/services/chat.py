@@ -3,7 +3,11 @@
 :class:`ChatService` owns the shared state (hub, SQLite store, bus,
 operator accounts) and implements :class:`~sockhub.doors.api.ChatApi`,
 all a door may ask: it checks a command with the hub, stores what must be
-stored, and publishes the event. It opens a listener per door: the line
+stored, and publishes the event. Room messages are group-committed: those
+said in one turn of the event loop are stored in one SQLite transaction and
+published when it commits (:meth:`ChatService.commit`); any other event
+commits the pending messages first, so the bus still sees every event in
+the order it was accepted. It opens a listener per door: the line
 door (``doors/line.py``), and when their ports are set the IRC door
 (``doors/irc/``), the web door (``doors/web/``) and the hotline (``doors/hotline.py``).
 Nothing here knows a socket or a wire format.
@@ -11,6 +15,7 @@ Nothing here knows a socket or a wire format.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import hmac
@@ -71,6 +76,8 @@ SEEN_KEPT = 30 * 86400
 #: ports clients already know.
 RESTART_KEYS = ("data_dir", "irc_port", "irc_tls_port", "server_name", "tls_port", "web_port",
                 "web_tls_port", "ivr_port", "line_port", "ivr_room")
+#: Room messages one commit stores at most: a turn with more commits more often.
+COMMIT_BATCH_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,8 @@ class ChatService:
         self.started = time.time()
         self.peak_users = 0
         self.store = ChatStore(settings.data_dir / "chat.sqlite3")
-        self.hub = Hub(protected_rooms=settings.protected_rooms)
+        self.hub = Hub(protected_rooms=settings.protected_rooms,
+                       quiet_above=settings.quiet_above)
         self.hub.bans.update(self.store.bans())
         self.hub.saved.update(self.store.rooms())
         self.store.forget_seen_before(self.started - SEEN_KEPT)
@@ -131,6 +139,11 @@ class ChatService:
         self.bus = LocalBus()
         self.bus.subscribe(self._note_departure)  # before the hub forgets who was where
         self.bus.subscribe(self.hub.apply)
+        #: Room messages checked but not yet stored: the next commit's batch.
+        self._pending: list[Message] = []
+        #: When the hub accepted each pending message (perf_counter), for the
+        #: fan-out histogram: accepted → stored → every delivery queued.
+        self._accepted: list[float] = []
         self.shutting_down = False
         self._guests = itertools.count(random.randrange(1000, 9000))
         self.hotline: HotlineDesk | None = None
@@ -223,12 +236,14 @@ class ChatService:
             self.hotline.menu = menu
             self.hotline.caller_settings = ivr.caller_settings(settings)
         self.hub.protected = {fold(name) for name in settings.protected_rooms}
+        self.hub.state.quiet_above = settings.quiet_above
         return [name.replace("_", " ") for name in changed]
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
 
     def close(self) -> None:
+        self.commit()
         self.bus.close()
         self.store.close()
 
@@ -255,6 +270,9 @@ class ChatService:
 
     def may_moderate(self, user: User, room: Room) -> bool:
         return self.hub.may_moderate(user, room)
+
+    def is_quiet(self, room: Room) -> bool:
+        return self.hub.is_quiet(room)
 
     def nick_available(self, nick: str) -> HubError | None:
         return self.hub.nick_available(nick)
@@ -292,18 +310,57 @@ class ChatService:
         notice: bool = False,
         meta: Meta = (),
     ) -> Message:
-        """Store, then fan out, a room message. Raises HubError."""
+        """Check a room message (raises HubError); store, then fan it out, at the commit.
+
+        The first message of a loop turn asks the loop to call :meth:`commit`
+        once the turn's callbacks have run (without a running loop it
+        commits at once); the returned message has no id yet.
+        """
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
                                meta=meta)
-        start = time.perf_counter()
-        message = self.store.append(message)
-        self.bus.publish(message)
-        self._fanout.observe(time.perf_counter() - start)
-        counts = metrics.chat
-        counts.history_rows += 1
-        counts.history_stored += 1
+        pending = self._pending
+        pending.append(message)
+        self._accepted.append(time.perf_counter())
         self._count_in(user)
+        if len(pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.commit)
+            except RuntimeError:  # no loop (a synchronous test): no turn to share
+                self.commit()
+        elif len(pending) >= COMMIT_BATCH_MAX:
+            self.commit()
         return message
+
+    def commit(self) -> None:
+        """Store the pending room messages in one transaction, then publish them in order.
+
+        Nothing of a batch is published before its commit returns ("stored
+        before anyone sees it"); if the store fails, the batch is logged and
+        dropped, seen by no one.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        accepted, self._pending, self._accepted = self._accepted, [], []
+        try:
+            stored = self.store.append_many(pending)
+        except Exception:
+            log.exception("chat: could not store %d messages; they were not delivered",
+                          len(pending))
+            return
+        publish, observe, clock = self.bus.publish, self._fanout.observe, time.perf_counter
+        for message, start in zip(stored, accepted, strict=True):
+            publish(message)
+            observe(clock() - start)
+        counts = metrics.chat
+        counts.history_rows += len(stored)
+        counts.history_stored += len(stored)
+
+    def _publish(self, event: HubEvent) -> None:
+        """Publish an event after the room messages accepted before it."""
+        if self._pending:
+            self.commit()
+        self.bus.publish(event)
 
     def _count_in(self, user: User) -> None:
         """One more message in through the door ``user`` came by."""
@@ -316,10 +373,10 @@ class ChatService:
             counts.messages_in += 1
 
     def join(self, user: User, room: str, *, password: str | None = None) -> None:
-        self.bus.publish(self.hub.join(user, room, time.time(), password=password))
+        self._publish(self.hub.join(user, room, time.time(), password=password))
 
     def part(self, user: User, room: str, reason: str = "") -> None:
-        self.bus.publish(self.hub.part(user, room, reason, time.time()))
+        self._publish(self.hub.part(user, room, reason, time.time()))
 
     def private(
         self,
@@ -334,22 +391,22 @@ class ChatService:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
         event = dataclasses.replace(event, msgid=self._msgid())
-        self.bus.publish(event)
+        self._publish(event)
         self._count_in(user)
         return event
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
         event = self.hub.signal(user, target, meta, time.time())
-        self.bus.publish(dataclasses.replace(event, msgid=self._msgid()))
+        self._publish(dataclasses.replace(event, msgid=self._msgid()))
 
     def rename(self, user: User, new: str) -> None:
         event = self.hub.rename(user, new, time.time())
         if event is not None:
-            self.bus.publish(event)
+            self._publish(event)
 
     def set_topic(self, user: User, room: str, topic: str) -> None:
         event = self.hub.set_topic(user, room, topic, time.time())
-        self.bus.publish(event)
+        self._publish(event)
         self._store_room(event.room)
 
     def _store_room(self, room: str) -> None:
@@ -361,23 +418,24 @@ class ChatService:
             self.store.save_room(state)
 
     def kick(self, user: User, room: str, target: str, reason: str) -> None:
-        self.bus.publish(self.hub.kick(user, room, target, reason, time.time()))
+        self._publish(self.hub.kick(user, room, target, reason, time.time()))
 
     def ban(
         self, user: User, room: str, mask: str, *, add: bool = True, kick: bool = True
     ) -> BanChanged:
         """Add (or lift) a ban; with ``kick``, members it matches leave the room."""
         event = self.hub.ban(user, room, mask, time.time(), add=add)
+        self.commit()  # the ban's own write follows the messages said before it
         if add:
             self.store.add_ban(event.room, event.mask, user.nick, event.ts)
         else:
             self.store.remove_ban(event.room, event.mask)
-        self.bus.publish(event)
+        self._publish(event)
         found = self.hub.find_room(event.room)
         if add and kick and found is not None:  # whoever the ban matches leaves the room now
             for victim in list(found.members.values()):
                 if victim is not user and self.hub.is_banned(found.name, victim):
-                    self.bus.publish(Kicked(found.name, victim.nick, user.nick, "banned", event.ts))
+                    self._publish(Kicked(found.name, victim.nick, user.nick, "banned", event.ts))
         return event
 
     def set_modes(
@@ -386,17 +444,17 @@ class ChatService:
         """Apply what is valid of a batch of room setting changes; return the rest's errors."""
         event, errors = self.hub.set_modes(user, room, changes, time.time())
         if event is not None:
-            self.bus.publish(event)
+            self._publish(event)
             if any(change.flag in ROOM_FLAGS for change in event.changes):
                 self._store_room(event.room)
         return errors
 
     def set_away(self, user: User, message: str | None) -> None:
-        self.bus.publish(self.hub.set_away(user, message, time.time()))
+        self._publish(self.hub.set_away(user, message, time.time()))
 
     def invite(self, user: User, target: str, room: str) -> Invited:
         event = self.hub.invite(user, target, room, time.time())
-        self.bus.publish(event)
+        self._publish(event)
         return event
 
     def kill(self, user: User, target: str, reason: str) -> None:
@@ -404,7 +462,7 @@ class ChatService:
         victim, event = self.hub.kill(user, target, reason, time.time())
         log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
         member = victim.member
-        self.bus.publish(event)
+        self._publish(event)
         if isinstance(member, Disconnectable):
             member.disconnect(event.reason)
         elif isinstance(member, Protocol):
@@ -414,10 +472,11 @@ class ChatService:
         if self.hub.find_user(user.nick) is not user:
             return
         if self.shutting_down:  # everyone is leaving: no one to tell
+            self.commit()
             self._mark_seen(user, list(user.rooms), time.time())
             self.hub.users.pop(user.key, None)
             return
-        self.bus.publish(self.hub.quit(user, reason, time.time(), voluntary=voluntary))
+        self._publish(self.hub.quit(user, reason, time.time(), voluntary=voluntary))
 
     def oper(self, user: User, name: str, password: str) -> bool:
         """Check operator credentials in constant time; mark the user on success."""
@@ -445,12 +504,17 @@ class ChatService:
             return verify_password(given, expected)
         return hmac.compare_digest(given.encode(), expected.encode())
 
+    # History reads commit first: a client that says something, then asks for
+    # history in the same read, finds its message there.
+
     def history(self, room: str, limit: int) -> list[Message]:
+        self.commit()
         return self.store.recent(room, limit)
 
     def replay(self, user: User, room: str, limit: int) -> list[Message]:
         """What ``user`` missed of ``room``: since they (same nick, user name and
         address) last left it, or the last ``limit`` messages if never; at most ``limit``."""
+        self.commit()
         last = self.store.last_seen(_seen_key(user), room)
         if last is None:
             return self.store.recent(room, limit)
@@ -473,9 +537,11 @@ class ChatService:
 
     def history_page(self, room: str, limit: int, *, after: Bound | None = None,
                      before: Bound | None = None, newest: bool = True) -> list[Message]:
+        self.commit()
         return self.store.page(room, limit, after=after, before=before, newest=newest)
 
     def find_message(self, room: str, message_id: int) -> Message | None:
+        self.commit()
         return self.store.find(room, message_id)
 
 

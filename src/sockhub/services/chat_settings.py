@@ -67,6 +67,13 @@ class ChatSettings(ServiceSettings):
     flood_burst: int = option(
         20, "lines one client may send at once before flood control", minimum=1
     )
+    # Auditorium-style large rooms (IRC's +u): N arrivals in a room cost O(N)
+    # deliveries, not O(N²).
+    quiet_above: int | None = option(
+        1000, "members above which a room is quiet: joins, parts and quits in it are told "
+        "only to the member and the room's operators, and a newcomer is shown the operators, "
+        "not everyone", minimum=1, off=True, metavar="N",
+    )
     operators: dict[str, str] = option(
         factory=dict,
         help="operator accounts, each a name and a password hash from 'sockhub passwd'",

@@ -12,9 +12,12 @@ restarts, and the ``seen`` table remembers up to which message each client
 (by nick, user name and address) had seen a room when it left it, so that a
 reconnecting client's automatic replay starts there.
 
-Writes are synchronous and small (one INSERT and a commit, tens of
-microseconds), done on the event loop's thread: the ordering "stored, then
-delivered" is then trivially true, with no queue in between to lose.
+Writes are synchronous, done on the event loop's thread, and grouped: the
+chat service hands :meth:`ChatStore.append_many` the room messages that
+arrived in one turn of the loop, stored in one transaction (one commit,
+instead of one per message: group commit), and fans them out only once it
+returns, so the ordering "stored, then delivered" stays true with nothing
+in between to lose.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class ChatStore:
         return int(row[0])
 
     def append(self, message: Message) -> Message:
-        """Store a room message; return it with its id. Committed on return."""
+        """Store a room message; return it with its id. Committed on return, but in append_many."""
         cursor = self._db.execute(
             "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
             "VALUES (?,?,?,?,?,?,?,?)",
@@ -179,6 +182,24 @@ class ChatStore:
             ),
         )
         return replace(message, id=cursor.lastrowid)
+
+    def append_many(self, messages: list[Message]) -> list[Message]:
+        """Store room messages in one transaction, in order; committed on return.
+
+        Group commit: a commit costs more than the INSERTs it closes, so the
+        messages of one loop turn share it. On an error nothing is stored
+        (the transaction is rolled back) and the error is raised.
+        """
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            stored = [self.append(message) for message in messages]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return stored
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
         """The last ``limit`` messages of a room (older than ``before_id``), oldest first."""

@@ -97,7 +97,7 @@ def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
         # Modern IRC: the JOIN (delivered by the hub), then the topic,
         # then the names, "in this order".
         send_topic(door, joined, explicit=False)
-        send_names(door, joined)
+        send_names(door, joined, brief=door.chat.is_quiet(joined))
         replay_history(door, joined)
 
 
@@ -174,13 +174,21 @@ def names_symbol(room: Room) -> str:
     return "@" if room.secret else "*" if room.private else "="
 
 
-def send_names(door: IrcDoor, room: Room, *, end: str | None = None) -> None:
-    """RPL_NAMREPLY lines, then RPL_ENDOFNAMES for ``end`` (the room) unless ""."""
+def send_names(door: IrcDoor, room: Room, *, end: str | None = None,
+               brief: bool = False) -> None:
+    """RPL_NAMREPLY lines, then RPL_ENDOFNAMES for ``end`` (the room) unless "".
+
+    ``brief`` (joining a quiet room): only the viewer and the operators, as
+    auditorium modes show; an explicit NAMES lists everyone.
+    """
     viewer = door.user
     assert viewer is not None
     long_form = "userhost-in-names" in door.caps
     entries = []
-    for member in visible(door, room, viewer):
+    shown = visible(door, room, viewer)
+    if brief:
+        shown = [u for u in shown if u is viewer or u.key in room.operators]
+    for member in shown:
         name = (
             f"{member.nick}!{member.username or member.nick}@{irc_host(member.address)}"
             if long_form

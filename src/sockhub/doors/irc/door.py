@@ -243,6 +243,9 @@ class IrcDoor(Protocol):
             self.reply(ERR_UNKNOWNERROR, command, INTERNAL_ERROR)
         finally:
             if label is not None:
+                # The echo of a labeled PRIVMSG belongs to its labeled response:
+                # commit now rather than at the end of the loop turn.
+                self.chat.commit()
                 captured, self._capture = self._capture or [], None
                 self._send_labeled(label, captured)
 
@@ -402,11 +405,26 @@ class IrcDoor(Protocol):
             # (and saves two case-folds per delivery).
             if event.nick == me.nick and "echo-message" not in self.caps:
                 return
-            # The sender as the message recorded them (they may be gone already).
-            source = irc_source(event.nick, event.username, event.address)
-            self.emit(self._shared(event, event.nick, source=source))
+            # The per-recipient path: the shared rendering and emit(), inlined.
+            data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
+            if data is None:
+                # The sender as the message recorded them (they may be gone already).
+                data = self._shared(event, event.nick, source=irc_source(
+                    event.nick, event.username, event.address))
             _counts.messages_out += 1
-        elif kind is Private:
+            capture = self._capture
+            if capture is not None:
+                capture.append(data)
+                self.wake()
+                return
+            out = self._outgoing
+            out.append(data)
+            # Output already queued has its flush scheduled (or is inside
+            # receive_data, which the engine flushes): wake once per turn.
+            if len(out) == 1:
+                self.wake()
+            return
+        if kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
         elif kind is Signal:

@@ -390,7 +390,7 @@ class JsonChat:
             return
         self.send({"type": "topic", "room": room.name, "topic": room.topic,
                    "by": room.topic_by, "ts": _ts(room.topic_ts)})
-        self._members(room.name)
+        self._members(room.name, brief=self.chat.is_quiet(room))
         limit = self.chat.settings.history
         messages = self.chat.history_page(room.name, limit + 1) if limit else []
         more = len(messages) > limit
@@ -458,7 +458,8 @@ class JsonChat:
     def _members_cmd(self, msg: JsonObject) -> None:
         self._members(_required(msg, "room"))
 
-    def _members(self, name: str) -> None:
+    def _members(self, name: str, *, brief: bool = False) -> None:
+        """``members`` of a room; ``brief`` (joining a quiet room): the operators and oneself."""
         room = self.chat.find_room(name)
         if room is None:
             raise HubError("no_such_room", f"no such room: {name}")
@@ -466,8 +467,12 @@ class JsonChat:
             {"nick": user.nick, "op": key in room.operators, "voice": key in room.voiced,
              "away": user.away}
             for key, user in sorted(room.members.items())
+            if not brief or key in room.operators or user is self.user
         ]
-        self.answer({"type": "members", "room": room.name, "members": members})
+        answer: JsonObject = {"type": "members", "room": room.name, "members": members}
+        if brief:
+            answer["count"] = len(room.members)
+        self.answer(answer)
 
     def _ping(self, msg: JsonObject) -> None:
         self.answer({"type": "pong"})
