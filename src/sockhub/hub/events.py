@@ -180,6 +180,15 @@ class AwayChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """A user logged in to ``account`` (None: logged out); IRCv3 account-notify."""
+
+    nick: str
+    account: str | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class Invited:
     """``by`` invited ``nick`` into ``room``; delivered to the invitee only."""
 
@@ -203,4 +212,5 @@ HubEvent = (
     | ModeChanged
     | AwayChanged
     | Invited
+    | AccountChanged
 )
