@@ -198,8 +198,8 @@ class ChatApi(Protocol):
     def account_failed(self, name: str, address: str) -> float:
         """A SCRAM exchange failed: the delay before telling it."""
 
-    def account_succeeded(self, address: str) -> None:
-        """A SCRAM exchange succeeded: free its slot."""
+    def account_release(self, address: str) -> None:
+        """A SCRAM exchange ended without a wrong answer: free its slot."""
 
     def scram_server(self) -> ScramServer:
         """A fresh SCRAM-SHA-256 exchange over the accounts."""

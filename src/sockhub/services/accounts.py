@@ -155,8 +155,8 @@ class Accounts:
                       "accounts: failed identify for %r from %s", name, key)
         return self.limiter.failed(key, now)
 
-    def succeeded(self, address: str) -> None:
-        """A right answer after :meth:`admit` (SCRAM): frees its slot at once."""
+    def release(self, address: str) -> None:
+        """An attempt after :meth:`admit` ended without a wrong answer: free its slot."""
         self.limiter.release(address_key(address))
 
     def scram(self, name: str) -> ScramCredentials | None:

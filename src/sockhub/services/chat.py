@@ -364,8 +364,8 @@ class ChatService:
     def account_failed(self, name: str, address: str) -> float:
         return self.accounts.failed(name, address, time.monotonic())
 
-    def account_succeeded(self, address: str) -> None:
-        self.accounts.succeeded(address)
+    def account_release(self, address: str) -> None:
+        self.accounts.release(address)
 
     def scram_server(self) -> ScramServer:
         return ScramServer(self.accounts.scram, secret=self._scram_secret)

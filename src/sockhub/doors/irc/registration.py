@@ -33,6 +33,7 @@ from sockhub.codec.irc import (
     serialize,
 )
 from sockhub.doors.api import OPER_ATTEMPTS
+from sockhub.doors.irc import accounts
 from sockhub.doors.irc.queries import send_isupport, send_lusers, send_motd
 from sockhub.hub import HubError
 from sockhub.protocols.irc.protocol import IrcState
@@ -155,6 +156,7 @@ def _try_register(door: IrcDoor) -> None:
     door.registered(user)
     log.info("irc: %s registered from %s", user.nick, door.info.peer)
     _welcome(door)
+    accounts.after_registration(door, user)
 
 
 def _welcome(door: IrcDoor) -> None:

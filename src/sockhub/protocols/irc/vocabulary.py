@@ -61,15 +61,19 @@ def clean_username(name: str) -> str:
 
 #: Capabilities offered in ``CAP LS``, in the order listed.
 CAPABILITIES: tuple[str, ...] = (
+    "account-notify",
+    "account-tag",
     "away-notify",
     "batch",
     "cap-notify",
+    "draft/account-registration",
     "draft/chathistory",
     "echo-message",
     "extended-join",
     "labeled-response",
     "message-tags",
     "multi-prefix",
+    "sasl",
     "server-time",
     "userhost-in-names",
 )
@@ -92,14 +96,21 @@ def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
     return changes or None
 
 
+#: Capability values, shown to ``CAP LS 302`` clients only (capability negotiation):
+#: the SASL mechanisms (sasl 3.2), and registration before connecting.
+CAP_VALUES = {"sasl": "PLAIN,SCRAM-SHA-256", "draft/account-registration": "before-connect"}
+
+
 def cap_ls_lines(version: int, budget: int = 400) -> list[str]:
     """The CAP LS list, in as many pieces as 302 clients need (one for older ones)."""
-    text = " ".join(CAPABILITIES)
+    caps = [f"{c}={CAP_VALUES[c]}" if version >= 302 and c in CAP_VALUES else c
+            for c in CAPABILITIES]
+    text = " ".join(caps)
     if version < 302 or len(text) <= budget:
         return [text]
     lines: list[str] = []
     current: list[str] = []
-    for cap in CAPABILITIES:
+    for cap in caps:
         if current and len(" ".join([*current, cap])) > budget:
             lines.append(" ".join(current))
             current = []
@@ -256,6 +267,7 @@ def render_mode_changes(changes: Iterable[ModeChange]) -> list[str]:
 SERVER_TIME = 1
 MESSAGE_TAGS = 2
 EXTENDED_JOIN = 4
+ACCOUNT_TAG = 8
 
 ACTION_START = "\x01ACTION "
 
@@ -268,10 +280,13 @@ def irc_host(address: str) -> str:
 
 
 def event_tags(ts: float, profile: int, *, msgid: int | None = None,
-               meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+               meta: Iterable[tuple[str, str]] = (), account: str | None = None,
+               ) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
+    if account and profile & ACCOUNT_TAG:  # IRCv3 account-tag
+        tags["account"] = account
     if profile & MESSAGE_TAGS:
         if msgid is not None:
             tags["msgid"] = str(msgid)
@@ -295,22 +310,24 @@ def render_text(
     return b"".join(out)
 
 
-def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "") -> bytes:
+def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "",
+                 account: str | None = None) -> bytes:
     """The wire lines every viewer with ``profile`` gets for a shared event.
 
     ``source`` is the acting user's ``nick!user@host`` as it was when the
-    event happened (the *old* nick for a nick change).
+    event happened (the *old* nick for a nick change); ``account`` the
+    account they are logged in to, if any.
     """
     if isinstance(event, Message):
-        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta)
+        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account)
         command = "NOTICE" if event.notice else "PRIVMSG"
         return render_text(command, source, event.room, event.text, action=event.action,
                            tags=tags)
-    tags = event_tags(event.ts, profile)
+    tags = event_tags(event.ts, profile, account=account)
     if isinstance(event, Joined):
-        if profile & EXTENDED_JOIN:
-            return serialize("JOIN", (event.room, "*", realname or event.nick), source=source,
-                             tags=tags)
+        if profile & EXTENDED_JOIN:  # extended-join: the account, "*" for none
+            return serialize("JOIN", (event.room, account or "*", realname or event.nick),
+                             source=source, tags=tags)
         return serialize("JOIN", (event.room,), source=source, tags=tags)
     if isinstance(event, Parted):
         params = (event.room, event.reason) if event.reason else (event.room,)
@@ -334,8 +351,9 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
     raise TypeError(f"no shared rendering for {type(event).__name__}")
 
 
-def render_private(event: Private, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile, meta=event.meta)
+def render_private(event: Private, source: str, profile: int, *,
+                   account: str | None = None) -> bytes:
+    tags = event_tags(event.ts, profile, meta=event.meta, account=account)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
