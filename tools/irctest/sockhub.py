@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from irctest import patma
 from irctest.basecontrollers import (
@@ -80,15 +81,19 @@ atexit.register(_stop_leftovers)
 class SockhubController(BaseServerController, DirectoryBasedController):
     software_name = "sockhub"
     _port_wait_interval = 0.05
-    # The hub has no accounts: no SASL, no services, no STS.
-    supported_sasl_mechanisms: set[str] = set()
+    # Accounts are built in (docs/accounts.md): SASL, and NickServ answered by
+    # the server itself, as Ergo does; no STS.
+    supported_sasl_mechanisms = {"PLAIN", "SCRAM-SHA-256"}
     supports_sts = False
+    nickserv = "NickServ"
 
     # Capabilities offered by the IRC door (docs/irc.md, "IRCv3").
-    # Not offered: account-notify, account-tag, setname, multiline,
-    # message-redaction, read-marker, extended-monitor, sts.
+    # Not offered: setname, multiline, message-redaction, read-marker,
+    # extended-monitor, sts.
     capabilities = frozenset(
         (
+            Capabilities.ACCOUNT_NOTIFY,
+            Capabilities.ACCOUNT_TAG,
             Capabilities.AWAY_NOTIFY,
             Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
@@ -139,8 +144,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
         websocket_hostname: str | None = None,
         websocket_port: int | None = None,
     ) -> None:
-        if run_services:
-            raise NotImplementedByController("services")
+        # run_services: the accounts and NickServ are the server's own.
         assert self.proc is None
         _stop_leftovers(keep=self)
         _live[id(self)] = self
@@ -201,6 +205,11 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             "none",
             "--oper",
             f"{OPER_NAME}={oper_hash()}",
+            # irctest registers many accounts from one address, with short passwords.
+            "--accounts-per-hour",
+            "100000",
+            "--account-password-min",
+            "1",
         ]
         if password is not None:
             cmd += ["--irc-password", password]
@@ -219,6 +228,25 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             self._wait_for_log(log_path, f"listening on 127.0.0.1:{port} (irc)")
         # Then irctest's own check (connect, QUIT, wait for ERROR).
         self.wait_for_port()
+
+    def wait_for_services(self) -> None:
+        """NickServ is the server itself: nothing to wait for (as with Ergo)."""
+
+    def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
+        """Register an account the way a client without SASL would (NickServ REGISTER)."""
+        assert password
+        client = case.addClient(show_io=False)
+        case.sendLine(client, "NICK " + username)
+        case.sendLine(client, "USER r e g :user")
+        while case.getRegistrationMessage(client).command != "001":
+            pass
+        case.getMessages(client)
+        case.sendLine(client, f"PRIVMSG NickServ :REGISTER {password}")
+        msgs = case.getMessages(client)
+        while not any(m.command == "900" for m in msgs):
+            msgs = [case.getMessage(client)]
+        case.sendLine(client, "QUIT")
+        case.assertDisconnected(client)
 
     def _wait_for_log(self, log_path: Path, needle: str, timeout: float = 60) -> None:
         """Wait for sockhub to log that the IRC door listens (a bare connect

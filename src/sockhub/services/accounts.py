@@ -43,7 +43,8 @@ _failures = RateLimitedLog(log, level=logging.WARNING)
 #: ``--accounts`` values: who may register an account.
 MODES = ("off", "open", "operators-only")
 
-#: Shorter passwords are refused: an online guesser is slowed, not stopped.
+#: Shorter passwords are refused by default (``account_password_min``): an
+#: online guesser is slowed, not stopped.
 MIN_PASSWORD = 8
 #: Longer ones too: scrypt's cost does not grow with length, but a line does.
 MAX_PASSWORD = 300
@@ -53,9 +54,9 @@ MAX_PASSWORD = 300
 _DUMMY_HASH = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
-def password_problem(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD:
-        return f"a password needs at least {MIN_PASSWORD} characters"
+def password_problem(password: str, minimum: int = MIN_PASSWORD) -> str | None:
+    if len(password) < minimum:
+        return f"a password needs at least {minimum} characters"
     if len(password) > MAX_PASSWORD:
         return f"a password may have at most {MAX_PASSWORD} characters"
     if any(ord(c) < 32 or ord(c) == 127 or c == " " for c in password):
@@ -67,15 +68,16 @@ class Accounts:
     """The chat service's accounts: registration policy, identify checks, limits."""
 
     def __init__(self, store: AccountStore, *, mode: str, per_hour: int,
-                 limiter: AuthLimiter) -> None:
+                 limiter: AuthLimiter, password_min: int = MIN_PASSWORD) -> None:
         self.store = store
         self.mode = mode
         self.per_hour = per_hour
+        self.password_min = password_min
         self.limiter = limiter
         self._registrations: dict[str, collections.deque[float]] = {}
 
-    def configure(self, *, mode: str, per_hour: int) -> None:
-        self.mode, self.per_hour = mode, per_hour
+    def configure(self, *, mode: str, per_hour: int, password_min: int) -> None:
+        self.mode, self.per_hour, self.password_min = mode, per_hour, password_min
 
     # Registering ---------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class Accounts:
         if problem:
             raise HubError("account_invalid", f"invalid account name {name!r}: {problem}",
                            target=name)
-        problem = password_problem(password)
+        problem = password_problem(password, self.password_min)
         if problem:
             raise HubError("account_weak", problem)
         if fold(password) == fold(name):
@@ -173,7 +175,7 @@ class Accounts:
     # Changing ------------------------------------------------------------------
 
     def set_password(self, name: str, password: str) -> None:
-        problem = password_problem(password)
+        problem = password_problem(password, self.password_min)
         if problem:
             raise HubError("account_weak", problem)
         if not self.store.set_password(name, hash_password(password), derive(password)):

@@ -99,6 +99,7 @@ class ChatService:
         self.accounts = Accounts(
             AccountStore(self.store.path), mode=settings.accounts,
             per_hour=settings.accounts_per_hour, limiter=AuthLimiter(**_limits(settings)),
+            password_min=settings.account_password_min,
         )
         self._scram_secret = os.urandom(16)
         metrics.chat.history_rows = self.store.count()
@@ -143,7 +144,8 @@ class ChatService:
             changed.append("motd")
         self.settings, self.motd, self.limits = settings, motd, limits
         self.hub.protected = {fold(name) for name in settings.protected_rooms}
-        self.accounts.configure(mode=settings.accounts, per_hour=settings.accounts_per_hour)
+        self.accounts.configure(mode=settings.accounts, per_hour=settings.accounts_per_hour,
+                                password_min=settings.account_password_min)
         self.accounts.limiter.configure(**_limits(settings))
         return [name.replace("_", " ") for name in changed]
 

@@ -96,6 +96,10 @@ class ChatSettings(ServiceSettings):
         3, "accounts one address may register in an hour (operators are not counted)",
         unit="count", minimum=1,
     )
+    account_password_min: int = option(
+        8, "the fewest characters an account password may have", unit="count", minimum=1,
+        maximum=300,
+    )
     nick_grace: float | None = option(
         30.0, "time someone using another's registered nick has to identify before being "
         "renamed to a guest nick", unit="seconds", off=True, check=_seconds,
