@@ -156,10 +156,25 @@ async def test_register_command_before_connect(hub):
     await client.expect(" 001 carol ")
     assert " FAIL REGISTER ALREADY_AUTHENTICATED dave " in await client.expect("FAIL")
     other = await irc_client(irc_port, "erin")
-    await other.send(b"REGISTER carol * hunter22\r\n")
-    assert " FAIL REGISTER ACCOUNT_EXISTS carol " in await other.expect("FAIL")
+    await other.send(b"REGISTER carol * hunter22\r\n")  # not erin's nick
+    assert " FAIL REGISTER ACCOUNT_NAME_MUST_BE_NICK carol " in await other.expect("FAIL")
+    await other.send(b"REGISTER * * hunter22\r\nNS LOGOUT\r\nREGISTER erin * hunter22\r\n")
+    assert " FAIL REGISTER ACCOUNT_EXISTS erin " in await other.expect("FAIL")
     for c in (client, other):
         c.close()
+
+
+async def test_register_only_after_connect_when_so_configured(hub):
+    _, irc_port = await hub(accounts_after_connect=True)
+    client = LineClient(*await open_client(irc_port))
+    await client.send(b"CAP LS 302\r\nNICK carol\r\nUSER carol 0 * :Carol\r\n")
+    caps = (await client.expect(" LS ")).split()
+    assert "draft/account-registration" in caps and "sasl=PLAIN,SCRAM-SHA-256" in caps
+    await client.send(b"REGISTER * * hunter22\r\n")
+    assert " FAIL REGISTER COMPLETE_CONNECTION_REQUIRED " in await client.expect("FAIL")
+    await client.send(b"CAP END\r\nREGISTER * * hunter22\r\n")
+    await client.expect("REGISTER SUCCESS carol ")
+    client.close()
 
 
 async def test_nickserv_register_identify_and_account_notify(hub):

@@ -47,7 +47,7 @@ MODES = ("off", "open", "operators-only")
 #: online guesser is slowed, not stopped.
 MIN_PASSWORD = 8
 #: Longer ones too: scrypt's cost does not grow with length, but a line does.
-MAX_PASSWORD = 300
+MAX_PASSWORD = 1000
 
 #: An scrypt hash of nothing anyone types, checked when no account matches,
 #: so an unknown name costs the same time as a known one.

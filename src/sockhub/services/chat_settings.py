@@ -96,9 +96,13 @@ class ChatSettings(ServiceSettings):
         3, "accounts one address may register in an hour (operators are not counted)",
         unit="count", minimum=1,
     )
+    accounts_after_connect: bool = option(
+        False, "IRC clients may REGISTER an account only once connected, not before "
+        "(draft/account-registration's before-connect)",
+    )
     account_password_min: int = option(
         8, "the fewest characters an account password may have", unit="count", minimum=1,
-        maximum=300,
+        maximum=1000,
     )
     nick_grace: float | None = option(
         30.0, "time someone using another's registered nick has to identify before being "

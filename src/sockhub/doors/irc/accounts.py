@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 from sockhub.codec.irc import IrcMessage, serialize
 from sockhub.doors.owned import NickGuard
 from sockhub.hub import HubError, User
+from sockhub.hub.names import fold
 from sockhub.protocols.base import Timer
+from sockhub.protocols.irc.vocabulary import CAP_VALUES
 from sockhub.protocols.scram import MECHANISM as SCRAM
 from sockhub.protocols.scram import ScramFailure, ScramServer
 
@@ -51,8 +53,9 @@ RPL_WHOISACCOUNT = "330"
 MECHANISMS = ("PLAIN", SCRAM)
 #: sasl 3.1: payloads travel in 400-byte chunks.
 CHUNK = 400
-#: The longest payload taken whole (a PLAIN with a 300-character password fits).
-MAX_PAYLOAD = 2048
+#: The longest payload taken whole, base64 (a PLAIN with a 1000-character password
+#: fits); past it the exchange fails (904), as irctest's testPlainInfiniteMessages asks.
+MAX_PAYLOAD = 4096
 
 NICKSERV = "NickServ"
 NICKSERV_SOURCE = "NickServ!NickServ@services."
@@ -153,7 +156,7 @@ def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
         state.buffer += arg.encode("ascii", "replace")
         if len(state.buffer) > MAX_PAYLOAD:
             _end(door)
-            door.reply(ERR_SASLTOOLONG, "SASL message too long")
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")
             return
         if len(arg) == CHUNK:
             return  # more to come
@@ -263,6 +266,13 @@ def _later(door: IrcDoor, delay: float, tell: Callable[[], None]) -> None:
 # REGISTER (draft/account-registration) ---------------------------------------------
 
 
+def cap_values(door: IrcDoor) -> dict[str, str]:
+    """``CAP LS 302`` values: no ``before-connect`` when only connected clients register."""
+    if door.chat.settings.accounts_after_connect:
+        return {**CAP_VALUES, "draft/account-registration": ""}
+    return CAP_VALUES
+
+
 def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
     params = message.params
     name, password = params[0], params[2]
@@ -272,9 +282,18 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
             door.emit(door.line("FAIL", "REGISTER", "NEED_NICK", "*",
                                 "Send NICK before REGISTER"))
             return
+    if door.user is None and door.chat.settings.accounts_after_connect:
+        door.emit(door.line("FAIL", "REGISTER", "COMPLETE_CONNECTION_REQUIRED", name,
+                            "Finish connecting before you register"))
+        return
     if (door.user is not None and door.user.account) or door.acct.account is not None:
         door.emit(door.line("FAIL", "REGISTER", "ALREADY_AUTHENTICATED", name,
                             "You are already logged in"))
+        return
+    nick = door.user.nick if door.user is not None else door.irc.reg.nick
+    if nick is None or fold(name) != fold(nick):  # no custom-account-name: nicks are owned
+        door.emit(door.line("FAIL", "REGISTER", "ACCOUNT_NAME_MUST_BE_NICK", name,
+                            "The account name must be your nick"))
         return
     try:
         account = door.chat.account_register(door.user, name, password, address=door.info.peer)

@@ -421,7 +421,11 @@ class IrcDoor(Protocol):
                 self.send_from(self.source_of(event.nick), "AWAY", *params)
         elif kind is Invited:
             assert isinstance(event, Invited)
-            self.send_from(self.source_of(event.by), "INVITE", event.nick, event.room)
+            inviter = self.chat.find_user(event.by)
+            account = inviter.account if inviter is not None else None
+            tags = {"account": account} if account and self.profile & ACCOUNT_TAG else None
+            self.send_from(self.source_of(event.by), "INVITE", event.nick, event.room,
+                           tags=tags)
         elif kind is Quit:
             assert isinstance(event, Quit)
             self.emit(self._shared(event, event.nick))

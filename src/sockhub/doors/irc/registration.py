@@ -66,7 +66,7 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.caps.add("cap-notify")  # implied by 302 (capability negotiation)
-        lines = cap_ls_lines(version)
+        lines = cap_ls_lines(version, values=accounts.cap_values(door))
         for i, text in enumerate(lines):
             more = ("*",) if i < len(lines) - 1 else ()
             door.emit(door.line("CAP", door.nick, "LS", *more, text))

@@ -11,7 +11,7 @@ a whole channel. The connection's state machine is in ``protocol.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sockhub.codec.irc import MAX_BODY, format_time, serialize, split_utf8
@@ -101,9 +101,10 @@ def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
 CAP_VALUES = {"sasl": "PLAIN,SCRAM-SHA-256", "draft/account-registration": "before-connect"}
 
 
-def cap_ls_lines(version: int, budget: int = 400) -> list[str]:
+def cap_ls_lines(version: int, budget: int = 400, *,
+                 values: Mapping[str, str] = CAP_VALUES) -> list[str]:
     """The CAP LS list, in as many pieces as 302 clients need (one for older ones)."""
-    caps = [f"{c}={CAP_VALUES[c]}" if version >= 302 and c in CAP_VALUES else c
+    caps = [f"{c}={values[c]}" if version >= 302 and values.get(c) else c
             for c in CAPABILITIES]
     text = " ".join(caps)
     if version < 302 or len(text) <= budget:
