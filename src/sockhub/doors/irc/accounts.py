@@ -64,7 +64,7 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 class AccountState:
     """One connection's SASL exchange, pending login and owned-nick watch."""
 
-    __slots__ = ("account", "buffer", "guard", "mechanism", "scram", "timer")
+    __slots__ = ("account", "buffer", "guard", "mechanism", "scram", "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -73,6 +73,7 @@ class AccountState:
         self.account: str | None = None  # logged in by SASL before registration
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
+        self.tried_nick: str | None = None  # a NICK refused before registration
 
     def cancel(self) -> None:
         for timer in (self.timer, self.guard):
@@ -277,7 +278,8 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
     params = message.params
     name, password = params[0], params[2]
     if name == "*":
-        name = door.user.nick if door.user is not None else (door.irc.reg.nick or "")
+        name = door.user.nick if door.user is not None else (
+            door.irc.reg.nick or door.acct.tried_nick or "")
         if not name:
             door.emit(door.line("FAIL", "REGISTER", "NEED_NICK", "*",
                                 "Send NICK before REGISTER"))
@@ -289,6 +291,11 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
     if (door.user is not None and door.user.account) or door.acct.account is not None:
         door.emit(door.line("FAIL", "REGISTER", "ALREADY_AUTHENTICATED", name,
                             "You are already logged in"))
+        return
+    holder = door.chat.find_user(name)
+    if holder is not None and holder is not door.user:  # no land grabs from a nick's holder
+        door.emit(door.line("FAIL", "REGISTER", "ACCOUNT_EXISTS", name,
+                            "That nick is in use"))
         return
     nick = door.user.nick if door.user is not None else door.irc.reg.nick
     if nick is None or fold(name) != fold(nick):  # no custom-account-name: nicks are owned

@@ -113,6 +113,7 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
         return
     problem = door.chat.nick_available(nick)
     if problem is not None:
+        door.acct.tried_nick = nick  # REGISTER * may not take it from its holder
         door.hub_error("NICK", problem)
         return
     door.irc.reg.nick = nick
