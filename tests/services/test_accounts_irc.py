@@ -156,8 +156,10 @@ async def test_register_command_before_connect(hub):
     await client.expect(" 001 carol ")
     assert " FAIL REGISTER ALREADY_AUTHENTICATED dave " in await client.expect("FAIL")
     other = await irc_client(irc_port, "erin")
-    await other.send(b"REGISTER carol * hunter22\r\n")  # not erin's nick
-    assert " FAIL REGISTER ACCOUNT_NAME_MUST_BE_NICK carol " in await other.expect("FAIL")
+    await other.send(b"REGISTER dave * hunter22\r\n")  # not erin's nick
+    assert " FAIL REGISTER ACCOUNT_NAME_MUST_BE_NICK dave " in await other.expect("FAIL")
+    await other.send(b"REGISTER carol * hunter22\r\n")  # held by someone: no land grabs
+    assert " FAIL REGISTER ACCOUNT_EXISTS carol " in await other.expect("FAIL")
     await other.send(b"REGISTER * * hunter22\r\nNS LOGOUT\r\nREGISTER erin * hunter22\r\n")
     assert " FAIL REGISTER ACCOUNT_EXISTS erin " in await other.expect("FAIL")
     for c in (client, other):
