@@ -228,7 +228,7 @@ class LineDoor(LineProtocol):
             self.send_error("usage: /register PASSWORD (it registers your nick)")
             return
         name, password = (args[0], args[1]) if len(args) == 2 else (user.nick, args[0])
-        account = self.chat.account_register(user, name, password, address=self._host)
+        account = self.chat.account_register(user, name, password, address=self.info.peer)
         if len(args) == 2:
             self.info_line(f"account {account} registered")
             return
@@ -245,7 +245,7 @@ class LineDoor(LineProtocol):
         if self._login_timer is not None:
             self.send_error("wait for the answer to your last attempt")
             return
-        result = self.chat.account_identify(name, password, address=self._host)
+        result = self.chat.account_identify(name, password, address=self.info.peer)
         if result.refusal is not None:
             self.send_error(result.refusal)
             return
