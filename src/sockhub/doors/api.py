@@ -15,17 +15,35 @@ back as the hub's own objects, to be read, not changed.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sockhub.hub import HubError, Member, Message, Room, User
 from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
 from sockhub.hub.model import Departed
+from sockhub.protocols.scram import ScramServer
 
 #: Failed operator logins (/oper, OPER) one connection may make before it is closed.
 OPER_ATTEMPTS = 3
 
 #: One end of a history page: ``("id", message id)`` or ``("ms", Unix milliseconds)``.
 Bound = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The verdict on an account password (docs/accounts.md, "Wrong passwords").
+
+    Attributes:
+        account: the account's name as registered, when the password was right.
+        delay: seconds the door waits before telling a wrong password (on its clock).
+        refusal: why the attempt was not even checked (too many in progress
+            from this address), to tell the client at once.
+    """
+
+    account: str | None
+    delay: float = 0.0
+    refusal: str | None = None
 
 
 class DoorSettings(Protocol):
@@ -59,6 +77,12 @@ class DoorSettings(Protocol):
     def server_name(self) -> str | None: ...
     @property
     def irc_name(self) -> str: ...
+    @property
+    def accounts(self) -> str: ...
+    @property
+    def nick_grace(self) -> float | None: ...
+    @property
+    def accounts_after_connect(self) -> bool: ...
 
 
 @runtime_checkable
@@ -198,3 +222,42 @@ class ChatApi(Protocol):
         """Up to ``limit`` messages strictly between two bounds, oldest first."""
 
     def find_message(self, room: str, message_id: int) -> Message | None: ...
+
+    # Accounts (docs/accounts.md; services/accounts.py) ---------------------------
+
+    def account_register(self, user: User | None, name: str, password: str, *,
+                         address: str) -> str:
+        """Register an account; an operator ``user`` is not held to the mode or the
+        hourly limit. Returns its name. Raises HubError (``account_*`` codes)."""
+
+    def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
+        """Check an account's password, slowed per address when wrong."""
+
+    def account_admit(self, address: str) -> str | None:
+        """Take an attempt slot for a SCRAM exchange, or say why not."""
+
+    def account_failed(self, name: str, address: str) -> float:
+        """A SCRAM exchange failed: the delay before telling it."""
+
+    def account_release(self, address: str) -> None:
+        """A SCRAM exchange ended without a wrong answer: free its slot."""
+
+    def scram_server(self) -> ScramServer:
+        """A fresh SCRAM-SHA-256 exchange over the accounts."""
+
+    def account_owner(self, nick: str) -> str | None:
+        """The account a nick belongs to (its registered spelling), or None."""
+
+    def log_in(self, user: User, account: str) -> None:
+        """Mark ``user`` logged in to ``account`` (account-notify tells neighbours)."""
+
+    def log_out(self, user: User) -> None: ...
+
+    def account_set_password(self, user: User, password: str) -> None:
+        """Change the password of the account ``user`` is logged in to. Raises HubError."""
+
+    def account_drop(self, user: User) -> None:
+        """Drop the account ``user`` is logged in to; everyone in it is logged out."""
+
+    def account_reset(self, user: User, name: str, password: str) -> None:
+        """An operator sets another account's password. Raises HubError."""

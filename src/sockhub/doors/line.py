@@ -22,8 +22,17 @@ from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
 from sockhub.doors.flood import FloodGuard, Verdict
+from sockhub.doors.owned import NickGuard
 from sockhub.hub import HubError, User
-from sockhub.hub.events import HubEvent, Kicked, Message, Private, Signal
+from sockhub.hub.events import (
+    AccountChanged,
+    HubEvent,
+    Kicked,
+    Message,
+    NickChanged,
+    Private,
+    Signal,
+)
 from sockhub.hub.names import HISTORY_MAX, fold
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
@@ -52,10 +61,12 @@ class LineDoor(LineProtocol):
     metrics_door: ClassVar[str] = "line"
 
     __slots__ = (
+        "_login_timer",
         "_reg_timer",
         "chat",
         "current",
         "flood",
+        "guard",
         "oper_failures",
         "user",
     )
@@ -73,6 +84,8 @@ class LineDoor(LineProtocol):
         self.flood: FloodGuard | None = None
         self.oper_failures = 0
         self._reg_timer: Timer | None = None
+        self._login_timer: Timer | None = None
+        self.guard: NickGuard | None = None
 
     # Engine side --------------------------------------------------------------
 
@@ -89,6 +102,9 @@ class LineDoor(LineProtocol):
             )
 
     def connection_lost(self) -> None:
+        for timer in (self._login_timer, self.guard):
+            if timer is not None:
+                timer.cancel()
         if self.user is not None:
             self.chat.quit(self.user, "connection lost")
             self.user = None
@@ -107,8 +123,12 @@ class LineDoor(LineProtocol):
 
     def deliver(self, event: HubEvent) -> None:
         kind = type(event)
-        if self._closing or kind is Signal:  # metadata only: nothing to show
+        if self._closing or kind is Signal or kind is AccountChanged:  # nothing to show
             return
+        if kind is NickChanged and self.guard is not None and self.user is not None:
+            assert isinstance(event, NickChanged)
+            if fold(event.new) == self.user.key:
+                self.guard.check(self.user)
         if kind is Private:
             assert self.user is not None
             data = encode_line(render(event, self.user.nick))
@@ -205,17 +225,129 @@ class LineDoor(LineProtocol):
         elif command.name in ("quit", "help"):
             self.COMMANDS[command.name](self, *command.args)
             return
+        elif command.name == "identify" and len(command.args) == 2:
+            # A password on connect: log in, then take the account's name.
+            self._identify(command.args[0], command.args[1], arriving=True)
+            return
         else:
             self.send_error("choose a nick first: type it, or /nick NAME")
             return
-        host = self.info.peer.rpartition(":")[0].strip("[]") if ":" in self.info.peer else ""
-        user = self.chat.register(nick, self, address=host, secure=self.info.transport == "tls")
+        self._arrive(nick)
+
+    def _arrive(self, nick: str, account: str | None = None) -> None:
+        user = self.chat.register(nick, self, address=self._host,
+                                  secure=self.info.transport == "tls")
         self.user = user
+        if account is not None:
+            self.chat.log_in(user, account)
         if self._reg_timer is not None:
             self._reg_timer.cancel()
             self._reg_timer = None
-        self.info_line(f"you are {user.nick}")
+        self.info_line(f"you are {user.nick}" + (f", logged in as {account}" if account else ""))
+        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD")
+        self.guard.check(user)
         self._cmd_join(self.chat.default_room)
+
+    @property
+    def _host(self) -> str:
+        peer = self.info.peer
+        return peer.rpartition(":")[0].strip("[]") if ":" in peer else peer
+
+    def _notice(self, text: str) -> None:
+        self.info_line(text)
+        self.wake()
+
+    # Accounts (docs/accounts.md) ----------------------------------------------
+
+    def _cmd_register(self, *args: str) -> None:
+        user = self.user
+        assert user is not None
+        if len(args) == 2 and not user.is_oper:
+            self.send_error("usage: /register PASSWORD (it registers your nick)")
+            return
+        name, password = (args[0], args[1]) if len(args) == 2 else (user.nick, args[0])
+        account = self.chat.account_register(user, name, password, address=self.info.peer)
+        if len(args) == 2:
+            self.info_line(f"account {account} registered")
+            return
+        self.chat.log_in(user, account)
+        self.info_line(f"account {account} registered; you are logged in")
+
+    def _cmd_identify(self, *args: str) -> None:
+        assert self.user is not None
+        name, password = (args[0], args[1]) if len(args) == 2 else (self.user.nick, args[0])
+        self._identify(name, password, arriving=False)
+
+    def _identify(self, name: str, password: str, *, arriving: bool,
+                  then: Callable[[str], None] | None = None) -> None:
+        if self._login_timer is not None:
+            self.send_error("wait for the answer to your last attempt")
+            return
+        result = self.chat.account_identify(name, password, address=self.info.peer)
+        if result.refusal is not None:
+            self.send_error(result.refusal)
+            return
+        if result.account is None:
+            self._login_timer = self.clock.call_later(result.delay, self._wrong_password)
+            return
+        if then is not None:
+            then(result.account)
+        elif arriving:
+            self._arrive(result.account, result.account)
+        else:
+            assert self.user is not None
+            self.chat.log_in(self.user, result.account)
+            self.info_line(f"you are logged in as {result.account}")
+
+    def _wrong_password(self) -> None:
+        self._login_timer = None
+        self.send_error("wrong account name or password")
+        self.wake()
+
+    def _cmd_logout(self) -> None:
+        assert self.user is not None
+        if self.user.account is None:
+            self.send_error("you are not logged in")
+            return
+        self.chat.log_out(self.user)
+        self.info_line("you are logged out")
+        if self.guard is not None:
+            self.guard.check(self.user)
+
+    def _logged_in(self) -> str | None:
+        assert self.user is not None
+        if self.user.account is None:
+            self.send_error("log in to an account first: /identify PASSWORD")
+        return self.user.account
+
+    def _cmd_password(self, old: str, new: str) -> None:
+        account = self._logged_in()
+        if account is not None:
+            user = self.user
+            assert user is not None
+
+            def change(_: str) -> None:
+                self.chat.account_set_password(user, new)
+                self.info_line(f"the password of {account} is changed")
+
+            self._identify(account, old, arriving=False, then=change)
+
+    def _cmd_drop(self, password: str) -> None:
+        account = self._logged_in()
+        if account is not None:
+            user = self.user
+            assert user is not None
+
+            def drop(_: str) -> None:
+                self.chat.account_drop(user)
+                self.info_line(f"account {account} is dropped")
+
+            self._identify(account, password, arriving=False, then=drop)
+
+    def _cmd_resetpass(self, name: str, password: str) -> None:
+        assert self.user is not None
+        self.chat.account_reset(self.user, name, password)
+        self.info_line(f"the password of {name} is set")
 
     # Commands ----------------------------------------------------------------
 
@@ -409,5 +541,7 @@ class LineDoor(LineProtocol):
         "part": _cmd_part, "rooms": _cmd_rooms, "who": _cmd_who, "msg": _cmd_msg,
         "topic": _cmd_topic, "history": _cmd_history, "quit": _cmd_quit, "help": _cmd_help,
         "oper": _cmd_oper, "kick": _cmd_kick, "ban": _cmd_ban, "unban": _cmd_unban,
-        "bans": _cmd_bans,
+        "bans": _cmd_bans, "register": _cmd_register, "identify": _cmd_identify,
+        "logout": _cmd_logout, "password": _cmd_password, "drop": _cmd_drop,
+        "resetpass": _cmd_resetpass,
     }

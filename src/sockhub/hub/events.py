@@ -201,6 +201,15 @@ class AwayChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountChanged:
+    """A user logged in to ``account`` (None: logged out); IRCv3 account-notify."""
+
+    nick: str
+    account: str | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class Invited:
     """``by`` invited ``nick`` into ``room``; delivered to the invitee only."""
 
@@ -224,4 +233,5 @@ HubEvent = (
     | ModeChanged
     | AwayChanged
     | Invited
+    | AccountChanged
 )

@@ -54,6 +54,7 @@ class User:
     invisible: bool = False
     secure: bool = False
     away: str | None = None
+    account: str | None = None  # the account logged in to (docs/accounts.md)
     signon: float = 0.0
     active: float = 0.0
     rooms: dict[str, Room] = field(default_factory=dict)

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import assert_never
 
 from sockhub.hub.events import (
+    AccountChanged,
     AwayChanged,
     BanChanged,
     HubEvent,
@@ -148,6 +149,8 @@ class HubState:
                 self._apply_away(event)
             case Invited():
                 self._apply_invited(event)
+            case AccountChanged():
+                self._apply_account(event)
             case _:
                 assert_never(event)  # mypy checks that every HubEvent is handled
 
@@ -287,6 +290,15 @@ class HubState:
         if user is None:
             return
         user.away = event.message
+        user.member.deliver(event)
+        for other in self._neighbours(user):
+            other.member.deliver(event)
+
+    def _apply_account(self, event: AccountChanged) -> None:
+        user = self.users.get(fold(event.nick))
+        if user is None:
+            return
+        user.account = event.account
         user.member.deliver(event)
         for other in self._neighbours(user):
             other.member.deliver(event)

@@ -89,6 +89,20 @@ COMMANDS: dict[str, CommandSpec] = {
     "quit": CommandSpec("/quit [REASON]", "leave the chat", 0, 1, rest=True),
     "help": CommandSpec("/help [COMMAND]", "list commands, or explain one", 0, 1),
     "oper": CommandSpec("/oper NAME PASSWORD", "become a server operator", 2, 2),
+    "register": CommandSpec(
+        "/register PASSWORD", "register your nick as an account (an operator may give "
+        "NAME PASSWORD)", 1, 2,
+    ),
+    "identify": CommandSpec(
+        "/identify [ACCOUNT] PASSWORD", "log in to an account (before a nick: ACCOUNT "
+        "PASSWORD logs in and takes that nick)", 1, 2,
+    ),
+    "logout": CommandSpec("/logout", "log out of your account"),
+    "password": CommandSpec("/password OLD NEW", "change your account's password", 2, 2),
+    "drop": CommandSpec("/drop PASSWORD", "delete your account", 1, 1),
+    "resetpass": CommandSpec(
+        "/resetpass ACCOUNT PASSWORD", "set an account's password (operators)", 2, 2
+    ),
     "kick": CommandSpec(
         "/kick [#ROOM] NICK [REASON]", "remove someone from a room (operators)", 1, 3, rest=True
     ),

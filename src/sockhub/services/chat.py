@@ -21,16 +21,17 @@ import functools
 import hmac
 import itertools
 import logging
+import os
 import random
 import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sockhub import metrics
-from sockhub.doors.api import Disconnectable
+from sockhub.doors.api import Disconnectable, LoginResult
 from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
@@ -41,6 +42,7 @@ from sockhub.errors import ConfigError
 from sockhub.hub import Hub, HubError, Member, Message, Room, User
 from sockhub.hub.events import (
     ROOM_FLAGS,
+    AccountChanged,
     BanChanged,
     HubEvent,
     Invited,
@@ -56,8 +58,12 @@ from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
+from sockhub.protocols.scram import ScramServer
 from sockhub.services import ivr
+from sockhub.services.accounts import Accounts
 from sockhub.services.chat_settings import ChatSettings
+from sockhub.services.login import AuthLimiter
+from sockhub.store.accounts import AccountStore
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import Bound, ChatStore
 
@@ -132,6 +138,12 @@ class ChatService:
         self.hub.bans.update(self.store.bans())
         self.hub.saved.update(self.store.rooms())
         self.store.forget_seen_before(self.started - SEEN_KEPT)
+        self.accounts = Accounts(
+            AccountStore(self.store.path), mode=settings.accounts,
+            per_hour=settings.accounts_per_hour, limiter=AuthLimiter(**_limits(settings)),
+            password_min=settings.account_password_min,
+        )
+        self._scram_secret = os.urandom(16)
         metrics.chat.history_rows = self.store.count()
         self._fanout = metrics.chat.fanout
         #: A member's class → its door's message counts (None: it names no door).
@@ -237,6 +249,9 @@ class ChatService:
             self.hotline.caller_settings = ivr.caller_settings(settings)
         self.hub.protected = {fold(name) for name in settings.protected_rooms}
         self.hub.state.quiet_above = settings.quiet_above
+        self.accounts.configure(mode=settings.accounts, per_hour=settings.accounts_per_hour,
+                                password_min=settings.account_password_min)
+        self.accounts.limiter.configure(**_limits(settings))
         return [name.replace("_", " ") for name in changed]
 
     def begin_shutdown(self) -> None:
@@ -245,6 +260,7 @@ class ChatService:
     def close(self) -> None:
         self.commit()
         self.bus.close()
+        self.accounts.store.close()
         self.store.close()
 
     # ChatApi: who and where ------------------------------------------------
@@ -543,6 +559,70 @@ class ChatService:
     def find_message(self, room: str, message_id: int) -> Message | None:
         self.commit()
         return self.store.find(room, message_id)
+
+
+    # ChatApi: accounts (services/accounts.py) ----------------------------------
+
+    def account_register(self, user: User | None, name: str, password: str, *,
+                         address: str) -> str:
+        by_oper = user is not None and user.is_oper
+        return self.accounts.register(name, password, address=address, by_oper=by_oper,
+                                      now=time.monotonic())
+
+    def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
+        return self.accounts.identify(name, password, address=address, now=time.monotonic())
+
+    def account_admit(self, address: str) -> str | None:
+        return self.accounts.admit(address, time.monotonic())
+
+    def account_failed(self, name: str, address: str) -> float:
+        return self.accounts.failed(name, address, time.monotonic())
+
+    def account_release(self, address: str) -> None:
+        self.accounts.release(address)
+
+    def scram_server(self) -> ScramServer:
+        return ScramServer(self.accounts.scram, secret=self._scram_secret)
+
+    def account_owner(self, nick: str) -> str | None:
+        return self.accounts.name_of(nick)
+
+    def log_in(self, user: User, account: str) -> None:
+        if user.account != account and self.hub.find_user(user.nick) is user:
+            self._publish(AccountChanged(user.nick, account, time.time()))
+        user.account = account
+
+    def log_out(self, user: User) -> None:
+        if user.account is not None and self.hub.find_user(user.nick) is user:
+            self._publish(AccountChanged(user.nick, None, time.time()))
+        user.account = None
+
+    def account_set_password(self, user: User, password: str) -> None:
+        if user.account is None:
+            raise HubError("account_needed", "log in to an account first")
+        self.accounts.set_password(user.account, password)
+
+    def account_drop(self, user: User) -> None:
+        account = user.account
+        if account is None:
+            raise HubError("account_needed", "log in to an account first")
+        self.accounts.drop(account)
+        for other in list(self.hub.users.values()):
+            if other.account is not None and fold(other.account) == fold(account):
+                self.log_out(other)
+
+    def account_reset(self, user: User, name: str, password: str) -> None:
+        if not user.is_oper:
+            raise HubError("not_oper", "only operators reset passwords")
+        self.accounts.set_password(name, password)
+        log.info("accounts: %s reset the password of %s", user.nick, name)
+
+
+def _limits(settings: ChatSettings) -> dict[str, Any]:
+    """The identify limiter's arguments (services/login.py: AuthLimiter)."""
+    return {"delay": settings.account_delay, "delay_max": settings.account_delay_max,
+            "window": settings.account_window, "max_pending": settings.account_max_pending,
+            "max_pending_per_ip": settings.account_max_pending_per_ip}
 
 
 #: The events after which a client has left a room (``_note_departure``).

@@ -38,6 +38,12 @@ def _origins(name: str, value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(origin.lower() for origin in value)
 
 
+def _accounts_mode(name: str, value: str) -> str:
+    if value not in ("off", "open", "operators-only"):
+        raise ValueError(f"{name} must be off, open or operators-only, not {value!r}")
+    return value
+
+
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds above 0")
@@ -98,6 +104,47 @@ class ChatSettings(ServiceSettings):
         None, "the line door's TLS port, beside its plain --port (needs --tls-cert)",
         metavar="N", check=port_number,
         default_text="9998 with --tls-cert (a free one with --port 0)",
+    )
+    # Accounts (docs/accounts.md). Guessing is slowed per address, never per
+    # account, so no one can lock an owner out (services/accounts.py).
+    accounts: str = option(
+        "open", "who may register an account: off, open or operators-only",
+        metavar="MODE", check=_accounts_mode,
+    )
+    accounts_per_hour: int = option(
+        3, "accounts one address may register in an hour (operators are not counted)",
+        unit="count", minimum=1,
+    )
+    accounts_after_connect: bool = option(
+        False, "IRC clients may REGISTER an account only once connected, not before "
+        "(draft/account-registration's before-connect)",
+    )
+    account_password_min: int = option(
+        8, "the fewest characters an account password may have", unit="count", minimum=1,
+        maximum=1000,
+    )
+    nick_grace: float | None = option(
+        30.0, "time someone using another's registered nick has to identify before being "
+        "renamed to a guest nick", unit="seconds", off=True, check=_seconds,
+    )
+    account_delay: float = option(
+        0.5, "time before a wrong account password is told, doubled for each earlier "
+        "failure from that address", unit="seconds", check=_seconds, cli=False,
+    )
+    account_delay_max: float = option(
+        5.0, "the longest that delay grows", unit="seconds", check=_seconds, cli=False,
+    )
+    account_window: float = option(
+        300.0, "time without a failure after which an address starts over", unit="seconds",
+        check=_seconds, cli=False,
+    )
+    account_max_pending: int = option(
+        64, "wrong account passwords not yet told, in all", unit="count", minimum=1,
+        cli=False,
+    )
+    account_max_pending_per_ip: int = option(
+        4, "identify attempts in progress (wrong ones until told) from one address",
+        unit="count", minimum=1, cli=False,
     )
     irc_port: int | None = option(
         None, "open the IRC door on this port; 0 picks a free one", metavar="N",

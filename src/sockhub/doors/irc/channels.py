@@ -49,6 +49,7 @@ from sockhub.codec.irc import (
     IrcMessage,
     split_utf8,
 )
+from sockhub.doors.irc import accounts
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import Message
 from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold, mask_match
@@ -503,6 +504,10 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
         try:
             if target.startswith("#"):
                 door.chat.say(user, target, text, action=action, notice=notice, meta=meta)
+                continue
+            if fold(target) == "nickserv":  # never to a user who took that nick
+                if not notice:
+                    accounts.nickserv(door, text)
                 continue
             event = door.chat.private(
                 user, target, text, action=action, notice=notice, meta=meta

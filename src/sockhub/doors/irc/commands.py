@@ -8,7 +8,7 @@ against it before the door calls the handler, so no handler re-checks.
 
 from __future__ import annotations
 
-from sockhub.doors.irc import channels, queries, registration
+from sockhub.doors.irc import accounts, channels, queries, registration
 from sockhub.protocols.irc.protocol import CommandSpec
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -23,6 +23,11 @@ COMMANDS: dict[str, CommandSpec] = {
     "PONG": CommandSpec(registration.cmd_pong, 0, pre_reg=True, cost=0.0),
     "QUIT": CommandSpec(registration.cmd_quit, 0, pre_reg=True),
     "OPER": CommandSpec(registration.cmd_oper, 2),
+    # Accounts (IRCv3 sasl, draft/account-registration; NickServ as Ergo answers it)
+    "AUTHENTICATE": CommandSpec(accounts.cmd_authenticate, 1, pre_reg=True),
+    "REGISTER": CommandSpec(accounts.cmd_register, 3, pre_reg=True),
+    "NS": CommandSpec(accounts.cmd_nickserv, 0),
+    "NICKSERV": CommandSpec(accounts.cmd_nickserv, 0),
     # Channels (§3.2)
     "JOIN": CommandSpec(channels.cmd_join, 1),
     "PART": CommandSpec(channels.cmd_part, 1),

@@ -43,10 +43,12 @@ from sockhub.codec.irc import (
     serialize,
 )
 from sockhub.doors.api import ChatApi
+from sockhub.doors.irc.accounts import AccountState, nick_changed
 from sockhub.doors.irc.commands import COMMANDS
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
+    AccountChanged,
     AwayChanged,
     BanChanged,
     HubEvent,
@@ -76,6 +78,7 @@ from sockhub.protocols.irc.protocol import (
     Wait,
 )
 from sockhub.protocols.irc.vocabulary import (
+    ACCOUNT_TAG,
     EXTENDED_JOIN,
     MESSAGE_TAGS,
     SERVER_TIME,
@@ -109,8 +112,8 @@ class IrcDoor(Protocol):
 
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
-        "_ping_timer", "_reg_timer", "caps", "chat", "host", "irc", "oper_failures", "profile",
-        "server_name", "user", "websocket",
+        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "oper_failures",
+        "profile", "server_name", "user", "websocket",
     )
 
     # Idleness is "no complete line", not "no byte".
@@ -143,6 +146,7 @@ class IrcDoor(Protocol):
         self._batch_seq = 0
         self._lost_reason = "Connection closed"
         self.oper_failures = 0
+        self.acct = AccountState()
 
     # Engine side ------------------------------------------------------------
 
@@ -182,6 +186,7 @@ class IrcDoor(Protocol):
 
     def connection_lost(self) -> None:
         self.irc.close()
+        self.acct.cancel()
         for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
             if timer is not None:
                 timer.cancel()
@@ -382,6 +387,8 @@ class IrcDoor(Protocol):
             profile |= MESSAGE_TAGS
         if "extended-join" in self.caps:
             profile |= EXTENDED_JOIN
+        if "account-tag" in self.caps:
+            profile |= ACCOUNT_TAG
         self.profile = profile
 
     # Hub side (Member) ------------------------------------------------------
@@ -437,6 +444,12 @@ class IrcDoor(Protocol):
             if user is not None:
                 old = f"{event.old}!{user.username or event.old}@{irc_host(user.address)}"
             self.emit(self._shared(event, event.old, source=old))
+            if fold(event.new) == me.key:
+                nick_changed(self, me)
+        elif kind is AccountChanged:
+            assert isinstance(event, AccountChanged)
+            if "account-notify" in self.caps and fold(event.nick) != me.key:
+                self.send_from(self.source_of(event.nick), "ACCOUNT", event.account or "*")
         elif kind is AwayChanged:
             assert isinstance(event, AwayChanged)
             if "away-notify" in self.caps and fold(event.nick) != me.key:
@@ -444,7 +457,11 @@ class IrcDoor(Protocol):
                 self.send_from(self.source_of(event.nick), "AWAY", *params)
         elif kind is Invited:
             assert isinstance(event, Invited)
-            self.send_from(self.source_of(event.by), "INVITE", event.nick, event.room)
+            inviter = self.chat.find_user(event.by)
+            account = inviter.account if inviter is not None else None
+            tags = {"account": account} if account and self.profile & ACCOUNT_TAG else None
+            self.send_from(self.source_of(event.by), "INVITE", event.nick, event.room,
+                           tags=tags)
         elif kind is Quit:
             assert isinstance(event, Quit)
             self.emit(self._shared(event, event.nick))
@@ -470,8 +487,9 @@ class IrcDoor(Protocol):
         if data is None:
             user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
+            account = user.account if user is not None else None
             data = render_event(event, source or self.source_of(actor), profile,
-                                realname=realname)
+                                realname=realname, account=account)
             cls._cache[profile] = data
         return data
 
@@ -480,14 +498,16 @@ class IrcDoor(Protocol):
         from_me = fold(event.sender) == me.key
         echo = "echo-message" in self.caps
         source = self.source_of(event.sender)
+        sender = self.chat.find_user(event.sender)
+        account = sender.account if sender is not None else None
         if from_me and echo and to_me:
             # A message to oneself: the echo (the command's response, which a
             # label marks) and the delivery, which is not a response and so
             # goes out unlabeled (labeled-response; ergo does the same).
-            self.send(render_private(event, source, self.profile))
+            self.send(render_private(event, source, self.profile, account=account))
             _counts.messages_out += 1
         if to_me or (from_me and echo):
-            self.emit(render_private(event, source, self.profile))
+            self.emit(render_private(event, source, self.profile, account=account))
             _counts.messages_out += 1
 
     def _deliver_signal(self, event: Signal, me: User) -> None:

@@ -133,7 +133,7 @@ def _who_reply(door: IrcDoor, user: User, room: Room | None, whox: tuple[str, st
         "f": flags,
         "d": "0",
         "l": str(max(0, int(door.clock.wall() - user.active))),
-        "a": "0",  # no accounts
+        "a": user.account or "0",  # WHOX: "0" when not logged in
         "o": "n/a",
         "r": user.realname or user.nick,
     }
@@ -178,6 +178,8 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
         door.reply(RPL_AWAY, user.nick, user.away)
     if user.secure:
         door.reply(RPL_WHOISSECURE, user.nick, "is using a secure connection")
+    if user.account:  # 330 RPL_WHOISACCOUNT (as Ergo, Solanum and InspIRCd send it)
+        door.reply("330", user.nick, user.account, "is logged in as")
     idle = max(0, int(door.clock.wall() - user.active))
     door.reply(RPL_WHOISIDLE, user.nick, str(idle), str(int(user.signon)),
                "seconds idle, signon time")

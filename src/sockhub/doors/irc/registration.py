@@ -33,6 +33,7 @@ from sockhub.codec.irc import (
     serialize,
 )
 from sockhub.doors.api import OPER_ATTEMPTS
+from sockhub.doors.irc import accounts
 from sockhub.doors.irc.queries import send_isupport, send_lusers, send_motd
 from sockhub.hub import HubError
 from sockhub.protocols.irc.protocol import IrcState
@@ -69,7 +70,7 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
             door.caps.add("cap-notify")  # implied by 302 (capability negotiation)
         sts = () if door.websocket else sts_value(door.chat.irc_sts,
                                                    secure=door.info.transport == "tls")
-        lines = cap_ls_lines(version, extra=sts)
+        lines = cap_ls_lines(version, values=accounts.cap_values(door), extra=sts)
         for i, text in enumerate(lines):
             more = ("*",) if i < len(lines) - 1 else ()
             door.emit(door.line("CAP", door.nick, "LS", *more, text))
@@ -116,6 +117,7 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
         return
     problem = door.chat.nick_available(nick)
     if problem is not None:
+        door.acct.tried_nick = nick  # REGISTER * may not take it from its holder
         door.hub_error("NICK", problem)
         return
     door.irc.reg.nick = nick
@@ -159,6 +161,7 @@ def _try_register(door: IrcDoor) -> None:
     door.registered(user)
     log.info("irc: %s registered from %s", user.nick, door.info.peer)
     _welcome(door)
+    accounts.after_registration(door, user)
 
 
 def _welcome(door: IrcDoor) -> None:

@@ -11,7 +11,7 @@ a whole channel. The connection's state machine is in ``protocol.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sockhub.codec.irc import MAX_BODY, format_time, serialize, split_utf8
@@ -62,15 +62,19 @@ def clean_username(name: str) -> str:
 
 #: Capabilities offered in ``CAP LS``, in the order listed.
 CAPABILITIES: tuple[str, ...] = (
+    "account-notify",
+    "account-tag",
     "away-notify",
     "batch",
     "cap-notify",
+    "draft/account-registration",
     "draft/chathistory",
     "echo-message",
     "extended-join",
     "labeled-response",
     "message-tags",
     "multi-prefix",
+    "sasl",
     "server-time",
     "userhost-in-names",
 )
@@ -93,13 +97,23 @@ def parse_cap_request(text: str) -> list[tuple[str, bool]] | None:
     return changes or None
 
 
-def cap_ls_lines(version: int, budget: int = 400, *, extra: tuple[str, ...] = ()) -> list[str]:
+#: Capability values, shown to ``CAP LS 302`` clients only (capability negotiation):
+#: the SASL mechanisms (sasl 3.2), and registration before connecting.
+CAP_VALUES = {"sasl": "PLAIN,SCRAM-SHA-256", "draft/account-registration": "before-connect"}
+
+
+def cap_ls_lines(version: int, budget: int = 400, *, values: Mapping[str, str] = CAP_VALUES,
+                 extra: tuple[str, ...] = ()) -> list[str]:
     """The CAP LS list, in as many pieces as 302 clients need (one for older ones).
 
-    ``extra`` are capabilities offered but never requested, with their values
-    (``sts=port=6697``), listed to 302 clients only: older ones see no values.
+    ``values`` are capabilities' values (``sasl=PLAIN,...``), and ``extra``
+    capabilities offered but never requested, with their values
+    (``sts=port=6697``): both for 302 clients only, older ones see no values.
     """
-    caps = CAPABILITIES + extra if version >= 302 else CAPABILITIES
+    caps = [f"{c}={values[c]}" if version >= 302 and values.get(c) else c
+            for c in CAPABILITIES]
+    if version >= 302:
+        caps += extra
     text = " ".join(caps)
     if version < 302 or len(text) <= budget:
         return [text]
@@ -264,6 +278,7 @@ def render_mode_changes(changes: Iterable[ModeChange]) -> list[str]:
 SERVER_TIME = 1
 MESSAGE_TAGS = 2
 EXTENDED_JOIN = 4
+ACCOUNT_TAG = 8
 
 ACTION_START = "\x01ACTION "
 
@@ -286,10 +301,13 @@ def irc_source(nick: str, username: str, address: str) -> str:
 
 
 def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
-               meta: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+               meta: Iterable[tuple[str, str]] = (), account: str | None = None,
+               ) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
+    if account and profile & ACCOUNT_TAG:  # IRCv3 account-tag
+        tags["account"] = account
     if profile & MESSAGE_TAGS:
         if msgid is not None and msgid != "":
             tags["msgid"] = str(msgid)
@@ -313,22 +331,24 @@ def render_text(
     return b"".join(out)
 
 
-def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "") -> bytes:
+def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "",
+                 account: str | None = None) -> bytes:
     """The wire lines every viewer with ``profile`` gets for a shared event.
 
     ``source`` is the acting user's ``nick!user@host`` as it was when the
-    event happened (the *old* nick for a nick change).
+    event happened (the *old* nick for a nick change); ``account`` the
+    account they are logged in to, if any.
     """
     if isinstance(event, Message):
-        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta)
+        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account)
         command = "NOTICE" if event.notice else "PRIVMSG"
         return render_text(command, source, event.room, event.text, action=event.action,
                            tags=tags)
-    tags = event_tags(event.ts, profile)
+    tags = event_tags(event.ts, profile, account=account)
     if isinstance(event, Joined):
-        if profile & EXTENDED_JOIN:
-            return serialize("JOIN", (event.room, "*", realname or event.nick), source=source,
-                             tags=tags)
+        if profile & EXTENDED_JOIN:  # extended-join: the account, "*" for none
+            return serialize("JOIN", (event.room, account or "*", realname or event.nick),
+                             source=source, tags=tags)
         return serialize("JOIN", (event.room,), source=source, tags=tags)
     if isinstance(event, Parted):
         params = (event.room, event.reason) if event.reason else (event.room,)
@@ -377,8 +397,9 @@ def quit_reason(reason: str, *, voluntary: bool = True) -> str:
     return f"Quit: {reason}" if reason else "Client Quit"
 
 
-def render_private(event: Private, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta)
+def render_private(event: Private, source: str, profile: int, *,
+                   account: str | None = None) -> bytes:
+    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta, account=account)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
