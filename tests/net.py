@@ -24,6 +24,17 @@ async def read_line(reader: asyncio.StreamReader, timeout: float = STEP) -> byte
     return await asyncio.wait_for(reader.readline(), timeout)
 
 
+async def read_until(reader: asyncio.StreamReader, needle: bytes) -> list[bytes]:
+    """Lines up to and including the first that contains ``needle``."""
+    lines = []
+    while True:
+        line = await read_line(reader)
+        assert line, f"EOF before {needle!r}; got {lines}"
+        lines.append(line)
+        if needle in line:
+            return lines
+
+
 async def read_until_eof(reader: asyncio.StreamReader, timeout: float = STEP) -> bytes:
     return await asyncio.wait_for(reader.read(), timeout)
 

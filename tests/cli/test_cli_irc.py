@@ -7,19 +7,9 @@ import ssl
 
 import trustme
 
-from net import STEP, read_line, read_until_eof
+from net import STEP, read_until, read_until_eof
 from proc import start_sockhub
 from sockhub.cli import main
-
-
-async def read_until(reader: asyncio.StreamReader, needle: bytes) -> list[bytes]:
-    lines = []
-    while True:
-        line = await read_line(reader)
-        assert line, f"EOF before {needle!r}; got {lines}"
-        lines.append(line)
-        if needle in line:
-            return lines
 
 
 async def test_serve_chat_with_irc_options(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from irc_support import Network, commands, find
-from net import read_line
+from net import read_until
 from proc import start_sockhub
 from sockhub.passwords import hash_password
 
@@ -112,16 +112,6 @@ def test_secret_private_and_no_ctcp_survive_a_restart(tmp_path):
         assert set("ntspC") <= set(letters.lstrip("+"))
     finally:
         net.close()
-
-
-async def read_until(reader: asyncio.StreamReader, needle: bytes) -> list[bytes]:
-    lines = []
-    while True:
-        line = await read_line(reader)
-        assert line, f"EOF before {needle!r}; got {lines}"
-        lines.append(line)
-        if needle in line:
-            return lines
 
 
 async def irc_session(port: int, nick: str, *caps: str):

@@ -290,15 +290,17 @@ class HubState:
         if user is None:
             return
         user.away = event.message
-        user.member.deliver(event)
-        for other in self._neighbours(user):
-            other.member.deliver(event)
+        self._tell_with_neighbours(user, event)
 
     def _apply_account(self, event: AccountChanged) -> None:
         user = self.users.get(fold(event.nick))
         if user is None:
             return
         user.account = event.account
+        self._tell_with_neighbours(user, event)
+
+    def _tell_with_neighbours(self, user: User, event: HubEvent) -> None:
+        """Deliver to ``user`` and to everyone sharing a room with them."""
         user.member.deliver(event)
         for other in self._neighbours(user):
             other.member.deliver(event)
