@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -282,6 +283,33 @@ def test_a_data_dir_of_the_previous_version_opens_and_keeps_its_history(tmp_path
         assert net.service.store.recent("#old", 1)[0].address == "127.0.0.1"
     finally:
         net.close()
+
+
+def test_stores_opening_an_old_data_dir_at_once_migrate_it_once(tmp_path):
+    """``--workers``: every worker opens the file at start; one migrates, none fails."""
+    write_v0_data_dir(tmp_path)
+    path = tmp_path / "chat.sqlite3"
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait(timeout=30)
+        try:
+            ChatStore(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    store = ChatStore(path)
+    try:
+        assert [m.text for m in store.recent("#old", 10)] == ["from the old days", "waves"]
+    finally:
+        store.close()
 
 
 def test_a_data_dir_of_a_newer_version_is_refused(tmp_path):

@@ -136,26 +136,33 @@ class ChatStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Bring a file of an older schema up to :data:`SCHEMA_VERSION`, step by step."""
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"{self.path} has schema version {version}, newer than this sockhub's "
-                f"{SCHEMA_VERSION}: run the newer version"
-            )
-        for number in range(version, SCHEMA_VERSION):
-            # executescript would commit each statement; one transaction
-            # makes a step all or nothing.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        """Bring a file of an older schema up to :data:`SCHEMA_VERSION`, in one transaction.
+
+        The version is read inside the write transaction, so processes opening
+        one file at once (``--workers``) migrate it once: the others wait for
+        the lock (SQLite's busy timeout), then find it up to date.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"{self.path} has schema version {version}, newer than this sockhub's "
+                    f"{SCHEMA_VERSION}: run the newer version"
+                )
+            # Statement by statement (executescript would commit each one):
+            # the whole migration is all or nothing.
+            for number in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number + 1}")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                        db.execute(statement)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
