@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -213,6 +214,8 @@ class RedisBus:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._reader(), name="bus-reader"),
                        loop.create_task(self._writer(), name="bus-writer")]
+        for task in self._tasks:
+            task.add_done_callback(_report_end)
 
     def close(self) -> None:
         """Stop; what is still queued (the quits of a clean stop) is sent first, briefly."""
@@ -277,6 +280,8 @@ class RedisBus:
                     continue
                 except redis.exceptions.RedisError:
                     log.exception("bus: Redis refused %d events; dropped", len(batch))
+                except Exception:  # a bug: logged, and the writer goes on with the rest
+                    log.exception("bus: sending %d events failed; dropped", len(batch))
                 del self._outbox[:len(batch)]
 
     # Reading ---------------------------------------------------------------------
@@ -297,8 +302,16 @@ class RedisBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF[1])
                 continue
+            except Exception:  # e.g. a ResponseError: logged, never a silently dead reader
+                log.exception("bus: reading the stream failed; retrying in %.2f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF[1])
+                continue
             if reply:
-                self._take(reply[0][1])
+                try:
+                    self._take(reply[0][1])
+                except Exception:  # skip the batch (last_id moved on), keep reading
+                    log.exception("bus: a batch read from the stream could not be taken")
 
     def _take(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         entries: list[Entry] = []
@@ -356,8 +369,14 @@ class RedisBus:
 
 
 def _with_id(message: Message, message_id: int) -> Message:
-    return Message(message.room, message.nick, message.text, message.ts, message.action,
-                   message_id, notice=message.notice, meta=message.meta)
+    """``message`` with its cluster id; every other field kept (username, address...)."""
+    return dataclasses.replace(message, id=message_id)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """Log a bus task that ended other than by :meth:`RedisBus.close` (never silently)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("bus: task %s stopped", task.get_name(), exc_info=task.exception())
 
 
 def _safe(url: str) -> str:
