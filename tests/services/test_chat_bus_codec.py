@@ -8,10 +8,12 @@ could not carry was skipped by every other node as "malformed".
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import get_args
 
 import pytest
+import redis.exceptions
 
 from sockhub.hub.events import (
     AccountChanged,
@@ -108,3 +110,30 @@ def test_a_read_batch_carries_every_event_type_and_skips_only_the_malformed(capl
     _bus(taken)._take(raw)
     assert [e.event for e in taken] == SAMPLES
     assert "skipped a malformed entry 1-3" in caplog.text
+
+
+class _FlakyStream:
+    """An XREAD that fails with an unexpected error once, then gives one entry."""
+
+    def __init__(self, bus: RedisBus, entry: tuple[bytes, dict[bytes, bytes]]) -> None:
+        self.bus, self.entry, self.calls = bus, entry, 0
+
+    async def xread(self, streams: dict[str, str], count: int, block: int) -> object:
+        self.calls += 1
+        if self.calls == 1:
+            raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+        self.bus._closed = True  # one good read is enough
+        return [[b"t:events", [self.entry]]]
+
+
+async def test_an_unexpected_read_error_is_logged_and_the_reader_goes_on(caplog):
+    taken: list[Entry] = []
+    bus = _bus(taken)
+    bus.ready = True
+    event = Joined("#lobby", "alice", 1.0)
+    bus._client = _FlakyStream(bus, (b"5-0", {b"n": b"there", b"s": b"1", b"k": b"e",
+                                              b"e": encode(event).encode()}))
+    await asyncio.wait_for(bus._reader(), 5)
+    assert [e.event for e in taken] == [event]
+    assert "bus: reading the stream failed" in caplog.text
+    assert "WRONGTYPE" in caplog.text
