@@ -143,6 +143,20 @@ async def test_a_labeled_privmsg_gets_its_echo_inside_the_labeled_response(tmp_p
         net.close()
 
 
+async def test_replies_keep_command_order_with_a_message_waiting_for_its_commit(tmp_path):
+    # irctest synchronises with PING: the PONG must not overtake the echo of
+    # a PRIVMSG sent before it, whose commit waits for the end of the turn.
+    net = Network(tmp_path)
+    try:
+        alice = net.register("alice", "echo-message")
+        alice.ask("JOIN #order")
+        reply = alice.ask("PRIVMSG #order :first", "PING :sync", "NOTICE #order :second",
+                          "BOGUS")
+        assert [m.command for m in reply] == ["PRIVMSG", "PONG", "NOTICE", "421"]
+    finally:
+        net.close()
+
+
 async def test_killed_mid_batch_loses_nothing_anyone_saw(tmp_path):
     served = await start_sockhub("chat", "--port", "0", "--data-dir", str(tmp_path),
                                  "--flood-rate", "none")

@@ -90,6 +90,8 @@ from sockhub.protocols.irc.vocabulary import (
 )
 
 log = logging.getLogger("sockhub.irc")
+#: Commands whose room messages may wait for the loop turn's group commit.
+_GROUPED = frozenset({"PRIVMSG", "NOTICE"})
 #: Drops are one line per connection, which a flood of connections controls.
 _drops = RateLimitedLog(log)
 #: Messages delivered to IRC-door users, for ``GET /metrics``.
@@ -212,6 +214,7 @@ class IrcDoor(Protocol):
                 self._dispatch(event.message, event.spec)
             elif kind is Refused:
                 assert isinstance(event, Refused)
+                self.chat.commit()  # replies in command order (see _dispatch)
                 if event.label is not None and "labeled-response" in self.caps:
                     # labeled-response: an unknown command's 421 is its response too
                     self._capture = []
@@ -233,6 +236,12 @@ class IrcDoor(Protocol):
 
     def _dispatch(self, message: IrcMessage, spec: CommandSpec) -> None:
         command = message.command
+        if command not in _GROUPED:
+            # Replies keep the order of the commands: the echo of a PRIVMSG
+            # still waiting for its group commit goes out before the PONG
+            # (or any reply) to a command sent after it. A flood of messages
+            # still shares one commit per loop turn.
+            self.chat.commit()
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is not None:
             self._capture = []
