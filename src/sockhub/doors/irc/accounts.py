@@ -111,10 +111,19 @@ def after_registration(door: IrcDoor, user: User) -> None:
     state = door.acct
     if state.account is not None:
         door.chat.log_in(user, state.account)
-    state.mechanism, state.scram, state.buffer = None, None, b""
+    if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
+        _end(door)
+        door.reply(ERR_SASLABORTED, "SASL authentication aborted")
     state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
                             "/msg NickServ IDENTIFY password")
     state.guard.check(user)
+
+
+def connection_lost(door: IrcDoor) -> None:
+    """The client hung up: stop the timers and free a SCRAM exchange's slot."""
+    if door.acct.scram is not None:
+        _end(door)
+    door.acct.cancel()
 
 
 def nick_changed(door: IrcDoor, user: User) -> None:
