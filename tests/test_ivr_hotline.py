@@ -256,3 +256,29 @@ async def test_a_web_operator_takes_a_call_and_sees_it_in_history(
         await client.send("谢谢\n")
         await expect(type="message", nick="caller-1", text="谢谢")
     client.close()
+
+
+async def test_a_caller_who_cannot_join_passes_the_call_to_the_next(
+    serve: Any, tmp_path: Path
+) -> None:
+    """The head of the queue refused by the room (+i here) goes back to the menu, and the
+    next caller is connected; before, the queue stalled with a head not in the room."""
+    ports, _ = await hotline(serve, tmp_path)
+    bob = await irc_client(ports["irc"], "bob", "#support")  # first in: the room's operator
+    callers = []
+    for n in (1, 2, 3):
+        c = await caller(ports["ivr"])
+        await c.send(b"0")
+        await c.expect(CONNECTED if n == 1 else f"您排在第 {n} 位")
+        await bob.expect(f"caller caller-{n} is waiting")
+        callers.append(c)
+    await bob.send(b"MODE #support +i\r\nINVITE caller-3 #support\r\n")
+    await bob.expect(" 341 bob caller-3 ")
+    await bob.send(b"PRIVMSG #support :!next\r\n")
+    await callers[1].expect("error:")
+    await callers[1].expect(MAIN)
+    await callers[2].expect(CONNECTED)
+    await callers[2].send("my turn\n")
+    await bob.expect("PRIVMSG #support :my turn")
+    for c in (bob, *callers):
+        c.close()
