@@ -254,3 +254,34 @@ async def test_scram_started_then_hung_up_frees_its_slot(hub):
     await alice.expect(" 903 ")
     for client in (watcher, eve, alice):
         client.close()
+
+
+async def test_a_stalled_scram_exchange_holds_no_slot(hub):
+    """Clients that start SCRAM and never send the proof, however many, do not keep the
+    owner (here from the same address, the worst case) from logging in."""
+    line_port, irc_port = await hub(account_max_pending_per_ip=1, account_max_pending=1)
+    await registered_on_line_door(line_port, "alice", "hunter22")
+    stallers = []
+    for n in (1, 2):
+        staller = await irc_client(irc_port, f"staller{n}")
+        await staller.send(b"AUTHENTICATE SCRAM-SHA-256\r\n")
+        await staller.expect("AUTHENTICATE +")
+        await staller.send(auth(ScramClient("alice", "x", nonce=f"n{n}").first()))
+        await staller.expect("AUTHENTICATE ")
+        stallers.append(staller)
+    alice = await sasl_start(irc_port, "alice", "PLAIN")
+    await alice.expect("AUTHENTICATE +")
+    await alice.send(auth(b"\0alice\0hunter22"))
+    await alice.expect(" 903 ")
+    # A staller's wrong proof is still told late, and a right one still works.
+    scram = ScramClient("alice", "hunter22", nonce="n3")
+    owner = await sasl_start(irc_port, "alice2", "SCRAM-SHA-256")
+    await owner.expect("AUTHENTICATE +")
+    await owner.send(auth(scram.first()))
+    server_first = base64.b64decode((await owner.expect("AUTHENTICATE")).split()[-1])
+    await owner.send(auth(scram.final(server_first)))
+    assert scram.verify(base64.b64decode((await owner.expect("AUTHENTICATE")).split()[-1]))
+    await owner.send(b"AUTHENTICATE +\r\n")
+    await owner.expect(" 903 ")
+    for client in (*stallers, alice, owner):
+        client.close()
