@@ -282,3 +282,26 @@ async def test_a_caller_who_cannot_join_passes_the_call_to_the_next(
     await bob.expect("PRIVMSG #support :my turn")
     for c in (bob, *callers):
         c.close()
+
+
+async def test_the_desk_killed_by_an_operator_comes_back_with_the_next_caller(
+    serve: Any, tmp_path: Path
+) -> None:
+    from sockhub.passwords import hash_password
+
+    ports, _ = await hotline(serve, tmp_path, operators={"admin": hash_password("s3cret",
+                                                                               log_n=10)})
+    bob = await irc_client(ports["irc"], "bob", "#support")
+    first = await caller(ports["ivr"])
+    await first.send(b"0")
+    await bob.expect("caller caller-1 is waiting")
+    await bob.send(b"OPER admin s3cret\r\nKILL hotline :begone\r\n")
+    await bob.expect(":hotline!hotline@bot QUIT ")
+    first.close()
+    await bob.expect(":caller-1!")
+    second = await caller(ports["ivr"])
+    await second.send(b"0")
+    await second.expect(CONNECTED)
+    await bob.expect("caller caller-2 is waiting")
+    for c in (bob, second):
+        c.close()
