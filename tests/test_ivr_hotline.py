@@ -305,3 +305,23 @@ async def test_the_desk_killed_by_an_operator_comes_back_with_the_next_caller(
     await bob.expect("caller caller-2 is waiting")
     for c in (bob, second):
         c.close()
+
+
+async def test_a_caller_going_in_and_out_of_the_queue_is_flood_controlled(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Each trip into the queue makes the desk speak in the room (and the caller join and
+    leave it): the caller's flood control counts those trips too."""
+    ports, _ = await hotline(serve, tmp_path, flood_rate=0.001, flood_burst=4)
+    alice = await line_operator(ports["chat"], "alice")
+    client = await caller(ports["ivr"])
+    await client.send(b"0")
+    await client.expect(CONNECTED)
+    await client.send(b"*\n0" * 12)
+    await client.expect("you are sending too fast")
+    await client.expect("flooding; goodbye")
+    await client.expect_eof()
+    await alice.send("!queue")                     # after all the desk said before
+    await alice.expect("no caller in the queue")
+    assert sum("caller caller-1 is waiting" in line for line in alice.seen) <= 4
+    alice.close()

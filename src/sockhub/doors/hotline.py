@@ -63,6 +63,11 @@ class HotlineDoor(CallerProtocol):
     # The menu's hooks -------------------------------------------------------------
 
     def hand_off(self) -> None:
+        # Each trip into the queue has the desk speak in the room: flood control counts it.
+        if not self._may_speak():
+            if not self._closing:
+                self.resume_menu()
+            return
         self.desk.enqueue(self)
 
     def call_line(self, text: str) -> None:
