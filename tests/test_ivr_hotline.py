@@ -256,3 +256,72 @@ async def test_a_web_operator_takes_a_call_and_sees_it_in_history(
         await client.send("谢谢\n")
         await expect(type="message", nick="caller-1", text="谢谢")
     client.close()
+
+
+async def test_a_caller_who_cannot_join_passes_the_call_to_the_next(
+    serve: Any, tmp_path: Path
+) -> None:
+    """The head of the queue refused by the room (+i here) goes back to the menu, and the
+    next caller is connected; before, the queue stalled with a head not in the room."""
+    ports, _ = await hotline(serve, tmp_path)
+    bob = await irc_client(ports["irc"], "bob", "#support")  # first in: the room's operator
+    callers = []
+    for n in (1, 2, 3):
+        c = await caller(ports["ivr"])
+        await c.send(b"0")
+        await c.expect(CONNECTED if n == 1 else f"您排在第 {n} 位")
+        await bob.expect(f"caller caller-{n} is waiting")
+        callers.append(c)
+    await bob.send(b"MODE #support +i\r\nINVITE caller-3 #support\r\n")
+    await bob.expect(" 341 bob caller-3 ")
+    await bob.send(b"PRIVMSG #support :!next\r\n")
+    await callers[1].expect("error:")
+    await callers[1].expect(MAIN)
+    await callers[2].expect(CONNECTED)
+    await callers[2].send("my turn\n")
+    await bob.expect("PRIVMSG #support :my turn")
+    for c in (bob, *callers):
+        c.close()
+
+
+async def test_the_desk_killed_by_an_operator_comes_back_with_the_next_caller(
+    serve: Any, tmp_path: Path
+) -> None:
+    from sockhub.passwords import hash_password
+
+    ports, _ = await hotline(serve, tmp_path, operators={"admin": hash_password("s3cret",
+                                                                               log_n=10)})
+    bob = await irc_client(ports["irc"], "bob", "#support")
+    first = await caller(ports["ivr"])
+    await first.send(b"0")
+    await bob.expect("caller caller-1 is waiting")
+    await bob.send(b"OPER admin s3cret\r\nKILL hotline :begone\r\n")
+    await bob.expect(":hotline!hotline@bot QUIT ")
+    first.close()
+    await bob.expect(":caller-1!")
+    second = await caller(ports["ivr"])
+    await second.send(b"0")
+    await second.expect(CONNECTED)
+    await bob.expect("caller caller-2 is waiting")
+    for c in (bob, second):
+        c.close()
+
+
+async def test_a_caller_going_in_and_out_of_the_queue_is_flood_controlled(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Each trip into the queue makes the desk speak in the room (and the caller join and
+    leave it): the caller's flood control counts those trips too."""
+    ports, _ = await hotline(serve, tmp_path, flood_rate=0.001, flood_burst=4)
+    alice = await line_operator(ports["chat"], "alice")
+    client = await caller(ports["ivr"])
+    await client.send(b"0")
+    await client.expect(CONNECTED)
+    await client.send(b"*\n0" * 12)
+    await client.expect("you are sending too fast")
+    await client.expect("flooding; goodbye")
+    await client.expect_eof()
+    await alice.send("!queue")                     # after all the desk said before
+    await alice.expect("no caller in the queue")
+    assert sum("caller caller-1 is waiting" in line for line in alice.seen) <= 4
+    alice.close()

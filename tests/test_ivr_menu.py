@@ -200,6 +200,24 @@ def test_keys_words_and_line_endings_from_nc_telnet_and_the_seed_client() -> Non
         Line("你好 hello"), Line("bye"), None]
 
 
+def test_a_big_read_costs_time_in_proportion_to_its_size() -> None:
+    """One read can be 256 KiB: taking bytes off the front one at a time (quadratic)
+    held the event loop, and every other client, for seconds; now it is linear."""
+    import time
+
+    caller_input = CallerInput(100)
+    caller_input.lines = True
+    caller_input.feed(b"x" * (1 << 20) + b"\nbye\n")
+    started = time.process_time()
+    events = []
+    while (event := caller_input.next_event()) is not None:
+        events.append(event)
+    assert time.process_time() - started < 5  # ~0.5 s linear; ~12 s quadratic at idle
+    assert events[-1] == Line("bye") and "line too long" in str(events[0])
+    caller_input.feed(b"again\n")  # resumes after what it has read
+    assert caller_input.next_event() == Line("again")
+
+
 def test_overlong_and_invalid_utf8_input_is_refused_without_hanging_up() -> None:
     walk = Walk()
     walk.caller.input.max_line = 10

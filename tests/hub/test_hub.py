@@ -253,7 +253,8 @@ def test_valid_nicks(nick):
 
 
 @pytest.mark.parametrize(
-    "nick", ["", "9lives", "-dash", "has space", "x" * 31, "émile", "a,b", "#room", "a:b", "a!b"]
+    "nick", ["", "9lives", "-dash", "has space", "x" * 31, "émile", "a,b", "#room", "a:b", "a!b",
+             "NickServ", "nickserv"]
 )
 def test_invalid_nicks(nick):
     assert nick_problem(nick)

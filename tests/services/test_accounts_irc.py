@@ -223,3 +223,65 @@ async def test_owned_nick_taken_on_irc_is_renamed_after_the_grace_period(hub):
     await mallory.send(b"WHOIS alice\r\n")
     await mallory.expect(" 330 alice alice alice ")
     mallory.close()
+
+
+async def test_scram_started_then_hung_up_frees_its_slot(hub):
+    """A SCRAM exchange left half-way by a hang-up, or by CAP END, gives back its slot:
+    else each one locks its address (and the owner behind it) out of logging in for good."""
+    line_port, irc_port = await hub(account_max_pending_per_ip=1)
+    await registered_on_line_door(line_port, "alice", "hunter22")
+    watcher = await irc_client(irc_port, "watcher", "#lobby")
+    # Hung up in the middle of an exchange started after registration (sasl 3.2).
+    mallory = await irc_client(irc_port, "mallory", "#lobby")
+    await mallory.send(b"AUTHENTICATE SCRAM-SHA-256\r\n")
+    await mallory.expect("AUTHENTICATE +")
+    await mallory.send(auth(ScramClient("alice", "x", nonce="n1").first()))
+    await mallory.expect("AUTHENTICATE ")
+    mallory.close()
+    await watcher.expect(" QUIT ")  # the door has seen the hang-up
+    # Registration completed in the middle of an exchange: aborted (906).
+    eve = await sasl_start(irc_port, "eve", "SCRAM-SHA-256")
+    await eve.expect("AUTHENTICATE +")
+    await eve.send(auth(ScramClient("alice", "x", nonce="n2").first()))
+    await eve.expect("AUTHENTICATE ")
+    await eve.send(b"CAP END\r\n")
+    await eve.expect(" 001 eve ")
+    await eve.expect(" 906 ")
+    # The owner, from the same address, still logs in.
+    alice = await sasl_start(irc_port, "alice", "PLAIN")
+    await alice.expect("AUTHENTICATE +")
+    await alice.send(auth(b"\0alice\0hunter22"))
+    await alice.expect(" 903 ")
+    for client in (watcher, eve, alice):
+        client.close()
+
+
+async def test_a_stalled_scram_exchange_holds_no_slot(hub):
+    """Clients that start SCRAM and never send the proof, however many, do not keep the
+    owner (here from the same address, the worst case) from logging in."""
+    line_port, irc_port = await hub(account_max_pending_per_ip=1, account_max_pending=1)
+    await registered_on_line_door(line_port, "alice", "hunter22")
+    stallers = []
+    for n in (1, 2):
+        staller = await irc_client(irc_port, f"staller{n}")
+        await staller.send(b"AUTHENTICATE SCRAM-SHA-256\r\n")
+        await staller.expect("AUTHENTICATE +")
+        await staller.send(auth(ScramClient("alice", "x", nonce=f"n{n}").first()))
+        await staller.expect("AUTHENTICATE ")
+        stallers.append(staller)
+    alice = await sasl_start(irc_port, "alice", "PLAIN")
+    await alice.expect("AUTHENTICATE +")
+    await alice.send(auth(b"\0alice\0hunter22"))
+    await alice.expect(" 903 ")
+    # A staller's wrong proof is still told late, and a right one still works.
+    scram = ScramClient("alice", "hunter22", nonce="n3")
+    owner = await sasl_start(irc_port, "alice2", "SCRAM-SHA-256")
+    await owner.expect("AUTHENTICATE +")
+    await owner.send(auth(scram.first()))
+    server_first = base64.b64decode((await owner.expect("AUTHENTICATE")).split()[-1])
+    await owner.send(auth(scram.final(server_first)))
+    assert scram.verify(base64.b64decode((await owner.expect("AUTHENTICATE")).split()[-1]))
+    await owner.send(b"AUTHENTICATE +\r\n")
+    await owner.expect(" 903 ")
+    for client in (*stallers, alice, owner):
+        client.close()

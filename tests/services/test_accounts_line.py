@@ -166,3 +166,23 @@ async def test_owned_nick_is_renamed_after_the_grace_period(chat):
     # A rename onto an owned nick is watched too.
     for client in (mallory, owner):
         client.close()
+
+
+async def test_no_one_takes_the_name_nickserv(chat):
+    """Else the passwords line users /msg to NickServ, as IRC users do, would reach them."""
+    port = await chat()
+    mallory = LineClient(*await open_client(port))
+    await mallory.expect("enter a nick")
+    await mallory.send("NickServ")
+    assert "accounts service" in await mallory.expect("error:")
+    await mallory.send("mallory")
+    await mallory.expect("-- you are mallory")
+    await mallory.send("/nick nickserv")
+    assert "accounts service" in await mallory.expect("error:")
+    alice = await chat_client(port, "alice")
+    await alice.send("/msg NickServ IDENTIFY hunter22")
+    await alice.expect("error:")
+    await alice.send("/register nickserv1")  # a password like the name is still one
+    await alice.expect("you are logged in")
+    for client in (mallory, alice):
+        client.close()

@@ -244,3 +244,21 @@ async def test_irc_door_joining_a_quiet_channel_names_only_its_operators(tmp_pat
         assert sorted(" ".join(listed).split()) == ["@alice", "bob", "carol"]
     finally:
         net.close()
+
+
+def test_a_seen_mark_the_store_refuses_does_not_keep_a_leaver_in_the_hub(service, monkeypatch):
+    """Seen marks are a convenience: a locked or failing store (another worker holding the
+    file) must not stop the PART or QUIT itself, which would leave a ghost holding its nick."""
+    member, _ = enter(service, "alice")
+    _, bob = enter(service, "bob")
+
+    def refuse(*args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(service.store, "mark_seen", refuse)
+    service.part(bob, "#g", "bye")
+    assert "bob" not in service.find_room("#g").members
+    assert isinstance(member.events[-1], Parted)
+    service.quit(bob, "gone")
+    assert service.find_user("bob") is None
+    assert service.nick_available("bob") is None

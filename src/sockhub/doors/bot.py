@@ -68,6 +68,11 @@ class Bot:
         if self._timer is not None:
             self._timer.cancel()
 
+    def disconnect(self, reason: str) -> None:
+        """Killed (KILL; ``doors.api.Disconnectable``): the service has taken the user
+        out of the hub, so forget it; :meth:`start` takes a nick again."""
+        self.user = None
+
     # The hub's side (a Member) ------------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:

@@ -63,6 +63,11 @@ class HotlineDoor(CallerProtocol):
     # The menu's hooks -------------------------------------------------------------
 
     def hand_off(self) -> None:
+        # Each trip into the queue has the desk speak in the room: flood control counts it.
+        if not self._may_speak():
+            if not self._closing:
+                self.resume_menu()
+            return
         self.desk.enqueue(self)
 
     def call_line(self, text: str) -> None:
@@ -234,15 +239,19 @@ class HotlineDesk(Bot):
                 waiting.tell(fill(waiting.texts["place"], place=place))
 
     def _connect(self, caller: HotlineDoor) -> None:
-        assert caller.user is not None
-        try:
-            self.api.join(caller.user, self.room)
-        except HubError as exc:
-            log.warning("hotline: %s cannot join %s: %s", caller.user.nick, self.room, exc)
-            self.queue.remove(caller)
-            caller.tell(f"error: {exc}")
-            caller.resume_menu()
-            return
+        while True:
+            assert caller.user is not None
+            try:
+                self.api.join(caller.user, self.room)
+                break
+            except HubError as exc:
+                log.warning("hotline: %s cannot join %s: %s", caller.user.nick, self.room, exc)
+                self.queue.remove(caller)
+                caller.tell(f"error: {exc}")
+                caller.resume_menu()
+                if not self.queue:
+                    return
+                caller = self.queue[0]  # the next one's turn: else the queue stalls
         caller.tell(caller.texts["connected"])
         operators = self.operators()
         if operators:

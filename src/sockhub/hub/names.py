@@ -106,6 +106,11 @@ def clean_text(text: str) -> str:
     return _UNSAFE.sub(_picture, text)
 
 
+#: Names no user may take: the IRC door answers ``/msg NickServ`` itself, and
+#: a user holding the name would get the passwords other doors' users send it.
+RESERVED_NICKS = frozenset({"nickserv"})
+
+
 def nick_problem(nick: str) -> str | None:
     """Why ``nick`` is not a valid nickname, or None if it is."""
     if not nick:
@@ -117,6 +122,8 @@ def nick_problem(nick: str) -> str | None:
             "a nick starts with a letter or one of []\\`_^{|} and continues with "
             "letters, digits, - or those"
         )
+    if fold(nick) in RESERVED_NICKS:
+        return "that name belongs to the accounts service"
     return None
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sockhub.chat")
 #: Lines any client can cause at will, logged at a bounded rate.
 _failed_opers = RateLimitedLog(log, level=logging.WARNING)
+_seen_failures = RateLimitedLog(log, level=logging.WARNING)
 
 #: How long where a client left a room is remembered (seconds): 30 days.
 SEEN_KEPT = 30 * 86400
@@ -601,7 +603,11 @@ class ChatService:
         user = self.hub.find_user(event.nick)
         if user is not None:
             keys = list(user.rooms) if isinstance(event, Quit) else [fold(event.room)]
-            self._mark_seen(user, [key for key in keys if key in user.rooms], event.ts)
+            try:
+                self._mark_seen(user, [key for key in keys if key in user.rooms], event.ts)
+            except sqlite3.Error as exc:  # a convenience: the departure itself goes on
+                _seen_failures.log("chat: {count} more seen marks not stored",
+                                   "chat: seen mark of %s not stored: %s", user.nick, exc)
 
     def _mark_seen(self, user: User, keys: list[str], ts: float) -> None:
         if keys:

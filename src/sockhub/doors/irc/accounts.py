@@ -111,10 +111,18 @@ def after_registration(door: IrcDoor, user: User) -> None:
     state = door.acct
     if state.account is not None:
         door.chat.log_in(user, state.account)
-    state.mechanism, state.scram, state.buffer = None, None, b""
+    if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
+        _end(door)
+        door.reply(ERR_SASLABORTED, "SASL authentication aborted")
     state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
                             "/msg NickServ IDENTIFY password")
     state.guard.check(user)
+
+
+def connection_lost(door: IrcDoor) -> None:
+    """The client hung up: stop the timers, forget an exchange."""
+    _end(door)
+    door.acct.cancel()
 
 
 def nick_changed(door: IrcDoor, user: User) -> None:
@@ -164,7 +172,8 @@ def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
     try:
         payload = base64.b64decode(state.buffer, validate=True)
     except (binascii.Error, ValueError):
-        _fail(door, "")
+        _end(door)  # no password was tried: no delay
+        door.reply(ERR_SASLFAIL, "SASL authentication failed")
         return
     state.buffer = b""
     if state.mechanism == "PLAIN":
@@ -174,10 +183,8 @@ def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
 
 
 def _end(door: IrcDoor) -> None:
-    """The exchange is over: forget it, and free a SCRAM attempt's slot."""
+    """The exchange is over: forget it (it holds no limiter slot between messages)."""
     state = door.acct
-    if state.scram is not None:
-        door.chat.account_release(door.info.peer)
     state.mechanism, state.scram, state.buffer = None, None, b""
 
 
@@ -211,39 +218,45 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
 
 def _scram(door: IrcDoor, payload: bytes) -> None:
     state = door.acct
-    try:
-        if state.scram is None:
-            refusal = door.chat.account_admit(door.info.peer)
-            if refusal is not None:
-                state.mechanism = None
-                door.emit(door.line("NOTICE", door.nick, refusal))
-                door.reply(ERR_SASLFAIL, "SASL authentication failed")
-                return
-            state.scram = door.chat.scram_server()
-            answer = state.scram.first(payload)
-        elif state.scram.step == 1:
-            answer = state.scram.final(payload)
-        else:  # the client's empty answer to the server-final-message
-            account = door.chat.account_owner(state.scram.account or "")
+    scram = state.scram
+    if scram is None:
+        state.scram = scram = door.chat.scram_server()
+        try:
+            answer = scram.first(payload)
+        except ScramFailure:  # malformed: no password was tried
             _end(door)
-            if account is None:  # dropped meanwhile
-                door.reply(ERR_SASLFAIL, "SASL authentication failed")
-                return
-            _sasl_success(door, account)
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")
             return
-    except ScramFailure:
-        _fail(door, (state.scram.account or "") if state.scram is not None else "")
+    elif scram.step == 1:
+        # The proof is the guess: it alone takes a limiter slot, for as long as
+        # it is checked (or, wrong, told), so no exchange left half-way, stalled
+        # or hung up, holds one and keeps the owner out.
+        refusal = door.chat.account_admit(door.info.peer)
+        if refusal is not None:
+            _end(door)
+            door.emit(door.line("NOTICE", door.nick, refusal))
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")
+            return
+        try:
+            answer = scram.final(payload)
+        except ScramFailure:
+            _fail(door, scram.account or "")
+            return
+        door.chat.account_release(door.info.peer)
+    else:  # the client's empty answer to the server-final-message
+        account = door.chat.account_owner(scram.account or "")
+        _end(door)
+        if account is None:  # dropped meanwhile
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")
+            return
+        _sasl_success(door, account)
         return
     door.emit(serialize("AUTHENTICATE", (base64.b64encode(answer).decode("ascii"),)))
 
 
 def _fail(door: IrcDoor, name: str) -> None:
-    """A wrong SCRAM proof or an undecodable payload: told after the service's delay."""
-    state = door.acct
-    scram, state.scram, state.mechanism, state.buffer = state.scram, None, None, b""
-    if scram is None:
-        door.reply(ERR_SASLFAIL, "SASL authentication failed")
-        return
+    """A wrong SCRAM proof (its slot taken by ``account_admit``): told after the delay."""
+    _end(door)
     delay = door.chat.account_failed(name, door.info.peer)
     _later(door, delay, lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
 

@@ -44,6 +44,7 @@ from sockhub.codec.irc import (
 )
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc.accounts import AccountState, nick_changed
+from sockhub.doors.irc.accounts import connection_lost as accounts_lost
 from sockhub.doors.irc.commands import COMMANDS
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
@@ -188,7 +189,7 @@ class IrcDoor(Protocol):
 
     def connection_lost(self) -> None:
         self.irc.close()
-        self.acct.cancel()
+        accounts_lost(self)
         for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
             if timer is not None:
                 timer.cancel()

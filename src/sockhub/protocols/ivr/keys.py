@@ -56,18 +56,24 @@ class CallerInput:
         self.max_line = max_line
         self.lines = False  # False: key mode
         self._buffer = bytearray()
+        self._pos = 0  # bytes of _buffer already read: read by index, never popped (quadratic)
         self._pending = bytearray()  # a word or line being typed
         self._after_cr = False
         self._skipping = False  # dropping an over-long line up to its newline
         self._escape = 0  # 1: after ESC; 2: inside ESC [ ...
 
     def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
 
     def next_event(self) -> Event | None:
         """The next event, or None until more bytes arrive."""
-        while self._buffer:
-            byte = self._buffer.pop(0)
+        buffer = self._buffer
+        while self._pos < len(buffer):
+            byte = buffer[self._pos]
+            self._pos += 1
             if self._after_cr:
                 self._after_cr = False
                 if byte in (0x0A, 0x00):  # CR LF, CR NUL (RFC 854): one newline
@@ -96,6 +102,8 @@ class CallerInput:
             bad = self._add(byte)
             if bad is not None:
                 return bad
+        buffer.clear()
+        self._pos = 0
         return None
 
     def _add(self, byte: int) -> Bad | None:
