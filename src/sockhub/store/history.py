@@ -23,6 +23,7 @@ in between to lose.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: How long opening the file waits for other processes to let go of it (seconds).
+WAL_WAIT = 10.0
 
 _COLUMNS = "id, room, nick, text, action, ts, username, address"
 _MARK_SEEN = (
@@ -130,10 +133,30 @@ class ChatStore:
         for suffix in ("-wal", "-shm", "-journal"):
             tighten(f"{self.path}{suffix}")
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._migrate()
+
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode (kept in the file), waiting out other openers.
+
+        Switching needs the file to itself, and SQLite answers "database is
+        locked" at once, without its busy timeout, while another process
+        (a sibling ``--workers`` process starting too) has it open: retry
+        for a while, and skip the switch once someone has made it.
+        """
+        deadline = time.monotonic() + WAL_WAIT
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)  # start-up only: nothing else runs yet
 
     def _migrate(self) -> None:
         """Bring a file of an older schema up to :data:`SCHEMA_VERSION`, in one transaction.
