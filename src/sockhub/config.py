@@ -218,7 +218,7 @@ def _from_mapping(values: Mapping[str, Any], resolve: Resolver | None) -> Servic
     if resolve is not None:
         spec = resolve(str(values["service"]))
         if isinstance(kwargs.get("workers"), int):
-            spec.check_workers(kwargs["workers"])
+            spec.check_workers(kwargs["workers"], kwargs.get("options"))
         kwargs["settings_type"] = spec.settings
     try:
         return ServiceConfig(limits=limit_values, **kwargs)

@@ -26,6 +26,10 @@ class ConfigError(SockhubError):
     """Settings that cannot be used: the message is meant for the operator."""
 
 
+class StartError(SockhubError):
+    """A service could not start for want of something outside it (Redis): exit 1."""
+
+
 class ProtocolError(SockhubError):
     """The peer sent something the protocol does not allow."""
 

@@ -92,7 +92,8 @@ class Histogram:
 class ChatCounts:
     """The chat service's own figures."""
 
-    __slots__ = ("fanout", "history_rows", "history_stored")
+    __slots__ = ("bus_lag", "bus_ready", "bus_reconnects", "fanout", "history_rows",
+                 "history_stored")
 
     def __init__(self) -> None:
         #: Rows in the history table (set when the store opens, then counted up).
@@ -101,8 +102,11 @@ class ChatCounts:
         self.history_stored = 0
         #: From the hub accepting a room message to every delivery queued (store included).
         self.fanout = Histogram(FANOUT_BUCKETS)
-        # Room for the bus (issue: a multi-process bus): its lag will be a
-        # Histogram beside this one, observed where the bus hands an event on.
+        #: The Redis bus (docs/scale-out.md): from an event entering the
+        #: stream to this node reading it; times Redis was lost; up now.
+        self.bus_lag = Histogram(FANOUT_BUCKETS)
+        self.bus_reconnects = 0
+        self.bus_ready = True
 
 
 _listeners: dict[str, ListenerCounts] = {}
@@ -178,6 +182,17 @@ class _Collector:
             "sockhub_chat_fanout_seconds",
             "From the hub accepting a room message to every delivery queued (storing included)",
             buckets=fanout.cumulative(), sum_value=fanout.sum)
+        lag = chat.bus_lag
+        yield HistogramMetricFamily(
+            "sockhub_chat_bus_lag_seconds",
+            "From an event entering the Redis stream to this node reading it (--bus only)",
+            buckets=lag.cumulative(), sum_value=lag.sum)
+        yield CounterMetricFamily("sockhub_chat_bus_reconnects",
+                                  "Times this node lost Redis and had to reconnect",
+                                  value=chat.bus_reconnects)
+        yield GaugeMetricFamily("sockhub_chat_bus_ready",
+                                "1 while the bus is up (always 1 in-process)",
+                                value=int(chat.bus_ready))
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # unchecked collector: names are not reserved at register time

@@ -12,6 +12,7 @@ service by name, and a new service's options appear without an edit here.
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from sockhub import options
 from sockhub.cli.summaries import SUMMARIES
 from sockhub.config import ServiceConfig, load_toml, service_from_mapping
 from sockhub.engine.service import ServiceSpec
-from sockhub.errors import ConfigError
+from sockhub.errors import ConfigError, StartError
 from sockhub.limits import Limits
 from sockhub.services.login_settings import LoginSettings
 from sockhub.services.registry import DEFAULT_SERVICES, SERVICES, resolve
@@ -238,4 +239,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     runner.ignore_hangup()
     setup_logging(args.log_level, args.log_format)
     configs = serve_configs(args)
-    return runner.run(configs, resolve, loop=args.loop, load=lambda: serve_configs(args))
+    try:
+        return runner.run(configs, resolve, loop=args.loop, load=lambda: serve_configs(args))
+    except StartError as exc:
+        print(f"sockhub serve: {exc}", file=sys.stderr)
+        return 1

@@ -14,7 +14,9 @@ SO_REUSEPORT, so the kernel spreads connections across them. The parent
 binds the port first (so ``--port 0`` means one port for all), forks,
 waits for every worker to report that it is listening, then logs the usual
 ``listening on`` line and forwards signals. Only stateless services may do
-this: a chat room split across processes would be several rooms.
+this, or a service whose state lives outside the process: the chat hub with
+``--bus redis://...`` (docs/scale-out.md); a chat room split across
+processes with the in-process bus would be several rooms.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def run(configs: list[ServiceConfig], resolve: Resolver, *, loop: str = "auto",
 def _run_workers(config: ServiceConfig, resolve: Resolver, loop: str,
                  load: Loader | None) -> int:
     spec = resolve(config.service)
-    spec.check_workers(config.workers)
+    spec.check_workers(config.workers, config.options)
     if config.unix:
         raise ConfigError("--workers needs a TCP or UDP port, not a Unix socket")
     kind = socket.SOCK_DGRAM if spec.datagram else socket.SOCK_STREAM

@@ -9,7 +9,7 @@ opens one or more :class:`Listener` s sharing its state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
@@ -99,16 +99,30 @@ class ServiceSpec:
     build: Callable[[ServiceConfig, Limits], ServiceRuntime] | None = None
     settings: type[Any] | None = None
     docs: str | None = None
+    #: An option of the service that moves its state out of the process (the
+    #: chat's ``bus``): set, ``--workers`` is allowed; unset, the refusal says to add it.
+    shared_state: str | None = None
 
     @property
     def datagram(self) -> bool:
         return issubclass(self.protocol_class, DatagramProtocol)
 
-    def check_workers(self, workers: int) -> None:
+    def check_workers(self, workers: int, options: Mapping[str, Any] | None = None) -> None:
         """Refuse ``workers`` processes for a service that keeps state in memory.
+
+        ``options`` are the service's own (raw) options: with its
+        ``shared_state`` option set, state lives outside the process.
 
         Raises:
             ConfigError: more than one worker for a stateful service.
         """
-        if workers > 1 and not self.stateless:
+        if workers <= 1 or self.stateless:
+            return
+        shared = self.shared_state
+        if shared is None:
             raise ConfigError(f"{self.name} keeps state in memory and cannot run with --workers")
+        if (options or {}).get(shared) is None:
+            flag = "--" + shared.replace("_", "-")
+            raise ConfigError(f"{self.name} keeps its rooms in one process's memory: to run it "
+                              f"with --workers, add {flag} redis://HOST:PORT/DB so the workers "
+                              "share them (docs/scale-out.md)")

@@ -42,11 +42,13 @@ from sockhub.hub.events import (
     Meta,
     ModeChange,
     Private,
+    Quit,
 )
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
+from sockhub.services.chat_cluster import Cluster, RemoteMember
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import Bound, ChatStore
@@ -105,6 +107,11 @@ class ChatService:
         self._door_counts: dict[type, metrics.DoorCounts | None] = {}
         self.bus = LocalBus()
         self.bus.subscribe(self.hub.apply)
+        #: The Redis bus (docs/scale-out.md): None runs this process alone.
+        self.cluster: Cluster | None = None
+        if settings.bus is not None:
+            self.cluster = Cluster(self, settings)
+            self.cluster.start(self.store.largest_id())
         #: Room messages checked but not yet stored: the next commit's batch.
         self._pending: list[Message] = []
         self.shutting_down = False
@@ -152,6 +159,8 @@ class ChatService:
     def close(self) -> None:
         self.commit()
         self.bus.close()
+        if self.cluster is not None:
+            self.cluster.close()
         self.store.close()
 
     # ChatApi: who and where ------------------------------------------------
@@ -182,7 +191,10 @@ class ChatService:
         return self.hub.is_quiet(room)
 
     def nick_available(self, nick: str) -> HubError | None:
-        return self.hub.nick_available(nick)
+        problem = self.hub.nick_available(nick)
+        if problem is None and self.cluster is not None and self.cluster.taken_elsewhere(nick):
+            return HubError("nick_in_use", f"nick {nick} is already in use", target=nick)
+        return problem
 
     def note_users(self) -> int:
         self.peak_users = max(self.peak_users, len(self.hub.users))
@@ -192,13 +204,23 @@ class ChatService:
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
                  realname: str = "", secure: bool = False) -> User:
-        return self.hub.register(nick, member, address=address, username=username,
+        cluster = self.cluster
+        if cluster is not None:  # the nick is checked here, then taken cluster-wide
+            problem = self.hub.nick_available(nick)
+            if problem is not None:
+                raise problem
+            cluster.claim(nick)
+        user = self.hub.register(nick, member, address=address, username=username,
                                  realname=realname, secure=secure, now=time.time())
+        if cluster is not None:
+            cluster.announce(user)
+        return user
 
     def guest_nick(self) -> str:
         while True:
             nick = f"guest-{next(self._guests) % 10000:04d}"
-            if self.hub.find_user(nick) is None:
+            if self.hub.find_user(nick) is None and not (
+                    self.cluster is not None and self.cluster.taken_elsewhere(nick)):
                 return nick
 
     def say(
@@ -217,6 +239,8 @@ class ChatService:
         once the turn's callbacks have run (without a running loop it
         commits at once); the returned message has no id yet.
         """
+        if self.cluster is not None:
+            self.cluster.check()
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
                                meta=meta)
         pending = self._pending
@@ -242,6 +266,11 @@ class ChatService:
         if not pending:
             return
         self._pending = []
+        if self.cluster is not None:  # stored and delivered when read back from the stream
+            publish_remote = self.cluster.bus.publish
+            for message in pending:
+                publish_remote(message)
+            return
         start = time.perf_counter()
         try:
             stored = self.store.append_many(pending)
@@ -261,6 +290,13 @@ class ChatService:
         """Publish an event after the room messages accepted before it."""
         if self._pending:
             self.commit()
+        cluster = self.cluster
+        if cluster is not None:
+            if type(event) is not Quit:  # a quit cannot be refused: it is sent on reconnect
+                cluster.check()
+            self.bus.publish(event)
+            cluster.bus.publish(event)
+            return
         self.bus.publish(event)
 
     def _count_in(self, user: User) -> None:
@@ -299,6 +335,23 @@ class ChatService:
         self._publish(self.hub.signal(user, target, meta, time.time()))
 
     def rename(self, user: User, new: str) -> None:
+        cluster = self.cluster
+        if cluster is not None and fold(new) != user.key:
+            cluster.check()
+            problem = self.hub.nick_available(new)
+            if problem is not None:
+                raise problem
+            cluster.claim(new)
+            old = user.nick
+            try:
+                event = self.hub.rename(user, new, time.time())
+            except HubError:
+                cluster.release(new)
+                raise
+            if event is not None:
+                self._publish(event)
+                cluster.release(old)
+            return
         event = self.hub.rename(user, new, time.time())
         if event is not None:
             self._publish(event)
@@ -350,8 +403,12 @@ class ChatService:
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.commit()
             self.hub.users.pop(user.key, None)
+            if self.cluster is not None:  # the others are told: this node's users are gone
+                self.cluster.bus.publish(Quit(user.nick, reason, time.time()))
             return
         self._publish(self.hub.quit(user, reason, time.time(), voluntary=voluntary))
+        if self.cluster is not None and not isinstance(user.member, RemoteMember):
+            self.cluster.release(user.nick)
 
     def oper(self, user: User, name: str, password: str) -> bool:
         """Check operator credentials in constant time; mark the user on success."""

@@ -44,6 +44,19 @@ def _seconds(name: str, value: float) -> float:
     return value
 
 
+def _bus_url(name: str, value: str | None) -> str | None:
+    """``redis://`` or ``rediss://``, with no password in it (``--bus-password-file``)."""
+    if value is None:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("redis", "rediss") or not rest:
+        raise ValueError(f"bus {value!r} must be redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+    if "@" in rest.split("/", 1)[0]:
+        raise ValueError("the bus URL must not carry a password: put it in a file and give "
+                         "--bus-password-file")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatSettings(ServiceSettings):
     """The chat service's own settings (the ``options`` of its ServiceConfig)."""
@@ -130,6 +143,29 @@ class ChatSettings(ServiceSettings):
     web_ping_timeout: float = option(
         20.0, "time allowed for the pong before the WebSocket is closed",
         unit="seconds", check=_seconds, cli=False,
+    )
+
+    # Scale-out (docs/scale-out.md): several processes or hosts share rooms
+    # through Redis. The password comes from a file, never the command line.
+    bus: str | None = option(
+        None, "share rooms with other sockhub processes through Redis: "
+        "redis://HOST:PORT/DB or rediss:// (TLS)", metavar="URL", check=_bus_url,
+        default_text="in-process",
+    )
+    bus_password_file: Path | None = option(
+        None, "file holding the Redis password (its first line)", metavar="FILE",
+    )
+    bus_prefix: str = option(
+        "sockhub", "prefix of the cluster's Redis keys (one cluster per prefix)",
+        metavar="NAME", cli=False,
+    )
+    bus_stream_max: int = option(
+        100_000, "events the cluster's Redis stream keeps (MAXLEN ~): how long a node may "
+        "be cut off and still catch up", minimum=100, cli=False,
+    )
+    bus_node_ttl: float = option(
+        10.0, "time after a node's last heartbeat before its users are announced as gone",
+        unit="seconds", check=_seconds,
     )
 
     @property

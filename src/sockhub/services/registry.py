@@ -40,6 +40,7 @@ SERVICES: dict[str, ServiceSpec] = {
             limits={"idle_timeout": None, "max_line": 8192},
             build=ChatService.from_config,
             settings=ChatSettings,
+            shared_state="bus",
         ),
         ServiceSpec(
             "exec", ExecServerProtocol, 9001,

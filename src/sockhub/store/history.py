@@ -87,8 +87,25 @@ class ChatStore:
         row = self._db.execute("SELECT count(*) FROM messages").fetchone()
         return int(row[0])
 
+    def largest_id(self) -> int:
+        """The largest message id stored, 0 if none (a Redis bus seeds its id counter with it)."""
+        row = self._db.execute("SELECT max(id) FROM messages").fetchone()
+        return int(row[0] or 0)
+
     def append(self, message: Message) -> Message:
-        """Store a room message; return it with its id. Committed on return, but in append_many."""
+        """Store a room message; return it with its id. Committed on return, but in append_many.
+
+        A message that has an id already (given by the Redis bus) keeps it,
+        and is stored once however often it arrives.
+        """
+        if message.id is not None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO messages (id, room_key, room, nick, text, action, ts) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (message.id, fold(message.room), message.room, message.nick, message.text,
+                 _KIND_NOTICE if message.notice else int(message.action), message.ts),
+            )
+            return message
         cursor = self._db.execute(
             "INSERT INTO messages (room_key, room, nick, text, action, ts) VALUES (?,?,?,?,?,?)",
             (

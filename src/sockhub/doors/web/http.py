@@ -184,7 +184,11 @@ def route(method: str, path: str, *, shutting_down: bool, now: float) -> Reply:
     if path == "/hello":
         return Reply(200, b"Hello, World")
     if path == "/healthz":
-        return text_reply(503, "shutting down") if shutting_down else text_reply(200, "ok")
+        if shutting_down:
+            return text_reply(503, "shutting down")
+        if not metrics.chat.bus_ready:  # --bus: Redis lost; this node refuses messages
+            return text_reply(503, "chat bus (Redis) unreachable")
+        return text_reply(200, "ok")
     if path == "/metrics":
         body, content_type = metrics_exposition(now)
         return Reply(200, body, content_type)

@@ -1,0 +1,211 @@
+"""The chat service's side of a Redis bus: what this node does with the cluster's events.
+
+:class:`Cluster` joins the pieces of ``store/``: the stream
+(:mod:`sockhub.store.bus_redis`) and the nicks and heartbeats
+(:mod:`sockhub.store.presence`). Users of other nodes live in this node's
+hub with a :class:`RemoteMember`, whose deliveries are nothing: their own
+node delivers to them. docs/scale-out.md has the guarantees.
+
+Accounts (issue 14) are not cluster-wide yet: the seam is here, beside the
+nicks (an account hash in Redis, claimed like a nick).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sockhub import metrics
+from sockhub.errors import ConfigError, StartError
+from sockhub.hub import HubError, Message, User
+from sockhub.hub.events import BanChanged, HubEvent, Quit
+from sockhub.hub.names import fold
+from sockhub.store.bus_redis import BusUnavailable, Entry, RedisBus, RedisTarget
+from sockhub.store.presence import Presence, PresenceDown
+
+if TYPE_CHECKING:
+    from sockhub.services.chat import ChatService
+    from sockhub.services.chat_settings import ChatSettings
+
+log = logging.getLogger("sockhub.cluster")
+
+#: The error a user gets for anything that needs the bus while it is down.
+BUS_DOWN = "the chat cluster's bus (Redis) is unreachable: not sent, try again shortly"
+
+
+class RemoteMember:
+    """A user connected to another node: that node delivers to them, so here nothing does."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def deliver(self, event: HubEvent) -> None:
+        pass
+
+
+class BusStartError(StartError):
+    """Redis could not be reached at start: ``sockhub serve`` exits 1 with this message."""
+
+
+def read_password(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError) as exc:
+        raise ConfigError(f"chat: cannot read a password from {path}") from exc
+
+
+class Cluster:
+    """This node's membership of a chat cluster."""
+
+    def __init__(self, service: ChatService, settings: ChatSettings) -> None:
+        assert settings.bus is not None
+        self.service = service
+        self.node = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        target = RedisTarget(settings.bus, read_password(settings.bus_password_file))
+        self.bus = RedisBus(target, node=self.node, prefix=settings.bus_prefix,
+                            stream_max=settings.bus_stream_max, handler=self._take)
+        self.presence = Presence(target, node=self.node, prefix=settings.bus_prefix,
+                                 ttl=settings.bus_node_ttl, on_dead=self._node_dead,
+                                 known_nodes=self._known_nodes, on_orphaned=self._orphaned)
+
+    def start(self, largest_id: int) -> None:
+        """Connect (synchronously, before any door opens) and start the tasks."""
+        try:
+            self.bus.connect(largest_id)
+            self.presence.beat()
+        except BusUnavailable as exc:
+            raise BusStartError(f"chat: {exc}") from exc
+        self.bus.start()
+        self.presence.start()
+        log.info("chat: node %s on the Redis bus, reading from %s", self.node, self.bus.last_id)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.presence.close()
+
+    # What the service asks -----------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse (HubError ``bus_down``) what would be lost while Redis is away."""
+        if not self.bus.ready:
+            raise HubError("bus_down", BUS_DOWN)
+
+    def claim(self, nick: str) -> None:
+        """Take ``nick`` cluster-wide, or raise HubError (``nick_in_use``, ``bus_down``)."""
+        try:
+            won = self.presence.claim(fold(nick))
+        except PresenceDown as exc:
+            raise HubError("bus_down", BUS_DOWN) from exc
+        if not won:
+            raise HubError("nick_in_use", f"nick {nick} is already in use", target=nick)
+
+    def taken_elsewhere(self, nick: str) -> bool:
+        holder = self.presence.holder(fold(nick))
+        return holder is not None and holder != self.node
+
+    def release(self, nick: str) -> None:
+        self.presence.release(fold(nick))
+
+    def announce(self, user: User) -> None:
+        self.bus.publish_user({"nick": user.nick, "address": user.address,
+                               "username": user.username, "realname": user.realname,
+                               "secure": user.secure, "signon": user.signon})
+
+    # What the cluster tells this node --------------------------------------------
+
+    def _take(self, entries: list[Entry]) -> None:
+        """Store the batch's room messages in one transaction, then apply everything in order."""
+        service, hub, me = self.service, self.service.hub, self.node
+        messages = [e.event for e in entries if e.kind == "m" and isinstance(e.event, Message)]
+        if messages:
+            start = time.perf_counter()
+            try:
+                service.store.append_many(messages)
+            except Exception:
+                log.exception("chat: could not store %d messages from the bus", len(messages))
+            metrics.chat.history_rows += len(messages)
+            metrics.chat.history_stored += len(messages)
+            service._fanout.observe(time.perf_counter() - start)
+        for entry in entries:
+            event = entry.event
+            if entry.kind == "m" and event is not None:
+                hub.apply(event)
+            elif entry.node == me:
+                continue  # applied here when it happened
+            elif entry.kind == "u" and entry.user is not None:
+                self._arrived(entry.node, entry.user)
+            elif event is not None:
+                if isinstance(event, BanChanged):
+                    self._store_ban(event)
+                hub.apply(event)
+
+    def _arrived(self, node: str, info: dict[str, Any]) -> None:
+        try:
+            self.service.hub.register(
+                str(info["nick"]), RemoteMember(node), address=str(info.get("address", "")),
+                username=str(info.get("username", "")), realname=str(info.get("realname", "")),
+                secure=bool(info.get("secure")), now=float(info.get("signon", time.time())))
+        except (HubError, KeyError, ValueError) as exc:
+            log.warning("chat: user %r of node %s not added here: %s", info.get("nick"), node, exc)
+
+    def _store_ban(self, event: BanChanged) -> None:
+        store = self.service.store
+        if event.added:
+            store.add_ban(event.room, event.mask, event.by, event.ts)
+        else:
+            store.remove_ban(event.room, event.mask)
+
+    def _known_nodes(self) -> set[str]:
+        return {u.member.node for u in self.service.hub.users.values()
+                if isinstance(u.member, RemoteMember)}
+
+    def _node_dead(self, node: str) -> None:
+        """Every survivor announces a dead node's users itself: a Quit applied here only."""
+        hub, now = self.service.hub, time.time()
+        for user in [u for u in hub.users.values()
+                     if isinstance(u.member, RemoteMember) and u.member.node == node]:
+            hub.apply(Quit(user.nick, "node lost", now))
+
+    def _orphaned(self) -> None:
+        """Our heartbeat key was gone: Redis restarted empty, or we were cut off past the TTL.
+
+        Either way the cluster no longer knows our users' nicks: each is
+        claimed again and announced again; a user whose nick another node
+        took meanwhile is disconnected, told why.
+        """
+        service = self.service
+        for user in [u for u in service.hub.users.values()
+                     if not isinstance(u.member, RemoteMember)]:
+            try:
+                self.claim(user.nick)
+            except HubError as exc:
+                if exc.code == "bus_down":
+                    return  # the next heartbeat tries again
+                self._disconnect(user, "your nick was taken while this server was cut off "
+                                 "from the cluster; please reconnect")
+                continue
+            self.announce(user)
+
+    def _disconnect(self, user: User, reason: str) -> None:
+        member = user.member
+        drop = getattr(member, "drop", None)
+        if callable(drop):
+            drop(reason)
+            return
+        send_error = getattr(member, "send_error", None)
+        if callable(send_error):
+            send_error(reason)
+        self.service.quit(user, reason)
+        for name in ("close", "wake"):
+            method = getattr(member, name, None)
+            if callable(method):
+                method()
