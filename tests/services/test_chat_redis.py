@@ -225,3 +225,63 @@ async def test_two_workers_share_rooms_over_redis(tmp_path, redis_server):
             client.close()
     finally:
         await served.stop()
+
+
+async def _get(port: int, path: str) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 GET over a real socket: (head, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_healthz_and_metrics_follow_the_bus(tmp_path, redis_server):
+    served = await start_sockhub(
+        "chat", "--port", "0", "--web-port", "0", "--data-dir", str(tmp_path),
+        "--bus", redis_server.url, "--log-level", "info", listeners=2)
+    try:
+        web = served.ports["web"]
+        head, body = await _get(web, "/healthz")
+        assert head.startswith(b"HTTP/1.1 200")
+        await redis_server.stop()
+        await served.expect_log("lost Redis")
+        head, body = await _get(web, "/healthz")
+        assert head.startswith(b"HTTP/1.1 503") and b"Redis" in body
+        _, text = await _get(web, "/metrics")
+        assert b"sockhub_chat_bus_ready 0.0" in text
+        assert b"sockhub_chat_bus_reconnects_total 1.0" in text
+        assert b"sockhub_chat_bus_lag_seconds_count" in text
+        await redis_server.start()
+        await served.expect_log("Redis is back")
+        head, _ = await _get(web, "/healthz")
+        assert head.startswith(b"HTTP/1.1 200")  # (/metrics is cached for a second)
+    finally:
+        await served.stop()
+
+
+async def test_the_redis_password_comes_from_a_file(tmp_path, redis_server):
+    await redis_server.stop()
+    await redis_server.start("--requirepass", "s3cret-word")
+    secret = tmp_path / "redis.pass"
+    secret.write_text("s3cret-word\n")
+    secret.chmod(0o600)
+    code, _, err = await run_sockhub(
+        "serve", "chat", "--port", "0", "--data-dir", str(tmp_path / "x"), "--bus",
+        redis_server.url, timeout=30)
+    assert code == 1 and b"Redis" in err  # no password: refused, exit 1
+    a = await node(tmp_path, redis_server, "a", "--bus-password-file", str(secret))
+    b = await node(tmp_path, redis_server, "b", "--bus-password-file", str(secret))
+    try:
+        alice = await chat_client(a.ports["chat"], "alice")
+        bob = await chat_client(b.ports["chat"], "bob")
+        await alice.send("hello through a password")
+        await bob.expect("<alice> hello through a password")
+        assert not any("s3cret" in line for line in a.log + b.log)
+        alice.close()
+        bob.close()
+    finally:
+        await a.stop()
+        await b.stop()
