@@ -285,3 +285,35 @@ async def test_the_redis_password_comes_from_a_file(tmp_path, redis_server):
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_private_messages_renames_and_rooms_across_nodes(tmp_path, redis_server):
+    a = await node(tmp_path, redis_server, "a")
+    b = await node(tmp_path, redis_server, "b")
+    try:
+        alice = await chat_client(a.ports["chat"], "alice")
+        bob = await chat_client(b.ports["chat"], "bob")
+        await alice.expect("* bob joined")
+        await alice.send("/msg bob psst")
+        await bob.expect("[pm] <alice> psst")
+        await alice.expect("[pm to bob] <alice> psst")
+        # A nick held on the other node cannot be taken by a rename either.
+        await bob.send("/nick alice")
+        await bob.expect("already in use")
+        await bob.send("/nick robert")
+        await alice.expect("* bob is now known as robert")
+        await alice.send("/msg bob still there?")
+        await alice.expect("error:")
+        # The old nick is free again, cluster-wide.
+        carol = await chat_client(a.ports["chat"], "bob")
+        await bob.expect("#lobby * bob joined")  # robert sees the new bob arrive
+        await bob.send("/join #side")
+        await alice.send("/join #side")
+        await bob.expect("#side * alice joined")
+        await alice.send("on the side")  # to her current room, #side
+        await bob.expect("#side <alice> on the side")
+        for client in (alice, bob, carol):
+            client.close()
+    finally:
+        await a.stop()
+        await b.stop()
