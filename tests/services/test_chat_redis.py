@@ -83,6 +83,7 @@ async def test_a_nick_taken_on_one_node_is_refused_on_another(tmp_path, redis_se
     b = await node(tmp_path, redis_server, "b")
     try:
         alice = await chat_client(a.ports["chat"], "alice")
+        bob = await chat_client(b.ports["chat"], "bob")
         other = LineClient(*await open_client(b.ports["chat"]))
         await other.expect("enter a nick")
         await other.send("ALICE")
@@ -92,9 +93,10 @@ async def test_a_nick_taken_on_one_node_is_refused_on_another(tmp_path, redis_se
         await irc.expect(" 433 ")  # ERR_NICKNAMEINUSE
         # Released when alice quits: the nick is free on the other node.
         await alice.send("/quit")
+        await bob.expect("* alice quit")
         await other.send("alice")
         await other.expect("-- you are alice")
-        for client in (alice, other, irc):
+        for client in (alice, bob, other, irc):
             client.close()
     finally:
         await a.stop()
@@ -317,3 +319,29 @@ async def test_private_messages_renames_and_rooms_across_nodes(tmp_path, redis_s
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_node_started_later_learns_who_is_where(tmp_path, redis_server):
+    a = await node(tmp_path, redis_server, "a")
+    b = None
+    try:
+        alice = await chat_client(a.ports["chat"], "alice")
+        await alice.send("/join #side")
+        await alice.expect("#side * alice joined")
+        await alice.send("/topic the side room")
+        await alice.expect("set the topic: the side room")
+        b = await node(tmp_path, redis_server, "b")
+        bob = await chat_client(b.ports["chat"], "bob")
+        names = await bob.expect("-- in #lobby:")
+        assert "alice" in names, names
+        await bob.send("/join #side")
+        await bob.expect("the side room")
+        names = await bob.expect("-- in #side:")
+        assert "alice" in names and "bob" in names, names
+        await alice.expect("#side * bob joined")
+        alice.close()
+        bob.close()
+    finally:
+        await a.stop()
+        if b is not None:
+            await b.stop()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sockhub import metrics
 from sockhub.errors import ConfigError, StartError
-from sockhub.hub import HubError, Message, User
+from sockhub.hub import HubError, Message, Room, User
 from sockhub.hub.events import BanChanged, HubEvent, Quit
 from sockhub.hub.names import fold
 from sockhub.store.bus_redis import BusUnavailable, Entry, RedisBus, RedisTarget
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sockhub.cluster")
 
+#: How long a starting node waits for the running ones to tell it their state.
+HELLO_TIMEOUT = 3.0
 #: The error a user gets for anything that needs the bus while it is down.
 BUS_DOWN = "the chat cluster's bus (Redis) is unreachable: not sent, try again shortly"
 
@@ -52,6 +54,11 @@ class RemoteMember:
 
 class BusStartError(StartError):
     """Redis could not be reached at start: ``sockhub serve`` exits 1 with this message."""
+
+
+def _user_info(user: User) -> dict[str, Any]:
+    return {"nick": user.nick, "address": user.address, "username": user.username,
+            "realname": user.realname, "secure": user.secure, "signon": user.signon}
 
 
 def read_password(path: Path | None) -> str | None:
@@ -76,12 +83,17 @@ class Cluster:
         self.presence = Presence(target, node=self.node, prefix=settings.bus_prefix,
                                  ttl=settings.bus_node_ttl, on_dead=self._node_dead,
                                  known_nodes=self._known_nodes, on_orphaned=self._orphaned)
+        #: Nodes that answered this node's start with their state.
+        self._answered: set[str] = set()
 
     def start(self, largest_id: int) -> None:
         """Connect (synchronously, before any door opens) and start the tasks."""
         try:
             self.bus.connect(largest_id)
             self.presence.beat()
+            peers = self.presence.live_nodes() - {self.node}
+            # The running nodes answer with their users and rooms, then "done".
+            self.bus.hello(lambda: peers <= self._answered, timeout=HELLO_TIMEOUT)
         except BusUnavailable as exc:
             raise BusStartError(f"chat: {exc}") from exc
         self.bus.start()
@@ -116,9 +128,7 @@ class Cluster:
         self.presence.release(fold(nick))
 
     def announce(self, user: User) -> None:
-        self.bus.publish_user({"nick": user.nick, "address": user.address,
-                               "username": user.username, "realname": user.realname,
-                               "secure": user.secure, "signon": user.signon})
+        self.bus.publish_data("u", _user_info(user))
 
     # What the cluster tells this node --------------------------------------------
 
@@ -143,12 +153,27 @@ class Cluster:
                 continue  # applied here when it happened
             elif entry.kind == "u" and entry.user is not None:
                 self._arrived(entry.node, entry.user)
+            elif entry.kind == "q":
+                self._send_state(entry.node)
+            elif entry.kind == "s" and entry.user is not None:
+                if entry.user.get("for") != me:
+                    continue
+                if entry.user.get("done"):
+                    self._answered.add(entry.node)
+                else:
+                    self._take_state(entry.node, entry.user)
             elif event is not None:
                 if isinstance(event, BanChanged):
                     self._store_ban(event)
                 hub.apply(event)
 
     def _arrived(self, node: str, info: dict[str, Any]) -> None:
+        stale = self.service.hub.find_user(str(info.get("nick", "")))
+        if (stale is not None and isinstance(stale.member, RemoteMember)
+                and stale.member.node != node):
+            # Redis gave the nick to ``node``, so the other holder is gone
+            # (a dead node this node has not noticed yet).
+            self.service.hub.apply(Quit(stale.nick, "node lost", time.time()))
         try:
             self.service.hub.register(
                 str(info["nick"]), RemoteMember(node), address=str(info.get("address", "")),
@@ -156,6 +181,55 @@ class Cluster:
                 secure=bool(info.get("secure")), now=float(info.get("signon", time.time())))
         except (HubError, KeyError, ValueError) as exc:
             log.warning("chat: user %r of node %s not added here: %s", info.get("nick"), node, exc)
+
+    def _send_state(self, asker: str) -> None:
+        """A node started: tell it who is here, in which rooms, and those rooms' settings."""
+        for user in list(self.service.hub.users.values()):
+            if isinstance(user.member, RemoteMember):
+                continue
+            rooms = [{"name": room.name, "created": room.created, "topic": room.topic,
+                      "topic_by": room.topic_by, "topic_ts": room.topic_ts,
+                      "moderated": room.moderated, "no_external": room.no_external,
+                      "invite_only": room.invite_only, "password": room.password,
+                      "limit": room.limit, "op": user.key in room.operators,
+                      "voice": user.key in room.voiced}
+                     for room in user.rooms.values()]
+            self.bus.publish_data("s", {"for": asker, "user": _user_info(user),
+                                        "away": user.away, "rooms": rooms})
+        self.bus.publish_data("s", {"for": asker, "done": True})
+
+    def _take_state(self, node: str, state: dict[str, Any]) -> None:
+        """One user of a running node, as it answered our start: placed without announcing."""
+        hub = self.service.hub
+        info = state.get("user") or {}
+        if hub.find_user(str(info.get("nick", ""))) is not None:
+            return  # already known (it arrived, or acted, since we asked)
+        self._arrived(node, info)
+        user = hub.find_user(str(info.get("nick", "")))
+        if user is None:
+            return
+        user.away = state.get("away")
+        for spec in state.get("rooms", []):
+            name = str(spec["name"])
+            room = hub.find_room(name)
+            if room is None:
+                room = Room(name, protected=fold(name) in hub.protected,
+                            created=float(spec.get("created", 0.0)))
+                room.topic = str(spec.get("topic", ""))
+                room.topic_by = str(spec.get("topic_by", ""))
+                room.topic_ts = float(spec.get("topic_ts", 0.0))
+                room.moderated = bool(spec.get("moderated"))
+                room.no_external = bool(spec.get("no_external", True))
+                room.invite_only = bool(spec.get("invite_only"))
+                room.password = spec.get("password")
+                room.limit = spec.get("limit")
+                hub.rooms[room.key] = room
+            room.members[user.key] = user
+            user.rooms[room.key] = room
+            if spec.get("op"):
+                room.operators.add(user.key)
+            if spec.get("voice"):
+                room.voiced.add(user.key)
 
     def _store_ban(self, event: BanChanged) -> None:
         store = self.service.store

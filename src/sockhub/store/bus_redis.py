@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -86,8 +87,8 @@ class Entry:
     """One stream entry as a node reads it.
 
     ``kind``: ``m`` a room message (``event`` carries its cluster id),
-    ``e`` any other hub event, ``u`` a user arriving (``user`` holds what
-    the other nodes need to know of them).
+    ``e`` any other hub event; ``u``, ``q`` and ``s`` carry data (``user``):
+    a user arriving, a new node asking for state, one user's state.
     """
 
     node: str
@@ -170,6 +171,40 @@ class RedisBus:
             client.close()
         self._set_ready(True)
 
+    def hello(self, answered: Callable[[], bool], timeout: float) -> None:
+        """Ask the running nodes for their state; read until ``answered()`` or ``timeout``.
+
+        Synchronous, at start, after :meth:`connect`: the doors open on a
+        hub that already knows who is where.
+        """
+        self.publish_data("q", {})
+        client = self.target.sync_client(timeout=timeout + 1.0)
+        deadline = time.monotonic() + timeout
+        try:
+            self._send_now(client)
+            while not answered():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("bus: not every node answered within %.1f s; starting with "
+                                "what came", timeout)
+                    break
+                reply: Any = client.xread({self.stream: self.last_id}, count=BATCH,
+                                          block=max(1, int(left * 1000)))
+                if reply:
+                    self._take(reply[0][1])
+        except (*DOWN, redis.exceptions.RedisError) as exc:
+            raise BusUnavailable(f"Redis at {_safe(self.target.url)} failed at start: "
+                                 f"{exc}") from exc
+        finally:
+            client.close()
+
+    def _send_now(self, client: redis.Redis) -> None:
+        args: list[Any] = [self.stream_max, self.node]
+        for item in self._outbox:
+            args.extend(item)
+        client.eval(_APPEND, 2, self.stream, self.counter, *args)
+        self._outbox.clear()
+
     def start(self) -> None:
         """Start the reader and the writer (the event loop must be running)."""
         self._client = self.target.async_client()
@@ -199,11 +234,13 @@ class RedisBus:
         """Queue ``event`` for the stream; sent within this loop turn or on reconnect."""
         self._queue("m" if type(event) is Message else "e", encode(event))
 
-    def publish_user(self, user: dict[str, Any]) -> None:
-        """Tell the other nodes of a user who arrived here."""
-        import json
+    def publish_data(self, kind: str, data: dict[str, Any]) -> None:
+        """Send the other nodes something that is not a hub event.
 
-        self._queue("u", json.dumps(user, separators=(",", ":")))
+        Kinds: ``u`` a user arrived here; ``q`` a node started and asks the
+        others for their state; ``s`` one user's state, for the node that asked.
+        """
+        self._queue(kind, json.dumps(data, separators=(",", ":")))
 
     def _queue(self, kind: str, body: str) -> None:
         self._seq += 1
@@ -265,9 +302,7 @@ class RedisBus:
                     continue  # sent twice (a reply lost on the way back): once is enough
                 seen[node] = seq
                 kind = fields[b"k"].decode()
-                if kind == "u":
-                    import json
-
+                if kind in ("u", "q", "s"):
                     entries.append(Entry(node, kind, None, json.loads(fields[b"e"])))
                     continue
                 event = decode(fields[b"e"])

@@ -114,6 +114,12 @@ class Presence:
         """Mark this node alive now (synchronous, at start)."""
         self._sync.set(self.node_key(self.node), "1", px=int(self.ttl * 1000))
 
+    def live_nodes(self) -> set[str]:
+        """The nodes whose heartbeat key exists now (a SCAN: at start only)."""
+        head = len(self.node_key(""))
+        return {bytes(key).decode()[head:]
+                for key in self._sync.scan_iter(match=self.node_key("*"), count=1000)}
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
 
