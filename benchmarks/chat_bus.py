@@ -80,11 +80,11 @@ def run(label: str, serve_args: list[str], bench_args: list[str], redis: bool) -
             pids = [server.pid, *children(server.pid)]
             if redis_proc is not None:
                 pids.append(redis_proc.pid)
-            before = sum(cpu_seconds(p) for p in pids)
+            before = [cpu_seconds(p) for p in pids]
             out = subprocess.run(
                 [sys.executable, "-m", "sockhub", "bench", "chat", f"127.0.0.1:{port}",
                  "--json", *bench_args], capture_output=True, text=True, timeout=300)
-            after = sum(cpu_seconds(p) for p in pids)
+            after = [cpu_seconds(p) for p in pids]
             result = json.loads(out.stdout)
         finally:
             server.terminate()
@@ -93,12 +93,16 @@ def run(label: str, serve_args: list[str], bench_args: list[str], redis: bool) -
                 redis_proc.terminate()
                 redis_proc.wait(20)
     deliveries = int(result["deliveries"])
+    used = [b - a for a, b in zip(before, after, strict=True)]
+    redis_cpu = used[-1] if redis else 0.0
+    total = sum(used)
     return {
         "setup": label, "ok": result["ok"], "deliveries": deliveries,
         "per_s": round(float(result["deliveries_per_s"])),
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
-        "cpu_s": round(after - before, 2),
-        "cpu_us_per_delivery": round((after - before) / max(1, deliveries) * 1e6, 1),
+        "cpu_s": round(total, 2), "redis_cpu_s": round(redis_cpu, 2),
+        "cpu_us_per_delivery": round(total / max(1, deliveries) * 1e6, 1),
+        "cpu_us_per_message": round(total / max(1, int(result["sent"])) * 1e6),
     }
 
 

@@ -208,6 +208,8 @@ class RedisBus:
     def start(self) -> None:
         """Start the reader and the writer (the event loop must be running)."""
         self._client = self.target.async_client()
+        # EVALSHA, loading the script again after NOSCRIPT (a restarted Redis).
+        self._append = self._client.register_script(_APPEND)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._reader(), name="bus-reader"),
                        loop.create_task(self._writer(), name="bus-writer")]
@@ -260,7 +262,7 @@ class RedisBus:
                     args.extend(item)
                 try:
                     assert self._client is not None
-                    await self._client.eval(_APPEND, 2, self.stream, self.counter, *args)
+                    await self._append(keys=[self.stream, self.counter], args=args)
                 except DOWN as exc:  # sent again once Redis is back (readers dedupe)
                     self._lost(exc)
                     continue
