@@ -349,3 +349,22 @@ async def test_a_node_started_later_learns_who_is_where(tmp_path, redis_server):
         await a.stop()
         if b is not None:
             await b.stop()
+
+
+async def test_a_node_stopped_cleanly_tells_the_others_at_once(tmp_path, redis_server):
+    a = await node(tmp_path, redis_server, "a")
+    b = await node(tmp_path, redis_server, "b", "--bus-node-ttl", "60")
+    try:
+        alice = await chat_client(a.ports["chat"], "alice")
+        bob = await chat_client(b.ports["chat"], "bob")
+        await alice.expect("* bob joined")
+        assert await b.stop() == 0
+        # Not after the 60 s TTL: the stopping node sent its users' quits.
+        line = await alice.expect("* bob quit", timeout=5)
+        assert "node lost" not in line
+        again = await chat_client(a.ports["chat"], "bob")  # the nick was freed at once
+        for client in (alice, bob, again):
+            client.close()
+    finally:
+        await a.stop()
+        await b.stop()

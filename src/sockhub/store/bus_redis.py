@@ -215,10 +215,19 @@ class RedisBus:
                        loop.create_task(self._writer(), name="bus-writer")]
 
     def close(self) -> None:
+        """Stop; what is still queued (the quits of a clean stop) is sent first, briefly."""
         self._closed = True
         for task in self._tasks:
             task.cancel()
         self._tasks = []
+        if self._outbox and self.ready:
+            client = self.target.sync_client(timeout=0.5)
+            try:
+                self._send_now(client)
+            except (*DOWN, redis.exceptions.RedisError) as exc:
+                log.warning("bus: %d events not sent at stop: %s", len(self._outbox), exc)
+            finally:
+                client.close()
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(RuntimeError):
