@@ -221,13 +221,13 @@ class RedisBus:
             task.cancel()
         self._tasks = []
         if self._outbox and self.ready:
-            client = self.target.sync_client(timeout=0.5)
+            sync = self.target.sync_client(timeout=0.5)
             try:
-                self._send_now(client)
+                self._send_now(sync)
             except (*DOWN, redis.exceptions.RedisError) as exc:
                 log.warning("bus: %d events not sent at stop: %s", len(self._outbox), exc)
             finally:
-                client.close()
+                sync.close()
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(RuntimeError):
