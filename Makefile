@@ -36,26 +36,25 @@ chromium: $(CHROMIUM)
 
 redis: $(REDIS)
 
-# Installed as root with apt-get (or through sudo without a password); otherwise
-# stop here rather than let the browser tests skip.
-$(CHROMIUM):
+# $(call apt_install,PATH,PACKAGE): install a Debian package for a file the tests
+# need, as root with apt-get (or through sudo without a password); otherwise stop
+# here rather than let its tests skip.
+define apt_install
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
-	else echo "make: $(CHROMIUM) is missing and this user cannot install it;" \
-	  "run as root: apt-get install chromium" >&2; exit 1; fi; \
+	else echo "make: $(1) is missing and this user cannot install it;" \
+	  "run as root: apt-get install $(2)" >&2; exit 1; fi; \
 	set -e; $$SUDO apt-get update -q; \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
-	@test -x $(CHROMIUM) || { echo "make: apt-get did not install $(CHROMIUM)" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(2)
+	@test -x $(1) || { echo "make: apt-get did not install $(1)" >&2; exit 1; }
+endef
 
-# The same for redis-server (Debian does not start it: the tests run their own).
+$(CHROMIUM):
+	$(call apt_install,$(CHROMIUM),chromium)
+
+# Debian does not start redis-server: the tests run their own.
 $(REDIS):
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
-	else echo "make: $(REDIS) is missing and this user cannot install it;" \
-	  "run as root: apt-get install redis-server" >&2; exit 1; fi; \
-	set -e; $$SUDO apt-get update -q; \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server
-	@test -x $(REDIS) || { echo "make: apt-get did not install $(REDIS)" >&2; exit 1; }
+	$(call apt_install,$(REDIS),redis-server)
 
 # Style, types (mypy --strict over src/) and the layer contracts (pyproject.toml).
 lint: $(VENV)/.installed-dev
