@@ -187,6 +187,20 @@ async def test_line_door_commands_and_refusals(hub):
     bob.close()
 
 
+async def test_founder_back_in_the_emptied_room_is_given_ops(hub):
+    _, irc = await hub()
+    alice = await irc_account(irc, "alice", "#den")
+    assert await cs(alice, "REGISTER #den") == "#den is registered to your account alice"
+    await alice.send("PART #den")
+    await alice.expect(" PART #den")
+    await alice.send("JOIN #den")
+    await alice.expect(" JOIN #den")
+    assert (await alice.expect(" MODE #den ")).endswith(
+        ":ChanServ!ChanServ@services. MODE #den +o alice")
+    assert (await alice.expect(" 353 ")).endswith(" #den :@alice")
+    alice.close()
+
+
 async def test_dropping_an_account_unregisters_its_rooms(hub):
     line, _ = await hub()
     alice = await chat_client(line, "alice")
