@@ -9,6 +9,7 @@ is told of it.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -147,6 +148,8 @@ async def test_line_door_commands_and_refusals(hub):
     assert await alice.expect("error:") == "error: log in to an account first (identify)"
     await alice.send("/register pw-alice-123")
     await alice.expect("you are logged in")
+    await alice.send("/room register")  # the current room, #lobby, is protected
+    assert await alice.expect("error:") == "error: #lobby belongs to the server's operators"
     await alice.send("/join #den")
     await alice.expect("in #den: alice")
     await alice.send("/room register")
@@ -226,9 +229,9 @@ class Recorder:
 
     def deliver(self, event: HubEvent) -> None:
         if isinstance(event, TopicChanged | ModeChanged):
-            stored = sqlite3.connect(self.service.store.path).execute(
-                "SELECT topic, moderated FROM rooms WHERE room_key = '#den'").fetchone()
-            self.kept.append(stored)
+            with contextlib.closing(sqlite3.connect(self.service.store.path)) as db:
+                self.kept.append(db.execute(
+                    "SELECT topic, moderated FROM rooms WHERE room_key = '#den'").fetchone())
 
 
 def test_topic_and_settings_are_stored_before_anyone_is_told(tmp_path):

@@ -700,7 +700,6 @@ class ChatService:
     # ChatApi: registered rooms (services/rooms.py) ----------------------------------
 
     def room_register(self, user: User, room: str) -> Registration:
-        self.commit()
         return self.owned.register(user, room)
 
     def room_drop(self, user: User, room: str) -> Registration:
