@@ -17,9 +17,11 @@ import pytest
 from net import LineClient, chat_client, irc_client
 from proc import start_sockhub
 from sockhub.hub.events import HubEvent, ModeChange, ModeChanged, TopicChanged
+from sockhub.hub.model import Registration, RoomState
 from sockhub.limits import Limits
 from sockhub.services.chat import ChatService
 from sockhub.services.chat_settings import ChatSettings
+from sockhub.store.history import ChatStore
 
 CHANSERV = ":ChanServ!ChanServ@services. NOTICE"
 
@@ -260,3 +262,27 @@ def test_a_change_that_cannot_be_stored_is_told_to_no_one(tmp_path):
         assert service.find_room("#den").topic == ""
     finally:
         service.close()
+
+
+def test_registrations_are_kept_in_the_store_across_opening_it_again(tmp_path):
+    path = tmp_path / "chat.sqlite3"
+    store = ChatStore(path)
+    try:
+        store.register_room(Registration("#Den", "Alice", 1_700_000_000.0),
+                            RoomState("#Den", 1_699_999_000.0))
+        store.add_room_operator("#den", "Bob", "alice", 1_700_000_001.0)
+        store.add_room_operator("#den", "carol", "alice", 1_700_000_002.0)
+        store.remove_room_operator("#DEN", "CAROL")
+        with pytest.raises(sqlite3.IntegrityError):  # one registration per room
+            store.register_room(Registration("#den", "bob", 0.0), RoomState("#den", 0.0))
+    finally:
+        store.close()
+    store = ChatStore(path)
+    try:
+        assert store.registrations() == {
+            "#den": Registration("#Den", "Alice", 1_700_000_000.0, {"bob": "Bob"})}
+        assert store.rooms()["#den"].created == 1_699_999_000.0  # its state, with it
+        store.unregister_room("#DEN")
+        assert store.registrations() == {}
+    finally:
+        store.close()
