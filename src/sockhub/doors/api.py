@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from sockhub.hub import HubError, Member, Message, Room, User
 from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
-from sockhub.hub.model import Departed
+from sockhub.hub.model import Departed, Registration
 from sockhub.protocols.scram import ScramServer
 
 #: Failed operator logins (/oper, OPER) one connection may make before it is closed.
@@ -261,3 +261,25 @@ class ChatApi(Protocol):
 
     def account_reset(self, user: User, name: str, password: str) -> None:
         """An operator sets another account's password. Raises HubError."""
+
+    # Registered rooms (docs/accounts.md; services/rooms.py) ----------------------
+    # Each raises HubError: account_needed, not_operator, not_founder,
+    # room_registered, not_registered, no_such_room, no_such_account, not_in_room.
+
+    def room_register(self, user: User, room: str) -> Registration:
+        """Register a room ``user`` operates, to the account they are logged in to."""
+
+    def room_drop(self, user: User, room: str) -> Registration:
+        """Unregister a room (its founder, or a server operator)."""
+
+    def room_info(self, room: str) -> Registration:
+        """A room's registration: founder, when, operator accounts."""
+
+    def room_operator(self, user: User, room: str, account: str, *, add: bool) -> str:
+        """Add or remove an operator account (the founder); returns its registered name."""
+
+    def room_transfer(self, user: User, room: str, account: str) -> str:
+        """Make ``account`` the founder (the founder); the old one stays an operator."""
+
+    def room_op(self, user: User, room: str, nick: str | None = None) -> User:
+        """An operator account gives operator status to itself or to ``nick``."""

@@ -535,6 +535,45 @@ class LineDoor(LineProtocol):
         masks = self.chat.bans(name)
         self.info_line(f"bans of {name}: {' '.join(masks) if masks else 'none'}")
 
+    def _cmd_room(self, verb: str, *args: str) -> None:
+        """``/room VERB [#ROOM] [ARG]``: registered rooms (docs/accounts.md), the current
+        room unless one is named; the rules are the chat service's (``services/rooms.py``)."""
+        user = self.user
+        assert user is not None
+        verb = verb.lower()
+        room, arg = self._room_and_rest(args)
+        wants_arg = verb in ("addop", "delop", "transfer")
+        if (verb not in _ROOM_VERBS or room is None or (wants_arg and not arg)
+                or (arg and verb not in ("op", *_ROOM_ARG_VERBS))):
+            self.send_error("usage: /room register|info|drop [#ROOM], /room op [#ROOM] [NICK], "
+                            "/room addop|delop|transfer [#ROOM] ACCOUNT")
+            return
+        chat = self.chat
+        if verb == "register":
+            registration = chat.room_register(user, room)
+            self.info_line(f"{registration.name} is registered to your account "
+                           f"{registration.founder}")
+        elif verb == "info":
+            registration = chat.room_info(room)
+            when = datetime.fromtimestamp(registration.registered, UTC)
+            operators = " ".join(registration.operators.values()) or "none"
+            self.info_line(f"{registration.name}: founder {registration.founder}, registered "
+                           f"{when:%Y-%m-%d %H:%M} UTC; operator accounts: {operators}")
+        elif verb == "drop":
+            registration = chat.room_drop(user, room)
+            self.info_line(f"{registration.name} is no longer registered")
+        elif verb == "op":
+            target = chat.room_op(user, room, arg or None)
+            self.info_line(f"{target.nick} is an operator of {chat.room_info(room).name}")
+        elif verb == "transfer":
+            account = chat.room_transfer(user, room, arg)
+            self.info_line(f"{chat.room_info(room).name} now belongs to {account}")
+        else:
+            add = verb == "addop"
+            account = chat.room_operator(user, room, arg, add=add)
+            self.info_line(f"{account} is {'now' if add else 'no longer'} an operator account "
+                           f"of {chat.room_info(room).name}")
+
     #: Every command by the name ``protocols.chat_line`` parses it to; arity is checked there.
     COMMANDS: ClassVar[dict[str, Callable[..., None]]] = {
         "say": _cmd_say, "me": _cmd_me, "nick": _cmd_nick, "join": _cmd_join,
@@ -543,5 +582,10 @@ class LineDoor(LineProtocol):
         "oper": _cmd_oper, "kick": _cmd_kick, "ban": _cmd_ban, "unban": _cmd_unban,
         "bans": _cmd_bans, "register": _cmd_register, "identify": _cmd_identify,
         "logout": _cmd_logout, "password": _cmd_password, "drop": _cmd_drop,
-        "resetpass": _cmd_resetpass,
+        "resetpass": _cmd_resetpass, "room": _cmd_room,
     }
+
+
+#: ``/room`` verbs (``LineDoor._cmd_room``), and those that take an account.
+_ROOM_VERBS = frozenset({"register", "info", "drop", "op", "addop", "delop", "transfer"})
+_ROOM_ARG_VERBS = ("addop", "delop", "transfer")

@@ -176,3 +176,29 @@ class RoomState:
         room.moderated, room.invite_only = self.moderated, self.invite_only
         room.password, room.limit = self.password, self.limit
         room.secret, room.private, room.no_ctcp = self.secret, self.private, self.no_ctcp
+
+
+@dataclass(slots=True)
+class Registration:
+    """A registered room: its founder account and its operator accounts (docs/accounts.md).
+
+    Operator status follows these accounts, not the people present: a member
+    logged in to the founder's or an operator account is given ``+o`` when
+    they join or log in, and no one gets it by being first into the emptied
+    room (:meth:`sockhub.hub.state.HubState.opens_as_operator`).
+
+    ``operators`` maps folded account names to their registered spelling.
+    """
+
+    name: str
+    founder: str
+    registered: float
+    operators: dict[str, str] = field(default_factory=dict)
+
+    def is_founder(self, account: str | None) -> bool:
+        return account is not None and fold(account) == fold(self.founder)
+
+    def is_operator(self, account: str | None) -> bool:
+        """Founder or operator account: given operator status on arrival."""
+        return self.is_founder(account) or (
+            account is not None and fold(account) in self.operators)

@@ -106,9 +106,10 @@ def clean_text(text: str) -> str:
     return _UNSAFE.sub(_picture, text)
 
 
-#: Names no user may take: the IRC door answers ``/msg NickServ`` itself, and
-#: a user holding the name would get the passwords other doors' users send it.
-RESERVED_NICKS = frozenset({"nickserv"})
+#: Names no user may take: the IRC door answers ``/msg NickServ`` and
+#: ``/msg ChanServ`` itself, and a user holding the name would get the
+#: passwords other doors' users send it, or pose as the one who gives ops.
+RESERVED_NICKS = frozenset({"nickserv", "chanserv"})
 
 
 def nick_problem(nick: str) -> str | None:

@@ -42,7 +42,7 @@ from sockhub.hub.events import (
     Signal,
     TopicChanged,
 )
-from sockhub.hub.model import Departed, Room, RoomState, User
+from sockhub.hub.model import Departed, Registration, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
 
@@ -72,7 +72,8 @@ class HubState:
             module's docstring); None: every room announces everything.
     """
 
-    __slots__ = ("bans", "departed", "protected", "quiet_above", "rooms", "saved", "users")
+    __slots__ = ("bans", "departed", "protected", "quiet_above", "registered", "rooms", "saved",
+                 "users")
 
     def __init__(self, protected: set[str] | None = None, quiet_above: int | None = None) -> None:
         self.protected = protected if protected is not None else set()
@@ -81,6 +82,8 @@ class HubState:
         self.rooms: dict[str, Room] = {}
         self.bans: dict[str, list[str]] = {}  # room key → masks, kept when a room empties
         self.saved: dict[str, RoomState] = {}  # room key → state, kept when a room empties
+        #: Registered rooms by key (founder, operator accounts); the chat service keeps them.
+        self.registered: dict[str, Registration] = {}
 
         #: Nicks given up (quit or changed), oldest first: WHOWAS's memory.
         self.departed: deque[Departed] = deque(maxlen=WHOWAS_MAX)
@@ -98,14 +101,16 @@ class HubState:
         return masks is not None and is_banned(masks, user)
 
     def has_state(self, key: str) -> bool:
-        """Does the room keep state across emptying: a topic, settings or bans?"""
-        return key in self.saved or bool(self.bans.get(key))
+        """Does the room keep state across emptying: a topic, settings, bans, a registration?"""
+        return key in self.saved or bool(self.bans.get(key)) or key in self.registered
 
     def opens_as_operator(self, user: User, key: str) -> bool:
         """Does ``user``, creating room ``key`` by joining it, become its operator?
 
-        The seam for room ownership: once accounts exist, a room's founder
-        gets operator status here whenever the room has none.
+        Never in a registered room: there operator status follows accounts
+        (its founder's and operators'), and the chat service gives it, as a
+        mode change everyone sees, to whoever arrives logged in to one
+        (``services/rooms.py``), whether or not they are first.
         """
         return key not in self.protected and not self.has_state(key)
 
@@ -316,7 +321,7 @@ class HubState:
     def keep(self, room: Room) -> None:
         """Remember ``room``'s state in ``saved`` (forget it if it is a new room's)."""
         state = RoomState.of(room)
-        if state.is_default:
+        if state.is_default and room.key not in self.registered:  # registered: never forgotten
             self.saved.pop(room.key, None)
         else:
             self.saved[room.key] = state

@@ -111,6 +111,10 @@ COMMANDS: dict[str, CommandSpec] = {
     ),
     "unban": CommandSpec("/unban [#ROOM] MASK", "lift a ban (operators)", 1, 2),
     "bans": CommandSpec("/bans [#ROOM]", "list a room's bans", 0, 1),
+    "room": CommandSpec(
+        "/room VERB [#ROOM] [ARG]", "registered rooms: register, info, drop, op [NICK], "
+        "addop/delop/transfer ACCOUNT", 1, 3,
+    ),
 }
 
 

@@ -50,11 +50,13 @@ from sockhub.hub.events import (
     Kicked,
     Meta,
     ModeChange,
+    ModeChanged,
     Parted,
     Private,
     Quit,
+    TopicChanged,
 )
-from sockhub.hub.model import Departed
+from sockhub.hub.model import Departed, Registration
 from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
@@ -65,6 +67,7 @@ from sockhub.services.accounts import Accounts
 from sockhub.services.chat_cluster import Cluster, RemoteMember
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.services.login import AuthLimiter
+from sockhub.services.rooms import OwnedRooms, state_after
 from sockhub.store.accounts import AccountStore
 from sockhub.store.bus import LocalBus
 from sockhub.store.history import Bound, ChatStore
@@ -147,6 +150,9 @@ class ChatService:
             password_min=settings.account_password_min,
         )
         self._scram_secret = os.urandom(16)
+        #: Registered rooms (services/rooms.py), loaded into the hub's state.
+        self.owned = OwnedRooms(self.store, self.hub.state, self.accounts, self._publish,
+                                time.time)
         metrics.chat.history_rows = self.store.count()
         self._fanout = metrics.chat.fanout
         #: A member's class → its door's message counts (None: it names no door).
@@ -427,6 +433,7 @@ class ChatService:
 
     def join(self, user: User, room: str, *, password: str | None = None) -> None:
         self._publish(self.hub.join(user, room, time.time(), password=password))
+        self.owned.arrived(user, [fold(room)])  # a registered room's operator accounts
 
     def part(self, user: User, room: str, reason: str = "") -> None:
         self._publish(self.hub.part(user, room, reason, time.time()))
@@ -476,16 +483,25 @@ class ChatService:
 
     def set_topic(self, user: User, room: str, topic: str) -> None:
         event = self.hub.set_topic(user, room, topic, time.time())
+        self._store_room(event)
         self._publish(event)
-        self._store_room(event.room)
 
-    def _store_room(self, room: str) -> None:
-        """Keep a room's state (topic, settings) in the store as the hub now has it."""
-        state = self.hub.saved.get(fold(room))
-        if state is None:
-            self.store.forget_room(room)
-        else:
-            self.store.save_room(state)
+    def _store_room(self, event: TopicChanged | ModeChanged) -> None:
+        """Keep the state a room will have after ``event`` (topic, settings), before it is
+        told to anyone: stored, then delivered, as messages are. Not stored, not told."""
+        found = self.hub.find_room(event.room)
+        if found is None:
+            return
+        state = state_after(found, event)
+        self.commit()  # the change's own write follows the messages said before it
+        try:
+            if state.is_default and found.key not in self.hub.state.registered:
+                self.store.forget_room(found.name)
+            else:
+                self.store.save_room(state)
+        except sqlite3.Error as exc:
+            log.error("chat: the state of %s could not be stored: %s", found.name, exc)
+            raise HubError("unavailable", "the change could not be stored; try again") from exc
 
     def kick(self, user: User, room: str, target: str, reason: str) -> None:
         self._publish(self.hub.kick(user, room, target, reason, time.time()))
@@ -514,9 +530,9 @@ class ChatService:
         """Apply what is valid of a batch of room setting changes; return the rest's errors."""
         event, errors = self.hub.set_modes(user, room, changes, time.time())
         if event is not None:
-            self._publish(event)
             if any(change.flag in ROOM_FLAGS for change in event.changes):
-                self._store_room(event.room)
+                self._store_room(event)
+            self._publish(event)
         return errors
 
     def set_away(self, user: User, message: str | None) -> None:
@@ -653,6 +669,7 @@ class ChatService:
         if user.account != account and self.hub.find_user(user.nick) is user:
             self._publish(AccountChanged(user.nick, account, time.time()))
         user.account = account
+        self.owned.arrived(user, list(user.rooms))  # ops in the rooms it holds them in
 
     def log_out(self, user: User) -> None:
         if user.account is not None and self.hub.find_user(user.nick) is user:
@@ -669,6 +686,7 @@ class ChatService:
         if account is None:
             raise HubError("account_needed", "log in to an account first")
         self.accounts.drop(account)
+        self.owned.account_dropped(account)
         for other in list(self.hub.users.values()):
             if other.account is not None and fold(other.account) == fold(account):
                 self.log_out(other)
@@ -678,6 +696,26 @@ class ChatService:
             raise HubError("not_oper", "only operators reset passwords")
         self.accounts.set_password(name, password)
         log.info("accounts: %s reset the password of %s", user.nick, name)
+
+    # ChatApi: registered rooms (services/rooms.py) ----------------------------------
+
+    def room_register(self, user: User, room: str) -> Registration:
+        return self.owned.register(user, room)
+
+    def room_drop(self, user: User, room: str) -> Registration:
+        return self.owned.drop(user, room)
+
+    def room_info(self, room: str) -> Registration:
+        return self.owned.info(room)
+
+    def room_operator(self, user: User, room: str, account: str, *, add: bool) -> str:
+        return self.owned.set_operator(user, room, account, add=add)
+
+    def room_transfer(self, user: User, room: str, account: str) -> str:
+        return self.owned.transfer(user, room, account)
+
+    def room_op(self, user: User, room: str, nick: str | None = None) -> User:
+        return self.owned.op(user, room, nick)
 
 
 def _limits(settings: ChatSettings) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sockhub.hub.events import Message
-from sockhub.hub.model import RoomState
+from sockhub.hub.model import Registration, RoomState
 from sockhub.hub.names import HISTORY_MAX, clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
 
@@ -90,6 +90,26 @@ MIGRATIONS: tuple[str, ...] = (
         last_id  INTEGER NOT NULL,  -- the newest message of the room when they left
         ts       REAL NOT NULL,
         PRIMARY KEY (who, room_key)
+    );
+    """,
+    # 2: registered rooms (docs/accounts.md): each room's founder account,
+    # and the accounts given operator status in it. Account names are kept
+    # folded for lookups and as registered for display.
+    """
+    CREATE TABLE registered_rooms (
+        room_key    TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        founder_key TEXT NOT NULL,
+        founder     TEXT NOT NULL,
+        registered  REAL NOT NULL
+    );
+    CREATE TABLE room_operators (
+        room_key    TEXT NOT NULL,
+        account_key TEXT NOT NULL,
+        account     TEXT NOT NULL,
+        added_by    TEXT NOT NULL,
+        ts          REAL NOT NULL,
+        PRIMARY KEY (room_key, account_key)
     );
     """,
 )
@@ -388,3 +408,67 @@ class ChatStore:
     def forget_seen_before(self, ts: float) -> None:
         """Drop departures older than ``ts`` (a client gone that long gets the usual replay)."""
         self._db.execute("DELETE FROM seen WHERE ts < ?", (ts,))
+
+    # Registered rooms ------------------------------------------------------
+
+    def register_room(self, registration: Registration, state: RoomState) -> None:
+        """Record a room's registration, and its state as it is now, in one transaction."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute(
+                "INSERT INTO registered_rooms (room_key, name, founder_key, founder, registered) "
+                "VALUES (?,?,?,?,?)",
+                (fold(registration.name), registration.name, fold(registration.founder),
+                 registration.founder, registration.registered),
+            )
+            self.save_room(state)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def unregister_room(self, room: str) -> None:
+        """Forget a room's registration and its operator accounts (its state stays)."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute("DELETE FROM registered_rooms WHERE room_key = ?", (fold(room),))
+            db.execute("DELETE FROM room_operators WHERE room_key = ?", (fold(room),))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def set_room_founder(self, room: str, founder: str) -> None:
+        self._db.execute(
+            "UPDATE registered_rooms SET founder_key = ?, founder = ? WHERE room_key = ?",
+            (fold(founder), founder, fold(room)),
+        )
+
+    def add_room_operator(self, room: str, account: str, added_by: str, ts: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO room_operators (room_key, account_key, account, added_by, ts) "
+            "VALUES (?,?,?,?,?)",
+            (fold(room), fold(account), account, added_by, ts),
+        )
+
+    def remove_room_operator(self, room: str, account: str) -> None:
+        self._db.execute(
+            "DELETE FROM room_operators WHERE room_key = ? AND account_key = ?",
+            (fold(room), fold(account)),
+        )
+
+    def registrations(self) -> dict[str, Registration]:
+        """Every registered room, by room key, with its operator accounts."""
+        found = {
+            key: Registration(name, founder, registered)
+            for key, name, founder, registered in self._db.execute(
+                "SELECT room_key, name, founder, registered FROM registered_rooms")
+        }
+        for key, account in self._db.execute(
+                "SELECT room_key, account FROM room_operators ORDER BY ts"):
+            registration = found.get(key)
+            if registration is not None:
+                registration.operators[fold(account)] = account
+        return found

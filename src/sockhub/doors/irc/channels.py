@@ -49,7 +49,7 @@ from sockhub.codec.irc import (
     IrcMessage,
     split_utf8,
 )
-from sockhub.doors.irc import accounts
+from sockhub.doors.irc import accounts, chanserv
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import Message
 from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold, mask_match
@@ -508,6 +508,10 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
             if fold(target) == "nickserv":  # never to a user who took that nick
                 if not notice:
                     accounts.nickserv(door, text)
+                continue
+            if fold(target) == "chanserv":  # nor this one
+                if not notice:
+                    chanserv.chanserv(door, text)
                 continue
             event = door.chat.private(
                 user, target, text, action=action, notice=notice, meta=meta

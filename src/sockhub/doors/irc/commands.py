@@ -8,7 +8,7 @@ against it before the door calls the handler, so no handler re-checks.
 
 from __future__ import annotations
 
-from sockhub.doors.irc import accounts, channels, queries, registration
+from sockhub.doors.irc import accounts, channels, chanserv, queries, registration
 from sockhub.protocols.irc.protocol import CommandSpec
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -28,6 +28,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "REGISTER": CommandSpec(accounts.cmd_register, 3, pre_reg=True),
     "NS": CommandSpec(accounts.cmd_nickserv, 0),
     "NICKSERV": CommandSpec(accounts.cmd_nickserv, 0),
+    # Registered rooms (ChanServ as Ergo answers it; docs/accounts.md)
+    "CS": CommandSpec(chanserv.cmd_chanserv, 0),
+    "CHANSERV": CommandSpec(chanserv.cmd_chanserv, 0),
     # Channels (§3.2)
     "JOIN": CommandSpec(channels.cmd_join, 1),
     "PART": CommandSpec(channels.cmd_part, 1),

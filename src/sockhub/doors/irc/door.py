@@ -45,6 +45,7 @@ from sockhub.codec.irc import (
 from sockhub.doors.api import ChatApi
 from sockhub.doors.irc.accounts import AccountState, nick_changed
 from sockhub.doors.irc.accounts import connection_lost as accounts_lost
+from sockhub.doors.irc.chanserv import CHANSERV, CHANSERV_SOURCE
 from sockhub.doors.irc.commands import COMMANDS
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
@@ -407,7 +408,7 @@ class IrcDoor(Protocol):
         """``nick!user@host`` of a user, or the bare nick if they are gone."""
         user = self.chat.find_user(nick)
         if user is None:
-            return nick
+            return CHANSERV_SOURCE if nick == CHANSERV else nick  # it gives ops by account
         return irc_source(user.nick, user.username, user.address)
 
     def deliver(self, event: HubEvent) -> None:
