@@ -591,3 +591,16 @@ async def test_a_web_client_sees_line_and_irc_users_of_other_nodes_once_in_order
         assert again == [], again
         lina.close()
         ircy.close()
+
+
+@pytest.mark.parametrize(("bus", "ca", "said"), [
+    ("redis://127.0.0.1:1/0", "ca.pem", b"--bus-ca-file is for a TLS bus: give --bus rediss://"),
+    ("rediss://127.0.0.1:1/0", "missing.pem", b"missing.pem: no such file"),
+])
+async def test_a_ca_file_without_tls_or_missing_is_refused(tmp_path, bus, ca, said):
+    (tmp_path / "ca.pem").write_text("not used\n")
+    code, _, err = await run_sockhub(
+        "serve", "chat", "--port", "0", "--data-dir", str(tmp_path / "d"), "--bus", bus,
+        "--bus-ca-file", str(tmp_path / ca), timeout=30)
+    assert code == 2, err
+    assert said in err, err

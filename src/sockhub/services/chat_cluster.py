@@ -83,6 +83,10 @@ def redis_target(settings: ChatSettings) -> RedisTarget:
     """Where ``settings.bus`` is, with its password (from a file) and TLS CA."""
     assert settings.bus is not None
     ca = settings.bus_ca_file
+    if ca is not None and not settings.bus.startswith("rediss://"):
+        raise ConfigError("chat: --bus-ca-file is for a TLS bus: give --bus rediss://...")
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"chat: --bus-ca-file {ca}: no such file")
     return RedisTarget(settings.bus, read_password(settings.bus_password_file),
                        str(ca) if ca is not None else None)
 
@@ -292,8 +296,9 @@ class Cluster:
                 kept = RoomState(**{k: v for k, v in spec.items() if k in fields})
                 room = hub.find_room(kept.name)
                 if room is None:
-                    room = Room(kept.name, protected=fold(kept.name) in hub.protected)
+                    room = Room(kept.name)
                     kept.restore(room)
+                    room.protected = room.protected or room.key in hub.protected
                     hub.rooms[room.key] = room
                 room.invited.update(str(key) for key in spec.get("invited", []))
             for key, masks in dict(state.get("bans", {})).items():
