@@ -13,6 +13,7 @@ import json
 import signal
 
 import pytest
+import redis
 import trustme
 from websockets.asyncio.client import connect
 
@@ -604,3 +605,25 @@ async def test_a_ca_file_without_tls_or_missing_is_refused(tmp_path, bus, ca, sa
         "--bus-ca-file", str(tmp_path / ca), timeout=30)
     assert code == 2, err
     assert said in err, err
+
+
+async def test_malformed_stream_entries_are_skipped_and_the_node_goes_on(
+        redis_server, cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await chat_client(a.ports["chat"], "alice")
+    bob = await chat_client(b.ports["chat"], "bob")
+    await alice.expect("* bob joined")
+    writer = redis.Redis.from_url(redis_server.url)
+    try:
+        for seq, kind, body in [(1, "s", "[1]"), (2, "e", "not json"), (3, "e", '{"t":"Nope"}'),
+                                (4, "s", '{"for":"x","user":5}'), (5, "o", '{"nick":7}'),
+                                (6, "u", '{"nick":"bad nick!"}')]:
+            writer.xadd("sockhub:events", {"n": "intruder", "s": seq, "k": kind, "e": body})
+    finally:
+        writer.close()
+    await a.expect_log("skipped a malformed entry")
+    await alice.send("still here")
+    await bob.expect("<alice> still here")
+    alice.close()
+    bob.close()

@@ -198,7 +198,11 @@ class Cluster:
                 elif "bans" in entry.user:
                     self._take_rooms(entry.user)
                 else:
-                    self._take_state(entry.node, entry.user)
+                    try:
+                        self._take_state(entry.node, entry.user)
+                    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                        log.warning("chat: a user's state from node %s was not taken: %s",
+                                    entry.node, exc)
             elif event is not None:
                 if isinstance(event, BanChanged):
                     self._store_ban(event)

@@ -344,7 +344,10 @@ class RedisBus:
                 seen[node] = seq
                 kind = fields[b"k"].decode()
                 if kind in ("u", "q", "s", "o"):
-                    entries.append(Entry(node, kind, None, json.loads(fields[b"e"])))
+                    data = json.loads(fields[b"e"])
+                    if not isinstance(data, dict):
+                        raise ValueError("data that is not an object")
+                    entries.append(Entry(node, kind, None, data))
                     continue
                 event = decode(fields[b"e"])
                 if kind == "m" and isinstance(event, Message):
