@@ -73,6 +73,7 @@ def run(label: str, serve_args: list[str], bench_args: list[str], redis: bool) -
         server = subprocess.Popen(
             [sys.executable, "-m", "sockhub", "serve", "chat", "--port", str(port),
              "--data-dir", data, "--flood-rate", "none", "--log-level", "warning",
+             "--max-conns-per-ip", "none",  # every client is 127.0.0.1
              *serve_args, *extra], stderr=subprocess.DEVNULL)
         try:
             wait_port(port)
@@ -101,6 +102,7 @@ def run(label: str, serve_args: list[str], bench_args: list[str], redis: bool) -
         "per_s": round(float(result["deliveries_per_s"])),
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
         "cpu_s": round(total, 2), "redis_cpu_s": round(redis_cpu, 2),
+        "cpu_s_by_process": [round(u, 2) for u in used],  # parent, workers..., redis
         "cpu_us_per_delivery": round(total / max(1, deliveries) * 1e6, 1),
         "cpu_us_per_message": round(total / max(1, int(result["sent"])) * 1e6),
     }

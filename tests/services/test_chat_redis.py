@@ -8,13 +8,19 @@ a missing redis-server fails saying how to install it).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import signal
 
 import pytest
+import redis
+import trustme
+from websockets.asyncio.client import connect
 
 from net import LineClient, chat_client, irc_client, open_client
 from proc import Served, run_sockhub, start_sockhub
 from redis_support import RedisServer
+from sockhub.passwords import hash_password
 
 TTL = "1.5"  # --bus-node-ttl: a dead node's users are gone within about 2 s
 
@@ -34,8 +40,8 @@ async def cluster(tmp_path, redis_server):
     """``await cluster("a", *options)`` starts a node; every node stops after the test."""
     started: list[Served] = []
 
-    async def start(name: str, *extra: str) -> Served:
-        served = await node(tmp_path, redis_server, name, *extra)
+    async def start(name: str, *extra: str, listeners: int = 2) -> Served:
+        served = await node(tmp_path, redis_server, name, *extra, listeners=listeners)
         started.append(served)
         return served
 
@@ -46,12 +52,13 @@ async def cluster(tmp_path, redis_server):
             await served.stop()
 
 
-async def node(tmp_path, redis_server: RedisServer, name: str, *extra: str) -> Served:
+async def node(tmp_path, redis_server: RedisServer, name: str, *extra: str,
+               listeners: int = 2) -> Served:
     data = tmp_path / name
     return await start_sockhub(
         "chat", "--port", "0", "--irc-port", "0", "--data-dir", str(data), "--flood-rate",
         "none", "--bus", redis_server.url, "--bus-node-ttl", TTL, "--log-level", "info",
-        *extra, listeners=2)
+        *extra, listeners=listeners)
 
 
 async def expect_each(client: LineClient, *needles: str) -> None:
@@ -359,3 +366,264 @@ async def test_a_node_stopped_cleanly_tells_the_others_at_once(cluster):
     again = await chat_client(a.ports["chat"], "bob")  # the nick was freed at once
     for client in (alice, bob, again):
         client.close()
+
+
+# Accounts, operators and room state cluster-wide; departures; TLS; the web door.
+
+def _auth(payload: bytes) -> bytes:
+    return b"AUTHENTICATE " + base64.b64encode(payload) + b"\r\n"
+
+
+async def _sasl_plain(port: int, nick: str, password: str) -> LineClient:
+    """An IRC client that logs in with SASL PLAIN (IRCv3 sasl-3.1) and registers."""
+    client = LineClient(*await open_client(port))
+    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+                      "CAP REQ :sasl\r\n".encode())
+    await client.expect(" ACK ")
+    await client.send(b"AUTHENTICATE PLAIN\r\n")
+    await client.expect("AUTHENTICATE +")
+    await client.send(_auth(f"{nick}\0{nick}\0{password}".encode()))
+    return client
+
+
+async def test_an_account_registered_on_one_node_identifies_on_another(cluster):
+    oper = f"root={hash_password('s3cret', log_n=10)}"
+    a = await cluster("a", "--oper", oper)
+    b = await cluster("b", "--oper", oper)
+    alice = await chat_client(a.ports["chat"], "alice")
+    await alice.send("/register hunter22")
+    await alice.expect("account alice registered; you are logged in")
+    await alice.send("/quit")
+    await alice.expect_eof()
+    # SASL on the other node's IRC door: the account is there at once.
+    irc = await _sasl_plain(b.ports["irc"], "alice", "hunter22")
+    assert (await irc.expect(" 900 ")).endswith(":You are now logged in as alice")
+    await irc.expect(" 903 ")
+    # The nick is owned on every node: taking it elsewhere asks to identify.
+    await irc.send(b"CAP END\r\nQUIT :bye\r\n")
+    await irc.expect_eof()
+    mallory = await chat_client(a.ports["chat"], "alice")
+    await expect_each(mallory, "nick alice belongs to account alice")
+    # A password changed on one node holds on the other; so does a drop.
+    await mallory.send("/identify hunter22")
+    await mallory.expect("you are logged in as alice")
+    await mallory.send("/password hunter22 changed-pw")
+    await mallory.expect("the password of alice is changed")
+    other = await chat_client(b.ports["chat"], "other")
+    await other.send("/identify alice hunter22")
+    await other.expect("wrong account name or password")
+    await other.send("/identify alice changed-pw")
+    await other.expect("you are logged in as alice")
+    await other.send("/drop changed-pw")
+    await other.expect("account alice is dropped")
+    await mallory.send("/identify changed-pw")
+    await mallory.expect("wrong account name or password")
+    # One name, two nodes, registered at the same instant: exactly one account.
+    racers = [await chat_client(s.ports["chat"], f"racer{i}") for i, s in enumerate((a, b))]
+    for racer in racers:  # operators name the account they register
+        await racer.send("/oper root s3cret")
+        await racer.expect("you are now a server operator")
+    await asyncio.gather(*(c.send("/register samename hunter22") for c in racers))
+    answers = [await c.expect("samename") for c in racers]
+    assert sorted("already exists" in line for line in answers) == [False, True], answers
+    for client in (mallory, other, *racers):
+        client.close()
+
+
+async def test_the_account_store_down_is_said_not_taken_for_a_wrong_password(
+        redis_server, cluster):
+    a = await cluster("a")
+    alice = await chat_client(a.ports["chat"], "alice")
+    await redis_server.stop()
+    await a.expect_log("lost Redis")
+    await alice.send("/identify alice hunter22")
+    await alice.expect("error: the chat cluster's account store (Redis) is unreachable")
+    await alice.send("/register hunter22")
+    await alice.expect("error: the chat cluster's account store (Redis) is unreachable")
+    alice.close()
+
+
+async def test_a_node_started_later_learns_operators_invitations_bans_and_room_state(
+        cluster):
+    oper = f"root={hash_password('s3cret', log_n=10)}"
+    a = await cluster("a", "--oper", oper)
+    alice = await irc_client(a.ports["irc"], "alice", "#side")
+    await alice.send(b"OPER root s3cret\r\n")
+    await alice.expect(" 381 alice ")  # RPL_YOUREOPER
+    bob = await irc_client(a.ports["irc"], "bob")
+    await alice.send(b"MODE #side +i\r\nTOPIC #side :the side room\r\n"
+                     b"MODE #side +b mallory!*@*\r\nINVITE bob #side\r\n")
+    await bob.expect(" INVITE bob #side")
+    await alice.send(b"JOIN #kept\r\nTOPIC #kept :kept while empty\r\nPART #kept\r\n")
+    await alice.expect(" PART #kept")
+    await bob.send(b"QUIT\r\n")
+    await bob.expect_eof()
+
+    b = await cluster("b", "--oper", oper)
+    carol = await irc_client(b.ports["irc"], "carol")
+    await carol.send(b"WHOIS alice\r\n")
+    await carol.expect(" 313 carol alice :is an IRC operator")
+    await carol.send(b"JOIN #side\r\n")
+    await carol.expect(" 473 carol #side ")  # ERR_INVITEONLYCHAN: the mode is known here
+    await carol.send(b"MODE #side b\r\n")
+    await carol.expect(" 367 carol #side :mallory!*@*")  # RPL_BANLIST
+    await carol.send(b"JOIN #kept\r\n")
+    await carol.expect(" 332 carol #kept :kept while empty")
+    bob = await irc_client(b.ports["irc"], "bob")
+    await bob.send(b"JOIN #side\r\n")  # invited on node a before b started
+    await bob.expect(" 332 bob #side :the side room")
+    await alice.expect(":bob!bob@127.0.0.1 JOIN #side")
+    # An operator made while both run is known on both at once.
+    dave = await irc_client(a.ports["irc"], "dave")
+    await dave.send(b"OPER root s3cret\r\n")
+    await dave.expect(" 381 dave ")
+    await dave.send(b"PRIVMSG carol :opered\r\n")  # after the news, in stream order
+    await carol.expect("PRIVMSG carol :opered")
+    await carol.send(b"WHOIS dave\r\n")
+    await carol.expect(" 313 carol dave :is an IRC operator")
+    for client in (alice, bob, carol, dave):
+        client.close()
+
+
+async def test_a_remote_quit_keeps_whowas_and_the_seen_mark_for_replays(cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await chat_client(a.ports["chat"], "alice")
+    bob = await irc_client(b.ports["irc"], "bob", "#lobby")
+    await alice.expect("* bob joined")
+    await alice.send("seen before leaving")
+    await bob.expect("PRIVMSG #lobby :seen before leaving")
+    await bob.send(b"QUIT :later\r\n")
+    await bob.expect_eof()
+    await alice.expect("* bob quit")
+    await alice.send("missed while away")
+    await alice.expect("<alice> missed while away")
+    # Node a ran its departure bookkeeping for b's user: WHOWAS, and where
+    # bob stopped reading, so his replay on node a starts after it.
+    watcher = await irc_client(a.ports["irc"], "watcher")
+    await watcher.send(b"WHOWAS bob\r\n")
+    await watcher.expect(" 314 watcher bob bob 127.0.0.1 ")  # RPL_WHOWASUSER
+    back = await irc_client(a.ports["irc"], "bob")
+    await back.send(b"JOIN #lobby\r\n")
+    await back.expect(" 366 bob #lobby ")  # the replay follows the names
+    await back.send(b"PING :replayed\r\n")
+    await back.expect("PONG ")
+    replayed = [line for line in back.seen if "PRIVMSG #lobby" in line]
+    assert len(replayed) == 1 and replayed[0].endswith("missed while away"), replayed
+    for client in (alice, watcher, back):
+        client.close()
+
+
+async def test_rediss_with_a_ca_file_and_a_wrong_ca_exits_1(tmp_path, redis_server, cluster):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "redis.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
+    await redis_server.stop()
+    await redis_server.start("--port", "0", "--tls-port", str(redis_server.port),
+                             "--tls-cert-file", str(files["cert"]),
+                             "--tls-key-file", str(files["cert"]),
+                             "--tls-ca-cert-file", str(files["ca"]), "--tls-auth-clients", "no")
+    url = redis_server.url.replace("redis://", "rediss://")
+    a = await cluster("a", "--bus", url, "--bus-ca-file", str(files["ca"]))
+    b = await cluster("b", "--bus", url, "--bus-ca-file", str(files["ca"]))
+    alice = await chat_client(a.ports["chat"], "alice")
+    bob = await chat_client(b.ports["chat"], "bob")
+    await alice.send("over TLS")
+    await bob.expect("<alice> over TLS")
+    # Another CA's certificate is refused at start: a clear error, exit 1.
+    wrong = tmp_path / "wrong.pem"
+    trustme.CA().cert_pem.write_to_path(str(wrong))
+    code, _, err = await run_sockhub(
+        "serve", "chat", "--port", "0", "--data-dir", str(tmp_path / "x"), "--bus", url,
+        "--bus-ca-file", str(wrong), timeout=30)
+    assert code == 1
+    assert b"TLS certificate is not signed by a trusted CA (--bus-ca-file" in err, err
+    # Plain redis:// to a TLS-only port does not pass for a working bus either.
+    code, _, err = await run_sockhub(
+        "serve", "chat", "--port", "0", "--data-dir", str(tmp_path / "y"), "--bus",
+        redis_server.url, timeout=30)
+    assert code == 1 and b"Redis" in err
+    alice.close()
+    bob.close()
+
+
+async def test_a_web_client_sees_line_and_irc_users_of_other_nodes_once_in_order(cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    c = await cluster("c", "--web-port", "0", listeners=3)
+    async with connect(f"ws://127.0.0.1:{c.ports['web']}/ws", open_timeout=5) as ws:
+
+        async def receive(**fields: object) -> dict[str, object]:
+            while True:
+                obj = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                seen.append(obj)
+                if fields.items() <= obj.items():
+                    return obj
+
+        seen: list[dict[str, object]] = []
+        await ws.send(json.dumps({"type": "hello", "version": 1, "nick": "webby"}))
+        await receive(type="welcome")
+        await ws.send(json.dumps({"type": "join", "room": "#lobby"}))
+        await receive(type="history")
+        lina = await chat_client(a.ports["chat"], "lina")
+        ircy = await irc_client(b.ports["irc"], "ircy", "#lobby")
+        await receive(type="joined", nick="ircy")
+        for i in range(20):
+            await lina.send(f"line {i}")
+            await ircy.send(f"PRIVMSG #lobby :irc {i}\r\n".encode())
+        await ws.send(json.dumps({"type": "say", "room": "#lobby", "text": "from the web"}))
+        got = {"lina": 0, "ircy": 0}
+        while got != {"lina": 20, "ircy": 20}:
+            obj = await receive(type="message")
+            nick = str(obj["nick"])
+            if nick in got:
+                assert obj["text"] == f"{'line' if nick == 'lina' else 'irc'} {got[nick]}", obj
+                got[nick] += 1
+        await lina.expect("<webby> from the web")
+        await ircy.expect(":webby!webby@127.0.0.1 PRIVMSG #lobby :from the web")
+        # Nothing twice: after the last one, nothing of theirs but a marker.
+        await lina.send("marker")
+        after = len(seen)
+        await receive(type="message", text="marker")
+        again = [o for o in seen[after:] if o.get("type") == "message"
+                 and o.get("nick") in got and o.get("text") != "marker"]
+        assert again == [], again
+        lina.close()
+        ircy.close()
+
+
+@pytest.mark.parametrize(("bus", "ca", "said"), [
+    ("redis://127.0.0.1:1/0", "ca.pem", b"--bus-ca-file is for a TLS bus: give --bus rediss://"),
+    ("rediss://127.0.0.1:1/0", "missing.pem", b"missing.pem: no such file"),
+])
+async def test_a_ca_file_without_tls_or_missing_is_refused(tmp_path, bus, ca, said):
+    (tmp_path / "ca.pem").write_text("not used\n")
+    code, _, err = await run_sockhub(
+        "serve", "chat", "--port", "0", "--data-dir", str(tmp_path / "d"), "--bus", bus,
+        "--bus-ca-file", str(tmp_path / ca), timeout=30)
+    assert code == 2, err
+    assert said in err, err
+
+
+async def test_malformed_stream_entries_are_skipped_and_the_node_goes_on(
+        redis_server, cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await chat_client(a.ports["chat"], "alice")
+    bob = await chat_client(b.ports["chat"], "bob")
+    await alice.expect("* bob joined")
+    writer = redis.Redis.from_url(redis_server.url)
+    try:
+        for seq, kind, body in [(1, "s", "[1]"), (2, "e", "not json"), (3, "e", '{"t":"Nope"}'),
+                                (4, "s", '{"for":"x","user":5}'), (5, "o", '{"nick":7}'),
+                                (6, "u", '{"nick":"bad nick!"}')]:
+            writer.xadd("sockhub:events", {"n": "intruder", "s": seq, "k": kind, "e": body})
+    finally:
+        writer.close()
+    await a.expect_log("skipped a malformed entry")
+    await alice.send("still here")
+    await bob.expect("<alice> still here")
+    alice.close()
+    bob.close()

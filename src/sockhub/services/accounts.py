@@ -36,6 +36,7 @@ from sockhub.passwords import hash_password, verify_password
 from sockhub.protocols.scram import ScramCredentials, derive
 from sockhub.services.login import MAX_TRACKED_ADDRESSES, AuthLimiter, address_key
 from sockhub.store.accounts import AccountStore
+from sockhub.store.bus_accounts import RedisAccountStore
 
 log = logging.getLogger("sockhub.accounts")
 _failures = RateLimitedLog(log, level=logging.WARNING)
@@ -67,7 +68,7 @@ def password_problem(password: str, minimum: int = MIN_PASSWORD) -> str | None:
 class Accounts:
     """The chat service's accounts: registration policy, identify checks, limits."""
 
-    def __init__(self, store: AccountStore, *, mode: str, per_hour: int,
+    def __init__(self, store: AccountStore | RedisAccountStore, *, mode: str, per_hour: int,
                  limiter: AuthLimiter, password_min: int = MIN_PASSWORD) -> None:
         self.store = store
         self.mode = mode

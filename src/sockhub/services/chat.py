@@ -61,10 +61,10 @@ from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
-from sockhub.protocols.scram import ScramServer
+from sockhub.protocols.scram import ScramCredentials, ScramServer
 from sockhub.services import ivr
 from sockhub.services.accounts import Accounts
-from sockhub.services.chat_cluster import Cluster, RemoteMember
+from sockhub.services.chat_cluster import Cluster, RemoteMember, cluster_accounts
 from sockhub.services.chat_settings import ChatSettings
 from sockhub.services.login import AuthLimiter
 from sockhub.services.rooms import OwnedRooms, state_after
@@ -145,7 +145,8 @@ class ChatService:
         self.hub.saved.update(self.store.rooms())
         self.store.forget_seen_before(self.started - SEEN_KEPT)
         self.accounts = Accounts(
-            AccountStore(self.store.path), mode=settings.accounts,
+            AccountStore(self.store.path) if settings.bus is None else cluster_accounts(settings),
+            mode=settings.accounts,
             per_hour=settings.accounts_per_hour, limiter=AuthLimiter(**_limits(settings)),
             password_min=settings.account_password_min,
         )
@@ -578,6 +579,8 @@ class ChatService:
         if ok:
             user.is_oper = True
             log.info("%s is now an operator (%s)", user.nick, user.address)
+            if self.cluster is not None:
+                self.cluster.announce_oper(user)
         else:
             _failed_opers.log("{count} more failed /oper attempts",
                               "failed /oper for %r from %s", name, user.address)
@@ -648,7 +651,11 @@ class ChatService:
                                       now=time.monotonic())
 
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
-        return self.accounts.identify(name, password, address=address, now=time.monotonic())
+        try:
+            return self.accounts.identify(name, password, address=address, now=time.monotonic())
+        except HubError as exc:  # the cluster's accounts (Redis) unreachable: said, not hidden
+            self.accounts.release(address)
+            return LoginResult(None, refusal=str(exc))
 
     def account_admit(self, address: str) -> str | None:
         return self.accounts.admit(address, time.monotonic())
@@ -660,10 +667,19 @@ class ChatService:
         self.accounts.release(address)
 
     def scram_server(self) -> ScramServer:
-        return ScramServer(self.accounts.scram, secret=self._scram_secret)
+        return ScramServer(self._scram_lookup, secret=self._scram_secret)
+
+    def _scram_lookup(self, name: str) -> ScramCredentials | None:
+        try:
+            return self.accounts.scram(name)
+        except HubError:  # Redis away (--bus): the exchange fails as for an unknown name
+            return None
 
     def account_owner(self, nick: str) -> str | None:
-        return self.accounts.name_of(nick)
+        try:
+            return self.accounts.name_of(nick)
+        except HubError:  # Redis away (--bus): no nick is enforced until it is back
+            return None
 
     def log_in(self, user: User, account: str) -> None:
         if user.account != account and self.hub.find_user(user.nick) is user:

@@ -6,12 +6,13 @@
 hub with a :class:`RemoteMember`, whose deliveries are nothing: their own
 node delivers to them. docs/scale-out.md has the guarantees.
 
-Accounts (issue 14) are not cluster-wide yet: the seam is here, beside the
-nicks (an account hash in Redis, claimed like a nick).
+Accounts live in one Redis hash (:mod:`sockhub.store.bus_accounts`), read
+by every node: :func:`cluster_accounts` gives the chat service that store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -24,7 +25,9 @@ from sockhub import metrics
 from sockhub.errors import ConfigError, StartError
 from sockhub.hub import HubError, Message, Room, User
 from sockhub.hub.events import BanChanged, HubEvent, Quit
+from sockhub.hub.model import RoomState
 from sockhub.hub.names import fold
+from sockhub.store.bus_accounts import RedisAccountStore
 from sockhub.store.bus_redis import BusUnavailable, Entry, RedisBus, RedisTarget
 from sockhub.store.presence import Presence, PresenceDown
 
@@ -70,6 +73,29 @@ def read_password(path: Path | None) -> str | None:
         raise ConfigError(f"chat: cannot read a password from {path}") from exc
 
 
+def cluster_accounts(settings: ChatSettings) -> RedisAccountStore:
+    """The accounts of the cluster ``settings.bus`` names (docs/scale-out.md, "Accounts")."""
+    assert settings.bus is not None
+    return RedisAccountStore(redis_target(settings), prefix=settings.bus_prefix)
+
+
+def redis_target(settings: ChatSettings) -> RedisTarget:
+    """Where ``settings.bus`` is, with its password (from a file) and TLS CA."""
+    assert settings.bus is not None
+    ca = settings.bus_ca_file
+    if ca is not None and not settings.bus.startswith("rediss://"):
+        raise ConfigError("chat: --bus-ca-file is for a TLS bus: give --bus rediss://...")
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"chat: --bus-ca-file {ca}: no such file")
+    return RedisTarget(settings.bus, read_password(settings.bus_password_file),
+                       str(ca) if ca is not None else None)
+
+
+def _state_of(room: Room) -> dict[str, Any]:
+    """A room's kept settings and topic, and who is invited: for a node that starts."""
+    return dataclasses.asdict(RoomState.of(room)) | {"invited": sorted(room.invited)}
+
+
 class Cluster:
     """This node's membership of a chat cluster."""
 
@@ -77,7 +103,7 @@ class Cluster:
         assert settings.bus is not None
         self.service = service
         self.node = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        target = RedisTarget(settings.bus, read_password(settings.bus_password_file))
+        target = redis_target(settings)
         self.bus = RedisBus(target, node=self.node, prefix=settings.bus_prefix,
                             stream_max=settings.bus_stream_max, handler=self._take)
         self.presence = Presence(target, node=self.node, prefix=settings.bus_prefix,
@@ -130,11 +156,15 @@ class Cluster:
     def announce(self, user: User) -> None:
         self.bus.publish_data("u", _user_info(user))
 
+    def announce_oper(self, user: User) -> None:
+        """``user`` became a server operator here: every node's WHOIS says so."""
+        self.bus.publish_data("o", {"nick": user.nick})
+
     # What the cluster tells this node --------------------------------------------
 
     def _take(self, entries: list[Entry]) -> None:
         """Store the batch's room messages in one transaction, then apply everything in order."""
-        service, hub, me = self.service, self.service.hub, self.node
+        service, me = self.service, self.node
         messages = [e.event for e in entries if e.kind == "m" and isinstance(e.event, Message)]
         if messages:
             start = time.perf_counter()
@@ -145,27 +175,38 @@ class Cluster:
             metrics.chat.history_rows += len(messages)
             metrics.chat.history_stored += len(messages)
             service._fanout.observe(time.perf_counter() - start)
+        # Through the service's local bus, as local events go: its departure
+        # bookkeeping (seen marks for replays) runs before the hub applies them.
+        apply = service.bus.publish
         for entry in entries:
             event = entry.event
             if entry.kind == "m" and event is not None:
-                hub.apply(event)
+                apply(event)
             elif entry.node == me:
                 continue  # applied here when it happened
             elif entry.kind == "u" and entry.user is not None:
                 self._arrived(entry.node, entry.user)
             elif entry.kind == "q":
                 self._send_state(entry.node)
+            elif entry.kind == "o" and entry.user is not None:
+                self._opered(str(entry.user.get("nick", "")))
             elif entry.kind == "s" and entry.user is not None:
                 if entry.user.get("for") != me:
                     continue
                 if entry.user.get("done"):
                     self._answered.add(entry.node)
+                elif "bans" in entry.user:
+                    self._take_rooms(entry.user)
                 else:
-                    self._take_state(entry.node, entry.user)
+                    try:
+                        self._take_state(entry.node, entry.user)
+                    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                        log.warning("chat: a user's state from node %s was not taken: %s",
+                                    entry.node, exc)
             elif event is not None:
                 if isinstance(event, BanChanged):
                     self._store_ban(event)
-                hub.apply(event)
+                apply(event)
 
     def _arrived(self, node: str, info: dict[str, Any]) -> None:
         stale = self.service.hub.find_user(str(info.get("nick", "")))
@@ -173,7 +214,7 @@ class Cluster:
                 and stale.member.node != node):
             # Redis gave the nick to ``node``, so the other holder is gone
             # (a dead node this node has not noticed yet).
-            self.service.hub.apply(Quit(stale.nick, "node lost", time.time()))
+            self.service.bus.publish(Quit(stale.nick, "node lost", time.time()))
         try:
             self.service.hub.register(
                 str(info["nick"]), RemoteMember(node), address=str(info.get("address", "")),
@@ -183,8 +224,13 @@ class Cluster:
             log.warning("chat: user %r of node %s not added here: %s", info.get("nick"), node, exc)
 
     def _send_state(self, asker: str) -> None:
-        """A node started: tell it who is here, in which rooms, and those rooms' settings."""
-        for user in list(self.service.hub.users.values()):
+        """A node started: tell it the rooms, bans and who is here (operators included)."""
+        hub = self.service.hub
+        self.bus.publish_data("s", {
+            "for": asker, "rooms": [_state_of(room) for room in hub.rooms.values()],
+            "saved": [dataclasses.asdict(state) for state in hub.saved.values()],
+            "bans": hub.bans})
+        for user in list(hub.users.values()):
             if isinstance(user.member, RemoteMember):
                 continue
             rooms = [{"name": room.name, "created": room.created, "topic": room.topic,
@@ -195,7 +241,8 @@ class Cluster:
                       "voice": user.key in room.voiced}
                      for room in user.rooms.values()]
             self.bus.publish_data("s", {"for": asker, "user": _user_info(user),
-                                        "away": user.away, "rooms": rooms})
+                                        "away": user.away, "oper": user.is_oper,
+                                        "account": user.account, "rooms": rooms})
         self.bus.publish_data("s", {"for": asker, "done": True})
 
     def _take_state(self, node: str, state: dict[str, Any]) -> None:
@@ -209,6 +256,9 @@ class Cluster:
         if user is None:
             return
         user.away = state.get("away")
+        user.is_oper = bool(state.get("oper"))
+        account = state.get("account")
+        user.account = str(account) if account is not None else None
         for spec in state.get("rooms", []):
             name = str(spec["name"])
             room = hub.find_room(name)
@@ -231,6 +281,44 @@ class Cluster:
             if spec.get("voice"):
                 room.voiced.add(user.key)
 
+    def _take_rooms(self, state: dict[str, Any]) -> None:
+        """A running node's rooms, kept room states and bans, as it answered our start.
+
+        What this node lacks is taken, and kept in its store as if it had
+        been running when they were set: a room's settings and invitations,
+        the states of rooms kept while empty, every ban list.
+        """
+        hub, store = self.service.hub, self.service.store
+        fields = {f.name for f in dataclasses.fields(RoomState)}
+        try:
+            for spec in state.get("saved", []):
+                saved = RoomState(**{k: v for k, v in spec.items() if k in fields})
+                if fold(saved.name) not in hub.saved:
+                    hub.saved[fold(saved.name)] = saved
+                    store.save_room(saved)
+            for spec in state.get("rooms", []):
+                kept = RoomState(**{k: v for k, v in spec.items() if k in fields})
+                room = hub.find_room(kept.name)
+                if room is None:
+                    room = Room(kept.name)
+                    kept.restore(room)
+                    room.protected = room.protected or room.key in hub.protected
+                    hub.rooms[room.key] = room
+                room.invited.update(str(key) for key in spec.get("invited", []))
+            for key, masks in dict(state.get("bans", {})).items():
+                have = hub.bans.setdefault(str(key), [])
+                for mask in masks:
+                    if mask not in have:
+                        have.append(str(mask))
+                        store.add_ban(str(key), str(mask), "", time.time())
+        except (TypeError, ValueError, AttributeError) as exc:
+            log.warning("chat: a node's room state was not taken: %s", exc)
+
+    def _opered(self, nick: str) -> None:
+        user = self.service.hub.find_user(nick)
+        if user is not None and isinstance(user.member, RemoteMember):
+            user.is_oper = True
+
     def _store_ban(self, event: BanChanged) -> None:
         store = self.service.store
         if event.added:
@@ -247,7 +335,7 @@ class Cluster:
         hub, now = self.service.hub, time.time()
         for user in [u for u in hub.users.values()
                      if isinstance(u.member, RemoteMember) and u.member.node == node]:
-            hub.apply(Quit(user.nick, "node lost", now))
+            self.service.bus.publish(Quit(user.nick, "node lost", now))
 
     def _orphaned(self) -> None:
         """Our heartbeat key was gone: Redis restarted empty, or we were cut off past the TTL.

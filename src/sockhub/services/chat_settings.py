@@ -254,6 +254,10 @@ class ChatSettings(ServiceSettings):
     bus_password_file: Path | None = option(
         None, "file holding the Redis password (its first line)", metavar="FILE",
     )
+    bus_ca_file: Path | None = option(
+        None, "CA certificate(s), PEM, that a rediss:// bus's certificate must be signed by",
+        metavar="FILE", default_text="the system's CA store",
+    )
     bus_prefix: str = option(
         "sockhub", "prefix of the cluster's Redis keys (one cluster per prefix)",
         metavar="NAME", cli=False,

@@ -88,8 +88,9 @@ class Entry:
     """One stream entry as a node reads it.
 
     ``kind``: ``m`` a room message (``event`` carries its cluster id),
-    ``e`` any other hub event; ``u``, ``q`` and ``s`` carry data (``user``):
-    a user arriving, a new node asking for state, one user's state.
+    ``e`` any other hub event; ``u``, ``q``, ``s`` and ``o`` carry data
+    (``user``): a user arriving, a new node asking for state, one user's (or
+    the rooms') state, a user becoming a server operator.
     """
 
     node: str
@@ -100,14 +101,25 @@ class Entry:
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where Redis is: a ``redis://`` or ``rediss://`` URL and a password (from a file)."""
+    """Where Redis is: a ``redis://`` or ``rediss://`` URL and a password (from a file).
+
+    ``ca_file``: with ``rediss://``, the CA the server's certificate must be
+    signed by (PEM); None: the system's CA store. The host name is checked
+    either way (redis-py's ``ssl_cert_reqs="required"``).
+    """
 
     url: str
     password: str | None = None
+    ca_file: str | None = None
 
     def client_kwargs(self) -> dict[str, Any]:
-        return {"password": self.password, "socket_connect_timeout": 1.0,
-                "socket_timeout": 5.0, "retry_on_timeout": False}
+        kwargs: dict[str, Any] = {"password": self.password, "socket_connect_timeout": 1.0,
+                                  "socket_timeout": 5.0, "retry_on_timeout": False}
+        if self.url.startswith("rediss://"):
+            kwargs |= {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+            if self.ca_file is not None:
+                kwargs["ssl_ca_certs"] = self.ca_file
+        return kwargs
 
     def sync_client(self, timeout: float = 0.5) -> redis.Redis:
         kwargs = self.client_kwargs() | {"socket_timeout": timeout,
@@ -167,6 +179,10 @@ class RedisBus:
             raise BusUnavailable(f"Redis at {_safe(self.target.url)} refused the password: "
                                  f"{exc}") from exc
         except (*DOWN, redis.exceptions.RedisError) as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise BusUnavailable(
+                    f"Redis at {_safe(self.target.url)}: its TLS certificate is not signed by "
+                    f"a trusted CA (--bus-ca-file names the CA): {exc}") from exc
             raise BusUnavailable(f"cannot reach Redis at {_safe(self.target.url)}: {exc}") from exc
         finally:
             client.close()
@@ -252,7 +268,8 @@ class RedisBus:
         """Send the other nodes something that is not a hub event.
 
         Kinds: ``u`` a user arrived here; ``q`` a node started and asks the
-        others for their state; ``s`` one user's state, for the node that asked.
+        others for their state; ``s`` one user's state (or the rooms' and
+        bans'), for the node that asked; ``o`` a user became a server operator.
         """
         self._queue(kind, json.dumps(data, separators=(",", ":")))
 
@@ -326,8 +343,11 @@ class RedisBus:
                     continue  # sent twice (a reply lost on the way back): once is enough
                 seen[node] = seq
                 kind = fields[b"k"].decode()
-                if kind in ("u", "q", "s"):
-                    entries.append(Entry(node, kind, None, json.loads(fields[b"e"])))
+                if kind in ("u", "q", "s", "o"):
+                    data = json.loads(fields[b"e"])
+                    if not isinstance(data, dict):
+                        raise ValueError("data that is not an object")
+                    entries.append(Entry(node, kind, None, data))
                     continue
                 event = decode(fields[b"e"])
                 if kind == "m" and isinstance(event, Message):
