@@ -83,6 +83,8 @@ class DoorSettings(Protocol):
     def nick_grace(self) -> float | None: ...
     @property
     def accounts_after_connect(self) -> bool: ...
+    @property
+    def multiclient(self) -> str: ...
 
 
 @runtime_checkable
@@ -158,10 +160,19 @@ class ChatApi(Protocol):
     def guest_nick(self) -> str: ...
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
-                 realname: str = "", secure: bool = False) -> User:
-        """Take ``nick`` for a new user whose events go to ``member``. Raises HubError."""
+                 realname: str = "", secure: bool = False,
+                 account: str | None = None) -> User:
+        """Take ``nick`` for a new user whose events go to ``member``. Raises HubError.
 
-    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None: ...
+        With ``account`` (logged in before arriving: SASL, a password on
+        connect) and ``--multiclient on``, a nick held by that account's user
+        is not refused: ``member`` becomes one more connection of that user,
+        and that user is returned (``hub/sessions.py``).
+        """
+
+    def quit(self, user: User, reason: str, *, voluntary: bool = False,
+             via: Member | None = None) -> None:
+        """``via`` left (or everyone, when None); the user quits with the last connection."""
 
     def check_connection_password(self, given: str | None) -> bool: ...
 
@@ -169,8 +180,10 @@ class ChatApi(Protocol):
 
     # Commands (each raises HubError when refused) --------------------------------
 
+    # ``via``: the connection acting, for a user with several (hub/sessions.py).
+
     def say(self, user: User, room: str, text: str, *, action: bool = False,
-            notice: bool = False, meta: Meta = ()) -> Message:
+            notice: bool = False, meta: Meta = (), via: Member | None = None) -> Message:
         """Check a room message (HubError if refused), then store and fan it out.
 
         Group commit: the message is stored with the others of this loop
@@ -182,13 +195,16 @@ class ChatApi(Protocol):
         """Store and fan out the room messages said so far, now, not at the end of the turn."""
 
     def private(self, user: User, target: str, text: str, *, action: bool = False,
-                notice: bool = False, meta: Meta = ()) -> Private: ...
+                notice: bool = False, meta: Meta = (), via: Member | None = None) -> Private: ...
 
-    def signal(self, user: User, target: str, meta: Meta) -> None: ...
+    def signal(self, user: User, target: str, meta: Meta, *,
+               via: Member | None = None) -> None: ...
 
-    def join(self, user: User, room: str, *, password: str | None = None) -> None: ...
+    def join(self, user: User, room: str, *, password: str | None = None,
+             via: Member | None = None) -> None: ...
 
-    def part(self, user: User, room: str, reason: str = "") -> None: ...
+    def part(self, user: User, room: str, reason: str = "", *,
+             via: Member | None = None) -> None: ...
 
     def rename(self, user: User, new: str) -> None: ...
 

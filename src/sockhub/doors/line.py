@@ -27,13 +27,16 @@ from sockhub.hub import HubError, User
 from sockhub.hub.events import (
     AccountChanged,
     HubEvent,
+    Joined,
     Kicked,
     Message,
     NickChanged,
+    Parted,
     Private,
     Signal,
 )
 from sockhub.hub.names import HISTORY_MAX, fold
+from sockhub.hub.sessions import acted_elsewhere, members_of
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
 from sockhub.protocols.chat_line import (
@@ -106,7 +109,7 @@ class LineDoor(LineProtocol):
             if timer is not None:
                 timer.cancel()
         if self.user is not None:
-            self.chat.quit(self.user, "connection lost")
+            self.chat.quit(self.user, "connection lost", via=self)
             self.user = None
 
     def closing_notice(self, reason: str) -> None:
@@ -146,8 +149,21 @@ class LineDoor(LineProtocol):
         out.append(data)  # send(), minus its checks: done above
         if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
             self.wake()
-        if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
+        if isinstance(event, Kicked | Parted | Joined):
+            self._own_move(event)
+
+    def _own_move(self, event: Kicked | Parted | Joined) -> None:
+        """Follow this user's rooms when a kick or another connection moves them."""
+        user = self.user
+        if user is None or fold(event.nick) != user.key:
+            return
+        if type(event) is Kicked:
             self._left_room(event.room)
+        elif isinstance(event, Parted | Joined) and acted_elsewhere(event, self):
+            if type(event) is Parted:
+                self._left_room(event.room)
+            elif self.current is None:
+                self.current = event.room
 
     def _ctcp_request(self, event: Private) -> None:
         """Answer a CTCP VERSION, PING or TIME sent to this user, as their client would.
@@ -236,7 +252,7 @@ class LineDoor(LineProtocol):
 
     def _arrive(self, nick: str, account: str | None = None) -> None:
         user = self.chat.register(nick, self, address=self._host,
-                                  secure=self.info.transport == "tls")
+                                  secure=self.info.transport == "tls", account=account)
         self.user = user
         if account is not None:
             self.chat.log_in(user, account)
@@ -246,6 +262,12 @@ class LineDoor(LineProtocol):
         self.info_line(f"you are {user.nick}" + (f", logged in as {account}" if account else ""))
         self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD")
         self.guard.check(user)
+        if user.rooms:  # joined this account's user, already present (multiclient)
+            count = len(members_of(user.member))
+            self.info_line(f"also connected elsewhere ({count} connections); in "
+                           + " ".join(room.name for room in user.rooms.values()))
+            self._cmd_join(list(user.rooms.values())[-1].name)
+            return
         self._cmd_join(self.chat.default_room)
 
     @property
@@ -358,14 +380,14 @@ class LineDoor(LineProtocol):
             self.send_error("you are in no room; /join #ROOM first")
             return
         assert self.user is not None
-        self.chat.say(self.user, self.current, text)
+        self.chat.say(self.user, self.current, text, via=self)
 
     def _cmd_me(self, text: str) -> None:
         if self.current is None:
             self.send_error("you are in no room; /join #ROOM first")
             return
         assert self.user is not None
-        self.chat.say(self.user, self.current, text, action=True)
+        self.chat.say(self.user, self.current, text, action=True, via=self)
 
     def _cmd_nick(self, nick: str) -> None:
         assert self.user is not None
@@ -379,7 +401,7 @@ class LineDoor(LineProtocol):
             self.current = existing.name
             self.info_line(f"talking in {existing.name}")
             return
-        self.chat.join(user, room, password=password)
+        self.chat.join(user, room, password=password, via=self)
         joined = user.rooms[fold(room)]
         self.current = joined.name
         if joined.topic:
@@ -408,7 +430,7 @@ class LineDoor(LineProtocol):
         if room is None:
             self.send_error("you are in no room")
             return
-        self.chat.part(self.user, room, reason)
+        self.chat.part(self.user, room, reason, via=self)
         self._left_room(room)
 
     def _left_room(self, room: str) -> None:
@@ -451,7 +473,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_msg(self, target: str, text: str) -> None:
         assert self.user is not None
-        self.chat.private(self.user, target, text)
+        self.chat.private(self.user, target, text, via=self)
 
     def _cmd_topic(self, *args: str) -> None:
         assert self.user is not None
@@ -487,7 +509,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_quit(self, reason: str = "") -> None:
         if self.user is not None:
-            self.chat.quit(self.user, reason, voluntary=True)
+            self.chat.quit(self.user, reason, voluntary=True, via=self)
             self.user = None
         self.info_line("bye")
         self.close()

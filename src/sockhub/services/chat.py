@@ -56,6 +56,7 @@ from sockhub.hub.events import (
 )
 from sockhub.hub.model import Departed
 from sockhub.hub.names import fold
+from sockhub.hub.sessions import members_of, origin_of
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
@@ -319,7 +320,12 @@ class ChatService:
     # ChatApi: arriving, commands, history -------------------------------------
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
-                 realname: str = "", secure: bool = False) -> User:
+                 realname: str = "", secure: bool = False,
+                 account: str | None = None) -> User:
+        holder = self.hub.find_user(nick) if account is not None else None
+        if holder is not None and account is not None and self._shares(holder, account):
+            self.hub.attach(holder, member)  # one more connection of the same person
+            return holder
         cluster = self.cluster
         if cluster is not None:  # the nick is checked here, then taken cluster-wide
             problem = self.hub.nick_available(nick)
@@ -331,6 +337,12 @@ class ChatService:
         if cluster is not None:
             cluster.announce(user)
         return user
+
+    def _shares(self, holder: User, account: str) -> bool:
+        """May a connection logged in to ``account`` join ``holder`` (multiclient)?"""
+        return (self.settings.multiclient == "on" and holder.account is not None
+                and fold(holder.account) == fold(account)
+                and not isinstance(holder.member, RemoteMember))
 
     def guest_nick(self) -> str:
         while True:
@@ -348,6 +360,7 @@ class ChatService:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        via: Member | None = None,
     ) -> Message:
         """Check a room message (raises HubError); store, then fan it out, at the commit.
 
@@ -358,11 +371,11 @@ class ChatService:
         if self.cluster is not None:
             self.cluster.check()
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
-                               meta=meta)
+                               meta=meta, origin=origin_of(via))
         pending = self._pending
         pending.append(message)
         self._accepted.append(time.perf_counter())
-        self._count_in(user)
+        self._count_in(via or user.member)
         if len(pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.commit)
@@ -415,9 +428,9 @@ class ChatService:
             return
         self.bus.publish(event)
 
-    def _count_in(self, user: User) -> None:
-        """One more message in through the door ``user`` came by."""
-        kind = type(user.member)
+    def _count_in(self, member: Member) -> None:
+        """One more message in through the door of ``member`` (a connection)."""
+        kind = type(member)
         try:
             counts = self._door_counts[kind]
         except KeyError:
@@ -425,11 +438,14 @@ class ChatService:
         if counts is not None:
             counts.messages_in += 1
 
-    def join(self, user: User, room: str, *, password: str | None = None) -> None:
-        self._publish(self.hub.join(user, room, time.time(), password=password))
+    def join(self, user: User, room: str, *, password: str | None = None,
+             via: Member | None = None) -> None:
+        self._publish(self.hub.join(user, room, time.time(), password=password,
+                                    origin=origin_of(via)))
 
-    def part(self, user: User, room: str, reason: str = "") -> None:
-        self._publish(self.hub.part(user, room, reason, time.time()))
+    def part(self, user: User, room: str, reason: str = "", *,
+             via: Member | None = None) -> None:
+        self._publish(self.hub.part(user, room, reason, time.time(), origin=origin_of(via)))
 
     def private(
         self,
@@ -440,16 +456,17 @@ class ChatService:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        via: Member | None = None,
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
-                                 meta=meta)
+                                 meta=meta, origin=origin_of(via))
         event = dataclasses.replace(event, msgid=self._msgid())
         self._publish(event)
-        self._count_in(user)
+        self._count_in(via or user.member)
         return event
 
-    def signal(self, user: User, target: str, meta: Meta) -> None:
-        event = self.hub.signal(user, target, meta, time.time())
+    def signal(self, user: User, target: str, meta: Meta, *, via: Member | None = None) -> None:
+        event = self.hub.signal(user, target, meta, time.time(), origin=origin_of(via))
         self._publish(dataclasses.replace(event, msgid=self._msgid()))
 
     def rename(self, user: User, new: str) -> None:
@@ -531,16 +548,19 @@ class ChatService:
         """KILL: the victim's door closes its connection, everyone else sees it quit."""
         victim, event = self.hub.kill(user, target, reason, time.time())
         log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
-        member = victim.member
         self._publish(event)
-        if isinstance(member, Disconnectable):
-            member.disconnect(event.reason)
-        elif isinstance(member, Protocol):
-            member.close()
+        for member in members_of(victim.member):  # every connection of the victim
+            if isinstance(member, Disconnectable):
+                member.disconnect(event.reason)
+            elif isinstance(member, Protocol):
+                member.close()
 
-    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None:
+    def quit(self, user: User, reason: str, *, voluntary: bool = False,
+             via: Member | None = None) -> None:
         if self.hub.find_user(user.nick) is not user:
             return
+        if via is not None and self.hub.detach(user, via):
+            return  # the user stays, with their other connections
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.commit()
             self._mark_seen(user, list(user.rooms), time.time())
