@@ -60,6 +60,7 @@ class NickGuard:
             self.chat.rename(user, self.chat.guest_nick())
         except HubError:  # a guest nick taken in between: next time
             return
+        user.barred.add(fold(nick))  # not straight back for another grace period
         self.tell(f"you did not identify for {nick}; you are now {user.nick}")
 
     def cancel(self) -> None:

@@ -332,6 +332,9 @@ class Hub:
     def rename(self, user: User, new: str, now: float) -> NickChanged | None:
         """Describe a nick change; None when only the case is the same."""
         self._check_nick_free(new, current=user)
+        if fold(new) in user.barred:
+            raise HubError("nick_in_use", f"nick {new} belongs to an account: log in to it "
+                           "first", target=new)
         if new == user.nick:
             return None
         return NickChanged(user.nick, new, now)

@@ -673,6 +673,7 @@ class ChatService:
         if user.account != account and self.hub.find_user(user.nick) is user:
             self._publish(AccountChanged(user.nick, account, time.time()))
         user.account = account
+        user.barred.clear()
 
     def log_out(self, user: User) -> None:
         if user.account is not None and self.hub.find_user(user.nick) is user:
