@@ -14,7 +14,7 @@ back as the hub's own objects, to be read, not changed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +44,9 @@ class LoginResult:
     account: str | None
     delay: float = 0.0
     refusal: str | None = None
+    #: Which registration of ``account`` it was (``store/accounts.py``): a login
+    #: applied later is refused if the account was dropped or registered again.
+    generation: str = ""
 
 
 class DoorSettings(Protocol):
@@ -249,6 +252,14 @@ class ChatApi(Protocol):
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
         """Check an account's password, slowed per address when wrong."""
 
+    def account_identify_later(self, name: str, password: str, *, address: str,
+                               then: Callable[[LoginResult], None]) -> None:
+        """``account_identify`` with the password check off the event loop (a bounded
+        pool of threads); ``then`` gets the verdict on the loop, later."""
+
+    def account_generation(self, name: str) -> str:
+        """Which registration of account ``name`` this is ("" if none): ``log_in`` checks it."""
+
     def account_admit(self, address: str) -> str | None:
         """Take an attempt slot for a SCRAM exchange, or say why not."""
 
@@ -264,8 +275,12 @@ class ChatApi(Protocol):
     def account_owner(self, nick: str) -> str | None:
         """The account a nick belongs to (its registered spelling), or None."""
 
-    def log_in(self, user: User, account: str) -> None:
-        """Mark ``user`` logged in to ``account`` (account-notify tells neighbours)."""
+    def log_in(self, user: User, account: str, *, generation: str = "") -> None:
+        """Mark ``user`` logged in to ``account`` (account-notify tells neighbours).
+
+        With ``generation`` (``LoginResult.generation``), a login checked earlier
+        is refused (HubError ``account_changed``) if the account was dropped or
+        registered again since."""
 
     def log_out(self, user: User) -> None: ...
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 from sockhub import metrics
 from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
-from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
+from sockhub.doors.api import OPER_ATTEMPTS, ChatApi, LoginResult
 from sockhub.doors.flood import FloodGuard, Verdict
 from sockhub.doors.owned import NickGuard
 from sockhub.hub import HubError, User
@@ -64,6 +64,7 @@ class LineDoor(LineProtocol):
     metrics_door: ClassVar[str] = "line"
 
     __slots__ = (
+        "_login_pending",
         "_login_timer",
         "_reg_timer",
         "chat",
@@ -88,6 +89,7 @@ class LineDoor(LineProtocol):
         self.oper_failures = 0
         self._reg_timer: Timer | None = None
         self._login_timer: Timer | None = None
+        self._login_pending = False
         self.guard: NickGuard | None = None
 
     # Engine side --------------------------------------------------------------
@@ -105,6 +107,7 @@ class LineDoor(LineProtocol):
             )
 
     def connection_lost(self) -> None:
+        self._login_pending = False  # an identify under way is not heard
         for timer in (self._login_timer, self.guard):
             if timer is not None:
                 timer.cancel()
@@ -250,7 +253,10 @@ class LineDoor(LineProtocol):
             return
         self._arrive(nick)
 
-    def _arrive(self, nick: str, account: str | None = None) -> None:
+    def _arrive(self, nick: str, account: str | None = None, generation: str = "") -> None:
+        if account is not None and not self.chat.account_generation(account) == generation:
+            raise HubError("account_changed", f"account {account} was dropped or registered "
+                           "again meanwhile; log in again")
         user = self.chat.register(nick, self, address=self._host,
                                   secure=self.info.transport == "tls", account=account)
         self.user = user
@@ -302,10 +308,27 @@ class LineDoor(LineProtocol):
 
     def _identify(self, name: str, password: str, *, arriving: bool,
                   then: Callable[[str], None] | None = None) -> None:
-        if self._login_timer is not None:
+        """Check a password off the loop (``account_identify_later``), then act on it."""
+        if self._login_timer is not None or self._login_pending:
             self.send_error("wait for the answer to your last attempt")
             return
-        result = self.chat.account_identify(name, password, address=self.info.peer)
+        self._login_pending = True
+        user = self.user
+
+        def checked(result: LoginResult) -> None:
+            if not self._login_pending or self.user is not user:
+                return  # hung up (or arrived otherwise) meanwhile
+            self._login_pending = False
+            try:
+                self._identified(result, arriving=arriving, then=then)
+            except HubError as exc:
+                self.send_error(str(exc))
+            self.wake()
+
+        self.chat.account_identify_later(name, password, address=self.info.peer, then=checked)
+
+    def _identified(self, result: LoginResult, *, arriving: bool,
+                    then: Callable[[str], None] | None) -> None:
         if result.refusal is not None:
             self.send_error(result.refusal)
             return
@@ -315,10 +338,10 @@ class LineDoor(LineProtocol):
         if then is not None:
             then(result.account)
         elif arriving:
-            self._arrive(result.account, result.account)
+            self._arrive(result.account, result.account, generation=result.generation)
         else:
             assert self.user is not None
-            self.chat.log_in(self.user, result.account)
+            self.chat.log_in(self.user, result.account, generation=result.generation)
             self.info_line(f"you are logged in as {result.account}")
 
     def _wrong_password(self) -> None:

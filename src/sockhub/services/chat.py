@@ -269,6 +269,7 @@ class ChatService:
     def close(self) -> None:
         self.commit()
         self.bus.close()
+        self.accounts.close()
         self.accounts.store.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -654,6 +655,15 @@ class ChatService:
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
         return self.accounts.identify(name, password, address=address, now=time.monotonic())
 
+    def account_identify_later(self, name: str, password: str, *, address: str,
+                               then: Callable[[LoginResult], None]) -> None:
+        self.accounts.identify_later(name, password, address=address, now=time.monotonic,
+                                     then=then)
+
+    def account_generation(self, name: str) -> str:
+        record = self.accounts.store.get(name)
+        return record.generation if record is not None else ""
+
     def account_admit(self, address: str) -> str | None:
         return self.accounts.admit(address, time.monotonic())
 
@@ -669,7 +679,10 @@ class ChatService:
     def account_owner(self, nick: str) -> str | None:
         return self.accounts.name_of(nick)
 
-    def log_in(self, user: User, account: str) -> None:
+    def log_in(self, user: User, account: str, *, generation: str = "") -> None:
+        if generation and not self.accounts.current(account, generation):
+            raise HubError("account_changed", f"account {account} was dropped or registered "
+                           "again since you logged in; log in again")
         if user.account != account and self.hub.find_user(user.nick) is user:
             self._publish(AccountChanged(user.nick, account, time.time()))
         user.account = account
