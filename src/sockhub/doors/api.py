@@ -224,6 +224,9 @@ class ChatApi(Protocol):
 
     def invite(self, user: User, target: str, room: str) -> Invited: ...
 
+    def drop_user(self, user: User, reason: str) -> None:
+        """Quit ``user`` and close each of their connections (NickServ GHOST)."""
+
     def kill(self, user: User, target: str, reason: str) -> None:
         """A server operator disconnects someone (``not_privileged`` for anyone else)."""
 

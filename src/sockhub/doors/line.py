@@ -22,7 +22,7 @@ from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi, LoginResult
 from sockhub.doors.flood import FloodGuard, Verdict
-from sockhub.doors.owned import NickGuard
+from sockhub.doors.owned import NickGuard, regain
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
     AccountChanged,
@@ -117,6 +117,12 @@ class LineDoor(LineProtocol):
 
     def closing_notice(self, reason: str) -> None:
         self.info_line(reason)
+
+    def disconnect(self, reason: str) -> None:
+        """Closed by the server (KILL, NickServ GHOST): say why, then hang up."""
+        self.info_line(f"disconnected: {reason}")
+        self.close()
+        self.wake()
 
     def _registration_expired(self) -> None:
         if self.user is None and not self._closing:
@@ -348,6 +354,13 @@ class LineDoor(LineProtocol):
         self._login_timer = None
         self.send_error("wrong account name or password")
         self.wake()
+
+    def _cmd_regain(self, *args: str) -> None:
+        """REGAIN (NickServ's): the owner takes their nick back at once (doors/owned.py)."""
+        account = self._logged_in()
+        if account is not None:
+            assert self.user is not None
+            self.info_line(regain(self.chat, self.user, args[0] if args else account))
 
     def _cmd_logout(self) -> None:
         assert self.user is not None
@@ -587,6 +600,6 @@ class LineDoor(LineProtocol):
         "topic": _cmd_topic, "history": _cmd_history, "quit": _cmd_quit, "help": _cmd_help,
         "oper": _cmd_oper, "kick": _cmd_kick, "ban": _cmd_ban, "unban": _cmd_unban,
         "bans": _cmd_bans, "register": _cmd_register, "identify": _cmd_identify,
-        "logout": _cmd_logout, "password": _cmd_password, "drop": _cmd_drop,
+        "logout": _cmd_logout, "regain": _cmd_regain, "password": _cmd_password, "drop": _cmd_drop,
         "resetpass": _cmd_resetpass,
     }

@@ -22,6 +22,36 @@ def owns(user: User, account: str) -> bool:
     return user.account is not None and fold(user.account) == fold(account)
 
 
+def regain(chat: ChatApi, user: User, nick: str, *, ghost: bool = False) -> str:
+    """Take owned ``nick`` back at once from whoever holds it (NickServ REGAIN/GHOST).
+
+    The caller must be logged in to the account that owns it. A holder not
+    logged in to it is renamed to a guest nick (and may not take it back
+    unidentified, :attr:`User.barred`); with ``ghost``, or when the holder
+    is the owner's own presence left behind (another connection, multiclient
+    off), it is disconnected instead. REGAIN then gives ``user`` the nick;
+    GHOST only frees it. Returns what to tell ``user``; raises HubError.
+    """
+    owner = chat.account_owner(nick)
+    if owner is None:
+        raise HubError("account_missing", f"{nick} is not a registered nick", target=nick)
+    if not owns(user, owner):
+        raise HubError("account_needed", f"log in to account {owner} first", target=nick)
+    holder = chat.find_user(nick)
+    if holder is user:
+        raise HubError("nick_in_use", f"you hold {holder.nick} already", target=nick)
+    if holder is not None:
+        if ghost or owns(holder, owner):
+            chat.drop_user(holder, f"GHOST command used by {user.nick}")
+        else:
+            chat.rename(holder, chat.guest_nick())
+            holder.barred.add(fold(nick))  # its door is told by the rename
+    if ghost:
+        return f"{nick} is free" if holder is not None else f"no one holds {nick}"
+    chat.rename(user, nick)
+    return f"you are {nick} again"
+
+
 class NickGuard:
     """One connection's watch over the nick it holds.
 

@@ -549,6 +549,14 @@ class ChatService:
         """KILL: the victim's door closes its connection, everyone else sees it quit."""
         victim, event = self.hub.kill(user, target, reason, time.time())
         log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
+        self._drop(victim, event)
+
+    def drop_user(self, user: User, reason: str) -> None:
+        """Disconnect ``user`` (every connection): NickServ GHOST, doors/owned.py."""
+        log.info("%s disconnected (%s)", user.nick, reason)
+        self._drop(user, self.hub.quit(user, reason, time.time()))
+
+    def _drop(self, victim: User, event: Quit) -> None:
         self._publish(event)
         for member in members_of(victim.member):  # every connection of the victim
             if isinstance(member, Disconnectable):

@@ -13,7 +13,8 @@ Three ways in, one account book behind ``ChatApi`` (docs/accounts.md):
   ``REGISTER <account|*> <email|*> <password>``, before or after connecting.
 * **NickServ** (as Ergo and Atheme answer it): ``/msg NickServ REGISTER
   password``, ``IDENTIFY [account] password``, ``LOGOUT``, ``PASSWD old
-  new``, ``DROP password``, ``HELP``; also as the ``NS`` command.
+  new``, ``DROP password``, ``GHOST nick``, ``REGAIN nick``, ``HELP``; also
+  as the ``NS`` command.
 
 A wrong password is told after the delay the chat service gives (per
 address, ``services/accounts.py``), on the door's clock; until then a
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import IrcMessage, serialize
 from sockhub.doors.api import LoginResult
-from sockhub.doors.owned import NickGuard
+from sockhub.doors.owned import NickGuard, regain
 from sockhub.hub import HubError, User
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Timer
@@ -422,6 +423,8 @@ def nickserv(door: IrcDoor, text: str) -> None:
                 door.reply(RPL_LOGGEDOUT, door.source_of(user.nick), "You are now logged out")
 
             _identify(door, account, args[0], drop)
+        elif verb in ("GHOST", "REGAIN") and len(args) == 1:
+            say(regain(door.chat, user, args[0], ghost=verb == "GHOST"))
         elif verb == "RESETPASS" and len(args) == 2:
             door.chat.account_reset(user, args[0], args[1])
             say(f"The password of {args[0]} is set")
@@ -441,6 +444,8 @@ NICKSERV_HELP = (
     "LOGOUT                       log out",
     "PASSWD <old> <new>           change your password",
     "DROP <password>              delete your account",
+    "REGAIN <nick>                take your nick back from whoever holds it",
+    "GHOST <nick>                 disconnect whoever holds your nick",
     "RESETPASS <account> <new>    set an account's password (operators)",
 )
 
