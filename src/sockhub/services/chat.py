@@ -570,6 +570,11 @@ class ChatService:
             return
         if via is not None and self.hub.detach(user, via):
             return  # the user stays, with their other connections
+        if via is None and len(members_of(user.member)) > 1 and not self.shutting_down:
+            # A door that does not say which connection left: they all go, so
+            # none is left holding a user who is gone.
+            self._drop(user, self.hub.quit(user, reason, time.time(), voluntary=voluntary))
+            return
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.commit()
             self._mark_seen(user, list(user.rooms), time.time())
