@@ -161,3 +161,35 @@ async def test_multiclient_off_keeps_one_connection_per_nick(hub):
     await second.expect("already in use")
     for client in (alice, second):
         client.close()
+
+
+async def test_a_later_irc_connection_is_shown_the_rooms_and_follows_the_nick(hub):
+    line_port, irc_port = await hub()
+    await registered(line_port)
+    watcher = await irc_client(irc_port, "watcher", "#lobby")
+    first = await sasl_client(irc_port)
+    await first.send(b"JOIN #lobby,#side\r\n")
+    await first.expect(" 366 alice #side ")
+    second = await sasl_client(irc_port, caps="sasl echo-message")
+    # As if it had joined them itself: JOIN, topic, names, for each room.
+    assert (await second.expect(" JOIN ")).endswith(" JOIN #lobby")
+    assert "alice" in (await second.expect(" 353 alice ")).split(":")[-1].split()
+    await second.expect(" 366 alice #lobby ")
+    assert (await second.expect(" JOIN ")).endswith(" JOIN #side")
+    await second.expect(" 366 alice #side ")
+    # What the first says, the second sees once; its own, with echo-message, once too.
+    await first.send(b"PRIVMSG #lobby :one\r\n")
+    assert (await second.expect("PRIVMSG")).endswith("PRIVMSG #lobby :one")
+    await second.send(b"PRIVMSG #lobby :two\r\n")
+    assert (await second.expect("PRIVMSG")).endswith("PRIVMSG #lobby :two")
+    assert (await first.expect("PRIVMSG")).endswith("PRIVMSG #lobby :two")
+    # A nick change is the person's: both connections follow, others see it once.
+    await second.send(b"NICK alice_phone\r\n")
+    for client in (first, second, watcher):
+        assert (await client.expect(" NICK ")).endswith(" NICK alice_phone")
+    mark = len(watcher.seen)
+    await watcher.send(b"PING :sync\r\n")
+    await watcher.expect(":sync")
+    assert not [line for line in watcher.seen[mark:] if " NICK " in line]
+    for client in (first, second, watcher):
+        client.close()
