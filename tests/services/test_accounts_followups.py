@@ -67,6 +67,8 @@ async def test_identify_checks_the_password_off_the_event_loop(hub, held_check):
     await bob.send("hello while alice waits")
     await bob.expect("<bob> hello while alice waits")
     assert started.is_set() and calls[0].startswith("sockhub-scrypt")
+    await alice.send("/identify alice hunter22")  # one attempt at a time
+    await alice.expect("wait for the answer to your last attempt")
     release.set()
     await alice.expect("you are alice, logged in as alice")
     for client in (alice, bob):
@@ -109,6 +111,8 @@ async def test_regain_renames_a_squatter_and_ghost_disconnects(hub):
     await owner.expect("you are logged in as alice")
     await owner.send("/regain")
     await owner.expect("you are alice again")
+    await owner.send("/regain")
+    await owner.expect("you hold alice already")
     renamed = await squatter.expect(" NICK ")
     assert renamed.startswith(":alice!") and " NICK guest-" in renamed
     await squatter.send(b"NICK alice\r\n")
@@ -131,4 +135,25 @@ async def test_regain_renames_a_squatter_and_ghost_disconnects(hub):
     await ghost_owner.send(b"NICK alice\r\n")
     await ghost_owner.expect(" NICK alice")
     for client in (squatter, ghost_owner):
+        client.close()
+
+
+async def test_the_grace_period_waits_for_a_password_being_checked(hub, held_check):
+    started, release, _ = held_check
+    line_port, _ = await hub(nick_grace=0.2)
+    await registered(line_port, "alice")
+    await registered(line_port, "bob")
+    alice = await chat_client(line_port, "alice")
+    assert [line for line in alice.seen if "belongs to account alice" in line]
+    await alice.send("/identify hunter22")  # held on its thread past the grace period
+    # bob's grace starts later and ends later: once he is renamed, alice's has run out.
+    squatter = await chat_client(line_port, "bob")
+    await squatter.expect("you did not identify for bob", timeout=3)
+    assert started.is_set()
+    release.set()
+    await alice.expect("you are logged in as alice")
+    assert not [line for line in alice.seen if "did not identify" in line]
+    await alice.send("/who")
+    assert "alice" in (await alice.expect("-- in #lobby (")).split(": ", 1)[1].split()
+    for client in (alice, squatter):
         client.close()

@@ -272,7 +272,8 @@ class LineDoor(LineProtocol):
             self._reg_timer.cancel()
             self._reg_timer = None
         self.info_line(f"you are {user.nick}" + (f", logged in as {account}" if account else ""))
-        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD")
+        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD",
+                               busy=lambda: self._login_pending)
         self.guard.check(user)
         if user.rooms:  # joined this account's user, already present (multiclient)
             count = len(members_of(user.member))

@@ -17,6 +17,9 @@ from sockhub.hub import HubError, User
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Clock, Timer
 
+#: How soon an expired grace period looks again while a password is being checked.
+RECHECK = 0.05
+
 
 def owns(user: User, account: str) -> bool:
     return user.account is not None and fold(user.account) == fold(account)
@@ -58,13 +61,17 @@ class NickGuard:
     Args:
         tell: shows the user one notice line (and wakes the door).
         how: what the door's users type to identify, for the notice.
+        busy: true while a password of this connection is being checked (off the
+            loop, ``ChatApi.account_identify_later``): the rename waits for the
+            answer rather than beat a right password by a few milliseconds.
     """
 
-    __slots__ = ("chat", "clock", "how", "tell", "timer")
+    __slots__ = ("busy", "chat", "clock", "how", "tell", "timer")
 
     def __init__(self, chat: ChatApi, clock: Clock, tell: Callable[[str], None],
-                 how: str) -> None:
+                 how: str, busy: Callable[[], bool] = lambda: False) -> None:
         self.chat, self.clock, self.tell, self.how = chat, clock, tell, how
+        self.busy = busy
         self.timer: Timer | None = None
 
     def check(self, user: User) -> None:
@@ -83,6 +90,9 @@ class NickGuard:
         self.timer = None
         if self.chat.find_user(user.nick) is not user or fold(user.nick) != fold(nick):
             return  # gone, or renamed meanwhile (check() ran again then)
+        if self.busy():  # a check under way takes a fraction of a second: its answer first
+            self.timer = self.clock.call_later(RECHECK, lambda: self._expired(user, nick))
+            return
         owner = self.chat.account_owner(nick)
         if owner is None or owns(user, owner):
             return

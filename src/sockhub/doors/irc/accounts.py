@@ -129,7 +129,7 @@ def after_registration(door: IrcDoor, user: User) -> None:
         _end(door)
         door.reply(ERR_SASLABORTED, "SASL authentication aborted")
     state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
-                            "/msg NickServ IDENTIFY password")
+                            "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
     state.guard.check(user)
 
 
