@@ -215,11 +215,13 @@ async def test_owned_nick_taken_on_irc_is_renamed_after_the_grace_period(hub):
     assert "belongs to account alice: /msg NickServ IDENTIFY password within 0.3" in note
     line = await mallory.expect(" NICK ")
     assert line.startswith(":alice!alice@127.0.0.1 NICK guest-")
-    # Renaming onto it later is watched the same way; identifying in time keeps it.
+    # Not straight back unidentified (no squatting loop); logged in, it is theirs.
     await mallory.send(b"NICK alice\r\n")
-    await mallory.expect("belongs to account alice")
-    await mallory.send(b"PRIVMSG NickServ :IDENTIFY hunter22\r\n")
-    await mallory.expect(" 900 alice ")
+    await mallory.expect(" 433 guest-")
+    await mallory.send(b"PRIVMSG NickServ :IDENTIFY alice hunter22\r\n")
+    await mallory.expect(" 900 guest-")
+    await mallory.send(b"NICK alice\r\n")
+    await mallory.expect(" NICK alice")
     await mallory.send(b"WHOIS alice\r\n")
     await mallory.expect(" 330 alice alice alice ")
     mallory.close()

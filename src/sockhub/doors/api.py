@@ -14,7 +14,7 @@ back as the hub's own objects, to be read, not changed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +44,9 @@ class LoginResult:
     account: str | None
     delay: float = 0.0
     refusal: str | None = None
+    #: Which registration of ``account`` it was (``store/accounts.py``): a login
+    #: applied later is refused if the account was dropped or registered again.
+    generation: str = ""
 
 
 class DoorSettings(Protocol):
@@ -83,6 +86,8 @@ class DoorSettings(Protocol):
     def nick_grace(self) -> float | None: ...
     @property
     def accounts_after_connect(self) -> bool: ...
+    @property
+    def multiclient(self) -> str: ...
 
 
 @runtime_checkable
@@ -158,10 +163,19 @@ class ChatApi(Protocol):
     def guest_nick(self) -> str: ...
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
-                 realname: str = "", secure: bool = False) -> User:
-        """Take ``nick`` for a new user whose events go to ``member``. Raises HubError."""
+                 realname: str = "", secure: bool = False,
+                 account: str | None = None) -> User:
+        """Take ``nick`` for a new user whose events go to ``member``. Raises HubError.
 
-    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None: ...
+        With ``account`` (logged in before arriving: SASL, a password on
+        connect) and ``--multiclient on``, a nick held by that account's user
+        is not refused: ``member`` becomes one more connection of that user,
+        and that user is returned (``hub/sessions.py``).
+        """
+
+    def quit(self, user: User, reason: str, *, voluntary: bool = False,
+             via: Member | None = None) -> None:
+        """``via`` left (or everyone, when None); the user quits with the last connection."""
 
     def check_connection_password(self, given: str | None) -> bool: ...
 
@@ -169,8 +183,10 @@ class ChatApi(Protocol):
 
     # Commands (each raises HubError when refused) --------------------------------
 
+    # ``via``: the connection acting, for a user with several (hub/sessions.py).
+
     def say(self, user: User, room: str, text: str, *, action: bool = False,
-            notice: bool = False, meta: Meta = ()) -> Message:
+            notice: bool = False, meta: Meta = (), via: Member | None = None) -> Message:
         """Check a room message (HubError if refused), then store and fan it out.
 
         Group commit: the message is stored with the others of this loop
@@ -182,13 +198,16 @@ class ChatApi(Protocol):
         """Store and fan out the room messages said so far, now, not at the end of the turn."""
 
     def private(self, user: User, target: str, text: str, *, action: bool = False,
-                notice: bool = False, meta: Meta = ()) -> Private: ...
+                notice: bool = False, meta: Meta = (), via: Member | None = None) -> Private: ...
 
-    def signal(self, user: User, target: str, meta: Meta) -> None: ...
+    def signal(self, user: User, target: str, meta: Meta, *,
+               via: Member | None = None) -> None: ...
 
-    def join(self, user: User, room: str, *, password: str | None = None) -> None: ...
+    def join(self, user: User, room: str, *, password: str | None = None,
+             via: Member | None = None) -> None: ...
 
-    def part(self, user: User, room: str, reason: str = "") -> None: ...
+    def part(self, user: User, room: str, reason: str = "", *,
+             via: Member | None = None) -> None: ...
 
     def rename(self, user: User, new: str) -> None: ...
 
@@ -204,6 +223,9 @@ class ChatApi(Protocol):
     def set_away(self, user: User, message: str | None) -> None: ...
 
     def invite(self, user: User, target: str, room: str) -> Invited: ...
+
+    def drop_user(self, user: User, reason: str) -> None:
+        """Quit ``user`` and close each of their connections (NickServ GHOST)."""
 
     def kill(self, user: User, target: str, reason: str) -> None:
         """A server operator disconnects someone (``not_privileged`` for anyone else)."""
@@ -233,6 +255,14 @@ class ChatApi(Protocol):
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
         """Check an account's password, slowed per address when wrong."""
 
+    def account_identify_later(self, name: str, password: str, *, address: str,
+                               then: Callable[[LoginResult], None]) -> None:
+        """``account_identify`` with the password check off the event loop (a bounded
+        pool of threads); ``then`` gets the verdict on the loop, later."""
+
+    def account_generation(self, name: str) -> str:
+        """Which registration of account ``name`` this is ("" if none): ``log_in`` checks it."""
+
     def account_admit(self, address: str) -> str | None:
         """Take an attempt slot for a SCRAM exchange, or say why not."""
 
@@ -248,8 +278,12 @@ class ChatApi(Protocol):
     def account_owner(self, nick: str) -> str | None:
         """The account a nick belongs to (its registered spelling), or None."""
 
-    def log_in(self, user: User, account: str) -> None:
-        """Mark ``user`` logged in to ``account`` (account-notify tells neighbours)."""
+    def log_in(self, user: User, account: str, *, generation: str = "") -> None:
+        """Mark ``user`` logged in to ``account`` (account-notify tells neighbours).
+
+        With ``generation`` (``LoginResult.generation``), a login checked earlier
+        is refused (HubError ``account_changed``) if the account was dropped or
+        registered again since."""
 
     def log_out(self, user: User) -> None: ...
 

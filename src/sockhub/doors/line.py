@@ -20,20 +20,23 @@ from typing import ClassVar
 from sockhub import metrics
 from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
-from sockhub.doors.api import OPER_ATTEMPTS, ChatApi
+from sockhub.doors.api import OPER_ATTEMPTS, ChatApi, LoginResult
 from sockhub.doors.flood import FloodGuard, Verdict
-from sockhub.doors.owned import NickGuard
+from sockhub.doors.owned import NickGuard, regain
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
     AccountChanged,
     HubEvent,
+    Joined,
     Kicked,
     Message,
     NickChanged,
+    Parted,
     Private,
     Signal,
 )
 from sockhub.hub.names import HISTORY_MAX, fold
+from sockhub.hub.sessions import acted_elsewhere, members_of
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
 from sockhub.protocols.chat_line import (
@@ -61,6 +64,7 @@ class LineDoor(LineProtocol):
     metrics_door: ClassVar[str] = "line"
 
     __slots__ = (
+        "_login_pending",
         "_login_timer",
         "_reg_timer",
         "chat",
@@ -85,6 +89,7 @@ class LineDoor(LineProtocol):
         self.oper_failures = 0
         self._reg_timer: Timer | None = None
         self._login_timer: Timer | None = None
+        self._login_pending = False
         self.guard: NickGuard | None = None
 
     # Engine side --------------------------------------------------------------
@@ -102,15 +107,22 @@ class LineDoor(LineProtocol):
             )
 
     def connection_lost(self) -> None:
+        self._login_pending = False  # an identify under way is not heard
         for timer in (self._login_timer, self.guard):
             if timer is not None:
                 timer.cancel()
         if self.user is not None:
-            self.chat.quit(self.user, "connection lost")
+            self.chat.quit(self.user, "connection lost", via=self)
             self.user = None
 
     def closing_notice(self, reason: str) -> None:
         self.info_line(reason)
+
+    def disconnect(self, reason: str) -> None:
+        """Closed by the server (KILL, NickServ GHOST): say why, then hang up."""
+        self.info_line(f"disconnected: {reason}")
+        self.close()
+        self.wake()
 
     def _registration_expired(self) -> None:
         if self.user is None and not self._closing:
@@ -146,8 +158,21 @@ class LineDoor(LineProtocol):
         out.append(data)  # send(), minus its checks: done above
         if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
             self.wake()
-        if type(event) is Kicked and self.user is not None and fold(event.nick) == self.user.key:
+        if isinstance(event, Kicked | Parted | Joined):
+            self._own_move(event)
+
+    def _own_move(self, event: Kicked | Parted | Joined) -> None:
+        """Follow this user's rooms when a kick or another connection moves them."""
+        user = self.user
+        if user is None or fold(event.nick) != user.key:
+            return
+        if type(event) is Kicked:
             self._left_room(event.room)
+        elif isinstance(event, Parted | Joined) and acted_elsewhere(event, self):
+            if type(event) is Parted:
+                self._left_room(event.room)
+            elif self.current is None:
+                self.current = event.room
 
     def _ctcp_request(self, event: Private) -> None:
         """Answer a CTCP VERSION, PING or TIME sent to this user, as their client would.
@@ -234,9 +259,12 @@ class LineDoor(LineProtocol):
             return
         self._arrive(nick)
 
-    def _arrive(self, nick: str, account: str | None = None) -> None:
+    def _arrive(self, nick: str, account: str | None = None, generation: str = "") -> None:
+        if account is not None and not self.chat.account_generation(account) == generation:
+            raise HubError("account_changed", f"account {account} was dropped or registered "
+                           "again meanwhile; log in again")
         user = self.chat.register(nick, self, address=self._host,
-                                  secure=self.info.transport == "tls")
+                                  secure=self.info.transport == "tls", account=account)
         self.user = user
         if account is not None:
             self.chat.log_in(user, account)
@@ -244,8 +272,15 @@ class LineDoor(LineProtocol):
             self._reg_timer.cancel()
             self._reg_timer = None
         self.info_line(f"you are {user.nick}" + (f", logged in as {account}" if account else ""))
-        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD")
+        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD",
+                               busy=lambda: self._login_pending)
         self.guard.check(user)
+        if user.rooms:  # joined this account's user, already present (multiclient)
+            count = len(members_of(user.member))
+            self.info_line(f"also connected elsewhere ({count} connections); in "
+                           + " ".join(room.name for room in user.rooms.values()))
+            self._cmd_join(list(user.rooms.values())[-1].name)
+            return
         self._cmd_join(self.chat.default_room)
 
     @property
@@ -280,10 +315,27 @@ class LineDoor(LineProtocol):
 
     def _identify(self, name: str, password: str, *, arriving: bool,
                   then: Callable[[str], None] | None = None) -> None:
-        if self._login_timer is not None:
+        """Check a password off the loop (``account_identify_later``), then act on it."""
+        if self._login_timer is not None or self._login_pending:
             self.send_error("wait for the answer to your last attempt")
             return
-        result = self.chat.account_identify(name, password, address=self.info.peer)
+        self._login_pending = True
+        user = self.user
+
+        def checked(result: LoginResult) -> None:
+            if not self._login_pending or self.user is not user:
+                return  # hung up (or arrived otherwise) meanwhile
+            self._login_pending = False
+            try:
+                self._identified(result, arriving=arriving, then=then)
+            except HubError as exc:
+                self.send_error(str(exc))
+            self.wake()
+
+        self.chat.account_identify_later(name, password, address=self.info.peer, then=checked)
+
+    def _identified(self, result: LoginResult, *, arriving: bool,
+                    then: Callable[[str], None] | None) -> None:
         if result.refusal is not None:
             self.send_error(result.refusal)
             return
@@ -293,16 +345,23 @@ class LineDoor(LineProtocol):
         if then is not None:
             then(result.account)
         elif arriving:
-            self._arrive(result.account, result.account)
+            self._arrive(result.account, result.account, generation=result.generation)
         else:
             assert self.user is not None
-            self.chat.log_in(self.user, result.account)
+            self.chat.log_in(self.user, result.account, generation=result.generation)
             self.info_line(f"you are logged in as {result.account}")
 
     def _wrong_password(self) -> None:
         self._login_timer = None
         self.send_error("wrong account name or password")
         self.wake()
+
+    def _cmd_regain(self, *args: str) -> None:
+        """REGAIN (NickServ's): the owner takes their nick back at once (doors/owned.py)."""
+        account = self._logged_in()
+        if account is not None:
+            assert self.user is not None
+            self.info_line(regain(self.chat, self.user, args[0] if args else account))
 
     def _cmd_logout(self) -> None:
         assert self.user is not None
@@ -358,14 +417,14 @@ class LineDoor(LineProtocol):
             self.send_error("you are in no room; /join #ROOM first")
             return
         assert self.user is not None
-        self.chat.say(self.user, self.current, text)
+        self.chat.say(self.user, self.current, text, via=self)
 
     def _cmd_me(self, text: str) -> None:
         if self.current is None:
             self.send_error("you are in no room; /join #ROOM first")
             return
         assert self.user is not None
-        self.chat.say(self.user, self.current, text, action=True)
+        self.chat.say(self.user, self.current, text, action=True, via=self)
 
     def _cmd_nick(self, nick: str) -> None:
         assert self.user is not None
@@ -379,7 +438,7 @@ class LineDoor(LineProtocol):
             self.current = existing.name
             self.info_line(f"talking in {existing.name}")
             return
-        self.chat.join(user, room, password=password)
+        self.chat.join(user, room, password=password, via=self)
         joined = user.rooms[fold(room)]
         self.current = joined.name
         if joined.topic:
@@ -408,7 +467,7 @@ class LineDoor(LineProtocol):
         if room is None:
             self.send_error("you are in no room")
             return
-        self.chat.part(self.user, room, reason)
+        self.chat.part(self.user, room, reason, via=self)
         self._left_room(room)
 
     def _left_room(self, room: str) -> None:
@@ -451,7 +510,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_msg(self, target: str, text: str) -> None:
         assert self.user is not None
-        self.chat.private(self.user, target, text)
+        self.chat.private(self.user, target, text, via=self)
 
     def _cmd_topic(self, *args: str) -> None:
         assert self.user is not None
@@ -487,7 +546,7 @@ class LineDoor(LineProtocol):
 
     def _cmd_quit(self, reason: str = "") -> None:
         if self.user is not None:
-            self.chat.quit(self.user, reason, voluntary=True)
+            self.chat.quit(self.user, reason, voluntary=True, via=self)
             self.user = None
         self.info_line("bye")
         self.close()
@@ -581,7 +640,7 @@ class LineDoor(LineProtocol):
         "topic": _cmd_topic, "history": _cmd_history, "quit": _cmd_quit, "help": _cmd_help,
         "oper": _cmd_oper, "kick": _cmd_kick, "ban": _cmd_ban, "unban": _cmd_unban,
         "bans": _cmd_bans, "register": _cmd_register, "identify": _cmd_identify,
-        "logout": _cmd_logout, "password": _cmd_password, "drop": _cmd_drop,
+        "logout": _cmd_logout, "regain": _cmd_regain, "password": _cmd_password, "drop": _cmd_drop,
         "resetpass": _cmd_resetpass, "room": _cmd_room,
     }
 

@@ -17,9 +17,42 @@ from sockhub.hub import HubError, User
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Clock, Timer
 
+#: How soon an expired grace period looks again while a password is being checked.
+RECHECK = 0.05
+
 
 def owns(user: User, account: str) -> bool:
     return user.account is not None and fold(user.account) == fold(account)
+
+
+def regain(chat: ChatApi, user: User, nick: str, *, ghost: bool = False) -> str:
+    """Take owned ``nick`` back at once from whoever holds it (NickServ REGAIN/GHOST).
+
+    The caller must be logged in to the account that owns it. A holder not
+    logged in to it is renamed to a guest nick (and may not take it back
+    unidentified, :attr:`User.barred`); with ``ghost``, or when the holder
+    is the owner's own presence left behind (another connection, multiclient
+    off), it is disconnected instead. REGAIN then gives ``user`` the nick;
+    GHOST only frees it. Returns what to tell ``user``; raises HubError.
+    """
+    owner = chat.account_owner(nick)
+    if owner is None:
+        raise HubError("account_missing", f"{nick} is not a registered nick", target=nick)
+    if not owns(user, owner):
+        raise HubError("account_needed", f"log in to account {owner} first", target=nick)
+    holder = chat.find_user(nick)
+    if holder is user:
+        raise HubError("nick_in_use", f"you hold {holder.nick} already", target=nick)
+    if holder is not None:
+        if ghost or owns(holder, owner):
+            chat.drop_user(holder, f"GHOST command used by {user.nick}")
+        else:
+            chat.rename(holder, chat.guest_nick())
+            holder.barred.add(fold(nick))  # its door is told by the rename
+    if ghost:
+        return f"{nick} is free" if holder is not None else f"no one holds {nick}"
+    chat.rename(user, nick)
+    return f"you are {nick} again"
 
 
 class NickGuard:
@@ -28,13 +61,17 @@ class NickGuard:
     Args:
         tell: shows the user one notice line (and wakes the door).
         how: what the door's users type to identify, for the notice.
+        busy: true while a password of this connection is being checked (off the
+            loop, ``ChatApi.account_identify_later``): the rename waits for the
+            answer rather than beat a right password by a few milliseconds.
     """
 
-    __slots__ = ("chat", "clock", "how", "tell", "timer")
+    __slots__ = ("busy", "chat", "clock", "how", "tell", "timer")
 
     def __init__(self, chat: ChatApi, clock: Clock, tell: Callable[[str], None],
-                 how: str) -> None:
+                 how: str, busy: Callable[[], bool] = lambda: False) -> None:
         self.chat, self.clock, self.tell, self.how = chat, clock, tell, how
+        self.busy = busy
         self.timer: Timer | None = None
 
     def check(self, user: User) -> None:
@@ -53,6 +90,9 @@ class NickGuard:
         self.timer = None
         if self.chat.find_user(user.nick) is not user or fold(user.nick) != fold(nick):
             return  # gone, or renamed meanwhile (check() ran again then)
+        if self.busy():  # a check under way takes a fraction of a second: its answer first
+            self.timer = self.clock.call_later(RECHECK, lambda: self._expired(user, nick))
+            return
         owner = self.chat.account_owner(nick)
         if owner is None or owns(user, owner):
             return
@@ -60,6 +100,7 @@ class NickGuard:
             self.chat.rename(user, self.chat.guest_nick())
         except HubError:  # a guest nick taken in between: next time
             return
+        user.barred.add(fold(nick))  # not straight back for another grace period
         self.tell(f"you did not identify for {nick}; you are now {user.nick}")
 
     def cancel(self) -> None:

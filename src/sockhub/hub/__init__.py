@@ -7,7 +7,8 @@ hub events back into their protocol.
 :class:`Hub` (:mod:`.hub`) is the facade: its commands check a change and
 describe it as an event (:mod:`.events`); :mod:`.state` applies events and
 delivers them; :mod:`.model` holds users and rooms, :mod:`.modes` room
-settings and bans, :mod:`.names` the rules for names and text.
+settings and bans, :mod:`.names` the rules for names and text, and
+:mod:`.sessions` one user's several connections (multiclient).
 """
 
 from __future__ import annotations

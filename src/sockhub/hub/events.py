@@ -6,6 +6,10 @@ fan-out to 500 members renders once, not 500 times. ``ts`` is wall-clock
 time in seconds (UTC epoch), taken by the caller when the server accepted
 the action.
 
+``origin`` on what a user does (messages, signals, joins, parts) names
+the session that did it, when a door said (``hub/sessions.py``): with
+several connections of one account, the others are shown it as their own.
+
 ``meta`` on messages is opaque metadata a door may attach and relay
 (IRCv3 client-only tags such as ``+typing``); the hub never reads it and
 doors that have no use for it ignore it.
@@ -46,6 +50,7 @@ class Message:
     meta: Meta = ()
     username: str = ""
     address: str = ""
+    origin: int = 0  # the acting session (hub/sessions.py: acted_elsewhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class Private:
     notice: bool = False
     meta: Meta = ()
     msgid: str = ""
+    origin: int = 0  # as Message's
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class Signal:
     meta: Meta
     ts: float
     msgid: str = ""  # as Private's
+    origin: int = 0  # as Message's
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,7 @@ class Joined:
     room: str
     nick: str
     ts: float
+    origin: int = 0  # as Message's
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class Parted:
     nick: str
     reason: str
     ts: float
+    origin: int = 0  # as Message's
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from sockhub.hub.names import (
     nick_problem,
     room_problem,
 )
+from sockhub.hub.sessions import Sessions
 from sockhub.hub.state import HubState
 
 #: Longest message text accepted from any door, in characters; IRC's 512-byte
@@ -185,6 +186,35 @@ class Hub:
         self.state.users[user.key] = user
         return user
 
+    # Several connections of one user (hub/sessions.py) ------------------------
+
+    def attach(self, user: User, member: Member) -> None:
+        """Add a connection to ``user``: it gets every event ``user`` gets, from now on.
+
+        Who may attach (the same account, multiclient on) is the chat
+        service's policy; the hub only keeps the sessions.
+        """
+        current = user.member
+        if isinstance(current, Sessions):
+            if member not in current.members:
+                current.members.append(member)
+        elif current is not member:
+            user.member = Sessions([current, member])
+
+    def detach(self, user: User, member: Member) -> bool:
+        """Take a connection off ``user``; True if others remain (the user stays).
+
+        False when ``member`` was the last (or not one of them): the caller
+        quits the user as usual.
+        """
+        current = user.member
+        if not isinstance(current, Sessions) or member not in current.members:
+            return False
+        current.members.remove(member)
+        if len(current.members) == 1:  # one connection again: the plain member
+            user.member = current.members[0]
+        return True
+
     def nick_available(self, nick: str) -> HubError | None:
         """Why ``nick`` cannot be taken now, or None."""
         try:
@@ -204,7 +234,8 @@ class Hub:
     # Commands: check and describe ------------------------------------------
 
     def join(
-        self, user: User, room_name: str, now: float, *, password: str | None = None
+        self, user: User, room_name: str, now: float, *, password: str | None = None,
+        origin: int = 0,
     ) -> Joined:
         problem = room_problem(room_name)
         if problem:
@@ -219,7 +250,7 @@ class Hub:
         # An invitation from an operator lets its holder in once, past every
         # check below (as ircu and ergo do).
         if room is not None and user.key in room.invited:
-            return Joined(room.name, user.nick, now)
+            return Joined(room.name, user.nick, now, origin)
         if self.is_banned(room_name, user):
             raise HubError("banned", f"you are banned from {room_name}")
         # An empty room that kept its state keeps its settings too.
@@ -232,11 +263,12 @@ class Hub:
             members = len(room.members) if room is not None else 0
             if settings.limit is not None and members >= settings.limit:
                 raise HubError("full", f"{settings.name} is full ({settings.limit} members)")
-        return Joined(settings.name if settings else room_name, user.nick, now)
+        return Joined(settings.name if settings else room_name, user.nick, now, origin)
 
-    def part(self, user: User, room_name: str, reason: str, now: float) -> Parted:
+    def part(self, user: User, room_name: str, reason: str, now: float, *,
+             origin: int = 0) -> Parted:
         room = self._member_room(user, room_name)
-        return Parted(room.name, user.nick, clean_text(reason), now)
+        return Parted(room.name, user.nick, clean_text(reason), now, origin)
 
     def say(
         self,
@@ -248,13 +280,15 @@ class Hub:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        origin: int = 0,
     ) -> Message:
         room = self._speaking_room(user, room_name)
         text = self._checked_text(text)
         if room.no_ctcp and not action and text.startswith(CTCP_DELIMITER):
             raise HubError("cannot_send", f"{room.name} takes no CTCP requests but ACTION")
         return Message(room.name, user.nick, text, now, action, notice=notice,
-                       meta=clean_meta(meta), username=user.username, address=user.address)
+                       meta=clean_meta(meta), username=user.username, address=user.address,
+                       origin=origin)
 
     def private(
         self,
@@ -266,23 +300,25 @@ class Hub:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        origin: int = 0,
     ) -> Private:
         other = self.find_user(target)
         if other is None:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
         text = self._checked_text(text)
         return Private(user.nick, other.nick, text, now, action, notice=notice,
-                       meta=clean_meta(meta))
+                       meta=clean_meta(meta), origin=origin)
 
-    def signal(self, user: User, target: str, meta: Meta, now: float) -> Signal:
+    def signal(self, user: User, target: str, meta: Meta, now: float, *,
+               origin: int = 0) -> Signal:
         """Metadata without text, to a room or a user (IRCv3 TAGMSG)."""
         if target.startswith("#"):
             room = self._speaking_room(user, target)
-            return Signal(user.nick, room.name, None, clean_meta(meta), now)
+            return Signal(user.nick, room.name, None, clean_meta(meta), now, origin=origin)
         other = self.find_user(target)
         if other is None:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
-        return Signal(user.nick, None, other.nick, clean_meta(meta), now)
+        return Signal(user.nick, None, other.nick, clean_meta(meta), now, origin=origin)
 
     def set_topic(self, user: User, room_name: str, topic: str, now: float) -> TopicChanged:
         room = self._member_room(user, room_name)
@@ -296,6 +332,9 @@ class Hub:
     def rename(self, user: User, new: str, now: float) -> NickChanged | None:
         """Describe a nick change; None when only the case is the same."""
         self._check_nick_free(new, current=user)
+        if fold(new) in user.barred:
+            raise HubError("nick_in_use", f"nick {new} belongs to an account: log in to it "
+                           "first", target=new)
         if new == user.nick:
             return None
         return NickChanged(user.nick, new, now)

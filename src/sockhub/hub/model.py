@@ -58,6 +58,10 @@ class User:
     signon: float = 0.0
     active: float = 0.0
     rooms: dict[str, Room] = field(default_factory=dict)
+    #: Owned nicks this user was renamed off for not logging in (doors/owned.py):
+    #: refused to them until they log in, so a squatter cannot take one straight
+    #: back for another grace period.
+    barred: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> str:

@@ -16,7 +16,9 @@ the room's operators, as an IRC server's auditorium mode (``+u``) does, so
 that N arrivals cost O(N) deliveries rather than O(N²).
 
 Members are delivered to synchronously and must only queue: a slow client
-cannot stall a room because its door drops it rather than block here.
+cannot stall a room because its door drops it rather than block here. A
+member whose ``deliver`` raises anyway is logged and skipped
+(``hub/sessions.py: deliver_safely``): the rest of the room still gets it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from sockhub.hub.events import (
 from sockhub.hub.model import Departed, Registration, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
+from sockhub.hub.sessions import deliver_safely, delivery_failed
 
 #: Given-up nicks remembered for WHOWAS (RFC 2812 §3.6.3), all nicks together.
 WHOWAS_MAX = 1000
@@ -173,9 +176,9 @@ class HubState:
         if sender is not None:
             sender.active = event.ts
         if target is not None:
-            target.member.deliver(event)
+            deliver_safely(target.member, event)
         if sender is not None and sender is not target:
-            sender.member.deliver(event)
+            deliver_safely(sender.member, event)
 
     def _apply_signal(self, event: Signal) -> None:
         if event.room is not None:
@@ -186,9 +189,9 @@ class HubState:
         target = self.users.get(fold(event.target or ""))
         sender = self.users.get(fold(event.sender))
         if target is not None:
-            target.member.deliver(event)
+            deliver_safely(target.member, event)
         if sender is not None and sender is not target:
-            sender.member.deliver(event)
+            deliver_safely(sender.member, event)
 
     def _apply_joined(self, event: Joined) -> None:
         user = self.users.get(fold(event.nick))
@@ -229,7 +232,7 @@ class HubState:
         if user is None:
             return
         for other in self._neighbours(user, quiet=True):
-            other.member.deliver(event)
+            deliver_safely(other.member, event)
         for room in list(user.rooms.values()):
             self._leave(user, room)
         del self.users[user.key]
@@ -257,9 +260,9 @@ class HubState:
             if old_key in room.invited:
                 room.invited.discard(old_key)
                 room.invited.add(user.key)
-        user.member.deliver(event)
+        deliver_safely(user.member, event)
         for other in recipients:
-            other.member.deliver(event)
+            deliver_safely(other.member, event)
 
     def _apply_topic(self, event: TopicChanged) -> None:
         room = self.rooms.get(fold(event.room))
@@ -306,9 +309,9 @@ class HubState:
 
     def _tell_with_neighbours(self, user: User, event: HubEvent) -> None:
         """Deliver to ``user`` and to everyone sharing a room with them."""
-        user.member.deliver(event)
+        deliver_safely(user.member, event)
         for other in self._neighbours(user):
-            other.member.deliver(event)
+            deliver_safely(other.member, event)
 
     def _apply_invited(self, event: Invited) -> None:
         room = self.rooms.get(fold(event.room))
@@ -316,7 +319,7 @@ class HubState:
         if room is None or target is None:
             return
         room.invited.add(target.key)
-        target.member.deliver(event)
+        deliver_safely(target.member, event)
 
     def keep(self, room: Room) -> None:
         """Remember ``room``'s state in ``saved`` (forget it if it is a new room's)."""
@@ -365,5 +368,9 @@ def _audience(room: Room, user: User) -> list[User]:
 
 
 def _deliver(users: Iterable[User], event: HubEvent) -> None:
+    """Each user in turn; one whose door raises does not stop the others."""
     for user in users:
-        user.member.deliver(event)
+        try:  # inlined deliver_safely: this is the fan-out loop
+            user.member.deliver(event)
+        except Exception:
+            delivery_failed(user.member, event)

@@ -98,6 +98,9 @@ COMMANDS: dict[str, CommandSpec] = {
         "PASSWORD logs in and takes that nick)", 1, 2,
     ),
     "logout": CommandSpec("/logout", "log out of your account"),
+    "regain": CommandSpec(
+        "/regain [NICK]", "take your account's nick back from whoever holds it", 0, 1
+    ),
     "password": CommandSpec("/password OLD NEW", "change your account's password", 2, 2),
     "drop": CommandSpec("/drop PASSWORD", "delete your account", 1, 1),
     "resetpass": CommandSpec(

@@ -24,9 +24,12 @@ exists or not, and compares in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hmac
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sockhub.doors.api import LoginResult
 from sockhub.hub import HubError
@@ -35,7 +38,7 @@ from sockhub.logs import RateLimitedLog
 from sockhub.passwords import hash_password, verify_password
 from sockhub.protocols.scram import ScramCredentials, derive
 from sockhub.services.login import MAX_TRACKED_ADDRESSES, AuthLimiter, address_key
-from sockhub.store.accounts import AccountStore
+from sockhub.store.accounts import AccountRecord, AccountStore
 from sockhub.store.bus_accounts import RedisAccountStore
 
 log = logging.getLogger("sockhub.accounts")
@@ -49,6 +52,11 @@ MODES = ("off", "open", "operators-only")
 MIN_PASSWORD = 8
 #: Longer ones too: scrypt's cost does not grow with length, but a line does.
 MAX_PASSWORD = 1000
+
+#: Threads that run password checks off the event loop: each scrypt takes about
+#: 0.1 s of CPU. At most ``account_max_pending`` checks wait for them (each
+#: holds a limiter slot), so the queue is bounded too.
+CHECK_THREADS = 2
 
 #: An scrypt hash of nothing anyone types, checked when no account matches,
 #: so an unknown name costs the same time as a known one.
@@ -76,6 +84,13 @@ class Accounts:
         self.password_min = password_min
         self.limiter = limiter
         self._registrations: dict[str, collections.deque[float]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the check threads (checks under way are left to finish, unheard)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def configure(self, *, mode: str, per_hour: int, password_min: int) -> None:
         self.mode, self.per_hour, self.password_min = mode, per_hour, password_min
@@ -139,17 +154,64 @@ class Accounts:
         return self.limiter.admit(address_key(address), now)
 
     def identify(self, name: str, password: str, *, address: str, now: float) -> LoginResult:
-        """Check a password; a wrong one comes back with the delay before it is told."""
+        """Check a password here and now; a wrong one comes back with the delay before
+        it is told. The doors use :meth:`identify_later`, which keeps the loop free."""
         refusal = self.admit(address, now)
         if refusal is not None:
             return LoginResult(None, refusal=refusal)
-        record = self.store.get(name) if not nick_problem(name) else None
+        record = self._record(name)
         ok = verify_password(password, record.password if record else _DUMMY_HASH)
+        return self._verdict(name, record, ok, address, now)
+
+    def identify_later(self, name: str, password: str, *, address: str,
+                       now: Callable[[], float], then: Callable[[LoginResult], None]) -> None:
+        """:meth:`identify`, with the scrypt on a check thread; ``then`` gets the verdict
+        on the event loop. Without a running loop (a synchronous test) it runs at once.
+
+        The attempt holds its address's limiter slot while it is checked, so
+        no address fills the threads' queue past its share.
+        """
+        refusal = self.admit(address, now())
+        if refusal is not None:
+            then(LoginResult(None, refusal=refusal))
+            return
+        record = self._record(name)
+        stored = record.password if record else _DUMMY_HASH
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            then(self._verdict(name, record, verify_password(password, stored), address, now()))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="sockhub-scrypt")
+        checked = loop.run_in_executor(self._pool, verify_password, password, stored)
+
+        def done(future: Future[bool] | asyncio.Future[bool]) -> None:
+            ok = not future.cancelled() and future.exception() is None and future.result()
+            then(self._verdict(name, record, ok, address, now()))
+
+        checked.add_done_callback(done)
+
+    def _record(self, name: str) -> AccountRecord | None:
+        return self.store.get(name) if not nick_problem(name) else None
+
+    def _verdict(self, name: str, record: AccountRecord | None, ok: bool, address: str,
+                 now: float) -> LoginResult:
+        """The checked password's answer; the account must still be the one checked
+        (not dropped, nor registered again by someone else, meanwhile)."""
         ok = hmac.compare_digest(b"1" if ok and record else b"0", b"1")
         if ok and record is not None:
             self.limiter.release(address_key(address))
-            return LoginResult(record.name)
+            if not self.current(record.name, record.generation):
+                return LoginResult(None, refusal=f"account {record.name} changed meanwhile; "
+                                   "try again")
+            return LoginResult(record.name, generation=record.generation)
         return LoginResult(None, delay=self.failed(name, address, now))
+
+    def current(self, name: str, generation: str) -> bool:
+        """Is account ``name`` still the one logged in to as ``generation``?"""
+        record = self._record(name)
+        return record is not None and hmac.compare_digest(record.generation, generation)
 
     def failed(self, name: str, address: str, now: float) -> float:
         """A wrong password (of any mechanism) from a slot taken by :meth:`admit`."""

@@ -58,6 +58,7 @@ from sockhub.hub.events import (
 )
 from sockhub.hub.model import Departed, Registration
 from sockhub.hub.names import fold
+from sockhub.hub.sessions import members_of, origin_of
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
@@ -275,6 +276,7 @@ class ChatService:
     def close(self) -> None:
         self.commit()
         self.bus.close()
+        self.accounts.close()
         self.accounts.store.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -326,7 +328,12 @@ class ChatService:
     # ChatApi: arriving, commands, history -------------------------------------
 
     def register(self, nick: str, member: Member, *, address: str, username: str = "",
-                 realname: str = "", secure: bool = False) -> User:
+                 realname: str = "", secure: bool = False,
+                 account: str | None = None) -> User:
+        holder = self.hub.find_user(nick) if account is not None else None
+        if holder is not None and account is not None and self._shares(holder, account):
+            self.hub.attach(holder, member)  # one more connection of the same person
+            return holder
         cluster = self.cluster
         if cluster is not None:  # the nick is checked here, then taken cluster-wide
             problem = self.hub.nick_available(nick)
@@ -338,6 +345,12 @@ class ChatService:
         if cluster is not None:
             cluster.announce(user)
         return user
+
+    def _shares(self, holder: User, account: str) -> bool:
+        """May a connection logged in to ``account`` join ``holder`` (multiclient)?"""
+        return (self.settings.multiclient == "on" and holder.account is not None
+                and fold(holder.account) == fold(account)
+                and not isinstance(holder.member, RemoteMember))
 
     def guest_nick(self) -> str:
         while True:
@@ -355,6 +368,7 @@ class ChatService:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        via: Member | None = None,
     ) -> Message:
         """Check a room message (raises HubError); store, then fan it out, at the commit.
 
@@ -365,11 +379,11 @@ class ChatService:
         if self.cluster is not None:
             self.cluster.check()
         message = self.hub.say(user, room, text, time.time(), action=action, notice=notice,
-                               meta=meta)
+                               meta=meta, origin=origin_of(via))
         pending = self._pending
         pending.append(message)
         self._accepted.append(time.perf_counter())
-        self._count_in(user)
+        self._count_in(via or user.member)
         if len(pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.commit)
@@ -422,9 +436,9 @@ class ChatService:
             return
         self.bus.publish(event)
 
-    def _count_in(self, user: User) -> None:
-        """One more message in through the door ``user`` came by."""
-        kind = type(user.member)
+    def _count_in(self, member: Member) -> None:
+        """One more message in through the door of ``member`` (a connection)."""
+        kind = type(member)
         try:
             counts = self._door_counts[kind]
         except KeyError:
@@ -432,12 +446,15 @@ class ChatService:
         if counts is not None:
             counts.messages_in += 1
 
-    def join(self, user: User, room: str, *, password: str | None = None) -> None:
-        self._publish(self.hub.join(user, room, time.time(), password=password))
+    def join(self, user: User, room: str, *, password: str | None = None,
+             via: Member | None = None) -> None:
+        self._publish(self.hub.join(user, room, time.time(), password=password,
+                                    origin=origin_of(via)))
         self.owned.arrived(user, [fold(room)])  # a registered room's operator accounts
 
-    def part(self, user: User, room: str, reason: str = "") -> None:
-        self._publish(self.hub.part(user, room, reason, time.time()))
+    def part(self, user: User, room: str, reason: str = "", *,
+             via: Member | None = None) -> None:
+        self._publish(self.hub.part(user, room, reason, time.time(), origin=origin_of(via)))
 
     def private(
         self,
@@ -448,16 +465,17 @@ class ChatService:
         action: bool = False,
         notice: bool = False,
         meta: Meta = (),
+        via: Member | None = None,
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
-                                 meta=meta)
+                                 meta=meta, origin=origin_of(via))
         event = dataclasses.replace(event, msgid=self._msgid())
         self._publish(event)
-        self._count_in(user)
+        self._count_in(via or user.member)
         return event
 
-    def signal(self, user: User, target: str, meta: Meta) -> None:
-        event = self.hub.signal(user, target, meta, time.time())
+    def signal(self, user: User, target: str, meta: Meta, *, via: Member | None = None) -> None:
+        event = self.hub.signal(user, target, meta, time.time(), origin=origin_of(via))
         self._publish(dataclasses.replace(event, msgid=self._msgid()))
 
     def rename(self, user: User, new: str) -> None:
@@ -548,15 +566,31 @@ class ChatService:
         """KILL: the victim's door closes its connection, everyone else sees it quit."""
         victim, event = self.hub.kill(user, target, reason, time.time())
         log.info("%s killed %s (%s)", user.nick, victim.nick, event.reason)
-        member = victim.member
-        self._publish(event)
-        if isinstance(member, Disconnectable):
-            member.disconnect(event.reason)
-        elif isinstance(member, Protocol):
-            member.close()
+        self._drop(victim, event)
 
-    def quit(self, user: User, reason: str, *, voluntary: bool = False) -> None:
+    def drop_user(self, user: User, reason: str) -> None:
+        """Disconnect ``user`` (every connection): NickServ GHOST, doors/owned.py."""
+        log.info("%s disconnected (%s)", user.nick, reason)
+        self._drop(user, self.hub.quit(user, reason, time.time()))
+
+    def _drop(self, victim: User, event: Quit) -> None:
+        self._publish(event)
+        for member in members_of(victim.member):  # every connection of the victim
+            if isinstance(member, Disconnectable):
+                member.disconnect(event.reason)
+            elif isinstance(member, Protocol):
+                member.close()
+
+    def quit(self, user: User, reason: str, *, voluntary: bool = False,
+             via: Member | None = None) -> None:
         if self.hub.find_user(user.nick) is not user:
+            return
+        if via is not None and self.hub.detach(user, via):
+            return  # the user stays, with their other connections
+        if via is None and len(members_of(user.member)) > 1 and not self.shutting_down:
+            # A door that does not say which connection left: they all go, so
+            # none is left holding a user who is gone.
+            self._drop(user, self.hub.quit(user, reason, time.time(), voluntary=voluntary))
             return
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.commit()
@@ -657,6 +691,15 @@ class ChatService:
             self.accounts.release(address)
             return LoginResult(None, refusal=str(exc))
 
+    def account_identify_later(self, name: str, password: str, *, address: str,
+                               then: Callable[[LoginResult], None]) -> None:
+        self.accounts.identify_later(name, password, address=address, now=time.monotonic,
+                                     then=then)
+
+    def account_generation(self, name: str) -> str:
+        record = self.accounts.store.get(name)
+        return record.generation if record is not None else ""
+
     def account_admit(self, address: str) -> str | None:
         return self.accounts.admit(address, time.monotonic())
 
@@ -681,10 +724,14 @@ class ChatService:
         except HubError:  # Redis away (--bus): no nick is enforced until it is back
             return None
 
-    def log_in(self, user: User, account: str) -> None:
+    def log_in(self, user: User, account: str, *, generation: str = "") -> None:
+        if generation and not self.accounts.current(account, generation):
+            raise HubError("account_changed", f"account {account} was dropped or registered "
+                           "again since you logged in; log in again")
         if user.account != account and self.hub.find_user(user.nick) is user:
             self._publish(AccountChanged(user.nick, account, time.time()))
         user.account = account
+        user.barred.clear()
         self.owned.arrived(user, list(user.rooms))  # ops in the rooms it holds them in
 
     def log_out(self, user: User) -> None:

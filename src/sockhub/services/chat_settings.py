@@ -44,6 +44,12 @@ def _accounts_mode(name: str, value: str) -> str:
     return value
 
 
+def _on_off(name: str, value: str) -> str:
+    if value not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, not {value!r}")
+    return value
+
+
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds above 0")
@@ -139,6 +145,11 @@ class ChatSettings(ServiceSettings):
     nick_grace: float | None = option(
         30.0, "time someone using another's registered nick has to identify before being "
         "renamed to a guest nick", unit="seconds", off=True, check=_seconds,
+    )
+    multiclient: str = option(
+        "on", "on: a user logged in to an account may hold its nick from several connections "
+        "at once, as one presence (docs/accounts.md); off: one connection per nick",
+        metavar="on|off", check=_on_off,
     )
     account_delay: float = option(
         0.5, "time before a wrong account password is told, doubled for each earlier "

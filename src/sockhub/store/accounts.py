@@ -43,6 +43,13 @@ class AccountRecord:
     password: str
     scram: ScramCredentials
     created: float
+    rowid: int = 0
+
+    @property
+    def generation(self) -> str:
+        """Which registration of the name this is: a dropped and registered-again
+        account has another, so a login to the old one is not taken for the new."""
+        return f"{self.rowid}:{self.created!r}"
 
 
 class AccountStore:
@@ -59,13 +66,13 @@ class AccountStore:
 
     def get(self, name: str) -> AccountRecord | None:
         row = self._db.execute(
-            "SELECT name, password, scram_salt, scram_iter, stored_key, server_key, created "
-            "FROM accounts WHERE name_key = ?", (fold(name),),
+            "SELECT name, password, scram_salt, scram_iter, stored_key, server_key, created, "
+            "rowid FROM accounts WHERE name_key = ?", (fold(name),),
         ).fetchone()
         if row is None:
             return None
         return AccountRecord(row[0], row[1], ScramCredentials(row[2], row[3], row[4], row[5]),
-                             row[6])
+                             row[6], row[7])
 
     def add(self, name: str, password: str, scram: ScramCredentials, now: float) -> bool:
         """Store a new account; False if the name is taken (folded)."""

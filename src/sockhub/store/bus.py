@@ -8,10 +8,13 @@ process — gets it, in publication order, exactly once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from sockhub.hub.events import HubEvent
+
+log = logging.getLogger("sockhub.bus")
 
 Subscriber = Callable[[HubEvent], None]
 
@@ -34,8 +37,12 @@ class LocalBus:
         self._subscribers: list[Subscriber] = []
 
     def publish(self, event: HubEvent) -> None:
+        """Each subscriber in turn; one that raises is logged and the rest still run."""
         for subscriber in self._subscribers:
-            subscriber(event)
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("bus: a subscriber failed on %s", type(event).__name__)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)

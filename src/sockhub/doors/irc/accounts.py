@@ -13,7 +13,8 @@ Three ways in, one account book behind ``ChatApi`` (docs/accounts.md):
   ``REGISTER <account|*> <email|*> <password>``, before or after connecting.
 * **NickServ** (as Ergo and Atheme answer it): ``/msg NickServ REGISTER
   password``, ``IDENTIFY [account] password``, ``LOGOUT``, ``PASSWD old
-  new``, ``DROP password``, ``HELP``; also as the ``NS`` command.
+  new``, ``DROP password``, ``GHOST nick``, ``REGAIN nick``, ``HELP``; also
+  as the ``NS`` command.
 
 A wrong password is told after the delay the chat service gives (per
 address, ``services/accounts.py``), on the door's clock; until then a
@@ -29,7 +30,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import IrcMessage, serialize
-from sockhub.doors.owned import NickGuard
+from sockhub.doors.api import LoginResult
+from sockhub.doors.owned import NickGuard, regain
 from sockhub.hub import HubError, User
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Timer
@@ -64,13 +66,16 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 class AccountState:
     """One connection's SASL exchange, pending login and owned-nick watch."""
 
-    __slots__ = ("account", "buffer", "guard", "mechanism", "scram", "timer", "tried_nick")
+    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "scram",
+                 "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
         self.buffer = b""
         self.scram: ScramServer | None = None
         self.account: str | None = None  # logged in by SASL before registration
+        self.generation = ""  # of that account (store/accounts.py), checked when applied
+        self.pending = False  # a password being checked off the loop
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
         self.tried_nick: str | None = None  # a NICK refused before registration
@@ -80,6 +85,7 @@ class AccountState:
             if timer is not None:
                 timer.cancel()
         self.timer = None
+        self.pending = False  # a check under way is not heard
 
 
 def _mask(door: IrcDoor) -> str:
@@ -94,15 +100,18 @@ def _logged_in(door: IrcDoor, account: str) -> None:
     door.reply(RPL_LOGGEDIN, _mask(door), account, f"You are now logged in as {account}")
 
 
-def _login(door: IrcDoor, account: str) -> None:
-    """The account is right: apply it now, or at registration."""
+def _login(door: IrcDoor, account: str, generation: str = "") -> None:
+    """The account is right: apply it now, or at registration. Raises HubError
+    (``account_changed``) if it was dropped or registered again since it was checked."""
     state = door.acct
     if door.user is not None:
-        door.chat.log_in(door.user, account)
+        door.chat.log_in(door.user, account, generation=generation)
         if state.guard is not None:
             state.guard.check(door.user)
     else:
-        state.account = account
+        if generation and door.chat.account_generation(account) != generation:
+            raise HubError("account_changed", f"account {account} changed meanwhile")
+        state.account, state.generation = account, generation
     _logged_in(door, account)
 
 
@@ -110,12 +119,17 @@ def after_registration(door: IrcDoor, user: User) -> None:
     """Registration completed: apply a SASL login, and watch the nick."""
     state = door.acct
     if state.account is not None:
-        door.chat.log_in(user, state.account)
+        try:  # dropped or registered again since SASL: not this account any more
+            door.chat.log_in(user, state.account, generation=state.generation)
+        except HubError as exc:
+            door.emit(door.line("NOTICE", user.nick, str(exc)))
+            door.reply(RPL_LOGGEDOUT, door.source_of(user.nick), "You are now logged out")
+        state.account = None
     if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
         _end(door)
         door.reply(ERR_SASLABORTED, "SASL authentication aborted")
     state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
-                            "/msg NickServ IDENTIFY password")
+                            "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
     state.guard.check(user)
 
 
@@ -136,8 +150,8 @@ def nick_changed(door: IrcDoor, user: User) -> None:
 def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
     state = door.acct
     arg = message.params[0]
-    if state.timer is not None:
-        return  # a wrong answer is still to be told: nothing else until then
+    if state.timer is not None or state.pending:
+        return  # a wrong answer is still to be told, or being checked: nothing until then
     if arg == "*":
         if state.mechanism is not None:
             _end(door)
@@ -204,16 +218,24 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
         _end(door)  # no one may act as another account here
         door.reply(ERR_SASLFAIL, "SASL authentication failed")
         return
-    door.acct.mechanism = None
-    result = door.chat.account_identify(authcid, password, address=door.info.peer)
-    if result.account is not None:
-        _sasl_success(door, result.account)
-    elif result.refusal is not None:
-        door.emit(door.line("NOTICE", door.nick, result.refusal))
-        door.reply(ERR_SASLFAIL, "SASL authentication failed")
-    else:
-        _later(door, result.delay,
-               lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
+    state = door.acct
+    state.mechanism, state.pending = None, True
+
+    def checked(result: LoginResult) -> None:
+        if not state.pending:
+            return  # hung up meanwhile
+        state.pending = False
+        if result.account is not None:
+            _sasl_success(door, result.account, result.generation)
+        elif result.refusal is not None:
+            door.emit(door.line("NOTICE", door.nick, result.refusal))
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")
+        else:
+            _later(door, result.delay,
+                   lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
+        door.wake()
+
+    door.chat.account_identify_later(authcid, password, address=door.info.peer, then=checked)
 
 
 def _scram(door: IrcDoor, payload: bytes) -> None:
@@ -227,6 +249,8 @@ def _scram(door: IrcDoor, payload: bytes) -> None:
             _end(door)
             door.reply(ERR_SASLFAIL, "SASL authentication failed")
             return
+        # The registration whose keys this exchange uses: checked at success.
+        state.generation = door.chat.account_generation(scram.account or "")
     elif scram.step == 1:
         # The proof is the guess: it alone takes a limiter slot, for as long as
         # it is checked (or, wrong, told), so no exchange left half-way, stalled
@@ -245,11 +269,12 @@ def _scram(door: IrcDoor, payload: bytes) -> None:
         door.chat.account_release(door.info.peer)
     else:  # the client's empty answer to the server-final-message
         account = door.chat.account_owner(scram.account or "")
+        generation = state.generation
         _end(door)
-        if account is None:  # dropped meanwhile
-            door.reply(ERR_SASLFAIL, "SASL authentication failed")
+        if account is None or door.chat.account_generation(account) != generation:
+            door.reply(ERR_SASLFAIL, "SASL authentication failed")  # dropped meanwhile
             return
-        _sasl_success(door, account)
+        _sasl_success(door, account, generation)
         return
     door.emit(serialize("AUTHENTICATE", (base64.b64encode(answer).decode("ascii"),)))
 
@@ -261,8 +286,13 @@ def _fail(door: IrcDoor, name: str) -> None:
     _later(door, delay, lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
 
 
-def _sasl_success(door: IrcDoor, account: str) -> None:
-    _login(door, account)
+def _sasl_success(door: IrcDoor, account: str, generation: str = "") -> None:
+    try:
+        _login(door, account, generation)
+    except HubError as exc:  # dropped or registered again while it was checked
+        door.emit(door.line("NOTICE", door.nick, str(exc)))
+        door.reply(ERR_SASLFAIL, "SASL authentication failed")
+        return
     door.reply(RPL_SASLSUCCESS, "SASL authentication successful")
 
 
@@ -367,7 +397,8 @@ def nickserv(door: IrcDoor, text: str) -> None:
             _logged_in(door, account)
         elif verb == "IDENTIFY" and len(args) in (1, 2):
             name, password = (args[0], args[1]) if len(args) == 2 else (user.nick, args[0])
-            _identify(door, name, password, lambda account: _login(door, account))
+            _identify(door, name, password,
+                      lambda account, generation: _login(door, account, generation))
         elif verb == "LOGOUT" and not args:
             if user.account is None:
                 say("You are not logged in")
@@ -378,7 +409,7 @@ def nickserv(door: IrcDoor, text: str) -> None:
         elif verb == "PASSWD" and len(args) == 2 and user.account is not None:
             account = user.account
 
-            def change(_: str) -> None:
+            def change(_: str, __: str) -> None:
                 door.chat.account_set_password(user, args[1])
                 say(f"The password of {account} is changed")
 
@@ -386,12 +417,14 @@ def nickserv(door: IrcDoor, text: str) -> None:
         elif verb == "DROP" and len(args) == 1 and user.account is not None:
             account = user.account
 
-            def drop(_: str) -> None:
+            def drop(_: str, __: str) -> None:
                 door.chat.account_drop(user)
                 say(f"Account {account} is dropped")
                 door.reply(RPL_LOGGEDOUT, door.source_of(user.nick), "You are now logged out")
 
             _identify(door, account, args[0], drop)
+        elif verb in ("GHOST", "REGAIN") and len(args) == 1:
+            say(regain(door.chat, user, args[0], ghost=verb == "GHOST"))
         elif verb == "RESETPASS" and len(args) == 2:
             door.chat.account_reset(user, args[0], args[1])
             say(f"The password of {args[0]} is set")
@@ -411,20 +444,36 @@ NICKSERV_HELP = (
     "LOGOUT                       log out",
     "PASSWD <old> <new>           change your password",
     "DROP <password>              delete your account",
+    "REGAIN <nick>                take your nick back from whoever holds it",
+    "GHOST <nick>                 disconnect whoever holds your nick",
     "RESETPASS <account> <new>    set an account's password (operators)",
 )
 
 
-def _identify(door: IrcDoor, name: str, password: str, then: Callable[[str], None]) -> None:
+def _identify(door: IrcDoor, name: str, password: str,
+              then: Callable[[str, str], None]) -> None:
+    """Check a password off the loop; ``then(account, generation)`` when right."""
     state = door.acct
-    if state.timer is not None:
+    if state.timer is not None or state.pending:
         _nickserv_says(door, "Wait for the answer to your last attempt")
         return
-    result = door.chat.account_identify(name, password, address=door.info.peer)
-    if result.refusal is not None:
-        _nickserv_says(door, result.refusal)
-    elif result.account is None:
-        _later(door, result.delay,
-               lambda: _nickserv_says(door, "Invalid account name or password"))
-    else:
-        then(result.account)
+    state.pending = True
+    user = door.user
+
+    def checked(result: LoginResult) -> None:
+        if not state.pending or door.user is not user:
+            return  # hung up meanwhile
+        state.pending = False
+        if result.refusal is not None:
+            _nickserv_says(door, result.refusal)
+        elif result.account is None:
+            _later(door, result.delay,
+                   lambda: _nickserv_says(door, "Invalid account name or password"))
+        else:
+            try:
+                then(result.account, result.generation)
+            except HubError as exc:
+                _nickserv_says(door, str(exc))
+        door.wake()
+
+    door.chat.account_identify_later(name, password, address=door.info.peer, then=checked)

@@ -79,7 +79,7 @@ def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
     assert user is not None
     if message.params[0] == "0":  # "leave all channels" (Modern IRC, JOIN)
         for room in list(user.rooms.values()):
-            door.chat.part(user, room.name, "Left all channels")
+            door.chat.part(user, room.name, "Left all channels", via=door)
         return
     names = message.params[0].split(",")
     keys = message.params[1].split(",") if len(message.params) > 1 else []
@@ -88,7 +88,7 @@ def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
             continue  # already there: RFC 2812 asks for no reply
         key = keys[i] if i < len(keys) and keys[i] else None
         try:
-            door.chat.join(user, name, password=key)
+            door.chat.join(user, name, password=key, via=door)
         except HubError as exc:
             door.hub_error("JOIN", exc, name)
             continue
@@ -110,7 +110,7 @@ def cmd_part(door: IrcDoor, message: IrcMessage) -> None:
         if not name:
             continue
         try:
-            door.chat.part(user, name, reason)
+            door.chat.part(user, name, reason, via=door)
         except HubError as exc:
             door.hub_error("PART", exc, name)
 
@@ -503,7 +503,8 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
                 continue
         try:
             if target.startswith("#"):
-                door.chat.say(user, target, text, action=action, notice=notice, meta=meta)
+                door.chat.say(user, target, text, action=action, notice=notice, meta=meta,
+                              via=door)
                 continue
             if fold(target) == "nickserv":  # never to a user who took that nick
                 if not notice:
@@ -514,7 +515,7 @@ def _send_text(door: IrcDoor, message: IrcMessage, *, notice: bool) -> None:
                     chanserv.chanserv(door, text)
                 continue
             event = door.chat.private(
-                user, target, text, action=action, notice=notice, meta=meta
+                user, target, text, action=action, notice=notice, meta=meta, via=door
             )
         except HubError as exc:
             if not notice:
@@ -549,7 +550,7 @@ def cmd_tagmsg(door: IrcDoor, message: IrcMessage) -> None:
             door.reply(ERR_TOOMANYTARGETS, target, "Too many targets")
             break
         try:
-            door.chat.signal(user, target, meta)
+            door.chat.signal(user, target, meta, via=door)
         except HubError as exc:
             _message_error(door, "TAGMSG", target, exc)
 

@@ -47,6 +47,7 @@ from sockhub.doors.irc.accounts import AccountState, nick_changed
 from sockhub.doors.irc.accounts import connection_lost as accounts_lost
 from sockhub.doors.irc.chanserv import CHANSERV, CHANSERV_SOURCE
 from sockhub.doors.irc.commands import COMMANDS
+from sockhub.doors.irc.sessions import joined_elsewhere
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
@@ -67,6 +68,7 @@ from sockhub.hub.events import (
     TopicChanged,
 )
 from sockhub.hub.names import fold
+from sockhub.hub.sessions import acted_elsewhere
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 from sockhub.protocols.irc.errors import hub_error_reply
@@ -195,7 +197,7 @@ class IrcDoor(Protocol):
             if timer is not None:
                 timer.cancel()
         if self.user is not None:
-            self.chat.quit(self.user, self._lost_reason)
+            self.chat.quit(self.user, self._lost_reason, via=self)
             self.user = None
 
     def closing_notice(self, reason: str) -> None:
@@ -327,7 +329,7 @@ class IrcDoor(Protocol):
         _drops.log("irc: dropped {count} more clients", "irc: dropped %s (%s): %s",
                    self.info.peer, self.irc.reg.nick, reason, detail=reason)
         if self.user is not None:
-            self.chat.quit(self.user, reason)
+            self.chat.quit(self.user, reason, via=self)
             self.user = None
         self.emit(serialize("ERROR", (f"Closing Link: {self.host} ({reason})",)))
         self.irc.close()
@@ -421,8 +423,9 @@ class IrcDoor(Protocol):
             # The hub puts the sender's own registered nick in the event, and
             # nicks are unique case-insensitively: an exact compare suffices
             # (and saves two case-folds per delivery).
-            if event.nick == me.nick and "echo-message" not in self.caps:
-                return
+            if (event.nick == me.nick and "echo-message" not in self.caps
+                    and not acted_elsewhere(event, self)):
+                return  # another connection's own message is shown (multiclient)
             # The per-recipient path: the shared rendering and emit(), inlined.
             data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
             if data is None:
@@ -481,7 +484,11 @@ class IrcDoor(Protocol):
         else:
             assert isinstance(event, Joined | Parted | TopicChanged)
             self.emit(self._shared(event, event.nick))
-            if kind is Joined and "away-notify" in self.caps and fold(event.nick) != me.key:
+            if kind is Joined and fold(event.nick) == me.key:
+                assert isinstance(event, Joined)
+                if acted_elsewhere(event, self):  # another connection joined: as JOIN replies
+                    joined_elsewhere(self, event.room)
+            elif kind is Joined and "away-notify" in self.caps and fold(event.nick) != me.key:
                 # away-notify: "when a user joins and has an away message set".
                 joiner = self.chat.find_user(event.nick)
                 if joiner is not None and joiner.away:
@@ -507,7 +514,7 @@ class IrcDoor(Protocol):
     def _deliver_private(self, event: Private, me: User) -> None:
         to_me = fold(event.target) == me.key
         from_me = fold(event.sender) == me.key
-        echo = "echo-message" in self.caps
+        echo = "echo-message" in self.caps or acted_elsewhere(event, self)
         source = self.source_of(event.sender)
         sender = self.chat.find_user(event.sender)
         account = sender.account if sender is not None else None
@@ -527,7 +534,7 @@ class IrcDoor(Protocol):
         if "message-tags" not in self.caps:
             return
         from_me = fold(event.sender) == me.key
-        echo = "echo-message" in self.caps
+        echo = "echo-message" in self.caps or acted_elsewhere(event, self)
         data = render_signal(event, self.source_of(event.sender), self.profile)
         if event.room is not None:
             if not from_me or echo:

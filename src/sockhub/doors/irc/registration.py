@@ -35,7 +35,9 @@ from sockhub.codec.irc import (
 from sockhub.doors.api import OPER_ATTEMPTS
 from sockhub.doors.irc import accounts
 from sockhub.doors.irc.queries import send_isupport, send_lusers, send_motd
+from sockhub.doors.irc.sessions import attached
 from sockhub.hub import HubError
+from sockhub.hub.sessions import members_of
 from sockhub.protocols.irc.protocol import IrcState
 from sockhub.protocols.irc.vocabulary import (
     CHANNEL_MODES,
@@ -116,12 +118,27 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
             door.hub_error("NICK", exc)
         return
     problem = door.chat.nick_available(nick)
+    if problem is not None and problem.code == "nick_in_use" and _may_share(door, nick):
+        problem = None  # SASL may still log in to its owner: checked at registration
     if problem is not None:
         door.acct.tried_nick = nick  # REGISTER * may not take it from its holder
         door.hub_error("NICK", problem)
         return
     door.irc.reg.nick = nick
     _try_register(door)
+
+
+def _may_share(door: IrcDoor, nick: str) -> bool:
+    """Is ``nick`` held by a logged-in user whom this connection may yet join?
+
+    Clients send NICK before SASL ends, so with multiclient on, a nick held
+    by its logged-in owner waits for registration, where the account decides
+    (``ChatApi.register(account=...)``), as Ergo does.
+    """
+    if door.chat.settings.multiclient != "on":
+        return False
+    holder = door.chat.find_user(nick)
+    return holder is not None and holder.account is not None
 
 
 def cmd_user(door: IrcDoor, message: IrcMessage) -> None:
@@ -153,6 +170,7 @@ def _try_register(door: IrcDoor) -> None:
         user = door.chat.register(
             reg.nick, door, address=door.host, username=reg.username,
             realname=reg.realname or reg.nick, secure=door.info.transport == "tls",
+            account=door.acct.account,  # SASL's: may join that account's user (multiclient)
         )
     except HubError as exc:  # someone registered the nick since NICK: try another
         reg.nick = None
@@ -162,6 +180,8 @@ def _try_register(door: IrcDoor) -> None:
     log.info("irc: %s registered from %s", user.nick, door.info.peer)
     _welcome(door)
     accounts.after_registration(door, user)
+    if len(members_of(user.member)) > 1:  # joined a user already here (multiclient)
+        attached(door, user)
 
 
 def _welcome(door: IrcDoor) -> None:
@@ -194,7 +214,7 @@ def cmd_pong(door: IrcDoor, message: IrcMessage) -> None:
 def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     reason = message.params[0] if message.params else ""
     if door.user is not None:
-        door.chat.quit(door.user, reason, voluntary=True)
+        door.chat.quit(door.user, reason, voluntary=True, via=door)
         door.user = None
     door.emit(serialize("ERROR", (f"Closing Link: {door.host} ({quit_reason(reason)})",)))
     door.irc.close()
