@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import hmac
 import itertools
 import logging
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sockhub import metrics
-from sockhub.doors.api import Disconnectable, LoginResult
+from sockhub.doors.api import Disconnectable, LoginResult, MarkerWatcher
 from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
@@ -80,6 +81,8 @@ _seen_failures = RateLimitedLog(log, level=logging.WARNING)
 
 #: How long where a client left a room is remembered (seconds): 30 days.
 SEEN_KEPT = 30 * 86400
+#: How long a web login session lasts (seconds): 30 days (docs/web-protocol.md).
+SESSION_SECONDS = 30 * 86400
 
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
@@ -141,6 +144,7 @@ class ChatService:
         self.hub.bans.update(self.store.bans())
         self.hub.saved.update(self.store.rooms())
         self.store.forget_seen_before(self.started - SEEN_KEPT)
+        self.store.forget_sessions_before(self.started)
         self.accounts = Accounts(
             AccountStore(self.store.path), mode=settings.accounts,
             per_hour=settings.accounts_per_hour, limiter=AuthLimiter(**_limits(settings)),
@@ -443,10 +447,37 @@ class ChatService:
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta)
-        event = dataclasses.replace(event, msgid=self._msgid())
+        stored = self._store_private(user, event)
+        event = dataclasses.replace(event, msgid=str(stored) if stored else self._msgid())
         self._publish(event)
         self._count_in(user)
         return event
+
+    def _store_private(self, user: User, event: Private) -> int | None:
+        """Keep a private message for each party logged in to an account; its id, or None.
+
+        Not kept when neither is (no one could page it back), nor with a Redis
+        bus (whose ids are the cluster's to give).
+        """
+        other = self.hub.find_user(event.target)
+        readers = []
+        if user.account is not None:
+            readers.append((fold(user.account), fold(event.target), event.target))
+        if other is not None and other.account is not None and other is not user:
+            readers.append((fold(other.account), user.key, user.nick))
+        if not readers or self.cluster is not None:
+            return None
+        self.commit()  # ids in the order things were said
+        message = Message(event.target, user.nick, event.text, event.ts, event.action,
+                          notice=event.notice, username=user.username, address=user.address)
+        try:
+            stored = self.store.append_private(message, readers)
+        except sqlite3.Error as exc:  # the message itself still goes
+            _seen_failures.log("chat: {count} more private messages not stored",
+                               "chat: private message of %s not stored: %s", user.nick, exc)
+            return None
+        metrics.chat.history_rows += 1
+        return stored.id
 
     def signal(self, user: User, target: str, meta: Meta) -> None:
         event = self.hub.signal(user, target, meta, time.time())
@@ -589,6 +620,10 @@ class ChatService:
         """What ``user`` missed of ``room``: since they (same nick, user name and
         address) last left it, or the last ``limit`` messages if never; at most ``limit``."""
         self.commit()
+        if user.account is not None:  # the account's read marker, wherever it was read
+            marker = self.store.read_marker(fold(user.account), fold(room))
+            if marker is not None:
+                return self.store.page(room, limit, after=("ms", marker), newest=False)
         last = self.store.last_seen(_seen_key(user), room)
         if last is None:
             return self.store.recent(room, limit)
@@ -612,6 +647,12 @@ class ChatService:
     def _mark_seen(self, user: User, keys: list[str], ts: float) -> None:
         if keys:
             self.store.mark_seen(_seen_key(user), keys, ts)
+            # A door that shows every message (line, web page) has read what it
+            # was in: its account's markers move to the newest message.
+            if user.account is not None and getattr(user.member, "marks_read", False):
+                for key in keys:
+                    room = user.rooms.get(key)
+                    self.mark_read_newest(user, room.name if room is not None else key)
 
     def history_page(self, room: str, limit: int, *, after: Bound | None = None,
                      before: Bound | None = None, newest: bool = True) -> list[Message]:
@@ -622,6 +663,65 @@ class ChatService:
         self.commit()
         return self.store.find(room, message_id)
 
+
+    # ChatApi: history that follows the person ----------------------------------
+
+    def private_history(self, user: User, peer: str, limit: int, *, after: Bound | None = None,
+                        before: Bound | None = None, newest: bool = True) -> list[Message]:
+        if user.account is None:
+            return []
+        return self.store.private_page(fold(user.account), fold(peer), limit, after=after,
+                                       before=before, newest=newest)
+
+    def find_private(self, user: User, peer: str, message_id: int) -> Message | None:
+        if user.account is None:
+            return None
+        return self.store.find_private(fold(user.account), fold(peer), message_id)
+
+    def history_targets(self, user: User) -> list[tuple[str, float]]:
+        self.commit()
+        owner = fold(user.account) if user.account is not None else ""
+        return self.store.latest(owner, [room.name for room in user.rooms.values()])
+
+    def read_marker(self, user: User, target: str) -> int | None:
+        if user.account is None:
+            return None
+        return self.store.read_marker(fold(user.account), fold(target))
+
+    def mark_read(self, user: User, target: str, ms: int) -> int | None:
+        account = user.account
+        if account is None:
+            return None
+        before = self.store.read_marker(fold(account), fold(target))
+        stored = self.store.mark_read(fold(account), fold(target), ms)
+        if stored != before:  # the account's other connections follow
+            for other in self.hub.users.values():
+                if (other is not user and other.account is not None
+                        and fold(other.account) == fold(account)
+                        and isinstance(other.member, MarkerWatcher)):
+                    other.member.marker_moved(target, stored)
+        return stored
+
+    def mark_read_newest(self, user: User, room: str) -> None:
+        self.commit()
+        newest = self.store.newest_ms(room)
+        if newest is not None:
+            self.mark_read(user, room, newest)
+
+    # ChatApi: web sessions ---------------------------------------------------------
+
+    def session_start(self, account: str) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        self.store.add_session(_token_hash(token), fold(account), now, now + SESSION_SECONDS)
+        return token
+
+    def session_account(self, token: str) -> str | None:
+        key = self.store.session(_token_hash(token), time.time())
+        return self.accounts.name_of(key) if key is not None else None
+
+    def session_end(self, token: str) -> None:
+        self.store.drop_session(_token_hash(token))
 
     # ChatApi: accounts (services/accounts.py) ----------------------------------
 
@@ -663,12 +763,14 @@ class ChatService:
         if user.account is None:
             raise HubError("account_needed", "log in to an account first")
         self.accounts.set_password(user.account, password)
+        self.store.drop_sessions(fold(user.account))  # web logins end with the old password
 
     def account_drop(self, user: User) -> None:
         account = user.account
         if account is None:
             raise HubError("account_needed", "log in to an account first")
         self.accounts.drop(account)
+        self.store.forget_account(fold(account))
         for other in list(self.hub.users.values()):
             if other.account is not None and fold(other.account) == fold(account):
                 self.log_out(other)
@@ -677,6 +779,7 @@ class ChatService:
         if not user.is_oper:
             raise HubError("not_oper", "only operators reset passwords")
         self.accounts.set_password(name, password)
+        self.store.drop_sessions(fold(name))
         log.info("accounts: %s reset the password of %s", user.nick, name)
 
 
@@ -689,6 +792,12 @@ def _limits(settings: ChatSettings) -> dict[str, Any]:
 
 #: The events after which a client has left a room (``_note_departure``).
 _DEPARTURES = frozenset({Parted, Kicked, Quit})
+
+
+def _token_hash(token: str) -> bytes:
+    """What is stored of a web session token: its SHA-256 (a token is 256 random bits,
+    so no salt or slow hash is needed; a stolen file gives no usable cookie)."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _seen_key(user: User) -> str:
