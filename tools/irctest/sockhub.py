@@ -35,12 +35,6 @@ from irctest.specifications import Capabilities, OptionalBehaviors
 OPER_NAME = "operuser"  # what irctest's OPER tests send
 OPER_PASSWORD = "operpassword"
 START_ATTEMPTS = 3
-# chathistory.py tests that need private messages kept per account, which the
-# hub does not store yet (docs/irc.md, "Private messages are not stored").
-NEEDS_PRIVATE_HISTORY = frozenset((
-    "testChathistoryDMs", "testChathistoryDMClientOnlyTags", "testChathistoryTargets",
-    "testChathistoryTargetsExcludesUpdatedTargets", "testMessagesToSelf",
-))
 
 
 def sockhub_bin() -> str:
@@ -100,8 +94,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     nickserv = "NickServ"
 
     # Capabilities offered by the IRC door (docs/irc.md, "IRCv3").
-    # Not offered: setname, multiline, message-redaction, read-marker,
-    # extended-monitor, sts.
+    # Not offered: setname, multiline, message-redaction, extended-monitor, sts.
     capabilities = frozenset(
         (
             Capabilities.ACCOUNT_NOTIFY,
@@ -113,6 +106,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
             Capabilities.MULTI_PREFIX,
+            Capabilities.READ_MARKER,
             Capabilities.SERVER_TIME,
         )
     )
@@ -268,10 +262,6 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
         """Register an account at the line door (its lines are longer than IRC's 512
         bytes, so irctest's 592-character passwords fit): nick, then /register."""
-        # pytest names the running test: "path::Class::testName[param] (call)".
-        current = os.environ.get("PYTEST_CURRENT_TEST", "").rpartition("::")[2]
-        if current.split("[")[0].split(" ")[0] in NEEDS_PRIVATE_HISTORY:
-            raise NotImplementedByController("history of private messages (issue 14)")
         assert password
         with socket.create_connection(("127.0.0.1", self.line_port), timeout=30) as sock:
             reader = sock.makefile("rb")
