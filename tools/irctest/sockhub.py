@@ -35,6 +35,13 @@ from irctest.specifications import Capabilities, OptionalBehaviors
 OPER_NAME = "operuser"  # what irctest's OPER tests send
 OPER_PASSWORD = "operpassword"
 START_ATTEMPTS = 3
+# Tests that need what this server does not do (yet), by name: the reason.
+NOT_BUILT = {
+    # Ergo's always-on: a client that reconnects is put back in its channels.
+    "testReadMarkerPersistsAcrossReconnect": "always-on clients (rejoined on reconnect)",
+    # Two connections under one nick (Ergo's multiclient): issue 14, another branch.
+    "testReadMarkerPropagatedToOtherSessions": "multiclient (one nick, several connections)",
+}
 
 
 def sockhub_bin() -> str:
@@ -262,6 +269,11 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
         """Register an account at the line door (its lines are longer than IRC's 512
         bytes, so irctest's 592-character passwords fit): nick, then /register."""
+        # pytest names the running test: "path::Class::testName[param] (call)".
+        current = os.environ.get("PYTEST_CURRENT_TEST", "").rpartition("::")[2]
+        reason = NOT_BUILT.get(current.split("[")[0].split(" ")[0])
+        if reason is not None:
+            raise NotImplementedByController(reason)
         assert password
         with socket.create_connection(("127.0.0.1", self.line_port), timeout=30) as sock:
             reader = sock.makefile("rb")

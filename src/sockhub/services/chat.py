@@ -38,6 +38,7 @@ from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web import WebDoor, web_refusal
+from sockhub.doors.web.session import SESSION_SECONDS
 from sockhub.engine.clock import LoopClock
 from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
@@ -81,8 +82,6 @@ _seen_failures = RateLimitedLog(log, level=logging.WARNING)
 
 #: How long where a client left a room is remembered (seconds): 30 days.
 SEEN_KEPT = 30 * 86400
-#: How long a web login session lasts (seconds): 30 days (docs/web-protocol.md).
-SESSION_SECONDS = 30 * 86400
 
 #: Settings a reload cannot change: where history lives, and the names and
 #: ports clients already know.
