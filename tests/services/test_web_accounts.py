@@ -8,16 +8,17 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import ssl
 import time
 from typing import Any
 
 import h11
 import pytest
+import trustme
 from websockets.asyncio.client import connect
 
 from net import STEP, chat_client, open_client
-
-ORIGIN = "http://127.0.0.1"
+from proc import start_sockhub
 
 
 @pytest.fixture
@@ -34,12 +35,17 @@ async def web(serve, tmp_path):
 
 
 async def http(port: int, method: str, path: str, body: Any = None, *,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, list[str]], Any]:
+               headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None,
+               ) -> tuple[int, dict[str, list[str]], Any]:
     """One request on a new connection; the status, headers (lower-case, every value), body."""
-    reader, writer = await open_client(port)
+    if tls is None:
+        reader, writer = await open_client(port)
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else (
         body or b"")
-    sent = {"Host": f"127.0.0.1:{port}", "Origin": f"{ORIGIN}:{port}",
+    origin = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    sent = {"Host": f"127.0.0.1:{port}", "Origin": origin,
             "Content-Type": "application/json", **(headers or {})}
     sent = {k: v for k, v in sent.items() if v is not None}
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in sent.items())
@@ -216,3 +222,28 @@ async def test_an_owned_nick_taken_on_the_page_is_renamed_after_the_grace(web):
         assert "belongs to account alice" in notices[0]
         renamed = next(m for m in seen if m["type"] == "nick")
         assert renamed["old"] == "alice" and renamed["new"].startswith("guest-")
+
+
+async def test_over_tls_the_cookie_is_secure(tmp_path):
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "c.pem"))
+    served = await start_sockhub("chat", "--port", "0", "--web-port", "0",
+                                 "--data-dir", str(tmp_path), "--tls-cert",
+                                 str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "c.pem"),
+                                 listeners=4)
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        status, headers, _ = await http(served.ports["web, tls"], "POST", "/register",
+                                        {"account": "alice", "password": "hunter22"},
+                                        tls=context)
+        assert status == 200
+        assert headers["set-cookie"][0].endswith("; HttpOnly; SameSite=Strict; Secure")
+        # The plain page's origin is not the TLS page's: a cross-scheme POST is refused.
+        status, _, _ = await http(served.ports["web, tls"], "POST", "/login",
+                                  {"account": "alice", "password": "hunter22"}, tls=context,
+                                  headers={"Origin": f"http://127.0.0.1:{served.ports['web']}"})
+        assert status == 403
+    finally:
+        await served.stop()
