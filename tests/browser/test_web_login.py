@@ -1,7 +1,7 @@
 """The chat page's login in a real browser (issue 14): register or log in on the page,
 reload, and still be logged in; the session is an HttpOnly cookie the page's script
-never sees and no URL carries; logging out forgets it. A line user's read marker and
-private messages reach the page's account too."""
+never sees and no URL carries; logging out forgets it. The account's read marker and
+private messages outlive the page."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ def test_login_survives_a_reload_and_logout_forgets_it(server: Sockhub, browser:
             log = page.locator(".log:visible")
             expect(log).to_contain_text("said while away")
             expect(log).not_to_contain_text("seen on the page")
+            # A private message is the account's: after a reload it is still there.
+            talker.send("/msg webby psst")
+            expect(page.locator("#convs button", has_text="talker")).to_be_visible()
+            page.reload()
+            expect(status(page)).to_have_text("Connected as webby (logged in as webby)")
+            page.locator("#convs button", has_text="talker").click()
+            expect(page.locator(".log:visible")).to_contain_text("psst")
         finally:
             talker.close()
 

@@ -247,3 +247,51 @@ async def test_over_tls_the_cookie_is_secure(tmp_path):
         assert status == 403
     finally:
         await served.stop()
+
+
+async def test_the_page_reads_back_its_account_s_private_conversations(web):
+    ports = await web()
+    _, headers, _ = await http(ports["web"], "POST", "/register",
+                               {"account": "alice", "password": "hunter22"})
+    cookie = cookie_of(headers)
+    bob = await chat_client(ports["chat"], "bob")
+    await bob.send("/register swordfish9")
+    await bob.expect("you are logged in")
+
+    async def page() -> Any:
+        ws = await connect(f"ws://127.0.0.1:{ports['web']}/ws", open_timeout=STEP,
+                           additional_headers={"Cookie": cookie})
+        await ws.send(json.dumps({"type": "hello", "version": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), STEP))["account"] == "alice"
+        return ws
+
+    async def answer(ws: Any, kind: str) -> dict[str, Any]:
+        while True:
+            obj = json.loads(await asyncio.wait_for(ws.recv(), STEP))
+            if obj["type"] == kind:
+                return obj
+
+    ws = await page()
+    await ws.send(json.dumps({"type": "private", "to": "bob", "text": "hello bob"}))
+    sent = await answer(ws, "private")
+    assert isinstance(sent["id"], int)  # kept: it has its history id
+    await bob.expect("hello bob")
+    await bob.send("/msg alice hi alice")
+    assert (await answer(ws, "private"))["text"] == "hi alice"
+    await ws.close()
+
+    ws = await page()  # another device, or a reload
+    await ws.send(json.dumps({"type": "conversations", "id": 1}))
+    listed = await answer(ws, "conversations")
+    assert [c["with"] for c in listed["conversations"]] == ["bob"]
+    await ws.send(json.dumps({"type": "history", "with": "BOB", "limit": 1}))
+    got = await answer(ws, "history")
+    assert [m["text"] for m in got["messages"]] == ["hi alice"] and got["more"] is True
+    await ws.send(json.dumps({"type": "history", "with": "bob",
+                              "before": got["messages"][0]["id"]}))
+    got = await answer(ws, "history")
+    assert [(m["from"], m["to"], m["text"]) for m in got["messages"]] == [
+        ("alice", "bob", "hello bob")]
+    assert got["messages"][0]["id"] == sent["id"] and got["more"] is False
+    await ws.close()
+    bob.close()

@@ -111,6 +111,12 @@ def message_fields(message: Message) -> JsonObject:
             "ts": _ts(message.ts)}
 
 
+def private_fields(message: Message) -> JsonObject:
+    """A kept private message (``room`` is its target) as ``history`` with a nick carries it."""
+    return {"id": message.id, "from": message.nick, "to": message.room, "text": message.text,
+            "action": message.action, "notice": message.notice, "ts": _ts(message.ts)}
+
+
 def event_object(event: HubEvent) -> JsonObject | None:
     """The server message for a hub event, or None for those v1 does not show.
 
@@ -123,9 +129,12 @@ def event_object(event: HubEvent) -> JsonObject | None:
         return {"type": "message", **message_fields(event)}
     if kind is Private:
         assert isinstance(event, Private)
-        return {"type": "private", "from": event.sender, "to": event.target,
-                "text": event.text, "action": event.action, "notice": event.notice,
-                "ts": _ts(event.ts)}
+        obj: JsonObject = {"type": "private", "from": event.sender, "to": event.target,
+                           "text": event.text, "action": event.action,
+                           "notice": event.notice, "ts": _ts(event.ts)}
+        if event.msgid.isdigit():  # kept for an account: its history id
+            obj["id"] = int(event.msgid)
+        return obj
     if kind is Joined:
         assert isinstance(event, Joined)
         return {"type": "joined", "room": event.room, "nick": event.nick, "ts": _ts(event.ts)}
@@ -468,10 +477,14 @@ class JsonChat:
 
     def _history(self, msg: JsonObject) -> None:
         assert self.user is not None
-        name = _required(msg, "room")
         before = _whole(msg, "before", 1, MESSAGE_ID_MAX)
         after = _whole(msg, "after", 0, MESSAGE_ID_MAX)
         limit = _whole(msg, "limit", 1, HISTORY_LIMIT) or 50
+        peer = _text(msg, "with", optional=True)
+        if peer is not None:  # the account's private conversation with a nick
+            self._private_history(peer, before, after, limit)
+            return
+        name = _required(msg, "room")
         room = self.chat.find_room(name)
         if room is None:
             raise HubError("no_such_room", f"no such room: {name}")
@@ -489,6 +502,29 @@ class JsonChat:
             messages = messages[1:] if after is None or before is not None else messages[:-1]
         self.answer({"type": "history", "room": room.name,
                      "messages": [message_fields(m) for m in messages], "more": more})
+
+    def _private_history(self, peer: str, before: int | None, after: int | None,
+                         limit: int) -> None:
+        assert self.user is not None
+        if self.user.account is None:
+            raise HubError("account_needed", "private messages are kept for accounts: log in")
+        newest = after is None or before is not None
+        messages = self.chat.private_history(
+            self.user, peer, limit + 1, before=("id", before) if before is not None else None,
+            after=("id", after) if after is not None else None, newest=newest)
+        more = len(messages) > limit
+        if more:
+            messages = messages[1:] if newest else messages[:-1]
+        self.answer({"type": "history", "with": peer,
+                     "messages": [private_fields(m) for m in messages], "more": more})
+
+    def _conversations(self, msg: JsonObject) -> None:
+        """The account's private conversations, by their newest message, oldest first."""
+        assert self.user is not None
+        found = sorted((ts, name) for name, ts in self.chat.history_targets(self.user)
+                       if not name.startswith("#"))
+        self.answer({"type": "conversations",
+                     "conversations": [{"with": name, "ts": _ts(ts)} for ts, name in found]})
 
     def _rooms(self, msg: JsonObject) -> None:
         me = self.user.key if self.user is not None else ""
@@ -524,5 +560,5 @@ class JsonChat:
     HANDLERS: ClassVar[dict[str, Callable[[JsonChat, JsonObject], None]]] = {
         "hello": _hello, "join": _join, "part": _part, "say": _say, "private": _private,
         "nick": _nick, "topic": _topic, "history": _history, "rooms": _rooms,
-        "members": _members_cmd, "ping": _ping,
+        "members": _members_cmd, "ping": _ping, "conversations": _conversations,
     }

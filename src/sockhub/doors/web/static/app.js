@@ -183,6 +183,11 @@
     return true;
   }
 
+  // A kept private message in the shape message() places by id.
+  function pm(m) {
+    return {id: m.id, nick: m.from, text: m.text, action: m.action, notice: m.notice, ts: m.ts};
+  }
+
   function notice(c, text, ts, cls) {
     add(c, () => c.log.append(line(cls === 'error' ? 'event error' : 'event', ts, '', text)));
   }
@@ -219,6 +224,7 @@
       if (!S.wanted.size && !S.convs.size) S.wanted.set('#lobby', {name: '#lobby', show: true});
       for (const w of S.wanted.values()) join(w.name, w.password, w.show);
       send({type: 'rooms'});
+      if (S.account) request({type: 'conversations'}, {kind: 'conversations'});
       if (!S.chosen) { S.chosen = true; $('input').focus(); }
     },
     message(m) {
@@ -228,8 +234,16 @@
     private(m) {
       const other = fold(m.from) === fold(S.me) ? m.to : m.from;
       const c = conv(other, false);
-      add(c, () => c.log.append(line(m.notice ? 'msg notice' : 'msg', m.ts, m.from, m.text, m.action)));
+      if (typeof m.id === 'number') add(c, () => message(c, pm(m)));  // kept: placed by id
+      else add(c, () => c.log.append(line(m.notice ? 'msg notice' : 'msg', m.ts, m.from, m.text, m.action)));
       if (fold(m.from) !== fold(S.me)) unread(c);
+    },
+    conversations(m) {
+      for (const x of m.conversations || []) {
+        if (typeof x.with !== 'string') continue;
+        const c = conv(x.with, false);
+        request({type: 'history', with: x.with, limit: 50}, {kind: 'pm', c});
+      }
     },
     joined(m) {
       const c = conv(m.room, true);
@@ -304,6 +318,11 @@
     history(m) {
       const what = S.pending.get(m.re) || {kind: 'join'};
       S.pending.delete(m.re);
+      if (typeof m.with === 'string') {  // the account's private messages with someone
+        const c = conv(m.with, false);
+        for (const x of Array.isArray(m.messages) ? m.messages : []) add(c, () => message(c, pm(x)));
+        return;
+      }
       const c = conv(m.room, true), p = $('pane');
       const list = Array.isArray(m.messages) ? m.messages : [];
       const h = p.scrollHeight, s = c === S.cur && near(), had = c.ids.size;
