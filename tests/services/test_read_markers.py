@@ -239,3 +239,13 @@ def test_a_version_1_file_gains_the_account_tables(tmp_path):
     assert store.read_marker("alice", "#a") == 5
     store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_an_account_keeps_at_most_its_newest_sessions(tmp_path):
+    store = ChatStore(tmp_path / "chat.sqlite3")
+    for i in range(25):
+        store.add_session(bytes([i]) * 32, "alice", float(i), 1e12)
+    assert store.session(bytes([4]) * 32, 100.0) is None  # the oldest five ended
+    assert store.session(bytes([5]) * 32, 100.0) == "alice"
+    assert store.session(bytes([24]) * 32, 1e12) is None  # expired at its time
+    store.close()

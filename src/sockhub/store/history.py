@@ -536,9 +536,24 @@ class ChatStore:
 
     # Web sessions (doors/web; only a hash of each token is kept) ----------
 
-    def add_session(self, token_hash: bytes, account: str, now: float, expires: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO web_sessions VALUES (?,?,?,?)",
-                         (token_hash, account, now, expires))
+    def add_session(self, token_hash: bytes, account: str, now: float, expires: float,
+                    *, keep: int = 20) -> None:
+        """A new login session; past ``keep`` of one account, its oldest end (a password
+        in someone's hands cannot grow the table without bound)."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute("INSERT OR REPLACE INTO web_sessions VALUES (?,?,?,?)",
+                       (token_hash, account, now, expires))
+            db.execute(
+                "DELETE FROM web_sessions WHERE account = ? AND token_hash NOT IN (SELECT "
+                "token_hash FROM web_sessions WHERE account = ? ORDER BY created DESC LIMIT ?)",
+                (account, account, keep))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def session(self, token_hash: bytes, now: float) -> str | None:
         """The account of a live session (folded), None if unknown or expired."""
