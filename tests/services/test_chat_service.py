@@ -137,7 +137,10 @@ async def test_unknown_commands_and_bad_arguments_get_one_line_errors(chat):
         ("/frobnicate", "error: unknown command /frobnicate; /help lists commands"),
         ("/join", "error: usage: /join #ROOM [PASSWORD]"),
         ("/join lobby", "error: invalid room 'lobby': a room name starts with #"),
-        ("/history lots", "error: usage: /history [N]"),
+        ("/history lots more", "error: usage: /history [N] or /history NICK [N]"),
+        ("/history lots", "error: private messages are kept for accounts: "
+                          "/identify PASSWORD first"),
+        ("/history 0", "error: /history takes 1 to 1000 messages"),
         ("/kick", "error: usage: /kick [#ROOM] NICK [REASON]"),
         ("/topic #lobby mine", "error: only operators may set the topic of #lobby"),
     ]:

@@ -82,7 +82,8 @@ def test_hello_is_answered_by_welcome_with_the_id_as_re(hub, clock):
     browser = Browser(hub, clock)
     [welcome] = browser.send({"type": "hello", "version": 1, "nick": "alice", "id": 7})
     assert welcome == {"type": "welcome", "version": 1, "nick": "alice", "server": "sockhub",
-                       "limits": {"text": 4000, "frame": 16384}, "rooms": [], "re": 7}
+                       "limits": {"text": 4000, "frame": 16384}, "rooms": [], "re": 7,
+                       "account": None, "accounts": "open"}
 
 
 def test_hello_without_a_nick_gets_a_guest_nick(hub, clock):

@@ -102,6 +102,14 @@ class Disconnectable(Protocol):
     def disconnect(self, reason: str) -> None: ...
 
 
+@runtime_checkable
+class MarkerWatcher(Protocol):
+    """A member told when its account's read marker moves from elsewhere (IRCv3
+    draft/read-marker: "SHOULD" tell the user's other clients)."""
+
+    def marker_moved(self, target: str, ms: int) -> None: ...
+
+
 class ChatApi(Protocol):
     """The chat service as its doors see it."""
 
@@ -317,3 +325,38 @@ class ChatApi(Protocol):
 
     def room_op(self, user: User, room: str, nick: str | None = None) -> User:
         """An operator account gives operator status to itself or to ``nick``."""
+
+    # History that follows the person (an identified user's) ----------------------
+
+    def private_history(self, user: User, peer: str, limit: int, *, after: Bound | None = None,
+                        before: Bound | None = None, newest: bool = True) -> list[Message]:
+        """``user``'s account's private conversation with nick ``peer``, as ``history_page``;
+        nothing for a user not logged in. A message's ``room`` is its target."""
+
+    def find_private(self, user: User, peer: str, message_id: int) -> Message | None: ...
+
+    def history_targets(self, user: User) -> list[tuple[str, float]]:
+        """The rooms ``user`` is in and the nicks their account exchanged private
+        messages with, each with its newest message's time (Unix seconds)."""
+
+    def read_marker(self, user: User, target: str) -> int | None:
+        """Up to when ``user``'s account read ``target`` (Unix ms); None: never, or no account."""
+
+    def mark_read(self, user: User, target: str, ms: int, *,
+                  via: Member | None = None) -> int | None:
+        """Move the account's marker forward to ``ms``; returns it as stored (None: no
+        account). The account's connections but ``via`` are told (:class:`MarkerWatcher`)."""
+
+    def mark_read_newest(self, user: User, room: str) -> None:
+        """``user`` has seen ``room`` up to its newest message (a replay was shown)."""
+
+    # Web sessions (doors/web; only a hash of each token is stored) ---------------
+
+    def session_start(self, account: str) -> str:
+        """A new login session for ``account``: the random token for the cookie."""
+
+    def session_account(self, token: str) -> str | None:
+        """The account of a live session's token, or None (unknown, expired, dropped)."""
+
+    def session_end(self, token: str) -> None:
+        """Log a session out: its token is no longer accepted."""

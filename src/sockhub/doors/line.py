@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -47,6 +48,7 @@ from sockhub.protocols.chat_line import (
     parse_ctcp,
     parse_line,
     render,
+    stamp,
     visible,
 )
 
@@ -62,6 +64,9 @@ class LineDoor(LineProtocol):
 
     #: Its messages are counted under this door in ``GET /metrics``.
     metrics_door: ClassVar[str] = "line"
+    #: It shows every message of its rooms: leaving one moves the account's read
+    #: marker to the newest message (docs/accounts.md, "Read markers").
+    marks_read: ClassVar[bool] = True
 
     __slots__ = (
         "_login_pending",
@@ -451,10 +456,20 @@ class LineDoor(LineProtocol):
             self.info_line(
                 f"in {joined.name}: {' '.join(sorted(u.nick for u in joined.members.values()))}"
             )
-        self._send_history(joined.name, self.chat.settings.history)
+        self._send_history(joined.name, self.chat.settings.history, joining=True)
 
-    def _send_history(self, room: str, limit: int, *, always_end: bool = False) -> None:
-        messages = self.chat.history(room, limit) if limit > 0 else []
+    def _send_history(self, room: str, limit: int, *, always_end: bool = False,
+                      joining: bool = False) -> None:
+        user = self.user
+        if joining and user is not None and user.account is not None:
+            # Logged in: what the account has not read, wherever it read the
+            # rest (IRC's MARKREAD, another line or web session), and the
+            # marker moves past what is shown here.
+            messages = self.chat.replay(user, room, limit) if limit > 0 else []
+            if messages:
+                self.chat.mark_read(user, room, math.floor(messages[-1].ts * 1000))
+        else:
+            messages = self.chat.history(room, limit) if limit > 0 else []
         for message in messages:
             self.send(encode_line(render(message, "")))
         if messages or always_end:
@@ -530,19 +545,41 @@ class LineDoor(LineProtocol):
             return
         self.chat.set_topic(self.user, room, text)
 
-    def _cmd_history(self, count: str | None = None) -> None:
-        if self.current is None:
-            self.send_error("you are in no room")
+    def _cmd_history(self, *args: str) -> None:
+        """``/history [N]`` of the current room, or ``/history NICK [N]``: a private
+        conversation of the account you are logged in to, from any door."""
+        peer = args[0] if args and not args[0].isdigit() else None
+        count = args[-1] if args and args[-1].isdigit() else None
+        if len(args) > (1 if peer is None else 2) or (peer is not None and len(args) == 2
+                                                       and count is None):
+            self.send_error("usage: /history [N] or /history NICK [N]")
             return
-        try:
-            limit = int(count) if count is not None else self.chat.settings.history
-        except ValueError:
-            self.send_error("usage: /history [N]")
-            return
+        limit = int(count) if count is not None else self.chat.settings.history
         if not 1 <= limit <= HISTORY_MAX:
             self.send_error(f"/history takes 1 to {HISTORY_MAX} messages")
             return
+        if peer is not None:
+            self._private_history(peer, limit)
+            return
+        if self.current is None:
+            self.send_error("you are in no room")
+            return
         self._send_history(self.current, limit, always_end=True)
+
+    def _private_history(self, peer: str, limit: int) -> None:
+        user = self.user
+        assert user is not None
+        if user.account is None:
+            self.send_error("private messages are kept for accounts: /identify PASSWORD first")
+            return
+        messages = self.chat.private_history(user, peer, limit)
+        for message in messages:
+            where = "[pm]" if fold(message.room) == user.key else f"[pm to {message.room}]"
+            body = (f"** {message.nick} {message.text}" if message.action
+                    else f"<{message.nick}> {message.text}")
+            self.send_line(f"[history] {stamp(message.ts)} {where} {body}")
+        count = len(messages)
+        self.info_line(f"end of history with {peer} ({count} message{'s' * (count != 1)})")
 
     def _cmd_quit(self, reason: str = "") -> None:
         if self.user is not None:

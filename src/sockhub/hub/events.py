@@ -57,8 +57,9 @@ class Message:
 class Private:
     """A private message; delivered to the target and echoed to the sender.
 
-    ``msgid`` is the service's id for it (IRCv3 ``msgid``); private messages
-    are not stored, so it is a string unlike any room message's id.
+    ``msgid`` is the service's id for it (IRCv3 ``msgid``): its history id
+    when it was kept for an account (services/chat.py), else a string unlike
+    any stored message's id.
     """
 
     sender: str

@@ -85,7 +85,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "msg": CommandSpec("/msg NICK TEXT", "send a private message", 2, 2, rest=True),
     "me": CommandSpec("/me ACTION", "describe an action: ** alice waves", 1, 1, rest=True),
     "topic": CommandSpec("/topic [#ROOM] [TEXT]", "show or set a room's topic", 0, 2, rest=True),
-    "history": CommandSpec("/history [N]", "show the last N messages of the current room", 0, 1),
+    "history": CommandSpec("/history [NICK] [N]", "show the last N messages of the current "
+                           "room, or of your account's private messages with NICK", 0, 2),
     "quit": CommandSpec("/quit [REASON]", "leave the chat", 0, 1, rest=True),
     "help": CommandSpec("/help [COMMAND]", "list commands, or explain one", 0, 1),
     "oper": CommandSpec("/oper NAME PASSWORD", "become a server operator", 2, 2),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import hmac
 import itertools
 import logging
@@ -32,11 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sockhub import metrics
-from sockhub.doors.api import Disconnectable, LoginResult
+from sockhub.doors.api import Disconnectable, LoginResult, MarkerWatcher
 from sockhub.doors.hotline import HotlineDesk, HotlineDoor
 from sockhub.doors.irc import IrcDoor, irc_refusal
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web import WebDoor, web_refusal
+from sockhub.doors.web.session import SESSION_SECONDS
 from sockhub.engine.clock import LoopClock
 from sockhub.engine.service import Listener
 from sockhub.errors import ConfigError
@@ -145,6 +147,7 @@ class ChatService:
         self.hub.bans.update(self.store.bans())
         self.hub.saved.update(self.store.rooms())
         self.store.forget_seen_before(self.started - SEEN_KEPT)
+        self.store.forget_sessions_before(self.started)
         self.accounts = Accounts(
             AccountStore(self.store.path) if settings.bus is None else cluster_accounts(settings),
             mode=settings.accounts,
@@ -469,10 +472,37 @@ class ChatService:
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta, origin=origin_of(via))
-        event = dataclasses.replace(event, msgid=self._msgid())
+        stored = self._store_private(user, event)
+        event = dataclasses.replace(event, msgid=str(stored) if stored else self._msgid())
         self._publish(event)
         self._count_in(via or user.member)
         return event
+
+    def _store_private(self, user: User, event: Private) -> int | None:
+        """Keep a private message for each party logged in to an account; its id, or None.
+
+        Not kept when neither is (no one could page it back), nor with a Redis
+        bus (whose ids are the cluster's to give).
+        """
+        other = self.hub.find_user(event.target)
+        readers = []
+        if user.account is not None:
+            readers.append((fold(user.account), fold(event.target), event.target))
+        if other is not None and other.account is not None and other is not user:
+            readers.append((fold(other.account), user.key, user.nick))
+        if not readers or self.cluster is not None:
+            return None
+        self.commit()  # ids in the order things were said
+        message = Message(event.target, user.nick, event.text, event.ts, event.action,
+                          notice=event.notice, username=user.username, address=user.address)
+        try:
+            stored = self.store.append_private(message, readers)
+        except sqlite3.Error as exc:  # the message itself still goes
+            _seen_failures.log("chat: {count} more private messages not stored",
+                               "chat: private message of %s not stored: %s", user.nick, exc)
+            return None
+        metrics.chat.history_rows += 1
+        return stored.id
 
     def signal(self, user: User, target: str, meta: Meta, *, via: Member | None = None) -> None:
         event = self.hub.signal(user, target, meta, time.time(), origin=origin_of(via))
@@ -642,6 +672,10 @@ class ChatService:
         """What ``user`` missed of ``room``: since they (same nick, user name and
         address) last left it, or the last ``limit`` messages if never; at most ``limit``."""
         self.commit()
+        if user.account is not None:  # the account's read marker, wherever it was read
+            marker = self.store.read_marker(fold(user.account), fold(room))
+            if marker is not None:
+                return self.store.page(room, limit, after=("ms", marker), newest=False)
         last = self.store.last_seen(_seen_key(user), room)
         if last is None:
             return self.store.recent(room, limit)
@@ -665,6 +699,12 @@ class ChatService:
     def _mark_seen(self, user: User, keys: list[str], ts: float) -> None:
         if keys:
             self.store.mark_seen(_seen_key(user), keys, ts)
+            # A door that shows every message (line, web page) has read what it
+            # was in: its account's markers move to the newest message.
+            if user.account is not None and getattr(user.member, "marks_read", False):
+                for key in keys:
+                    room = user.rooms.get(key)
+                    self.mark_read_newest(user, room.name if room is not None else key)
 
     def history_page(self, room: str, limit: int, *, after: Bound | None = None,
                      before: Bound | None = None, newest: bool = True) -> list[Message]:
@@ -675,6 +715,67 @@ class ChatService:
         self.commit()
         return self.store.find(room, message_id)
 
+
+    # ChatApi: history that follows the person ----------------------------------
+
+    def private_history(self, user: User, peer: str, limit: int, *, after: Bound | None = None,
+                        before: Bound | None = None, newest: bool = True) -> list[Message]:
+        if user.account is None:
+            return []
+        return self.store.private_page(fold(user.account), fold(peer), limit, after=after,
+                                       before=before, newest=newest)
+
+    def find_private(self, user: User, peer: str, message_id: int) -> Message | None:
+        if user.account is None:
+            return None
+        return self.store.find_private(fold(user.account), fold(peer), message_id)
+
+    def history_targets(self, user: User) -> list[tuple[str, float]]:
+        self.commit()
+        owner = fold(user.account) if user.account is not None else ""
+        return self.store.latest(owner, [room.name for room in user.rooms.values()])
+
+    def read_marker(self, user: User, target: str) -> int | None:
+        if user.account is None:
+            return None
+        return self.store.read_marker(fold(user.account), fold(target))
+
+    def mark_read(self, user: User, target: str, ms: int, *,
+                  via: Member | None = None) -> int | None:
+        account = user.account
+        if account is None:
+            return None
+        before = self.store.read_marker(fold(account), fold(target))
+        stored = self.store.mark_read(fold(account), fold(target), ms)
+        if stored != before:  # the account's other connections follow (multiclient too)
+            for other in self.hub.users.values():
+                if other.account is None or fold(other.account) != fold(account):
+                    continue
+                for member in members_of(other.member):
+                    if member is not via and isinstance(member, MarkerWatcher):
+                        member.marker_moved(target, stored)
+        return stored
+
+    def mark_read_newest(self, user: User, room: str) -> None:
+        self.commit()
+        newest = self.store.newest_ms(room)
+        if newest is not None:
+            self.mark_read(user, room, newest)
+
+    # ChatApi: web sessions ---------------------------------------------------------
+
+    def session_start(self, account: str) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        self.store.add_session(_token_hash(token), fold(account), now, now + SESSION_SECONDS)
+        return token
+
+    def session_account(self, token: str) -> str | None:
+        key = self.store.session(_token_hash(token), time.time())
+        return self.accounts.name_of(key) if key is not None else None
+
+    def session_end(self, token: str) -> None:
+        self.store.drop_session(_token_hash(token))
 
     # ChatApi: accounts (services/accounts.py) ----------------------------------
 
@@ -743,6 +844,7 @@ class ChatService:
         if user.account is None:
             raise HubError("account_needed", "log in to an account first")
         self.accounts.set_password(user.account, password)
+        self.store.drop_sessions(fold(user.account))  # web logins end with the old password
 
     def account_drop(self, user: User) -> None:
         account = user.account
@@ -750,6 +852,7 @@ class ChatService:
             raise HubError("account_needed", "log in to an account first")
         self.accounts.drop(account)
         self.owned.account_dropped(account)
+        self.store.forget_account(fold(account))
         for other in list(self.hub.users.values()):
             if other.account is not None and fold(other.account) == fold(account):
                 self.log_out(other)
@@ -758,6 +861,7 @@ class ChatService:
         if not user.is_oper:
             raise HubError("not_oper", "only operators reset passwords")
         self.accounts.set_password(name, password)
+        self.store.drop_sessions(fold(name))
         log.info("accounts: %s reset the password of %s", user.nick, name)
 
     # ChatApi: registered rooms (services/rooms.py) ----------------------------------
@@ -790,6 +894,12 @@ def _limits(settings: ChatSettings) -> dict[str, Any]:
 
 #: The events after which a client has left a room (``_note_departure``).
 _DEPARTURES = frozenset({Parted, Kicked, Quit})
+
+
+def _token_hash(token: str) -> bytes:
+    """What is stored of a web session token: its SHA-256 (a token is 256 random bits,
+    so no salt or slow hash is needed; a stolen file gives no usable cookie)."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _seen_key(user: User) -> str:

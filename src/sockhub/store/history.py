@@ -12,6 +12,10 @@ restarts, and the ``seen`` table remembers up to which message each client
 (by nick, user name and address) had seen a room when it left it, so that a
 reconnecting client's automatic replay starts there.
 
+For accounts (docs/accounts.md) it keeps private messages for the accounts
+that took part, a read marker per account and target (IRCv3
+``draft/read-marker``), and the web door's login sessions, by a hash.
+
 Writes are synchronous, done on the event loop's thread, and grouped: the
 chat service hands :meth:`ChatStore.append_many` the room messages that
 arrived in one turn of the loop, stored in one transaction (one commit,
@@ -112,6 +116,34 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (room_key, account_key)
     );
     """,
+    # 3 (issue 14, history that follows the person): private messages kept
+    # for the accounts that took part (the message in ``messages`` under the
+    # room key ``*``, no room's; one index row per account that may read it,
+    # by the other party's folded nick), read markers per account and target
+    # (IRCv3 draft/read-marker, in Unix milliseconds), and the web door's
+    # login sessions (a SHA-256 of the cookie's token, never the token).
+    """
+    CREATE TABLE private_index (
+        owner     TEXT NOT NULL,     -- folded account name
+        peer      TEXT NOT NULL,     -- folded nick of the other party
+        peer_name TEXT NOT NULL,     -- that nick as it was spelled
+        id        INTEGER NOT NULL,  -- messages.id
+        PRIMARY KEY (owner, peer, id)
+    );
+    CREATE TABLE read_markers (
+        account TEXT NOT NULL,       -- folded account name
+        target  TEXT NOT NULL,       -- folded room name or nick
+        ms      INTEGER NOT NULL,
+        PRIMARY KEY (account, target)
+    );
+    CREATE TABLE web_sessions (
+        token_hash BLOB PRIMARY KEY,
+        account    TEXT NOT NULL,
+        created    REAL NOT NULL,
+        expires    REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_account ON web_sessions (account);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long opening the file waits for other processes to let go of it (seconds).
@@ -126,6 +158,8 @@ _MARK_SEEN = (
 
 #: ``action`` column value of a notice (0 is a message, 1 a /me action).
 _KIND_NOTICE = 2
+#: The room key of stored private messages: no room folds to it (rooms start with ``#``).
+PRIVATE_KEY = "*"
 
 Bound = tuple[str, int]
 
@@ -304,8 +338,12 @@ class ChatStore:
         kept when there are more than ``limit``, otherwise those nearest
         ``after`` (IRCv3 CHATHISTORY's BEFORE versus AFTER).
         """
-        clauses = ["room_key = ?"]
-        args: list[object] = [fold(room)]
+        return self._page("room_key = ?", [fold(room)], limit, after, before, newest)
+
+    def _page(self, where: str, args: list[object], limit: int, after: Bound | None,
+              before: Bound | None, newest: bool) -> list[Message]:
+        clauses = [where]
+        args = list(args)
         for bound, op in ((after, ">"), (before, "<")):
             if bound is not None:
                 column = "id" if bound[0] == "id" else "CAST(ts * 1000 AS INTEGER)"
@@ -472,3 +510,148 @@ class ChatStore:
             if registration is not None:
                 registration.operators[fold(account)] = account
         return found
+
+    # Private messages (kept for the accounts that took part) -------------
+
+    def append_private(self, message: Message, readers: list[tuple[str, str, str]]) -> Message:
+        """Store a private message (``room`` is its target) for ``readers``; return it with its id.
+
+        Each reader is (folded account, folded nick of the other party, that
+        nick as spelled): who may page it back, and under which conversation.
+        One transaction, committed on return.
+        """
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            cursor = db.execute(
+                "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (PRIVATE_KEY, message.room, message.nick, message.text,
+                 _KIND_NOTICE if message.notice else int(message.action), message.ts,
+                 message.username, message.address),
+            )
+            stored = replace(message, id=cursor.lastrowid)
+            db.executemany(
+                "INSERT OR IGNORE INTO private_index (owner, peer, peer_name, id) VALUES (?,?,?,?)",
+                [(owner, peer, name, stored.id) for owner, peer, name in readers],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return stored
+
+    def private_page(self, owner: str, peer: str, limit: int, *, after: Bound | None = None,
+                     before: Bound | None = None, newest: bool = True) -> list[Message]:
+        """Account ``owner``'s conversation with nick ``peer`` (both folded), as :meth:`page`."""
+        return self._page(
+            "room_key = ? AND id IN (SELECT id FROM private_index WHERE owner = ? AND peer = ?)",
+            [PRIVATE_KEY, owner, peer], limit, after, before, newest)
+
+    def find_private(self, owner: str, peer: str, message_id: int) -> Message | None:
+        found = self._page(
+            "room_key = ? AND id = ? AND id IN "
+            "(SELECT id FROM private_index WHERE owner = ? AND peer = ?)",
+            [PRIVATE_KEY, message_id, owner, peer], 1, None, None, True)
+        return found[0] if found else None
+
+    def latest(self, owner: str, rooms: list[str]) -> list[tuple[str, float]]:
+        """Each conversation's newest message time: the ``rooms``, and ``owner``'s private ones.
+
+        The name is the room's as stored, or the other party's nick as last
+        spelled (IRCv3 CHATHISTORY TARGETS).
+        """
+        result: list[tuple[str, float]] = []
+        if rooms:
+            marks = ",".join("?" * len(rooms))
+            result += self._db.execute(
+                f"SELECT room, max(ts) FROM messages WHERE room_key IN ({marks}) "
+                "GROUP BY room_key", [fold(r) for r in rooms]).fetchall()
+        if owner:
+            # SQLite: the bare column comes from the row holding max(...).
+            result += [(row[0], row[1]) for row in self._db.execute(
+                "SELECT p.peer_name, max(m.ts) FROM private_index p JOIN messages m "
+                "ON m.id = p.id WHERE p.owner = ? GROUP BY p.peer", (owner,))]
+        return result
+
+    def forget_account(self, owner: str) -> None:
+        """A dropped account: its private index, read markers and web sessions go."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute("DELETE FROM private_index WHERE owner = ?", (owner,))
+            db.execute("DELETE FROM read_markers WHERE account = ?", (owner,))
+            db.execute("DELETE FROM web_sessions WHERE account = ?", (owner,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    # Read markers (IRCv3 draft/read-marker) -------------------------------
+
+    def read_marker(self, account: str, target: str) -> int | None:
+        """Up to when (Unix milliseconds) ``account`` read ``target`` (both folded); None: never."""
+        row = self._db.execute(
+            "SELECT ms FROM read_markers WHERE account = ? AND target = ?", (account, target)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def mark_read(self, account: str, target: str, ms: int) -> int:
+        """Move the marker to ``ms`` unless it is past it already ("MUST only ever increase").
+
+        Returns the marker as stored.
+        """
+        self._db.execute(
+            "INSERT INTO read_markers (account, target, ms) VALUES (?,?,?) "
+            "ON CONFLICT (account, target) DO UPDATE SET ms = max(ms, excluded.ms)",
+            (account, target, ms))
+        stored = self.read_marker(account, target)
+        assert stored is not None
+        return stored
+
+    def newest_ms(self, room: str) -> int | None:
+        """The time (Unix ms) of a room's newest message, None if it has none."""
+        row = self._db.execute(
+            "SELECT CAST(ts * 1000 AS INTEGER) FROM messages WHERE room_key = ? "
+            "ORDER BY id DESC LIMIT 1", (fold(room),)).fetchone()
+        return int(row[0]) if row else None
+
+    # Web sessions (doors/web; only a hash of each token is kept) ----------
+
+    def add_session(self, token_hash: bytes, account: str, now: float, expires: float,
+                    *, keep: int = 20) -> None:
+        """A new login session; past ``keep`` of one account, its oldest end (a password
+        in someone's hands cannot grow the table without bound)."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute("INSERT OR REPLACE INTO web_sessions VALUES (?,?,?,?)",
+                       (token_hash, account, now, expires))
+            db.execute(
+                "DELETE FROM web_sessions WHERE account = ? AND token_hash NOT IN (SELECT "
+                "token_hash FROM web_sessions WHERE account = ? ORDER BY created DESC LIMIT ?)",
+                (account, account, keep))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def session(self, token_hash: bytes, now: float) -> str | None:
+        """The account of a live session (folded), None if unknown or expired."""
+        row = self._db.execute(
+            "SELECT account FROM web_sessions WHERE token_hash = ? AND expires > ?",
+            (token_hash, now)).fetchone()
+        return str(row[0]) if row else None
+
+    def drop_session(self, token_hash: bytes) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+
+    def drop_sessions(self, account: str) -> None:
+        """Every session of an account (its password changed)."""
+        self._db.execute("DELETE FROM web_sessions WHERE account = ?", (account,))
+
+    def forget_sessions_before(self, now: float) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))

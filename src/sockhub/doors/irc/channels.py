@@ -49,7 +49,7 @@ from sockhub.codec.irc import (
     IrcMessage,
     split_utf8,
 )
-from sockhub.doors.irc import accounts, chanserv
+from sockhub.doors.irc import accounts, chanserv, readmarker
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import Message
 from sockhub.hub.names import BANS_PER_ROOM, TOPIC_MAX, fold, mask_match
@@ -98,6 +98,7 @@ def cmd_join(door: IrcDoor, message: IrcMessage) -> None:
         # Modern IRC: the JOIN (delivered by the hub), then the topic,
         # then the names, "in this order".
         send_topic(door, joined, explicit=False)
+        readmarker.send_marker(door, joined.name)  # "before RPL_ENDOFNAMES" (read-marker)
         send_names(door, joined, brief=door.chat.is_quiet(joined))
         replay_history(door, joined)
 

@@ -8,7 +8,7 @@ against it before the door calls the handler, so no handler re-checks.
 
 from __future__ import annotations
 
-from sockhub.doors.irc import accounts, channels, chanserv, queries, registration
+from sockhub.doors.irc import accounts, channels, chanserv, queries, readmarker, registration
 from sockhub.protocols.irc.protocol import CommandSpec
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -61,4 +61,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "HELPOP": CommandSpec(queries.cmd_help, 0),  # the name some servers give HELP
     "LINKS": CommandSpec(queries.cmd_links, 0),
     "CHATHISTORY": CommandSpec(queries.cmd_chathistory, 0),  # FAIL CHATHISTORY NEED_MORE_PARAMS
+    "MARKREAD": CommandSpec(readmarker.cmd_markread, 0),  # FAIL MARKREAD NEED_MORE_PARAMS
 }

@@ -43,6 +43,7 @@ from sockhub.codec.irc import (
     serialize,
 )
 from sockhub.doors.api import ChatApi
+from sockhub.doors.irc import readmarker
 from sockhub.doors.irc.accounts import AccountState, nick_changed
 from sockhub.doors.irc.accounts import connection_lost as accounts_lost
 from sockhub.doors.irc.chanserv import CHANSERV, CHANSERV_SOURCE
@@ -118,8 +119,8 @@ class IrcDoor(Protocol):
 
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
-        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "oper_failures",
-        "profile", "server_name", "user", "websocket",
+        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "markers",
+        "oper_failures", "profile", "server_name", "user", "websocket",
     )
 
     # Idleness is "no complete line", not "no byte".
@@ -153,6 +154,8 @@ class IrcDoor(Protocol):
         self._lost_reason = "Connection closed"
         self.oper_failures = 0
         self.acct = AccountState()
+        #: Read markers of a user without an account: this connection's (readmarker.py).
+        self.markers: dict[str, int] = {}
 
     # Engine side ------------------------------------------------------------
 
@@ -405,6 +408,12 @@ class IrcDoor(Protocol):
         self.profile = profile
 
     # Hub side (Member) ------------------------------------------------------
+
+    def marker_moved(self, target: str, ms: int) -> None:
+        """MarkerWatcher: the account's marker moved on another connection."""
+        if not self._closing:
+            readmarker.send_marker(self, target, ms)
+            self.wake()
 
     def source_of(self, nick: str) -> str:
         """``nick!user@host`` of a user, or the bare nick if they are gone."""

@@ -8,8 +8,10 @@ use instead of one WHOIS per channel member.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sockhub._version import __version__
 from sockhub.codec.irc import (
@@ -61,7 +63,8 @@ from sockhub.codec.irc import (
 )
 from sockhub.doors.api import Bound
 from sockhub.doors.irc.channels import member_prefix, send_history, visible
-from sockhub.hub import HubError, Room, User
+from sockhub.doors.irc.readmarker import ms_time
+from sockhub.hub import HubError, Message, Room, User
 from sockhub.hub.names import HISTORY_MAX, fold, mask_match
 from sockhub.protocols.irc.vocabulary import SOFTWARE, chunks, irc_host, isupport_tokens
 
@@ -387,12 +390,15 @@ def cmd_chathistory(door: IrcDoor, message: IrcMessage) -> None:
     assert user is not None
     params = message.params
     sub = params[0].upper() if params else "*"
-    if sub == "TARGETS" or (params and sub not in CHATHISTORY_SUBCOMMANDS):
+    if params and sub not in CHATHISTORY_SUBCOMMANDS and sub != "TARGETS":
         _fail(door, "CHATHISTORY", "INVALID_PARAMS", sub, "Unknown subcommand")
         return
     needed = 5 if sub == "BETWEEN" else 4
     if len(params) < needed:
         _fail(door, "CHATHISTORY", "NEED_MORE_PARAMS", sub, "Missing parameters")
+        return
+    if sub == "TARGETS":
+        _targets(door, user, params)
         return
     target = params[1]
     try:
@@ -404,46 +410,91 @@ def cmd_chathistory(door: IrcDoor, message: IrcMessage) -> None:
     if limit < 1 or None in refs or stars not in ([], [0] if sub == "LATEST" else []):
         _fail(door, "CHATHISTORY", "INVALID_PARAMS", sub, "Invalid reference or limit")
         return
-    if not target.startswith("#"):
-        # Private messages are not stored: an empty history, as the spec
-        # asks for "if no content exists to return".
-        send_history(door, target, [])
-        return
-    room = user.rooms.get(fold(target))
-    if room is None:
-        _fail(door, "CHATHISTORY", "INVALID_TARGET", sub, target,
-                   "Messages could not be retrieved")
-        return
     chat = door.chat
+    pages: Pager
+    if not target.startswith("#"):
+        # A private conversation: the one kept for the user's account (none
+        # without one: an empty batch, "if no content exists to return").
+        def pages(limit: int, **bounds: Any) -> list[Message]:
+            return chat.private_history(user, target, limit, **bounds)
+
+        def find(message_id: int) -> Message | None:
+            return chat.find_private(user, target, message_id)
+        name = target
+    else:
+        room = user.rooms.get(fold(target))
+        if room is None:
+            _fail(door, "CHATHISTORY", "INVALID_TARGET", sub, target,
+                  "Messages could not be retrieved")
+            return
+        name = room.name
+
+        def pages(limit: int, **bounds: Any) -> list[Message]:
+            return chat.history_page(name, limit, **bounds)
+
+        def find(message_id: int) -> Message | None:
+            return chat.find_message(name, message_id)
     first = refs[0]
     assert first is not None
     if sub == "LATEST":
         after = None if first[0] == "*" else first
-        messages = chat.history_page(room.name, limit, after=after, newest=True)
+        messages = pages(limit, after=after, newest=True)
     elif sub == "BEFORE":
-        messages = chat.history_page(room.name, limit, before=first, newest=True)
+        messages = pages(limit, before=first, newest=True)
     elif sub == "AFTER":
-        messages = chat.history_page(room.name, limit, after=first, newest=False)
+        messages = pages(limit, after=first, newest=False)
     elif sub == "AROUND":  # the message referred to, and as many on each side
-        older = chat.history_page(room.name, limit // 2, before=first, newest=True)
-        newer = chat.history_page(room.name, limit - len(older), after=(first[0], first[1] - 1),
-                           newest=False)
+        older = pages(limit // 2, before=first, newest=True)
+        newer = pages(limit - len(older), after=(first[0], first[1] - 1), newest=False)
         messages = older + newer
     else:  # BETWEEN: "may be forwards or backwards in time"
         second = refs[1]
         assert second is not None
-        low, high = sorted((first, second), key=lambda ref: _position(door, room, ref))
-        forward = _position(door, room, first) <= _position(door, room, second)
-        messages = chat.history_page(room.name, limit, after=low, before=high, newest=not forward)
-    send_history(door, room.name, messages)
+        low, high = sorted((first, second), key=lambda ref: _position(find, ref))
+        forward = _position(find, first) <= _position(find, second)
+        messages = pages(limit, after=low, before=high, newest=not forward)
+    send_history(door, name if name.startswith("#") else target, messages)
 
 
-def _position(door: IrcDoor, room: Room, ref: Bound) -> float:
+#: A page of one conversation's history: ``pages(limit, after=, before=, newest=)``.
+Pager = Callable[..., list[Message]]
+
+
+def _position(find: Callable[[int], Message | None], ref: Bound) -> float:
     """Where a reference falls in time, in milliseconds, to order two of them."""
     if ref[0] == "ms":
         return ref[1]
-    found = door.chat.find_message(room.name, int(ref[1]))
+    found = find(int(ref[1]))
     return found.ts * 1000 if found is not None else float(ref[1])
+
+
+def _targets(door: IrcDoor, user: User, params: tuple[str, ...]) -> None:
+    """CHATHISTORY TARGETS <timestamp> <timestamp> <limit>: the conversations whose
+    newest message falls strictly between the two times, oldest first (the rooms
+    the user is in, and the nicks their account exchanged private messages with)."""
+    refs = [_reference(p) for p in params[1:3]]
+    try:
+        limit = min(int(params[3]), HISTORY_MAX)
+    except ValueError:
+        limit = 0
+    if limit < 1 or any(r is None or r[0] != "ms" for r in refs):
+        _fail(door, "CHATHISTORY", "INVALID_PARAMS", "TARGETS", "Invalid timestamps or limit")
+        return
+    low, high = sorted(r[1] for r in refs if r is not None)
+    found = []
+    for name, ts in door.chat.history_targets(user):
+        ms = math.floor(ts * 1000)
+        if low < ms < high:
+            found.append((ms, name))
+    found.sort()
+    ref = door.next_batch() if "batch" in door.caps else None
+    if ref is not None:
+        door.emit(door.line("BATCH", "+" + ref, "draft/chathistory-targets"))
+    for ms, name in found[:limit]:
+        door.send_from(door.server_name, "CHATHISTORY", "TARGETS", name, ms_time(ms),
+                       tags={"batch": ref} if ref is not None else None)
+    if ref is not None:
+        door.emit(door.line("BATCH", "-" + ref))
 
 
 def _fail(door: IrcDoor, command: str, code: str, *context: str) -> None:

@@ -25,6 +25,7 @@ from typing import Protocol as TypingProtocol
 from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.flood import FloodGuard, Verdict
+from sockhub.doors.owned import NickGuard
 from sockhub.hub import HubError, Member, Message, User
 from sockhub.hub.events import (
     HubEvent,
@@ -38,7 +39,9 @@ from sockhub.hub.events import (
     hostmask,
 )
 from sockhub.hub.hub import MESSAGE_MAX
+from sockhub.hub.names import fold
 from sockhub.logs import RateLimitedLog
+from sockhub.protocols.base import Clock
 
 log = logging.getLogger("sockhub.web")
 _floods = RateLimitedLog(log)
@@ -108,6 +111,12 @@ def message_fields(message: Message) -> JsonObject:
             "ts": _ts(message.ts)}
 
 
+def private_fields(message: Message) -> JsonObject:
+    """A kept private message (``room`` is its target) as ``history`` with a nick carries it."""
+    return {"id": message.id, "from": message.nick, "to": message.room, "text": message.text,
+            "action": message.action, "notice": message.notice, "ts": _ts(message.ts)}
+
+
 def event_object(event: HubEvent) -> JsonObject | None:
     """The server message for a hub event, or None for those v1 does not show.
 
@@ -120,9 +129,12 @@ def event_object(event: HubEvent) -> JsonObject | None:
         return {"type": "message", **message_fields(event)}
     if kind is Private:
         assert isinstance(event, Private)
-        return {"type": "private", "from": event.sender, "to": event.target,
-                "text": event.text, "action": event.action, "notice": event.notice,
-                "ts": _ts(event.ts)}
+        obj: JsonObject = {"type": "private", "from": event.sender, "to": event.target,
+                           "text": event.text, "action": event.action,
+                           "notice": event.notice, "ts": _ts(event.ts)}
+        if event.msgid.isdigit():  # kept for an account: its history id
+            obj["id"] = int(event.msgid)
+        return obj
     if kind is Joined:
         assert isinstance(event, Joined)
         return {"type": "joined", "room": event.room, "nick": event.nick, "ts": _ts(event.ts)}
@@ -206,22 +218,32 @@ def _message_id(msg: JsonObject) -> str | int | float | None:
 class JsonChat:
     """One browser user of the chat hub, speaking JSON chat v1 (a hub ``Member``)."""
 
-    __slots__ = ("_re", "address", "chat", "closed", "flood", "peer", "secure", "user")
+    __slots__ = ("_re", "account", "address", "chat", "closed", "flood", "guard", "peer",
+                 "secure", "user")
 
     #: Its messages are counted under this door in ``GET /metrics``.
     metrics_door: ClassVar[str] = "web"
+    #: The page shows every message of its rooms: leaving one moves the account's
+    #: read marker to the newest message (docs/accounts.md).
+    marks_read: ClassVar[bool] = True
 
     # The last event rendered and its text, shared by every browser it goes to.
     _cache_event: ClassVar[object] = None
     _cache_text: ClassVar[str | None] = None
 
     def __init__(self, chat: ChatApi, peer: JsonPeer, *, address: str = "",
-                 secure: bool = False, now: float = 0.0) -> None:
+                 secure: bool = False, now: float = 0.0, account: str | None = None,
+                 clock: Clock | None = None) -> None:
         self.chat = chat
         self.peer = peer
         self.address = address
         self.secure = secure
+        #: The account of the page's login cookie (session.py), logged in at ``hello``.
+        self.account = account
         self.user: User | None = None
+        #: Owned nicks (doors/owned.py): needs the door's clock for the grace period.
+        self.guard = (NickGuard(chat, clock, self._notice, "log in on the page")
+                      if clock is not None else None)
         self.closed = False
         settings = chat.settings
         self.flood = (FloodGuard(settings.flood_rate, settings.flood_burst, now)
@@ -326,9 +348,17 @@ class JsonChat:
             log.info("web: %s sent no hello in time; closed", self.address or "a client")
             self.close(CLOSE_POLICY, "no hello")
 
+    def _notice(self, text: str) -> None:
+        """A line from the server to this user (the owned-nick warning and rename)."""
+        if not self.closed:
+            self.send({"type": "notice", "text": text})
+            self.peer.wake()
+
     def lost(self, reason: str = "connection lost") -> None:
         """The connection is gone: the user leaves the chat."""
         self.closed = True
+        if self.guard is not None:
+            self.guard.cancel()
         if self.user is not None:
             self.chat.quit(self.user, reason)
             self.user = None
@@ -358,6 +388,10 @@ class JsonChat:
             self.peer.wake()
             if type(event) is Message or type(event) is Private:
                 _counts.messages_out += 1
+        if type(event) is NickChanged and self.guard is not None and self.user is not None:
+            assert isinstance(event, NickChanged)
+            if fold(event.new) == self.user.key:  # this user's new nick may be someone's
+                self.guard.check(self.user)
 
     # Handlers -----------------------------------------------------------------
 
@@ -372,13 +406,19 @@ class JsonChat:
             self.error("version", f"this server speaks version {VERSION} only")
             self.close(CLOSE_PROTOCOL_ERROR, f"version {VERSION} only")
             return
-        nick = (_text(msg, "nick", optional=True) or "").strip() or self.chat.guest_nick()
+        nick = ((_text(msg, "nick", optional=True) or "").strip() or self.account
+                or self.chat.guest_nick())
         member: Member = self
         self.user = self.chat.register(nick, member, address=self.address, secure=self.secure)
+        if self.account is not None:
+            self.chat.log_in(self.user, self.account)
         self.answer({"type": "welcome", "version": VERSION, "nick": self.user.nick,
                      "server": self.chat.settings.line_name,
                      "limits": {"text": MESSAGE_MAX, "frame": FRAME_MAX},
-                     "rooms": [room.name for room in self.user.rooms.values()]})
+                     "rooms": [room.name for room in self.user.rooms.values()],
+                     "account": self.account, "accounts": self.chat.settings.accounts})
+        if self.guard is not None:
+            self.guard.check(self.user)
 
     def _join(self, msg: JsonObject) -> None:
         assert self.user is not None
@@ -392,10 +432,22 @@ class JsonChat:
                    "by": room.topic_by, "ts": _ts(room.topic_ts)})
         self._members(room.name, brief=self.chat.is_quiet(room))
         limit = self.chat.settings.history
-        messages = self.chat.history_page(room.name, limit + 1) if limit else []
-        more = len(messages) > limit
-        if more:
-            messages = messages[1:]
+        if self.user.account is not None and limit:
+            # Logged in: what the account has not read, wherever it read the rest
+            # (IRC's MARKREAD, the line door, another page); older ones on request.
+            messages = self.chat.replay(self.user, room.name, limit)
+            if messages:
+                self.chat.mark_read(self.user, room.name, math.floor(messages[-1].ts * 1000))
+                assert messages[0].id is not None
+                more = bool(self.chat.history_page(room.name, 1,
+                                                   before=("id", messages[0].id)))
+            else:
+                more = bool(self.chat.history_page(room.name, 1))
+        else:
+            messages = self.chat.history_page(room.name, limit + 1) if limit else []
+            more = len(messages) > limit
+            if more:
+                messages = messages[1:]
         self.answer({"type": "history", "room": room.name,
                      "messages": [message_fields(m) for m in messages], "more": more})
 
@@ -425,10 +477,14 @@ class JsonChat:
 
     def _history(self, msg: JsonObject) -> None:
         assert self.user is not None
-        name = _required(msg, "room")
         before = _whole(msg, "before", 1, MESSAGE_ID_MAX)
         after = _whole(msg, "after", 0, MESSAGE_ID_MAX)
         limit = _whole(msg, "limit", 1, HISTORY_LIMIT) or 50
+        peer = _text(msg, "with", optional=True)
+        if peer is not None:  # the account's private conversation with a nick
+            self._private_history(peer, before, after, limit)
+            return
+        name = _required(msg, "room")
         room = self.chat.find_room(name)
         if room is None:
             raise HubError("no_such_room", f"no such room: {name}")
@@ -446,6 +502,29 @@ class JsonChat:
             messages = messages[1:] if after is None or before is not None else messages[:-1]
         self.answer({"type": "history", "room": room.name,
                      "messages": [message_fields(m) for m in messages], "more": more})
+
+    def _private_history(self, peer: str, before: int | None, after: int | None,
+                         limit: int) -> None:
+        assert self.user is not None
+        if self.user.account is None:
+            raise HubError("account_needed", "private messages are kept for accounts: log in")
+        newest = after is None or before is not None
+        messages = self.chat.private_history(
+            self.user, peer, limit + 1, before=("id", before) if before is not None else None,
+            after=("id", after) if after is not None else None, newest=newest)
+        more = len(messages) > limit
+        if more:
+            messages = messages[1:] if newest else messages[:-1]
+        self.answer({"type": "history", "with": peer,
+                     "messages": [private_fields(m) for m in messages], "more": more})
+
+    def _conversations(self, msg: JsonObject) -> None:
+        """The account's private conversations, by their newest message, oldest first."""
+        assert self.user is not None
+        found = sorted((ts, name) for name, ts in self.chat.history_targets(self.user)
+                       if not name.startswith("#"))
+        self.answer({"type": "conversations",
+                     "conversations": [{"with": name, "ts": _ts(ts)} for ts, name in found]})
 
     def _rooms(self, msg: JsonObject) -> None:
         me = self.user.key if self.user is not None else ""
@@ -481,5 +560,5 @@ class JsonChat:
     HANDLERS: ClassVar[dict[str, Callable[[JsonChat, JsonObject], None]]] = {
         "hello": _hello, "join": _join, "part": _part, "say": _say, "private": _private,
         "nick": _nick, "topic": _topic, "history": _history, "rooms": _rooms,
-        "members": _members_cmd, "ping": _ping,
+        "members": _members_cmd, "ping": _ping, "conversations": _conversations,
     }

@@ -66,6 +66,19 @@ from sockhub.doors.web.http import (
     route,
     text_reply,
 )
+from sockhub.doors.web.session import (
+    ACCOUNT_BODY_MAX,
+    ACCOUNT_PATHS,
+    JSON,
+    SESSION_SECONDS,
+    clear_cookie,
+    cookie_token,
+    credentials,
+    json_reply,
+    origin_allowed,
+    session_cookie,
+)
+from sockhub.hub import HubError
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 
 log = logging.getLogger("sockhub.web")
@@ -119,9 +132,9 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body_size", "_fragments", "_last_seen", "_paused", "_ping_sent",
-        "_ping_timer", "_request", "_timer", "_unanswered", "_waiting", "binary", "chat", "http",
-        "irc", "json", "ws",
+        "_backlog", "_body", "_body_size", "_fragments", "_held", "_last_seen", "_paused",
+        "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting", "binary",
+        "chat", "http", "irc", "json", "ws",
     )
 
     counts_messages = True
@@ -137,6 +150,10 @@ class WebDoor(Protocol):
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=HEADER_MAX)
         self._request: h11.Request | None = None
         self._body_size = 0
+        #: The body of an account request (session.py), kept; others are dropped.
+        self._body = bytearray()
+        #: A wrong password's answer waits (the limiter's delay): no request is read meanwhile.
+        self._held = False
         self._timer: Timer | None = None
         self._waiting = "headers"  # or "idle" (between requests), or "" (a WebSocket)
         self.ws: ServerProtocol | None = None
@@ -261,6 +278,8 @@ class WebDoor(Protocol):
         http = self.http
         answered = 0
         while not self._closing and self.ws is None:
+            if self._held:  # a login's answer is due first (_wrong_password)
+                return
             if answered >= PIPELINE_BATCH or self._paused:
                 # The rest on the next turn of the loop, or once the output drains.
                 if self._backlog is None and not self._paused:
@@ -295,6 +314,7 @@ class WebDoor(Protocol):
                     self._refuse(framing)
                     return
                 self._request, self._body_size = event, 0
+                self._body.clear()
                 self.active = True
             elif kind is h11.Data:
                 assert isinstance(event, h11.Data)
@@ -302,6 +322,11 @@ class WebDoor(Protocol):
                 if self._body_size > BODY_MAX:
                     self._refuse(413)
                     return
+                if self._request is not None and self._request.method == b"POST":
+                    if self._body_size > ACCOUNT_BODY_MAX:
+                        self._refuse(413)
+                        return
+                    self._body += event.data
             elif kind is h11.EndOfMessage:
                 self._answer()
                 answered += 1
@@ -332,9 +357,16 @@ class WebDoor(Protocol):
         if path.split("?", 1)[0] in WEBSOCKET_PATHS and method == "GET" and _is_upgrade(request):
             self._upgrade(request)
             return
+        if path.split("?", 1)[0] in ACCOUNT_PATHS:
+            self._account_request(method, path.split("?", 1)[0], request)
+            return
         reply = route(method, path, shutting_down=self.chat.shutting_down,
                       now=self.clock.time())
-        self._send_reply(reply, head=method == "HEAD")
+        self._finish(reply, head=method == "HEAD")
+
+    def _finish(self, reply: Reply, *, head: bool = False) -> None:
+        """Send the answer to the request in hand; then close, or wait for the next one."""
+        self._send_reply(reply, head=head)
         http = self.http
         if http.our_state is h11.MUST_CLOSE or reply.close:
             self.close()
@@ -342,6 +374,79 @@ class WebDoor(Protocol):
         self._arm("idle")
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
+
+    # Accounts: the page's login (session.py) -----------------------------------
+
+    def _account_request(self, method: str, path: str, request: h11.Request) -> None:
+        """``GET /session``, ``POST /login``, ``/register``, ``/logout`` (docs/web-protocol.md)."""
+        chat = self.chat
+        secure = self.info.transport == "tls"
+        token = cookie_token(_headers(request, b"cookie"))
+        if path == "/session":
+            if method not in ("GET", "HEAD"):
+                self._finish(text_reply(405, headers=[("Allow", "GET, HEAD")]))
+                return
+            account = chat.session_account(token) if token else None
+            self._finish(json_reply(200, {"account": account, "accounts": chat.settings.accounts}),
+                         head=method == "HEAD")
+            return
+        if method != "POST":
+            self._finish(text_reply(405, headers=[("Allow", "POST")]))
+            return
+        if not origin_allowed(_header(request, b"origin"), host=_header(request, b"host"),
+                              scheme="https" if secure else "http",
+                              origins=chat.settings.web_origin):
+            log.info("web: refused a cross-site %s from %s (origin %s)", path, self.info.peer,
+                     _header(request, b"origin")[:100] or "none")
+            self._finish(json_reply(403, {"error": "cross-site request refused"}))
+            return
+        if _header(request, b"content-type").partition(";")[0].strip().lower() != JSON:
+            self._finish(json_reply(415, {"error": f"send {JSON}"}))
+            return
+        if path == "/logout":
+            if token:
+                chat.session_end(token)
+            self._finish(json_reply(200, {"account": None},
+                                    headers=[("Set-Cookie", clear_cookie(secure=secure))]))
+            return
+        given = credentials(bytes(self._body))
+        if isinstance(given, str):
+            self._finish(json_reply(400, {"error": given}))
+            return
+        name, password = given
+        if path == "/register":
+            try:
+                account = chat.account_register(None, name, password, address=self.info.peer)
+            except HubError as exc:
+                status = 403 if exc.code in ("account_disabled", "account_limit") else 400
+                self._finish(json_reply(status, {"error": str(exc), "code": exc.code}))
+                return
+            self._logged_in(account)
+            return
+        result = chat.account_identify(name, password, address=self.info.peer)
+        if result.refusal is not None:
+            self._finish(json_reply(429, {"error": result.refusal}))
+        elif result.account is None:  # told late, and nothing else read meanwhile
+            self._held = True
+            self._timer = self.clock.call_later(result.delay, self._wrong_password)
+        else:
+            self._logged_in(result.account)
+
+    def _logged_in(self, account: str) -> None:
+        token = self.chat.session_start(account)
+        cookie = session_cookie(token, secure=self.info.transport == "tls",
+                                max_age=SESSION_SECONDS)
+        self._finish(json_reply(200, {"account": account}, headers=[("Set-Cookie", cookie)]))
+
+    def _wrong_password(self) -> None:
+        self._timer = None
+        self._held = False
+        if self._closing:
+            return
+        self._finish(json_reply(401, {"error": "wrong account name or password"}))
+        self.wake()
+        if not self._closing and self._backlog is None:  # requests sent meanwhile
+            self._backlog = self.clock.call_later(0, self._continue_http)
 
     def _refuse(self, status: int) -> None:
         """Answer ``status`` and close: the request cannot be served, nor the next ones."""
@@ -403,17 +508,21 @@ class WebDoor(Protocol):
         self._ping_timer = self.clock.call_later(self.chat.settings.web_ping_interval,
                                                  self._ping_check)
         if chosen == JSON_PROTOCOL:
-            self._start_json()
+            # A page whose login cookie is live arrives logged in (session.py);
+            # the upgrade's Origin was checked above, so no other site can.
+            token = cookie_token(_headers(request, b"cookie"))
+            self._start_json(self.chat.session_account(token) if token else None)
         else:
             self._start_irc(binary=chosen == IRC_BINARY)
         if trailing:
             self._ws_receive(trailing)
 
-    def _start_json(self) -> None:
+    def _start_json(self, account: str | None = None) -> None:
         peer = self.info.peer
         address = peer.rpartition(":")[0].strip("[]") if ":" in peer else ""
         self.json = JsonChat(self.chat, self, address=address,
-                             secure=self.info.transport == "tls", now=self.clock.time())
+                             secure=self.info.transport == "tls", now=self.clock.time(),
+                             account=account, clock=self.clock)
         timeout = self.chat.settings.registration_timeout
         if timeout is not None:
             self._timer = self.clock.call_later(timeout, self.json.registration_expired)
@@ -562,6 +671,11 @@ class WebDoor(Protocol):
         else:
             self._send_reply(text_reply(500, close=True))
             self.close()
+
+
+def _headers(request: h11.Request, name: bytes) -> list[str]:
+    """Every value of a header that may repeat (``Cookie``)."""
+    return [value.decode("latin-1") for key, value in request.headers if key == name]
 
 
 def _header(request: h11.Request, name: bytes) -> str:

@@ -69,6 +69,7 @@ CAPABILITIES: tuple[str, ...] = (
     "cap-notify",
     "draft/account-registration",
     "draft/chathistory",
+    "draft/read-marker",
     "echo-message",
     "extended-join",
     "labeled-response",

@@ -5,7 +5,7 @@
   const $ = id => document.getElementById(id);
   const fold = s => String(s).toLowerCase();
   const S = {
-    ws: null, nick: '', me: '', registered: false, chosen: false,
+    ws: null, nick: '', me: '', registered: false, chosen: false, account: null,
     convs: new Map(), cur: null, wanted: new Map(), pending: new Map(), seq: 0,
     delay: 0, timer: 0, closing: '', limit: 4000,
   };
@@ -18,6 +18,9 @@
   }
 
   function status(text) { $('status').textContent = text; }
+  function connected() {
+    status(`Connected as ${S.me}${S.account ? ` (logged in as ${S.account})` : ''}`);
+  }
 
   // --- the socket ---------------------------------------------------------
   function send(msg) {
@@ -180,6 +183,11 @@
     return true;
   }
 
+  // A kept private message in the shape message() places by id.
+  function pm(m) {
+    return {id: m.id, nick: m.from, text: m.text, action: m.action, notice: m.notice, ts: m.ts};
+  }
+
   function notice(c, text, ts, cls) {
     add(c, () => c.log.append(line(cls === 'error' ? 'event error' : 'event', ts, '', text)));
   }
@@ -207,12 +215,16 @@
         S.limit = m.limits.text;
         $('input').maxLength = S.limit;
       }
+      S.account = typeof m.account === 'string' ? m.account : null;
       $('login').hidden = true;
+      $('acct').hidden = true;
       $('chat').hidden = false;
-      status(`Connected as ${S.me}`);
+      $('logout').hidden = !S.account;
+      connected();
       if (!S.wanted.size && !S.convs.size) S.wanted.set('#lobby', {name: '#lobby', show: true});
       for (const w of S.wanted.values()) join(w.name, w.password, w.show);
       send({type: 'rooms'});
+      if (S.account) request({type: 'conversations'}, {kind: 'conversations'});
       if (!S.chosen) { S.chosen = true; $('input').focus(); }
     },
     message(m) {
@@ -222,8 +234,16 @@
     private(m) {
       const other = fold(m.from) === fold(S.me) ? m.to : m.from;
       const c = conv(other, false);
-      add(c, () => c.log.append(line(m.notice ? 'msg notice' : 'msg', m.ts, m.from, m.text, m.action)));
+      if (typeof m.id === 'number') add(c, () => message(c, pm(m)));  // kept: placed by id
+      else add(c, () => c.log.append(line(m.notice ? 'msg notice' : 'msg', m.ts, m.from, m.text, m.action)));
       if (fold(m.from) !== fold(S.me)) unread(c);
+    },
+    conversations(m) {
+      for (const x of m.conversations || []) {
+        if (typeof x.with !== 'string') continue;
+        const c = conv(x.with, false);
+        request({type: 'history', with: x.with, limit: 50}, {kind: 'pm', c});
+      }
     },
     joined(m) {
       const c = conv(m.room, true);
@@ -268,7 +288,7 @@
     },
     nick(m) {
       const o = fold(m.old), me = o === fold(S.me);
-      if (me) { S.me = m.new; S.nick = m.new; status(`Connected as ${S.me}`); }
+      if (me) { S.me = m.new; S.nick = m.new; connected(); }
       for (const c of [...S.convs.values()]) {
         const mem = c.members.get(o);
         if (c.room ? mem : c.key === '@' + o) {
@@ -298,6 +318,11 @@
     history(m) {
       const what = S.pending.get(m.re) || {kind: 'join'};
       S.pending.delete(m.re);
+      if (typeof m.with === 'string') {  // the account's private messages with someone
+        const c = conv(m.with, false);
+        for (const x of Array.isArray(m.messages) ? m.messages : []) add(c, () => message(c, pm(x)));
+        return;
+      }
       const c = conv(m.room, true), p = $('pane');
       const list = Array.isArray(m.messages) ? m.messages : [];
       const h = p.scrollHeight, s = c === S.cur && near(), had = c.ids.size;
@@ -332,6 +357,10 @@
       if (c === S.cur) members();
     },
     pong() {},
+    notice(m) {
+      const text = String(m.text || '');
+      if (S.cur) notice(S.cur, text, Date.now() / 1000); else status(text);
+    },
     error(m) {
       const what = S.pending.get(m.re);
       if (what) { S.pending.delete(m.re); if (what.c) what.c.loading = false; }
@@ -342,12 +371,13 @@
       }
       const text = `${m.message || m.code}`;
       if (!S.registered && S.chosen && m.code === 'nick_in_use' && S.nick.length < 30) {
-        S.nick += '_';
+        S.nick = (S.nick || S.account || 'guest') + '_';
         return send({type: 'hello', version: 1, nick: S.nick});
       }
       if (!S.registered) {
         $('login-error').textContent = text;
         $('login').hidden = false;
+        $('acct').hidden = false;
         $('chat').hidden = true;
         $('nick').focus();
         return;
@@ -418,7 +448,42 @@
     }
   }
 
+  // --- accounts: the session is an HttpOnly cookie this script never sees ------
+  function post(path, body) {
+    return fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify(body), credentials: 'same-origin', cache: 'no-store'})
+      .then(r => r.json().catch(() => ({})).then(b => ({ok: r.ok, b})));
+  }
+  function account(path) {
+    const body = {account: $('account').value.trim(), password: $('password').value};
+    $('acct-error').textContent = '';
+    post(path, body).then(({ok, b}) => {
+      if (!ok) { $('acct-error').textContent = b.error || 'refused'; return; }
+      $('password').value = '';
+      S.account = b.account;
+      S.nick = '';
+      if (!S.ws) connect();
+    }, () => { $('acct-error').textContent = 'the server did not answer'; });
+  }
+  function session() {
+    fetch('session', {credentials: 'same-origin', cache: 'no-store'}).then(r => r.json()).then(s => {
+      $('do-register').hidden = s.accounts !== 'open';
+      if (typeof s.account === 'string' && !S.ws) {  // logged in before this reload
+        S.account = s.account;
+        S.nick = '';
+        connect();
+      }
+    }, () => {});
+  }
+
   function start() {
+    session();
+    $('acct').onsubmit = ev => { ev.preventDefault(); account('login'); };
+    $('do-register').onclick = () => account('register');
+    $('logout').onclick = () => {
+      S.closing = 'logged out';
+      post('logout', {}).then(() => location.reload(), () => location.reload());
+    };
     $('nick').value = localStorage.getItem('sockhub.nick') || '';
     $('login').onsubmit = ev => {
       ev.preventDefault();
