@@ -200,3 +200,21 @@ async def test_a_small_upload_into_a_lent_buffer_is_written_at_once(tmp_path):
     assert (tmp_path / "part").read_bytes() == b"hello world"
     assert sink.finish().result() == hashlib.sha256(b"hello world").hexdigest()
     assert sink.close(discard=False).done()
+
+
+async def test_once_finished_the_file_is_closed_at_once(tmp_path):
+    """After finish() nothing waits for the thread: close() is immediate (the name is free)."""
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    data = os.urandom(3 * INLINE_MAX + 12345)  # ends in a part-filled buffer
+    sink = make_sink(fd, len(data), Reading(), [])
+    position = 0
+    while position < len(data):
+        view = sink.get_buffer(len(data) - position)
+        count = min(len(view), 100_000)
+        view[:count] = data[position:position + count]
+        sink.filled(count)
+        position += count
+    assert await asyncio.wait_for(sink.finish(), STEP) == hashlib.sha256(data).hexdigest()
+    assert sink.pending == 0
+    assert sink.close(discard=False).done()
+    assert (tmp_path / "part").read_bytes() == data

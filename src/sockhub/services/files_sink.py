@@ -147,6 +147,10 @@ class UploadSink:
             future: asyncio.Future[str] = self._loop.create_future()
             future.set_result(self._digest.hexdigest())
             return future
+        # Its release reaches the loop before the digest does: pending is 0
+        # then, so close() closes the file at once and the name is free
+        # again before the client hears DONE.
+        self._seal()
         return asyncio.wrap_future(self._pool.submit(self._digest.hexdigest), loop=self._loop)
 
     @property
