@@ -18,7 +18,9 @@ Times are wall clock for the whole command (process start and login
 included, about 0.2 s for the Python clients), best of ``--runs``. For the
 sockhub rows the table also gives the CPU-seconds per GiB of that best run,
 on the server (its process, all threads, from /proc) and in the client
-(``RUSAGE_CHILDREN``): on a shared machine CPU time is steadier than MB/s.
+(``RUSAGE_CHILDREN``), and for the pipes both ends together: on a shared
+machine CPU time is steadier than MB/s, and with both ends on two cores
+the sum bounds the speed.
 The load average is printed before and after.
 """
 
@@ -95,12 +97,15 @@ def pipe(tool: str, source: Path, dest: str) -> float:
     else:
         listen = f"socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr - > {dest}"
         send = f"socat -u - TCP:127.0.0.1:{port} < {source}"
+    cpu_before = children_cpu()
     receiver = subprocess.Popen(listen, shell=True)
     wait_listening(port)
     start = time.perf_counter()
     subprocess.run(send, shell=True, check=True)
     receiver.wait(timeout=120)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    LAST_CPU.append((0.0, children_cpu() - cpu_before))  # both ends: no server apart
+    return elapsed
 
 
 def sha_time(path: Path) -> float:
@@ -212,12 +217,17 @@ def main() -> None:
               f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
               f"{load_after[0]:.1f} after\n")
         print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null "
-              "| server CPU s/GiB | client CPU s/GiB |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+              "| server CPU s/GiB | client CPU s/GiB | both ends CPU s/GiB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, seconds in results.items():
-            server_s, client_s = (f"{v:.2f}" for v in cpu[name]) if name in cpu else ("", "")
+            server_s = client_s = both = ""
+            if name in cpu:
+                server_cpu, client_cpu = cpu[name]
+                if server_cpu:
+                    server_s, client_s = f"{server_cpu:.2f}", f"{client_cpu:.2f}"
+                both = f"{server_cpu + client_cpu:.2f}"
             print(f"| {name} | {size / seconds / 1e6:.0f} | {pipe_file / seconds:.2f}x "
-                  f"| {pipe_null / seconds:.2f}x | {server_s} | {client_s} |")
+                  f"| {pipe_null / seconds:.2f}x | {server_s} | {client_s} | {both} |")
     finally:
         for server in servers:
             server.terminate()
