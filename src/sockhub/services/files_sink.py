@@ -123,9 +123,9 @@ class UploadSink:
         """The first ``nbytes`` of the last :meth:`get_buffer` hold the next bytes: queue them."""
         current = self._current
         assert current is not None
-        start, self._fill = self._fill, self._fill + nbytes
         if self._failed or self._closed:
-            return
+            return  # dropped: the buffer's next read may overwrite them
+        start, self._fill = self._fill, self._fill + nbytes
         view = memoryview(current)[start:self._fill]
         if self._pool is None:
             error = self._consume(view)
@@ -186,7 +186,8 @@ class UploadSink:
     def _take(self) -> bytearray:
         if self._free:
             return self._free.pop()
-        self._allocated += 1  # past the pool only if asked to read while starved
+        # A new one: the pool is not full yet, or a read came while starved.
+        self._allocated += 1
         return bytearray(self._buffer_size)
 
     def _seal(self) -> None:
