@@ -15,7 +15,13 @@ page cache) from one process to another over 127.0.0.1:
   written by the client, to a file and to ``/dev/null`` (``-o -``).
 
 Times are wall clock for the whole command (process start and login
-included, about 0.2 s for the Python clients), best of ``--runs``.
+included, about 0.2 s for the Python clients), best of ``--runs``. For the
+sockhub rows the table also gives the CPU-seconds per GiB of that best run,
+on the server (its process, all threads, from /proc) and in the client
+(``RUSAGE_CHILDREN``), and for the pipes both ends together: on a shared
+machine CPU time is steadier than MB/s, and with both ends on two cores
+the sum bounds the speed.
+The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -55,10 +62,30 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout:g} s")
 
 
-def timed(argv: list[str] | str, **kwargs: object) -> float:
+#: CPU-seconds (server, client) of the last ``timed`` run, when a server pid was given.
+LAST_CPU: list[tuple[float, float]] = []
+
+
+def process_cpu(pid: int) -> float:
+    """CPU-seconds (user + system, every thread) a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str] | str, server: int | None = None, **kwargs: object) -> float:
+    server_before = process_cpu(server) if server else 0.0
+    client_before = children_cpu()
     start = time.perf_counter()
     subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if server:
+        LAST_CPU.append((process_cpu(server) - server_before, children_cpu() - client_before))
+    return elapsed
 
 
 def pipe(tool: str, source: Path, dest: str) -> float:
@@ -70,12 +97,15 @@ def pipe(tool: str, source: Path, dest: str) -> float:
     else:
         listen = f"socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr - > {dest}"
         send = f"socat -u - TCP:127.0.0.1:{port} < {source}"
+    cpu_before = children_cpu()
     receiver = subprocess.Popen(listen, shell=True)
     wait_listening(port)
     start = time.perf_counter()
     subprocess.run(send, shell=True, check=True)
     receiver.wait(timeout=120)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    LAST_CPU.append((0.0, children_cpu() - cpu_before))  # both ends: no server apart
+    return elapsed
 
 
 def sha_time(path: Path) -> float:
@@ -112,7 +142,7 @@ def main() -> None:
     servers: list[subprocess.Popen[str]] = []
 
     def start_server(src: str | None, root: Path) -> str:
-        """A files server (from ``src`` if given) on a free port; its address."""
+        """A files server (from ``src`` if given) on a free port; its address and pid."""
         port = free_port()
         env = dict(os.environ, PYTHONPATH=src) if src else None
         servers.append(subprocess.Popen(
@@ -128,20 +158,32 @@ def main() -> None:
         return f"127.0.0.1:{port}"
 
     try:
+        load_before = os.getloadavg()
         addr = start_server(None, root)
-        other_addr = None
+        pid = servers[-1].pid
+        other_addr, other_pid = None, None
         if args.other_src:
             (work / "other-root").mkdir()
             other_addr = start_server(args.other_src, work / "other-root")
+            other_pid = servers[-1].pid
         common = ["--token-file", str(token), "-q"]
         results: dict[str, float] = {}
+        cpu: dict[str, tuple[float, float]] = {}
+        gib = size / 1024**3
 
         def best(name: str, run: object) -> None:
             times = []
+            LAST_CPU.clear()
             for _ in range(args.runs):
                 times.append(run())  # type: ignore[operator]
-            results[name] = min(times)
-            print(f"{name}: {size / min(times) / 1e6:.0f} MB/s", file=sys.stderr)
+            fastest = min(times)
+            results[name] = fastest
+            note = ""
+            if LAST_CPU:
+                server_s, client_s = LAST_CPU[times.index(fastest)]
+                cpu[name] = (server_s / gib, client_s / gib)
+                note = f", CPU s/GiB server {cpu[name][0]:.2f} client {cpu[name][1]:.2f}"
+            print(f"{name}: {size / fastest / 1e6:.0f} MB/s{note}", file=sys.stderr)
 
         best("cat > /dev/null", lambda: timed(f"cat {source} > /dev/null", shell=True))
         best("sha256 (one thread)", lambda: sha_time(source))
@@ -149,33 +191,43 @@ def main() -> None:
         best("ncat pipe > file", lambda: pipe("ncat", source, str(work / "piped")))
         best("socat pipe > file", lambda: pipe("socat", source, str(work / "piped")))
 
-        def send(to: str = addr) -> float:
+        def send(to: str = addr, server: int = pid) -> float:
             return timed([PY, "-m", "sockhub", "send", str(source), to, "--as", "f",
-                          "--force", *common])
+                          "--force", *common], server)
 
         def get_file() -> float:
             return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", str(work / "got"),
-                          "--force", *common])
+                          "--force", *common], pid)
 
         def get_null() -> float:
             with open(os.devnull, "wb") as null:
                 return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", "-", *common],
-                             stdout=null)
+                             pid, stdout=null)
 
         best("sockhub send (to the server's disk)", send)
-        if other_addr is not None:
-            best(f"sockhub send, server from {args.other_src}", lambda: send(other_addr))
+        if other_addr is not None and other_pid is not None:
+            best(f"sockhub send, server from {args.other_src}",
+                 lambda: send(other_addr, other_pid))
         best("sockhub get -o file", get_file)
         best("sockhub get -o - > /dev/null", get_null)
         pipe_file = results["ncat pipe > file"]
         pipe_null = results["ncat pipe > /dev/null"]
+        load_after = os.getloadavg()
         print(f"\n{args.size} MiB over 127.0.0.1, best of {args.runs}, server loop {args.loop}, "
-              f"{os.cpu_count()} cores\n")
-        print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null |")
-        print("| --- | ---: | ---: | ---: |")
+              f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
+              f"{load_after[0]:.1f} after\n")
+        print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null "
+              "| server CPU s/GiB | client CPU s/GiB | both ends CPU s/GiB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, seconds in results.items():
+            server_s = client_s = both = ""
+            if name in cpu:
+                server_cpu, client_cpu = cpu[name]
+                if server_cpu:
+                    server_s, client_s = f"{server_cpu:.2f}", f"{client_cpu:.2f}"
+                both = f"{server_cpu + client_cpu:.2f}"
             print(f"| {name} | {size / seconds / 1e6:.0f} | {pipe_file / seconds:.2f}x "
-                  f"| {pipe_null / seconds:.2f}x |")
+                  f"| {pipe_null / seconds:.2f}x | {server_s} | {client_s} | {both} |")
     finally:
         for server in servers:
             server.terminate()

@@ -226,3 +226,43 @@ async def test_a_protocol_can_hold_reading_and_let_go(serve):
     assert connection.transport.is_reading()
     assert await asyncio.wait_for(reader.readexactly(5), STEP) == b"later"
     writer.close()
+
+
+class LendAfterBang(Protocol):
+    """Echo; after ``!`` reads go into a buffer it lends (echoed upper-cased), until ``#``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = bytearray(7)  # small: one read takes several buffers
+        self.lent_reads = 0
+
+    def receive_data(self, data: bytes) -> None:
+        self.send(data)
+        if data.endswith(b"!"):
+            self.read_into(True)
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.lent_reads += 1
+        data = bytes(self.buffer[:nbytes])
+        self.send(data.upper())
+        if b"#" in data:
+            self.read_into(False)
+
+
+async def test_a_protocol_can_have_reads_go_into_its_own_buffer_and_back(serve):
+    """``read_into(True)``: the engine reads into the protocol's buffer (BufferedProtocol)."""
+    server = await serve(LendAfterBang)
+    reader, writer = await open_client(server.ports[0])
+    writer.write(b"plain!")
+    assert await asyncio.wait_for(reader.readexactly(6), STEP) == b"plain!"
+    connection = server_side(server, writer)
+    writer.write(b"lent into a seven-byte buffer#")
+    expected = b"LENT INTO A SEVEN-BYTE BUFFER#"
+    assert await asyncio.wait_for(reader.readexactly(len(expected)), STEP) == expected
+    assert connection.protocol.lent_reads >= len(expected) // 7
+    writer.write(b"plain again")  # back on the plain path: not upper-cased
+    assert await asyncio.wait_for(reader.readexactly(11), STEP) == b"plain again"
+    writer.close()

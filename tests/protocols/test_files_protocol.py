@@ -221,6 +221,58 @@ def test_upload_round_trip_at_every_split(content: bytes) -> None:
         assert server.state is ServerState.READY
 
 
+def feed_like_the_engine(server: FilesServerProtocol, stream: bytes, read: int) -> list[bool]:
+    """Deliver ``stream`` in reads of at most ``read`` bytes, as the engine does.
+
+    While the protocol asked for ``read_into(True)`` a read goes into its
+    ``get_buffer`` (as much as fits) and ``buffer_updated``; otherwise to
+    ``receive_data``. Returns the protocol's ``read_into`` calls.
+    """
+    calls: list[bool] = []
+    server.read_into = calls.append
+    position = 0
+    while position < len(stream):
+        if calls and calls[-1]:
+            buffer = server.get_buffer(read)
+            count = min(len(buffer), read, len(stream) - position)
+            assert count > 0
+            buffer[:count] = stream[position:position + count]
+            position += count
+            server.buffer_updated(count)
+        else:
+            server.receive_data(stream[position:position + read])
+            position += read
+    return calls
+
+
+@pytest.mark.parametrize("read", [1, 7, 4096, 1 << 20])
+def test_upload_bytes_go_into_lent_buffers_and_end_is_read_as_a_frame(read: int) -> None:
+    """After START the engine reads into the protocol's buffers, never past the last file byte."""
+    content = bytes(range(256)) * 64
+    server = logged_in()
+    calls = feed_like_the_engine(server, upload(content), read)
+    out = frames_of(drain(server))
+    assert [k for k, _ in out] == [FrameType.ACCEPT, FrameType.DONE]
+    assert bytes(server.stored) == content
+    assert calls == [True, False]  # lent reads for the contents only
+    assert server.state is ServerState.READY
+
+
+def test_a_failure_mid_upload_reads_the_rest_into_scratch() -> None:
+    """Failed while lent (the disk broke): later reads land in scratch and are dropped."""
+    server = logged_in()
+    calls: list[bool] = []
+    server.read_into = calls.append
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 100).to_body())
+                        + encode(FrameType.START, b'{"offset":0}'))
+    assert calls == [True]
+    server.fail(ErrorCode.IO_ERROR, "disk broke")
+    buffer = server.get_buffer(65536)
+    buffer[:10] = b"x" * 10
+    server.buffer_updated(10)
+    assert server.stored == b"" and server.state is ServerState.CLOSED
+
+
 def test_raw_bytes_that_look_like_frames_are_contents() -> None:
     """After START, a frame header inside the file is just bytes."""
     content = encode(FrameType.DELETE, DeleteRequest("victim").to_body())

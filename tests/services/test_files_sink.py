@@ -141,3 +141,80 @@ def read_all(fd: int) -> bytes:
         parts.append(block)
     os.close(fd)
     return b"".join(parts)
+
+
+async def test_lent_buffers_are_reused_only_after_the_thread_wrote_them():
+    """Reads go into buffers the sink lends; none is lent again while its bytes still wait.
+
+    A pipe nobody reads yet stalls the thread, so every buffer of a small
+    pool is lent with its bytes queued, and reading must stop; then the
+    pipe is drained while the rest arrives, each buffer reused many times
+    over. Had a buffer been lent again early, the next read would overwrite
+    bytes the thread had not written yet: what comes out of the pipe, and
+    the hash, would differ from what went in.
+    """
+    read_end, write_end = os.pipe()
+    reading, errors = Reading(), []
+    data = os.urandom(8 * 1024 * 1024)
+    buffer_size = 256 * 1024
+    sink = make_sink(write_end, len(data), reading, errors, buffer_size=buffer_size, buffers=3)
+    loop = asyncio.get_running_loop()
+    drained: asyncio.Future[bytes] | None = None
+    position, reads = 0, 0
+    try:
+        while position < len(data):
+            if reading.calls and reading.calls[-1] is False:  # held, as the engine would be
+                if drained is None:  # the first hold: every buffer is lent; now drain
+                    assert sink.pending >= 3 * (buffer_size - 64 * 1024)
+                    drained = loop.run_in_executor(None, read_all, read_end)
+                while reading.calls[-1] is False:
+                    await reading.next()
+                continue
+            view = sink.get_buffer(len(data) - position)
+            # Reads of uneven sizes, as TCP delivers them.
+            count = min(len(view), (reads % 7 + 1) * 37_000, len(data) - position)
+            view[:count] = data[position:position + count]
+            sink.filled(count)
+            position += count
+            reads += 1
+        assert drained is not None, "reading was never held: the thread was not stalled"
+        assert await asyncio.wait_for(sink.finish(), STEP) == hashlib.sha256(data).hexdigest()
+    finally:
+        if drained is None:
+            os.close(read_end)  # a stalled thread gets EPIPE and lets go
+        # Closes write_end once the thread is done: the drain sees EOF.
+        await asyncio.wait_for(sink.close(discard=drained is None), STEP)
+    received = await asyncio.wait_for(drained, STEP)
+    assert received == data
+    assert errors == []
+    assert sink._allocated == 3  # the pool never grew
+
+
+async def test_a_small_upload_into_a_lent_buffer_is_written_at_once(tmp_path):
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    sink = make_sink(fd, 11, Reading(), [])
+    for part in (b"hello", b" world"):
+        view = sink.get_buffer(11)
+        view[:len(part)] = part
+        sink.filled(len(part))
+    assert (tmp_path / "part").read_bytes() == b"hello world"
+    assert sink.finish().result() == hashlib.sha256(b"hello world").hexdigest()
+    assert sink.close(discard=False).done()
+
+
+async def test_once_finished_the_file_is_closed_at_once(tmp_path):
+    """After finish() nothing waits for the thread: close() is immediate (the name is free)."""
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    data = os.urandom(3 * INLINE_MAX + 12345)  # ends in a part-filled buffer
+    sink = make_sink(fd, len(data), Reading(), [])
+    position = 0
+    while position < len(data):
+        view = sink.get_buffer(len(data) - position)
+        count = min(len(view), 100_000)
+        view[:count] = data[position:position + count]
+        sink.filled(count)
+        position += count
+    assert await asyncio.wait_for(sink.finish(), STEP) == hashlib.sha256(data).hexdigest()
+    assert sink.pending == 0
+    assert sink.close(discard=False).done()
+    assert (tmp_path / "part").read_bytes() == data

@@ -87,14 +87,20 @@ def _error(report: ErrorReport) -> FilesError:
 
 
 def sha256_of(fd: int, count: int, offset: int = 0) -> str:
+    """The SHA-256 of ``count`` bytes of ``fd`` from ``offset``, read into one reused buffer.
+
+    Not ``mmap``: a file truncated meanwhile would kill us with SIGBUS, where
+    a short read here just gives a hash the server will refuse.
+    """
     digest = hashlib.sha256()
-    position = offset
-    while position < offset + count:
-        chunk = os.pread(fd, min(HASH_CHUNK, offset + count - position), position)
-        if not chunk:
+    buffer = memoryview(bytearray(HASH_CHUNK))
+    position, end = offset, offset + count
+    while position < end:
+        got = os.preadv(fd, [buffer[:min(HASH_CHUNK, end - position)]], position)
+        if not got:
             break
-        digest.update(chunk)
-        position += len(chunk)
+        digest.update(buffer[:got])
+        position += got
     return digest.hexdigest()
 
 

@@ -59,6 +59,7 @@ class StreamConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_admitted",
+        "_buffered",
         "_close_handle",
         "_closed_event",
         "_closing",
@@ -102,6 +103,8 @@ class StreamConnection(asyncio.Protocol):
         #: Sending a protocol's FileRegion; its other output waits meanwhile.
         self._file_task: asyncio.Task[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        #: Set while the protocol lends the read buffers (``Protocol.read_into``).
+        self._buffered: _BufferedReads | None = None
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -134,6 +137,7 @@ class StreamConnection(asyncio.Protocol):
         # chat delivery, and one Python frame fewer is measurable there.
         protocol.wake = functools.partial(self.server.schedule_flush, self)
         protocol.set_reading = self.set_reading
+        protocol.read_into = self.read_into
         protocol.clock = self
         self.protocol = protocol
         banner = self.server.banner
@@ -295,6 +299,37 @@ class StreamConnection(asyncio.Protocol):
         elif not self._writing_paused:
             transport.resume_reading()
 
+    def read_into(self, lent: bool) -> None:
+        """Receive into the protocol's buffers (True) or as fresh ``bytes`` (False).
+
+        Swaps the transport's protocol for a :class:`_BufferedReads` that
+        asyncio drives as a ``BufferedProtocol`` (``recv_into`` the lent
+        buffer: no allocation, no copy), and back. Reading is restarted so
+        that uvloop, which picks its read callbacks when reading starts,
+        sees the change too.
+        """
+        transport = self.transport
+        if (lent == (self._buffered is not None) or transport is None or self._closing
+                or transport.is_closing()):
+            return
+        if lent:
+            self._buffered = _BufferedReads(self)
+            transport.set_protocol(self._buffered)
+        else:
+            self._buffered = None
+            transport.set_protocol(self)
+        if not self._reading_held and not self._writing_paused:
+            transport.pause_reading()
+            transport.resume_reading()
+
+    def _buffer_updated(self, nbytes: int) -> None:
+        protocol = self.protocol
+        if protocol is None or self._closing:
+            return
+        self._active = True
+        protocol.buffer_updated(nbytes)
+        self.flush()
+
     def schedule_flush(self) -> None:
         """Flush at the end of this loop iteration, once, however often called."""
         self.server.schedule_flush(self)
@@ -437,3 +472,45 @@ class StreamConnection(asyncio.Protocol):
             self.notify_close(f"idle for {timeout:g} seconds; closing")
             return
         self._idle_handle = self.loop.call_later(timeout / 4, self._idle_check)
+
+
+class _BufferedReads(asyncio.BufferedProtocol):
+    """The transport's protocol while a connection's protocol lends its read buffers.
+
+    Reads go into :meth:`Protocol.get_buffer`; every other callback is the
+    connection's own. Only a connection in ``read_into(True)`` uses one, so
+    the per-read path of every other service is unchanged.
+    """
+
+    __slots__ = ("conn", "scratch")
+
+    def __init__(self, conn: StreamConnection) -> None:
+        self.conn = conn
+        #: Where reads go once the connection is closing (nothing reads them).
+        self.scratch: bytearray | None = None
+
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        conn = self.conn
+        if conn.protocol is None or conn._closing:
+            if self.scratch is None:
+                self.scratch = bytearray(FILE_CHUNK)
+            return self.scratch
+        return conn.protocol.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn._buffer_updated(nbytes)
+
+    def data_received(self, data: bytes) -> None:  # a loop that ignores BufferedProtocol
+        self.conn.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.conn.eof_received()
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)

@@ -121,7 +121,8 @@ class Protocol:
     """
 
     __slots__ = (
-        "_closing", "_outgoing", "active", "clock", "file_to_send", "info", "set_reading", "wake",
+        "_closing", "_outgoing", "active", "clock", "file_to_send", "info", "read_into",
+        "set_reading", "wake",
     )
 
     #: What keeps the connection clear of the engine's ``idle_timeout``. False:
@@ -152,6 +153,12 @@ class Protocol:
         #: protocol whose own consumer (a disk, a worker thread) falls behind,
         #: as the engine already does for the peer's side when writes back up.
         self.set_reading: Callable[[bool], None] = _ignore
+        #: Set by the engine. ``read_into(True)``: the engine receives into
+        #: buffers this protocol lends (:meth:`get_buffer`, then
+        #: :meth:`buffer_updated`; asyncio's ``BufferedProtocol``) instead of a
+        #: fresh ``bytes`` per read to :meth:`receive_data`, until
+        #: ``read_into(False)``. For bulk data that has a home (an upload).
+        self.read_into: Callable[[bool], None] = _ignore
 
     # Called by the engine (or a test) -------------------------------------
 
@@ -161,6 +168,14 @@ class Protocol:
 
     def receive_data(self, data: bytes) -> None:
         """Bytes arrived. ``data`` is never empty. Override this."""
+
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        """After ``read_into(True)``: a non-empty writable buffer for the next read."""
+        raise NotImplementedError
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """After ``read_into(True)``: ``nbytes`` arrived at the start of the last buffer."""
+        raise NotImplementedError
 
     def receive_eof(self) -> None:
         """The peer will send no more. By default, close once flushed."""

@@ -8,7 +8,8 @@ docs/files-protocol.md.
 
 * **Nothing visible until verified.** An upload is written to a part file
   beside its target (mode 0600), hashed and written on a worker thread as
-  it arrives (``files_sink.py``: the loop only receives), and renamed into
+  it arrives (``files_sink.py``: the loop only receives, into buffers the
+  sink lends and gets back from the thread), and renamed into
   place only when its size and SHA-256 match; an interrupted upload leaves
   only its part, which a ``resume`` continues after both sides compared
   the SHA-256 of what is there.
@@ -277,7 +278,16 @@ class FilesDoor(FilesServerProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         assert self._sink is not None
-        self._sink.write(data)
+        self._sink.write(data)  # the bytes of the read that held START: immutable
+
+    def raw_buffer(self, limit: int) -> memoryview | bytearray:
+        if self._sink is None:  # cannot happen after START; the default is harmless
+            return super().raw_buffer(limit)
+        return self._sink.get_buffer(limit)
+
+    def raw_filled(self, nbytes: int) -> None:
+        if self._sink is not None:  # None: the upload was dropped; its bytes go nowhere
+            self._sink.filled(nbytes)
 
     def _sink_failed(self, message: str) -> None:
         self._fail_upload(message)

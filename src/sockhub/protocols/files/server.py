@@ -21,8 +21,11 @@ Theory of operation
   frame's worth) and are read once the answer is out; a client that sends
   more than that ahead is broken.
 * **RECEIVING.** After START the next ``size - offset`` bytes are file
-  contents, not frames: they go to :meth:`FilesServerProtocol.data_received`
-  as they arrive, with no copy when a read holds nothing else.
+  contents, not frames. The protocol asks the engine to read them into
+  buffers the service lends (``read_into(True)``: :meth:`raw_buffer`, then
+  :meth:`raw_filled`; no allocation or copy per read), never past the last
+  file byte, so END is read as a frame again. Bytes of a read that also
+  held START go to :meth:`FilesServerProtocol.data_received`.
 
 The service decides everything that needs the filesystem (names against
 symlinks, quota, the part already there) and answers through
@@ -62,6 +65,8 @@ from sockhub.protocols.files.frames import (
 )
 
 _LENGTH = struct.Struct("!I")
+#: Bytes per read of the default :meth:`FilesServerProtocol.raw_buffer`.
+RAW_READ = 256 * 1024
 
 
 class ServerState(enum.Enum):
@@ -82,7 +87,8 @@ class FilesServerProtocol(Protocol):
     methods below them. Used as is, it refuses every login.
     """
 
-    __slots__ = ("_buffer", "_offered", "_put", "max_frame", "nonce", "remaining", "state")
+    __slots__ = ("_buffer", "_lent", "_offered", "_put", "_scratch", "max_frame", "nonce",
+                 "remaining", "state")
 
     def __init__(self, nonce: bytes | None = None, *,
                  max_frame: int = MAX_CONTROL_FRAME) -> None:
@@ -97,6 +103,9 @@ class FilesServerProtocol(Protocol):
         self._buffer = bytearray()
         self._put: PutRequest | None = None
         self._offered = 0
+        #: The last get_buffer lent a raw_buffer (True) or the scratch buffer.
+        self._lent = False
+        self._scratch: bytearray | None = None
 
     @classmethod
     def refusal(cls, reason: str) -> bytes:
@@ -118,6 +127,22 @@ class FilesServerProtocol(Protocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         """File contents of the current upload, in order; valid only during the call."""
+
+    def raw_buffer(self, limit: int) -> memoryview | bytearray:
+        """Where the next upload bytes go: a writable buffer of 1 to ``limit`` bytes.
+
+        By default one reused buffer, handed to :meth:`data_received`, which
+        must be done with it before returning; a service that keeps the
+        bytes longer (a worker thread) lends its own buffers.
+        """
+        if self._scratch is None:
+            self._scratch = bytearray(RAW_READ)
+        return memoryview(self._scratch)[:limit]
+
+    def raw_filled(self, nbytes: int) -> None:
+        """The first ``nbytes`` of the last :meth:`raw_buffer` hold the next file bytes."""
+        assert self._scratch is not None
+        self.data_received(memoryview(self._scratch)[:nbytes])
 
     def end_received(self, digest: Digest) -> None:
         """END (WORKING): every byte arrived; verify, then :meth:`send_done` or :meth:`refuse`."""
@@ -214,6 +239,29 @@ class FilesServerProtocol(Protocol):
         self._buffer += data
         self._drain()
 
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        if self.state is ServerState.RECEIVING and self.remaining:
+            self._lent = True
+            return self.raw_buffer(self.remaining)  # never past the file's last byte
+        # Frames (the engine has not switched back yet, or we failed): copied out.
+        self._lent = False
+        if self._scratch is None:
+            self._scratch = bytearray(RAW_READ)
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._lent:
+            assert self._scratch is not None
+            self.receive_data(bytes(memoryview(self._scratch)[:nbytes]))
+            return
+        self._lent = False
+        if self.state is not ServerState.RECEIVING:
+            return  # failed meanwhile: the bytes have nowhere to go
+        self.remaining -= nbytes
+        self.raw_filled(nbytes)
+        if self.remaining == 0:
+            self._raw_done()
+
     def receive_eof(self) -> None:
         """The client is gone or done: close (an upload cut short is the service's to drop)."""
         self.state = ServerState.CLOSED
@@ -236,7 +284,11 @@ class FilesServerProtocol(Protocol):
             self.remaining -= len(data)
             self.data_received(data)
         if self.remaining == 0:
-            self.state = ServerState.WAIT_END
+            self._raw_done()
+
+    def _raw_done(self) -> None:
+        self.state = ServerState.WAIT_END
+        self.read_into(False)
 
     def _drain(self) -> None:
         """Handle what is buffered, as far as the state allows."""
@@ -307,6 +359,8 @@ class FilesServerProtocol(Protocol):
             self.remaining = self._put.size - offset
             self.state = ServerState.RECEIVING if self.remaining else ServerState.WAIT_END
             self.start_received(offset)
+            if self.state is ServerState.RECEIVING:
+                self.read_into(True)
             return
         if state is ServerState.WAIT_END:
             if kind != FrameType.END:
