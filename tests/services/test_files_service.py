@@ -483,3 +483,22 @@ async def test_tls_both_ways_on_either_loop(token_file, root, tmp_path, loop):
         assert (root / "f").read_bytes() == content
     finally:
         assert await served.stop() == 0
+
+
+async def test_a_fifo_at_the_part_name_is_refused_and_the_server_goes_on(server, root, tmp_path):
+    from sockhub.services.files_store import part_path
+
+    os.mkfifo(part_path(root / "up"), 0o600)  # planted by someone with a shell on the host
+    source = tmp_path / "source"
+    source.write_bytes(b"hello")
+
+    def put(name: str) -> None:
+        with client(server) as files, source.open("rb") as f:
+            files.put(f, name)
+
+    with pytest.raises(FilesError) as refused:
+        await asyncio.to_thread(put, "up")
+    assert refused.value.code == "io_error"
+    assert "not a regular file" in str(refused.value)
+    await asyncio.to_thread(put, "other")  # the server is not stuck on the FIFO
+    assert (root / "other").read_bytes() == b"hello"

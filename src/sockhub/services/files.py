@@ -234,7 +234,14 @@ class FilesDoor(FilesServerProtocol):
             service.check_room(where.path, request.size, replaced)
             where.path.parent.mkdir(parents=True, exist_ok=True)
             part = store.part_path(where.path)
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            # O_NONBLOCK: a FIFO planted at the part's name must not hang the open.
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                         | os.O_NONBLOCK, 0o600)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # nothing else can be truncated, renamed
+                os.close(fd)
+                raise FilesProtocolError(ErrorCode.IO_ERROR,
+                                         f"cannot store: {part.name!r} is not a regular file")
+            os.set_blocking(fd, True)
         except FilesProtocolError as exc:
             self._refuse("put", request.name, exc)
             return
