@@ -20,6 +20,8 @@ the load: N registered clients in ``#bench``, K of them sending M
   (:func:`inspircd_config`: no lookups, no fake lag, no command rate, 64 MiB
   send queues); a server not installed is skipped (``apt-get install
   inspircd``; miniircd from PyPI, found on PATH or beside this Python).
+* ``sockhub-line`` and ``sockhub-web`` are the same build's line door and
+  web door (JSON over a WebSocket), with the same load, in the same run.
 * Latency is measured at a fixed, moderate load (``--rate`` messages a
   second per sender at N = ``--latency-clients``), where no server is
   saturated.
@@ -45,7 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import LISTEN_TIMEOUT, NOISE, Server, log, wait_for_quiet
-from chat_servers import HOST, WindowMeter, free_port, raise_fd_limit
+from chat_servers import (
+    HOST,
+    LIMITS_OFF,
+    WindowMeter,
+    free_port,
+    raise_fd_limit,
+    start_sockhub,
+)
 from chat_tables import render
 
 from sockhub.client.chatbench import ChatBenchResult, bench_chat
@@ -59,7 +68,9 @@ MINIIRCD = shutil.which("miniircd") or (
     if Path(sys.executable).with_name("miniircd").exists() else None)
 INSPIRCD = shutil.which("inspircd") or ("/usr/sbin/inspircd"
                                         if os.path.exists("/usr/sbin/inspircd") else None)
-SERVERS = ("sockhub", "ngircd", "inspircd", "miniircd")
+SERVERS = ("sockhub", "ngircd", "inspircd", "miniircd", "sockhub-line", "sockhub-web")
+#: sockhub's other doors in the same run: kind → (bench mode, listener name).
+OTHER_DOORS = {"sockhub-line": ("line", "chat"), "sockhub-web": ("ws", "web")}
 
 
 def ngircd_config(directory: str, port: int) -> str:
@@ -126,6 +137,9 @@ def wait_port(server: Server, port: int, timeout: float = LISTEN_TIMEOUT) -> Non
 
 def start(kind: str, workdir: str, cpus: set[int] | None) -> tuple[Server, int]:
     """One fresh server of ``kind``, bound to 127.0.0.1; its port."""
+    if kind in OTHER_DOORS:
+        return start_sockhub(workdir, cpus, listener=OTHER_DOORS[kind][1],
+                             extra=["--irc-port", "0", "--web-port", "0", *LIMITS_OFF])
     if kind == "sockhub":
         argv = [sys.executable, "-m", "sockhub", "serve", "chat", "--host", HOST,
                 "--port", "0", "--irc-port", "0", "--flood-rate", "none",
@@ -214,7 +228,9 @@ def run_one(kind: str, clients: int, senders: int, messages: int, rate: float | 
         with server:
             meter = WindowMeter(server.pid)
             result = bench_chat(HOST, port, clients=clients, senders=senders,
-                                messages=messages, rate=rate, mode="irc", room="#bench",
+                                messages=messages, rate=rate,
+                                mode=OTHER_DOORS[kind][0] if kind in OTHER_DOORS else "irc",
+                                room="#bench",
                                 timeout=args.timeout, window=1 if rate else args.window,
                                 procs=args.procs, on_phase=meter)
             alive = server.alive()
@@ -359,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         placement = "one CPU: servers and clients share it, not pinned"
     installed = {"sockhub": True, "ngircd": bool(NGIRCD), "inspircd": bool(INSPIRCD),
                  "miniircd": bool(MINIIRCD)}
-    kinds = [k for k in args.kinds if installed[k]]
+    kinds = [k for k in args.kinds if installed.get(k, True)]
     missing = sorted(set(args.kinds) - set(kinds))
     log(f"IRC benchmark: {args.runs}, K={args.senders}; {placement}"
         + (f"; not installed: {', '.join(missing)}" if missing else ""))
