@@ -250,9 +250,9 @@ class ChatStore:
         db = self._db
         db.execute("BEGIN")
         try:
-            if all(message.id is None for message in messages):
+            if len(messages) > 1 and all(message.id is None for message in messages):
                 stored = self._insert_new(messages)
-            else:
+            else:  # one message (paced load): one execute, its id from the cursor
                 stored = [self.append(message) for message in messages]
             db.execute("COMMIT")
         except BaseException:

@@ -397,6 +397,11 @@ class WebDoor(Protocol):
                      response.status_code, _header(request, b"origin") or "none")
             self.close()
             return
+        # Idle memory (issue 16): nothing reads the handshake again, but
+        # h11's request and the one websockets parsed (held by its parser's
+        # frame for the connection's life) keep every header: ~3 KiB a client.
+        self._request = None
+        parsed[0].headers.clear()
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
         self._last_seen = now
