@@ -1,4 +1,4 @@
-"""The IRC protocol's receive queue: idle connections share one empty queue (issue 16's memory).
+"""What idle IRC connections share (issue 16's memory): the empty receive queue, capability sets.
 
 An empty deque is 760 bytes; with 10,000 idle clients that was a quarter of
 the per-client budget. What must hold: lines stay each connection's own and
@@ -7,6 +7,7 @@ in order, a drained queue is given back, and flood control still counts.
 
 from __future__ import annotations
 
+from irc_support import Network
 from sockhub.doors.irc.commands import COMMANDS
 from sockhub.protocols.irc.protocol import (
     RECVQ_LINES,
@@ -60,3 +61,21 @@ def test_a_flood_is_still_seen():
     assert irc.flooded
     drain(irc)
     assert not irc.flooded
+
+
+def test_connections_with_the_same_capabilities_share_one_set(tmp_path):
+    """A capability set is kept once for all who hold it; changing one's own changes no other."""
+    net = Network(tmp_path)
+    try:
+        a = net.register("ann", "echo-message", "server-time")
+        b = net.register("bob", "server-time", "echo-message")
+        c = net.connect()  # no CAP at all
+        assert a.door.caps is b.door.caps
+        assert a.door.caps == {"echo-message", "server-time", "cap-notify"}
+        assert c.door.caps == frozenset()
+        reply = a.ask("CAP REQ :-server-time", "CAP LIST")
+        assert reply[-1].params[-1] == "cap-notify echo-message"
+        assert b.door.caps == {"echo-message", "server-time", "cap-notify"}
+        assert b.ask("CAP LIST")[-1].params[-1] == "cap-notify echo-message server-time"
+    finally:
+        net.close()
