@@ -3,7 +3,7 @@
 The batch's ids are computed (the last rowid less the batch), not read per
 row, so these check them against the rows themselves: across rooms, after
 deleted rows, beside a second connection writing the same file (``--workers``),
-and that a failed batch stores nothing.
+and that a failed batch stores nothing and numbers nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def test_the_ids_handed_back_are_the_stored_rows_in_order(tmp_path):
     path = tmp_path / "chat.sqlite3"
     store = ChatStore(path)
     try:
-        first = store.append_many(batch(["one", "two"]) + batch(["three"], room="#B"))
+        given = batch(["one", "two"]) + batch(["three"], room="#B")
+        first = store.append_many(given)
         second = store.append_many(batch(["four"]))
         assert store.append_many([]) == []
     finally:
@@ -42,6 +43,7 @@ def test_the_ids_handed_back_are_the_stored_rows_in_order(tmp_path):
     stored = [(m.id, m.room, m.nick, m.text) for m in first + second]
     assert stored == rows(path)
     assert [m.id for m in first + second] == [1, 2, 3, 4]
+    assert first == given  # seen by no one yet: they get their ids in place
     assert first[0].username == "u" and first[0].address == "127.0.0.1"
     assert first[0].ts == 1.0
 
@@ -87,6 +89,7 @@ def test_a_failed_batch_stores_nothing_and_the_next_one_works(tmp_path):
         bad = [*batch(["kept out"]), Message("#a", "ann", None, 2.0)]  # type: ignore[arg-type]
         with pytest.raises(sqlite3.IntegrityError):
             store.append_many(bad)
+        assert [m.id for m in bad] == [None, None]  # rolled back: no ids handed out
         assert store.append_many(batch(["fine"]))[0].id == 1
     finally:
         store.close()

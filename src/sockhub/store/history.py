@@ -241,29 +241,47 @@ class ChatStore:
         (a Python ``execute`` call per message cost more than its INSERT);
         the ids are consecutive since the transaction holds the write lock
         from its first INSERT and the table is AUTOINCREMENT, so the batch's
-        first id is the last one less the batch. Messages that have ids (from
-        the Redis bus) keep them. On an error nothing is stored (the
+        first id is the last one less the batch, and each message of a batch
+        gets its id in place (see :meth:`_insert_new`). Messages that have
+        ids (from the Redis bus) keep them. On an error nothing is stored (the
         transaction is rolled back) and the error is raised.
         """
         if not messages:
             return []
         db = self._db
+        fresh = all(message.id is None for message in messages)
         db.execute("BEGIN")
         try:
-            if len(messages) > 1 and all(message.id is None for message in messages):
-                stored = self._insert_new(messages)
-            else:  # one message (paced load): one execute, its id from the cursor
+            if fresh:
+                last = self._insert_new(messages)
+            else:
                 stored = [self.append(message) for message in messages]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return stored
+        if not fresh:
+            return stored
+        # The ids are set in place, once committed: a message without one is
+        # one the chat service has just accepted and no one has seen yet (it
+        # is published after this returns), and building a second frozen
+        # Message per message cost as much as its INSERT (dataclasses.replace
+        # four times that).
+        set_field = object.__setattr__
+        for message_id, message in enumerate(messages, last - len(messages) + 1):
+            set_field(message, "id", message_id)
+        return messages
 
-    def _insert_new(self, messages: list[Message]) -> list[Message]:
-        """INSERT messages without ids inside the caller's transaction; them with their ids."""
+    def _insert_new(self, messages: list[Message]) -> int:
+        """INSERT messages without ids inside the caller's transaction; the last one's id."""
         db = self._db
+        if len(messages) == 1:  # paced load: one execute, the id from its cursor
+            m = messages[0]
+            cursor = db.execute(_INSERT_NEW, (
+                fold(m.room), m.room, m.nick, m.text,
+                _KIND_NOTICE if m.notice else int(m.action), m.ts, m.username, m.address))
+            return int(cursor.lastrowid or 0)
         keys: dict[str, str] = {}  # a batch is mostly one room: fold it once
         rows = []
         for m in messages:
@@ -274,12 +292,7 @@ class ChatStore:
             rows.append((key, room, m.nick, m.text, _KIND_NOTICE if m.notice else int(m.action),
                          m.ts, m.username, m.address))
         db.executemany(_INSERT_NEW, rows)
-        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        # Built directly: dataclasses.replace() cost four times this (its
-        # keyword handling), per message.
-        return [Message(m.room, m.nick, m.text, m.ts, m.action, message_id, m.history, m.notice,
-                        m.meta, m.username, m.address)
-                for message_id, m in enumerate(messages, last - len(messages) + 1)]
+        return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
         """The last ``limit`` messages of a room (older than ``before_id``), oldest first."""
