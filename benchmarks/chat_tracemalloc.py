@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=2000, help="clients (default 2000)")
     parser.add_argument("--top", type=int, default=12, help="lines to show (default 12)")
+    parser.add_argument("--door", choices=("line", "irc", "web"), default="line",
+                        help="the door the clients come through (default line)")
     args = parser.parse_args(argv)
     raise_fd_limit(args.clients + 1024)
     cpus = sorted(os.sched_getaffinity(0))
@@ -63,8 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stem = os.path.join(work, "snap")
         argv_server = [sys.executable, "-c", TRACED, stem, "serve", "chat", "--host", HOST,
                        "--port", "0", "--data-dir", os.path.join(work, "db"),
-                       "--flood-rate", "none", "--loop", "uvloop", *LIMITS_OFF]
-        with Server("sockhub", argv_server, SOCKHUB_LISTENING, server_cpus) as server:
+                       "--flood-rate", "none", "--loop", "uvloop", "--irc-port", "0",
+                       "--web-port", "0", *LIMITS_OFF]
+        listening = SOCKHUB_LISTENING if args.door == "line" else re.compile(
+            rf"listening on 127\.0\.0\.1:(\d+) \({args.door}\)")
+        with Server("sockhub", argv_server, listening, server_cpus) as server:
             port = server.wait_listening()
             rss: list[int] = []
 
@@ -86,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server.stop()  # no departures to announce
 
             snapshot()
+            mode = {"line": "line", "irc": "irc", "web": "ws"}[args.door]
             result = bench_chat(HOST, port, clients=args.clients, senders=0, messages=0,
-                                room="#lobby", timeout=900, on_phase=on_phase)
+                                mode=mode, room="#lobby", timeout=900, on_phase=on_phase)
         if result.errors:
             print(result.report())
             return 1

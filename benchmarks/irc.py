@@ -1,4 +1,4 @@
-"""IRC benchmark: sockhub's IRC door against ngIRCd and miniircd, fan-out to one channel.
+"""IRC benchmark: sockhub's IRC door against ngIRCd, InspIRCd and miniircd, fan-out to one channel.
 
 The same shape as ``benchmarks/chat.py`` (whose helpers in chat_servers.py
 and chat_tables.py this reuses), with ``sockhub bench chat --mode irc`` as
@@ -16,7 +16,12 @@ the load: N registered clients in ``#bench``, K of them sending M
   ((N-1)·K·M). Per-delivery figures make the two comparable.
 * ngIRCd runs from a generated config (:func:`ngircd_config`): no PAM, no
   ident or DNS lookups, no connection or join limits, and ``MaxPenaltyTime
-  = 0``, which turns its flood penalties off altogether.
+  = 0``, which turns its flood penalties off altogether. InspIRCd likewise
+  (:func:`inspircd_config`: no lookups, no fake lag, no command rate, 64 MiB
+  send queues); a server not installed is skipped (``apt-get install
+  inspircd``; miniircd from PyPI, found on PATH or beside this Python).
+* ``sockhub-line`` and ``sockhub-web`` are the same build's line door and
+  web door (JSON over a WebSocket), with the same load, in the same run.
 * Latency is measured at a fixed, moderate load (``--rate`` messages a
   second per sender at N = ``--latency-clients``), where no server is
   saturated.
@@ -42,7 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import LISTEN_TIMEOUT, NOISE, Server, log, wait_for_quiet
-from chat_servers import HOST, WindowMeter, free_port, raise_fd_limit
+from chat_servers import (
+    HOST,
+    LIMITS_OFF,
+    WindowMeter,
+    free_port,
+    raise_fd_limit,
+    start_sockhub,
+)
 from chat_tables import render
 
 from sockhub.client.chatbench import ChatBenchResult, bench_chat
@@ -54,7 +66,11 @@ NGIRCD = shutil.which("ngircd") or ("/usr/sbin/ngircd" if os.path.exists("/usr/s
 MINIIRCD = shutil.which("miniircd") or (
     str(Path(sys.executable).with_name("miniircd"))
     if Path(sys.executable).with_name("miniircd").exists() else None)
-SERVERS = ("sockhub", "ngircd", "miniircd")
+INSPIRCD = shutil.which("inspircd") or ("/usr/sbin/inspircd"
+                                        if os.path.exists("/usr/sbin/inspircd") else None)
+SERVERS = ("sockhub", "ngircd", "inspircd", "miniircd", "sockhub-line", "sockhub-web")
+#: sockhub's other doors in the same run: kind → (bench mode, listener name).
+OTHER_DOORS = {"sockhub-line": ("line", "chat"), "sockhub-web": ("ws", "web")}
 
 
 def ngircd_config(directory: str, port: int) -> str:
@@ -87,6 +103,24 @@ IncludeDir = {directory}/conf.d
 """
 
 
+def inspircd_config(directory: str, port: int) -> str:
+    """An InspIRCd 3 config: local only, no lookups, no fake lag, no command rate or limits."""
+    return f"""\
+<server name="bench.inspircd.invalid" description="sockhub benchmark peer" network="bench">
+<admin name="bench" nick="bench" email="bench@bench.invalid">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<connect name="main" allow="*" maxchans="100" timeout="60" pingfreq="600"
+         sendq="67108864" softsendq="67108864" recvq="67108864" threshold="1000000"
+         commandrate="1000000000" fakelag="no" localmax="1000000" globalmax="1000000"
+         maxconnwarn="no" limit="1000000" resolvehostnames="no" useident="no">
+<performance netbuffersize="65536" somaxconn="4096" softlimit="100000" clonesonconnect="no">
+<pid file="{directory}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{directory}/ircd.log">
+<options allowmismatched="yes">
+<dns timeout="1">
+"""
+
+
 def wait_port(server: Server, port: int, timeout: float = LISTEN_TIMEOUT) -> None:
     """Until ``port`` accepts a connection (the server says nothing we can match)."""
     deadline = time.monotonic() + timeout
@@ -103,6 +137,9 @@ def wait_port(server: Server, port: int, timeout: float = LISTEN_TIMEOUT) -> Non
 
 def start(kind: str, workdir: str, cpus: set[int] | None) -> tuple[Server, int]:
     """One fresh server of ``kind``, bound to 127.0.0.1; its port."""
+    if kind in OTHER_DOORS:
+        return start_sockhub(workdir, cpus, listener=OTHER_DOORS[kind][1],
+                             extra=["--irc-port", "0", "--web-port", "0", *LIMITS_OFF])
     if kind == "sockhub":
         argv = [sys.executable, "-m", "sockhub", "serve", "chat", "--host", HOST,
                 "--port", "0", "--irc-port", "0", "--flood-rate", "none",
@@ -121,6 +158,12 @@ def start(kind: str, workdir: str, cpus: set[int] | None) -> tuple[Server, int]:
             config = os.path.join(workdir, "ngircd.conf")
             Path(config).write_text(ngircd_config(workdir, port))
             argv = [NGIRCD or "ngircd", "-n", "-f", config]
+        elif kind == "inspircd":
+            config = os.path.join(workdir, "inspircd.conf")
+            Path(config).write_text(inspircd_config(workdir, port))
+            argv = [INSPIRCD or "inspircd", f"--config={config}", "--nofork"]
+            if os.geteuid() == 0:  # it refuses to run as root unless told so
+                argv.append("--runasroot")
         else:
             argv = [MINIIRCD or "miniircd", "--listen", HOST, "--ports", str(port)]
             if os.geteuid() == 0:  # it refuses to run as root unless told so
@@ -185,9 +228,11 @@ def run_one(kind: str, clients: int, senders: int, messages: int, rate: float | 
         with server:
             meter = WindowMeter(server.pid)
             result = bench_chat(HOST, port, clients=clients, senders=senders,
-                                messages=messages, rate=rate, mode="irc", room="#bench",
+                                messages=messages, rate=rate,
+                                mode=OTHER_DOORS[kind][0] if kind in OTHER_DOORS else "irc",
+                                room="#bench",
                                 timeout=args.timeout, window=1 if rate else args.window,
-                                on_phase=meter)
+                                procs=args.procs, on_phase=meter)
             alive = server.alive()
         wall, server_cpu, busy, own = meter.deltas()
     client_cpu = result.client_cpu_s + own
@@ -276,13 +321,16 @@ def verdict(rows: list[Row]) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="IRC fan-out benchmark: sockhub's IRC door, ngIRCd and miniircd.")
+        description="IRC fan-out benchmark: sockhub's IRC door, ngIRCd, InspIRCd and miniircd.")
     parser.add_argument("--runs", default="100:300,500:60",
                         help="N:M pairs, comma-separated (default 100:300,500:60)")
     parser.add_argument("--senders", type=int, default=10, help="K (default 10)")
     parser.add_argument("--window", type=int, default=1,
                         help="throughput runs: messages a sender may have unacknowledged "
                         "(default 1: send the next when the previous one is seen)")
+    parser.add_argument("--procs", type=int, default=None,
+                        help="load client processes (default one per 50 clients, at most one "
+                        "per usable CPU: one when the clients are pinned to one CPU)")
     parser.add_argument("--rate", type=float, default=20.0,
                         help="latency run: messages a second per sender (default 20)")
     parser.add_argument("--latency-clients", type=int, default=100,
@@ -325,8 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cpus = None
         placement = "one CPU: servers and clients share it, not pinned"
-    kinds = [k for k in args.kinds
-             if not (k == "ngircd" and not NGIRCD) and not (k == "miniircd" and not MINIIRCD)]
+    installed = {"sockhub": True, "ngircd": bool(NGIRCD), "inspircd": bool(INSPIRCD),
+                 "miniircd": bool(MINIIRCD)}
+    kinds = [k for k in args.kinds if installed.get(k, True)]
     missing = sorted(set(args.kinds) - set(kinds))
     log(f"IRC benchmark: {args.runs}, K={args.senders}; {placement}"
         + (f"; not installed: {', '.join(missing)}" if missing else ""))

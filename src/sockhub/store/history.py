@@ -150,6 +150,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 WAL_WAIT = 10.0
 
 _COLUMNS = "id, room, nick, text, action, ts, username, address"
+_INSERT_NEW = (
+    "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
+    "VALUES (?,?,?,?,?,?,?,?)"
+)
 _MARK_SEEN = (
     "INSERT OR REPLACE INTO seen (who, room_key, last_id, ts) VALUES "
     "(?, ?, coalesce((SELECT max(id) FROM messages WHERE room_key = ?), 0), ?)"
@@ -269,8 +273,7 @@ class ChatStore:
             )
             return message
         cursor = self._db.execute(
-            "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+            _INSERT_NEW,
             (
                 fold(message.room),
                 message.room,
@@ -288,19 +291,62 @@ class ChatStore:
         """Store room messages in one transaction, in order; committed on return.
 
         Group commit: a commit costs more than the INSERTs it closes, so the
-        messages of one loop turn share it. On an error nothing is stored
-        (the transaction is rolled back) and the error is raised.
+        messages of one loop turn share it. One ``executemany`` for the batch
+        (a Python ``execute`` call per message cost more than its INSERT);
+        the ids are consecutive since the transaction holds the write lock
+        from its first INSERT and the table is AUTOINCREMENT, so the batch's
+        first id is the last one less the batch, and each message of a batch
+        gets its id in place (see :meth:`_insert_new`). Messages that have
+        ids (from the Redis bus) keep them. On an error nothing is stored (the
+        transaction is rolled back) and the error is raised.
         """
+        if not messages:
+            return []
         db = self._db
+        fresh = all(message.id is None for message in messages)
         db.execute("BEGIN")
         try:
-            stored = [self.append(message) for message in messages]
+            if fresh:
+                last = self._insert_new(messages)
+            else:
+                stored = [self.append(message) for message in messages]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return stored
+        if not fresh:
+            return stored
+        # The ids are set in place, once committed: a message without one is
+        # one the chat service has just accepted and no one has seen yet (it
+        # is published after this returns), and building a second frozen
+        # Message per message cost as much as its INSERT (dataclasses.replace
+        # four times that).
+        set_field = object.__setattr__
+        for message_id, message in enumerate(messages, last - len(messages) + 1):
+            set_field(message, "id", message_id)
+        return messages
+
+    def _insert_new(self, messages: list[Message]) -> int:
+        """INSERT messages without ids inside the caller's transaction; the last one's id."""
+        db = self._db
+        if len(messages) == 1:  # paced load: one execute, the id from its cursor
+            m = messages[0]
+            cursor = db.execute(_INSERT_NEW, (
+                fold(m.room), m.room, m.nick, m.text,
+                _KIND_NOTICE if m.notice else int(m.action), m.ts, m.username, m.address))
+            return int(cursor.lastrowid or 0)
+        keys: dict[str, str] = {}  # a batch is mostly one room: fold it once
+        rows = []
+        for m in messages:
+            room = m.room
+            key = keys.get(room)
+            if key is None:
+                key = keys[room] = fold(room)
+            rows.append((key, room, m.nick, m.text, _KIND_NOTICE if m.notice else int(m.action),
+                         m.ts, m.username, m.address))
+        db.executemany(_INSERT_NEW, rows)
+        return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
         """The last ``limit`` messages of a room (older than ``before_id``), oldest first."""

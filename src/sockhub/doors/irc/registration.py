@@ -69,7 +69,7 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         version = int(args[0]) if args and args[0].isdigit() else 301
         door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
-            door.caps.add("cap-notify")  # implied by 302 (capability negotiation)
+            door.set_caps(door.caps | {"cap-notify"})  # implied by 302 (capability negotiation)
         sts = () if door.websocket else sts_value(door.chat.irc_sts,
                                                    secure=door.info.transport == "tls")
         lines = cap_ls_lines(version, values=accounts.cap_values(door), extra=sts)

@@ -147,7 +147,9 @@ class WebDoor(Protocol):
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
         self.chat = chat
-        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=HEADER_MAX)
+        #: None once the connection is a WebSocket: nothing parses HTTP on it again.
+        self.http: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=HEADER_MAX)
         self._request: h11.Request | None = None
         self._body_size = 0
         #: The body of an account request (session.py), kept; others are dropped.
@@ -189,6 +191,7 @@ class WebDoor(Protocol):
                           PIPELINE_MAX)
                 self._refuse(429)
                 return
+            assert self.http is not None  # None only once self.ws is set
             self.http.receive_data(data)
             self._http_events()
         except Exception:
@@ -276,6 +279,8 @@ class WebDoor(Protocol):
 
     def _http_events(self) -> None:
         http = self.http
+        if http is None:
+            return
         answered = 0
         while not self._closing and self.ws is None:
             if self._held:  # a login's answer is due first (_wrong_password)
@@ -368,6 +373,7 @@ class WebDoor(Protocol):
         """Send the answer to the request in hand; then close, or wait for the next one."""
         self._send_reply(reply, head=head)
         http = self.http
+        assert http is not None  # a WebSocket returned above
         if http.our_state is h11.MUST_CLOSE or reply.close:
             self.close()
             return
@@ -455,7 +461,7 @@ class WebDoor(Protocol):
 
     def _send_reply(self, reply: Reply, *, head: bool = False) -> None:
         http = self.http
-        if http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if http is None or http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         headers = reply.all_headers()
         self.send(http.send(h11.Response(status_code=reply.status, reason=reply.reason,
@@ -468,6 +474,7 @@ class WebDoor(Protocol):
 
     def _upgrade(self, request: h11.Request) -> None:
         """Hand the request to websockets: it checks the handshake and the Origin."""
+        assert self.http is not None
         trailing = bytes(self.http.trailing_data[0])
         host = _header(request, b"host")
         # The page's own origin: the Host it was sent to, the scheme of this transport.
@@ -502,6 +509,13 @@ class WebDoor(Protocol):
                      response.status_code, _header(request, b"origin") or "none")
             self.close()
             return
+        # Idle memory (issue 16): nothing reads the handshake again, but
+        # h11's request and the one websockets parsed (held by its parser's
+        # frame for the connection's life) keep every header: ~3 KiB a client.
+        # A refused handshake keeps them: it is closing anyway.
+        self._request = None
+        parsed[0].headers.clear()
+        self.http = None  # h11's state: ~1 KiB
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
         self._last_seen = now

@@ -158,6 +158,10 @@ class Wait:
 
 IrcEvent = CommandReceived | Refused | Undecodable | Wait
 
+#: The queue of every connection with nothing queued, never appended to: an
+#: empty deque is 760 bytes, a quarter of an idle client's budget (issue 16).
+_IDLE: deque[bytes | Overlong] = deque(maxlen=0)
+
 _TOO_LONG = Refused(ERR_INPUTTOOLONG, ("Input line was too long",))
 _NOT_REGISTERED = Refused(ERR_NOTREGISTERED, ("You have not registered",))
 
@@ -182,7 +186,7 @@ class IrcProtocol:
         self.state = IrcState.REGISTERING
         self.reg = Registration()
         self.framer = IrcFramer()
-        self.pending: deque[bytes | Overlong] = deque()
+        self.pending: deque[bytes | Overlong] = _IDLE
         self.pending_bytes = 0
         self.penalty = 1.0 / flood_rate if flood_rate else 0.0
         self.allowance = flood_burst / flood_rate if flood_rate else 0.0
@@ -205,10 +209,15 @@ class IrcProtocol:
         if self.state is IrcState.CLOSED:
             return False
         items = self.framer.feed(data)
+        if not items:
+            return False
+        pending = self.pending
+        if pending is _IDLE:
+            pending = self.pending = deque()
         for item in items:
-            self.pending.append(item)
+            pending.append(item)
             self.pending_bytes += len(item) if isinstance(item, bytes) else 0
-        return bool(items)
+        return True
 
     def receive_eof(self) -> None:
         """The client will say no more: what it said still counts, flood control or not."""
@@ -220,7 +229,7 @@ class IrcProtocol:
     def close(self) -> None:
         """Quit or dropped: nothing queued is processed any more."""
         self.state = IrcState.CLOSED
-        self.pending.clear()
+        self.pending = _IDLE
         self.pending_bytes = 0
 
     def next_event(self, now: float) -> IrcEvent | None:
@@ -239,6 +248,8 @@ class IrcProtocol:
             event = self._interpret(item)
             if event is not None:
                 return event
+        if not pending:
+            self.pending = _IDLE  # drained: give its memory back
         return None
 
     def _interpret(self, item: bytes | Overlong) -> IrcEvent | None:
