@@ -167,6 +167,9 @@ class ChatApi(Protocol):
 
     def oper(self, user: User, name: str, password: str) -> bool: ...
 
+    def unoper(self, user: User) -> None:
+        """``user`` drops their server-operator status (IRC ``MODE nick -o``)."""
+
     # Commands (each raises HubError when refused) --------------------------------
 
     def say(self, user: User, room: str, text: str, *, action: bool = False,
