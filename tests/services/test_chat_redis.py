@@ -759,18 +759,19 @@ async def test_dropping_server_operator_status_is_known_on_every_node(cluster):
     oper = f"root={hash_password('s3cret', log_n=10)}"
     a = await cluster("a", "--oper", oper)
     b = await cluster("b", "--oper", oper)
-    dave = await irc_client(a.ports["irc"], "dave")
-    carol = await irc_client(b.ports["irc"], "carol")
+    dave = await irc_client(a.ports["irc"], "dave", "#ops")
+    carol = await irc_client(b.ports["irc"], "carol", "#ops")
+    await dave.expect(":carol!carol@127.0.0.1 JOIN #ops")
     await dave.send(b"OPER root s3cret\r\n")
     await dave.expect(" 381 dave ")
-    await dave.send(b"PRIVMSG carol :opered\r\n")  # after the news, in stream order
-    await carol.expect("PRIVMSG carol :opered")
+    await dave.send(b"PRIVMSG #ops :opered\r\n")  # after the news, in stream order
+    await carol.expect("PRIVMSG #ops :opered")
     await carol.send(b"WHOIS dave\r\n")
     await carol.expect(" 313 carol dave :is an IRC operator")
     await dave.send(b"MODE dave -o\r\n")
-    await dave.expect("MODE dave :-o")
-    await dave.send(b"PRIVMSG carol :deopered\r\n")
-    await carol.expect("PRIVMSG carol :deopered")
+    await dave.expect(" MODE dave ")
+    await dave.send(b"PRIVMSG #ops :deopered\r\n")
+    await carol.expect("PRIVMSG #ops :deopered")
     await carol.send(b"WHOIS dave\r\n")
     lines = [await carol.expect(" dave ")]
     while " 318 " not in lines[-1]:  # RPL_ENDOFWHOIS
