@@ -21,7 +21,10 @@ from websockets.asyncio.client import connect
 from net import LineClient, chat_client, irc_client, open_client
 from proc import Served, run_sockhub, start_sockhub
 from redis_support import RedisServer
+from sockhub.hub.model import Registration
 from sockhub.passwords import hash_password
+from sockhub.store.bus_redis import RedisTarget
+from sockhub.store.bus_rooms import RedisRoomStore
 
 TTL = "1.5"  # --bus-node-ttl: a dead node's users are gone within about 2 s
 
@@ -779,3 +782,34 @@ async def test_dropping_server_operator_status_is_known_on_every_node(cluster):
     assert not any(" 313 " in line for line in lines), lines
     dave.close()
     carol.close()
+
+
+async def test_room_registry_writes_are_atomic_against_a_stale_read(redis_server):
+    """The store's two primitives: add only if absent, replace only what was read."""
+    rooms = RedisRoomStore(RedisTarget(redis_server.url), prefix="t")
+    try:
+        first = Registration("#Den", "alice", 1.0)
+        assert rooms.add(first) == 1
+        assert rooms.add(Registration("#den", "bob", 2.0)) == 0  # taken, folded
+        read, found = rooms.get("#DEN")
+        assert read is not None and found == first
+        changed = Registration("#Den", "bob", 1.0, {"alice": "alice"})
+        assert rooms.replace("#den", read, changed) == 2
+        # Another writer that read before that change loses, and changes nothing.
+        assert rooms.replace("#den", read, None) == 0
+        assert rooms.load() == {"#den": (2, changed)}
+        read, _ = rooms.get("#den")
+        assert read is not None and rooms.replace("#den", read, None) == 3
+        assert rooms.load() == {} and rooms.get("#den") == (None, None)
+    finally:
+        rooms.close()
+
+
+async def test_the_room_registry_down_is_said(redis_server, cluster):
+    a = await cluster("a")
+    alice = await chat_client(a.ports["chat"], "alice")
+    await redis_server.stop()
+    await a.expect_log("lost Redis")
+    await alice.send("/room info #lobby")
+    await alice.expect("error: the chat cluster's room registry (Redis) is unreachable")
+    alice.close()

@@ -136,9 +136,12 @@ class OwnedRooms:
         With ``--bus``, as Redis has it now: this node's copy may be a stream
         read behind a change just made on another node.
         """
+        return _registered(room, self._current(room))
+
+    def _current(self, room: str) -> Registration | None:
         if self.shared is not None:
-            return _registered(room, self.shared.get(room)[1])
-        return _registered(room, self.state.registered.get(fold(room)))
+            return self.shared.get(room)[1]
+        return self.state.registered.get(fold(room))
 
     def _managed(self, user: User, room: str, current: Registration | None) -> Registration:
         """A registration its founder (or a server operator) may change."""
@@ -259,7 +262,7 @@ class OwnedRooms:
 
         Members present and logged in to it get, or lose, operator status now.
         """
-        self._managed(user, name, self.state.registered.get(fold(name)))
+        self._managed(user, name, self._current(name))  # before the account's look-up
         account = self.accounts.name_of(account_name)
         if account is None:
             raise HubError("no_such_account", f"no such account: {account_name}")
@@ -294,7 +297,7 @@ class OwnedRooms:
 
     def transfer(self, user: User, name: str, account_name: str) -> str:
         """Make another account the founder; the old founder stays an operator account."""
-        self._managed(user, name, self.state.registered.get(fold(name)))
+        self._managed(user, name, self._current(name))  # before the account's look-up
         account = self.accounts.name_of(account_name)
         if account is None:
             raise HubError("no_such_account", f"no such account: {account_name}")
