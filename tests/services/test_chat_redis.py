@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import signal
 
@@ -20,7 +21,10 @@ from websockets.asyncio.client import connect
 from net import LineClient, chat_client, irc_client, open_client
 from proc import Served, run_sockhub, start_sockhub
 from redis_support import RedisServer
+from sockhub.hub.model import Registration
 from sockhub.passwords import hash_password
+from sockhub.store.bus_redis import RedisTarget
+from sockhub.store.bus_rooms import RedisRoomStore
 
 TTL = "1.5"  # --bus-node-ttl: a dead node's users are gone within about 2 s
 
@@ -627,3 +631,185 @@ async def test_malformed_stream_entries_are_skipped_and_the_node_goes_on(
     await bob.expect("<alice> still here")
     alice.close()
     bob.close()
+
+
+# Registered rooms (issue 14) and server operators, cluster-wide.
+
+CHANSERV = ":ChanServ!ChanServ@services. NOTICE"
+_askers = itertools.count()
+
+
+async def _irc_account(port: int, nick: str, *rooms: str) -> LineClient:
+    """An IRC client that registers its nick as an account (NickServ), then joins ``rooms``."""
+    client = await irc_client(port, nick)
+    await client.send(f"PRIVMSG NickServ :REGISTER pw-{nick}-123\r\n".encode())
+    await client.expect(f" 900 {nick} ")
+    for room in rooms:
+        await client.send(f"JOIN {room}\r\n".encode())
+        await client.expect(f" 366 {nick} {room} ")
+    return client
+
+
+async def _cs(client: LineClient, text: str) -> str:
+    """Send ChanServ a command; its first answer, after the NOTICE's colon."""
+    await client.send(f"PRIVMSG ChanServ :{text}\r\n".encode())
+    return (await client.expect(CHANSERV)).split(" :", 1)[1]
+
+
+async def _line_as(port: int, nick: str, account: str) -> LineClient:
+    """A line-door client logged in to ``account`` under another nick."""
+    client = await chat_client(port, nick)
+    await client.send(f"/identify {account} pw-{account}-123")
+    await client.expect(f"you are logged in as {account}")
+    return client
+
+
+async def _room_info(port: int, room: str) -> str:
+    """``/room info`` on a node, by a passing line client."""
+    client = await chat_client(port, f"asker{next(_askers)}")  # one nick each, cluster-wide
+    await client.send(f"/room info {room}")
+    line = await client.expect(room)
+    await client.send("/quit")
+    await client.expect_eof()
+    return line
+
+
+async def test_a_room_registered_on_one_node_gives_its_founder_ops_on_another(cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await _irc_account(a.ports["irc"], "alice", "#den")
+    assert await _cs(alice, "REGISTER #den") == "#den is registered to your account alice"
+    # The founder, on the other node's line door under another nick: ChanServ
+    # gives her operator status there, and node a's members see it too.
+    phone = await _line_as(b.ports["chat"], "alicephone", "alice")
+    await alice.send(b"JOIN #lobby\r\nPRIVMSG #lobby :join now\r\n")  # after the news,
+    await phone.expect("#lobby <alice> join now")  # in stream order: node b has it
+    await phone.send("/join #den")
+    await phone.expect("ChanServ made alicephone an operator")
+    await alice.expect(":ChanServ!ChanServ@services. MODE #den +o alicephone")
+    # Someone else arriving first into the emptied room on b gets nothing.
+    await alice.send(b"PART #den\r\n")
+    await phone.expect("#den * alice left")
+    await phone.send("/part #den")
+    await phone.expect("talking in #lobby")
+    carol = await irc_client(b.ports["irc"], "carol", "#den")
+    await carol.send(b"NAMES #den\r\n")
+    assert (await carol.expect(" 353 carol ")).endswith(":carol")  # no @: not an operator
+    # Taken, so refused to anyone on any node (here on node b's line door).
+    await phone.send("/room register #den")
+    await phone.expect("error: #den is already registered, to alice")
+    for client in (alice, phone, carol):
+        client.close()
+
+
+async def test_two_nodes_registering_one_room_at_once_have_one_winner(cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await _irc_account(a.ports["irc"], "alice", "#race")
+    bob = await _irc_account(b.ports["irc"], "bob", "#race")
+    await alice.expect(":bob!bob@127.0.0.1 JOIN #race")
+    await alice.send(b"MODE #race +o bob\r\n")  # both are operators of the room
+    await bob.expect("MODE #race +o bob")
+    await asyncio.gather(*(c.send(b"PRIVMSG ChanServ :REGISTER #race\r\n")
+                           for c in (alice, bob)))
+    answers = sorted([(await c.expect(CHANSERV)).split(" :", 1)[1] for c in (alice, bob)])
+    assert len([a for a in answers if "is registered to your account" in a]) == 1, answers
+    assert len([a for a in answers if "is already registered, to" in a]) == 1, answers
+    winner = answers[1].rsplit(" ", 1)[1]  # "#race is registered to your account X"
+    for port in (a.ports["chat"], b.ports["chat"]):
+        assert f"founder {winner}," in await _room_info(port, "#race")
+    alice.close()
+    bob.close()
+
+
+async def test_room_operators_transfer_and_account_drops_hold_on_every_node(
+        redis_server, cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    alice = await _irc_account(a.ports["irc"], "alice", "#den")
+    bob = await _irc_account(a.ports["irc"], "bob")
+    assert await _cs(alice, "REGISTER #den") == "#den is registered to your account alice"
+    assert await _cs(alice, "AMODE #den +o bob") == "bob is now an operator of #den"
+    # A node started afterwards reads the registrations from Redis.
+    c = await cluster("c")
+    assert "founder alice," in (info := await _room_info(c.ports["chat"], "#den"))
+    assert info.endswith("operator accounts: bob")
+    # The founder transfers the room on node b; node a knows at once.
+    phone = await _line_as(b.ports["chat"], "alicephone", "alice")
+    await phone.send("/room transfer #den bob")
+    await phone.expect("#den now belongs to bob")
+    info = await _room_info(a.ports["chat"], "#den")
+    assert "founder bob," in info and info.endswith("operator accounts: alice")
+    # Dropping an account (on node b) takes it out of the room everywhere...
+    await phone.send("/drop pw-alice-123")
+    await phone.expect("account alice is dropped")
+    assert (await _room_info(c.ports["chat"], "#den")).endswith("operator accounts: none")
+    # ...and dropping the founder's (on node a) unregisters the room everywhere.
+    await bob.send(b"PRIVMSG NickServ :DROP pw-bob-123\r\n")
+    await bob.expect("NOTICE bob :")
+    assert "#den is not registered" in await _room_info(b.ports["chat"], "#den")
+    assert "#den is not registered" in await _room_info(c.ports["chat"], "#den")
+    store = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    try:
+        assert store.hgetall("sockhub:rooms") == {}
+    finally:
+        store.close()
+    for client in (alice, bob, phone):
+        client.close()
+
+
+async def test_dropping_server_operator_status_is_known_on_every_node(cluster):
+    oper = f"root={hash_password('s3cret', log_n=10)}"
+    a = await cluster("a", "--oper", oper)
+    b = await cluster("b", "--oper", oper)
+    dave = await irc_client(a.ports["irc"], "dave", "#ops")
+    carol = await irc_client(b.ports["irc"], "carol", "#ops")
+    await dave.expect(":carol!carol@127.0.0.1 JOIN #ops")
+    await dave.send(b"OPER root s3cret\r\n")
+    await dave.expect(" 381 dave ")
+    await dave.send(b"PRIVMSG #ops :opered\r\n")  # after the news, in stream order
+    await carol.expect("PRIVMSG #ops :opered")
+    await carol.send(b"WHOIS dave\r\n")
+    await carol.expect(" 313 carol dave :is an IRC operator")
+    await dave.send(b"MODE dave -o\r\n")
+    await dave.expect(" MODE dave ")
+    await dave.send(b"PRIVMSG #ops :deopered\r\n")
+    await carol.expect("PRIVMSG #ops :deopered")
+    await carol.send(b"WHOIS dave\r\n")
+    lines = [await carol.expect(" dave ")]
+    while " 318 " not in lines[-1]:  # RPL_ENDOFWHOIS
+        lines.append(await carol.expect(" dave "))
+    assert not any(" 313 " in line for line in lines), lines
+    dave.close()
+    carol.close()
+
+
+async def test_room_registry_writes_are_atomic_against_a_stale_read(redis_server):
+    """The store's two primitives: add only if absent, replace only what was read."""
+    rooms = RedisRoomStore(RedisTarget(redis_server.url), prefix="t")
+    try:
+        first = Registration("#Den", "alice", 1.0)
+        assert rooms.add(first) == 1
+        assert rooms.add(Registration("#den", "bob", 2.0)) == 0  # taken, folded
+        read, found = rooms.get("#DEN")
+        assert read is not None and found == first
+        changed = Registration("#Den", "bob", 1.0, {"alice": "alice"})
+        assert rooms.replace("#den", read, changed) == 2
+        # Another writer that read before that change loses, and changes nothing.
+        assert rooms.replace("#den", read, None) == 0
+        assert rooms.load() == {"#den": (2, changed)}
+        read, _ = rooms.get("#den")
+        assert read is not None and rooms.replace("#den", read, None) == 3
+        assert rooms.load() == {} and rooms.get("#den") == (None, None)
+    finally:
+        rooms.close()
+
+
+async def test_the_room_registry_down_is_said(redis_server, cluster):
+    a = await cluster("a")
+    alice = await chat_client(a.ports["chat"], "alice")
+    await redis_server.stop()
+    await a.expect_log("lost Redis")
+    await alice.send("/room info #lobby")
+    await alice.expect("error: the chat cluster's room registry (Redis) is unreachable")
+    alice.close()

@@ -189,6 +189,9 @@ class ChatApi(Protocol):
 
     def oper(self, user: User, name: str, password: str) -> bool: ...
 
+    def unoper(self, user: User) -> None:
+        """``user`` drops their server-operator status (IRC ``MODE nick -o``)."""
+
     # Commands (each raises HubError when refused) --------------------------------
 
     # ``via``: the connection acting, for a user with several (hub/sessions.py).

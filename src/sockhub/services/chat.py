@@ -650,6 +650,11 @@ class ChatService:
                               "failed /oper for %r from %s", name, user.address)
         return ok
 
+    def unoper(self, user: User) -> None:
+        user.is_oper = False
+        if self.cluster is not None:  # every node's WHOIS stops saying so
+            self.cluster.announce_oper(user)
+
     def check_connection_password(self, given: str | None) -> bool:
         """The IRC door's PASS check, in constant time; True when none is set."""
         expected = self.settings.irc_password

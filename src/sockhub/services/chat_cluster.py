@@ -8,11 +8,14 @@ node delivers to them. docs/scale-out.md has the guarantees.
 
 Accounts live in one Redis hash (:mod:`sockhub.store.bus_accounts`), read
 by every node: :func:`cluster_accounts` gives the chat service that store.
+Registered rooms live in another (:mod:`sockhub.store.bus_rooms`); each
+node keeps a copy, and a change is announced on the stream (``r``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -25,10 +28,11 @@ from sockhub import metrics
 from sockhub.errors import ConfigError, StartError
 from sockhub.hub import HubError, Message, Room, User
 from sockhub.hub.events import BanChanged, HubEvent, Quit
-from sockhub.hub.model import RoomState
+from sockhub.hub.model import Registration, RoomState
 from sockhub.hub.names import fold
 from sockhub.store.bus_accounts import RedisAccountStore
 from sockhub.store.bus_redis import BusUnavailable, Entry, RedisBus, RedisTarget
+from sockhub.store.bus_rooms import RedisRoomStore, decode, encode
 from sockhub.store.presence import Presence, PresenceDown
 
 if TYPE_CHECKING:
@@ -109,6 +113,7 @@ class Cluster:
         self.presence = Presence(target, node=self.node, prefix=settings.bus_prefix,
                                  ttl=settings.bus_node_ttl, on_dead=self._node_dead,
                                  known_nodes=self._known_nodes, on_orphaned=self._orphaned)
+        self.rooms = RedisRoomStore(target, prefix=settings.bus_prefix)
         #: Nodes that answered this node's start with their state.
         self._answered: set[str] = set()
 
@@ -116,11 +121,13 @@ class Cluster:
         """Connect (synchronously, before any door opens) and start the tasks."""
         try:
             self.bus.connect(largest_id)
+            # After the stream's reading point is fixed, so no change is missed.
+            self.service.owned.share(self.rooms, self._announce_room)
             self.presence.beat()
             peers = self.presence.live_nodes() - {self.node}
             # The running nodes answer with their users and rooms, then "done".
             self.bus.hello(lambda: peers <= self._answered, timeout=HELLO_TIMEOUT)
-        except BusUnavailable as exc:
+        except (BusUnavailable, HubError) as exc:
             raise BusStartError(f"chat: {exc}") from exc
         self.bus.start()
         self.presence.start()
@@ -129,6 +136,7 @@ class Cluster:
     def close(self) -> None:
         self.bus.close()
         self.presence.close()
+        self.rooms.close()
 
     # What the service asks -----------------------------------------------------
 
@@ -157,8 +165,13 @@ class Cluster:
         self.bus.publish_data("u", _user_info(user))
 
     def announce_oper(self, user: User) -> None:
-        """``user`` became a server operator here: every node's WHOIS says so."""
-        self.bus.publish_data("o", {"nick": user.nick})
+        """``user`` became (or stopped being) a server operator here: every node's WHOIS says so."""
+        self.bus.publish_data("o", {"nick": user.nick, "on": user.is_oper})
+
+    def _announce_room(self, key: str, version: int, registration: Registration | None) -> None:
+        """A room's registration changed here (already in Redis): the others take it."""
+        self.bus.publish_data("r", {"room": key, "v": version, "reg": (
+            None if registration is None else json.loads(encode(registration)))})
 
     # What the cluster tells this node --------------------------------------------
 
@@ -189,7 +202,9 @@ class Cluster:
             elif entry.kind == "q":
                 self._send_state(entry.node)
             elif entry.kind == "o" and entry.user is not None:
-                self._opered(str(entry.user.get("nick", "")))
+                self._opered(str(entry.user.get("nick", "")), bool(entry.user.get("on", True)))
+            elif entry.kind == "r" and entry.user is not None:
+                self._took_room(entry.user)
             elif entry.kind == "s" and entry.user is not None:
                 if entry.user.get("for") != me:
                     continue
@@ -314,10 +329,19 @@ class Cluster:
         except (TypeError, ValueError, AttributeError) as exc:
             log.warning("chat: a node's room state was not taken: %s", exc)
 
-    def _opered(self, nick: str) -> None:
+    def _opered(self, nick: str, on: bool) -> None:
         user = self.service.hub.find_user(nick)
         if user is not None and isinstance(user.member, RemoteMember):
-            user.is_oper = True
+            user.is_oper = on
+
+    def _took_room(self, data: dict[str, Any]) -> None:
+        """Another node changed a room's registration: this node's copy follows."""
+        try:
+            reg = data.get("reg")
+            self.service.owned.took(str(data["room"]), int(data["v"]),
+                                    None if reg is None else decode(reg))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("chat: a room registration from the bus was not taken: %s", exc)
 
     def _store_ban(self, event: BanChanged) -> None:
         store = self.service.store

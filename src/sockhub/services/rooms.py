@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sockhub.hub import HubError, Room, User
 from sockhub.hub.events import ROOM_FLAGS, HubEvent, ModeChange, ModeChanged, TopicChanged
@@ -26,6 +27,7 @@ from sockhub.hub.modes import apply_modes
 from sockhub.hub.names import fold
 from sockhub.hub.state import HubState
 from sockhub.services.accounts import Accounts
+from sockhub.store.bus_rooms import RedisRoomStore
 from sockhub.store.history import ChatStore
 
 log = logging.getLogger("sockhub.chat")
@@ -35,6 +37,9 @@ log = logging.getLogger("sockhub.chat")
 CHANSERV = "ChanServ"
 #: Operator grants per mode change: IRC's MODE line carries a few (ISUPPORT ``MODES``).
 MODES_PER_CHANGE = 3
+#: Reads and writes of one change before a busy registration is refused
+#: (``--bus``: each try lost to another node's change of the same room).
+CHANGE_TRIES = 5
 
 
 def state_after(room: Room, event: TopicChanged | ModeChanged) -> RoomState:
@@ -54,6 +59,20 @@ def state_after(room: Room, event: TopicChanged | ModeChanged) -> RoomState:
     return RoomState.of(probe)
 
 
+class _Unchanged(Exception):
+    """A change found nothing to do (the registration changed meanwhile)."""
+
+
+def _nobody(key: str, version: int, registration: Registration | None) -> None:
+    """Announce a change to no one: a node alone."""
+
+
+def _registered(room: str, registration: Registration | None) -> Registration:
+    if registration is None:
+        raise HubError("not_registered", f"{room} is not registered")
+    return registration
+
+
 def _account(user: User) -> str:
     if user.account is None:
         raise HubError("account_needed", "log in to an account first (identify)")
@@ -69,6 +88,10 @@ class OwnedRooms:
         accounts: to check that an account named as operator exists.
         publish: the chat service's publish (a mode change goes on the bus).
         now: the wall clock.
+
+    With ``--bus``, :meth:`share` moves the registrations to the cluster's
+    Redis hash (``store/bus_rooms.py``); ``state.registered`` is then this
+    node's copy, kept current by the other nodes' announcements (:meth:`took`).
     """
 
     def __init__(self, store: ChatStore, state: HubState, accounts: Accounts,
@@ -76,24 +99,120 @@ class OwnedRooms:
         self.store, self.state, self.accounts = store, state, accounts
         self.publish, self.now = publish, now
         state.registered.update(store.registrations())
+        #: The cluster's registrations (None: this node's SQLite) and how a
+        #: change is told to the other nodes: (room key, version, registration).
+        self.shared: RedisRoomStore | None = None
+        self._announce: Callable[[str, int, Registration | None], None] = _nobody
+        #: The version of each room's registration this node has (shared only).
+        self._versions: dict[str, int] = {}
+
+    def share(self, shared: RedisRoomStore,
+              announce: Callable[[str, int, Registration | None], None]) -> None:
+        """Use the cluster's registrations from now on (HubError ``bus_down`` if unreachable)."""
+        loaded = shared.load()
+        self.shared, self._announce = shared, announce
+        self.state.registered.clear()
+        for key, (version, registration) in loaded.items():
+            self.took(key, version, registration)
+
+    def took(self, key: str, version: int, registration: Registration | None) -> None:
+        """A registration as the cluster has it now, unless this node has a newer one."""
+        if version <= self._versions.get(key, 0):
+            return  # announcements may arrive out of order: the newest stays
+        self._versions[key] = version
+        if registration is None:
+            self.state.registered.pop(key, None)
+            return
+        self.state.registered[key] = registration
+        room = self.state.rooms.get(key)
+        if room is not None:
+            self.state.keep(room)
 
     # Queries -------------------------------------------------------------------
 
     def info(self, room: str) -> Registration:
-        """A room's registration. Raises HubError ``not_registered``."""
-        registration = self.state.registered.get(fold(room))
-        if registration is None:
-            raise HubError("not_registered", f"{room} is not registered")
-        return registration
+        """A room's registration. Raises HubError ``not_registered``.
 
-    def _managed(self, user: User, room: str) -> Registration:
+        With ``--bus``, as Redis has it now: this node's copy may be a stream
+        read behind a change just made on another node.
+        """
+        return _registered(room, self._current(room))
+
+    def _current(self, room: str) -> Registration | None:
+        if self.shared is not None:
+            return self.shared.get(room)[1]
+        return self.state.registered.get(fold(room))
+
+    def _managed(self, user: User, room: str, current: Registration | None) -> Registration:
         """A registration its founder (or a server operator) may change."""
-        registration = self.info(room)
+        registration = _registered(room, current)
         if not user.is_oper and not registration.is_founder(_account(user)):
             raise HubError("not_founder",
                            f"only the founder of {registration.name} ({registration.founder}) "
                            "may do that")
         return registration
+
+    # Changes -----------------------------------------------------------------------
+
+    def _change(self, key: str, change: Callable[[Registration | None], Registration | None],
+                *, by: str, state: RoomState | None = None
+                ) -> tuple[Registration | None, Registration | None]:
+        """Apply ``change`` (which raises HubError to refuse) to a room's registration.
+
+        Alone, the change is stored in SQLite, then kept in memory. With
+        ``--bus`` it is made in Redis, atomically against the registration
+        it was worked out from (read again and retried if another node
+        changed it meanwhile), then announced: acknowledged only once the
+        cluster has it. Returns the registration before and after.
+        """
+        shared = self.shared
+        if shared is None:
+            old = self.state.registered.get(key)
+            new = change(old)
+            self._keep(old, new, by, state)
+            if new is None:
+                self.state.registered.pop(key, None)
+            else:
+                self.state.registered[key] = new
+            return old, new
+        for _ in range(CHANGE_TRIES):
+            read, old = shared.get(key)
+            new = change(old)
+            if read is None:
+                assert new is not None
+                version = shared.add(new)
+            else:
+                version = shared.replace(key, read, new)
+            if version:
+                break
+        else:
+            raise HubError("unavailable", "the registration is being changed; try again")
+        if state is not None:
+            self.store.save_room(state)  # the room's state is still kept by each node
+        self.took(key, version, new)
+        self._announce(key, version, new)
+        return old, new
+
+    def _keep(self, old: Registration | None, new: Registration | None, by: str,
+              state: RoomState | None) -> None:
+        """Store in SQLite what changed from ``old`` to ``new``."""
+        store = self.store
+        if new is None:
+            if old is not None:
+                store.unregister_room(old.name)
+            return
+        if old is None:
+            assert state is not None
+            store.register_room(new, state)
+            return
+        if not new.is_founder(old.founder):
+            store.set_room_founder(new.name, new.founder)
+        for key, account in old.operators.items():
+            if key not in new.operators:
+                store.remove_room_operator(new.name, account)
+        for key, account in new.operators.items():
+            if key not in old.operators:
+                store.add_room_operator(new.name, account, by, self.now())
 
     # Commands --------------------------------------------------------------------
 
@@ -101,31 +220,36 @@ class OwnedRooms:
         """Register a room its caller operates, to the account they are logged in to."""
         account = _account(user)
         key = fold(name)
-        existing = self.state.registered.get(key)
-        if existing is not None:
-            raise HubError("room_registered",
-                           f"{existing.name} is already registered, to {existing.founder}")
         room = self.state.rooms.get(key)
-        if room is None:
-            raise HubError("no_such_room", f"no such room: {name} (join it first)")
-        if key in self.state.protected:
-            raise HubError("not_privileged", f"{room.name} belongs to the server's operators")
-        if user.key not in room.operators and not user.is_oper:
-            raise HubError("not_operator",
-                           f"you must be an operator of {room.name} to register it")
-        registration = Registration(room.name, account, self.now())
-        self.store.register_room(registration, RoomState.of(room))
-        self.state.registered[key] = registration
+
+        def register(existing: Registration | None) -> Registration:
+            if existing is not None:
+                raise HubError("room_registered",
+                               f"{existing.name} is already registered, to {existing.founder}")
+            if room is None:
+                raise HubError("no_such_room", f"no such room: {name} (join it first)")
+            if key in self.state.protected:
+                raise HubError("not_privileged", f"{room.name} belongs to the server's operators")
+            if user.key not in room.operators and not user.is_oper:
+                raise HubError("not_operator",
+                               f"you must be an operator of {room.name} to register it")
+            return Registration(room.name, account, self.now())
+
+        _, registration = self._change(key, register, by=user.nick,
+                                       state=RoomState.of(room) if room is not None else None)
+        assert registration is not None and room is not None
         self.state.keep(room)
         log.info("rooms: %s registered %s to %s", user.nick, room.name, account)
         return registration
 
     def drop(self, user: User, name: str) -> Registration:
         """Unregister a room: it goes back to an ordinary room (state kept while not default)."""
-        registration = self._managed(user, name)
+        def drop(current: Registration | None) -> None:
+            self._managed(user, name, current)
+
+        registration, _ = self._change(fold(name), drop, by=user.nick)
+        assert registration is not None
         key = fold(registration.name)
-        self.store.unregister_room(registration.name)
-        del self.state.registered[key]
         saved = self.state.saved.get(key)
         if saved is not None and saved.is_default:
             self.store.forget_room(key)
@@ -138,25 +262,32 @@ class OwnedRooms:
 
         Members present and logged in to it get, or lose, operator status now.
         """
-        registration = self._managed(user, name)
+        self._managed(user, name, self._current(name))  # before the account's look-up
         account = self.accounts.name_of(account_name)
         if account is None:
             raise HubError("no_such_account", f"no such account: {account_name}")
-        if registration.is_founder(account):
-            raise HubError("invalid_text", f"{account} is the founder of {registration.name}")
         key = fold(account)
-        if add:
-            if key in registration.operators:
+
+        def set_operator(current: Registration | None) -> Registration:
+            registration = self._managed(user, name, current)
+            if registration.is_founder(account):
                 raise HubError("invalid_text",
-                               f"{account} is already an operator of {registration.name}")
-            self.store.add_room_operator(registration.name, account, user.nick, self.now())
-            registration.operators[key] = account
-        else:
-            if key not in registration.operators:
-                raise HubError("invalid_text",
-                               f"{account} is not an operator of {registration.name}")
-            self.store.remove_room_operator(registration.name, account)
-            del registration.operators[key]
+                               f"{account} is the founder of {registration.name}")
+            operators = dict(registration.operators)
+            if add:
+                if key in operators:
+                    raise HubError("invalid_text",
+                                   f"{account} is already an operator of {registration.name}")
+                operators[key] = account
+            else:
+                if key not in operators:
+                    raise HubError("invalid_text",
+                                   f"{account} is not an operator of {registration.name}")
+                del operators[key]
+            return replace(registration, operators=operators)
+
+        _, registration = self._change(fold(name), set_operator, by=user.nick)
+        assert registration is not None
         room = self.state.rooms.get(fold(registration.name))
         if room is not None:
             self._give(room, [member for member in room.members.values()
@@ -166,21 +297,24 @@ class OwnedRooms:
 
     def transfer(self, user: User, name: str, account_name: str) -> str:
         """Make another account the founder; the old founder stays an operator account."""
-        registration = self._managed(user, name)
+        self._managed(user, name, self._current(name))  # before the account's look-up
         account = self.accounts.name_of(account_name)
         if account is None:
             raise HubError("no_such_account", f"no such account: {account_name}")
-        if registration.is_founder(account):
-            raise HubError("invalid_text", f"{account} is already the founder")
-        old = registration.founder
-        self.store.set_room_founder(registration.name, account)
-        self.store.remove_room_operator(registration.name, account)
-        self.store.add_room_operator(registration.name, old, user.nick, self.now())
-        registration.founder = account
-        registration.operators.pop(fold(account), None)
-        registration.operators[fold(old)] = old
-        log.info("rooms: %s transferred %s from %s to %s", user.nick, registration.name, old,
-                 account)
+
+        def transfer(current: Registration | None) -> Registration:
+            registration = self._managed(user, name, current)
+            if registration.is_founder(account):
+                raise HubError("invalid_text", f"{account} is already the founder")
+            operators = dict(registration.operators)
+            operators.pop(fold(account), None)
+            operators[fold(registration.founder)] = registration.founder
+            return replace(registration, founder=account, operators=operators)
+
+        old, registration = self._change(fold(name), transfer, by=user.nick)
+        assert old is not None and registration is not None
+        log.info("rooms: %s transferred %s from %s to %s", user.nick, registration.name,
+                 old.founder, account)
         self.arrived_all(registration)
         return account
 
@@ -223,18 +357,36 @@ class OwnedRooms:
     def account_dropped(self, account: str) -> None:
         """An account is gone: its rooms are unregistered, its operator entries removed.
 
-        Otherwise whoever registered the name next would inherit them.
+        Otherwise whoever registered the name next would inherit them. With
+        ``--bus`` this runs on the node where the account was dropped, against
+        the cluster's registrations.
         """
         key = fold(account)
-        for registration in list(self.state.registered.values()):
-            if registration.is_founder(account):
-                self.store.unregister_room(registration.name)
-                del self.state.registered[fold(registration.name)]
+        if self.shared is None:
+            registrations = list(self.state.registered.values())
+        else:
+            registrations = [found for _, found in self.shared.load().values()]
+
+        def without(current: Registration | None) -> Registration | None:
+            if current is None:
+                raise _Unchanged
+            if current.is_founder(account):
+                return None
+            if key not in current.operators:
+                raise _Unchanged
+            return replace(current, operators={k: name for k, name in current.operators.items()
+                                               if k != key})
+
+        for registration in registrations:
+            if not registration.is_operator(account):
+                continue
+            try:
+                _, after = self._change(fold(registration.name), without, by=account)
+            except _Unchanged:
+                continue
+            if after is None:
                 log.info("rooms: %s is no longer registered (account %s dropped)",
                          registration.name, account)
-            elif key in registration.operators:
-                self.store.remove_room_operator(registration.name, account)
-                del registration.operators[key]
 
     def _give(self, room: Room, users: list[User], *, on: bool) -> None:
         """ChanServ gives (or takes) operator status: one MODE everyone in the room sees."""

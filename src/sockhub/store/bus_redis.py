@@ -88,9 +88,10 @@ class Entry:
     """One stream entry as a node reads it.
 
     ``kind``: ``m`` a room message (``event`` carries its cluster id),
-    ``e`` any other hub event; ``u``, ``q``, ``s`` and ``o`` carry data
-    (``user``): a user arriving, a new node asking for state, one user's (or
-    the rooms') state, a user becoming a server operator.
+    ``e`` any other hub event; ``u``, ``q``, ``s``, ``o`` and ``r`` carry
+    data (``user``): a user arriving, a new node asking for state, one user's
+    (or the rooms') state, a user's server-operator status, a room's
+    registration.
     """
 
     node: str
@@ -269,7 +270,8 @@ class RedisBus:
 
         Kinds: ``u`` a user arrived here; ``q`` a node started and asks the
         others for their state; ``s`` one user's state (or the rooms' and
-        bans'), for the node that asked; ``o`` a user became a server operator.
+        bans'), for the node that asked; ``o`` a user became (or stopped
+        being) a server operator; ``r`` a room's registration changed.
         """
         self._queue(kind, json.dumps(data, separators=(",", ":")))
 
@@ -343,7 +345,7 @@ class RedisBus:
                     continue  # sent twice (a reply lost on the way back): once is enough
                 seen[node] = seq
                 kind = fields[b"k"].decode()
-                if kind in ("u", "q", "s", "o"):
+                if kind in ("u", "q", "s", "o", "r"):
                     data = json.loads(fields[b"e"])
                     if not isinstance(data, dict):
                         raise ValueError("data that is not an object")

@@ -436,7 +436,7 @@ def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
         if letter == "i" and user.invisible != on:
             user.invisible = on
         elif letter == "o" and not on and user.is_oper:
-            user.is_oper = False  # anyone may drop operator status; only OPER gives it
+            door.chat.unoper(user)  # anyone may drop operator status; only OPER gives it
         elif letter in "io":
             continue
         else:
