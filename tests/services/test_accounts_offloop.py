@@ -237,3 +237,51 @@ async def test_irc_register_and_nickserv_register_off_the_loop_in_order(hub, gat
     assert before(dave.seen, "Account dave registered", " PONG ")
     for client in (alice, dave):
         client.close()
+
+
+async def test_piped_commands_then_eof_are_all_answered_in_order(hub, gates):
+    """nc piping "/oper ..., more, EOF": the answer first, the rest after, then closed."""
+    checking = gates(chat_module, "verify_password")
+    started, release = checking.arm()
+    port, irc_port = await hub()
+    root = await chat_client(port, "root")
+    await root.send(b"/oper root s3cret\nafter oper\n/quit\n")
+    root.writer.write_eof()
+    await started_on_its_thread(started)
+    release.set()
+    rest = await root.expect_eof()
+    told = [line for line in rest if "operator" in line or "after" in line or "bye" in line]
+    assert [told[0], told[2]] == ["-- you are now a server operator", "-- bye"]
+    assert told[1].endswith("#lobby <root> after oper")
+    started, release = checking.arm()
+    other = await irc_client(irc_port, "ops")
+    await other.send(b"OPER root s3cret\r\nPING tok\r\n")
+    other.writer.write_eof()
+    await started_on_its_thread(started)
+    release.set()
+    assert " 381 ops " in await other.expect(" 381 ")
+    assert "tok" in await other.expect(" PONG ")
+    await other.expect_eof()
+    other.close()
+
+
+async def test_a_client_gone_while_its_password_is_hashed_harms_no_one(hub, gates, caplog):
+    hashing = gates(accounts_module, "hash_password")
+    started, release = hashing.arm()
+    port, irc_port = await hub()
+    alice = await chat_client(port, "alice")
+    await alice.send("/register hunter22")
+    await started_on_its_thread(started)
+    alice.close()
+    await served_meanwhile(port, "carol")
+    started, release2 = hashing.arm()
+    bob = await labeled_client(irc_port, "bob")
+    await bob.send(b"@label=r2 REGISTER * * hunter22\r\n")
+    await started_on_its_thread(started)
+    bob.close()
+    release.set()
+    release2.set()
+    # Both answers come to no one; everyone else is still served, nothing failed.
+    await served_meanwhile(port, "dave")
+    await irc_pong_meanwhile(irc_port, "erin")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -19,7 +19,10 @@ per account, so no one can lock an owner out of their own account:
 
 Passwords are never logged; names and addresses are, at a bounded rate.
 Every check costs one scrypt (or one PBKDF2 for SCRAM) whether the account
-exists or not, and compares in constant time.
+exists or not, and compares in constant time. Every scrypt the doors ask
+for (identify, register, a password changed or reset, and the chat
+service's /oper) runs on one small pool of threads (:meth:`Accounts.offload`),
+never on the event loop.
 """
 
 from __future__ import annotations
