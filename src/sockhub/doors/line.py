@@ -270,6 +270,9 @@ class LineDoor(LineProtocol):
                 answer()
             except HubError as exc:
                 self.send_error(str(exc))
+            except Exception:  # a bug costs this answer, not the client's later lines
+                log.exception("chat: a held command failed for %s", self.info.peer)
+                self.send_error("internal error")
             while self.queued and not self._held and not self._closing:
                 self.line_received(self.queued.pop(0))
             if self._eof_held and not self._held:

@@ -144,7 +144,12 @@ class Accounts:
             self._recent(key, asked).append(asked)
 
         def hashed(keys: tuple[str, ScramCredentials] | None) -> None:
-            if keys is None or not self.store.add(name, keys[0], keys[1], now()):
+            try:
+                added = keys is not None and self.store.add(name, keys[0], keys[1], now())
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable
+                keys, added = None, False
+                log.warning("accounts: %s not registered: %s", name, exc)
+            if not added:
                 if not by_oper:
                     with contextlib.suppress(ValueError):
                         self._recent(key, now()).remove(asked)
@@ -231,7 +236,11 @@ class Accounts:
         stored = record.password if record else _DUMMY_HASH
 
         def checked(ok: bool | None) -> None:
-            then(self._verdict(name, record, bool(ok), address, now()))
+            try:
+                verdict = self._verdict(name, record, bool(ok), address, now())
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable: said
+                verdict = LoginResult(None, refusal=str(exc))
+            then(verdict)
 
         self.offload(verify_password, password, stored, then=checked)
 
@@ -331,10 +340,15 @@ class Accounts:
             return
 
         def hashed(keys: tuple[str, ScramCredentials] | None) -> None:
+            try:
+                changed = keys is not None and self.current(record.name, record.generation) \
+                    and self.store.set_password(record.name, keys[0], keys[1])
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable
+                then(exc)
+                return
             if keys is None:
                 then(_unavailable())
-            elif (not self.current(record.name, record.generation)
-                  or not self.store.set_password(record.name, keys[0], keys[1])):
+            elif not changed:
                 then(HubError("account_missing", f"no account {name}", target=name))
             else:
                 log.info("accounts: password of %s changed", record.name)
