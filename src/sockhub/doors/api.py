@@ -192,6 +192,10 @@ class ChatApi(Protocol):
     def unoper(self, user: User) -> None:
         """``user`` drops their server-operator status (IRC ``MODE nick -o``)."""
 
+    def oper_later(self, user: User, name: str, password: str, *,
+                   then: Callable[[bool], None]) -> None:
+        """``oper`` with the scrypt off the event loop; ``then`` gets the verdict later."""
+
     # Commands (each raises HubError when refused) --------------------------------
 
     # ``via``: the connection acting, for a user with several (hub/sessions.py).
@@ -263,6 +267,11 @@ class ChatApi(Protocol):
         """Register an account; an operator ``user`` is not held to the mode or the
         hourly limit. Returns its name. Raises HubError (``account_*`` codes)."""
 
+    def account_register_later(self, user: User | None, name: str, password: str, *,
+                               address: str, then: Callable[[str | HubError], None]) -> None:
+        """``account_register`` with the hashing off the event loop (the check
+        threads); ``then`` gets the name, or the HubError saying why not, later."""
+
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
         """Check an account's password, slowed per address when wrong."""
 
@@ -300,6 +309,14 @@ class ChatApi(Protocol):
 
     def account_set_password(self, user: User, password: str) -> None:
         """Change the password of the account ``user`` is logged in to. Raises HubError."""
+
+    def account_set_password_later(self, user: User, password: str, *,
+                                   then: Callable[[HubError | None], None]) -> None:
+        """``account_set_password`` off the event loop; ``then`` gets None or the error."""
+
+    def account_reset_later(self, user: User, name: str, password: str, *,
+                            then: Callable[[HubError | None], None]) -> None:
+        """``account_reset`` off the event loop; ``then`` gets None or the error."""
 
     def account_drop(self, user: User) -> None:
         """Drop the account ``user`` is logged in to; everyone in it is logged out."""

@@ -69,6 +69,8 @@ class LineDoor(LineProtocol):
     marks_read: ClassVar[bool] = True
 
     __slots__ = (
+        "_eof_held",
+        "_held",
         "_login_pending",
         "_login_timer",
         "_reg_timer",
@@ -77,6 +79,7 @@ class LineDoor(LineProtocol):
         "flood",
         "guard",
         "oper_failures",
+        "queued",
         "user",
     )
 
@@ -96,6 +99,10 @@ class LineDoor(LineProtocol):
         self._login_timer: Timer | None = None
         self._login_pending = False
         self.guard: NickGuard | None = None
+        #: A command waits for a scrypt (:meth:`hold`): lines read meanwhile wait here.
+        self._held = False
+        self._eof_held = False
+        self.queued: list[str] = []
 
     # Engine side --------------------------------------------------------------
 
@@ -111,7 +118,15 @@ class LineDoor(LineProtocol):
                 settings.registration_timeout, self._registration_expired
             )
 
+    def receive_eof(self) -> None:
+        if self._held:  # "/oper ..., /quit" piped: answered first, then closed
+            self._eof_held = True
+            return
+        super().receive_eof()
+
     def connection_lost(self) -> None:
+        self._held = False  # an answer under way is not heard
+        self.queued.clear()
         self._login_pending = False  # an identify under way is not heard
         for timer in (self._login_timer, self.guard):
             if timer is not None:
@@ -218,6 +233,9 @@ class LineDoor(LineProtocol):
         self.send(encode_line(visible(text)))
 
     def line_received(self, line: str) -> None:
+        if self._held:
+            self.queued.append(line)
+            return
         if self.flood is not None:
             verdict = self.flood.check(self.clock.time())
             if verdict != "pass":
@@ -235,6 +253,39 @@ class LineDoor(LineProtocol):
                 self.COMMANDS[command.name](self, *command.args)
         except HubError as exc:
             self.send_error(str(exc))
+
+    def hold(self) -> Callable[[Callable[[], None]], None]:
+        """Take no more of this client's lines until the returned ``resume(answer)``.
+
+        For a command whose answer waits for a scrypt on the check threads
+        (register, reset, /oper): everyone else is served meanwhile, and this
+        client's own replies stay in the order of its commands. Lines already
+        read wait in :attr:`queued` (one read's worth: the engine stops reading,
+        ``set_reading``); ``resume`` says the answer, then takes them up.
+        """
+        self._held = True
+        self.set_reading(False)
+
+        def resume(answer: Callable[[], None]) -> None:
+            if not self._held:
+                return  # hung up meanwhile
+            self._held = False
+            self.set_reading(True)
+            try:
+                answer()
+            except HubError as exc:
+                self.send_error(str(exc))
+            except Exception:  # a bug costs this answer, not the client's later lines
+                log.exception("chat: a held command failed for %s", self.info.peer)
+                self.send_error("internal error")
+            while self.queued and not self._held and not self._closing:
+                self.line_received(self.queued.pop(0))
+            if self._eof_held and not self._held:
+                self._eof_held = False
+                super(LineDoor, self).receive_eof()
+            self.wake()
+
+        return resume
 
     def _flooding(self, verdict: Verdict) -> None:
         if verdict == "warn":
@@ -306,12 +357,20 @@ class LineDoor(LineProtocol):
             self.send_error("usage: /register PASSWORD (it registers your nick)")
             return
         name, password = (args[0], args[1]) if len(args) == 2 else (user.nick, args[0])
-        account = self.chat.account_register(user, name, password, address=self.info.peer)
-        if len(args) == 2:
-            self.info_line(f"account {account} registered")
-            return
-        self.chat.log_in(user, account)
-        self.info_line(f"account {account} registered; you are logged in")
+        resume = self.hold()
+
+        def registered(result: str | HubError) -> None:
+            if isinstance(result, HubError):
+                raise result
+            if len(args) == 2:
+                self.info_line(f"account {result} registered")
+                return
+            if self.user is user:
+                self.chat.log_in(user, result)
+                self.info_line(f"account {result} registered; you are logged in")
+
+        self.chat.account_register_later(user, name, password, address=self.info.peer,
+                                         then=lambda result: resume(lambda: registered(result)))
 
     def _cmd_identify(self, *args: str) -> None:
         assert self.user is not None
@@ -391,8 +450,17 @@ class LineDoor(LineProtocol):
             assert user is not None
 
             def change(_: str) -> None:
-                self.chat.account_set_password(user, new)
-                self.info_line(f"the password of {account} is changed")
+                # Told later, as the identify before it is: no hold here.
+                self.chat.account_set_password_later(user, new, then=changed)
+
+            def changed(error: HubError | None) -> None:
+                if self.user is not user:
+                    return
+                if error is not None:
+                    self.send_error(str(error))
+                else:
+                    self.info_line(f"the password of {account} is changed")
+                self.wake()
 
             self._identify(account, old, arriving=False, then=change)
 
@@ -410,8 +478,15 @@ class LineDoor(LineProtocol):
 
     def _cmd_resetpass(self, name: str, password: str) -> None:
         assert self.user is not None
-        self.chat.account_reset(self.user, name, password)
-        self.info_line(f"the password of {name} is set")
+        resume = self.hold()
+
+        def done(error: HubError | None) -> None:
+            if error is not None:
+                raise error
+            self.info_line(f"the password of {name} is set")
+
+        self.chat.account_reset_later(self.user, name, password,
+                                      then=lambda error: resume(lambda: done(error)))
 
     # Commands ----------------------------------------------------------------
 
@@ -594,14 +669,20 @@ class LineDoor(LineProtocol):
 
     def _cmd_oper(self, name: str, password: str) -> None:
         assert self.user is not None
-        if self.chat.oper(self.user, name, password):
-            self.info_line("you are now a server operator")
-            return
-        self.oper_failures += 1
-        self.send_error("wrong operator name or password")
-        if self.oper_failures >= OPER_ATTEMPTS:
-            self.send_error("too many failed attempts; closing")
-            self.close()
+        resume = self.hold()
+
+        def checked(ok: bool) -> None:
+            if ok:
+                self.info_line("you are now a server operator")
+                return
+            self.oper_failures += 1
+            self.send_error("wrong operator name or password")
+            if self.oper_failures >= OPER_ATTEMPTS:
+                self.send_error("too many failed attempts; closing")
+                self.close()
+
+        self.chat.oper_later(self.user, name, password,
+                             then=lambda ok: resume(lambda: checked(ok)))
 
     def _cmd_kick(self, *args: str) -> None:
         assert self.user is not None

@@ -19,17 +19,22 @@ per account, so no one can lock an owner out of their own account:
 
 Passwords are never logged; names and addresses are, at a bounded rate.
 Every check costs one scrypt (or one PBKDF2 for SCRAM) whether the account
-exists or not, and compares in constant time.
+exists or not, and compares in constant time. Every scrypt the doors ask
+for (identify, register, a password changed or reset, and the chat
+service's /oper) runs on one small pool of threads (:meth:`Accounts.offload`),
+never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from sockhub.doors.api import LoginResult
 from sockhub.hub import HubError
@@ -40,6 +45,8 @@ from sockhub.protocols.scram import ScramCredentials, derive
 from sockhub.services.login import MAX_TRACKED_ADDRESSES, AuthLimiter, address_key
 from sockhub.store.accounts import AccountRecord, AccountStore
 from sockhub.store.bus_accounts import RedisAccountStore
+
+T = TypeVar("T")
 
 log = logging.getLogger("sockhub.accounts")
 _failures = RateLimitedLog(log, level=logging.WARNING)
@@ -53,9 +60,11 @@ MIN_PASSWORD = 8
 #: Longer ones too: scrypt's cost does not grow with length, but a line does.
 MAX_PASSWORD = 1000
 
-#: Threads that run password checks off the event loop: each scrypt takes about
-#: 0.1 s of CPU. At most ``account_max_pending`` checks wait for them (each
-#: holds a limiter slot), so the queue is bounded too.
+#: Threads that run every scrypt off the event loop (identify, register,
+#: password changes, /oper: :meth:`Accounts.offload`): each takes about 0.1 s
+#: of CPU. At most ``account_max_pending`` identify checks wait for them (each
+#: holds a limiter slot), registrations are capped per address and hour, and
+#: a connection waiting for one reads nothing more, so the queue is bounded too.
 CHECK_THREADS = 2
 
 #: An scrypt hash of nothing anyone types, checked when no account matches,
@@ -99,7 +108,62 @@ class Accounts:
 
     def register(self, name: str, password: str, *, address: str, by_oper: bool,
                  now: float) -> str:
-        """Create an account; returns its name. Raises HubError saying why not."""
+        """Create an account; returns its name. Raises HubError saying why not.
+
+        The scrypt runs here, on the caller's thread; the doors use
+        :meth:`register_later`, which keeps the loop free."""
+        key = self._may_register(name, password, address=address, by_oper=by_oper, now=now)
+        if self.store.get(name) is not None:
+            raise HubError("account_exists", f"account {name} already exists", target=name)
+        if not self.store.add(name, hash_password(password), derive(password), now):
+            raise HubError("account_exists", f"account {name} already exists", target=name)
+        if not by_oper:
+            self._recent(key, now).append(now)
+        log.info("accounts: %s registered from %s", name, key)
+        return name
+
+    def register_later(self, name: str, password: str, *, address: str, by_oper: bool,
+                       now: Callable[[], float],
+                       then: Callable[[str | HubError], None]) -> None:
+        """:meth:`register` with the hashing on a check thread: ``then`` gets the
+        account's name, or the HubError saying why not, on the event loop.
+
+        The address's registration in this hour is counted when asked (and
+        given back if it fails), so registrations under way count too."""
+        asked = now()
+        try:
+            key = self._may_register(name, password, address=address, by_oper=by_oper,
+                                     now=asked)
+        except HubError as exc:
+            then(exc)
+            return
+        if self.store.get(name) is not None:
+            then(HubError("account_exists", f"account {name} already exists", target=name))
+            return
+        if not by_oper:
+            self._recent(key, asked).append(asked)
+
+        def hashed(keys: tuple[str, ScramCredentials] | None) -> None:
+            try:
+                added = keys is not None and self.store.add(name, keys[0], keys[1], now())
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable
+                keys, added = None, False
+                log.warning("accounts: %s not registered: %s", name, exc)
+            if not added:
+                if not by_oper:
+                    with contextlib.suppress(ValueError):
+                        self._recent(key, now()).remove(asked)
+                then(HubError("account_exists", f"account {name} already exists", target=name)
+                     if keys is not None else _unavailable())
+                return
+            log.info("accounts: %s registered from %s", name, key)
+            then(name)
+
+        self.offload(_keys, password, then=hashed)
+
+    def _may_register(self, name: str, password: str, *, address: str, by_oper: bool,
+                      now: float) -> str:
+        """The policy's checks before a registration; returns the address's key."""
         if self.mode == "off" and not by_oper:
             raise HubError("account_disabled", "account registration is turned off here")
         if self.mode == "operators-only" and not by_oper:
@@ -122,14 +186,7 @@ class Accounts:
                               key, len(recent))
                 raise HubError("account_limit", "too many accounts registered from your "
                                "address in the last hour; try again later")
-        if self.store.get(name) is not None:
-            raise HubError("account_exists", f"account {name} already exists", target=name)
-        if not self.store.add(name, hash_password(password), derive(password), now):
-            raise HubError("account_exists", f"account {name} already exists", target=name)
-        if not by_oper:
-            self._recent(key, now).append(now)
-        log.info("accounts: %s registered from %s", name, key)
-        return name
+        return key
 
     def _recent(self, key: str, now: float) -> collections.deque[float]:
         recent = self._registrations.get(key)
@@ -177,20 +234,44 @@ class Accounts:
             return
         record = self._record(name)
         stored = record.password if record else _DUMMY_HASH
+
+        def checked(ok: bool | None) -> None:
+            try:
+                verdict = self._verdict(name, record, bool(ok), address, now())
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable: said
+                verdict = LoginResult(None, refusal=str(exc))
+            then(verdict)
+
+        self.offload(verify_password, password, stored, then=checked)
+
+    def offload(self, work: Callable[..., T], *args: object,
+                then: Callable[[T | None], None]) -> None:
+        """Run ``work(*args)`` (a scrypt) on the check threads; ``then`` gets its
+        result on the event loop, or None if it failed or the pool was shut.
+
+        The one pool of every password hash and check (``CHECK_THREADS``).
+        Without a running loop (a synchronous test) it runs at once."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            then(self._verdict(name, record, verify_password(password, stored), address, now()))
+            try:
+                result: T | None = work(*args)
+            except Exception:  # told as None, as on the threads
+                log.exception("accounts: a password computation failed")
+                result = None
+            then(result)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="sockhub-scrypt")
-        checked = loop.run_in_executor(self._pool, verify_password, password, stored)
+        future = loop.run_in_executor(self._pool, work, *args)
 
-        def done(future: Future[bool] | asyncio.Future[bool]) -> None:
-            ok = not future.cancelled() and future.exception() is None and future.result()
-            then(self._verdict(name, record, ok, address, now()))
+        def done(future: Future[T] | asyncio.Future[T]) -> None:
+            failed = future.cancelled() or future.exception() is not None
+            if not future.cancelled() and future.exception() is not None:
+                log.error("accounts: a password computation failed: %r", future.exception())
+            then(None if failed else future.result())
 
-        checked.add_done_callback(done)
+        future.add_done_callback(done)
 
     def _record(self, name: str) -> AccountRecord | None:
         return self.store.get(name) if not nick_problem(name) else None
@@ -245,7 +326,46 @@ class Accounts:
             raise HubError("account_missing", f"no account {name}", target=name)
         log.info("accounts: password of %s changed", name)
 
+    def set_password_later(self, name: str, password: str,
+                           then: Callable[[HubError | None], None]) -> None:
+        """:meth:`set_password` with the hashing on a check thread; ``then`` gets
+        None when done, or the HubError saying why not, on the event loop. The
+        account must still be the one asked about (not dropped and registered
+        again meanwhile)."""
+        problem = password_problem(password, self.password_min)
+        record = self._record(name)
+        if problem or record is None:
+            then(HubError("account_weak", problem) if problem
+                 else HubError("account_missing", f"no account {name}", target=name))
+            return
+
+        def hashed(keys: tuple[str, ScramCredentials] | None) -> None:
+            try:
+                changed = keys is not None and self.current(record.name, record.generation) \
+                    and self.store.set_password(record.name, keys[0], keys[1])
+            except HubError as exc:  # the cluster's accounts (Redis) unreachable
+                then(exc)
+                return
+            if keys is None:
+                then(_unavailable())
+            elif not changed:
+                then(HubError("account_missing", f"no account {name}", target=name))
+            else:
+                log.info("accounts: password of %s changed", record.name)
+                then(None)
+
+        self.offload(_keys, password, then=hashed)
+
     def drop(self, name: str) -> None:
         if not self.store.remove(name):
             raise HubError("account_missing", f"no account {name}", target=name)
         log.info("accounts: %s dropped", name)
+
+
+def _keys(password: str) -> tuple[str, ScramCredentials]:
+    """What an account stores for ``password``: its scrypt hash and SCRAM keys."""
+    return hash_password(password), derive(password)
+
+
+def _unavailable() -> HubError:
+    return HubError("account_unavailable", "the password could not be processed; try again")

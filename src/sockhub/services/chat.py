@@ -639,6 +639,19 @@ class ChatService:
         stored = operators.get(fold(name))
         # Unknown names still cost a full scrypt, so timing does not tell them apart.
         ok = verify_password(password, stored or _DUMMY_HASH) and stored is not None
+        return self._opered(user, name, ok)
+
+    def oper_later(self, user: User, name: str, password: str, *,
+                   then: Callable[[bool], None]) -> None:
+        """:meth:`oper` with the scrypt on the accounts' check threads."""
+        stored = (self.settings.operators or {}).get(fold(name))
+
+        def checked(ok: bool | None) -> None:
+            then(self._opered(user, name, bool(ok) and stored is not None))
+
+        self.accounts.offload(verify_password, password, stored or _DUMMY_HASH, then=checked)
+
+    def _opered(self, user: User, name: str, ok: bool) -> bool:
         ok = hmac.compare_digest(b"1" if ok else b"0", b"1")
         if ok:
             user.is_oper = True
@@ -790,6 +803,15 @@ class ChatService:
         return self.accounts.register(name, password, address=address, by_oper=by_oper,
                                       now=time.monotonic())
 
+    def account_register_later(self, user: User | None, name: str, password: str, *,
+                               address: str, then: Callable[[str | HubError], None]) -> None:
+        by_oper = user is not None and user.is_oper
+        try:
+            self.accounts.register_later(name, password, address=address, by_oper=by_oper,
+                                         now=time.monotonic, then=then)
+        except HubError as exc:  # the cluster's accounts (Redis) unreachable
+            then(exc)
+
     def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
         try:
             return self.accounts.identify(name, password, address=address, now=time.monotonic())
@@ -851,6 +873,13 @@ class ChatService:
         self.accounts.set_password(user.account, password)
         self.store.drop_sessions(fold(user.account))  # web logins end with the old password
 
+    def account_set_password_later(self, user: User, password: str, *,
+                                   then: Callable[[HubError | None], None]) -> None:
+        if user.account is None:
+            then(HubError("account_needed", "log in to an account first"))
+            return
+        self.accounts.set_password_later(user.account, password, then)
+
     def account_drop(self, user: User) -> None:
         account = user.account
         if account is None:
@@ -868,6 +897,19 @@ class ChatService:
         self.accounts.set_password(name, password)
         self.store.drop_sessions(fold(name))
         log.info("accounts: %s reset the password of %s", user.nick, name)
+
+    def account_reset_later(self, user: User, name: str, password: str, *,
+                            then: Callable[[HubError | None], None]) -> None:
+        if not user.is_oper:
+            then(HubError("not_oper", "only operators reset passwords"))
+            return
+
+        def done(error: HubError | None) -> None:
+            if error is None:
+                log.info("accounts: %s reset the password of %s", user.nick, name)
+            then(error)
+
+        self.accounts.set_password_later(name, password, done)
 
     # ChatApi: registered rooms (services/rooms.py) ----------------------------------
 

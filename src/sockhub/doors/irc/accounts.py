@@ -345,14 +345,20 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
         door.emit(door.line("FAIL", "REGISTER", "ACCOUNT_NAME_MUST_BE_NICK", name,
                             "The account name must be your nick"))
         return
-    try:
-        account = door.chat.account_register(door.user, name, password, address=door.info.peer)
-    except HubError as exc:
-        code = _REGISTER_FAILS.get(exc.code, "TEMPORARILY_UNAVAILABLE")
-        door.emit(door.line("FAIL", "REGISTER", code, name, str(exc)))
-        return
-    door.emit(door.line("REGISTER", "SUCCESS", account, "Account created"))
-    _login(door, account)
+    resume = door.hold()  # hashed off the loop; this client's next commands wait
+    user = door.user
+
+    def registered(result: str | HubError) -> None:
+        if isinstance(result, HubError):
+            code = _REGISTER_FAILS.get(result.code, "TEMPORARILY_UNAVAILABLE")
+            door.emit(door.line("FAIL", "REGISTER", code, name, str(result)))
+            return
+        door.emit(door.line("REGISTER", "SUCCESS", result, "Account created"))
+        if door.user is user:
+            _login(door, result)
+
+    door.chat.account_register_later(user, name, password, address=door.info.peer,
+                                     then=lambda result: resume(lambda: registered(result)))
 
 
 _REGISTER_FAILS = {
@@ -390,11 +396,19 @@ def nickserv(door: IrcDoor, text: str) -> None:
     assert user is not None
     try:
         if verb == "REGISTER" and len(args) in (1, 2):  # REGISTER password [email]
-            account = door.chat.account_register(user, user.nick, args[0],
-                                                 address=door.info.peer)
-            door.chat.log_in(user, account)
-            say(f"Account {account} registered; you are logged in")
-            _logged_in(door, account)
+            resume = door.hold()  # hashed off the loop; this client's next commands wait
+
+            def registered(result: str | HubError) -> None:
+                if isinstance(result, HubError):
+                    say(str(result))
+                elif door.user is user:
+                    door.chat.log_in(user, result)
+                    say(f"Account {result} registered; you are logged in")
+                    _logged_in(door, result)
+
+            door.chat.account_register_later(
+                user, user.nick, args[0], address=door.info.peer,
+                then=lambda result: resume(lambda: registered(result)))
         elif verb == "IDENTIFY" and len(args) in (1, 2):
             name, password = (args[0], args[1]) if len(args) == 2 else (user.nick, args[0])
             _identify(door, name, password,
@@ -410,8 +424,13 @@ def nickserv(door: IrcDoor, text: str) -> None:
             account = user.account
 
             def change(_: str, __: str) -> None:
-                door.chat.account_set_password(user, args[1])
-                say(f"The password of {account} is changed")
+                # Told later, as the IDENTIFY before it is: no hold here.
+                door.chat.account_set_password_later(user, args[1], then=changed)
+
+            def changed(error: HubError | None) -> None:
+                if door.user is user:
+                    say(str(error) if error is not None
+                        else f"The password of {account} is changed")
 
             _identify(door, account, args[0], change)
         elif verb == "DROP" and len(args) == 1 and user.account is not None:
@@ -426,8 +445,13 @@ def nickserv(door: IrcDoor, text: str) -> None:
         elif verb in ("GHOST", "REGAIN") and len(args) == 1:
             say(regain(door.chat, user, args[0], ghost=verb == "GHOST"))
         elif verb == "RESETPASS" and len(args) == 2:
-            door.chat.account_reset(user, args[0], args[1])
-            say(f"The password of {args[0]} is set")
+            resume = door.hold()  # hashed off the loop; this client's next commands wait
+
+            def reset(error: HubError | None) -> None:
+                say(str(error) if error is not None else f"The password of {args[0]} is set")
+
+            door.chat.account_reset_later(user, args[0], args[1],
+                                          then=lambda error: resume(lambda: reset(error)))
         elif verb in ("PASSWD", "DROP") and user.account is None:
             say("Log in to an account first: IDENTIFY password")
         else:

@@ -31,7 +31,7 @@ registration within ``registration_timeout``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from sockhub import metrics
@@ -124,7 +124,8 @@ class IrcDoor(Protocol):
     metrics_door: ClassVar[str] = "irc"
 
     __slots__ = (
-        "_batch_seq", "_capture", "_drain_timer", "_last_seen", "_lost_reason", "_ping_sent",
+        "_batch_seq", "_capture", "_drain_timer", "_eof_held", "_held", "_held_label",
+        "_held_later", "_in_command", "_last_seen", "_lost_reason", "_ping_sent",
         "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "markers",
         "oper_failures", "profile", "server_name", "user", "websocket",
     )
@@ -162,6 +163,12 @@ class IrcDoor(Protocol):
         self.acct = AccountState()
         #: Read markers of a user without an account: this connection's (readmarker.py).
         self.markers: dict[str, int] = {}
+        # hold(): a command waits for a scrypt; no more commands are taken meanwhile.
+        self._held = False
+        self._held_later = False  # the command that held has returned: resume ends it
+        self._held_label: tuple[str, list[bytes]] | None = None
+        self._in_command = False
+        self._eof_held = False
 
     # Engine side ------------------------------------------------------------
 
@@ -195,11 +202,15 @@ class IrcDoor(Protocol):
         # "NICK, USER, PRIVMSG, QUIT"), flood control or not.
         self.irc.receive_eof()
         self._drain()
+        if self._held:  # answered first (resume), then closed
+            self._eof_held = True
+            return
         if self.irc.state is not IrcState.CLOSED:
             self._lost_reason = "Connection closed"
             self.close()
 
     def connection_lost(self) -> None:
+        self._held = False  # an answer under way is not heard
         self.irc.close()
         accounts_lost(self)
         for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
@@ -218,6 +229,8 @@ class IrcDoor(Protocol):
         self._drain_timer = None
         irc = self.irc
         while irc.state is not IrcState.CLOSED and not self._closing:
+            if self._held:
+                return  # the rest waits in the protocol until resume
             event = irc.next_event(self.clock.time())
             if event is None:
                 return
@@ -258,6 +271,7 @@ class IrcDoor(Protocol):
         label = message.tags.get("label") if "labeled-response" in self.caps else None
         if label is not None:
             self._capture = []
+        self._in_command = True
         try:
             spec.handler(self, message)
         except HubError as exc:
@@ -269,12 +283,65 @@ class IrcDoor(Protocol):
             log.exception("irc: %s failed for %s", command, self.info.peer)
             self.reply(ERR_UNKNOWNERROR, command, INTERNAL_ERROR)
         finally:
-            if label is not None:
+            self._in_command = False
+            if self._held:  # answered later (hold): so is its labeled response
+                self._held_later = True
+                if label is not None:
+                    self._held_label = (label, self._capture or [])
+                self._capture = None
+            elif label is not None:
                 # The echo of a labeled PRIVMSG belongs to its labeled response:
                 # commit now rather than at the end of the loop turn.
                 self.chat.commit()
                 captured, self._capture = self._capture or [], None
                 self._send_labeled(label, captured)
+
+    def hold(self) -> Callable[[Callable[[], None]], None]:
+        """Take no more commands from this client until the returned ``resume(answer)``.
+
+        For a command whose answer waits for a scrypt on the check threads
+        (REGISTER, NickServ REGISTER/RESETPASS, OPER): everyone else is served
+        meanwhile, and this client's replies keep the order of its commands,
+        its labeled response included (the answer is captured under the
+        command's label). Commands read meanwhile wait in the protocol's
+        queue, and the engine stops reading (``set_reading``).
+        """
+        self._held = True
+        self._held_later = not self._in_command
+        self.set_reading(False)
+
+        def resume(answer: Callable[[], None]) -> None:
+            if not self._held:
+                return  # hung up meanwhile
+            self._held = False
+            self.set_reading(True)
+            if not self._held_later:  # answered at once: still inside the command
+                answer()
+                return
+            label, self._held_label = self._held_label, None
+            if label is not None:
+                self._capture = label[1]
+            try:
+                answer()
+            except HubError as exc:
+                self.hub_error("*", exc)
+            except Exception:
+                log.exception("irc: a held command failed for %s", self.info.peer)
+                self.reply(ERR_UNKNOWNERROR, "*", INTERNAL_ERROR)
+            finally:
+                if label is not None:
+                    self.chat.commit()
+                    captured, self._capture = self._capture or [], None
+                    self._send_labeled(label[0], captured)
+            self._drain()
+            if self._eof_held and not self._held:
+                self._eof_held = False
+                if self.irc.state is not IrcState.CLOSED:
+                    self._lost_reason = "Connection closed"
+                    self.close()
+            self.wake()
+
+        return resume
 
     def hub_error(self, command: str, exc: HubError, channel: str = "*") -> None:
         """Answer a refusal of the hub with its standard numeric (protocols/irc/errors.py)."""

@@ -225,11 +225,16 @@ def cmd_oper(door: IrcDoor, message: IrcMessage) -> None:
     user = door.user
     assert user is not None
     name, password = message.params[0], message.params[1]
-    if door.chat.oper(user, name, password):
-        door.reply(RPL_YOUREOPER, "You are now an IRC operator")
-        door.send_from(door.source_of(user.nick), "MODE", user.nick, "+o")
-        return
-    door.oper_failures += 1
-    door.reply(ERR_PASSWDMISMATCH, "Password incorrect")
-    if door.oper_failures >= OPER_ATTEMPTS:
-        door.drop("Too many failed OPER attempts")
+    resume = door.hold()  # the scrypt runs off the loop; this client waits for it
+
+    def checked(ok: bool) -> None:
+        if ok:
+            door.reply(RPL_YOUREOPER, "You are now an IRC operator")
+            door.send_from(door.source_of(user.nick), "MODE", user.nick, "+o")
+            return
+        door.oper_failures += 1
+        door.reply(ERR_PASSWDMISMATCH, "Password incorrect")
+        if door.oper_failures >= OPER_ATTEMPTS:
+            door.drop("Too many failed OPER attempts")
+
+    door.chat.oper_later(user, name, password, then=lambda ok: resume(lambda: checked(ok)))
