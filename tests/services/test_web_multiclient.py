@@ -221,3 +221,43 @@ async def test_a_page_not_logged_in_to_the_account_does_not_attach(chat):
     await ws.close()
     await no_join_or_quit(alice_irc, "alone")
     alice_irc.close()
+
+
+
+def pipelined(nick: str, password: str) -> bytes:
+    """A whole registration with SASL PLAIN in one write, not waiting for any answer."""
+    payload = base64.b64encode(f"\0{nick}\0{password}".encode()).decode()
+    return (f"CAP LS 302\r\nCAP REQ :sasl\r\nAUTHENTICATE PLAIN\r\nAUTHENTICATE {payload}\r\n"
+            f"NICK {nick}\r\nUSER {nick} 0 * {nick}\r\nCAP END\r\n").encode()
+
+
+async def test_irc_sasl_sent_with_cap_end_at_once_registers_after_the_verdict(chat):
+    """A client that sends its SASL answer and ``CAP END`` together (irctest's
+    bouncer tests do) registers once the verdict is told, in the order sent:
+    logged in, it joins the page's alice; wrong, it is told 904 before 001."""
+    ports = await chat()
+    _, headers, _ = await http(ports["web"], "POST", "/register",
+                               {"account": "alice", "password": "hunter22"})
+    ws, welcome = await page(ports["web"], cookie_of(headers))
+    assert welcome["nick"] == "alice"
+    await ws.send(json.dumps({"type": "join", "room": "#lobby"}))
+    await until(ws, "history")
+
+    client = LineClient(*await open_client(ports["irc"]))
+    await client.send(pipelined("alice", "hunter22"))
+    assert (await client.expect(" 001 ")).split()[2] == "alice"
+    assert [line.split()[1] for line in client.seen if line.split()[1] in ("903", "001")] == [
+        "903", "001"]
+    await client.expect(" JOIN #lobby")  # the person's rooms, as attaching shows them
+    await client.send(b"PRIVMSG #lobby :from pipelined irc\r\n")
+    got = await until(ws, "message")
+    assert (got["nick"], got["text"]) == ("alice", "from pipelined irc")
+
+    wrong = LineClient(*await open_client(ports["irc"]))
+    await wrong.send(pipelined("bob", "not-the-password"))
+    await wrong.expect(" 001 ")
+    assert [line.split()[1] for line in wrong.seen if line.split()[1] in ("904", "001")] == [
+        "904", "001"]
+    wrong.close()
+    client.close()
+    await ws.close()

@@ -66,8 +66,8 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 class AccountState:
     """One connection's SASL exchange, pending login and owned-nick watch."""
 
-    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "scram",
-                 "timer", "tried_nick")
+    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "resume",
+                 "scram", "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -79,6 +79,8 @@ class AccountState:
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
         self.tried_nick: str | None = None  # a NICK refused before registration
+        #: Registration held until SASL's verdict is told (``settling``).
+        self.resume: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         for timer in (self.timer, self.guard):
@@ -131,6 +133,28 @@ def after_registration(door: IrcDoor, user: User) -> None:
     state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
                             "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
     state.guard.check(user)
+
+
+def settling(door: IrcDoor) -> bool:
+    """Is a SASL answer still being checked, or a wrong one still to be told?
+
+    A client may send ``CAP END`` right after its last ``AUTHENTICATE``
+    (irctest's bouncer tests do): processed in order, the login comes first,
+    so registration waits for the verdict (which runs off the loop) rather
+    than registering without the account (and, with multiclient, being
+    refused the nick its other connection holds).
+    """
+    state = door.acct
+    return door.user is None and (state.pending or state.timer is not None)
+
+
+def _settled(door: IrcDoor) -> None:
+    """The verdict was told: a registration held for it goes on."""
+    state = door.acct
+    resume = state.resume
+    if resume is not None and not settling(door):
+        state.resume = None
+        resume()
 
 
 def connection_lost(door: IrcDoor) -> None:
@@ -233,6 +257,7 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
         else:
             _later(door, result.delay,
                    lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
+        _settled(door)
         door.wake()
 
     door.chat.account_identify_later(authcid, password, address=door.info.peer, then=checked)
@@ -302,6 +327,7 @@ def _later(door: IrcDoor, delay: float, tell: Callable[[], None]) -> None:
     def told() -> None:
         state.timer = None
         tell()
+        _settled(door)
         door.wake()
 
     state.timer = door.clock.call_later(delay, told)
