@@ -66,8 +66,8 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 class AccountState:
     """One connection's SASL exchange, pending login and owned-nick watch."""
 
-    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "resume",
-                 "scram", "timer", "tried_nick")
+    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "scram",
+                 "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -79,8 +79,6 @@ class AccountState:
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
         self.tried_nick: str | None = None  # a NICK refused before registration
-        #: Registration held until SASL's verdict is told (``settling``).
-        self.resume: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         for timer in (self.timer, self.guard):
@@ -138,23 +136,21 @@ def after_registration(door: IrcDoor, user: User) -> None:
 def settling(door: IrcDoor) -> bool:
     """Is a SASL answer still being checked, or a wrong one still to be told?
 
-    A client may send ``CAP END`` right after its last ``AUTHENTICATE``
-    (irctest's bouncer tests do): processed in order, the login comes first,
-    so registration waits for the verdict (which runs off the loop) rather
-    than registering without the account (and, with multiclient, being
-    refused the nick its other connection holds).
+    Before registration the door reads no further line until it is: a
+    client may send ``CAP END`` (and a PING) right after its last
+    ``AUTHENTICATE`` (irctest's bouncer tests do), and lines are processed
+    in the order sent, so the login comes first (the check runs off the
+    loop) rather than registering without the account (and, with
+    multiclient, being refused the nick its other connection holds).
     """
     state = door.acct
     return door.user is None and (state.pending or state.timer is not None)
 
 
 def _settled(door: IrcDoor) -> None:
-    """The verdict was told: a registration held for it goes on."""
-    state = door.acct
-    resume = state.resume
-    if resume is not None and not settling(door):
-        state.resume = None
-        resume()
+    """The verdict was told: the lines held meanwhile (``settling``) are read."""
+    if not settling(door):
+        door.resume_input()
 
 
 def connection_lost(door: IrcDoor) -> None:

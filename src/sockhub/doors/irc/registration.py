@@ -160,9 +160,6 @@ def _try_register(door: IrcDoor) -> None:
     reg = door.irc.reg
     if door.irc.state is not IrcState.REGISTERING or not reg.complete:
         return
-    if accounts.settling(door):  # after SASL's verdict, as in the order sent
-        door.acct.resume = lambda: _try_register(door)
-        return
     assert reg.nick is not None and reg.username is not None
     if not door.chat.check_connection_password(reg.password):
         # Modern IRC, PASS: ERR_PASSWDMISMATCH, then ERROR and a close.
