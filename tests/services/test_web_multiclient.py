@@ -259,5 +259,10 @@ async def test_irc_sasl_sent_with_cap_end_at_once_registers_after_the_verdict(ch
     assert [line.split()[1] for line in wrong.seen if line.split()[1] in ("904", "001")] == [
         "904", "001"]
     wrong.close()
-    client.close()
+    # It leaves, alone: it is shown its own QUIT (as Ergo does), the page stays.
+    await client.send(b"QUIT :irc out\r\n")
+    assert (await client.expect(" QUIT ")).startswith(":alice!alice@")
+    await client.expect("ERROR :Closing Link")
+    await ws.send(json.dumps({"type": "members", "room": "#lobby"}))
+    assert [m["nick"] for m in (await until(ws, "members"))["members"]] == ["alice"]
     await ws.close()

@@ -213,8 +213,13 @@ def cmd_pong(door: IrcDoor, message: IrcMessage) -> None:
 
 def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     reason = message.params[0] if message.params else ""
-    if door.user is not None:
-        door.chat.quit(door.user, reason, voluntary=True, via=door)
+    user = door.user
+    if user is not None:
+        if len(members_of(user.member)) > 1:
+            # Multiclient: only this connection leaves, unseen by anyone else;
+            # it alone is shown its QUIT, as Ergo does.
+            door.send_from(door.source_of(user.nick), "QUIT", quit_reason(reason))
+        door.chat.quit(user, reason, voluntary=True, via=door)
         door.user = None
     door.emit(serialize("ERROR", (f"Closing Link: {door.host} ({quit_reason(reason)})",)))
     door.irc.close()
