@@ -215,9 +215,10 @@ def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     reason = message.params[0] if message.params else ""
     user = door.user
     if user is not None:
-        if len(members_of(user.member)) > 1:
-            # Multiclient: only this connection leaves, unseen by anyone else;
-            # it alone is shown its QUIT, as Ergo does.
+        if user.account is not None and door.chat.settings.multiclient == "on":
+            # Logged in, it may be one of several connections of its person: it
+            # is shown its own QUIT before the ERROR, as Ergo does (the only sign
+            # that it left, when the person stays and no one else is told).
             door.send_from(door.source_of(user.nick), "QUIT", quit_reason(reason))
         door.chat.quit(user, reason, voluntary=True, via=door)
         door.user = None
