@@ -203,6 +203,7 @@ class WebDoor(Protocol):
         self.close()
 
     def connection_lost(self) -> None:
+        self._held = False  # a login being checked is not answered (_identified)
         for timer in (self._timer, self._ping_timer, self._backlog):
             if timer is not None:
                 timer.cancel()
@@ -431,7 +432,7 @@ class WebDoor(Protocol):
 
     def _identified(self, result: LoginResult) -> None:
         """The login's verdict, back on the loop."""
-        if self._closing:
+        if self._closing or not self._held:  # hung up meanwhile: no session for no one
             return
         if result.account is None and result.refusal is None:
             # told late, and nothing else read meanwhile (still held)
