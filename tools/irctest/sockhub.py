@@ -39,8 +39,8 @@ START_ATTEMPTS = 3
 NOT_BUILT = {
     # Ergo's always-on: a client that reconnects is put back in its channels.
     "testReadMarkerPersistsAcrossReconnect": "always-on clients (rejoined on reconnect)",
-    # Two connections under one nick (Ergo's multiclient): issue 14, another branch.
-    "testReadMarkerPropagatedToOtherSessions": "multiclient (one nick, several connections)",
+    # Ergo's per-account NickServ SET MULTICLIENT: here --multiclient is server-wide.
+    "testDisableAutomaticResumption": "a per-account multiclient setting (NS SET MULTICLIENT)",
 }
 
 

@@ -719,7 +719,8 @@ class ChatService:
             self.store.mark_seen(_seen_key(user), keys, ts)
             # A door that shows every message (line, web page) has read what it
             # was in: its account's markers move to the newest message.
-            if user.account is not None and getattr(user.member, "marks_read", False):
+            if user.account is not None and any(
+                    getattr(member, "marks_read", False) for member in members_of(user.member)):
                 for key in keys:
                     room = user.rooms.get(key)
                     self.mark_read_newest(user, room.name if room is not None else key)

@@ -133,6 +133,26 @@ def after_registration(door: IrcDoor, user: User) -> None:
     state.guard.check(user)
 
 
+def settling(door: IrcDoor) -> bool:
+    """Is a SASL answer still being checked, or a wrong one still to be told?
+
+    Before registration the door reads no further line until it is: a
+    client may send ``CAP END`` (and a PING) right after its last
+    ``AUTHENTICATE`` (irctest's bouncer tests do), and lines are processed
+    in the order sent, so the login comes first (the check runs off the
+    loop) rather than registering without the account (and, with
+    multiclient, being refused the nick its other connection holds).
+    """
+    state = door.acct
+    return door.user is None and (state.pending or state.timer is not None)
+
+
+def _settled(door: IrcDoor) -> None:
+    """The verdict was told: the lines held meanwhile (``settling``) are read."""
+    if not settling(door):
+        door.resume_input()
+
+
 def connection_lost(door: IrcDoor) -> None:
     """The client hung up: stop the timers, forget an exchange."""
     _end(door)
@@ -233,6 +253,7 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
         else:
             _later(door, result.delay,
                    lambda: door.reply(ERR_SASLFAIL, "SASL authentication failed"))
+        _settled(door)
         door.wake()
 
     door.chat.account_identify_later(authcid, password, address=door.info.peer, then=checked)
@@ -302,6 +323,7 @@ def _later(door: IrcDoor, delay: float, tell: Callable[[], None]) -> None:
     def told() -> None:
         state.timer = None
         tell()
+        _settled(door)
         door.wake()
 
     state.timer = door.clock.call_later(delay, told)

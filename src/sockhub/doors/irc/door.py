@@ -46,6 +46,7 @@ from sockhub.doors.api import ChatApi
 from sockhub.doors.irc import readmarker
 from sockhub.doors.irc.accounts import AccountState, nick_changed
 from sockhub.doors.irc.accounts import connection_lost as accounts_lost
+from sockhub.doors.irc.accounts import settling as accounts_settling
 from sockhub.doors.irc.chanserv import CHANSERV, CHANSERV_SOURCE
 from sockhub.doors.irc.commands import COMMANDS
 from sockhub.doors.irc.sessions import joined_elsewhere
@@ -229,8 +230,8 @@ class IrcDoor(Protocol):
         self._drain_timer = None
         irc = self.irc
         while irc.state is not IrcState.CLOSED and not self._closing:
-            if self._held:
-                return  # the rest waits in the protocol until resume
+            if self._held or (self.user is None and accounts_settling(self)):
+                return  # held (hold/resume), or SASL's verdict first (resume_input): in order
             event = irc.next_event(self.clock.time())
             if event is None:
                 return
@@ -259,6 +260,11 @@ class IrcDoor(Protocol):
                 if self._drain_timer is None:
                     self._drain_timer = self.clock.call_later(event.seconds, self._drain)
                 return
+
+    def resume_input(self) -> None:
+        """Read the lines held while a SASL answer was checked (accounts.settling)."""
+        if self._drain_timer is None:
+            self._drain()
 
     def _dispatch(self, message: IrcMessage, spec: CommandSpec) -> None:
         command = message.command

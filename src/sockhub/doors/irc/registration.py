@@ -213,8 +213,14 @@ def cmd_pong(door: IrcDoor, message: IrcMessage) -> None:
 
 def cmd_quit(door: IrcDoor, message: IrcMessage) -> None:
     reason = message.params[0] if message.params else ""
-    if door.user is not None:
-        door.chat.quit(door.user, reason, voluntary=True, via=door)
+    user = door.user
+    if user is not None:
+        if user.account is not None and door.chat.settings.multiclient == "on":
+            # Logged in, it may be one of several connections of its person: it
+            # is shown its own QUIT before the ERROR, as Ergo does (the only sign
+            # that it left, when the person stays and no one else is told).
+            door.send_from(door.source_of(user.nick), "QUIT", quit_reason(reason))
+        door.chat.quit(user, reason, voluntary=True, via=door)
         door.user = None
     door.emit(serialize("ERROR", (f"Closing Link: {door.host} ({quit_reason(reason)})",)))
     door.irc.close()

@@ -40,6 +40,7 @@ from sockhub.hub.events import (
 )
 from sockhub.hub.hub import MESSAGE_MAX
 from sockhub.hub.names import fold
+from sockhub.hub.sessions import acted_elsewhere
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import Clock
 
@@ -218,8 +219,8 @@ def _message_id(msg: JsonObject) -> str | int | float | None:
 class JsonChat:
     """One browser user of the chat hub, speaking JSON chat v1 (a hub ``Member``)."""
 
-    __slots__ = ("_re", "account", "address", "chat", "closed", "flood", "guard", "peer",
-                 "secure", "user")
+    __slots__ = ("_clock", "_re", "account", "address", "chat", "closed", "flood", "guard",
+                 "peer", "secure", "user")
 
     #: Its messages are counted under this door in ``GET /metrics``.
     metrics_door: ClassVar[str] = "web"
@@ -241,6 +242,7 @@ class JsonChat:
         #: The account of the page's login cookie (session.py), logged in at ``hello``.
         self.account = account
         self.user: User | None = None
+        self._clock = clock
         #: Owned nicks (doors/owned.py): needs the door's clock for the grace period.
         self.guard = (NickGuard(chat, clock, self._notice, "log in on the page")
                       if clock is not None else None)
@@ -360,7 +362,9 @@ class JsonChat:
         if self.guard is not None:
             self.guard.cancel()
         if self.user is not None:
-            self.chat.quit(self.user, reason)
+            # via: only this page leaves; the person stays while another connection
+            # of theirs does (multiclient, docs/accounts.md).
+            self.chat.quit(self.user, reason, via=self)
             self.user = None
 
     # Hub side (Member) ------------------------------------------------------
@@ -388,6 +392,12 @@ class JsonChat:
             self.peer.wake()
             if type(event) is Message or type(event) is Private:
                 _counts.messages_out += 1
+        if type(event) is Joined and self.user is not None:
+            assert isinstance(event, Joined)
+            if fold(event.nick) == self.user.key and acted_elsewhere(event, self):
+                # Another connection of this person joined: the page gets what its
+                # own join would bring (as the IRC door's joined_elsewhere).
+                self._elsewhere(event.room)
         if type(event) is NickChanged and self.guard is not None and self.user is not None:
             assert isinstance(event, NickChanged)
             if fold(event.new) == self.user.key:  # this user's new nick may be someone's
@@ -409,22 +419,51 @@ class JsonChat:
         nick = ((_text(msg, "nick", optional=True) or "").strip() or self.account
                 or self.chat.guest_nick())
         member: Member = self
-        self.user = self.chat.register(nick, member, address=self.address, secure=self.secure)
-        if self.account is not None:
-            self.chat.log_in(self.user, self.account)
+        user = self.chat.register(nick, member, address=self.address, secure=self.secure,
+                                  account=self.account)
+        self.user = user
+        # Multiclient: the account's nick was held by another of its connections,
+        # and this page joined that user (already logged in, maybe in rooms).
+        attached = user.member is not member
+        if self.account is not None and not attached:
+            self.chat.log_in(user, self.account)
         self.answer({"type": "welcome", "version": VERSION, "nick": self.user.nick,
                      "server": self.chat.settings.line_name,
                      "limits": {"text": MESSAGE_MAX, "frame": FRAME_MAX},
                      "rooms": [room.name for room in self.user.rooms.values()],
                      "account": self.account, "accounts": self.chat.settings.accounts})
         if self.guard is not None:
-            self.guard.check(self.user)
+            self.guard.check(user)
+        if attached:
+            self._re = None  # what follows answers no message of the page's
+            for room in list(user.rooms.values()):
+                self.send({"type": "joined", "room": room.name, "nick": user.nick,
+                           "ts": _ts(self._clock.wall() if self._clock else 0.0)})
+                self._room_state(room.name, replay=True)
+
+    def _elsewhere(self, name: str) -> None:
+        """Topic, members and recent history of a room another connection joined."""
+        asking, self._re = self._re, None
+        try:
+            self._room_state(name, replay=False)
+        finally:
+            self._re = asking
 
     def _join(self, msg: JsonObject) -> None:
         assert self.user is not None
         name = _required(msg, "room")
         password = _text(msg, "password", optional=True)
-        self.chat.join(self.user, name, password=password)
+        self.chat.join(self.user, name, password=password, via=self)
+        self._room_state(name, replay=True)
+
+    def _room_state(self, name: str, *, replay: bool) -> None:
+        """What a join brings the page: the topic, the members and the history.
+
+        ``replay``: logged in, the messages after the account's read marker,
+        which then moves past them; else (a join made by another connection,
+        which moves the marker itself) the room's last messages.
+        """
+        assert self.user is not None
         room = self.chat.find_room(name)
         if room is None:  # gone at once (cannot happen with one hub; be safe)
             return
@@ -432,12 +471,13 @@ class JsonChat:
                    "by": room.topic_by, "ts": _ts(room.topic_ts)})
         self._members(room.name, brief=self.chat.is_quiet(room))
         limit = self.chat.settings.history
-        if self.user.account is not None and limit:
+        if self.user.account is not None and limit and replay:
             # Logged in: what the account has not read, wherever it read the rest
             # (IRC's MARKREAD, the line door, another page); older ones on request.
             messages = self.chat.replay(self.user, room.name, limit)
             if messages:
-                self.chat.mark_read(self.user, room.name, math.floor(messages[-1].ts * 1000))
+                self.chat.mark_read(self.user, room.name, math.floor(messages[-1].ts * 1000),
+                                    via=self)
                 assert messages[0].id is not None
                 more = bool(self.chat.history_page(room.name, 1,
                                                    before=("id", messages[0].id)))
@@ -455,17 +495,17 @@ class JsonChat:
         assert self.user is not None
         room = _required(msg, "room")
         reason = _text(msg, "reason", optional=True) or ""
-        self.chat.part(self.user, room, reason)
+        self.chat.part(self.user, room, reason, via=self)
 
     def _say(self, msg: JsonObject) -> None:
         assert self.user is not None
         room, text = _required(msg, "room"), _required(msg, "text")
-        self.chat.say(self.user, room, text, action=_flag(msg, "action"))
+        self.chat.say(self.user, room, text, action=_flag(msg, "action"), via=self)
 
     def _private(self, msg: JsonObject) -> None:
         assert self.user is not None
         target, text = _required(msg, "to"), _required(msg, "text")
-        self.chat.private(self.user, target, text, action=_flag(msg, "action"))
+        self.chat.private(self.user, target, text, action=_flag(msg, "action"), via=self)
 
     def _nick(self, msg: JsonObject) -> None:
         assert self.user is not None

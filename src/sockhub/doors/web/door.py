@@ -54,7 +54,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
-from sockhub.doors.api import ChatApi
+from sockhub.doors.api import ChatApi, LoginResult
 from sockhub.doors.irc import IrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
 from sockhub.doors.web.http import (
@@ -206,6 +206,7 @@ class WebDoor(Protocol):
         self.close()
 
     def connection_lost(self) -> None:
+        self._held = False  # a login being checked is not answered (_identified)
         for timer in (self._timer, self._ping_timer, self._backlog):
             if timer is not None:
                 timer.cancel()
@@ -429,14 +430,27 @@ class WebDoor(Protocol):
                 return
             self._logged_in(account)
             return
-        result = chat.account_identify(name, password, address=self.info.peer)
+        # The password check (scrypt) runs off the loop; nothing else this
+        # connection sent is read until its answer is given (pipelining).
+        self._held = True
+        chat.account_identify_later(name, password, address=self.info.peer,
+                                    then=self._identified)
+
+    def _identified(self, result: LoginResult) -> None:
+        """The login's verdict, back on the loop."""
+        if self._closing or not self._held:  # hung up meanwhile: no session for no one
+            return
+        if result.account is None and result.refusal is None:
+            # told late, and nothing else read meanwhile (still held)
+            self._timer = self.clock.call_later(result.delay, self._wrong_password)
+            return
+        self._held = False
         if result.refusal is not None:
             self._finish(json_reply(429, {"error": result.refusal}))
-        elif result.account is None:  # told late, and nothing else read meanwhile
-            self._held = True
-            self._timer = self.clock.call_later(result.delay, self._wrong_password)
         else:
+            assert result.account is not None
             self._logged_in(result.account)
+        self._resume()
 
     def _logged_in(self, account: str) -> None:
         token = self.chat.session_start(account)
@@ -450,8 +464,12 @@ class WebDoor(Protocol):
         if self._closing:
             return
         self._finish(json_reply(401, {"error": "wrong account name or password"}))
+        self._resume()
+
+    def _resume(self) -> None:
+        """A held login was answered: send it, then read requests sent meanwhile."""
         self.wake()
-        if not self._closing and self._backlog is None:  # requests sent meanwhile
+        if not self._closing and self._backlog is None:
             self._backlog = self.clock.call_later(0, self._continue_http)
 
     def _refuse(self, status: int) -> None:

@@ -221,8 +221,19 @@
       $('chat').hidden = false;
       $('logout').hidden = !S.account;
       connected();
-      if (!S.wanted.size && !S.convs.size) S.wanted.set('#lobby', {name: '#lobby', show: true});
-      for (const w of S.wanted.values()) join(w.name, w.password, w.show);
+      // Rooms this person is in already (another connection of the account's:
+      // multiclient): the server sends their state itself, so they are not joined.
+      const here = (Array.isArray(m.rooms) ? m.rooms : []).filter(r => typeof r === 'string');
+      if (!S.wanted.size && !S.convs.size) {
+        if (!here.length) S.wanted.set('#lobby', {name: '#lobby', show: true});
+        here.forEach((r, i) => S.wanted.set(fold(r), {name: r, show: i === here.length - 1}));
+      }
+      const present = new Set(here.map(fold));
+      for (const w of S.wanted.values()) {
+        const c = S.convs.get(fold(w.name));
+        if (!present.has(fold(w.name))) join(w.name, w.password, w.show);
+        else if (c && c.ids.size) gap(c);  // back after a drop: what was missed
+      }
       send({type: 'rooms'});
       if (S.account) request({type: 'conversations'}, {kind: 'conversations'});
       if (!S.chosen) { S.chosen = true; $('input').focus(); }
