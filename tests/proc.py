@@ -35,13 +35,34 @@ class Served:
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.returncode is None:
             self.process.send_signal(sig)
+        try:
+            return await self._exit(timeout)
+        except TimeoutError:
+            pass
+        # Stuck: SIGABRT makes the faulthandler (PYTHONFAULTHANDLER, set by
+        # start_sockhub) print every thread's stack, so the failure says where.
+        self.process.send_signal(signal.SIGABRT)
+        try:
+            await self._exit(10.0)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        raise AssertionError(f"sockhub did not stop within {timeout} s of signal {sig}; "
+                             "its last lines:\n" + "\n".join(self.log[-60:]))
+
+    async def _exit(self, timeout: float) -> int:
         assert self.process.stderr is not None
         # Read while waiting: a server with more to log than a pipe holds
         # would otherwise block on its last lines and never exit.
-        rest, code = await asyncio.wait_for(
-            asyncio.gather(self.process.stderr.read(), self.process.wait()), timeout)
-        self.log.extend(rest.decode(errors="replace").splitlines())
+        _, code = await asyncio.wait_for(
+            asyncio.gather(self._read_log(), self.process.wait()), timeout)
         return code
+
+    async def _read_log(self) -> None:
+        """Keep every line (line by line: a timeout loses none already read)."""
+        assert self.process.stderr is not None
+        while raw := await self.process.stderr.readline():
+            self.log.append(raw.decode(errors="replace").rstrip())
 
 
 async def start_sockhub(*args: str, listeners: int = 1, env: dict[str, str] | None = None,
@@ -52,7 +73,7 @@ async def start_sockhub(*args: str, listeners: int = 1, env: dict[str, str] | No
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
     )
     served = Served(process)
     assert process.stderr is not None
