@@ -11,6 +11,7 @@ import asyncio
 import base64
 import itertools
 import json
+import re
 import signal
 
 import pytest
@@ -813,3 +814,131 @@ async def test_the_room_registry_down_is_said(redis_server, cluster):
     await alice.send("/room info #lobby")
     await alice.expect("error: the chat cluster's room registry (Redis) is unreachable")
     alice.close()
+
+
+HISTORY_CAPS = "draft/chathistory batch server-time message-tags echo-message draft/read-marker"
+
+
+async def _logged_in(port: int, nick: str, account: str, password: str) -> LineClient:
+    """An IRC client as ``nick``, logged in to ``account`` (SASL PLAIN) with HISTORY_CAPS."""
+    client = LineClient(*await open_client(port))
+    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+                      f"CAP REQ :sasl {HISTORY_CAPS}\r\n".encode())
+    await client.expect(" ACK ")
+    await client.send(b"AUTHENTICATE PLAIN\r\n")
+    await client.expect("AUTHENTICATE +")
+    await client.send(_auth(f"{account}\0{account}\0{password}".encode()))
+    await client.expect(" 903 ")
+    await client.send(b"CAP END\r\n")
+    await client.expect(f" 001 {nick} ")
+    return client
+
+
+async def _register(port: int, nick: str, password: str) -> None:
+    client = await chat_client(port, nick)
+    await client.send(f"/register {password}")
+    await client.expect("you are logged in")
+    await client.send("/quit")
+    await client.expect_eof()
+
+
+async def _conversation(client: LineClient, peer: str) -> list[tuple[str, str]]:
+    """CHATHISTORY LATEST of ``peer``: (msgid, what after the tags) of each line, oldest first."""
+    await client.send(f"CHATHISTORY LATEST {peer} * 10\r\n".encode())
+    await client.expect(f"chathistory {peer}")
+    got = []
+    while "BATCH -" not in (line := await client.expect("")):
+        if "PRIVMSG" in line:
+            msgid = re.search(r"msgid=([^; ]+)", line)
+            assert msgid, line
+            got.append((msgid.group(1), line.split(" ", 1)[1]))
+    return got
+
+
+async def test_private_messages_kept_for_accounts_have_one_id_and_history_everywhere(cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    await _register(a.ports["chat"], "alice", "hunter22")
+    await _register(b.ports["chat"], "bob", "swordfish9")
+    alice = await _logged_in(a.ports["irc"], "alice", "alice", "hunter22")
+    bob = await _logged_in(b.ports["irc"], "bob", "bob", "swordfish9")
+    await alice.send(b"JOIN #lobby\r\n")
+    await alice.expect(" 366 alice #lobby ")
+    await bob.send(b"JOIN #lobby\r\n")
+    await alice.expect(":bob!")  # bob is known on node a
+    await alice.send(b"PRIVMSG bob :hello bob\r\n")
+    echo = await alice.expect("PRIVMSG bob :hello bob")
+    got = await bob.expect("PRIVMSG bob :hello bob")
+    first, there = (re.search(r"msgid=(\d+)", line) for line in (echo, got))
+    assert first and there and first.group(1) == there.group(1), (echo, got)
+    await bob.send(b"PRIVMSG alice :hi alice\r\n")
+    await alice.expect("PRIVMSG alice :hi alice")
+    await bob.expect("PRIVMSG alice :hi alice")  # its echo: node b has read (and kept) it
+    # Bob pages it back on node b, then from node a: the same lines, the same ids.
+    on_b = await _conversation(bob, "alice")
+    assert [line.split(" :", 1)[1] for _, line in on_b] == ["hello bob", "hi alice"]
+    assert on_b[0][0] == first.group(1)
+    await bob.send(b"QUIT\r\n")
+    await bob.expect_eof()
+    bob = await _logged_in(a.ports["irc"], "bob", "bob", "swordfish9")
+    assert await _conversation(bob, "alice") == on_b
+    # Alice's side, and the line door's /history, on node b.
+    assert [m for m, _ in await _conversation(alice, "bob")] == [m for m, _ in on_b]
+    line = await chat_client(b.ports["chat"], "alice2")
+    await line.send("/identify alice hunter22")
+    await line.expect("you are logged in as alice")
+    await line.send("/history bob")
+    assert (await line.expect("[history]")).endswith("[pm to bob] <alice> hello bob")
+    assert (await line.expect("[history]")).endswith("[pm to alice] <bob> hi alice")
+    await line.expect("end of history with bob (2 messages)")
+    for client in (alice, bob, line):
+        client.close()
+
+
+async def test_read_markers_move_on_every_node_and_redis_down_is_said(redis_server, cluster):
+    a = await cluster("a")
+    b = await cluster("b")
+    await _register(a.ports["chat"], "alice", "hunter22")
+    talker = await chat_client(a.ports["chat"], "talker")
+    laptop = await _logged_in(a.ports["irc"], "laptop", "alice", "hunter22")
+    phone = await _logged_in(b.ports["irc"], "phone", "alice", "hunter22")
+    for client, nick in ((laptop, "laptop"), (phone, "phone")):
+        await client.send(b"JOIN #lobby\r\n")
+        await client.expect(f" 366 {nick} #lobby ")
+    times = []
+    for text in ("one", "two", "three"):
+        await asyncio.sleep(0.002)  # a millisecond of its own: markers are in ms
+        await talker.send(text)
+        seen = await laptop.expect(f"PRIVMSG #lobby :{text}")
+        await phone.expect(f"PRIVMSG #lobby :{text}")
+        stamp = re.search(r"time=([^; ]+)", seen)
+        assert stamp, seen
+        times.append(stamp.group(1))
+    # Read up to "two" on node a: the phone on node b is told.
+    await laptop.send(f"MARKREAD #lobby timestamp={times[1]}\r\n".encode())
+    assert (await laptop.expect("MARKREAD")).endswith(f"MARKREAD #lobby timestamp={times[1]}")
+    assert (await phone.expect("MARKREAD")).endswith(f"MARKREAD #lobby timestamp={times[1]}")
+    # Never back, from either node.
+    await phone.send(f"MARKREAD #lobby timestamp={times[0]}\r\n".encode())
+    assert (await phone.expect("MARKREAD")).endswith(f"MARKREAD #lobby timestamp={times[1]}")
+    # The line door on node b replays only what follows the marker.
+    line = LineClient(*await open_client(b.ports["chat"]))
+    await line.expect("enter a nick")
+    await line.send("/identify alice hunter22")
+    await line.expect("logged in as alice")
+    shown = []
+    while "end of history of #lobby" not in (got := await line.expect("")):
+        if got.startswith("[history]"):
+            shown.append(got.rsplit(" ", 1)[1])
+    assert shown == ["three"]
+    # ... and having shown it, moved the marker: the laptop on node a follows.
+    assert (await laptop.expect("MARKREAD")).endswith(f"MARKREAD #lobby timestamp={times[2]}")
+    # Redis away: a marker is refused at once, saying why; asking is too.
+    await redis_server.stop()
+    await a.expect_log("lost Redis")
+    await laptop.send(f"MARKREAD #lobby timestamp={times[2]}\r\nMARKREAD #lobby\r\n".encode())
+    for _ in range(2):
+        assert "FAIL MARKREAD TEMPORARILY_UNAVAILABLE #lobby :the chat cluster's read markers" \
+            in await laptop.expect("FAIL")
+    for client in (talker, laptop, phone, line):
+        client.close()

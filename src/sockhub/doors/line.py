@@ -542,7 +542,10 @@ class LineDoor(LineProtocol):
             # marker moves past what is shown here.
             messages = self.chat.replay(user, room, limit) if limit > 0 else []
             if messages:
-                self.chat.mark_read(user, room, math.floor(messages[-1].ts * 1000))
+                try:
+                    self.chat.mark_read(user, room, math.floor(messages[-1].ts * 1000))
+                except HubError as exc:  # a Redis bus's markers unreachable: said, shown anyway
+                    self.info_line(f"read marker not moved: {exc}")
         else:
             messages = self.chat.history(room, limit) if limit > 0 else []
         for message in messages:

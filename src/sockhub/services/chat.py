@@ -73,6 +73,7 @@ from sockhub.services.login import AuthLimiter
 from sockhub.services.rooms import OwnedRooms, state_after
 from sockhub.store.accounts import AccountStore
 from sockhub.store.bus import LocalBus
+from sockhub.store.bus_markers import RedisMarkerStore
 from sockhub.store.history import Bound, ChatStore
 
 if TYPE_CHECKING:
@@ -472,6 +473,13 @@ class ChatService:
     ) -> Private:
         event = self.hub.private(user, target, text, time.time(), action=action, notice=notice,
                                  meta=meta, origin=origin_of(via))
+        cluster = self.cluster
+        if cluster is not None and (readers := self._private_readers(user, event)):
+            cluster.check()
+            self.commit()  # after the room messages said before it
+            cluster.keep_private(user, event, readers)  # stored, then delivered, when read back
+            self._count_in(via or user.member)
+            return event
         stored = self._store_private(user, event)
         event = dataclasses.replace(event, msgid=str(stored) if stored else self._msgid())
         self._publish(event)
@@ -481,15 +489,11 @@ class ChatService:
     def _store_private(self, user: User, event: Private) -> int | None:
         """Keep a private message for each party logged in to an account; its id, or None.
 
-        Not kept when neither is (no one could page it back), nor with a Redis
-        bus (whose ids are the cluster's to give).
+        Not kept when neither is (no one could page it back), nor here with a
+        Redis bus (the stream gives its id and every node keeps it:
+        services/chat_cluster.py).
         """
-        other = self.hub.find_user(event.target)
-        readers = []
-        if user.account is not None:
-            readers.append((fold(user.account), fold(event.target), event.target))
-        if other is not None and other.account is not None and other is not user:
-            readers.append((fold(other.account), user.key, user.nick))
+        readers = self._private_readers(user, event)
         if not readers or self.cluster is not None:
             return None
         self.commit()  # ids in the order things were said
@@ -503,6 +507,16 @@ class ChatService:
             return None
         metrics.chat.history_rows += 1
         return stored.id
+
+    def _private_readers(self, user: User, event: Private) -> list[tuple[str, str, str]]:
+        """Who may page a private message back: (folded account, folded peer, peer as spelled)."""
+        other = self.hub.find_user(event.target)
+        readers = []
+        if user.account is not None:
+            readers.append((fold(user.account), fold(event.target), event.target))
+        if other is not None and other.account is not None and other is not user:
+            readers.append((fold(other.account), user.key, user.nick))
+        return readers
 
     def signal(self, user: User, target: str, meta: Meta, *, via: Member | None = None) -> None:
         event = self.hub.signal(user, target, meta, time.time(), origin=origin_of(via))
@@ -691,7 +705,10 @@ class ChatService:
         address) last left it, or the last ``limit`` messages if never; at most ``limit``."""
         self.commit()
         if user.account is not None:  # the account's read marker, wherever it was read
-            marker = self.store.read_marker(fold(user.account), fold(room))
+            try:
+                marker = self._markers().read_marker(fold(user.account), fold(room))
+            except HubError:  # the cluster's markers unreachable: what this node saw
+                marker = None
             if marker is not None:
                 return self.store.page(room, limit, after=("ms", marker), newest=False)
         last = self.store.last_seen(_seen_key(user), room)
@@ -757,29 +774,44 @@ class ChatService:
     def read_marker(self, user: User, target: str) -> int | None:
         if user.account is None:
             return None
-        return self.store.read_marker(fold(user.account), fold(target))
+        return self._markers().read_marker(fold(user.account), fold(target))
+
+    def _markers(self) -> ChatStore | RedisMarkerStore:
+        """Where read markers are: the cluster's (Redis) with a bus, else this node's store."""
+        return self.cluster.markers if self.cluster is not None else self.store
 
     def mark_read(self, user: User, target: str, ms: int, *,
                   via: Member | None = None) -> int | None:
         account = user.account
         if account is None:
             return None
-        before = self.store.read_marker(fold(account), fold(target))
-        stored = self.store.mark_read(fold(account), fold(target), ms)
+        markers = self._markers()  # raises HubError bus_down with Redis away: said, not hung
+        before = markers.read_marker(fold(account), fold(target))
+        stored = markers.mark_read(fold(account), fold(target), ms)
         if stored != before:  # the account's other connections follow (multiclient too)
-            for other in self.hub.users.values():
-                if other.account is None or fold(other.account) != fold(account):
-                    continue
-                for member in members_of(other.member):
-                    if member is not via and isinstance(member, MarkerWatcher):
-                        member.marker_moved(target, stored)
+            self.marker_moved(account, target, stored, via=via)
+            if self.cluster is not None:  # and those on other nodes
+                self.cluster.announce_marker(account, target, stored)
         return stored
+
+    def marker_moved(self, account: str, target: str, ms: int, *,
+                     via: Member | None = None) -> None:
+        """Tell this node's connections of ``account`` (but ``via``) that a marker moved."""
+        for other in self.hub.users.values():
+            if other.account is None or fold(other.account) != fold(account):
+                continue
+            for member in members_of(other.member):
+                if member is not via and isinstance(member, MarkerWatcher):
+                    member.marker_moved(target, ms)
 
     def mark_read_newest(self, user: User, room: str) -> None:
         self.commit()
         newest = self.store.newest_ms(room)
         if newest is not None:
-            self.mark_read(user, room, newest)
+            try:
+                self.mark_read(user, room, newest)
+            except HubError as exc:  # a convenience (a departure): it goes on without
+                log.warning("chat: read marker of %s not moved: %s", user.nick, exc)
 
     # ChatApi: web sessions ---------------------------------------------------------
 

@@ -10,6 +10,10 @@ Accounts live in one Redis hash (:mod:`sockhub.store.bus_accounts`), read
 by every node: :func:`cluster_accounts` gives the chat service that store.
 Registered rooms live in another (:mod:`sockhub.store.bus_rooms`); each
 node keeps a copy, and a change is announced on the stream (``r``).
+Read markers live in a third (:mod:`sockhub.store.bus_markers`); a marker
+moved is announced (``k``) so the account's connections elsewhere follow.
+Private messages kept for accounts travel as room messages do (``p``): the
+stream gives the id, and every node stores them, then delivers.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 from sockhub import metrics
 from sockhub.errors import ConfigError, StartError
 from sockhub.hub import HubError, Message, Room, User
-from sockhub.hub.events import BanChanged, HubEvent, Quit
+from sockhub.hub.events import BanChanged, HubEvent, Private, Quit
 from sockhub.hub.model import Registration, RoomState
 from sockhub.hub.names import fold
 from sockhub.store.bus_accounts import RedisAccountStore
+from sockhub.store.bus_codec import encode as encode_event
+from sockhub.store.bus_markers import RedisMarkerStore
 from sockhub.store.bus_redis import BusUnavailable, Entry, RedisBus, RedisTarget
 from sockhub.store.bus_rooms import RedisRoomStore, decode, encode
 from sockhub.store.presence import Presence, PresenceDown
@@ -114,6 +120,7 @@ class Cluster:
                                  ttl=settings.bus_node_ttl, on_dead=self._node_dead,
                                  known_nodes=self._known_nodes, on_orphaned=self._orphaned)
         self.rooms = RedisRoomStore(target, prefix=settings.bus_prefix)
+        self.markers = RedisMarkerStore(target, prefix=settings.bus_prefix)
         #: Nodes that answered this node's start with their state.
         self._answered: set[str] = set()
 
@@ -137,6 +144,7 @@ class Cluster:
         self.bus.close()
         self.presence.close()
         self.rooms.close()
+        self.markers.close()
 
     # What the service asks -----------------------------------------------------
 
@@ -168,6 +176,20 @@ class Cluster:
         """``user`` became (or stopped being) a server operator here: every node's WHOIS says so."""
         self.bus.publish_data("o", {"nick": user.nick, "on": user.is_oper})
 
+    def announce_marker(self, account: str, target: str, ms: int) -> None:
+        """A read marker moved (already in Redis): the account's connections elsewhere follow."""
+        self.bus.publish_data("k", {"account": account, "target": target, "ms": ms})
+
+    def keep_private(self, user: User, event: Private,
+                     readers: list[tuple[str, str, str]]) -> None:
+        """Send a private message kept for ``readers`` to the stream, which gives its id.
+
+        Every node (this one too) stores it with that id, then delivers it,
+        as room messages go: the same msgid and history on every node.
+        """
+        self.bus.publish_data("p", {"e": encode_event(event), "r": readers,
+                                    "u": user.username, "a": user.address})
+
     def _announce_room(self, key: str, version: int, registration: Registration | None) -> None:
         """A room's registration changed here (already in Redis): the others take it."""
         self.bus.publish_data("r", {"room": key, "v": version, "reg": (
@@ -179,6 +201,9 @@ class Cluster:
         """Store the batch's room messages in one transaction, then apply everything in order."""
         service, me = self.service, self.node
         messages = [e.event for e in entries if e.kind == "m" and isinstance(e.event, Message)]
+        for entry in entries:
+            if entry.kind == "p":
+                self._store_private(entry)
         if messages:
             start = time.perf_counter()
             try:
@@ -193,7 +218,7 @@ class Cluster:
         apply = service.bus.publish
         for entry in entries:
             event = entry.event
-            if entry.kind == "m" and event is not None:
+            if entry.kind in ("m", "p") and event is not None:
                 apply(event)
             elif entry.node == me:
                 continue  # applied here when it happened
@@ -205,6 +230,13 @@ class Cluster:
                 self._opered(str(entry.user.get("nick", "")), bool(entry.user.get("on", True)))
             elif entry.kind == "r" and entry.user is not None:
                 self._took_room(entry.user)
+            elif entry.kind == "k" and entry.user is not None:
+                data = entry.user
+                try:
+                    service.marker_moved(str(data["account"]), str(data["target"]),
+                                         int(data["ms"]))
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("chat: a read marker from the bus was not taken: %s", exc)
             elif entry.kind == "s" and entry.user is not None:
                 if entry.user.get("for") != me:
                     continue
@@ -222,6 +254,21 @@ class Cluster:
                 if isinstance(event, BanChanged):
                     self._store_ban(event)
                 apply(event)
+
+    def _store_private(self, entry: Entry) -> None:
+        """Keep a private message from the stream, with its cluster id, once however often read."""
+        event, data = entry.event, entry.user or {}
+        assert isinstance(event, Private)
+        message = Message(event.target, event.sender, event.text, event.ts, event.action,
+                          notice=event.notice, username=str(data.get("u", "")),
+                          address=str(data.get("a", "")), id=int(event.msgid))
+        try:
+            readers = [(str(o), str(p), str(n)) for o, p, n in data["r"]]
+            self.service.store.append_private(message, readers)
+        except Exception:  # the message itself still goes, as without a bus
+            log.exception("chat: a private message from the bus was not stored")
+            return
+        metrics.chat.history_rows += 1
 
     def _arrived(self, node: str, info: dict[str, Any]) -> None:
         stale = self.service.hub.find_user(str(info.get("nick", "")))

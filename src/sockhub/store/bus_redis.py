@@ -42,7 +42,7 @@ import redis.asyncio as aredis
 import redis.exceptions
 
 from sockhub import metrics
-from sockhub.hub.events import HubEvent, Message
+from sockhub.hub.events import HubEvent, Message, Private
 from sockhub.store.bus_codec import decode, encode
 
 log = logging.getLogger("sockhub.bus")
@@ -55,14 +55,15 @@ BACKOFF = (0.05, 2.0)
 DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 # KEYS: stream, message id counter. ARGV: cap, node, then (seq, kind, body) triples.
-# A room message ('m') takes its id from the counter in the same atomic step.
+# A room message ('m') or a kept private one ('p') takes its id from the
+# counter in the same atomic step.
 _APPEND = """
 local n = 0
 for i = 3, #ARGV, 3 do
-  if ARGV[i+1] == 'm' then
+  if ARGV[i+1] == 'm' or ARGV[i+1] == 'p' then
     local id = redis.call('INCR', KEYS[2])
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-               'n', ARGV[2], 's', ARGV[i], 'k', 'm', 'e', ARGV[i+2], 'm', id)
+               'n', ARGV[2], 's', ARGV[i], 'k', ARGV[i+1], 'e', ARGV[i+2], 'm', id)
   else
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
                'n', ARGV[2], 's', ARGV[i], 'k', ARGV[i+1], 'e', ARGV[i+2])
@@ -88,10 +89,12 @@ class Entry:
     """One stream entry as a node reads it.
 
     ``kind``: ``m`` a room message (``event`` carries its cluster id),
-    ``e`` any other hub event; ``u``, ``q``, ``s``, ``o`` and ``r`` carry
-    data (``user``): a user arriving, a new node asking for state, one user's
-    (or the rooms') state, a user's server-operator status, a room's
-    registration.
+    ``p`` a private message kept for accounts (``event`` a Private whose
+    ``msgid`` is its cluster id; ``user`` the readers, sender's user name
+    and address), ``e`` any other hub event; ``u``, ``q``, ``s``, ``o``,
+    ``r`` and ``k`` carry data (``user``): a user arriving, a new node
+    asking for state, one user's (or the rooms') state, a user's
+    server-operator status, a room's registration, a read marker moved.
     """
 
     node: str
@@ -271,7 +274,10 @@ class RedisBus:
         Kinds: ``u`` a user arrived here; ``q`` a node started and asks the
         others for their state; ``s`` one user's state (or the rooms' and
         bans'), for the node that asked; ``o`` a user became (or stopped
-        being) a server operator; ``r`` a room's registration changed.
+        being) a server operator; ``r`` a room's registration changed;
+        ``k`` an account's read marker moved; ``p`` a private message kept
+        for accounts (``{"e": the encoded Private, "r": readers, "u": user
+        name, "a": address}``), which takes a cluster id as room messages do.
         """
         self._queue(kind, json.dumps(data, separators=(",", ":")))
 
@@ -345,17 +351,25 @@ class RedisBus:
                     continue  # sent twice (a reply lost on the way back): once is enough
                 seen[node] = seq
                 kind = fields[b"k"].decode()
-                if kind in ("u", "q", "s", "o", "r"):
+                if kind in ("u", "q", "s", "o", "r", "k"):
                     data = json.loads(fields[b"e"])
                     if not isinstance(data, dict):
                         raise ValueError("data that is not an object")
                     entries.append(Entry(node, kind, None, data))
                     continue
+                if kind == "p":
+                    data = json.loads(fields[b"e"])
+                    private = decode(data["e"])
+                    if not isinstance(private, Private) or not isinstance(data.get("r"), list):
+                        raise ValueError("a kept private message that is not one")
+                    kept = dataclasses.replace(private, msgid=str(int(fields[b"m"])))
+                    entries.append(Entry(node, kind, kept, data))
+                    continue
                 event = decode(fields[b"e"])
                 if kind == "m" and isinstance(event, Message):
                     event = _with_id(event, int(fields[b"m"]))
                 entries.append(Entry(node, kind, event, None))
-            except (KeyError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError) as exc:
                 log.warning("bus: skipped a malformed entry %s: %s", self.last_id, exc)
         if raw:
             lag = max(0.0, (now_ms - int(raw[-1][0].split(b"-")[0])) / 1000)

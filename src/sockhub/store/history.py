@@ -564,19 +564,22 @@ class ChatStore:
 
         Each reader is (folded account, folded nick of the other party, that
         nick as spelled): who may page it back, and under which conversation.
-        One transaction, committed on return.
+        One transaction, committed on return. A message that has an id
+        already (given by the Redis bus) keeps it, and is stored once however
+        often it arrives.
         """
         db = self._db
         db.execute("BEGIN")
         try:
             cursor = db.execute(
-                "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (PRIVATE_KEY, message.room, message.nick, message.text,
+                f"INSERT {'OR IGNORE ' if message.id is not None else ''}INTO messages "
+                "(id, room_key, room, nick, text, action, ts, username, address) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (message.id, PRIVATE_KEY, message.room, message.nick, message.text,
                  _KIND_NOTICE if message.notice else int(message.action), message.ts,
                  message.username, message.address),
             )
-            stored = replace(message, id=cursor.lastrowid)
+            stored = message if message.id is not None else replace(message, id=cursor.lastrowid)
             db.executemany(
                 "INSERT OR IGNORE INTO private_index (owner, peer, peer_name, id) VALUES (?,?,?,?)",
                 [(owner, peer, name, stored.id) for owner, peer, name in readers],

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import parse_time
+from sockhub.hub import HubError
 from sockhub.hub.names import fold
 
 if TYPE_CHECKING:
@@ -56,7 +57,10 @@ def send_marker(door: IrcDoor, target: str, ms: int | None = None) -> None:
     if CAP not in door.caps:
         return
     if ms is None:
-        ms = marker_of(door, target)
+        try:
+            ms = marker_of(door, target)
+        except HubError:  # the cluster's markers unreachable: no answer rather than a wrong one
+            return
     door.emit(door.line("MARKREAD", target, format_ms(ms) if ms is not None else "*"))
 
 
@@ -70,7 +74,12 @@ def cmd_markread(door: IrcDoor, message: IrcMessage) -> None:
         return
     target = params[0]
     if len(params) < 2:
-        send_marker(door, target)
+        try:
+            ms = marker_of(door, target)
+        except HubError as exc:
+            door.emit(door.line("FAIL", "MARKREAD", "TEMPORARILY_UNAVAILABLE", target, str(exc)))
+            return
+        send_marker(door, target, ms)
         return
     kind, _, value = params[1].partition("=")
     ts = parse_time(value) if kind == "timestamp" else None
@@ -80,7 +89,11 @@ def cmd_markread(door: IrcDoor, message: IrcMessage) -> None:
         return
     ms = round(ts * 1000)
     if user.account is not None:
-        stored = door.chat.mark_read(user, target, ms, via=door)
+        try:
+            stored = door.chat.mark_read(user, target, ms, via=door)
+        except HubError as exc:  # with a Redis bus: its markers unreachable, said (no hang)
+            door.emit(door.line("FAIL", "MARKREAD", "TEMPORARILY_UNAVAILABLE", target, str(exc)))
+            return
         assert stored is not None
     else:
         key = fold(target)
