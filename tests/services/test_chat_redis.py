@@ -942,3 +942,47 @@ async def test_read_markers_move_on_every_node_and_redis_down_is_said(redis_serv
             in await laptop.expect("FAIL")
     for client in (talker, laptop, phone, line):
         client.close()
+
+
+async def test_markers_unreadable_in_redis_still_replay_on_the_page_and_line_door(
+        redis_server, cluster):
+    """The markers' hash broken (a key of the wrong type: every marker command fails)
+    while the stream works: the join replay is shown anyway, and the client is told."""
+    from test_web_accounts import cookie_of, http
+
+    a = await cluster("a", "--web-port", "0", listeners=3)
+    await _register(a.ports["chat"], "alice", "hunter22")
+    talker = await chat_client(a.ports["chat"], "talker")
+    await talker.send("before the break")
+    await talker.expect("<talker> before the break")
+    writer = redis.Redis.from_url(redis_server.url)
+    writer.delete("sockhub:markers")
+    writer.set("sockhub:markers", "not a hash")
+    writer.close()
+
+    line = LineClient(*await open_client(a.ports["chat"]))
+    await line.expect("enter a nick")
+    await line.send("/identify alice hunter22")
+    await line.expect("read marker not moved")
+    await line.expect("before the break")
+    await line.send("/quit")
+    await line.expect_eof()
+    await talker.send("while the page was closed")
+    await talker.expect("<talker> while the page was closed")
+
+    status, headers, _ = await http(a.ports["web"], "POST", "/login",
+                                    {"account": "alice", "password": "hunter22"})
+    assert status == 200
+    async with connect(f"ws://127.0.0.1:{a.ports['web']}/ws", open_timeout=5,
+                       additional_headers={"Cookie": cookie_of(headers)}) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1}))
+        seen: list[dict[str, object]] = []
+        while not any(o.get("type") == "history" for o in seen):
+            seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            if seen[-1].get("type") == "welcome" and not seen[-1].get("rooms"):
+                await ws.send(json.dumps({"type": "join", "room": "#lobby"}))
+        notices = [str(o["text"]) for o in seen if o.get("type") == "notice"]
+        assert any(text.startswith("read marker not moved") for text in notices), seen
+        [history] = [o for o in seen if o.get("type") == "history"]
+        assert "while the page was closed" in json.dumps(history)
+    talker.close()

@@ -476,8 +476,11 @@ class JsonChat:
             # (IRC's MARKREAD, the line door, another page); older ones on request.
             messages = self.chat.replay(self.user, room.name, limit)
             if messages:
-                self.chat.mark_read(self.user, room.name, math.floor(messages[-1].ts * 1000),
-                                    via=self)
+                try:
+                    self.chat.mark_read(self.user, room.name,
+                                        math.floor(messages[-1].ts * 1000), via=self)
+                except HubError as exc:  # a Redis bus's markers unreachable: said, shown anyway
+                    self._notice(f"read marker not moved: {exc}")
                 assert messages[0].id is not None
                 more = bool(self.chat.history_page(room.name, 1,
                                                    before=("id", messages[0].id)))
