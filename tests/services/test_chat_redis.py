@@ -986,3 +986,34 @@ async def test_markers_unreadable_in_redis_still_replay_on_the_page_and_line_doo
         [history] = [o for o in seen if o.get("type") == "history"]
         assert "while the page was closed" in json.dumps(history)
     talker.close()
+
+
+async def test_a_node_back_from_a_stop_takes_the_changes_it_missed(cluster):
+    """Its own store says the old topic and ban; the running node's word wins."""
+    a = await cluster("a", "--oper", f"root={hash_password('s3cret', log_n=10)}")
+    alice = await irc_client(a.ports["irc"], "alice")
+    await alice.send(b"OPER root s3cret\r\n")  # a kept room re-entered opens without ops
+    await alice.expect(" 381 alice ")
+    await alice.send(b"JOIN #kept\r\nTOPIC #kept :before\r\nMODE #kept +b old!*@*\r\n"
+                     b"PART #kept\r\n")
+    await alice.expect(" PART #kept")
+    b = await cluster("b")
+    carol = await irc_client(b.ports["irc"], "carol")
+    await carol.send(b"JOIN #kept\r\n")
+    await carol.expect(" 332 carol #kept :before")
+    await carol.send(b"QUIT\r\n")
+    await carol.expect_eof()
+    await b.stop()
+    await alice.send(b"JOIN #kept\r\nTOPIC #kept :after\r\nMODE #kept -b old!*@*\r\n"
+                     b"MODE #kept +b new!*@*\r\nPART #kept\r\n")
+    await alice.expect(" PART #kept")
+    again = await cluster("b")  # the same data directory
+    carol = await irc_client(again.ports["irc"], "carol")
+    await carol.send(b"JOIN #kept\r\n")
+    await carol.expect(" 332 carol #kept :after")
+    await carol.send(b"MODE #kept b\r\n")
+    await carol.expect(" 368 carol #kept ")  # RPL_ENDOFBANLIST
+    bans = [line for line in carol.seen if " 367 carol #kept " in line]
+    assert len(bans) == 1 and "new!*@*" in bans[0], bans
+    for client in (alice, carol):
+        client.close()

@@ -346,16 +346,18 @@ class Cluster:
     def _take_rooms(self, state: dict[str, Any]) -> None:
         """A running node's rooms, kept room states and bans, as it answered our start.
 
-        What this node lacks is taken, and kept in its store as if it had
-        been running when they were set: a room's settings and invitations,
-        the states of rooms kept while empty, every ban list.
+        The running node heard every change while this one was away, so its
+        word wins over what this node had stored: a room's settings and
+        invitations, the states of rooms kept while empty, and every ban list
+        (a ban lifted meanwhile is lifted here too). They are kept in this
+        node's store as if it had been running when they were set.
         """
         hub, store = self.service.hub, self.service.store
         fields = {f.name for f in dataclasses.fields(RoomState)}
         try:
             for spec in state.get("saved", []):
                 saved = RoomState(**{k: v for k, v in spec.items() if k in fields})
-                if fold(saved.name) not in hub.saved:
+                if hub.saved.get(fold(saved.name)) != saved:
                     hub.saved[fold(saved.name)] = saved
                     store.save_room(saved)
             for spec in state.get("rooms", []):
@@ -363,16 +365,25 @@ class Cluster:
                 room = hub.find_room(kept.name)
                 if room is None:
                     room = Room(kept.name)
-                    kept.restore(room)
-                    room.protected = room.protected or room.key in hub.protected
                     hub.rooms[room.key] = room
+                kept.restore(room)
+                room.protected = room.protected or room.key in hub.protected
                 room.invited.update(str(key) for key in spec.get("invited", []))
-            for key, masks in dict(state.get("bans", {})).items():
-                have = hub.bans.setdefault(str(key), [])
-                for mask in masks:
-                    if mask not in have:
-                        have.append(str(mask))
-                        store.add_ban(str(key), str(mask), "", time.time())
+            if "bans" in state:
+                told = {str(key): [str(mask) for mask in masks]
+                        for key, masks in dict(state["bans"]).items()}
+                for key in set(hub.bans) | set(told):
+                    have, want = hub.bans.get(key, []), told.get(key, [])
+                    for mask in have:
+                        if mask not in want:
+                            store.remove_ban(key, mask)
+                    for mask in want:
+                        if mask not in have:
+                            store.add_ban(key, mask, "", time.time())
+                    if want:
+                        hub.bans[key] = list(want)
+                    else:
+                        hub.bans.pop(key, None)
         except (TypeError, ValueError, AttributeError) as exc:
             log.warning("chat: a node's room state was not taken: %s", exc)
 
