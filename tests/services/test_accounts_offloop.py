@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from net import LineClient, chat_client, irc_client
+from net import LineClient, chat_client, irc_client, open_client
 from sockhub.passwords import hash_password
 from sockhub.services import accounts as accounts_module
 from sockhub.services import chat as chat_module
@@ -285,3 +285,25 @@ async def test_a_client_gone_while_its_password_is_hashed_harms_no_one(hub, gate
     await served_meanwhile(port, "dave")
     await irc_pong_meanwhile(irc_port, "erin")
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_irc_pass_against_a_hash_is_checked_off_the_loop_in_order(hub, gates):
+    checking = gates(chat_module, "verify_password")
+    line_port, irc_port = await hub(irc_password=hash_password("opensesame", log_n=10))
+    for password, first in (("opensesame", " 001 alice "), ("wrong", " 464 ")):
+        client = LineClient(*await open_client(irc_port))
+        started, release = checking.arm()
+        await client.send(f"PASS {password}\r\nNICK alice\r\nUSER a 0 * :A\r\n"
+                          "PING :after\r\n".encode())
+        await started_on_its_thread(started)
+        await served_meanwhile(line_port, f"meanwhile-{password}")
+        assert checking.threads[-1].startswith("sockhub-scrypt")
+        release.set()
+        await client.expect(first)
+        if password == "wrong":
+            await client.expect("ERROR ")
+            await client.expect_eof()
+            assert not any("PONG" in line for line in client.seen)  # nothing past the refusal
+        else:
+            assert (await client.expect("PONG")).endswith(":after")  # after the welcome
+        client.close()

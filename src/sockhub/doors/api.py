@@ -187,6 +187,10 @@ class ChatApi(Protocol):
 
     def check_connection_password(self, given: str | None) -> bool: ...
 
+    def check_connection_password_later(self, given: str | None, *,
+                                        then: Callable[[bool], None]) -> None:
+        """The PASS check with a scrypt off the event loop; ``then`` gets the verdict."""
+
     def oper(self, user: User, name: str, password: str) -> bool: ...
 
     def unoper(self, user: User) -> None:

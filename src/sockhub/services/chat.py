@@ -693,6 +693,18 @@ class ChatService:
             return verify_password(given, expected)
         return hmac.compare_digest(given.encode(), expected.encode())
 
+    def check_connection_password_later(self, given: str | None, *,
+                                        then: Callable[[bool], None]) -> None:
+        """:meth:`check_connection_password`, a scrypt hash checked on the accounts'
+        threads (a plain password is compared at once)."""
+        expected = self.settings.irc_password
+        if expected is None or given is None or not is_hash(expected):
+            then(self.check_connection_password(given))
+            return
+        self.accounts.offload(verify_password, given, expected,
+                              then=lambda ok: then(hmac.compare_digest(b"1" if ok else b"0",
+                                                                       b"1")))
+
     # History reads commit first: a client that says something, then asks for
     # history in the same read, finds its message there.
 

@@ -161,7 +161,16 @@ def _try_register(door: IrcDoor) -> None:
     if door.irc.state is not IrcState.REGISTERING or not reg.complete:
         return
     assert reg.nick is not None and reg.username is not None
-    if not door.chat.check_connection_password(reg.password):
+    resume = door.hold()  # a hashed PASS is checked off the loop; this client waits for it
+    door.chat.check_connection_password_later(
+        reg.password, then=lambda ok: resume(lambda: _password_checked(door, ok)))
+
+
+def _password_checked(door: IrcDoor, ok: bool) -> None:
+    reg = door.irc.reg
+    if door.irc.state is not IrcState.REGISTERING or reg.nick is None or reg.username is None:
+        return  # gone meanwhile
+    if not ok:
         # Modern IRC, PASS: ERR_PASSWDMISMATCH, then ERROR and a close.
         door.reply(ERR_PASSWDMISMATCH, "Password incorrect")
         door.drop("Bad password")
