@@ -15,7 +15,8 @@ from net import LineClient, irc_client, open_client
 @pytest.fixture
 async def irc(serve, tmp_path):
     async def start() -> int:
-        settings = {"data_dir": str(tmp_path), "flood_rate": None, "irc_port": 0}
+        settings = {"data_dir": str(tmp_path), "flood_rate": None, "irc_port": 0,
+                    "account_delay": 0.05, "account_delay_max": 0.2}
         _, irc_door = await serve("chat", options=settings)
         return irc_door.ports[0]
 
@@ -174,3 +175,15 @@ async def test_extended_monitor_tells_away_and_account_to_who_asked(irc):
     await between(bob)
     got = await between(watcher)
     assert sum(" AWAY " in line for line in got) == 1
+
+
+async def test_extended_monitor_tells_account_changes(irc):
+    port = await irc()
+    watcher = await extended(port, "watcher", "extended-monitor account-notify")
+    await between(watcher, "MONITOR + bob")
+    bob = await irc_client(port, "bob")
+    await watcher.expect(" 730 ")
+    await bob.send(b"PRIVMSG NickServ :REGISTER hunter22\r\n")
+    assert (await watcher.expect(" ACCOUNT ")).endswith(":bob!bob@127.0.0.1 ACCOUNT bob")
+    await bob.send(b"NS LOGOUT\r\n")
+    assert (await watcher.expect(" ACCOUNT ")).endswith(" ACCOUNT *")

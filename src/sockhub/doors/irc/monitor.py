@@ -45,10 +45,14 @@ class Monitor:
     # Watcher (hub/watch.py) -----------------------------------------------------
 
     def came_online(self, nick: str) -> None:
+        if self.door.user is None:  # leaving: its entries go in connection_lost
+            return
         self.door.reply(RPL_MONONLINE, self.door.source_of(nick))
         self.door.wake()
 
     def went_offline(self, nick: str) -> None:
+        if self.door.user is None:
+            return
         self.door.reply(RPL_MONOFFLINE, nick)
         self.door.wake()
 
