@@ -101,7 +101,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
     nickserv = "NickServ"
 
     # Capabilities offered by the IRC door (docs/irc.md, "IRCv3").
-    # Not offered: setname, multiline, message-redaction, extended-monitor, sts.
+    # Not offered: setname, multiline, message-redaction, sts.
     capabilities = frozenset(
         (
             Capabilities.ACCOUNT_NOTIFY,
@@ -110,6 +110,7 @@ class SockhubController(BaseServerController, DirectoryBasedController):
             Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
             Capabilities.EXTENDED_JOIN,
+            Capabilities.EXTENDED_MONITOR,
             Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
             Capabilities.MULTI_PREFIX,

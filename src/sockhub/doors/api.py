@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 from sockhub.hub import HubError, Member, Message, Room, User
 from sockhub.hub.events import BanChanged, Invited, Meta, ModeChange, Private
 from sockhub.hub.model import Departed, Registration
+from sockhub.hub.watch import Watchlist
 from sockhub.protocols.scram import ScramServer
 
 #: Failed operator logins (/oper, OPER) one connection may make before it is closed.
@@ -141,6 +142,10 @@ class ChatApi(Protocol):
         """The room a line user is put in on arrival."""
 
     def find_user(self, nick: str) -> User | None: ...
+
+    @property
+    def watchlist(self) -> Watchlist:
+        """Who monitors which nick, server-wide (IRCv3 MONITOR; hub/watch.py)."""
 
     def find_room(self, name: str) -> Room | None: ...
 

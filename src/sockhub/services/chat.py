@@ -61,6 +61,7 @@ from sockhub.hub.events import (
 from sockhub.hub.model import Departed, Registration
 from sockhub.hub.names import fold
 from sockhub.hub.sessions import members_of, origin_of
+from sockhub.hub.watch import Watchlist
 from sockhub.logs import RateLimitedLog
 from sockhub.passwords import is_hash, verify_password
 from sockhub.protocols.base import Protocol
@@ -166,6 +167,9 @@ class ChatService:
         self.bus = LocalBus()
         self.bus.subscribe(self._note_departure)  # before the hub forgets who was where
         self.bus.subscribe(self.hub.apply)
+        #: IRCv3 MONITOR's watchers (hub/watch.py): told after the hub, and of arrivals.
+        self.watchlist = Watchlist()
+        self.bus.subscribe(self.watchlist.apply)
         #: The Redis bus (docs/scale-out.md): None runs this process alone.
         self.cluster: Cluster | None = None
         if settings.bus is not None:
@@ -348,6 +352,7 @@ class ChatService:
                                  realname=realname, secure=secure, now=time.time())
         if cluster is not None:
             cluster.announce(user)
+        self.watchlist.arrived(user.nick)
         return user
 
     def _shares(self, holder: User, account: str) -> bool:

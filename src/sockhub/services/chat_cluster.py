@@ -282,6 +282,7 @@ class Cluster:
                 str(info["nick"]), RemoteMember(node), address=str(info.get("address", "")),
                 username=str(info.get("username", "")), realname=str(info.get("realname", "")),
                 secure=bool(info.get("secure")), now=float(info.get("signon", time.time())))
+            self.service.watchlist.arrived(str(info["nick"]))
         except (HubError, KeyError, ValueError) as exc:
             log.warning("chat: user %r of node %s not added here: %s", info.get("nick"), node, exc)
 

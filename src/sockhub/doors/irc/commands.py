@@ -8,7 +8,15 @@ against it before the door calls the handler, so no handler re-checks.
 
 from __future__ import annotations
 
-from sockhub.doors.irc import accounts, channels, chanserv, queries, readmarker, registration
+from sockhub.doors.irc import (
+    accounts,
+    channels,
+    chanserv,
+    monitor,
+    queries,
+    readmarker,
+    registration,
+)
 from sockhub.protocols.irc.protocol import CommandSpec
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -62,4 +70,5 @@ COMMANDS: dict[str, CommandSpec] = {
     "LINKS": CommandSpec(queries.cmd_links, 0),
     "CHATHISTORY": CommandSpec(queries.cmd_chathistory, 0),  # FAIL CHATHISTORY NEED_MORE_PARAMS
     "MARKREAD": CommandSpec(readmarker.cmd_markread, 0),  # FAIL MARKREAD NEED_MORE_PARAMS
+    "MONITOR": CommandSpec(monitor.cmd_monitor, 1),  # IRCv3 monitor, extended-monitor
 }

@@ -49,6 +49,8 @@ from sockhub.doors.irc.accounts import connection_lost as accounts_lost
 from sockhub.doors.irc.accounts import settling as accounts_settling
 from sockhub.doors.irc.chanserv import CHANSERV, CHANSERV_SOURCE
 from sockhub.doors.irc.commands import COMMANDS
+from sockhub.doors.irc.monitor import Monitor
+from sockhub.doors.irc.monitor import connection_lost as monitor_lost
 from sockhub.doors.irc.sessions import joined_elsewhere
 from sockhub.errors import ProtocolError
 from sockhub.hub import HubError, User
@@ -127,7 +129,7 @@ class IrcDoor(Protocol):
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_eof_held", "_held", "_held_label",
         "_held_later", "_in_command", "_last_seen", "_lost_reason", "_ping_sent",
-        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "markers",
+        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "markers", "monitor",
         "oper_failures", "profile", "server_name", "user", "websocket",
     )
 
@@ -164,6 +166,8 @@ class IrcDoor(Protocol):
         self.acct = AccountState()
         #: Read markers of a user without an account: this connection's (readmarker.py).
         self.markers: dict[str, int] = {}
+        #: MONITOR's list, made on first use (monitor.py).
+        self.monitor: Monitor | None = None
         # hold(): a command waits for a scrypt; no more commands are taken meanwhile.
         self._held = False
         self._held_later = False  # the command that held has returned: resume ends it
@@ -214,6 +218,7 @@ class IrcDoor(Protocol):
         self._held = False  # an answer under way is not heard
         self.irc.close()
         accounts_lost(self)
+        monitor_lost(self)
         for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
             if timer is not None:
                 timer.cancel()

@@ -72,6 +72,7 @@ CAPABILITIES: tuple[str, ...] = (
     "draft/read-marker",
     "echo-message",
     "extended-join",
+    "extended-monitor",
     "labeled-response",
     "message-tags",
     "multi-prefix",
@@ -137,6 +138,8 @@ MAX_MODES = 6
 MAX_TARGETS = 4
 #: Reasons of KICK are cut to this many characters (ISUPPORT ``KICKLEN``).
 KICKLEN = TOPIC_MAX
+#: Nicks one client may MONITOR (ISUPPORT ``MONITOR``; doors/irc/monitor.py).
+MONITOR_MAX = 100
 
 
 def isupport_tokens(network: str) -> list[str]:
@@ -157,6 +160,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"KICKLEN={KICKLEN}",
         f"MAXLIST=b:{BANS_PER_ROOM}",
         f"MODES={MAX_MODES}",
+        f"MONITOR={MONITOR_MAX}",
         "MSGREFTYPES=msgid,timestamp",
         f"NETWORK={network}",
         f"NICKLEN={NICK_MAX}",
