@@ -30,6 +30,7 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
 )
@@ -59,6 +60,7 @@ SAMPLES: list[HubEvent] = [
     AwayChanged("alice", None, 12.6),
     AccountChanged("alice", "alice-account", 13.5),
     AccountChanged("alice", None, 13.6),
+    RealnameChanged("alice", "Alice Liddell", 14.5),
     Invited("#lobby", "bob", "alice", 14.5),
 ]
 

@@ -34,6 +34,7 @@ from sockhub.hub.events import (
     NickChanged,
     Parted,
     Private,
+    RealnameChanged,
     Signal,
 )
 from sockhub.hub.names import HISTORY_MAX, fold
@@ -155,7 +156,8 @@ class LineDoor(LineProtocol):
 
     def deliver(self, event: HubEvent) -> None:
         kind = type(event)
-        if self._closing or kind is Signal or kind is AccountChanged:  # nothing to show
+        if self._closing or kind is Signal or kind is AccountChanged \
+                or kind is RealnameChanged:  # nothing to show
             return
         if kind is NickChanged and self.guard is not None and self.user is not None:
             assert isinstance(event, NickChanged)

@@ -211,6 +211,15 @@ class AwayChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RealnameChanged:
+    """A user changed their real name (IRCv3 setname)."""
+
+    nick: str
+    realname: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class AccountChanged:
     """A user logged in to ``account`` (None: logged out); IRCv3 account-notify."""
 
@@ -244,4 +253,5 @@ HubEvent = (
     | AwayChanged
     | Invited
     | AccountChanged
+    | RealnameChanged
 )

@@ -44,6 +44,7 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
 )
@@ -52,6 +53,7 @@ from sockhub.hub.modes import ModeBatch, full_mask
 from sockhub.hub.names import (
     AWAY_MAX,
     CTCP_DELIMITER,
+    REALNAME_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
     USERNAME_MAX,
@@ -413,6 +415,10 @@ class Hub:
         if message is not None:
             message = clean_text(message)[:AWAY_MAX]
         return AwayChanged(user.nick, message or None, now)
+
+    def set_realname(self, user: User, realname: str, now: float) -> RealnameChanged:
+        """``user``'s new real name, cleaned and cut to REALNAME_MAX (doors refuse worse)."""
+        return RealnameChanged(user.nick, clean_text(realname)[:REALNAME_MAX], now)
 
     def invite(self, user: User, target: str, room_name: str, now: float) -> Invited:
         other = self.find_user(target)

@@ -41,6 +41,7 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
 )
@@ -157,6 +158,8 @@ class HubState:
                 self._apply_away(event)
             case Invited():
                 self._apply_invited(event)
+            case RealnameChanged():
+                self._apply_realname(event)
             case AccountChanged():
                 self._apply_account(event)
             case _:
@@ -298,6 +301,13 @@ class HubState:
         if user is None:
             return
         user.away = event.message
+        self._tell_with_neighbours(user, event)
+
+    def _apply_realname(self, event: RealnameChanged) -> None:
+        user = self.users.get(fold(event.nick))
+        if user is None:
+            return
+        user.realname = event.realname
         self._tell_with_neighbours(user, event)
 
     def _apply_account(self, event: AccountChanged) -> None:

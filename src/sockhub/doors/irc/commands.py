@@ -23,6 +23,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "PONG": CommandSpec(registration.cmd_pong, 0, pre_reg=True, cost=0.0),
     "QUIT": CommandSpec(registration.cmd_quit, 0, pre_reg=True),
     "OPER": CommandSpec(registration.cmd_oper, 2),
+    "SETNAME": CommandSpec(registration.cmd_setname, 1),  # IRCv3 setname
     # Accounts (IRCv3 sasl, draft/account-registration; NickServ as Ergo answers it)
     "AUTHENTICATE": CommandSpec(accounts.cmd_authenticate, 1, pre_reg=True),
     "REGISTER": CommandSpec(accounts.cmd_register, 3, pre_reg=True),

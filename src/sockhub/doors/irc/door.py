@@ -66,6 +66,7 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
 )
@@ -565,6 +566,10 @@ class IrcDoor(Protocol):
             if "away-notify" in self.caps and fold(event.nick) != me.key:
                 params = (event.message,) if event.message else ()
                 self.send_from(self.source_of(event.nick), "AWAY", *params)
+        elif kind is RealnameChanged:
+            assert isinstance(event, RealnameChanged)
+            if "setname" in self.caps:  # IRCv3 setname: never to clients without it
+                self.send_from(self.source_of(event.nick), "SETNAME", event.realname)
         elif kind is Invited:
             assert isinstance(event, Invited)
             inviter = self.chat.find_user(event.by)

@@ -35,8 +35,10 @@ from sockhub.hub.names import (
     BANS_PER_ROOM,
     CONTROLS,
     HISTORY_MAX,
+    IRC_FORMATTING,
     NICK_MAX,
     PASSWORD_MAX,
+    REALNAME_MAX,
     ROOM_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
@@ -58,6 +60,18 @@ def clean_username(name: str) -> str:
     return name.translate(_USERNAME_DROP)[:USERLEN]
 
 
+#: Longest real name SETNAME takes (ISUPPORT ``NAMELEN``, as Ergo and InspIRCd name it).
+NAMELEN = REALNAME_MAX
+_REALNAME_BAD = frozenset(CONTROLS) - frozenset(IRC_FORMATTING)
+
+
+def valid_realname(name: str) -> bool:
+    """Whether SETNAME may take ``name``: IRCv3 setname, "Servers MUST check the
+    realname for validity (taking length limits into consideration)": not empty,
+    at most NAMELEN characters, no control character but IRC formatting."""
+    return 0 < len(name) <= NAMELEN and not _REALNAME_BAD.intersection(name)
+
+
 # Capabilities -------------------------------------------------------------------
 
 #: Capabilities offered in ``CAP LS``, in the order listed.
@@ -77,6 +91,7 @@ CAPABILITIES: tuple[str, ...] = (
     "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
     "userhost-in-names",
 )
 
@@ -159,6 +174,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"MODES={MAX_MODES}",
         "MSGREFTYPES=msgid,timestamp",
         f"NETWORK={network}",
+        f"NAMELEN={NAMELEN}",
         f"NICKLEN={NICK_MAX}",
         "PREFIX=(ov)@+",
         f"TARGMAX=JOIN:,NAMES:,PART:,WHOIS:1,{targets}",

@@ -1,0 +1,88 @@
+"""SETNAME (IRCv3 setname), WALLOPS (RFC 2812 §4.7) and bot mode (IRCv3 bot-mode)
+on the IRC door: real loopback sockets, raw lines, no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from net import LineClient, irc_client, open_client
+
+
+@pytest.fixture
+async def irc(serve, tmp_path):
+    async def start(**options):
+        settings = {"data_dir": str(tmp_path), "flood_rate": None, "irc_port": 0, **options}
+        _, door = await serve("chat", options=settings)
+        return door.ports[0]
+
+    return start
+
+
+async def capped(port: int, nick: str, caps: str, *channels: str) -> LineClient:
+    """An IRC client with ``caps`` acknowledged, registered, in ``channels``."""
+    client = LineClient(*await open_client(port))
+    await client.send(f"CAP REQ :{caps}\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n".encode())
+    await client.expect(" ACK ")
+    await client.send(b"CAP END\r\n")
+    await client.expect(f" 001 {nick} ")
+    for channel in channels:
+        await client.send(f"JOIN {channel}\r\n".encode())
+        await client.expect(f" 366 {nick} {channel} ")
+    return client
+
+
+async def whois_realname(client: LineClient, nick: str) -> str:
+    await client.send(f"WHOIS {nick}\r\n".encode())
+    line = await client.expect(" 311 ")
+    await client.expect(" 318 ")
+    return line.split(" :", 1)[1]
+
+
+# SETNAME ---------------------------------------------------------------------------
+
+
+async def test_setname_is_confirmed_shown_to_capable_neighbours_and_in_whois(irc):
+    port = await irc()
+    alice = await capped(port, "alice", "setname", "#room")
+    bob = await capped(port, "bob", "setname", "#room")
+    carol = await irc_client(port, "carol", "#room")
+    await alice.send(b"SETNAME :Alice Liddell <alice@example.org>\r\n")
+    assert await alice.expect(" SETNAME ") == (
+        ":alice!alice@127.0.0.1 SETNAME :Alice Liddell <alice@example.org>")
+    assert (await bob.expect(" SETNAME ")).endswith("SETNAME :Alice Liddell <alice@example.org>")
+    assert await whois_realname(carol, "alice") == "Alice Liddell <alice@example.org>"
+    await carol.send(b"WHO #room\r\n")
+    who = await carol.expect(" 352 carol #room alice ")
+    assert who.endswith(":0 Alice Liddell <alice@example.org>")
+    # carol has no setname: she saw no SETNAME line before her WHO replies
+    assert not any("SETNAME" in line for line in carol.seen)
+    await carol.send(b"PING :done\r\n")
+    await carol.expect("PONG")
+    assert not any("SETNAME" in line for line in carol.seen)
+
+
+async def test_bad_realnames_fail_and_change_nothing(irc):
+    port = await irc()
+    alice = await capped(port, "alice", "setname")
+    for bad in ("SETNAME :ring\x07bell", "SETNAME :esc\x1b[2J", "SETNAME :" + "x" * 151,
+                "SETNAME :"):
+        await alice.send(bad.encode() + b"\r\n")
+        assert (await alice.expect(" FAIL ")).endswith(
+            " FAIL SETNAME INVALID_REALNAME :Realname is not valid")
+    assert await whois_realname(alice, "alice") == "alice"
+    await alice.send(b"SETNAME\r\n")
+    assert " 461 alice SETNAME " in await alice.expect(" 461 ")
+    # IRC formatting is text, not a control: accepted
+    await alice.send(b"SETNAME :\x02bold\x02 name\r\n")
+    assert (await alice.expect(" SETNAME ")).endswith(":\x02bold\x02 name")
+
+
+async def test_setname_without_the_cap_changes_silently_and_isupport_has_namelen(irc):
+    port = await irc()
+    alice = LineClient(*await open_client(port))
+    await alice.send(b"NICK alice\r\nUSER alice 0 * :alice\r\n")
+    await alice.expect("NAMELEN=150")
+    await alice.expect(" 422 alice ")
+    await alice.send(b"SETNAME :Quiet Change\r\n")
+    assert await whois_realname(alice, "alice") == "Quiet Change"
+    assert not any(" SETNAME " in line for line in alice.seen)
