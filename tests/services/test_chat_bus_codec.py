@@ -33,6 +33,7 @@ from sockhub.hub.events import (
     RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.store.bus_codec import decode, encode
 from sockhub.store.bus_redis import Entry, RedisBus, RedisTarget
@@ -61,6 +62,7 @@ SAMPLES: list[HubEvent] = [
     AccountChanged("alice", "alice-account", 13.5),
     AccountChanged("alice", None, 13.6),
     RealnameChanged("alice", "Alice Liddell", 14.5),
+    Wallops("admin", "rebooting soon", 15.5),
     Invited("#lobby", "bob", "alice", 14.5),
 ]
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from net import LineClient, irc_client, open_client
+from sockhub.passwords import hash_password
+
+OPER_HASH = hash_password("s3cret", log_n=10)
 
 
 @pytest.fixture
@@ -86,3 +89,52 @@ async def test_setname_without_the_cap_changes_silently_and_isupport_has_namelen
     await alice.send(b"SETNAME :Quiet Change\r\n")
     assert await whois_realname(alice, "alice") == "Quiet Change"
     assert not any(" SETNAME " in line for line in alice.seen)
+
+
+# WALLOPS ---------------------------------------------------------------------------
+
+
+async def test_wallops_reach_plus_w_users_and_the_sender_only(irc):
+    port = await irc(operators={"admin": OPER_HASH})
+    admin = await irc_client(port, "admin")
+    listener = await irc_client(port, "listener")
+    deaf = await irc_client(port, "deaf")
+    await listener.send(b"MODE listener +w\r\n")
+    assert (await listener.expect(" MODE listener ")).endswith("MODE listener +w")
+    await listener.send(b"MODE listener\r\n")
+    assert (await listener.expect(" 221 ")).endswith(" 221 listener :+w")
+    await deaf.send(b"MODE deaf +w-w\r\n")  # on and off again
+    await admin.send(b"OPER admin s3cret\r\n")
+    await admin.expect(" 381 admin ")
+    await admin.send(b"WALLOPS :server going down\r\n")
+    assert await admin.expect(" WALLOPS ") == (
+        ":admin!admin@127.0.0.1 WALLOPS :server going down")
+    assert await listener.expect(" WALLOPS ") == (
+        ":admin!admin@127.0.0.1 WALLOPS :server going down")
+    await deaf.send(b"PING :sync\r\n")
+    await deaf.expect("PONG")
+    await admin.send(b"PING :sync\r\n")
+    await admin.expect("PONG")  # the WALLOPS went out before this answer
+    assert not any("WALLOPS" in line for line in deaf.seen)
+    await listener.send(b"MODE listener -w\r\n")
+    await listener.expect(" MODE listener ")
+    await admin.send(b"WALLOPS :again\r\n")
+    await admin.expect(" WALLOPS ")
+    await listener.send(b"PING :sync\r\n")
+    await listener.expect("PONG")
+    assert sum("WALLOPS" in line for line in listener.seen) == 1
+
+
+async def test_wallops_from_a_non_operator_gets_481_and_reaches_no_one(irc):
+    port = await irc()
+    mallory = await irc_client(port, "mallory")
+    listener = await irc_client(port, "listener")
+    await listener.send(b"MODE listener +w\r\n")
+    await listener.expect(" MODE listener ")
+    await mallory.send(b"WALLOPS :fake alert\r\n")
+    assert " 481 mallory :Permission Denied" in await mallory.expect(" 481 ")
+    await mallory.send(b"WALLOPS\r\n")
+    assert " 461 mallory WALLOPS " in await mallory.expect(" 461 ")
+    await listener.send(b"PING :sync\r\n")
+    await listener.expect("PONG")
+    assert not any("WALLOPS" in line for line in listener.seen)

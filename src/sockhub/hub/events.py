@@ -220,6 +220,15 @@ class RealnameChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Wallops:
+    """A server operator's message to every user who asked for them (IRC WALLOPS)."""
+
+    nick: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class AccountChanged:
     """A user logged in to ``account`` (None: logged out); IRCv3 account-notify."""
 
@@ -254,4 +263,5 @@ HubEvent = (
     | Invited
     | AccountChanged
     | RealnameChanged
+    | Wallops
 )

@@ -47,6 +47,7 @@ from sockhub.hub.events import (
     RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.hub.model import Departed, HubError, Room, RoomState, User
 from sockhub.hub.modes import ModeBatch, full_mask
@@ -453,6 +454,12 @@ class Hub:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
         reason = clean_text(reason) or user.nick
         return victim, Quit(victim.nick, f"Killed ({user.nick} ({reason}))", now)
+
+    def wallops(self, user: User, text: str, now: float) -> Wallops:
+        """A server operator's WALLOPS (RFC 2812 §4.7); anyone else is refused."""
+        if not user.is_oper:
+            raise HubError("not_privileged", "only server operators may send WALLOPS")
+        return Wallops(user.nick, clean_text(text)[:TOPIC_MAX], now)
 
     def _member_room(self, user: User, room_name: str) -> Room:
         room = user.rooms.get(fold(room_name))

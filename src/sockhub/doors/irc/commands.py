@@ -50,6 +50,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "WHOIS": CommandSpec(queries.cmd_whois, 0),  # 431 ERR_NONICKNAMEGIVEN
     "WHOWAS": CommandSpec(queries.cmd_whowas, 0),  # 431 ERR_NONICKNAMEGIVEN
     "KILL": CommandSpec(queries.cmd_kill, 1),
+    "WALLOPS": CommandSpec(queries.cmd_wallops, 1),  # RFC 2812 §4.7
     "AWAY": CommandSpec(queries.cmd_away, 0),
     "ISON": CommandSpec(queries.cmd_ison, 1),
     "USERHOST": CommandSpec(queries.cmd_userhost, 1),

@@ -69,6 +69,7 @@ from sockhub.hub.events import (
     RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.hub.names import fold
 from sockhub.hub.sessions import acted_elsewhere
@@ -570,6 +571,9 @@ class IrcDoor(Protocol):
             assert isinstance(event, RealnameChanged)
             if "setname" in self.caps:  # IRCv3 setname: never to clients without it
                 self.send_from(self.source_of(event.nick), "SETNAME", event.realname)
+        elif kind is Wallops:
+            assert isinstance(event, Wallops)
+            self.send_from(self.source_of(event.nick), "WALLOPS", event.text)
         elif kind is Invited:
             assert isinstance(event, Invited)
             inviter = self.chat.find_user(event.by)

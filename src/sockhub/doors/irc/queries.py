@@ -242,6 +242,20 @@ def cmd_kill(door: IrcDoor, message: IrcMessage) -> None:
             door.hub_error("KILL", exc)
 
 
+def cmd_wallops(door: IrcDoor, message: IrcMessage) -> None:
+    """WALLOPS :text (RFC 2812 §4.7; Modern IRC): from server operators to
+    users with mode +w, echoed to the sender; anyone else gets 481."""
+    user = door.user
+    assert user is not None
+    try:
+        door.chat.wallops(user, message.params[0])
+    except HubError as exc:
+        if exc.code == "not_privileged":
+            door.reply(ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        else:
+            door.hub_error("WALLOPS", exc)
+
+
 # AWAY / ISON / USERHOST -------------------------------------------------------
 
 def cmd_away(door: IrcDoor, message: IrcMessage) -> None:

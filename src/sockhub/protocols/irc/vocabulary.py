@@ -201,8 +201,8 @@ SET_PARAM_MODES = {"l": "limit"}
 LETTERS = {
     flag: letter for letter, flag in {**FLAG_MODES, **PARAM_MODES, **SET_PARAM_MODES}.items()
 }
-#: User modes: invisible and IRC operator (RPL_MYINFO lists them).
-USER_MODES = "io"
+#: User modes: invisible, IRC operator, wallops (RPL_MYINFO lists them).
+USER_MODES = "iow"
 CHANNEL_MODES = "Cbiklmnopstv"
 
 
