@@ -138,3 +138,45 @@ async def test_wallops_from_a_non_operator_gets_481_and_reaches_no_one(irc):
     await listener.send(b"PING :sync\r\n")
     await listener.expect("PONG")
     assert not any("WALLOPS" in line for line in listener.seen)
+
+
+# Bot mode --------------------------------------------------------------------------
+
+
+async def test_a_plus_b_user_is_shown_as_a_bot_in_whois_who_and_message_tags(irc):
+    port = await irc()
+    bot = await capped(port, "beeper", "message-tags echo-message", "#room")
+    await bot.send(b"MODE beeper +B\r\n")
+    assert (await bot.expect(" MODE beeper ")).endswith("MODE beeper +B")
+    tagged = await capped(port, "tagged", "message-tags", "#room")
+    plain = await irc_client(port, "plain", "#room")
+    await plain.send(b"WHOIS beeper\r\n")
+    assert (await plain.expect(" 335 ")).endswith(" 335 plain beeper :is a bot on sockhub")
+    await plain.send(b"WHO #room\r\n")
+    assert " 352 plain #room beeper " in (who := await plain.expect(" 352 plain #room beeper "))
+    assert who.split()[8].startswith("HB")  # H, then the bot flag (before the @ prefix)
+    await bot.send(b"PRIVMSG #room :beep\r\nPRIVMSG tagged :boop\r\nTAGMSG #room\r\n")
+    echo = await bot.expect("PRIVMSG #room :beep")
+    assert echo.startswith("@") and "bot" in echo.split(" ", 1)[0][1:].split(";")
+    for needle in ("PRIVMSG #room :beep", "PRIVMSG tagged :boop", "TAGMSG #room"):
+        line = await tagged.expect(needle)
+        assert "bot" in line.split(" ", 1)[0][1:].split(";"), line
+    line = await plain.expect("PRIVMSG #room :beep")
+    assert not line.startswith("@")  # no message-tags: no tags at all
+    # -B: no longer a bot anywhere
+    await bot.send(b"MODE beeper -B\r\nPRIVMSG #room :human now\r\n")
+    line = await tagged.expect("PRIVMSG #room :human now")
+    assert "bot" not in line.split(" ", 1)[0][1:].split(";")
+    await plain.send(b"WHOIS beeper\r\n")
+    await plain.expect(" 318 plain beeper ")
+    assert sum(" 335 " in seen for seen in plain.seen) == 1
+
+
+async def test_isupport_advertises_the_bot_mode_and_004_lists_it(irc):
+    port = await irc()
+    client = LineClient(*await open_client(port))
+    await client.send(b"NICK someone\r\nUSER someone 0 * :someone\r\n")
+    assert (await client.expect(" 004 ")).split()[5] == "Biow"
+    await client.expect("BOT=B")
+    await client.send(b"MODE someone +X\r\n")
+    await client.expect(" 501 someone ")

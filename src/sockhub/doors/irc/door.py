@@ -611,8 +611,9 @@ class IrcDoor(Protocol):
             user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
             account = user.account if user is not None else None
+            bot = user is not None and user.bot
             data = render_event(event, source or self.source_of(actor), profile,
-                                realname=realname, account=account)
+                                realname=realname, account=account, bot=bot)
             cls._cache[profile] = data
         return data
 
@@ -623,14 +624,15 @@ class IrcDoor(Protocol):
         source = self.source_of(event.sender)
         sender = self.chat.find_user(event.sender)
         account = sender.account if sender is not None else None
+        bot = sender is not None and sender.bot
         if from_me and echo and to_me:
             # A message to oneself: the echo (the command's response, which a
             # label marks) and the delivery, which is not a response and so
             # goes out unlabeled (labeled-response; ergo does the same).
-            self.send(render_private(event, source, self.profile, account=account))
+            self.send(render_private(event, source, self.profile, account=account, bot=bot))
             _counts.messages_out += 1
         if to_me or (from_me and echo):
-            self.emit(render_private(event, source, self.profile, account=account))
+            self.emit(render_private(event, source, self.profile, account=account, bot=bot))
             _counts.messages_out += 1
 
     def _deliver_signal(self, event: Signal, me: User) -> None:
@@ -640,7 +642,9 @@ class IrcDoor(Protocol):
             return
         from_me = fold(event.sender) == me.key
         echo = "echo-message" in self.caps or acted_elsewhere(event, self)
-        data = render_signal(event, self.source_of(event.sender), self.profile)
+        sender = self.chat.find_user(event.sender)
+        data = render_signal(event, self.source_of(event.sender), self.profile,
+                             bot=sender is not None and sender.bot)
         if event.room is not None:
             if not from_me or echo:
                 self.emit(data)

@@ -161,6 +161,7 @@ def isupport_tokens(network: str) -> list[str]:
     )
     return [
         f"AWAYLEN={AWAY_MAX}",
+        f"BOT={BOT_MODE}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{ROOMS_PER_USER}",
         "CHANMODES=b,k,l,Cimnpst",
@@ -201,8 +202,10 @@ SET_PARAM_MODES = {"l": "limit"}
 LETTERS = {
     flag: letter for letter, flag in {**FLAG_MODES, **PARAM_MODES, **SET_PARAM_MODES}.items()
 }
-#: User modes: invisible, IRC operator, wallops (RPL_MYINFO lists them).
-USER_MODES = "iow"
+#: User modes: bot, invisible, IRC operator, wallops (RPL_MYINFO lists them).
+USER_MODES = "Biow"
+#: The bot user mode (IRCv3 bot-mode; ISUPPORT ``BOT``).
+BOT_MODE = "B"
 CHANNEL_MODES = "Cbiklmnopstv"
 
 
@@ -319,7 +322,7 @@ def irc_source(nick: str, username: str, address: str) -> str:
 
 def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
                meta: Iterable[tuple[str, str]] = (), account: str | None = None,
-               ) -> dict[str, str]:
+               bot: bool = False) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
@@ -329,6 +332,8 @@ def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
         if msgid is not None and msgid != "":
             tags["msgid"] = str(msgid)
         tags.update(meta)
+        if bot:  # IRCv3 bot-mode: the sender is +B
+            tags["bot"] = ""
     return tags
 
 
@@ -349,7 +354,7 @@ def render_text(
 
 
 def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "",
-                 account: str | None = None) -> bytes:
+                 account: str | None = None, bot: bool = False) -> bytes:
     """The wire lines every viewer with ``profile`` gets for a shared event.
 
     ``source`` is the acting user's ``nick!user@host`` as it was when the
@@ -357,7 +362,8 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
     account they are logged in to, if any.
     """
     if isinstance(event, Message):
-        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account)
+        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account,
+                          bot=bot)
         command = "NOTICE" if event.notice else "PRIVMSG"
         return render_text(command, source, event.room, event.text, action=event.action,
                            tags=tags)
@@ -415,14 +421,16 @@ def quit_reason(reason: str, *, voluntary: bool = True) -> str:
 
 
 def render_private(event: Private, source: str, profile: int, *,
-                   account: str | None = None) -> bytes:
-    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta, account=account)
+                   account: str | None = None, bot: bool = False) -> bytes:
+    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta, account=account,
+                      bot=bot)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
 
-def render_signal(event: Signal, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta)
+def render_signal(event: Signal, source: str, profile: int, *, bot: bool = False) -> bytes:
+    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta,
+                      bot=bot)
     return serialize("TAGMSG", (event.room or event.target or "*",), source=source, tags=tags)
 
 
