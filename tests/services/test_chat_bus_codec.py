@@ -30,8 +30,10 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.store.bus_codec import decode, encode
 from sockhub.store.bus_redis import Entry, RedisBus, RedisTarget
@@ -59,6 +61,8 @@ SAMPLES: list[HubEvent] = [
     AwayChanged("alice", None, 12.6),
     AccountChanged("alice", "alice-account", 13.5),
     AccountChanged("alice", None, 13.6),
+    RealnameChanged("alice", "Alice Liddell", 14.5),
+    Wallops("admin", "rebooting soon", 15.5),
     Invited("#lobby", "bob", "alice", 14.5),
 ]
 

@@ -39,7 +39,7 @@ def test_welcome_burst_in_order(net):
     welcome = replies[0]
     assert welcome.source == "irc.test"
     assert welcome.params == ("alice", "Welcome to the irc.test Network, alice!al@127.0.0.1")
-    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "io", "Cbiklmnopstv",
+    assert replies[3].params == ("alice", "irc.test", "sockhub-0.1.0", "Biow", "Cbiklmnopstv",
                                  "bklov")
     tokens = {}
     for message in replies[4:6]:

@@ -34,7 +34,9 @@ from sockhub.hub.events import (
     NickChanged,
     Parted,
     Private,
+    RealnameChanged,
     Signal,
+    Wallops,
 )
 from sockhub.hub.names import HISTORY_MAX, fold
 from sockhub.hub.sessions import acted_elsewhere, members_of
@@ -155,7 +157,8 @@ class LineDoor(LineProtocol):
 
     def deliver(self, event: HubEvent) -> None:
         kind = type(event)
-        if self._closing or kind is Signal or kind is AccountChanged:  # nothing to show
+        if self._closing or kind is Signal or kind is AccountChanged \
+                or kind is RealnameChanged or kind is Wallops:  # nothing to show
             return
         if kind is NickChanged and self.guard is not None and self.user is not None:
             assert isinstance(event, NickChanged)

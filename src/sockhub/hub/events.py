@@ -211,6 +211,24 @@ class AwayChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RealnameChanged:
+    """A user changed their real name (IRCv3 setname)."""
+
+    nick: str
+    realname: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wallops:
+    """A server operator's message to every user who asked for them (IRC WALLOPS)."""
+
+    nick: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class AccountChanged:
     """A user logged in to ``account`` (None: logged out); IRCv3 account-notify."""
 
@@ -244,4 +262,6 @@ HubEvent = (
     | AwayChanged
     | Invited
     | AccountChanged
+    | RealnameChanged
+    | Wallops
 )

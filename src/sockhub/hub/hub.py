@@ -44,14 +44,17 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.hub.model import Departed, HubError, Room, RoomState, User
 from sockhub.hub.modes import ModeBatch, full_mask
 from sockhub.hub.names import (
     AWAY_MAX,
     CTCP_DELIMITER,
+    REALNAME_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
     USERNAME_MAX,
@@ -414,6 +417,10 @@ class Hub:
             message = clean_text(message)[:AWAY_MAX]
         return AwayChanged(user.nick, message or None, now)
 
+    def set_realname(self, user: User, realname: str, now: float) -> RealnameChanged:
+        """``user``'s new real name, cleaned and cut to REALNAME_MAX (doors refuse worse)."""
+        return RealnameChanged(user.nick, clean_text(realname)[:REALNAME_MAX], now)
+
     def invite(self, user: User, target: str, room_name: str, now: float) -> Invited:
         other = self.find_user(target)
         if other is None:
@@ -447,6 +454,12 @@ class Hub:
             raise HubError("no_such_nick", f"no such nick: {target}", target=target)
         reason = clean_text(reason) or user.nick
         return victim, Quit(victim.nick, f"Killed ({user.nick} ({reason}))", now)
+
+    def wallops(self, user: User, text: str, now: float) -> Wallops:
+        """A server operator's WALLOPS (RFC 2812 §4.7); anyone else is refused."""
+        if not user.is_oper:
+            raise HubError("not_privileged", "only server operators may send WALLOPS")
+        return Wallops(user.nick, clean_text(text)[:TOPIC_MAX], now)
 
     def _member_room(self, user: User, room_name: str) -> Room:
         room = user.rooms.get(fold(room_name))

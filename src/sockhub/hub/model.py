@@ -52,6 +52,8 @@ class User:
     realname: str = ""
     is_oper: bool = False
     invisible: bool = False
+    wallops: bool = False  # IRC user mode +w: receives WALLOPS (RFC 2812 §4.7)
+    bot: bool = False  # IRC user mode +B: marked as a bot (IRCv3 bot-mode)
     secure: bool = False
     away: str | None = None
     account: str | None = None  # the account logged in to (docs/accounts.md)

@@ -33,6 +33,8 @@ TOPIC_MAX = 390  # fits in one IRC line with prefix and channel name
 USERNAME_MAX = 16
 #: Longest away message; longer ones are cut (IRC clients send what users type).
 AWAY_MAX = 200
+#: Longest real name (IRC's GECOS; ISUPPORT ``NAMELEN``).
+REALNAME_MAX = 150
 #: Longest room password (IRC's channel key); IRC clients send it as one word.
 PASSWORD_MAX = 32
 #: Largest member limit a room may be given.

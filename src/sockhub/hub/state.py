@@ -41,8 +41,10 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.hub.model import Departed, Registration, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
@@ -157,6 +159,10 @@ class HubState:
                 self._apply_away(event)
             case Invited():
                 self._apply_invited(event)
+            case RealnameChanged():
+                self._apply_realname(event)
+            case Wallops():
+                self._apply_wallops(event)
             case AccountChanged():
                 self._apply_account(event)
             case _:
@@ -299,6 +305,20 @@ class HubState:
             return
         user.away = event.message
         self._tell_with_neighbours(user, event)
+
+    def _apply_realname(self, event: RealnameChanged) -> None:
+        user = self.users.get(fold(event.nick))
+        if user is None:
+            return
+        user.realname = event.realname
+        self._tell_with_neighbours(user, event)
+
+    def _apply_wallops(self, event: Wallops) -> None:
+        """To every user with ``wallops`` (+w), and back to the sender as confirmation."""
+        sender = fold(event.nick)
+        for user in list(self.users.values()):
+            if user.wallops or user.key == sender:
+                deliver_safely(user.member, event)
 
     def _apply_account(self, event: AccountChanged) -> None:
         user = self.users.get(fold(event.nick))

@@ -606,6 +606,12 @@ class ChatService:
     def set_away(self, user: User, message: str | None) -> None:
         self._publish(self.hub.set_away(user, message, time.time()))
 
+    def set_realname(self, user: User, realname: str) -> None:
+        self._publish(self.hub.set_realname(user, realname, time.time()))
+
+    def wallops(self, user: User, text: str) -> None:
+        self._publish(self.hub.wallops(user, text, time.time()))
+
     def invite(self, user: User, target: str, room: str) -> Invited:
         event = self.hub.invite(user, target, room, time.time())
         self._publish(event)

@@ -57,6 +57,7 @@ from sockhub.protocols.irc.vocabulary import (
     KICKLEN,
     MAX_TARGETS,
     SERVER_TIME,
+    USER_MODES,
     event_tags,
     irc_host,
     irc_source,
@@ -437,7 +438,11 @@ def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
             user.invisible = on
         elif letter == "o" and not on and user.is_oper:
             door.chat.unoper(user)  # anyone may drop operator status; only OPER gives it
-        elif letter in "io":
+        elif letter == "B" and user.bot != on:
+            user.bot = on  # IRCv3 bot-mode
+        elif letter == "w" and user.wallops != on:
+            user.wallops = on  # RFC 2812 §3.1.5: receive WALLOPS
+        elif letter in USER_MODES:
             continue
         else:
             unknown = True
@@ -452,7 +457,8 @@ def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
 
 
 def user_modes(user: User) -> str:
-    return "+" + ("i" if user.invisible else "") + ("o" if user.is_oper else "")
+    return ("+" + ("B" if user.bot else "") + ("i" if user.invisible else "")
+            + ("o" if user.is_oper else "") + ("w" if user.wallops else ""))
 
 
 # PRIVMSG / NOTICE / TAGMSG ------------------------------------------------

@@ -31,6 +31,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "PONG": CommandSpec(registration.cmd_pong, 0, pre_reg=True, cost=0.0),
     "QUIT": CommandSpec(registration.cmd_quit, 0, pre_reg=True),
     "OPER": CommandSpec(registration.cmd_oper, 2),
+    "SETNAME": CommandSpec(registration.cmd_setname, 1),  # IRCv3 setname
     # Accounts (IRCv3 sasl, draft/account-registration; NickServ as Ergo answers it)
     "AUTHENTICATE": CommandSpec(accounts.cmd_authenticate, 1, pre_reg=True),
     "REGISTER": CommandSpec(accounts.cmd_register, 3, pre_reg=True),
@@ -57,6 +58,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "WHOIS": CommandSpec(queries.cmd_whois, 0),  # 431 ERR_NONICKNAMEGIVEN
     "WHOWAS": CommandSpec(queries.cmd_whowas, 0),  # 431 ERR_NONICKNAMEGIVEN
     "KILL": CommandSpec(queries.cmd_kill, 1),
+    "WALLOPS": CommandSpec(queries.cmd_wallops, 1),  # RFC 2812 §4.7
     "AWAY": CommandSpec(queries.cmd_away, 0),
     "ISON": CommandSpec(queries.cmd_ison, 1),
     "USERHOST": CommandSpec(queries.cmd_userhost, 1),

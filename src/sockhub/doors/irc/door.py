@@ -68,8 +68,10 @@ from sockhub.hub.events import (
     Parted,
     Private,
     Quit,
+    RealnameChanged,
     Signal,
     TopicChanged,
+    Wallops,
 )
 from sockhub.hub.names import fold
 from sockhub.hub.sessions import acted_elsewhere
@@ -570,6 +572,13 @@ class IrcDoor(Protocol):
             if "away-notify" in self.caps and fold(event.nick) != me.key:
                 params = (event.message,) if event.message else ()
                 self.send_from(self.source_of(event.nick), "AWAY", *params)
+        elif kind is RealnameChanged:
+            assert isinstance(event, RealnameChanged)
+            if "setname" in self.caps:  # IRCv3 setname: never to clients without it
+                self.send_from(self.source_of(event.nick), "SETNAME", event.realname)
+        elif kind is Wallops:
+            assert isinstance(event, Wallops)
+            self.send_from(self.source_of(event.nick), "WALLOPS", event.text)
         elif kind is Invited:
             assert isinstance(event, Invited)
             inviter = self.chat.find_user(event.by)
@@ -607,8 +616,9 @@ class IrcDoor(Protocol):
             user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
             account = user.account if user is not None else None
+            bot = user is not None and user.bot
             data = render_event(event, source or self.source_of(actor), profile,
-                                realname=realname, account=account)
+                                realname=realname, account=account, bot=bot)
             cls._cache[profile] = data
         return data
 
@@ -619,14 +629,15 @@ class IrcDoor(Protocol):
         source = self.source_of(event.sender)
         sender = self.chat.find_user(event.sender)
         account = sender.account if sender is not None else None
+        bot = sender is not None and sender.bot
         if from_me and echo and to_me:
             # A message to oneself: the echo (the command's response, which a
             # label marks) and the delivery, which is not a response and so
             # goes out unlabeled (labeled-response; ergo does the same).
-            self.send(render_private(event, source, self.profile, account=account))
+            self.send(render_private(event, source, self.profile, account=account, bot=bot))
             _counts.messages_out += 1
         if to_me or (from_me and echo):
-            self.emit(render_private(event, source, self.profile, account=account))
+            self.emit(render_private(event, source, self.profile, account=account, bot=bot))
             _counts.messages_out += 1
 
     def _deliver_signal(self, event: Signal, me: User) -> None:
@@ -636,7 +647,9 @@ class IrcDoor(Protocol):
             return
         from_me = fold(event.sender) == me.key
         echo = "echo-message" in self.caps or acted_elsewhere(event, self)
-        data = render_signal(event, self.source_of(event.sender), self.profile)
+        sender = self.chat.find_user(event.sender)
+        data = render_signal(event, self.source_of(event.sender), self.profile,
+                             bot=sender is not None and sender.bot)
         if event.room is not None:
             if not from_me or echo:
                 self.emit(data)

@@ -114,7 +114,8 @@ def cmd_who(door: IrcDoor, message: IrcMessage) -> None:
 
 
 def _who_reply(door: IrcDoor, user: User, room: Room | None, whox: tuple[str, str] | None) -> None:
-    flags = ("G" if user.away else "H") + ("*" if user.is_oper else "")
+    flags = (("G" if user.away else "H") + ("*" if user.is_oper else "")
+             + ("B" if user.bot else ""))  # IRCv3 bot-mode: the bot flag
     if room is not None:
         flags += member_prefix(door, room, user.key)
     channel = room.name if room is not None else "*"
@@ -175,6 +176,8 @@ def cmd_whois(door: IrcDoor, message: IrcMessage) -> None:
     for piece in split_utf8(" ".join(channels), 400) if channels else []:
         door.reply(RPL_WHOISCHANNELS, user.nick, piece.strip())
     door.reply(RPL_WHOISSERVER, user.nick, door.server_name, "sockhub chat hub")
+    if user.bot:  # 335 RPL_WHOISBOT (IRCv3 bot-mode)
+        door.reply("335", user.nick, f"is a bot on {door.chat.settings.line_name}")
     if user.is_oper:
         door.reply(RPL_WHOISOPERATOR, user.nick, "is an IRC operator")
     if user.away:
@@ -240,6 +243,20 @@ def cmd_kill(door: IrcDoor, message: IrcMessage) -> None:
             door.reply(ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
         else:
             door.hub_error("KILL", exc)
+
+
+def cmd_wallops(door: IrcDoor, message: IrcMessage) -> None:
+    """WALLOPS :text (RFC 2812 §4.7; Modern IRC): from server operators to
+    users with mode +w, echoed to the sender; anyone else gets 481."""
+    user = door.user
+    assert user is not None
+    try:
+        door.chat.wallops(user, message.params[0])
+    except HubError as exc:
+        if exc.code == "not_privileged":
+            door.reply(ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        else:
+            door.hub_error("WALLOPS", exc)
 
 
 # AWAY / ISON / USERHOST -------------------------------------------------------

@@ -48,6 +48,7 @@ from sockhub.protocols.irc.vocabulary import (
     parse_cap_request,
     quit_reason,
     sts_value,
+    valid_realname,
 )
 
 if TYPE_CHECKING:
@@ -154,6 +155,20 @@ def cmd_user(door: IrcDoor, message: IrcMessage) -> None:
     door.irc.reg.username = clean_username(username) or "user"
     door.irc.reg.realname = realname
     _try_register(door)
+
+
+def cmd_setname(door: IrcDoor, message: IrcMessage) -> None:
+    """IRCv3 setname: the hub tells the user and their neighbours, and the
+    door shows ``SETNAME`` to those with the capability (the originator's copy
+    confirms the change); without it the change is made silently, as the spec
+    asks of historic clients."""
+    user = door.user
+    assert user is not None
+    realname = message.params[0]
+    if not valid_realname(realname):
+        door.emit(door.line("FAIL", "SETNAME", "INVALID_REALNAME", "Realname is not valid"))
+        return
+    door.chat.set_realname(user, realname)
 
 
 def _try_register(door: IrcDoor) -> None:

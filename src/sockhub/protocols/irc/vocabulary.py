@@ -35,8 +35,10 @@ from sockhub.hub.names import (
     BANS_PER_ROOM,
     CONTROLS,
     HISTORY_MAX,
+    IRC_FORMATTING,
     NICK_MAX,
     PASSWORD_MAX,
+    REALNAME_MAX,
     ROOM_MAX,
     ROOMS_PER_USER,
     TOPIC_MAX,
@@ -56,6 +58,18 @@ def clean_username(name: str) -> str:
     """The user name from USER, without characters that break a hostmask or a
     terminal (control characters), cut to USERLEN."""
     return name.translate(_USERNAME_DROP)[:USERLEN]
+
+
+#: Longest real name SETNAME takes (ISUPPORT ``NAMELEN``, as Ergo and InspIRCd name it).
+NAMELEN = REALNAME_MAX
+_REALNAME_BAD = frozenset(CONTROLS) - frozenset(IRC_FORMATTING)
+
+
+def valid_realname(name: str) -> bool:
+    """Whether SETNAME may take ``name``: IRCv3 setname, "Servers MUST check the
+    realname for validity (taking length limits into consideration)": not empty,
+    at most NAMELEN characters, no control character but IRC formatting."""
+    return 0 < len(name) <= NAMELEN and not _REALNAME_BAD.intersection(name)
 
 
 # Capabilities -------------------------------------------------------------------
@@ -78,6 +92,7 @@ CAPABILITIES: tuple[str, ...] = (
     "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
     "userhost-in-names",
 )
 
@@ -149,6 +164,7 @@ def isupport_tokens(network: str) -> list[str]:
     )
     return [
         f"AWAYLEN={AWAY_MAX}",
+        f"BOT={BOT_MODE}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{ROOMS_PER_USER}",
         "CHANMODES=b,k,l,Cimnpst",
@@ -163,6 +179,7 @@ def isupport_tokens(network: str) -> list[str]:
         f"MONITOR={MONITOR_MAX}",
         "MSGREFTYPES=msgid,timestamp",
         f"NETWORK={network}",
+        f"NAMELEN={NAMELEN}",
         f"NICKLEN={NICK_MAX}",
         "PREFIX=(ov)@+",
         f"TARGMAX=JOIN:,NAMES:,PART:,WHOIS:1,{targets}",
@@ -189,8 +206,10 @@ SET_PARAM_MODES = {"l": "limit"}
 LETTERS = {
     flag: letter for letter, flag in {**FLAG_MODES, **PARAM_MODES, **SET_PARAM_MODES}.items()
 }
-#: User modes: invisible and IRC operator (RPL_MYINFO lists them).
-USER_MODES = "io"
+#: User modes: bot, invisible, IRC operator, wallops (RPL_MYINFO lists them).
+USER_MODES = "Biow"
+#: The bot user mode (IRCv3 bot-mode; ISUPPORT ``BOT``).
+BOT_MODE = "B"
 CHANNEL_MODES = "Cbiklmnopstv"
 
 
@@ -307,7 +326,7 @@ def irc_source(nick: str, username: str, address: str) -> str:
 
 def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
                meta: Iterable[tuple[str, str]] = (), account: str | None = None,
-               ) -> dict[str, str]:
+               bot: bool = False) -> dict[str, str]:
     tags: dict[str, str] = {}
     if profile & SERVER_TIME:
         tags["time"] = format_time(ts)
@@ -317,6 +336,8 @@ def event_tags(ts: float, profile: int, *, msgid: int | str | None = None,
         if msgid is not None and msgid != "":
             tags["msgid"] = str(msgid)
         tags.update(meta)
+        if bot:  # IRCv3 bot-mode: the sender is +B
+            tags["bot"] = ""
     return tags
 
 
@@ -337,7 +358,7 @@ def render_text(
 
 
 def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "",
-                 account: str | None = None) -> bytes:
+                 account: str | None = None, bot: bool = False) -> bytes:
     """The wire lines every viewer with ``profile`` gets for a shared event.
 
     ``source`` is the acting user's ``nick!user@host`` as it was when the
@@ -345,7 +366,8 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
     account they are logged in to, if any.
     """
     if isinstance(event, Message):
-        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account)
+        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account,
+                          bot=bot)
         command = "NOTICE" if event.notice else "PRIVMSG"
         return render_text(command, source, event.room, event.text, action=event.action,
                            tags=tags)
@@ -403,14 +425,16 @@ def quit_reason(reason: str, *, voluntary: bool = True) -> str:
 
 
 def render_private(event: Private, source: str, profile: int, *,
-                   account: str | None = None) -> bytes:
-    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta, account=account)
+                   account: str | None = None, bot: bool = False) -> bytes:
+    tags = event_tags(event.ts, profile, msgid=event.msgid, meta=event.meta, account=account,
+                      bot=bot)
     command = "NOTICE" if event.notice else "PRIVMSG"
     return render_text(command, source, event.target, event.text, action=event.action, tags=tags)
 
 
-def render_signal(event: Signal, source: str, profile: int) -> bytes:
-    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta)
+def render_signal(event: Signal, source: str, profile: int, *, bot: bool = False) -> bytes:
+    tags = event_tags(event.ts, profile | MESSAGE_TAGS, msgid=event.msgid, meta=event.meta,
+                      bot=bot)
     return serialize("TAGMSG", (event.room or event.target or "*",), source=source, tags=tags)
 
 
