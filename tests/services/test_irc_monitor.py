@@ -187,3 +187,17 @@ async def test_extended_monitor_tells_account_changes(irc):
     assert (await watcher.expect(" ACCOUNT ")).endswith(":bob!bob@127.0.0.1 ACCOUNT bob")
     await bob.send(b"NS LOGOUT\r\n")
     assert (await watcher.expect(" ACCOUNT ")).endswith(" ACCOUNT *")
+
+
+async def test_extended_monitor_tells_setname_to_watchers_with_the_cap(irc):
+    port = await irc()
+    watcher = await extended(port, "watcher", "extended-monitor setname")
+    plain = await extended(port, "plain", "extended-monitor")  # no setname: nothing
+    await between(watcher, "MONITOR + bob")
+    await between(plain, "MONITOR + bob")
+    bob = await extended(port, "bob", "setname")
+    await watcher.expect(" 730 ")
+    await bob.send(b"SETNAME :Bob Jones\r\n")
+    assert (await watcher.expect(" SETNAME ")).endswith(":bob!bob@127.0.0.1 SETNAME :Bob Jones")
+    got = await between(plain, "MONITOR S")
+    assert not any(" SETNAME " in line for line in got)

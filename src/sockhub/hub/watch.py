@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sockhub.hub.events import AccountChanged, AwayChanged, HubEvent, NickChanged, Quit
+from sockhub.hub.events import (
+    AccountChanged,
+    AwayChanged,
+    HubEvent,
+    NickChanged,
+    Quit,
+    RealnameChanged,
+)
 from sockhub.hub.names import fold
 
 
@@ -24,7 +31,7 @@ class Watcher(Protocol):
 
     def went_offline(self, nick: str) -> None: ...
 
-    def changed(self, event: AwayChanged | AccountChanged) -> None: ...
+    def changed(self, event: AwayChanged | AccountChanged | RealnameChanged) -> None: ...
 
 
 class Watchlist:
@@ -75,6 +82,6 @@ class Watchlist:
                 watcher.went_offline(event.old)
             for watcher in self._watchers(event.new):
                 watcher.came_online(event.new)
-        elif isinstance(event, AwayChanged | AccountChanged):
+        elif isinstance(event, AwayChanged | AccountChanged | RealnameChanged):
             for watcher in self._watchers(event.nick):
                 watcher.changed(event)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import ERR_ERRONEUSNICKNAME, IrcMessage
-from sockhub.hub.events import AccountChanged, AwayChanged
+from sockhub.hub.events import AccountChanged, AwayChanged, RealnameChanged
 from sockhub.hub.names import fold, nick_problem
 from sockhub.protocols.irc.vocabulary import MONITOR_MAX  # the index: clients x this, at most
 
@@ -56,13 +56,14 @@ class Monitor:
         self.door.reply(RPL_MONOFFLINE, nick)
         self.door.wake()
 
-    def changed(self, event: AwayChanged | AccountChanged) -> None:
+    def changed(self, event: AwayChanged | AccountChanged | RealnameChanged) -> None:
         """extended-monitor: the notification the watcher's caps ask for, unless it
         already had it through a shared room (the door's own ``deliver``)."""
         door, me = self.door, self.door.user
         if me is None or "extended-monitor" not in door.caps or fold(event.nick) == me.key:
             return
-        cap = "away-notify" if isinstance(event, AwayChanged) else "account-notify"
+        cap = ("away-notify" if isinstance(event, AwayChanged) else
+               "setname" if isinstance(event, RealnameChanged) else "account-notify")
         if cap not in door.caps:
             return
         them = door.chat.find_user(event.nick)
@@ -71,6 +72,8 @@ class Monitor:
         if isinstance(event, AwayChanged):
             params = (event.message,) if event.message else ()
             door.send_from(door.source_of(event.nick), "AWAY", *params)
+        elif isinstance(event, RealnameChanged):
+            door.send_from(door.source_of(event.nick), "SETNAME", event.realname)
         else:
             door.send_from(door.source_of(event.nick), "ACCOUNT", event.account or "*")
         door.wake()
