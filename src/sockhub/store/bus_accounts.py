@@ -26,13 +26,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.exceptions
-
 from sockhub.hub import HubError
 from sockhub.hub.names import fold
 from sockhub.protocols.scram import ScramCredentials
 from sockhub.store.accounts import AccountRecord
-from sockhub.store.bus_redis import DOWN, RedisTarget
+from sockhub.store.bus_redis import RedisHashStore, RedisTarget
 
 #: What a client is told when an account operation needs Redis and it is away.
 ACCOUNTS_DOWN = "the chat cluster's account store (Redis) is unreachable: try again shortly"
@@ -63,21 +61,13 @@ def _decode(raw: bytes | str) -> AccountRecord:
                          float(data["created"]))
 
 
-class RedisAccountStore:
+class RedisAccountStore(RedisHashStore):
     """The accounts of a cluster: :class:`~sockhub.store.accounts.AccountStore`'s methods."""
 
+    down = ACCOUNTS_DOWN
+
     def __init__(self, target: RedisTarget, *, prefix: str) -> None:
-        self.key = f"{prefix}:accounts"
-        self._sync = target.sync_client(timeout=0.5)
-
-    def close(self) -> None:
-        self._sync.close()
-
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self._sync, method)(*args)
-        except (*DOWN, redis.exceptions.RedisError) as exc:
-            raise HubError("bus_down", ACCOUNTS_DOWN) from exc
+        super().__init__(target, f"{prefix}:accounts")
 
     def get(self, name: str) -> AccountRecord | None:
         raw = self._call("hget", self.key, fold(name))

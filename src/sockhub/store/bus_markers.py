@@ -15,12 +15,7 @@ chat service turns into a clear refusal, never a hang.
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis.exceptions
-
-from sockhub.hub import HubError
-from sockhub.store.bus_redis import DOWN, RedisTarget
+from sockhub.store.bus_redis import RedisHashStore, RedisTarget
 
 #: What a client is told when a read marker needs Redis and it is away.
 MARKERS_DOWN = "the chat cluster's read markers (Redis) are unreachable: try again shortly"
@@ -36,21 +31,13 @@ return tonumber(cur)
 """
 
 
-class RedisMarkerStore:
+class RedisMarkerStore(RedisHashStore):
     """``read_marker`` and ``mark_read`` of :class:`~sockhub.store.history.ChatStore`, in Redis."""
 
+    down = MARKERS_DOWN
+
     def __init__(self, target: RedisTarget, *, prefix: str) -> None:
-        self.key = f"{prefix}:markers"
-        self._sync = target.sync_client(timeout=0.5)
-
-    def close(self) -> None:
-        self._sync.close()
-
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self._sync, method)(*args)
-        except (*DOWN, redis.exceptions.RedisError) as exc:
-            raise HubError("bus_down", MARKERS_DOWN) from exc
+        super().__init__(target, f"{prefix}:markers")
 
     def read_marker(self, account: str, target: str) -> int | None:
         """Up to when ``account`` read ``target`` (both folded); None: never."""

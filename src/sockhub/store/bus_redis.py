@@ -42,6 +42,7 @@ import redis.asyncio as aredis
 import redis.exceptions
 
 from sockhub import metrics
+from sockhub.hub import HubError
 from sockhub.hub.events import HubEvent, Message, Private
 from sockhub.store.bus_codec import decode, encode
 
@@ -132,6 +133,31 @@ class RedisTarget:
 
     def async_client(self) -> aredis.Redis:
         return aredis.Redis.from_url(self.url, **self.client_kwargs())
+
+
+class RedisHashStore:
+    """A store of the cluster's in one Redis hash, read and written synchronously.
+
+    Each call is one round trip with a 0.5 s socket timeout (as the nick
+    claims in ``store/presence.py``); Redis unreachable or refusing raises
+    HubError ``bus_down`` with ``down``, which the chat service tells the
+    client as it is (never a hang, never a wrong answer).
+    """
+
+    down = "the chat cluster's Redis is unreachable: try again shortly"
+
+    def __init__(self, target: RedisTarget, key: str) -> None:
+        self.key = key
+        self._sync = target.sync_client(timeout=0.5)
+
+    def close(self) -> None:
+        self._sync.close()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._sync, method)(*args)
+        except (*DOWN, redis.exceptions.RedisError) as exc:
+            raise HubError("bus_down", self.down) from exc
 
 
 class RedisBus:

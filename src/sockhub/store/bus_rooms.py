@@ -30,12 +30,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.exceptions
-
 from sockhub.hub import HubError
 from sockhub.hub.model import Registration
 from sockhub.hub.names import fold
-from sockhub.store.bus_redis import DOWN, RedisTarget
+from sockhub.store.bus_redis import RedisHashStore, RedisTarget
 
 #: What a client is told when a registered-room command needs Redis and it is away.
 ROOMS_DOWN = "the chat cluster's room registry (Redis) is unreachable: try again shortly"
@@ -90,22 +88,14 @@ def _split(value: bytes | str) -> tuple[int, Registration]:
     return int(version), decode(record)
 
 
-class RedisRoomStore:
+class RedisRoomStore(RedisHashStore):
     """The registered rooms of a cluster, read and changed atomically."""
 
+    down = ROOMS_DOWN
+
     def __init__(self, target: RedisTarget, *, prefix: str) -> None:
-        self.key = f"{prefix}:rooms"
+        super().__init__(target, f"{prefix}:rooms")
         self.version_key = f"{prefix}:rooms:version"
-        self._sync = target.sync_client(timeout=0.5)
-
-    def close(self) -> None:
-        self._sync.close()
-
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self._sync, method)(*args)
-        except (*DOWN, redis.exceptions.RedisError) as exc:
-            raise HubError("bus_down", ROOMS_DOWN) from exc
 
     def load(self) -> dict[str, tuple[int, Registration]]:
         """Every registered room: folded name → (version, registration)."""
