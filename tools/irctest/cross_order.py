@@ -9,9 +9,9 @@ assumes this never happens, and ``websocket.py`` tests fail now and then
 when it does. Nothing in IRC orders two connections' lines, and on loopback
 the kernel may hand the server B's bytes first. Measured at a447729
 (2,000 rounds, the 2-core VM): uvloop 928 (46%), ``--loop asyncio`` 11
-(0.55%); a WebSocket B under uvloop 68 (3.4%). Why uvloop reads B first so
-often is not known yet (next: the same against ngIRCd, and uvloop's order of
-I/O callbacks within one loop iteration).
+(0.55%); a WebSocket B under uvloop 68 (3.4%); ngIRCd 26.1 (C, the config of
+benchmarks/irc.py) 974 (49%). So it is not sockhub's: a fast server often
+reads B's bytes before A's, and irctest's synchronisation loses that race.
 """
 
 import socket
