@@ -295,3 +295,44 @@ async def test_the_page_reads_back_its_account_s_private_conversations(web):
     assert got["messages"][0]["id"] == sent["id"] and got["more"] is False
     await ws.close()
     bob.close()
+
+
+async def test_registering_on_the_page_hashes_off_the_loop(web, monkeypatch):
+    from test_accounts_offloop import Gates
+
+    from sockhub.services import accounts as accounts_module
+
+    hashing = Gates(monkeypatch, accounts_module, "hash_password")
+    started, release = hashing.arm()
+    port = (await web())["web"]
+    try:
+        registering = asyncio.create_task(
+            http(port, "POST", "/register", {"account": "alice", "password": "hunter22"}))
+        assert await asyncio.to_thread(started.wait, 5), "the hash never started"
+        # The loop is free meanwhile: another request is answered.
+        status, _, body = await http(port, "GET", "/session")
+        assert (status, body) == (200, {"account": None, "accounts": "open"})
+        assert not registering.done()
+        assert hashing.threads[0].startswith("sockhub-scrypt")
+    finally:
+        release.set()
+    status, headers, body = await registering
+    assert status == 200 and body == {"account": "alice"} and cookie_of(headers)
+
+
+async def test_a_password_change_elsewhere_ends_the_page_s_session(web):
+    ports = await web()
+    status, headers, _ = await http(ports["web"], "POST", "/register",
+                                    {"account": "alice", "password": "hunter22"})
+    assert status == 200
+    cookie = cookie_of(headers)
+    _, _, body = await http(ports["web"], "GET", "/session", headers={"Cookie": cookie})
+    assert body["account"] == "alice"
+    line = await chat_client(ports["chat"], "alice2")
+    await line.send("/identify alice hunter22")
+    await line.expect("logged in as alice")
+    await line.send("/password hunter22 correct-horse")
+    await line.expect("the password of alice is changed")
+    _, _, body = await http(ports["web"], "GET", "/session", headers={"Cookie": cookie})
+    assert body["account"] is None  # the old password's session is over
+    line.close()

@@ -196,8 +196,6 @@ class ChatApi(Protocol):
                                         then: Callable[[bool], None]) -> None:
         """The PASS check with a scrypt off the event loop; ``then`` gets the verdict."""
 
-    def oper(self, user: User, name: str, password: str) -> bool: ...
-
     def unoper(self, user: User) -> None:
         """``user`` drops their server-operator status (IRC ``MODE nick -o``)."""
 
@@ -275,18 +273,10 @@ class ChatApi(Protocol):
 
     # Accounts (docs/accounts.md; services/accounts.py) ---------------------------
 
-    def account_register(self, user: User | None, name: str, password: str, *,
-                         address: str) -> str:
-        """Register an account; an operator ``user`` is not held to the mode or the
-        hourly limit. Returns its name. Raises HubError (``account_*`` codes)."""
-
     def account_register_later(self, user: User | None, name: str, password: str, *,
                                address: str, then: Callable[[str | HubError], None]) -> None:
         """``account_register`` with the hashing off the event loop (the check
         threads); ``then`` gets the name, or the HubError saying why not, later."""
-
-    def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
-        """Check an account's password, slowed per address when wrong."""
 
     def account_identify_later(self, name: str, password: str, *, address: str,
                                then: Callable[[LoginResult], None]) -> None:
@@ -320,9 +310,6 @@ class ChatApi(Protocol):
 
     def log_out(self, user: User) -> None: ...
 
-    def account_set_password(self, user: User, password: str) -> None:
-        """Change the password of the account ``user`` is logged in to. Raises HubError."""
-
     def account_set_password_later(self, user: User, password: str, *,
                                    then: Callable[[HubError | None], None]) -> None:
         """``account_set_password`` off the event loop; ``then`` gets None or the error."""
@@ -333,9 +320,6 @@ class ChatApi(Protocol):
 
     def account_drop(self, user: User) -> None:
         """Drop the account ``user`` is logged in to; everyone in it is logged out."""
-
-    def account_reset(self, user: User, name: str, password: str) -> None:
-        """An operator sets another account's password. Raises HubError."""
 
     # Registered rooms (docs/accounts.md; services/rooms.py) ----------------------
     # Each raises HubError: account_needed, not_operator, not_founder,

@@ -658,14 +658,6 @@ class ChatService:
         if self.cluster is not None and not isinstance(user.member, RemoteMember):
             self.cluster.release(user.nick)
 
-    def oper(self, user: User, name: str, password: str) -> bool:
-        """Check operator credentials in constant time; mark the user on success."""
-        operators = self.settings.operators or {}
-        stored = operators.get(fold(name))
-        # Unknown names still cost a full scrypt, so timing does not tell them apart.
-        ok = verify_password(password, stored or _DUMMY_HASH) and stored is not None
-        return self._opered(user, name, ok)
-
     def oper_later(self, user: User, name: str, password: str, *,
                    then: Callable[[bool], None]) -> None:
         """:meth:`oper` with the scrypt on the accounts' check threads."""
@@ -853,12 +845,6 @@ class ChatService:
 
     # ChatApi: accounts (services/accounts.py) ----------------------------------
 
-    def account_register(self, user: User | None, name: str, password: str, *,
-                         address: str) -> str:
-        by_oper = user is not None and user.is_oper
-        return self.accounts.register(name, password, address=address, by_oper=by_oper,
-                                      now=time.monotonic())
-
     def account_register_later(self, user: User | None, name: str, password: str, *,
                                address: str, then: Callable[[str | HubError], None]) -> None:
         by_oper = user is not None and user.is_oper
@@ -867,13 +853,6 @@ class ChatService:
                                          now=time.monotonic, then=then)
         except HubError as exc:  # the cluster's accounts (Redis) unreachable
             then(exc)
-
-    def account_identify(self, name: str, password: str, *, address: str) -> LoginResult:
-        try:
-            return self.accounts.identify(name, password, address=address, now=time.monotonic())
-        except HubError as exc:  # the cluster's accounts (Redis) unreachable: said, not hidden
-            self.accounts.release(address)
-            return LoginResult(None, refusal=str(exc))
 
     def account_identify_later(self, name: str, password: str, *, address: str,
                                then: Callable[[LoginResult], None]) -> None:
@@ -923,18 +902,19 @@ class ChatService:
             self._publish(AccountChanged(user.nick, None, time.time()))
         user.account = None
 
-    def account_set_password(self, user: User, password: str) -> None:
-        if user.account is None:
-            raise HubError("account_needed", "log in to an account first")
-        self.accounts.set_password(user.account, password)
-        self.store.drop_sessions(fold(user.account))  # web logins end with the old password
-
     def account_set_password_later(self, user: User, password: str, *,
                                    then: Callable[[HubError | None], None]) -> None:
-        if user.account is None:
+        account = user.account
+        if account is None:
             then(HubError("account_needed", "log in to an account first"))
             return
-        self.accounts.set_password_later(user.account, password, then)
+
+        def done(error: HubError | None) -> None:
+            if error is None:
+                self.store.drop_sessions(fold(account))  # web logins end with the old password
+            then(error)
+
+        self.accounts.set_password_later(account, password, done)
 
     def account_drop(self, user: User) -> None:
         account = user.account
@@ -947,13 +927,6 @@ class ChatService:
             if other.account is not None and fold(other.account) == fold(account):
                 self.log_out(other)
 
-    def account_reset(self, user: User, name: str, password: str) -> None:
-        if not user.is_oper:
-            raise HubError("not_oper", "only operators reset passwords")
-        self.accounts.set_password(name, password)
-        self.store.drop_sessions(fold(name))
-        log.info("accounts: %s reset the password of %s", user.nick, name)
-
     def account_reset_later(self, user: User, name: str, password: str, *,
                             then: Callable[[HubError | None], None]) -> None:
         if not user.is_oper:
@@ -962,6 +935,7 @@ class ChatService:
 
         def done(error: HubError | None) -> None:
             if error is None:
+                self.store.drop_sessions(fold(name))
                 log.info("accounts: %s reset the password of %s", user.nick, name)
             then(error)
 

@@ -421,20 +421,27 @@ class WebDoor(Protocol):
             self._finish(json_reply(400, {"error": given}))
             return
         name, password = given
-        if path == "/register":
-            try:
-                account = chat.account_register(None, name, password, address=self.info.peer)
-            except HubError as exc:
-                status = 403 if exc.code in ("account_disabled", "account_limit") else 400
-                self._finish(json_reply(status, {"error": str(exc), "code": exc.code}))
-                return
-            self._logged_in(account)
-            return
-        # The password check (scrypt) runs off the loop; nothing else this
-        # connection sent is read until its answer is given (pipelining).
+        # The password's hash or check (scrypt) runs off the loop; nothing else
+        # this connection sent is read until its answer is given (pipelining).
         self._held = True
+        if path == "/register":
+            chat.account_register_later(None, name, password, address=self.info.peer,
+                                        then=self._registered)
+            return
         chat.account_identify_later(name, password, address=self.info.peer,
                                     then=self._identified)
+
+    def _registered(self, result: str | HubError) -> None:
+        """The registration's verdict, back on the loop."""
+        if self._closing or not self._held:  # hung up meanwhile: no session for no one
+            return
+        self._held = False
+        if isinstance(result, HubError):
+            status = 403 if result.code in ("account_disabled", "account_limit") else 400
+            self._finish(json_reply(status, {"error": str(result), "code": result.code}))
+        else:
+            self._logged_in(result)
+        self._resume()
 
     def _identified(self, result: LoginResult) -> None:
         """The login's verdict, back on the loop."""
