@@ -99,6 +99,15 @@ async def chat_client(port: int, nick: str, host: str = "127.0.0.1") -> LineClie
     return client
 
 
+async def registered(port: int, nick: str = "alice", password: str = "hunter22") -> None:
+    """Register account ``nick`` on the chat line door, then leave."""
+    client = await chat_client(port, nick)
+    await client.send(f"/register {password}")
+    await client.expect("you are logged in")
+    await client.send("/quit")
+    await client.expect_eof()
+
+
 class FirstLine:
     """An output callback that keeps what it is given until a whole line has come.
 

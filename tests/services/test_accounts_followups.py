@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from net import LineClient, chat_client, irc_client, open_client
+from net import LineClient, chat_client, irc_client, open_client, registered
 from sockhub.services import accounts as accounts_module
 
 
@@ -27,14 +27,6 @@ async def hub(serve, tmp_path):
         return line.ports[0], irc.ports[0]
 
     return start
-
-
-async def registered(port: int, nick: str = "alice", password: str = "hunter22") -> None:
-    client = await chat_client(port, nick)
-    await client.send(f"/register {password}")
-    await client.expect("you are logged in")
-    await client.send("/quit")
-    await client.expect_eof()
 
 
 async def began(started: threading.Event) -> bool:

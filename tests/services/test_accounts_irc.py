@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from net import LineClient, chat_client, irc_client, open_client
+from net import LineClient, irc_client, open_client, registered
 from scram_client import ScramClient
 
 
@@ -32,14 +32,6 @@ def auth(payload: bytes) -> bytes:
     return b"AUTHENTICATE " + base64.b64encode(payload) + b"\r\n"
 
 
-async def registered_on_line_door(port: int, nick: str, password: str) -> None:
-    client = await chat_client(port, nick)
-    await client.send(f"/register {password}")
-    await client.expect("you are logged in")
-    await client.send("/quit")
-    await client.expect_eof()
-
-
 async def sasl_start(port: int, nick: str, mechanism: str) -> LineClient:
     client = LineClient(*await open_client(port))
     await client.send(b"CAP LS 302\r\n")
@@ -54,7 +46,7 @@ async def sasl_start(port: int, nick: str, mechanism: str) -> LineClient:
 
 async def test_register_on_line_door_then_sasl_plain_on_irc(hub):
     line_port, irc_port = await hub()
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     watcher = await irc_client(irc_port, "watcher", "#lobby")
     await watcher.send(b"CAP REQ :account-tag extended-join\r\n")
     await watcher.expect(" ACK ")
@@ -80,7 +72,7 @@ async def test_register_on_line_door_then_sasl_plain_on_irc(hub):
 
 async def test_sasl_scram_sha_256(hub):
     line_port, irc_port = await hub()
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     alice = await sasl_start(irc_port, "alice", "SCRAM-SHA-256")
     await alice.expect("AUTHENTICATE +")
     scram = ScramClient("alice", "hunter22", nonce="clientnonce123")
@@ -99,7 +91,7 @@ async def test_sasl_scram_sha_256(hub):
 
 async def test_sasl_failures(hub):
     line_port, irc_port = await hub()
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     client = await sasl_start(irc_port, "alice", "EXTERNAL")
     assert (await client.expect(" 908 ")).endswith(
         " 908 * PLAIN,SCRAM-SHA-256 :are available SASL mechanisms")
@@ -209,7 +201,7 @@ async def test_nickserv_register_identify_and_account_notify(hub):
 
 async def test_owned_nick_taken_on_irc_is_renamed_after_the_grace_period(hub):
     line_port, irc_port = await hub(nick_grace=0.3)
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     mallory = await irc_client(irc_port, "alice")
     note = await mallory.expect("NOTICE alice")
     assert "belongs to account alice: /msg NickServ IDENTIFY password within 0.3" in note
@@ -231,7 +223,7 @@ async def test_scram_started_then_hung_up_frees_its_slot(hub):
     """A SCRAM exchange left half-way by a hang-up, or by CAP END, gives back its slot:
     else each one locks its address (and the owner behind it) out of logging in for good."""
     line_port, irc_port = await hub(account_max_pending_per_ip=1)
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     watcher = await irc_client(irc_port, "watcher", "#lobby")
     # Hung up in the middle of an exchange started after registration (sasl 3.2).
     mallory = await irc_client(irc_port, "mallory", "#lobby")
@@ -262,7 +254,7 @@ async def test_a_stalled_scram_exchange_holds_no_slot(hub):
     """Clients that start SCRAM and never send the proof, however many, do not keep the
     owner (here from the same address, the worst case) from logging in."""
     line_port, irc_port = await hub(account_max_pending_per_ip=1, account_max_pending=1)
-    await registered_on_line_door(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     stallers = []
     for n in (1, 2):
         staller = await irc_client(irc_port, f"staller{n}")

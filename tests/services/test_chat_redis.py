@@ -19,7 +19,7 @@ import redis
 import trustme
 from websockets.asyncio.client import connect
 
-from net import LineClient, chat_client, irc_client, open_client
+from net import LineClient, chat_client, irc_client, open_client, registered
 from proc import Served, run_sockhub, start_sockhub
 from redis_support import RedisServer
 from sockhub.hub.model import Registration
@@ -834,14 +834,6 @@ async def _logged_in(port: int, nick: str, account: str, password: str) -> LineC
     return client
 
 
-async def _register(port: int, nick: str, password: str) -> None:
-    client = await chat_client(port, nick)
-    await client.send(f"/register {password}")
-    await client.expect("you are logged in")
-    await client.send("/quit")
-    await client.expect_eof()
-
-
 async def _conversation(client: LineClient, peer: str) -> list[tuple[str, str]]:
     """CHATHISTORY LATEST of ``peer``: (msgid, what after the tags) of each line, oldest first."""
     await client.send(f"CHATHISTORY LATEST {peer} * 10\r\n".encode())
@@ -858,8 +850,8 @@ async def _conversation(client: LineClient, peer: str) -> list[tuple[str, str]]:
 async def test_private_messages_kept_for_accounts_have_one_id_and_history_everywhere(cluster):
     a = await cluster("a")
     b = await cluster("b")
-    await _register(a.ports["chat"], "alice", "hunter22")
-    await _register(b.ports["chat"], "bob", "swordfish9")
+    await registered(a.ports["chat"], "alice", "hunter22")
+    await registered(b.ports["chat"], "bob", "swordfish9")
     alice = await _logged_in(a.ports["irc"], "alice", "alice", "hunter22")
     bob = await _logged_in(b.ports["irc"], "bob", "bob", "swordfish9")
     await alice.send(b"JOIN #lobby\r\n")
@@ -898,7 +890,7 @@ async def test_private_messages_kept_for_accounts_have_one_id_and_history_everyw
 async def test_read_markers_move_on_every_node_and_redis_down_is_said(redis_server, cluster):
     a = await cluster("a")
     b = await cluster("b")
-    await _register(a.ports["chat"], "alice", "hunter22")
+    await registered(a.ports["chat"], "alice", "hunter22")
     talker = await chat_client(a.ports["chat"], "talker")
     laptop = await _logged_in(a.ports["irc"], "laptop", "alice", "hunter22")
     phone = await _logged_in(b.ports["irc"], "phone", "alice", "hunter22")
@@ -951,7 +943,7 @@ async def test_markers_unreadable_in_redis_still_replay_on_the_page_and_line_doo
     from test_web_accounts import cookie_of, http
 
     a = await cluster("a", "--web-port", "0", listeners=3)
-    await _register(a.ports["chat"], "alice", "hunter22")
+    await registered(a.ports["chat"], "alice", "hunter22")
     talker = await chat_client(a.ports["chat"], "talker")
     await talker.send("before the break")
     await talker.expect("<talker> before the break")

@@ -11,7 +11,7 @@ import base64
 
 import pytest
 
-from net import LineClient, chat_client, irc_client, open_client
+from net import LineClient, irc_client, open_client, registered
 
 
 @pytest.fixture
@@ -24,14 +24,6 @@ async def hub(serve, tmp_path):
         return line.ports[0], irc.ports[0]
 
     return start
-
-
-async def registered(port: int, nick: str = "alice", password: str = "hunter22") -> None:
-    client = await chat_client(port, nick)
-    await client.send(f"/register {password}")
-    await client.expect("you are logged in")
-    await client.send("/quit")
-    await client.expect_eof()
 
 
 async def sasl_client(port: int, nick: str = "alice", password: str = "hunter22",

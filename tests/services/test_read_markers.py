@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from net import LineClient, chat_client, irc_client, open_client
+from net import LineClient, chat_client, irc_client, open_client, registered
 from sockhub.store.history import SCHEMA_VERSION, ChatStore
 
 TIME = re.compile(r"@(?:\S*;)?time=([^; ]+)")
@@ -26,14 +26,6 @@ async def hub(serve, tmp_path):
         return line.ports[0], irc.ports[0]
 
     return start
-
-
-async def register(port: int, nick: str, password: str) -> None:
-    client = await chat_client(port, nick)
-    await client.send(f"/register {password}")
-    await client.expect("you are logged in")
-    await client.send("/quit")
-    await client.expect_eof()
 
 
 async def sasl_client(port: int, nick: str, password: str, caps: str) -> LineClient:
@@ -92,7 +84,7 @@ async def said(talker: LineClient, watcher: LineClient, *texts: str) -> list[str
 
 async def test_read_on_irc_then_the_line_door_shows_only_the_rest(hub):
     line_port, irc_port = await hub()
-    await register(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     talker = await chat_client(line_port, "talker")
     watcher = await irc_client(irc_port, "watcher")
     await watcher.send(b"CAP REQ server-time\r\nJOIN #lobby\r\n")
@@ -125,7 +117,7 @@ async def test_read_on_irc_then_the_line_door_shows_only_the_rest(hub):
 
 async def test_read_on_the_line_door_then_irc_starts_after_it(hub):
     line_port, irc_port = await hub()
-    await register(line_port, "alice", "hunter22")
+    await registered(line_port, "alice", "hunter22")
     talker = await chat_client(line_port, "talker")
     watcher = await irc_client(irc_port, "watcher")
     await watcher.send(b"CAP REQ server-time\r\nJOIN #lobby\r\n")
@@ -181,8 +173,8 @@ async def test_markread_errors_and_a_guest_s_own_markers(hub):
 
 async def test_private_conversations_follow_the_account_across_doors(hub):
     line_port, irc_port = await hub()
-    await register(line_port, "alice", "hunter22")
-    await register(line_port, "bob", "swordfish9")
+    await registered(line_port, "alice", "hunter22")
+    await registered(line_port, "bob", "swordfish9")
     alice = await sasl_client(irc_port, "alice", "hunter22",
                               "draft/chathistory batch server-time message-tags echo-message")
     bob = await identified_line(line_port, "bob", "swordfish9")
