@@ -15,7 +15,8 @@ page cache) from one process to another over 127.0.0.1:
   written by the client, to a file and to ``/dev/null`` (``-o -``).
 
 Times are wall clock for the whole command (process start and login
-included, about 0.2 s for the Python clients), best of ``--runs``. For the
+included, about 0.2 s for the Python clients), best of ``--runs`` rounds
+(each round times every contender once, after a ``sync``). For the
 sockhub rows the table also gives the CPU-seconds per GiB of that best run,
 on the server (its process, all threads, from /proc) and in the client
 (``RUSAGE_CHILDREN``), and for the pipes both ends together: on a shared
@@ -32,10 +33,12 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PY = sys.executable
@@ -171,26 +174,6 @@ def main() -> None:
         cpu: dict[str, tuple[float, float]] = {}
         gib = size / 1024**3
 
-        def best(name: str, run: object) -> None:
-            times = []
-            LAST_CPU.clear()
-            for _ in range(args.runs):
-                times.append(run())  # type: ignore[operator]
-            fastest = min(times)
-            results[name] = fastest
-            note = ""
-            if LAST_CPU:
-                server_s, client_s = LAST_CPU[times.index(fastest)]
-                cpu[name] = (server_s / gib, client_s / gib)
-                note = f", CPU s/GiB server {cpu[name][0]:.2f} client {cpu[name][1]:.2f}"
-            print(f"{name}: {size / fastest / 1e6:.0f} MB/s{note}", file=sys.stderr)
-
-        best("cat > /dev/null", lambda: timed(f"cat {source} > /dev/null", shell=True))
-        best("sha256 (one thread)", lambda: sha_time(source))
-        best("ncat pipe > /dev/null", lambda: pipe("ncat", source, "/dev/null"))
-        best("ncat pipe > file", lambda: pipe("ncat", source, str(work / "piped")))
-        best("socat pipe > file", lambda: pipe("socat", source, str(work / "piped")))
-
         def send(to: str = addr, server: int = pid) -> float:
             return timed([PY, "-m", "sockhub", "send", str(source), to, "--as", "f",
                           "--force", *common], server)
@@ -204,18 +187,56 @@ def main() -> None:
                 return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", "-", *common],
                              pid, stdout=null)
 
-        best("sockhub send (to the server's disk)", send)
+        contenders: dict[str, Callable[[], float]] = {
+            "cat > /dev/null": lambda: timed(f"cat {source} > /dev/null", shell=True),
+            "sha256 (one thread)": lambda: sha_time(source),
+            "ncat pipe > /dev/null": lambda: pipe("ncat", source, "/dev/null"),
+            "ncat pipe > file": lambda: pipe("ncat", source, str(work / "piped")),
+            "socat pipe > file": lambda: pipe("socat", source, str(work / "piped")),
+            "sockhub send (to the server's disk)": send,
+        }
         if other_addr is not None and other_pid is not None:
-            best(f"sockhub send, server from {args.other_src}",
-                 lambda: send(other_addr, other_pid))
-        best("sockhub get -o file", get_file)
-        best("sockhub get -o - > /dev/null", get_null)
+            contenders[f"sockhub send, server from {args.other_src}"] = (
+                lambda: send(other_addr, other_pid))
+        contenders["sockhub get -o file"] = get_file
+        contenders["sockhub get -o - > /dev/null"] = get_null
+        written = [work / "piped", work / "got"]  # a send replaces the stored "f" itself
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        runs_cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+        # Rounds, not one contender's runs in a row: each round times every
+        # contender once, so a change in the machine's state (other work, the
+        # kernel writing back dirty pages) falls on all of them alike. Before
+        # each run the files written so far are removed and the page cache's
+        # dirty pages are written out (``sync``, not timed): otherwise a run
+        # pays for the previous one's writeback, whoever came before.
+        for round_no in range(args.runs):
+            for name, run in contenders.items():
+                for path in written:
+                    path.unlink(missing_ok=True)
+                os.sync()
+                LAST_CPU.clear()
+                times[name].append(run())
+                runs_cpu[name].append(LAST_CPU[0] if LAST_CPU else (0.0, 0.0))
+            print(f"round {round_no + 1}: " + ", ".join(
+                f"{name} {size / times[name][-1] / 1e6:.0f} MB/s" for name in contenders),
+                file=sys.stderr)
+        for name in contenders:
+            fastest = min(times[name])
+            results[name] = fastest
+            if any(c != (0.0, 0.0) for c in runs_cpu[name]):
+                server_s, client_s = runs_cpu[name][times[name].index(fastest)]
+                cpu[name] = (server_s / gib, client_s / gib)
+        paired = sorted(p / s for p, s in zip(times["ncat pipe > file"],
+                                              times["sockhub send (to the server's disk)"],
+                                              strict=True))
         pipe_file = results["ncat pipe > file"]
         pipe_null = results["ncat pipe > /dev/null"]
         load_after = os.getloadavg()
         print(f"\n{args.size} MiB over 127.0.0.1, best of {args.runs}, server loop {args.loop}, "
               f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
-              f"{load_after[0]:.1f} after\n")
+              f"{load_after[0]:.1f} after; `sockhub send` over the ncat pipe > file, "
+              f"paired by round: median {statistics.median(paired):.2f}x "
+              f"(rounds: {', '.join(f'{r:.2f}x' for r in paired)})\n")
         print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null "
               "| server CPU s/GiB | client CPU s/GiB | both ends CPU s/GiB |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
