@@ -7,7 +7,9 @@ Per connection it enforces, from :class:`~sockhub.limits.Limits`:
   timeout. A read only sets a flag (reading the clock on every read cost
   ~0.5 µs of a ~8 µs echo round trip); a tick that finds the flag clear
   for a whole timeout closes the connection, so a client is closed after
-  between 1 and 1.25 timeouts of silence, never before. For a protocol
+  between 1 and 1.25 timeouts of silence, never before (with a quarter of
+  ``WHEEL_MIN_DELAY`` or more the ticks are on the server's timer wheel,
+  each up to ``WHEEL_TICK`` late). For a protocol
   with ``counts_messages`` (line services, the chat doors) the tick reads
   the protocol's own flag instead, set per complete line: a client
   trickling half a line is silent.
@@ -32,7 +34,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from sockhub.codec.lines import encode_line
-from sockhub.protocols.base import ConnectionInfo, FileRegion, Protocol
+from sockhub.engine.clock import WHEEL_MIN_DELAY
+from sockhub.protocols.base import ConnectionInfo, FileRegion, Protocol, Timer
 
 if TYPE_CHECKING:
     from sockhub.engine.server import StreamServer
@@ -92,7 +95,7 @@ class StreamConnection(asyncio.Protocol):
         self._lost = False
         self._active = False
         self._quiet_since = 0.0
-        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_handle: Timer | None = None
         self._write_handle: asyncio.TimerHandle | None = None
         self._close_handle: asyncio.TimerHandle | None = None
         self._writing_paused = False
@@ -154,10 +157,9 @@ class StreamConnection(asyncio.Protocol):
             )
         )
         if self.limits.idle_timeout is not None:
-            self._quiet_since = self.loop.time()
-            self._idle_handle = self.loop.call_later(
-                self.limits.idle_timeout / 4, self._idle_check
-            )
+            self._quiet_since = self.server.wheel.time()
+            self._idle_handle = self._later(self.limits.idle_timeout / 4,
+                                            StreamConnection._idle_check)
         self.flush()
 
     def data_received(self, data: bytes) -> None:
@@ -344,12 +346,19 @@ class StreamConnection(asyncio.Protocol):
         """Unix time, for timestamps users see."""
         return time.time()
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` in ``delay`` seconds, then write what it queued.
 
         Nothing runs once the connection is gone, so a protocol need not
-        cancel its timers on ``connection_lost``.
+        cancel its timers on ``connection_lost``. A long timer (a keep-alive
+        ping, a registration deadline: ``WHEEL_MIN_DELAY`` or more) goes on
+        the server's :class:`~sockhub.engine.clock.TimerWheel`, a few dozen
+        bytes instead of a loop timer's few hundred, and runs up to
+        ``WHEEL_TICK`` late, never early; a short one is a loop timer.
         """
+        if delay >= WHEEL_MIN_DELAY:
+            return self.server.wheel.call_later(delay, StreamConnection._run_timer, self,
+                                                callback)
         return self.loop.call_later(delay, self._run_timer, callback)
 
     def _run_timer(self, callback: Callable[[], None]) -> None:
@@ -453,7 +462,7 @@ class StreamConnection(asyncio.Protocol):
     def _idle_check(self) -> None:
         timeout = self.limits.idle_timeout
         assert timeout is not None
-        now = self.loop.time()
+        now = self.server.wheel.time()  # the loop's time (a test's, with a manual wheel)
         protocol = self.protocol
         if protocol is not None and protocol.counts_messages:
             active, protocol.active = protocol.active, False
@@ -471,7 +480,18 @@ class StreamConnection(asyncio.Protocol):
             )
             self.notify_close(f"idle for {timeout:g} seconds; closing")
             return
-        self._idle_handle = self.loop.call_later(timeout / 4, self._idle_check)
+        self._idle_handle = self._later(timeout / 4, StreamConnection._idle_check)
+
+    def _later(self, delay: float, method: Callable[[StreamConnection], None]) -> Timer:
+        """``method(self)`` in ``delay`` seconds: on the wheel if long (see :meth:`call_later`)."""
+        if delay >= WHEEL_MIN_DELAY:
+            return self.server.wheel.call_later(delay, _call, method, self)
+        return self.loop.call_later(delay, method, self)
+
+
+def _call(method: Callable[[StreamConnection], None], connection: StreamConnection) -> None:
+    """A wheel entry's call of one of the engine's own methods on its connection."""
+    method(connection)
 
 
 class _BufferedReads(asyncio.BufferedProtocol):

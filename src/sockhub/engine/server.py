@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from sockhub import metrics
 from sockhub.config import ServiceConfig
+from sockhub.engine.clock import TimerWheel
 from sockhub.engine.connection import StreamConnection, format_address
 from sockhub.engine.service import Listener, ServiceRuntime, ServiceSpec
 from sockhub.engine.tls import ReloadableTls
@@ -65,6 +66,7 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
+        self._wheel: TimerWheel | None = None
         self.tls: ReloadableTls | None = None
         #: Per-connection log lines (refusals, drops, idle timeouts) that a
         #: flood of connections could otherwise turn into a full disk.
@@ -134,6 +136,14 @@ class StreamServer:
             self.addresses.append(address)
             suffix = ", tls" if self.tls is not None else ""
             log.info("listening on %s (%s%s)", address, self.name, suffix)
+
+    @property
+    def wheel(self) -> TimerWheel:
+        """The long timers of this listener's connections, behind one loop timer (made on use)."""
+        if self._wheel is None:
+            loop = asyncio.get_running_loop()
+            self._wheel = TimerWheel(loop.time, loop.call_at)
+        return self._wheel
 
     def make_protocol(self) -> Protocol:
         if self.listener is not None:
@@ -208,6 +218,8 @@ class StreamServer:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._empty.wait(), 1.0)
+        if self._wheel is not None:
+            self._wheel.clear()  # the connections are gone: nothing of theirs runs
         if self.unix:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix)
