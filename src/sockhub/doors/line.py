@@ -23,7 +23,7 @@ from sockhub._version import __version__
 from sockhub.codec.lines import encode_line
 from sockhub.doors.api import OPER_ATTEMPTS, ChatApi, LoginResult
 from sockhub.doors.flood import FloodGuard, Verdict
-from sockhub.doors.owned import NickGuard, regain
+from sockhub.doors.owned import NickGuard, regain, watch_nick
 from sockhub.hub import HubError, User
 from sockhub.hub.events import (
     AccountChanged,
@@ -160,10 +160,10 @@ class LineDoor(LineProtocol):
         if self._closing or kind is Signal or kind is AccountChanged \
                 or kind is RealnameChanged or kind is Wallops:  # nothing to show
             return
-        if kind is NickChanged and self.guard is not None and self.user is not None:
+        if kind is NickChanged and self.user is not None:
             assert isinstance(event, NickChanged)
             if fold(event.new) == self.user.key:
-                self.guard.check(self.user)
+                self._watch_nick()
         if kind is Private:
             assert self.user is not None
             data = encode_line(render(event, self.user.nick))
@@ -331,9 +331,7 @@ class LineDoor(LineProtocol):
             self._reg_timer.cancel()
             self._reg_timer = None
         self.info_line(f"you are {user.nick}" + (f", logged in as {account}" if account else ""))
-        self.guard = NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD",
-                               busy=lambda: self._login_pending)
-        self.guard.check(user)
+        self._watch_nick()
         if user.rooms:  # joined this account's user, already present (multiclient)
             count = len(members_of(user.member))
             self.info_line(f"also connected elsewhere ({count} connections); in "
@@ -350,6 +348,15 @@ class LineDoor(LineProtocol):
     def _notice(self, text: str) -> None:
         self.info_line(text)
         self.wake()
+
+    def _watch_nick(self) -> None:
+        """This user holds a new nick: watch it if it is someone's (doors/owned.py)."""
+        assert self.user is not None
+        self.guard = watch_nick(self.guard, self.chat, self.user, self._nick_guard)
+
+    def _nick_guard(self) -> NickGuard:
+        return NickGuard(self.chat, self.clock, self._notice, "/identify PASSWORD",
+                         busy=lambda: self._login_pending)
 
     # Accounts (docs/accounts.md) ----------------------------------------------
 
@@ -437,8 +444,7 @@ class LineDoor(LineProtocol):
             return
         self.chat.log_out(self.user)
         self.info_line("you are logged out")
-        if self.guard is not None:
-            self.guard.check(self.user)
+        self._watch_nick()
 
     def _logged_in(self) -> str | None:
         assert self.user is not None

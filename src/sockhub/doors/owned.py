@@ -4,8 +4,9 @@ Anyone may take a free nick, but when it is an account's name and they are
 not logged in to that account, they are told to identify, and after
 ``nick_grace`` seconds (on the door's injected clock) still not, they are
 renamed to a guest nick, as Ergo's ``nick-reservation`` "timeout" method
-does. Every door keeps one :class:`NickGuard` per connection and calls
-:meth:`NickGuard.check` when its user arrives or changes nick.
+does. A door calls :func:`watch_nick` when its user arrives or changes nick;
+the connection's :class:`NickGuard` is made then, the first time its nick is
+someone else's (an idle client that never holds one costs none: issue 16).
 """
 
 from __future__ import annotations
@@ -48,11 +49,26 @@ def regain(chat: ChatApi, user: User, nick: str, *, ghost: bool = False) -> str:
             chat.drop_user(holder, f"GHOST command used by {user.nick}")
         else:
             chat.rename(holder, chat.guest_nick())
-            holder.barred.add(fold(nick))  # its door is told by the rename
+            holder.bar(nick)  # its door is told by the rename
     if ghost:
         return f"{nick} is free" if holder is not None else f"no one holds {nick}"
     chat.rename(user, nick)
     return f"you are {nick} again"
+
+
+def watch_nick(guard: NickGuard | None, chat: ChatApi, user: User,
+               make: Callable[[], NickGuard]) -> NickGuard | None:
+    """:meth:`NickGuard.check` ``user``'s nick, first making the guard (``make``) if it is needed.
+
+    Returns the connection's guard: still None while its nick was never
+    someone else's (nothing to watch: no timer to arm, none to cancel).
+    """
+    if guard is None:
+        if not NickGuard.needed(chat, user):
+            return None
+        guard = make()
+    guard.check(user)
+    return guard
 
 
 class NickGuard:
@@ -73,6 +89,14 @@ class NickGuard:
         self.chat, self.clock, self.tell, self.how = chat, clock, tell, how
         self.busy = busy
         self.timer: Timer | None = None
+
+    @staticmethod
+    def needed(chat: ChatApi, user: User) -> bool:
+        """Would :meth:`check` arm a timer for ``user``: their nick is an account's, not theirs."""
+        if chat.settings.nick_grace is None:
+            return False
+        owner = chat.account_owner(user.nick)
+        return owner is not None and not owns(user, owner)
 
     def check(self, user: User) -> None:
         """``user`` now holds their nick: warn and arm the timer if it is someone else's."""
@@ -100,7 +124,7 @@ class NickGuard:
             self.chat.rename(user, self.chat.guest_nick())
         except HubError:  # a guest nick taken in between: next time
             return
-        user.barred.add(fold(nick))  # not straight back for another grace period
+        user.bar(nick)  # not straight back for another grace period
         self.tell(f"you did not identify for {nick}; you are now {user.nick}")
 
     def cancel(self) -> None:

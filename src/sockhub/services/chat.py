@@ -894,7 +894,7 @@ class ChatService:
         if user.account != account and self.hub.find_user(user.nick) is user:
             self._publish(AccountChanged(user.nick, account, time.time()))
         user.account = account
-        user.barred.clear()
+        user.barred = frozenset()
         self.owned.arrived(user, list(user.rooms))  # ops in the rooms it holds them in
 
     def log_out(self, user: User) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from sockhub.codec.irc import IrcMessage, serialize
 from sockhub.doors.api import LoginResult
-from sockhub.doors.owned import NickGuard, regain
+from sockhub.doors.owned import NickGuard, regain, watch_nick
 from sockhub.hub import HubError, User
 from sockhub.hub.names import fold
 from sockhub.protocols.base import Timer
@@ -128,9 +128,7 @@ def after_registration(door: IrcDoor, user: User) -> None:
     if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
         _end(door)
         door.reply(ERR_SASLABORTED, "SASL authentication aborted")
-    state.guard = NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
-                            "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
-    state.guard.check(user)
+    nick_changed(door, user)
 
 
 def settling(door: IrcDoor) -> bool:
@@ -160,8 +158,16 @@ def connection_lost(door: IrcDoor) -> None:
 
 
 def nick_changed(door: IrcDoor, user: User) -> None:
-    if door.acct.guard is not None:
-        door.acct.guard.check(user)
+    """``user`` holds a new nick (or registered, or logged out): watch it if it is owned."""
+    state = door.acct
+    state.guard = watch_nick(state.guard, door.chat, user, lambda: _nick_guard(door))
+
+
+def _nick_guard(door: IrcDoor) -> NickGuard:
+    """The connection's NickGuard, made when its nick is first someone else's (owned.py)."""
+    state = door.acct
+    return NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
+                     "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
 
 
 # SASL ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Protocol as TypingProtocol
 from sockhub import metrics
 from sockhub.doors.api import ChatApi
 from sockhub.doors.flood import FloodGuard, Verdict
-from sockhub.doors.owned import NickGuard
+from sockhub.doors.owned import NickGuard, watch_nick
 from sockhub.hub import HubError, Member, Message, User
 from sockhub.hub.events import (
     HubEvent,
@@ -244,8 +244,7 @@ class JsonChat:
         self.user: User | None = None
         self._clock = clock
         #: Owned nicks (doors/owned.py): needs the door's clock for the grace period.
-        self.guard = (NickGuard(chat, clock, self._notice, "log in on the page")
-                      if clock is not None else None)
+        self.guard: NickGuard | None = None  # made when its nick is someone's (_watch_nick)
         self.closed = False
         settings = chat.settings
         self.flood = (FloodGuard(settings.flood_rate, settings.flood_burst, now)
@@ -350,6 +349,13 @@ class JsonChat:
             log.info("web: %s sent no hello in time; closed", self.address or "a client")
             self.close(CLOSE_POLICY, "no hello")
 
+    def _watch_nick(self, user: User) -> None:
+        """The user holds a new nick: watch it if it is someone's (doors/owned.py)."""
+        clock = self._clock
+        if clock is not None:  # owned nicks need the door's clock for the grace period
+            self.guard = watch_nick(self.guard, self.chat, user, lambda: NickGuard(
+                self.chat, clock, self._notice, "log in on the page"))
+
     def _notice(self, text: str) -> None:
         """A line from the server to this user (the owned-nick warning and rename)."""
         if not self.closed:
@@ -398,10 +404,10 @@ class JsonChat:
                 # Another connection of this person joined: the page gets what its
                 # own join would bring (as the IRC door's joined_elsewhere).
                 self._elsewhere(event.room)
-        if type(event) is NickChanged and self.guard is not None and self.user is not None:
+        if type(event) is NickChanged and self.user is not None:
             assert isinstance(event, NickChanged)
             if fold(event.new) == self.user.key:  # this user's new nick may be someone's
-                self.guard.check(self.user)
+                self._watch_nick(self.user)
 
     # Handlers -----------------------------------------------------------------
 
@@ -432,8 +438,7 @@ class JsonChat:
                      "limits": {"text": MESSAGE_MAX, "frame": FRAME_MAX},
                      "rooms": [room.name for room in self.user.rooms.values()],
                      "account": self.account, "accounts": self.chat.settings.accounts})
-        if self.guard is not None:
-            self.guard.check(user)
+        self._watch_nick(user)
         if attached:
             self._re = None  # what follows answers no message of the page's
             for room in list(user.rooms.values()):
