@@ -29,6 +29,7 @@ import contextlib
 import functools
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -118,7 +119,9 @@ class StreamConnection(asyncio.Protocol):
         self.peer = format_address(peername)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            self.peer_ip = peername[0]
+            # Interned: connections from one address share the string (a
+            # NAT, a load test); it goes with the last of them.
+            self.peer_ip = sys.intern(peername[0])
             # Nagle + delayed ACK adds up to ~40 ms to small request/response
             # exchanges; asyncio usually sets this already, uvloop too, but
             # it is cheap to be sure.
@@ -149,7 +152,7 @@ class StreamConnection(asyncio.Protocol):
         protocol.connection_made(
             ConnectionInfo(
                 peer=self.peer,
-                local=format_address(transport.get_extra_info("sockname")),
+                local=sys.intern(format_address(transport.get_extra_info("sockname"))),
                 transport=self.server.transport_name,
                 service=self.server.name,
                 limits=self.limits,

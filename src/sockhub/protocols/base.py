@@ -47,7 +47,7 @@ from sockhub.limits import Limits
 Address = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionInfo:
     """What a protocol may know about its connection.
 

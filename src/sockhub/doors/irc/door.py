@@ -166,8 +166,9 @@ class IrcDoor(Protocol):
         self._lost_reason = "Connection closed"
         self.oper_failures = 0
         self.acct = AccountState()
-        #: Read markers of a user without an account: this connection's (readmarker.py).
-        self.markers: dict[str, int] = {}
+        #: Read markers of a user without an account: this connection's (readmarker.py),
+        #: made on first use.
+        self.markers: dict[str, int] | None = None
         #: MONITOR's list, made on first use (monitor.py).
         self.monitor: Monitor | None = None
         # hold(): a command waits for a scrypt; no more commands are taken meanwhile.

@@ -49,7 +49,8 @@ def marker_of(door: IrcDoor, target: str) -> int | None:
     user = door.user
     if user is not None and user.account is not None:
         return door.chat.read_marker(user, target)
-    return door.markers.get(fold(target))
+    markers = door.markers
+    return markers.get(fold(target)) if markers is not None else None
 
 
 def send_marker(door: IrcDoor, target: str, ms: int | None = None) -> None:
@@ -97,8 +98,11 @@ def cmd_markread(door: IrcDoor, message: IrcMessage) -> None:
         assert stored is not None
     else:
         key = fold(target)
-        stored = max(ms, door.markers.pop(key, ms))
-        if len(door.markers) >= LOCAL_MAX:
-            del door.markers[next(iter(door.markers))]
-        door.markers[key] = stored
+        markers = door.markers
+        if markers is None:
+            markers = door.markers = {}
+        stored = max(ms, markers.pop(key, ms))
+        if len(markers) >= LOCAL_MAX:
+            del markers[next(iter(markers))]
+        markers[key] = stored
     send_marker(door, target, stored)

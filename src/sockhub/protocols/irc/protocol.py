@@ -76,7 +76,7 @@ class IrcState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass
+@dataclass(slots=True)
 class Registration:
     """What a client has said before registration (RFC 2812 §3.1, Modern IRC).
 
