@@ -18,6 +18,10 @@ def test_an_upgraded_connection_drops_its_http_parser_and_still_chats(service): 
     assert isinstance(browser.response, Response) and browser.response.status_code == 101
     door = browser.door
     assert door.http is None and door._request is None
+    # What only the handshake read is gone too: the Origin list, the subprotocols,
+    # the chooser bound to the protocol.
+    assert door.ws.origins is None and door.ws.available_subprotocols is None
+    assert "select_subprotocol" not in vars(door.ws)
     browser.send({"type": "hello", "version": 1, "nick": "ann"})
     [welcome] = browser.objects()
     assert welcome["type"] == "welcome" and welcome["nick"] == "ann"

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import h11
+from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
 from websockets.protocol import State
@@ -118,6 +119,9 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
     return Frame(opcode, data).serialize(mask=False)
 
 
+#: What an upgraded connection's parsed handshake keeps as its headers: one
+#: empty Headers for all (nothing reads them again; never added to).
+_NO_HEADERS = Headers()
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
@@ -540,7 +544,12 @@ class WebDoor(Protocol):
         # A refused handshake keeps them: it is closing anyway.
         self._request = None
         parsed[0].headers.clear()
+        parsed[0].headers, parsed[0].path = _NO_HEADERS, ""  # the Headers' own dict and list
         self.http = None  # h11's state: ~1 KiB
+        # And what only accept() reads: the Origin list, the subprotocols, and the
+        # chooser bound to this protocol (~300 B).
+        ws.origins = ws.available_subprotocols = None
+        vars(ws).pop("select_subprotocol", None)
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
         self._last_seen = now
