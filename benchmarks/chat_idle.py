@@ -69,12 +69,14 @@ class Meter:
             self.server.stop()  # before N departures, which nobody measures
 
 
-def start(kind: str, workdir: str, cpus: set[int] | None) -> tuple[Server, int]:
+def start(kind: str, workdir: str, cpus: set[int] | None,
+          loop: str = "uvloop") -> tuple[Server, int]:
     listener = KINDS[kind][1]
     if listener is None:
         return irc.start(kind, workdir, cpus)
     return start_sockhub(workdir, cpus, listener=listener,
-                         extra=["--irc-port", "0", "--web-port", "0", *LIMITS_OFF])
+                         extra=["--irc-port", "0", "--web-port", "0", *LIMITS_OFF,
+                                "--loop", loop])
 
 
 def one(kind: str, clients: int, args: argparse.Namespace,
@@ -83,7 +85,7 @@ def one(kind: str, clients: int, args: argparse.Namespace,
     mode, _, room = KINDS[kind]
     wait_for_quiet(args.quiet_wait)
     with tempfile.TemporaryDirectory(prefix=f"sockhub-idle-{kind}-") as workdir:
-        server, port = start(kind, workdir, cpus)
+        server, port = start(kind, workdir, cpus, args.loop)
         with server:
             wait_for_idle(server.pid)
             base = memory_kib(server.pid)
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=None, help="load client processes")
     parser.add_argument("--quiet-wait", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="sockhub's event loop (default uvloop)")
     args = parser.parse_args(argv)
     kinds = [k for k in args.only.split(",") if k]
     if any(k not in KINDS for k in kinds):
