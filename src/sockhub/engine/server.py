@@ -66,6 +66,8 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._empty = asyncio.Event()
         self._dirty: set[StreamConnection] = set()
+        #: :meth:`schedule_flush`, bound once: each connection's ``wake`` binds it to itself.
+        self.flush_soon = self.schedule_flush
         self._wheel: TimerWheel | None = None
         self.tls: ReloadableTls | None = None
         #: Per-connection log lines (refusals, drops, idle timeouts) that a
