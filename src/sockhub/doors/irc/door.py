@@ -31,6 +31,7 @@ registration within ``registration_timeout``.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
@@ -183,7 +184,9 @@ class IrcDoor(Protocol):
     def connection_made(self, info: ConnectionInfo) -> None:
         super().connection_made(info)
         peer = info.peer
-        self.host = irc_host(peer.rpartition(":")[0].strip("[]") if ":" in peer else "")
+        # Interned: the clients of one address share it (issue 16: idle memory).
+        self.host = sys.intern(irc_host(peer.rpartition(":")[0].strip("[]") if ":" in peer
+                                        else ""))
         now = self.clock.time()
         self._last_seen = now
         self.irc.penalty_at = now

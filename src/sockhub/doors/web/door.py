@@ -44,6 +44,7 @@ does not read is the engine's to drop (``write_buffer_max``).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -567,7 +568,7 @@ class WebDoor(Protocol):
 
     def _start_json(self, account: str | None = None) -> None:
         peer = self.info.peer
-        address = peer.rpartition(":")[0].strip("[]") if ":" in peer else ""
+        address = sys.intern(peer.rpartition(":")[0].strip("[]") if ":" in peer else "")
         self.json = JsonChat(self.chat, self, address=address,
                              secure=self.info.transport == "tls", now=self.clock.time(),
                              account=account, clock=self.clock)
