@@ -79,7 +79,9 @@ class Clock(TypingProtocol):
     ``time()`` is monotonic seconds, for intervals and timers; ``wall()`` is
     Unix seconds, for timestamps users see. ``call_later(delay, callback)`` runs
     ``callback`` once, after which the engine writes whatever it queued and
-    closes if it asked to; timers of a closed connection never run.
+    closes if it asked to; timers of a closed connection never run. The
+    engine's runs a timer of 10 s or more on a coarse wheel: up to a second
+    late, never early (``engine/clock.py``).
     """
 
     def time(self) -> float: ...
