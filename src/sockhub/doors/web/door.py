@@ -262,6 +262,7 @@ class WebDoor(Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._busy = True  # the client read: its output drained (_ping_check)
         if self._backlog is not None:
             self._backlog.cancel()
         self._continue_http()
