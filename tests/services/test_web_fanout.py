@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
@@ -41,15 +42,16 @@ class Browser:
     """One WebDoor and the websockets client protocol that reads it; counts its wake-ups."""
 
     def __init__(self, service: ChatService, clock: ManualClock, nick: str | None = None,
-                 *rooms: str, subprotocol: str | None = None) -> None:
+                 *rooms: str, subprotocol: str | None = None, deflate: bool = False) -> None:
         self.door = door = WebDoor(service)
         door.clock = clock
         self.wakes = 0
         door.wake = self._woken
         door.connection_made(ConnectionInfo(peer="127.0.0.1:5555", local="test",
                                             transport="tcp"))
-        self.client = ClientProtocol(parse_uri("ws://test/ws"),
-                                     subprotocols=[subprotocol] if subprotocol else None)
+        self.client = ClientProtocol(
+            parse_uri("ws://test/ws"), subprotocols=[subprotocol] if subprotocol else None,
+            extensions=[ClientPerMessageDeflateFactory()] if deflate else None)
         self.client.send_request(self.client.connect())
         self.feed()
         self.frames()  # the handshake's answer
@@ -136,6 +138,20 @@ def test_a_room_message_is_framed_once_and_the_same_bytes_reach_every_browser(se
         ("message", "alice", "<b>hi</b> \x01"), ("message", "alice", "second")]
     assert [m["text"] for m in alice.objects() if m["type"] == "message"] == [
         "<b>hi</b> \x01", "second"]
+
+
+def test_permessage_deflate_is_not_negotiated_so_frames_can_be_shared(service):
+    # A compressed frame would depend on each connection's compression context.
+    clock = ManualClock()
+    alice = Browser(service, clock, "alice", "#r", deflate=True)
+    bob = Browser(service, clock, "bob", "#r", deflate=True)
+    assert alice.client.extensions == [] and bob.client.extensions == []
+    alice.frames()
+    bob.frames()
+    alice.send({"type": "say", "room": "#r", "text": "plain"})
+    [mine], [theirs] = alice.raw(), bob.raw()
+    assert mine is theirs and mine[0] & 0x70 == 0  # no RSV1: not compressed
+    assert json.loads(bob.frames([theirs])[0].data)["text"] == "plain"
 
 
 def test_one_wake_a_turn_however_many_messages_it_brings(service):

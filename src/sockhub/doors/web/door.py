@@ -32,13 +32,16 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
 
 Outgoing frames are built here (no extension is negotiated, so a server
 frame is the same bytes for every client): a hub event rendered once is
-framed once and the bytes shared by every browser it reaches.
+framed once and the bytes shared by every browser it reaches; only the
+first frame of a loop turn wakes the engine (:meth:`WebDoor.push_text`).
 
 Keep-alive: after ``web_ping_interval`` seconds without a frame from the
 client the door pings; with nothing back within ``web_ping_timeout``, it
-closes with 1001 ``ping timeout``. A graceful stop sends every client
-1001 ``server shutting down`` (:meth:`closing_notice`). A client that
-does not read is the engine's to drop (``write_buffer_max``).
+closes with 1001 ``ping timeout`` -- unless the client is busy receiving
+(:meth:`WebDoor._ping_check`): its pong may be queued behind our output.
+A graceful stop sends every client 1001 ``server shutting down``
+(:meth:`closing_notice`). A client that does not read is the engine's to
+drop (``write_timeout``, ``write_buffer_max``).
 """
 
 from __future__ import annotations
