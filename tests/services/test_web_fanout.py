@@ -156,7 +156,7 @@ def test_permessage_deflate_is_not_negotiated_so_frames_can_be_shared(service):
 
 def test_one_wake_a_turn_however_many_messages_it_brings(service):
     clock = ManualClock()
-    alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
+    _alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
     bob.frames()
     bob.wakes = 0
     user = service.find_user("alice")

@@ -403,8 +403,8 @@ async def test_a_client_busy_receiving_is_not_closed_for_a_pong_it_has_not_sent(
     sent = 0
     while loop.time() < end:
         await alice.send(f"tick {sent}")
-        frame = await until(lambda f: f.opcode is Opcode.CLOSE
-                            or f'"text":"tick {sent}"'.encode() in f.data)
+        tick = f'"text":"tick {sent}"'.encode()
+        frame = await until(lambda f, tick=tick: f.opcode is Opcode.CLOSE or tick in f.data)
         assert frame.opcode is not Opcode.CLOSE, frame
         sent += 1
     assert pings == 1  # pinged once, never answered, and still here
