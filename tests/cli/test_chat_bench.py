@@ -25,6 +25,7 @@ from sockhub.client.chatbench.plan import (
 )
 from sockhub.client.chatbench.receiver import Counts, Receiver, Tally
 from sockhub.client.chatbench.result import ChatBenchResult
+from sockhub.client.chatbench.worker import SETTLE, WorkerOptions, settle_seconds
 from sockhub.doors.web.chat_json import dumps, event_object
 from sockhub.hub import Message
 
@@ -556,3 +557,17 @@ def test_a_paced_run_that_fell_behind_says_so():
     assert late.ok  # nothing lost: a correct run, just not at the pace asked
     assert json.loads(late.to_json())["kept_pace"] is False
     assert _result(rate=None, seconds=50.0).kept_pace  # closed loop: no pace to keep
+
+
+def test_the_patience_for_silence_grows_with_what_one_turn_can_fan_out():
+    # Issue 16: at N=2000, window 128, a server fanned out a whole batch in one
+    # loop turn (seconds on a loaded machine) and the load gave up at 2 s.
+    def settle(clients: int, messages: int, window: int, rate: float | None = None) -> float:
+        plan = Plan(clients=clients, senders=10, messages=messages, mode="ws", url="ws://h/ws")
+        return settle_seconds(plan, WorkerOptions("h", 1, window, rate, 0.0, 1))
+
+    assert settle(10, 1000, 1) == SETTLE
+    assert settle(100, 100, 128) == SETTLE  # 100,000 outstanding: half a second
+    assert settle(2000, 50, 128) == pytest.approx(5.0)  # 1,000,000 outstanding
+    assert settle(2000, 1000, 128) == pytest.approx(12.8)
+    assert settle(500, 100, 1, rate=0.5) == 6.0  # paced: three intervals
