@@ -251,8 +251,8 @@ def _message_id(msg: JsonObject) -> str | int | float | None:
 class JsonChat:
     """One browser user of the chat hub, speaking JSON chat v1 (a hub ``Member``)."""
 
-    __slots__ = ("_clock", "_re", "account", "address", "chat", "closed", "flood", "guard",
-                 "peer", "secure", "user")
+    __slots__ = ("_clock", "_push", "_re", "account", "address", "chat", "closed", "flood",
+                 "guard", "peer", "secure", "user")
 
     #: Its messages are counted under this door in ``GET /metrics``.
     metrics_door: ClassVar[str] = "web"
@@ -263,12 +263,16 @@ class JsonChat:
     # The last event rendered and its text, shared by every browser it goes to.
     _cache_event: ClassVar[object] = None
     _cache_text: ClassVar[str | None] = None
+    # The same for the last room message alone: the per-recipient path tests one identity.
+    _shared_message: ClassVar[object] = None
+    _shared_text: ClassVar[str] = ""
 
     def __init__(self, chat: ChatApi, peer: JsonPeer, *, address: str = "",
                  secure: bool = False, now: float = 0.0, account: str | None = None,
                  clock: Clock | None = None) -> None:
         self.chat = chat
         self.peer = peer
+        self._push = peer.push_text  # bound once: the fan-out calls it per recipient
         self.address = address
         self.secure = secure
         #: The account of the page's login cookie (session.py), logged in at ``hello``.
@@ -405,13 +409,12 @@ class JsonChat:
         """Show a hub event; a failure costs this browser, never the hub's delivery to the rest."""
         if self.closed:
             return
-        text = JsonChat._cache_text
         try:  # free in 3.11 unless raised
-            if event is JsonChat._cache_event and type(event) is Message and text is not None:
+            if event is JsonChat._shared_message:
                 # The per-recipient path of a room's fan-out: the text rendered for
                 # the first browser, pushed as is (a message needs nothing else).
                 _counts.messages_out += 1
-                self.peer.push_text(text)
+                self._push(JsonChat._shared_text)
                 return
             self._deliver(event)
         except Exception:
@@ -426,6 +429,7 @@ class JsonChat:
             if type(event) is Message:
                 assert isinstance(event, Message)
                 text = message_json(event)
+                JsonChat._shared_message, JsonChat._shared_text = event, text
             else:
                 obj = event_object(event)
                 text = dumps(obj) if obj is not None else None
