@@ -12,7 +12,7 @@ which drifts in load affect less than a ratio of two separate medians.
 Server A runs with ``PYTHONPATH=--base-src`` (the other revision), server B
 from this tree (or ``--other-src``); both with the same interpreter, pinned to
 CPU 0, the load to CPU 1 (as benchmarks/chat.py). ``--mode irc`` loads the IRC
-door instead of the line door.
+door instead of the line door, ``--mode web`` the web door (JSON over a WebSocket).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import chat_servers
 from benchlib import log
 from chat_fanout import fanout_row
-from chat_servers import LIMITS_OFF, SERVER_ENV, start_sockhub, wait_for_quiet
+from chat_servers import SERVER_ENV, bench_mode, start_door, wait_for_quiet
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -40,14 +40,10 @@ def one(src: str, mode: str, clients: int, senders: int, messages: int, timeout:
     """(server µs/delivery, background %, problem) of one fresh server from ``src``."""
     SERVER_ENV["PYTHONPATH"] = src
     with tempfile.TemporaryDirectory(prefix="sockhub-chat-ab-") as data_dir:
-        if mode == "irc":
-            server, port = start_sockhub(data_dir, cpus, listener="irc",
-                                         extra=["--irc-port", "0", *LIMITS_OFF])
-        else:
-            server, port = start_sockhub(data_dir, cpus, extra=LIMITS_OFF)
+        server, port = start_door(data_dir, cpus, mode)
         with server:
-            row = fanout_row("sockhub", server.pid, port, mode, clients, senders, messages,
-                             timeout, window=window, procs=procs, rate=rate)
+            row = fanout_row("sockhub", server.pid, port, bench_mode(mode), clients, senders,
+                             messages, timeout, window=window, procs=procs, rate=rate)
     problem = row.first_error if row.errors else ("lost" if row.lost else "")
     return row.us_per_delivery, row.background_pct, problem
 
@@ -57,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-src", required=True, help="the src/ directory of revision A")
     parser.add_argument("--other-src", default=SRC,
                         help="the src/ directory of revision B (default: this tree's)")
-    parser.add_argument("--mode", choices=("line", "irc"), default="line",
-                        help="the door to load (default line)")
+    parser.add_argument("--mode", choices=("line", "irc", "web"), default="line",
+                        help="the door to load (default line; web: JSON over a WebSocket)")
     parser.add_argument("--clients", default="10,100", help="values of N (default 10,100)")
     parser.add_argument("--senders", type=int, default=10, help="K (default 10)")
     parser.add_argument("--deliveries", type=int, default=300_000,

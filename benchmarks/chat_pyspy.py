@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import chat_servers
-from chat_servers import HOST, LIMITS_OFF, SERVER_ENV, start_sockhub
+from chat_servers import HOST, SERVER_ENV, bench_mode, start_door
 
 from sockhub.client.chatbench import bench_chat
 
@@ -78,7 +78,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", default=SRC,
                         help="the src/ directory to run (default this tree's)")
-    parser.add_argument("--mode", choices=("line", "irc"), default="irc")
+    parser.add_argument("--mode", choices=("line", "irc", "web"), default="irc",
+                        help="the door to load (web: JSON over a WebSocket)")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--messages", type=int, default=2000, help="per sender")
@@ -94,13 +95,12 @@ def main() -> int:
     if len(available) >= 2:
         os.sched_setaffinity(0, {available[1]})
     with tempfile.TemporaryDirectory(prefix="sockhub-chat-pyspy-") as data_dir:
-        extra = ["--irc-port", "0", *LIMITS_OFF] if args.mode == "irc" else LIMITS_OFF
-        server, port = start_sockhub(os.path.join(data_dir, "db"), server_cpus, extra=extra,
-                                     listener="irc" if args.mode == "irc" else "chat")
+        server, port = start_door(os.path.join(data_dir, "db"), server_cpus, args.mode)
         out = os.path.join(data_dir, "spy.txt")
         with server:
             result = bench_chat(HOST, port, clients=args.clients, senders=args.senders,
-                                messages=args.messages, mode=args.mode, room="#bench",
+                                messages=args.messages, mode=bench_mode(args.mode),
+                                room="#bench",
                                 window=args.window,
                                 timeout=120.0, on_phase=Spy(server.pid, out, args.rate))
         print(result.report())

@@ -96,6 +96,22 @@ def start_sockhub(data_dir: str, cpus: set[int] | None, *, extra: Sequence[str] 
         raise
 
 
+#: The bench's --mode for each door, and the listener its port is read from.
+DOORS = {"line": ("line", "chat"), "irc": ("irc", "irc"), "web": ("ws", "web")}
+
+
+def bench_mode(door: str) -> str:
+    """bench_chat's mode for a door: ``web`` is spoken as ``ws``."""
+    return DOORS[door][0]
+
+
+def start_door(data_dir: str, cpus: set[int] | None, door: str) -> tuple[Server, int]:
+    """sockhub with ``door`` open and the benchmark's limits off; the port of ``door``."""
+    listener = DOORS[door][1]
+    opened = [] if listener == "chat" else [f"--{listener}-port", "0"]
+    return start_sockhub(data_dir, cpus, listener=listener, extra=[*opened, *LIMITS_OFF])
+
+
 def start_ncat(max_conns: int, cpus: set[int] | None) -> tuple[Server, int]:
     """``ncat --chat`` on a free port (retried if someone takes the port meanwhile)."""
     for _ in range(5):

@@ -14,6 +14,7 @@ from websockets.typing import Subprotocol
 
 from proc import run_sockhub, start_sockhub
 from sockhub.client.chatbench import bench_chat
+from sockhub.client.chatbench import receiver as receiver_module
 from sockhub.client.chatbench.plan import (
     Plan,
     cap_names,
@@ -23,6 +24,10 @@ from sockhub.client.chatbench.plan import (
     parse_payload,
 )
 from sockhub.client.chatbench.receiver import Counts, Receiver, Tally
+from sockhub.client.chatbench.result import ChatBenchResult
+from sockhub.client.chatbench.worker import SETTLE, WorkerOptions, settle_seconds
+from sockhub.doors.web.chat_json import dumps, event_object
+from sockhub.hub import Message
 
 # The pure part -----------------------------------------------------------------
 
@@ -300,6 +305,30 @@ def test_receiver_websocket_mode_speaks_json_protocol_v1():
     assert receiver.errors == ["error flood: too fast"]
 
 
+def test_receiver_websocket_reads_the_web_doors_own_rendering_without_json_loads(monkeypatch):
+    # The web door's message object gained a field once (source) and every
+    # delivery silently fell back to json.loads: the load client then read a
+    # quarter as fast, and fell behind the server it measured (issue 16).
+    plan = Plan(clients=2, senders=2, messages=2, mode="ws", url="ws://127.0.0.1:8080/ws")
+    receiver = Receiver(plan, 0)
+    server = _WsServer(receiver)
+    server.pump()
+    server.send({"type": "welcome", "version": 1, "nick": "b0001", "rooms": []},
+                {"type": "joined", "room": "#bench", "nick": "b0001", "ts": 1.0})
+    assert receiver.ready
+
+    def no_json(_text: object) -> object:
+        raise AssertionError("a bench message went to json.loads")
+
+    monkeypatch.setattr(receiver_module.json, "loads", no_json)
+    for sender, seq in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        event = Message(room="#bench", nick=plan.nick(sender), text=message_text(sender, seq, 7),
+                        ts=1.5, id=seq + 1, username="b", address="127.0.0.1")
+        server.ws.send_text(dumps(event_object(event) or {}).encode())
+    server.pump(split=11, now_ns=10)
+    assert receiver.complete and receiver.garbled == 0 and set(receiver.latencies) == {3}
+
+
 def test_receiver_websocket_mode_reports_a_refused_handshake():
     plan = Plan(clients=2, senders=1, messages=1, mode="ws", url="ws://127.0.0.1:8080/ws")
     receiver = Receiver(plan, 1)
@@ -505,3 +534,40 @@ async def test_bench_chat_ws_mode_against_the_web_door(tmp_path):
         assert 'sockhub_connections_accepted_total{listener="web"}' in text
     finally:
         assert await server.stop() == 0
+
+
+def _result(**changes: object) -> ChatBenchResult:
+    fields: dict[str, object] = {
+        "target": "127.0.0.1:1", "mode": "ws", "room": "#bench", "clients": 500, "senders": 10,
+        "messages": 100, "rate": 50.0, "window": 1, "procs": 2, "setup_s": 1.0,
+        "seconds": 2.1, "sent": 1000, "expected": 500_000, "deliveries": 500_000,
+        "deliveries_per_s": 238_095.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0,
+        "lost": 0, "duplicated": 0, "reordered": 0, "garbled": 0, "errors": 0,
+        "first_error": "", "client_cpu_s": 1.0}
+    fields.update(changes)
+    return ChatBenchResult(**fields)  # type: ignore[arg-type]
+
+
+def test_a_paced_run_that_fell_behind_says_so():
+    on_time = _result()  # 100 messages at 50/s: the last is due 1.98 s after the first
+    assert on_time.kept_pace and "pace" not in on_time.report()
+    late = _result(seconds=12.1, client_cpu_s=12.0)
+    assert not late.kept_pace and late.behind_s == pytest.approx(10.12)
+    assert "pace        NOT KEPT: done 10.12 s after the last message was due" in late.report()
+    assert late.ok  # nothing lost: a correct run, just not at the pace asked
+    assert json.loads(late.to_json())["kept_pace"] is False
+    assert _result(rate=None, seconds=50.0).kept_pace  # closed loop: no pace to keep
+
+
+def test_the_patience_for_silence_grows_with_what_one_turn_can_fan_out():
+    # Issue 16: at N=2000, window 128, a server fanned out a whole batch in one
+    # loop turn (seconds on a loaded machine) and the load gave up at 2 s.
+    def settle(clients: int, messages: int, window: int, rate: float | None = None) -> float:
+        plan = Plan(clients=clients, senders=10, messages=messages, mode="ws", url="ws://h/ws")
+        return settle_seconds(plan, WorkerOptions("h", 1, window, rate, 0.0, 1))
+
+    assert settle(10, 1000, 1) == SETTLE
+    assert settle(100, 100, 128) == SETTLE  # 100,000 outstanding: half a second
+    assert settle(2000, 50, 128) == pytest.approx(max(SETTLE, 5.0))  # 1,000,000 outstanding
+    assert settle(2000, 1000, 128) == pytest.approx(12.8)
+    assert settle(500, 100, 1, rate=0.5) == 6.0  # paced: three intervals

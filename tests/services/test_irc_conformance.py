@@ -431,6 +431,8 @@ def test_kill_closes_a_web_door_session_too(net):
         def send_text(self, text):
             self.sent.append(json.loads(text))
 
+        push_text = send_text
+
         def close_ws(self, code, reason):
             self.closed = (code, reason)
 

@@ -36,6 +36,10 @@ class Peer:
         text.encode()  # every frame must be UTF-8, as the door sends it
         self.sent.append(json.loads(text))
 
+    def push_text(self, text: str) -> None:
+        self.send_text(text)
+        self.wake()
+
     def close_ws(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 

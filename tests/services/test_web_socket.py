@@ -12,12 +12,16 @@ import asyncio
 import json
 import signal
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trustme
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from net import STEP, LineClient, chat_client, irc_client, open_client
 from proc import start_sockhub
@@ -359,3 +363,53 @@ async def test_a_browser_that_never_reads_is_dropped_like_at_every_door(serve, t
     assert any("* slowweb quit (connection lost)" in seen for seen in alice.seen), i
     alice.close()
     slow.ws.transport.abort()
+
+
+async def test_a_client_busy_receiving_is_not_closed_for_a_pong_it_has_not_sent(web):
+    # Issue 16: at N=2000 clients read their output 22 s behind and were closed
+    # for "ping timeout", the ping queued behind that output. A client that
+    # keeps receiving stays; once the output stops, the keep-alive applies.
+    ports = await web(web_ping_interval=0.2, web_ping_timeout=0.2, flood_rate=None)
+    alice = await chat_client(ports["chat"], "alice")
+    reader, writer = await open_client(ports["web"])
+    bob = ClientProtocol(parse_uri("ws://127.0.0.1/ws"))  # sans-I/O: its pongs are dropped
+    bob.send_request(bob.connect())
+    writer.write(b"".join(bob.data_to_send()))
+    for obj in ({"type": "hello", "version": 1, "nick": "bob"}, {"type": "join", "room": "#lobby"}):
+        writer.write(Frame(Opcode.TEXT, json.dumps(obj).encode()).serialize(mask=True))
+    frames: list[Frame] = []
+    pings = 0
+
+    async def until(match: Callable[[Frame], bool]) -> Frame:
+        """Read until a frame matches; the frames before it are passed over."""
+        nonlocal pings
+        while True:
+            while frames:
+                frame = frames.pop(0)
+                if match(frame):
+                    return frame
+            data = await asyncio.wait_for(reader.read(65536), STEP)
+            assert data, "closed"
+            bob.receive_data(data)
+            for event in bob.events_received():
+                if isinstance(event, Frame):
+                    frames.append(event)
+                    pings += event.opcode is Opcode.PING
+            bob.data_to_send()  # never answered
+
+    await until(lambda f: f.opcode is Opcode.TEXT and b'"type":"history"' in f.data)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 1.5  # many ping timeouts go by meanwhile
+    sent = 0
+    while loop.time() < end:
+        await alice.send(f"tick {sent}")
+        tick = f'"text":"tick {sent}"'.encode()
+        frame = await until(lambda f, tick=tick: f.opcode is Opcode.CLOSE or tick in f.data)
+        assert frame.opcode is not Opcode.CLOSE, frame
+        sent += 1
+    assert pings == 1  # pinged once, never answered, and still here
+    # The output stops: with no answer the client is closed within two timeouts.
+    close = await until(lambda f: f.opcode is Opcode.CLOSE)
+    assert int.from_bytes(close.data[:2], "big") == 1001 and close.data[2:] == b"ping timeout"
+    writer.close()
+    alice.close()

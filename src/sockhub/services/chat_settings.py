@@ -251,7 +251,8 @@ class ChatSettings(ServiceSettings):
         unit="seconds", check=_seconds, cli=False,
     )
     web_ping_timeout: float = option(
-        20.0, "time allowed for the pong before the WebSocket is closed",
+        20.0, "time allowed for the pong before the WebSocket is closed (a client still "
+        "receiving output gets more: docs/web-protocol.md)",
         unit="seconds", check=_seconds, cli=False,
     )
 

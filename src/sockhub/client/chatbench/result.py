@@ -55,6 +55,23 @@ class ChatBenchResult:
                 and self.reordered == 0 and self.garbled == 0
                 and self.deliveries == self.expected)
 
+    @property
+    def behind_s(self) -> float:
+        """Paced runs: how much longer than the sending the run took (0 at the pace).
+
+        The last message is due ``(messages - 1) / rate`` after the first; a
+        run that took longer fell behind its pace (the server, or the load's
+        own reading), so its latencies measure a backlog, not the server.
+        """
+        if not self.rate or not self.seconds:
+            return 0.0
+        return max(0.0, self.seconds - (self.messages - 1) / self.rate)
+
+    @property
+    def kept_pace(self) -> bool:
+        """Whether a paced run finished within a second of its last send (True unpaced)."""
+        return self.behind_s <= 1.0
+
     def report(self) -> str:
         pacing = (f"{self.rate:g} msg/s each" if self.rate else
                   "as fast as acknowledged" if self.window == 1 else
@@ -76,9 +93,14 @@ class ChatBenchResult:
             f"errors      {self.errors}" + (f"  (first: {self.first_error})"
                                             if self.first_error else ""),
             f"client CPU  {self.client_cpu_s:.2f} s in the window ({cpu:.0f}% of one core)",
+            *([] if self.kept_pace else [
+                f"pace        NOT KEPT: done {self.behind_s:.2f} s after the last message was "
+                f"due; the server or this load could not keep up ({self.procs} process(es) at "
+                f"{cpu / self.procs:.0f}% each), so the latencies are a backlog's"]),
             "result      " + ("ok" if self.ok else "FAILED"),
         ]
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "ok": self.ok})
+        return json.dumps({**asdict(self), "ok": self.ok, "kept_pace": self.kept_pace,
+                           "behind_s": round(self.behind_s, 3)})

@@ -23,8 +23,15 @@ from sockhub.client.chatbench.plan import Plan, message_text
 from sockhub.client.chatbench.receiver import Counts, Receiver
 from sockhub.engine import loops
 
-#: Seconds without any send or receipt after which a worker stops waiting.
-SETTLE = 2.0
+#: Seconds without any send or receipt after which a worker stops waiting
+#: (at least: see settle_seconds). On a shared machine a pinned server can
+#: be kept off its core for seconds; 2 s gave up on live servers (issue 16).
+SETTLE = 5.0
+#: Closed loop: server seconds allowed per delivery that can be outstanding at
+#: once. A whole window of every sender can reach the server in one read and
+#: be fanned out in one loop turn before it writes anything: at N=2000 that
+#: is up to 2.56 M deliveries, seconds of silence on a loaded machine, not a stall.
+SETTLE_PER_DELIVERY = 5e-6
 #: Seconds the parent allows past the deadline for workers to report and exit.
 GRACE = 5.0
 
@@ -322,7 +329,7 @@ async def _window(plan: Plan, clients: list[_Client], opts: WorkerOptions, run: 
     for sender in senders:
         sender.start()
     run.check()
-    settle = max(SETTLE, 3.0 / opts.rate) if opts.rate else SETTLE
+    settle = settle_seconds(plan, opts)
     while not run.done.is_set():
         now = time.monotonic()
         left = min(opts.deadline - now, run.last_activity + settle - now)
@@ -332,6 +339,18 @@ async def _window(plan: Plan, clients: list[_Client], opts: WorkerOptions, run: 
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.done.wait(), left)
+
+
+def settle_seconds(plan: Plan, opts: WorkerOptions) -> float:
+    """How long nothing may move before the run is given up as stalled.
+
+    Paced: three intervals between messages. Closed loop: what the server
+    may spend on one turn's fan-out of every sender's window at once.
+    """
+    if opts.rate:
+        return max(SETTLE, 3.0 / opts.rate)
+    outstanding = plan.senders * min(opts.window, plan.messages) * plan.clients
+    return max(SETTLE, outstanding * SETTLE_PER_DELIVERY)
 
 
 def _cpu_seconds() -> float:

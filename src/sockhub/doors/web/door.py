@@ -32,13 +32,16 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
 
 Outgoing frames are built here (no extension is negotiated, so a server
 frame is the same bytes for every client): a hub event rendered once is
-framed once and the bytes shared by every browser it reaches.
+framed once and the bytes shared by every browser it reaches; only the
+first frame of a loop turn wakes the engine (:meth:`WebDoor.push_text`).
 
 Keep-alive: after ``web_ping_interval`` seconds without a frame from the
 client the door pings; with nothing back within ``web_ping_timeout``, it
-closes with 1001 ``ping timeout``. A graceful stop sends every client
-1001 ``server shutting down`` (:meth:`closing_notice`). A client that
-does not read is the engine's to drop (``write_buffer_max``).
+closes with 1001 ``ping timeout`` -- unless the client is busy receiving
+(:meth:`WebDoor._ping_check`): its pong may be queued behind our output.
+A graceful stop sends every client 1001 ``server shutting down``
+(:meth:`closing_notice`). A client that does not read is the engine's to
+drop (``write_timeout``, ``write_buffer_max``).
 """
 
 from __future__ import annotations
@@ -117,7 +120,18 @@ def _choose_subprotocol(protocol: ServerProtocol,
 
 
 def _frame(opcode: Opcode, data: bytes) -> bytes:
-    return Frame(opcode, data).serialize(mask=False)
+    """One whole unmasked frame (RFC 6455 §5.2: a server never masks), built by hand.
+
+    websockets' ``Frame.serialize`` checks and runs extensions (none are
+    negotiated here) at several times the cost; a test holds the two equal.
+    """
+    size = len(data)
+    first = 0x80 | opcode.value  # FIN, no RSV bits: no extension
+    if size < 126:
+        return bytes((first, size)) + data
+    if size < 0x10000:
+        return bytes((first, 126)) + size.to_bytes(2, "big") + data
+    return bytes((first, 127)) + size.to_bytes(8, "big") + data
 
 
 #: What an upgraded connection's parsed handshake keeps as its headers: one
@@ -137,9 +151,9 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body", "_body_size", "_fragments", "_held", "_last_seen", "_paused",
-        "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting", "binary",
-        "chat", "http", "irc", "json", "ws",
+        "_backlog", "_body", "_body_size", "_busy", "_fragments", "_held", "_last_seen", "_live",
+        "_paused", "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting",
+        "binary", "chat", "http", "irc", "json", "ws",
     )
 
     counts_messages = True
@@ -148,6 +162,11 @@ class WebDoor(Protocol):
     # str object for every browser it goes to) is framed once.
     _cache_text: ClassVar[str | None] = None
     _cache_frame: ClassVar[bytes] = b""
+    # The same for the hosted IRC door: its shared line (one bytes object for
+    # every client of the same capabilities) and its frames.
+    _irc_chunk: ClassVar[bytes | None] = None
+    _irc_opcode: ClassVar[Opcode] = Opcode.TEXT
+    _irc_frames: ClassVar[list[bytes]] = []
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -164,12 +183,17 @@ class WebDoor(Protocol):
         self._timer: Timer | None = None
         self._waiting = "headers"  # or "idle" (between requests), or "" (a WebSocket)
         self.ws: ServerProtocol | None = None
+        #: The WebSocket is open and this door not closing: frames may be queued.
+        #: One flag for the per-delivery path (websockets' ``state`` is a property).
+        self._live = False
         self.json: JsonChat | None = None
         self.irc: IrcDoor | None = None
         self.binary = False
         self._fragments: list[bytes] | None = None
         self._last_seen = 0.0
         self._ping_sent: float | None = None
+        #: Hub output was queued since the keep-alive last looked (_ping_check).
+        self._busy = False
         self._ping_timer: Timer | None = None
         # Pipelining: bytes received since h11 last ran out of input, whether
         # requests wait for the next turn (its timer), whether output is paused.
@@ -210,6 +234,10 @@ class WebDoor(Protocol):
             self._ws_flush()
         self.close()
 
+    def close(self) -> None:
+        self._live = False
+        super().close()
+
     def connection_lost(self) -> None:
         self._held = False  # a login being checked is not answered (_identified)
         for timer in (self._timer, self._ping_timer, self._backlog):
@@ -242,6 +270,7 @@ class WebDoor(Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._busy = True  # the client read: its output drained (_ping_check)
         if self._backlog is not None:
             self._backlog.cancel()
         self._continue_http()
@@ -551,6 +580,7 @@ class WebDoor(Protocol):
         # chooser bound to this protocol (~300 B).
         ws.origins = ws.available_subprotocols = None
         vars(ws).pop("select_subprotocol", None)
+        self._live = not self._closing
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
         self._last_seen = now
@@ -608,6 +638,8 @@ class WebDoor(Protocol):
                     self._message(Opcode(first[0]), b"".join(parts))
             if self._closing or ws.state is not State.OPEN:
                 break
+        # A close frame or a protocol error moved websockets out of OPEN.
+        self._live = self._live and ws.state is State.OPEN
         self._ws_flush()
 
     def _message(self, opcode: Opcode, data: bytes) -> None:
@@ -638,28 +670,40 @@ class WebDoor(Protocol):
             return
         opcode = Opcode.BINARY if self.binary else Opcode.TEXT
         out = self._outgoing
+        cls = WebDoor
         for chunk in irc.data_to_send():
-            for line in chunk.split(b"\r\n"):
-                if line:
-                    out.append(_frame(opcode, line))
+            self._busy = True  # for the keep-alive (_ping_check)
+            # A hub event's line is one bytes object for all its IRC clients: framed once.
+            if chunk is cls._irc_chunk and opcode is cls._irc_opcode:
+                out.extend(cls._irc_frames)
+                continue
+            frames = [_frame(opcode, line) for line in chunk.split(b"\r\n") if line]
+            out.extend(frames)
+            cls._irc_chunk, cls._irc_opcode, cls._irc_frames = chunk, opcode, frames
         if irc.close_expected() and not self._closing:
             self._ws_close(NORMAL, "")
 
     def send_text(self, text: str) -> None:
-        """Queue one text frame (JsonPeer); a text framed just before reuses its bytes."""
-        if self._closing or self.ws is None or self.ws.state is not State.OPEN:
+        """Queue one text frame (JsonPeer): an answer, written when the call returns."""
+        if self._live:
+            self._outgoing.append(_text_frame(text))
+
+    def push_text(self, text: str) -> None:
+        """Queue one text frame of a hub event (JsonPeer) and see it written.
+
+        The per-recipient path of a room's fan-out: a text framed just
+        before (the same str for every browser) reuses its bytes, and the
+        engine is woken only by the first output queued: output already
+        queued has its flush scheduled, or is inside a call the engine
+        flushes after (as the IRC door's deliver).
+        """
+        if not self._live:
             return
-        cls = WebDoor
-        if text is cls._cache_text:
-            frame = cls._cache_frame
-        else:
-            try:
-                data = text.encode()
-            except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
-                data = text.encode("utf-8", "replace")
-            frame = _frame(Opcode.TEXT, data)
-            cls._cache_text, cls._cache_frame = text, frame
-        self._outgoing.append(frame)
+        out = self._outgoing
+        out.append(WebDoor._cache_frame if text is WebDoor._cache_text else _text_frame(text))
+        if len(out) == 1:
+            self._busy = True  # once a turn, for the keep-alive (_ping_check)
+            self.wake()
 
     def close_ws(self, code: int, reason: str) -> None:
         """JsonPeer: close the WebSocket with ``code`` and ``reason``."""
@@ -688,19 +732,38 @@ class WebDoor(Protocol):
             self.close()
 
     def _ping_check(self) -> None:
-        """Ping a quiet client; close one that does not answer (docs/web-protocol.md)."""
+        """Ping a quiet client; close one that does not answer (docs/web-protocol.md).
+
+        A client busy receiving is not judged by the pong's delay: our ping
+        waits behind the output queued before it (the socket buffers hold
+        seconds of it for a client that reads slowly) and, while the engine
+        has paused reading (``pause_writing``), its answer is not even read.
+        Such a client gets another ``web_ping_timeout`` for as long as hub
+        output keeps going to it or its output is paused; one that stops
+        reading is the engine's to drop (``write_timeout``,
+        ``write_buffer_max``), one whose machine is gone TCP's (its unacknowledged
+        data times out).
+        """
         self._ping_timer = None
         ws = self.ws
         if ws is None or ws.state is not State.OPEN or self._closing:
             return
         settings = self.chat.settings
         now = self.clock.time()
+        busy, self._busy = self._busy, False
         if self._ping_sent is not None:  # nothing came since the ping
             waited = now - self._ping_sent
             if waited >= settings.web_ping_timeout:
+                if busy or self._paused:
+                    log.debug("web: %s has not answered a ping for %.0f s, but is receiving",
+                              self.info.peer, waited)
+                    self._ping_timer = self.clock.call_later(settings.web_ping_timeout,
+                                                             self._ping_check)
+                    return
                 log.debug("web: %s did not answer a ping", self.info.peer)
                 self._ws_close(GOING_AWAY, "ping timeout")
                 return
+            self._busy = busy  # not looked at yet: keep it for the verdict
             self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
                                                      self._ping_check)
             return
@@ -710,6 +773,9 @@ class WebDoor(Protocol):
                                                      self._ping_check)
             return
         self._ping_sent = now
+        # Output of the interval before the ping counts for the verdict on it:
+        # the ping is queued behind that.
+        self._busy = busy
         ws.send_ping(b"sockhub")
         self._ws_flush()
         self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self._ping_check)
@@ -720,6 +786,21 @@ class WebDoor(Protocol):
         else:
             self._send_reply(text_reply(500, close=True))
             self.close()
+
+
+def _text_frame(text: str) -> bytes:
+    """The text frame for ``text``, remembered: the next one for the same str reuses it.
+
+    No extension (permessage-deflate) is negotiated, so the bytes of a
+    server's frame do not depend on the connection.
+    """
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+        data = text.encode("utf-8", "replace")
+    frame = _frame(Opcode.TEXT, data)
+    WebDoor._cache_text, WebDoor._cache_frame = text, frame
+    return frame
 
 
 def _headers(request: h11.Request, name: bytes) -> list[str]:
