@@ -467,6 +467,30 @@ def cmd_privmsg(door: IrcDoor, message: IrcMessage) -> None:
     _send_text(door, message, notice=False)
 
 
+def privmsg_channel(door: IrcDoor, target: str, text: str, size: int) -> None:
+    """``PRIVMSG #channel :text`` from the protocol's fast path (``ChannelText``).
+
+    :func:`_send_text`'s steps for one channel, no tags and no CTCP (the
+    protocol leaves those lines to :func:`cmd_privmsg`), with the same
+    refusals: the relayed line's size (417), then the hub's (401, 404, ...).
+    ``size`` is the received line's length, ``PRIVMSG <target> :<text>``:
+    the relayed line is that with ``:<source> `` before it and CR LF after.
+    """
+    user = door.user
+    assert user is not None
+    # The sender's source as the general path reckons it (source_of), which
+    # is this when the hub knows them, and shorter (a bare nick) if not: a
+    # line this passes, that passes too; one it does not, that decides.
+    source = irc_source(user.nick, user.username, user.address)
+    if size + len(source if source.isascii() else source.encode()) + 4 > MAX_BODY + 2:
+        _send_text(door, IrcMessage("PRIVMSG", (target, text)), notice=False)
+        return
+    try:
+        door.chat.say(user, target, text, via=door)
+    except HubError as exc:
+        _message_error(door, "PRIVMSG", target, exc)
+
+
 def cmd_notice(door: IrcDoor, message: IrcMessage) -> None:
     # "servers ... must not send any error back to the client on receipt
     # of a NOTICE command" (Modern IRC): every refusal below is silent.

@@ -79,6 +79,7 @@ from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 from sockhub.protocols.irc.errors import hub_error_reply
 from sockhub.protocols.irc.protocol import (
+    ChannelText,
     CommandReceived,
     CommandSpec,
     IrcProtocol,
@@ -95,6 +96,7 @@ from sockhub.protocols.irc.vocabulary import (
     irc_host,
     irc_source,
     render_event,
+    render_message,
     render_private,
     render_signal,
 )
@@ -243,7 +245,10 @@ class IrcDoor(Protocol):
             if event is None:
                 return
             kind = type(event)
-            if kind is CommandReceived:
+            if kind is ChannelText:  # PRIVMSG #channel :text, the fast path
+                assert isinstance(event, ChannelText)
+                self._dispatch_text(event)
+            elif kind is CommandReceived:
                 assert isinstance(event, CommandReceived)
                 self._dispatch(event.message, event.spec)
             elif kind is Refused:
@@ -308,6 +313,31 @@ class IrcDoor(Protocol):
                 self.chat.commit()
                 captured, self._capture = self._capture or [], None
                 self._send_labeled(label, captured)
+
+    def _dispatch_text(self, event: ChannelText) -> None:
+        """:meth:`_dispatch` for the fast path's ``PRIVMSG #channel :text``.
+
+        The same steps for a line with no tags (so no label): no commit
+        first (a room message waits for the loop turn's group commit), and
+        the same answers to a handler's failure.
+        """
+        fast = event.spec.fast
+        assert fast is not None
+        self._in_command = True
+        try:
+            fast(self, event.target, event.text, event.size)
+        except HubError as exc:
+            self.hub_error("PRIVMSG", exc)
+        except ProtocolError as exc:
+            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", str(exc))
+        except Exception:
+            log.exception("irc: %s failed for %s", "PRIVMSG", self.info.peer)
+            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", INTERNAL_ERROR)
+        finally:
+            self._in_command = False
+            if self._held:
+                self._held_later = True
+                self._capture = None
 
     def hold(self) -> Callable[[Callable[[], None]], None]:
         """Take no more commands from this client until the returned ``resume(answer)``.
@@ -532,9 +562,7 @@ class IrcDoor(Protocol):
             # The per-recipient path: the shared rendering and emit(), inlined.
             data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
             if data is None:
-                # The sender as the message recorded them (they may be gone already).
-                data = self._shared(event, event.nick, source=irc_source(
-                    event.nick, event.username, event.address))
+                data = self._shared_message(event)
             _counts.messages_out += 1
             capture = self._capture
             if capture is not None:
@@ -620,6 +648,29 @@ class IrcDoor(Protocol):
             data = render_event(event, source or self.source_of(actor), profile,
                                 realname=realname, account=account, bot=bot)
             cls._cache[profile] = data
+        return data
+
+    def _shared_message(self, event: Message) -> bytes:
+        """:meth:`_shared` for a room message: once per message and profile.
+
+        The sender as the message recorded them (they may be gone already);
+        the live user is looked up only for the tags that name their account
+        or bot mode (IRCv3 account-tag, bot-mode), which the profile may not have.
+        """
+        cls = IrcDoor
+        if event is not cls._cache_event:
+            cls._cache_event = event
+            cls._cache = {}
+        profile = self.profile
+        account = None
+        bot = False
+        if profile & (ACCOUNT_TAG | MESSAGE_TAGS):
+            user = self.chat.find_user(event.nick)
+            if user is not None:
+                account, bot = user.account, user.bot
+        data = render_message(event, irc_source(event.nick, event.username, event.address),
+                              profile, account=account, bot=bot)
+        cls._cache[profile] = data
         return data
 
     def _deliver_private(self, event: Private, me: User) -> None:
