@@ -244,11 +244,11 @@ class IrcDoor(Protocol):
             event = irc.next_event(self.clock.time())
             if event is None:
                 return
-            kind = type(event)
-            if kind is ChannelText:  # PRIVMSG #channel :text, the fast path
-                assert isinstance(event, ChannelText)
+            if type(event) is ChannelText:  # PRIVMSG #channel :text, the fast path
                 self._dispatch_text(event)
-            elif kind is CommandReceived:
+                continue
+            kind = type(event)
+            if kind is CommandReceived:
                 assert isinstance(event, CommandReceived)
                 self._dispatch(event.message, event.spec)
             elif kind is Refused:
@@ -550,9 +550,7 @@ class IrcDoor(Protocol):
         me = self.user
         if me is None or self._closing:
             return
-        kind = type(event)
-        if kind is Message:
-            assert isinstance(event, Message)
+        if type(event) is Message:  # the per-recipient path: no more than it needs
             # The hub puts the sender's own registered nick in the event, and
             # nicks are unique case-insensitively: an exact compare suffices
             # (and saves two case-folds per delivery).
@@ -576,6 +574,7 @@ class IrcDoor(Protocol):
             if len(out) == 1:
                 self.wake()
             return
+        kind = type(event)
         if kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)

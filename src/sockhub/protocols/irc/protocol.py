@@ -333,14 +333,14 @@ class IrcProtocol:
         params would be exactly ``(channel, text)`` (Modern IRC, "Parameters":
         the trailing parameter is everything after the ``:``).
         """
-        if len(item) > MAX_BODY or b"\0" in item:
+        if len(item) > MAX_BODY or 0 in item:  # 0: a NUL byte
             return None
         try:
             line = item.decode("utf-8")
         except UnicodeDecodeError:
             return None
         space = line.find(" ", 9)
-        if space < 0 or not line.startswith(":", space + 1):
+        if space < 0 or line[space + 1 : space + 2] != ":":
             return None
         target = line[8:space]
         text = line[space + 2 :]
