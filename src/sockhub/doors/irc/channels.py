@@ -478,13 +478,20 @@ def privmsg_channel(door: IrcDoor, target: str, text: str, size: int) -> None:
     """
     user = door.user
     assert user is not None
-    # The sender's source as the general path reckons it (source_of), which
-    # is this when the hub knows them, and shorter (a bare nick) if not: a
-    # line this passes, that passes too; one it does not, that decides.
-    source = irc_source(user.nick, user.username, user.address)
-    if size + len(source if source.isascii() else source.encode()) + 4 > MAX_BODY + 2:
-        _send_text(door, IrcMessage("PRIVMSG", (target, text)), notice=False)
-        return
+    # The relayed line is ":<source> " + the line received + CR LF. Its
+    # source, nick!user@host, is at most 4 bytes a character (UTF-8) of
+    # two nicks (no user name: the nick), the user name and the address
+    # (or "localhost"), so most lines are known to fit without making it.
+    nick = user.nick
+    room = MAX_BODY + 2 - 4 - size
+    if 4 * (2 * len(nick) + len(user.username) + len(user.address) + 12) > room:
+        # Near the limit: the source as the general path reckons it (source_of)
+        # is this when the hub knows them, shorter (a bare nick) if not, so a
+        # line this passes, that passes too; one it does not, that decides.
+        source = irc_source(nick, user.username, user.address)
+        if len(source.encode()) > room:
+            _send_text(door, IrcMessage("PRIVMSG", (target, text)), notice=False)
+            return
     try:
         door.chat.say(user, target, text, via=door)
     except HubError as exc:

@@ -277,6 +277,10 @@ class IrcProtocol:
             item = pending.popleft()
             if isinstance(item, bytes):
                 self.pending_bytes -= len(item)
+                if item.startswith(b"PRIVMSG #") and self.state is IrcState.REGISTERED:
+                    fast = self._channel_text(item)
+                    if fast is not None:
+                        return fast
             event = self._interpret(item)
             if event is not None:
                 return event
@@ -289,10 +293,6 @@ class IrcProtocol:
             self.penalty_at += self.penalty
             return _TOO_LONG
         assert isinstance(item, bytes)
-        if item.startswith(b"PRIVMSG #") and self.state is IrcState.REGISTERED:
-            fast = self._channel_text(item)
-            if fast is not None:
-                return fast
         if not item.strip(b" \r"):
             return None  # "Servers and clients SHOULD ignore empty lines."
         try:
