@@ -109,6 +109,12 @@ _drops = RateLimitedLog(log)
 #: Messages delivered to IRC-door users, for ``GET /metrics``.
 _counts = metrics.door("irc")
 
+#: One rendering of the last event per capability profile, shared by every IRC
+#: member it is delivered to (see LineDoor for the same idea). Module globals,
+#: not class attributes: read once per delivery, and a global is the cheaper read.
+_cache_event: object = None
+_cache: dict[int, bytes] = {}
+
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
 
@@ -139,11 +145,6 @@ class IrcDoor(Protocol):
 
     # Idleness is "no complete line", not "no byte".
     counts_messages = True
-
-    # One rendering of the last event per capability profile, shared by every
-    # IRC member it is delivered to (see LineDoor for the same idea).
-    _cache_event: object = None
-    _cache: dict[int, bytes] = {}
 
     def __init__(self, chat: ChatApi, commands: dict[str, CommandSpec] = COMMANDS) -> None:
         super().__init__()
@@ -562,7 +563,7 @@ class IrcDoor(Protocol):
                     and not acted_elsewhere(event, self)):
                 return  # another connection's own message is shown (multiclient)
             # The per-recipient path: the shared rendering and emit(), inlined.
-            data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
+            data = _cache.get(self.profile) if event is _cache_event else None
             if data is None:
                 data = self._shared_message(event)
             _counts.messages_out += 1
@@ -637,12 +638,12 @@ class IrcDoor(Protocol):
         self.wake()
 
     def _shared(self, event: HubEvent, actor: str, *, source: str | None = None) -> bytes:
-        cls = IrcDoor
-        if event is not cls._cache_event:
-            cls._cache_event = event
-            cls._cache = {}
+        global _cache_event, _cache
+        if event is not _cache_event:
+            _cache_event = event
+            _cache = {}
         profile = self.profile
-        data = cls._cache.get(profile)
+        data = _cache.get(profile)
         if data is None:
             user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
@@ -650,7 +651,7 @@ class IrcDoor(Protocol):
             bot = user is not None and user.bot
             data = render_event(event, source or self.source_of(actor), profile,
                                 realname=realname, account=account, bot=bot)
-            cls._cache[profile] = data
+            _cache[profile] = data
         return data
 
     def _shared_message(self, event: Message) -> bytes:
@@ -660,10 +661,10 @@ class IrcDoor(Protocol):
         the live user is looked up only for the tags that name their account
         or bot mode (IRCv3 account-tag, bot-mode), which the profile may not have.
         """
-        cls = IrcDoor
-        if event is not cls._cache_event:
-            cls._cache_event = event
-            cls._cache = {}
+        global _cache_event, _cache
+        if event is not _cache_event:
+            _cache_event = event
+            _cache = {}
         profile = self.profile
         account = None
         bot = False
@@ -673,7 +674,7 @@ class IrcDoor(Protocol):
                 account, bot = user.account, user.bot
         data = render_message(event, irc_source(event.nick, event.username, event.address),
                               profile, account=account, bot=bot)
-        cls._cache[profile] = data
+        _cache[profile] = data
         return data
 
     def _deliver_private(self, event: Private, me: User) -> None:
