@@ -226,3 +226,28 @@ def test_unescape_edge_cases():
     assert unescape_tag_value("test\\") == "test"
     assert unescape_tag_value("a\\bc") == "abc"
     assert parse_time("not a time") is None and parse_time("2020-01-01T00:00:00Z") is not None
+
+
+def _reference_lines(stream: bytes, max_line: int) -> list[bytes | object]:
+    """What a framer must give for the whole of ``stream``, read at once."""
+    out: list[bytes | object] = []
+    for line in stream.split(b"\n")[:-1]:
+        line = line[:-1] if line.endswith(b"\r") else line
+        out.append(OVERLONG if len(line) > max_line else line)
+    return out
+
+
+@given(st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b"x" * 13, b"y" * 40]),
+                max_size=40),
+       st.integers(min_value=1, max_value=30), st.lists(st.integers(1, 25), max_size=40))
+def test_framer_is_the_reference_at_any_cut(parts, max_line, cuts):
+    stream = b"".join(parts)
+    framer = IrcFramer(max_line=max_line)
+    got: list[bytes | object] = []
+    pos = 0
+    for n in [*cuts, len(stream)]:
+        got += framer.feed(stream[pos : pos + n])
+        pos += n
+        assert framer.buffered <= max_line + 1
+    got += framer.feed(stream[pos:])
+    assert got == _reference_lines(stream, max_line)

@@ -113,36 +113,37 @@ class IrcFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes | Overlong]:
-        """Add received bytes; return complete lines (endings removed) in order."""
+        """Add received bytes; return complete lines (endings removed) in order.
+
+        One ``split`` of what arrived (a busy client sends many lines per
+        read) rather than a search and two copies per line (issue 16).
+        """
         out: list[bytes | Overlong] = []
-        buffer = self._buffer
-        start = 0
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
                 return out
             self._discarding = False
             out.append(OVERLONG)
-            start = end + 1
-        buffer += data[start:] if start else data
-        pos = 0
-        max_line = self.max_line
-        while True:
-            end = buffer.find(b"\n", pos)
-            if end < 0:
-                break
-            stop = end - 1 if end > pos and buffer[end - 1] == 0x0D else end
-            if stop - pos > max_line:
-                out.append(OVERLONG)
-            else:
-                out.append(bytes(buffer[pos:stop]))
-            pos = end + 1
-        if pos:
-            del buffer[:pos]
-        # A partial line may hold max_line bytes and a CR waiting for its LF.
-        if len(buffer) > max_line + 1:
+            data = data[end + 1 :]
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
             buffer.clear()
-            self._discarding = True
+        lines = data.split(b"\n")
+        rest = lines.pop()  # after the last LF: part of a line, or b""
+        max_line = self.max_line
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            out.append(OVERLONG if len(line) > max_line else line)
+        if rest:
+            # A partial line may hold max_line bytes and a CR waiting for its LF.
+            if len(rest) > max_line + 1:
+                self._discarding = True
+            else:
+                buffer += rest
         return out
 
 

@@ -467,6 +467,37 @@ def cmd_privmsg(door: IrcDoor, message: IrcMessage) -> None:
     _send_text(door, message, notice=False)
 
 
+def privmsg_channel(door: IrcDoor, target: str, text: str, size: int) -> None:
+    """``PRIVMSG #channel :text`` from the protocol's fast path (``ChannelText``).
+
+    :func:`_send_text`'s steps for one channel, no tags and no CTCP (the
+    protocol leaves those lines to :func:`cmd_privmsg`), with the same
+    refusals: the relayed line's size (417), then the hub's (401, 404, ...).
+    ``size`` is the received line's length, ``PRIVMSG <target> :<text>``:
+    the relayed line is that with ``:<source> `` before it and CR LF after.
+    """
+    user = door.user
+    assert user is not None
+    # The relayed line is ":<source> " + the line received + CR LF. Its
+    # source, nick!user@host, is at most 4 bytes a character (UTF-8) of
+    # two nicks (no user name: the nick), the user name and the address
+    # (or "localhost"), so most lines are known to fit without making it.
+    nick = user.nick
+    room = MAX_BODY + 2 - 4 - size
+    if 4 * (2 * len(nick) + len(user.username) + len(user.address) + 12) > room:
+        # Near the limit: the source as the general path reckons it (source_of)
+        # is this when the hub knows them, shorter (a bare nick) if not, so a
+        # line this passes, that passes too; one it does not, that decides.
+        source = irc_source(nick, user.username, user.address)
+        if len(source.encode()) > room:
+            _send_text(door, IrcMessage("PRIVMSG", (target, text)), notice=False)
+            return
+    try:
+        door.chat.say(user, target, text, via=door)
+    except HubError as exc:
+        _message_error(door, "PRIVMSG", target, exc)
+
+
 def cmd_notice(door: IrcDoor, message: IrcMessage) -> None:
     # "servers ... must not send any error back to the client on receipt
     # of a NOTICE command" (Modern IRC): every refusal below is silent.

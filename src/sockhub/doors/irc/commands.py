@@ -50,7 +50,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "KICK": CommandSpec(channels.cmd_kick, 2),
     "MODE": CommandSpec(channels.cmd_mode, 1),
     # Messages (§3.3; IRCv3 message-tags); 411 ERR_NORECIPIENT / 412 ERR_NOTEXTTOSEND
-    "PRIVMSG": CommandSpec(channels.cmd_privmsg, 0),
+    # PRIVMSG #channel :text, no tags: the protocol's fast path (issue 16)
+    "PRIVMSG": CommandSpec(channels.cmd_privmsg, 0, fast=channels.privmsg_channel),
     "NOTICE": CommandSpec(channels.cmd_notice, 0),
     "TAGMSG": CommandSpec(channels.cmd_tagmsg, 1),
     # Queries (§3.4, §3.6, §4)

@@ -80,6 +80,7 @@ from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 from sockhub.protocols.irc.errors import hub_error_reply
 from sockhub.protocols.irc.protocol import (
+    ChannelText,
     CommandReceived,
     CommandSpec,
     IrcProtocol,
@@ -96,6 +97,7 @@ from sockhub.protocols.irc.vocabulary import (
     irc_host,
     irc_source,
     render_event,
+    render_message,
     render_private,
     render_signal,
 )
@@ -107,6 +109,12 @@ _GROUPED = frozenset({"PRIVMSG", "NOTICE"})
 _drops = RateLimitedLog(log)
 #: Messages delivered to IRC-door users, for ``GET /metrics``.
 _counts = metrics.door("irc")
+
+#: One rendering of the last event per capability profile, shared by every IRC
+#: member it is delivered to (see LineDoor for the same idea). Module globals,
+#: not class attributes: read once per delivery, and a global is the cheaper read.
+_cache_event: object = None
+_cache: dict[int, bytes] = {}
 
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
@@ -138,11 +146,6 @@ class IrcDoor(Protocol):
 
     # Idleness is "no complete line", not "no byte".
     counts_messages = True
-
-    # One rendering of the last event per capability profile, shared by every
-    # IRC member it is delivered to (see LineDoor for the same idea).
-    _cache_event: object = None
-    _cache: dict[int, bytes] = {}
 
     def __init__(self, chat: ChatApi, commands: dict[str, CommandSpec] = COMMANDS) -> None:
         super().__init__()
@@ -240,12 +243,19 @@ class IrcDoor(Protocol):
     def _drain(self) -> None:
         self._drain_timer = None
         irc = self.irc
+        # One reading of the clock for the lines read together: the flood
+        # clock then counts the time spent on them as not yet passed, which
+        # can only pace a client sooner, never let more through.
+        now = self.clock.time()
         while irc.state is not IrcState.CLOSED and not self._closing:
             if self._held or (self.user is None and accounts_settling(self)):
                 return  # held (hold/resume), or SASL's verdict first (resume_input): in order
-            event = irc.next_event(self.clock.time())
+            event = irc.next_event(now)
             if event is None:
                 return
+            if type(event) is ChannelText:  # PRIVMSG #channel :text, the fast path
+                self._dispatch_text(event)
+                continue
             kind = type(event)
             if kind is CommandReceived:
                 assert isinstance(event, CommandReceived)
@@ -312,6 +322,31 @@ class IrcDoor(Protocol):
                 self.chat.commit()
                 captured, self._capture = self._capture or [], None
                 self._send_labeled(label, captured)
+
+    def _dispatch_text(self, event: ChannelText) -> None:
+        """:meth:`_dispatch` for the fast path's ``PRIVMSG #channel :text``.
+
+        The same steps for a line with no tags (so no label): no commit
+        first (a room message waits for the loop turn's group commit), and
+        the same answers to a handler's failure.
+        """
+        fast = event.spec.fast
+        assert fast is not None
+        self._in_command = True
+        try:
+            fast(self, event.target, event.text, event.size)
+        except HubError as exc:
+            self.hub_error("PRIVMSG", exc)
+        except ProtocolError as exc:
+            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", str(exc))
+        except Exception:
+            log.exception("irc: %s failed for %s", "PRIVMSG", self.info.peer)
+            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", INTERNAL_ERROR)
+        finally:
+            self._in_command = False
+            if self._held:
+                self._held_later = True
+                self._capture = None
 
     def hold(self) -> Callable[[Callable[[], None]], None]:
         """Take no more commands from this client until the returned ``resume(answer)``.
@@ -524,9 +559,7 @@ class IrcDoor(Protocol):
         me = self.user
         if me is None or self._closing:
             return
-        kind = type(event)
-        if kind is Message:
-            assert isinstance(event, Message)
+        if type(event) is Message:  # the per-recipient path: no more than it needs
             # The hub puts the sender's own registered nick in the event, and
             # nicks are unique case-insensitively: an exact compare suffices
             # (and saves two case-folds per delivery).
@@ -534,11 +567,9 @@ class IrcDoor(Protocol):
                     and not acted_elsewhere(event, self)):
                 return  # another connection's own message is shown (multiclient)
             # The per-recipient path: the shared rendering and emit(), inlined.
-            data = IrcDoor._cache.get(self.profile) if event is IrcDoor._cache_event else None
+            data = _cache.get(self.profile) if event is _cache_event else None
             if data is None:
-                # The sender as the message recorded them (they may be gone already).
-                data = self._shared(event, event.nick, source=irc_source(
-                    event.nick, event.username, event.address))
+                data = self._shared_message(event)
             _counts.messages_out += 1
             capture = self._capture
             if capture is not None:
@@ -552,6 +583,7 @@ class IrcDoor(Protocol):
             if len(out) == 1:
                 self.wake()
             return
+        kind = type(event)
         if kind is Private:
             assert isinstance(event, Private)
             self._deliver_private(event, me)
@@ -610,12 +642,12 @@ class IrcDoor(Protocol):
         self.wake()
 
     def _shared(self, event: HubEvent, actor: str, *, source: str | None = None) -> bytes:
-        cls = IrcDoor
-        if event is not cls._cache_event:
-            cls._cache_event = event
-            cls._cache = {}
+        global _cache_event, _cache
+        if event is not _cache_event:
+            _cache_event = event
+            _cache = {}
         profile = self.profile
-        data = cls._cache.get(profile)
+        data = _cache.get(profile)
         if data is None:
             user = self.chat.find_user(actor)
             realname = user.realname if user is not None else ""
@@ -623,7 +655,30 @@ class IrcDoor(Protocol):
             bot = user is not None and user.bot
             data = render_event(event, source or self.source_of(actor), profile,
                                 realname=realname, account=account, bot=bot)
-            cls._cache[profile] = data
+            _cache[profile] = data
+        return data
+
+    def _shared_message(self, event: Message) -> bytes:
+        """:meth:`_shared` for a room message: once per message and profile.
+
+        The sender as the message recorded them (they may be gone already);
+        the live user is looked up only for the tags that name their account
+        or bot mode (IRCv3 account-tag, bot-mode), which the profile may not have.
+        """
+        global _cache_event, _cache
+        if event is not _cache_event:
+            _cache_event = event
+            _cache = {}
+        profile = self.profile
+        account = None
+        bot = False
+        if profile & (ACCOUNT_TAG | MESSAGE_TAGS):
+            user = self.chat.find_user(event.nick)
+            if user is not None:
+                account, bot = user.account, user.bot
+        data = render_message(event, irc_source(event.nick, event.username, event.address),
+                              profile, account=account, bot=bot)
+        _cache[profile] = data
         return data
 
     def _deliver_private(self, event: Private, me: User) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sockhub.codec.irc import MAX_BODY, format_time, serialize, split_utf8
+from sockhub.codec.irc import MAX_BODY, format_tags, format_time, serialize, split_utf8
 from sockhub.hub.events import (
     BanChanged,
     HubEvent,
@@ -357,6 +357,40 @@ def render_text(
     return b"".join(out)
 
 
+#: Profile bits that give a room message tags (extended-join's does not).
+_MESSAGE_TAG_BITS = SERVER_TIME | MESSAGE_TAGS | ACCOUNT_TAG
+
+
+def render_message(event: Message, source: str, profile: int, *, account: str | None = None,
+                   bot: bool = False) -> bytes:
+    """A room message's line(s) for ``profile``: :func:`render_text`'s bytes, sooner.
+
+    Rendered once per message and capability profile (the door shares the
+    bytes), so this is per-message cost (issue 16). A message that fits one
+    line (the usual case) is written in one go: ``[@tags ]:source PRIVMSG
+    #room :text`` (Modern IRC, "Message Format"; message-tags for the tags),
+    exactly what :func:`serialize` would write for it. Anything it would
+    treat specially (a line to split or cut, CR/LF/NUL to blank out, a room
+    name that is not a plain middle parameter) goes through :func:`render_text`.
+    """
+    command = "NOTICE" if event.notice else "PRIVMSG"
+    tags = (event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account,
+                       bot=bot) if profile & _MESSAGE_TAG_BITS else None)
+    room, text = event.room, event.text
+    body = f"{ACTION_START}{text}\x01" if event.action else text
+    line = f":{source} {command} {room} :{body}"
+    if (source and room and room[0] != ":" and " " not in room
+            and "\r" not in line and "\n" not in line and "\0" not in line):
+        data = line.encode()
+        if len(data) <= MAX_BODY:
+            if not tags:
+                return data + b"\r\n"
+            head = format_tags(tags)
+            if "\r" not in head and "\n" not in head and "\0" not in head:
+                return head.encode() + b" " + data + b"\r\n"
+    return render_text(command, source, room, text, action=event.action, tags=tags or {})
+
+
 def render_event(event: HubEvent, source: str, profile: int, *, realname: str = "",
                  account: str | None = None, bot: bool = False) -> bytes:
     """The wire lines every viewer with ``profile`` gets for a shared event.
@@ -366,11 +400,7 @@ def render_event(event: HubEvent, source: str, profile: int, *, realname: str = 
     account they are logged in to, if any.
     """
     if isinstance(event, Message):
-        tags = event_tags(event.ts, profile, msgid=event.id, meta=event.meta, account=account,
-                          bot=bot)
-        command = "NOTICE" if event.notice else "PRIVMSG"
-        return render_text(command, source, event.room, event.text, action=event.action,
-                           tags=tags)
+        return render_message(event, source, profile, account=account, bot=bot)
     tags = event_tags(event.ts, profile, account=account)
     if isinstance(event, Joined):
         if profile & EXTENDED_JOIN:  # extended-join: the account, "*" for none
