@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser, *, progress: bool) -> None:
         p.add_argument("--progress", action="store_true",
                        help="show a progress bar even when stderr is not a terminal")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--digest", choices=("auto", "blake3", "sha256"), default="auto",
+                       help="the digest that verifies the transfer: auto (default) lets the "
+                       "server pick, BLAKE3 where it has it; sha256 or blake3 insist on one")
 
 
 
@@ -94,7 +97,8 @@ def _connect(args: argparse.Namespace) -> Any:
     tls = client_tls(args)
     return FilesClient.connect(host, port, token=token, tls=tls,
                                server_hostname=args.server_name if tls else None,
-                               timeout=args.connect_timeout)
+                               timeout=args.connect_timeout,
+                               digest=getattr(args, "digest", "auto"))
 
 
 def _fail(command: str, exc: Exception, status: int) -> int:

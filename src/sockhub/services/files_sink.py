@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import hashlib
+    from sockhub.protocols.files.digests import Hasher
 
 #: Uploads of at most this many bytes are written on the event loop.
 INLINE_MAX = 1024 * 1024
@@ -58,7 +58,7 @@ class UploadSink:
     with the message a client should see.
     """
 
-    def __init__(self, fd: int, digest: hashlib._Hash, expected: int, *,
+    def __init__(self, fd: int, digest: Hasher, expected: int, *,
                  on_error: Callable[[str], None], set_reading: Callable[[bool], None],
                  limit: int = QUEUE_LIMIT, buffer_size: int = BUFFER_SIZE,
                  buffers: int = POOL_BUFFERS) -> None:
