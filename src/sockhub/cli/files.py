@@ -4,8 +4,7 @@ Exit statuses (docs/files-protocol.md): 0 done; 1 a size or digest
 mismatch, or a resume base that differs; 2 bad usage or an unreadable token
 or local file; 3 not found; 4 exists (use --force); 5 refused (read-only,
 too large, quota, a refused name, a directory, busy, a --digest the server
-lacks); 255 cannot connect,
-login refused, or the connection broke.
+lacks); 255 cannot connect, login refused, or the connection broke.
 """
 
 from __future__ import annotations
