@@ -48,6 +48,8 @@ BUFFER_SIZE = 1024 * 1024
 POOL_BUFFERS = 8
 #: A buffer with less room than this left is full: the next read takes a fresh one.
 MIN_READ = 64 * 1024
+#: Hash each read on the loop as it arrives, and leave the thread only the write.
+HASH_ON_LOOP = True
 
 
 class UploadSink:
@@ -61,7 +63,7 @@ class UploadSink:
     def __init__(self, fd: int, digest: Hasher, expected: int, *,
                  on_error: Callable[[str], None], set_reading: Callable[[bool], None],
                  limit: int = QUEUE_LIMIT, buffer_size: int = BUFFER_SIZE,
-                 buffers: int = POOL_BUFFERS) -> None:
+                 buffers: int = POOL_BUFFERS, hash_on_loop: bool = HASH_ON_LOOP) -> None:
         self.fd = fd
         self._digest = digest
         self._on_error = on_error
@@ -70,6 +72,8 @@ class UploadSink:
         self._loop = asyncio.get_running_loop()
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockhub-upload")
                       if expected > INLINE_MAX else None)
+        #: The loop hashes (in arrival order), the thread only writes.
+        self._hash_on_loop = hash_on_loop
         #: Bytes handed to the thread and not yet written.
         self.pending = 0
         self._held = False
@@ -103,6 +107,8 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += len(data)
+        if self._hash_on_loop:
+            self._digest.update(data)
         self._pool.submit(self._consume_threaded, data)
         self._update_hold()
 
@@ -134,6 +140,8 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += nbytes
+        if self._hash_on_loop:
+            self._digest.update(view)  # before the thread has it: the bytes are final
         self._pool.submit(self._consume_threaded_quiet, view)
         if self._buffer_size - self._fill < MIN_READ:
             self._seal()
@@ -228,11 +236,12 @@ class UploadSink:
             self._held = False
             self._set_reading(True)
 
-    def _consume(self, data: bytes | memoryview) -> str | None:
-        """Hash and write ``data`` (on the worker thread, or inline for small uploads)."""
+    def _consume(self, data: bytes | memoryview, *, hashed: bool = False) -> str | None:
+        """Hash (unless ``hashed``) and write ``data`` (on the thread, or inline)."""
         if self._cancelled:
             return None
-        self._digest.update(data)
+        if not hashed:
+            self._digest.update(data)
         view = memoryview(data)
         try:
             while view:
@@ -242,13 +251,13 @@ class UploadSink:
         return None
 
     def _consume_threaded(self, data: bytes | memoryview) -> None:
-        error = self._consume(data)
+        error = self._consume(data, hashed=self._hash_on_loop)
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
             self._loop.call_soon_threadsafe(self._written, len(data), error)
 
     def _consume_threaded_quiet(self, view: memoryview) -> None:
         """A lent view: counted when its buffer is released; only a failure is reported."""
-        error = self._consume(view)
+        error = self._consume(view, hashed=self._hash_on_loop)
         if error is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._written, 0, error)
