@@ -18,7 +18,7 @@ page cache) from one process to another over 127.0.0.1:
 Times are wall clock for the whole command (process start and login
 included, about 0.2 s for the Python clients), best of ``--runs`` rounds
 (each round times every contender once, after a ``sync``). For the
-sockhub rows the table also gives the CPU-seconds per GiB of that best run,
+sockhub rows the table also gives the CPU-seconds per GiB (median of the runs),
 on the server (its process, all threads, from /proc) and in the client
 (``RUSAGE_CHILDREN``), and for the pipes both ends together: on a shared
 machine CPU time is steadier than MB/s, and with both ends on two cores
@@ -237,7 +237,9 @@ def main() -> None:
             fastest = min(times[name])
             results[name] = fastest
             if any(c != (0.0, 0.0) for c in runs_cpu[name]):
-                server_s, client_s = runs_cpu[name][times[name].index(fastest)]
+                # The median over the runs: on a shared machine one run's CPU moves too.
+                server_s = statistics.median(c[0] for c in runs_cpu[name])
+                client_s = statistics.median(c[1] for c in runs_cpu[name])
                 cpu[name] = (server_s / gib, client_s / gib)
         send_name = next(n for n in ("sockhub send (to the server's disk)",
                                      "sockhub send --digest sha256", "ncat pipe > file")

@@ -8,8 +8,8 @@ buffer, hashed and written as they arrive.
 
 Nothing becomes visible before it is verified, here as on the server: a
 download is written to a part file beside its target and renamed into
-place only when its size and SHA-256 match; ``resume`` continues such a
-part after the server has checked its SHA-256.
+place only when its size and digest match; ``resume`` continues such a
+part after the server has checked its digest.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from sockhub.protocols.files import (
 
 #: Exit statuses of ``sockhub send/get/ls/rm`` (docs/files-protocol.md).
 EXIT_OK = 0
-EXIT_INTEGRITY = 1  # size or SHA-256 mismatch, a resume base that differs
+EXIT_INTEGRITY = 1  # size or digest mismatch, a resume base that differs
 EXIT_USAGE = 2  # bad usage, a token file or local file that cannot be read
 EXIT_NOT_FOUND = 3
 EXIT_EXISTS = 4  # the target exists; --force replaces it

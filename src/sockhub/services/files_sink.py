@@ -150,7 +150,7 @@ class UploadSink:
                 self._update_hold()
 
     def finish(self) -> asyncio.Future[str]:
-        """The hex SHA-256 of everything written, once it is all on disk."""
+        """The hex digest of everything written, once it is all on disk."""
         if self._pool is None:
             future: asyncio.Future[str] = self._loop.create_future()
             future.set_result(self._digest.hexdigest())
