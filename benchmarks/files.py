@@ -7,17 +7,18 @@ Every contender moves the same file (random bytes, written once, warm in the
 page cache) from one process to another over 127.0.0.1:
 
 * ``cat > /dev/null``: reading the file, the ceiling of any sender;
-* ``sha256``: hashing it in one thread (what verification costs);
+* ``sha256``, ``blake3``: hashing it in one thread (what verification costs);
 * ``ncat``/``socat`` pipe: no login, no checksum, no clear end; received into
   a file on the same disk (``> file``) and into ``/dev/null``;
-* ``sockhub send``: login, PUT, zero-copy ``sendfile``, hashed on both ends,
+* ``sockhub send``: login, PUT, zero-copy ``sendfile``, hashed on both ends
+  (BLAKE3, the digest a server picks when offered; and ``--digest sha256``),
   renamed into place; ``sockhub get``: zero-copy from the server, hashed and
   written by the client, to a file and to ``/dev/null`` (``-o -``).
 
 Times are wall clock for the whole command (process start and login
 included, about 0.2 s for the Python clients), best of ``--runs`` rounds
 (each round times every contender once, after a ``sync``). For the
-sockhub rows the table also gives the CPU-seconds per GiB of that best run,
+sockhub rows the table also gives the CPU-seconds per GiB (median of the runs),
 on the server (its process, all threads, from /proc) and in the client
 (``RUSAGE_CHILDREN``), and for the pipes both ends together: on a shared
 machine CPU time is steadier than MB/s, and with both ends on two cores
@@ -40,6 +41,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import blake3
 
 PY = sys.executable
 
@@ -111,9 +114,9 @@ def pipe(tool: str, source: Path, dest: str) -> float:
     return elapsed
 
 
-def sha_time(path: Path) -> float:
+def sha_time(path: Path, name: str = "sha256") -> float:
     start = time.perf_counter()
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if name == "sha256" else blake3.blake3()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
@@ -129,6 +132,10 @@ def main() -> None:
     parser.add_argument("--other-src", default=None, metavar="DIR",
                         help="also time `sockhub send` to a server run from this source "
                              "tree (another revision's src/), in the same run: an A/B")
+    parser.add_argument("--only", default=None, metavar="WORDS",
+                        help="time only the contenders whose name holds one of these "
+                             "comma-separated words (the ncat pipe > file always runs: the "
+                             "ratios are to it), e.g. --only send")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sockhub-files-bench-", dir=args.dir))
     size = args.size * 1024 * 1024
@@ -174,9 +181,9 @@ def main() -> None:
         cpu: dict[str, tuple[float, float]] = {}
         gib = size / 1024**3
 
-        def send(to: str = addr, server: int = pid) -> float:
+        def send(to: str = addr, server: int = pid, digest: str = "auto") -> float:
             return timed([PY, "-m", "sockhub", "send", str(source), to, "--as", "f",
-                          "--force", *common], server)
+                          "--force", "--digest", digest, *common], server)
 
         def get_file() -> float:
             return timed([PY, "-m", "sockhub", "get", "f", addr, "-o", str(work / "got"),
@@ -190,16 +197,22 @@ def main() -> None:
         contenders: dict[str, Callable[[], float]] = {
             "cat > /dev/null": lambda: timed(f"cat {source} > /dev/null", shell=True),
             "sha256 (one thread)": lambda: sha_time(source),
+            "blake3 (one thread)": lambda: sha_time(source, "blake3"),
             "ncat pipe > /dev/null": lambda: pipe("ncat", source, "/dev/null"),
             "ncat pipe > file": lambda: pipe("ncat", source, str(work / "piped")),
             "socat pipe > file": lambda: pipe("socat", source, str(work / "piped")),
             "sockhub send (to the server's disk)": send,
+            "sockhub send --digest sha256": lambda: send(digest="sha256"),
         }
         if other_addr is not None and other_pid is not None:
             contenders[f"sockhub send, server from {args.other_src}"] = (
                 lambda: send(other_addr, other_pid))
         contenders["sockhub get -o file"] = get_file
         contenders["sockhub get -o - > /dev/null"] = get_null
+        if args.only:
+            words = args.only.split(",")
+            contenders = {name: run for name, run in contenders.items()
+                          if name == "ncat pipe > file" or any(w in name for w in words)}
         written = [work / "piped", work / "got"]  # a send replaces the stored "f" itself
         times: dict[str, list[float]] = {name: [] for name in contenders}
         runs_cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
@@ -224,13 +237,17 @@ def main() -> None:
             fastest = min(times[name])
             results[name] = fastest
             if any(c != (0.0, 0.0) for c in runs_cpu[name]):
-                server_s, client_s = runs_cpu[name][times[name].index(fastest)]
+                # The median over the runs: on a shared machine one run's CPU moves too.
+                server_s = statistics.median(c[0] for c in runs_cpu[name])
+                client_s = statistics.median(c[1] for c in runs_cpu[name])
                 cpu[name] = (server_s / gib, client_s / gib)
-        paired = sorted(p / s for p, s in zip(times["ncat pipe > file"],
-                                              times["sockhub send (to the server's disk)"],
+        send_name = next(n for n in ("sockhub send (to the server's disk)",
+                                     "sockhub send --digest sha256", "ncat pipe > file")
+                         if n in times)
+        paired = sorted(p / s for p, s in zip(times["ncat pipe > file"], times[send_name],
                                               strict=True))
         pipe_file = results["ncat pipe > file"]
-        pipe_null = results["ncat pipe > /dev/null"]
+        pipe_null = results.get("ncat pipe > /dev/null", float("nan"))
         load_after = os.getloadavg()
         print(f"\n{args.size} MiB over 127.0.0.1, best of {args.runs}, server loop {args.loop}, "
               f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "

@@ -6,6 +6,7 @@ import hashlib
 import json
 import struct
 
+import blake3
 import pytest
 
 from helpers import connected, split_at_every_byte
@@ -36,6 +37,7 @@ from sockhub.protocols.files import (
     ServerState,
     check_name,
     compute_answer,
+    digests,
     encode,
     parse_server_frame,
     verify_answer,
@@ -80,11 +82,11 @@ class Recorder(FilesServerProtocol):
         self.stored += data
 
     def end_received(self, digest: Digest) -> None:
-        self.calls.append(("end", digest.sha256))
-        if digest.sha256 != sha(bytes(self.stored)):
+        self.calls.append(("end", digest.hex))
+        if digest.hex != sha(bytes(self.stored)):
             self.refuse(ErrorCode.CHECKSUM_MISMATCH, "SHA-256 differs")
         else:
-            self.send_done(Done("f", len(self.stored), digest.sha256))
+            self.send_done(Done("f", len(self.stored), digest.hex))
 
     def get_received(self, request: GetRequest) -> None:
         self.calls.append(("get", request))
@@ -301,7 +303,7 @@ def test_resume_offers_the_part_and_its_hash() -> None:
     server.receive_data(encode(FrameType.PUT, PutRequest("f", 10, resume=True).to_body()))
     (kind, body), = frames_of(drain(server))
     assert kind == FrameType.ACCEPT
-    assert json.loads(body) == {"offset": 4, "prefix_sha256": sha(content[:4])}
+    assert json.loads(body) == {"offset": 4, "prefix_sha256": sha(content[:4]), "digest": "sha256"}
     server.receive_data(encode(FrameType.START, b'{"offset":4}') + content[4:]
                         + encode(FrameType.END, Digest(sha(content)).to_body()))
     assert bytes(server.stored) == content
@@ -479,3 +481,127 @@ def test_client_refuses_malformed_server_frames(frame: bytes) -> None:
 def test_client_refuses_an_oversized_frame() -> None:
     with pytest.raises(ProtocolError):
         ClientDecoder(max_frame=10).feed(struct.pack("!I", 11))
+
+
+# --- digests: negotiated, SHA-256 mandatory ---------------------------------------------
+
+
+def b3(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def test_the_server_picks_its_first_digest_that_the_client_offered() -> None:
+    assert digests.pick(None) == "sha256"  # offered nothing: an old client
+    assert digests.pick(("sha256", "blake3")) == "blake3"  # the server's order, not the client's
+    assert digests.pick(("blake3",)) == "blake3"
+    assert digests.pick(("sha256",)) == "sha256"
+    assert digests.pick(("md5", "sha3-256")) == "sha256"  # nothing in common: the mandatory one
+    assert digests.pick(("blake3",), ("sha256",)) == "sha256"
+    assert digests.new("blake3").hexdigest() == b3(b"") != digests.empty_hex("sha256")
+
+
+def test_ready_lists_the_digests_and_an_old_ready_means_sha256_only() -> None:
+    assert json.loads(Ready().to_body())["digests"] == ["blake3", "sha256"]
+    old = b'{"version":1,"read_only":false,"max_size":null,"idle_timeout":null}'
+    event = parse_server_frame(bytes([FrameType.READY]) + old)
+    assert isinstance(event, Ready) and event.digests is None
+
+
+def test_an_offer_is_sent_only_when_given() -> None:
+    assert "digests" not in json.loads(PutRequest("f", 1).to_body())
+    assert "digests" not in json.loads(GetRequest("f").to_body())
+    put = PutRequest.from_body(PutRequest("f", 1, digests=("blake3", "sha256")).to_body())
+    assert put.digests == ("blake3", "sha256")
+
+
+@pytest.mark.parametrize("offer", ['"blake3"', "[]", "[1]", '["BLAKE3"]', '["' + "x" * 33 + '"]',
+                                   json.dumps(["a"] * 17), "null"])
+def test_a_malformed_offer_is_a_bad_request(offer: str) -> None:
+    for cls, body in ((PutRequest, '{"name":"f","size":1,"digests":%s}'),
+                      (GetRequest, '{"name":"f","digests":%s}')):
+        with pytest.raises(FilesProtocolError) as refused:
+            cls.from_body((body % offer).encode())  # type: ignore[attr-defined]
+        assert refused.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_a_resumed_get_carries_its_prefix_in_the_digest_the_server_picks() -> None:
+    prefix = b3(b"abc")
+    get = GetRequest.from_body(GetRequest("a", 3, prefix, ("blake3", "sha256"), "blake3")
+                               .to_body())
+    assert (get.digest, get.prefix, get.offset) == ("blake3", prefix, 3)
+    assert json.loads(GetRequest("a", 3, prefix, ("blake3",), "blake3").to_body())[
+        "prefix_blake3"] == prefix
+    for body in (b'{"name":"a","offset":3,"digests":["blake3"],"prefix_sha256":"%s"}'
+                 % sha(b"abc").encode(),
+                 b'{"name":"a","offset":3,"prefix_blake3":"%s"}' % prefix.encode(),
+                 b'{"name":"a","offset":3,"digests":["blake3"]}'):
+        with pytest.raises(FilesProtocolError) as refused:
+            GetRequest.from_body(body)
+        assert refused.value.code == ErrorCode.BAD_REQUEST
+
+
+class Picker(Recorder):
+    """A Recorder that picks a digest from the offer, as the service does."""
+
+    def put_received(self, request: PutRequest) -> None:
+        self.digest = digests.pick(request.digests)
+        self.accept_put(Accept(0, None, self.digest))
+
+    def end_received(self, digest: Digest) -> None:
+        self.calls.append(("end", digest))
+        self.send_done(Done("f", len(self.stored), digest.hex, 0, digest.name))
+
+
+def picker() -> Picker:
+    server = Picker()
+    connected(server)
+    server.receive_data(AUTH)
+    drain(server)
+    return server
+
+
+def test_an_upload_in_blake3_end_to_end_on_the_wire() -> None:
+    server = picker()
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 3, digests=("blake3",)).to_body()))
+    (kind, body), = frames_of(drain(server))
+    assert json.loads(body) == {"offset": 0, "digest": "blake3", "prefix_blake3": None}
+    assert parse_server_frame(bytes([kind]) + body) == Accept(0, None, "blake3")
+    server.receive_data(encode(FrameType.START, b'{"offset":0}') + b"abc"
+                        + encode(FrameType.END, b'{"blake3":"%s"}' % b3(b"abc").encode()))
+    (kind, body), = frames_of(drain(server))
+    assert json.loads(body) == {"name": "f", "size": 3, "offset": 0, "digest": "blake3",
+                                "blake3": b3(b"abc")}
+    assert parse_server_frame(bytes([kind]) + body) == Done("f", 3, b3(b"abc"), 0, "blake3")
+
+
+@pytest.mark.parametrize("end", [b'{"sha256":"%s"}' % sha(b"abc").encode(),
+                                 b'{"blake3":"%s","sha256":"%s"}' % (b3(b"abc").encode(),
+                                                                    sha(b"abc").encode()),
+                                 b'{"md5":"00"}', b'{"blake3":"ABC"}', b"{}"])
+def test_an_end_not_in_the_accepted_digest_is_fatal(end: bytes) -> None:
+    server = picker()
+    server.receive_data(encode(FrameType.PUT, PutRequest("f", 3, digests=("blake3",)).to_body()))
+    drain(server)
+    server.receive_data(encode(FrameType.START, b'{"offset":0}') + b"abc"
+                        + encode(FrameType.END, end))
+    (error,) = errors(drain(server))
+    assert (error["code"], error["fatal"]) == ("bad_request", True)
+    assert server.close_expected()
+    assert not [c for c in server.calls if c[0] == "end"]
+
+
+def test_client_parses_blake3_answers() -> None:
+    for frame, event in [
+        (encode(FrameType.ACCEPT, Accept(3, b3(b"abc"), "blake3").to_body()),
+         Accept(3, b3(b"abc"), "blake3")),
+        (encode(FrameType.FILE, FileHeader("a", 3, 0o600, 1, "blake3").to_body()),
+         FileHeader("a", 3, 0o600, 1, "blake3")),
+        (encode(FrameType.FILE_END, Digest(b3(b"abc"), "blake3").to_body()),
+         Digest(b3(b"abc"), "blake3")),
+        (encode(FrameType.DONE, Done("a", 3, b3(b"abc"), 0, "blake3").to_body()),
+         Done("a", 3, b3(b"abc"), 0, "blake3")),
+        # A version-1 server's answers: no digest member means SHA-256.
+        (encode(FrameType.ACCEPT, b'{"offset":0,"prefix_sha256":null}'), Accept()),
+        (encode(FrameType.DONE, b'{"name":"a","size":0,"sha256":null,"offset":0}'), Done("a")),
+    ]:
+        assert parse_server_frame(frame[4:]) == event

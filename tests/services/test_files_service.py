@@ -16,9 +16,10 @@ import os
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import blake3
 import pytest
 import trustme
 
@@ -32,6 +33,7 @@ from sockhub.client.files import (
     EXIT_REFUSED,
     FilesClient,
     FilesError,
+    Result,
 )
 from sockhub.protocols.files import (
     Digest,
@@ -49,8 +51,12 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def b3(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def sha_file(path: Path, name: str = "sha256") -> str:
+    digest = hashlib.sha256() if name == "sha256" else blake3.blake3()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
@@ -81,8 +87,13 @@ async def server(token_file: Path, root: Path) -> AsyncIterator[Served]:
     assert await served.stop() == 0
 
 
-def client(served: Served) -> FilesClient:
-    return FilesClient.connect("127.0.0.1", served.ports["files"], token=TOKEN, timeout=10)
+def client(served: Served, digest: str = "auto") -> FilesClient:
+    return FilesClient.connect("127.0.0.1", served.ports["files"], token=TOKEN, timeout=10,
+                               digest=digest)
+
+
+def digest_of(name: str, data: bytes) -> str:
+    return sha(data) if name == "sha256" else b3(data)
 
 
 def address(served: Served) -> str:
@@ -141,7 +152,7 @@ async def test_round_trip_of_a_file(server, token_file, root, tmp_path, content)
     assert code == 0, err
     assert out.read_bytes() == content
     await server.expect_log(f'op=put name="dir/f" size={len(content)}')
-    await server.expect_log(f"sha256={sha(content)} ")
+    await server.expect_log(f"blake3={b3(content)} ")
 
 
 async def test_round_trip_of_a_1_gib_sparse_file(server, root, tmp_path):
@@ -173,10 +184,12 @@ async def test_round_trip_of_a_1_gib_sparse_file(server, root, tmp_path):
         with client(server) as files, source.open("rb") as f:
             up = files.put(f, "big")
             down = files.get("big", None, stdout=sink)  # type: ignore[arg-type]
-        return up.sha256, down.sha256
+        assert up.digest == down.digest == "blake3"
+        return up.hash, down.hash
 
     up, down = await asyncio.wait_for(asyncio.to_thread(transfer), 50)
-    assert up == down == expected == sink.digest.hexdigest()
+    assert sink.digest.hexdigest() == expected
+    assert up == down == sha_file(source, "blake3")
     assert sink.size == (root / "big").stat().st_size == GIB
 
 
@@ -209,7 +222,10 @@ async def test_stdin_and_stdout(server, token_file):
 # --- Interrupted transfers, resume --------------------------------------------------
 
 
-async def test_a_killed_upload_leaves_nothing_visible_and_resumes(server, root, tmp_path):
+@pytest.mark.parametrize("digest", ["blake3", "sha256"])
+async def test_a_killed_upload_leaves_nothing_visible_and_resumes(server, root, tmp_path,
+                                                                  digest):
+    """The part was sent under SHA-256 (no offer); the resume verifies it in its own digest."""
     content = os.urandom(3_000_000)
     half = 1_234_567
     sock = raw_login(server)
@@ -224,17 +240,21 @@ async def test_a_killed_upload_leaves_nothing_visible_and_resumes(server, root, 
     source.write_bytes(content)
 
     def resume() -> int:
-        with client(server) as files, source.open("rb") as f:
+        with client(server, digest) as files, source.open("rb") as f:
             result = files.put(f, "up", resume=True)
-            assert result.sha256 == sha(content)
+            assert (result.digest, result.hash) == (digest, digest_of(digest, content))
             return result.offset
 
     assert await asyncio.to_thread(resume) == half
+    await server.expect_log(f'op=put name="up" size=3000000 bytes={len(content) - half} '
+                            f"offset={half} {digest}={digest_of(digest, content)} ")
     assert (root / "up").read_bytes() == content
     assert [p.name for p in root.iterdir()] == ["up"]  # the part is gone
 
 
-async def test_a_corrupted_server_part_is_detected_and_sent_again(server, root, tmp_path):
+@pytest.mark.parametrize("digest", ["blake3", "sha256"])
+async def test_a_corrupted_server_part_is_detected_and_sent_again(server, root, tmp_path,
+                                                                  digest):
     content = os.urandom(500_000)
     sock = raw_login(server)
     read_frame(sock)
@@ -251,7 +271,7 @@ async def test_a_corrupted_server_part_is_detected_and_sent_again(server, root, 
     source.write_bytes(content)
 
     def resume() -> int:
-        with client(server) as files, source.open("rb") as f:
+        with client(server, digest) as files, source.open("rb") as f:
             return files.put(f, "up", resume=True).offset
 
     assert await asyncio.to_thread(resume) == 0  # started over, not resumed on bad bytes
@@ -272,22 +292,193 @@ async def test_an_upload_whose_end_digest_differs_is_not_stored(server, root):
     assert list(root.iterdir()) == []
 
 
+@pytest.mark.parametrize("digest", ["auto", "sha256", "blake3"])
 async def test_a_download_resumes_and_a_corrupted_local_part_is_refused(
-        server, token_file, root, tmp_path):
+        server, token_file, root, tmp_path, digest):
     content = os.urandom(400_000)
     (root / "f").write_bytes(content)
     out = tmp_path / "out"
     part = tmp_path / ".out.sockhub-part"
     part.write_bytes(content[:150_000])  # what a killed download left
-    code, _, err = await cli(server, token_file, "get", "f", "-o", str(out), "--resume")
+    args = ("get", "f", "-o", str(out), "--resume", "--digest", digest)
+    code, _, err = await cli(server, token_file, *args)
     assert code == 0, err
     assert out.read_bytes() == content and not part.exists()
-    await server.expect_log('op=get name="f" size=400000 bytes=250000 offset=150000')
+    used = "blake3" if digest == "auto" else digest
+    await server.expect_log(f'op=get name="f" size=400000 bytes=250000 offset=150000 '
+                            f"{used}={digest_of(used, content)} ")
     out.unlink()
     part.write_bytes(b"X" + content[1:150_000])
-    code, _, err = await cli(server, token_file, "get", "f", "-o", str(out), "--resume")
+    code, _, err = await cli(server, token_file, *args)
     assert code == EXIT_INTEGRITY and b"resume_mismatch" in err
     assert not out.exists()
+
+
+# --- Digests: negotiated, SHA-256 for whoever offers nothing ------------------------
+
+
+def documented_uploader() -> Callable[..., dict[str, object]]:
+    """The standard-library uploader printed in docs/files-protocol.md (it offers nothing)."""
+    text = (Path(__file__).parents[2] / "docs" / "files-protocol.md").read_text()
+    code = text.split("```python\n")[-1].split("```")[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "files-protocol.md", "exec"), namespace)  # our own docs
+    put = namespace["put"]
+    assert callable(put)
+    return put  # type: ignore[return-value]
+
+
+async def test_the_documented_uploader_offers_nothing_and_gets_sha256(server, root, tmp_path):
+    content = os.urandom(300_000)
+    (tmp_path / "src").write_bytes(content)
+    put = documented_uploader()
+    done = await asyncio.to_thread(put, "127.0.0.1", server.ports["files"], TOKEN,
+                                   str(tmp_path / "src"), "old")
+    assert done["digest"] == "sha256" and done["sha256"] == sha(content)
+    assert (root / "old").read_bytes() == content
+    await server.expect_log(f'op=put name="old" size=300000 bytes=300000 offset=0 '
+                            f"sha256={sha(content)} ")
+
+
+async def test_ready_lists_the_digests_and_a_put_without_an_offer_is_sha256(server):
+    sock = raw_login(server)
+    ready = read_frame(sock)
+    assert ready[0] == FrameType.READY
+    assert json.loads(ready[1:])["digests"] == ["blake3", "sha256"]
+    sock.sendall(encode(FrameType.PUT, PutRequest("x", 1).to_body()))
+    accept = read_frame(sock)
+    assert json.loads(accept[1:]) == {"offset": 0, "digest": "sha256", "prefix_sha256": None}
+    sock.close()
+
+
+@pytest.mark.parametrize("offer, picked", [(["sha256", "blake3"], "blake3"),
+                                           (["blake3"], "blake3"), (["sha256"], "sha256"),
+                                           (["md5", "sha3-256"], "sha256")])
+async def test_the_server_picks_from_the_offer_in_its_own_order(server, root, offer, picked):
+    sock = raw_login(server)
+    read_frame(sock)
+    sock.sendall(encode(FrameType.PUT, json.dumps({"name": "x", "size": 3, "digests": offer})
+                        .encode()))
+    accept = json.loads(read_frame(sock)[1:])
+    assert accept["digest"] == picked
+    sock.sendall(encode(FrameType.START, b'{"offset":0}') + b"abc"
+                 + encode(FrameType.END, Digest(digest_of(picked, b"abc"), picked).to_body()))
+    done = read_frame(sock)
+    assert done[0] == FrameType.DONE
+    assert json.loads(done[1:])[picked] == digest_of(picked, b"abc")
+    sock.close()
+    await server.expect_log(f'op=put name="x" size=3 bytes=3 offset=0 '
+                            f"{picked}={digest_of(picked, b'abc')} ")
+
+
+@pytest.mark.parametrize("digest", ["sha256", "blake3"])
+async def test_send_and_get_with_a_chosen_digest(server, token_file, root, tmp_path, digest):
+    content = os.urandom(200_000)
+    (tmp_path / "src").write_bytes(content)
+    code, _, err = await cli(server, token_file, "send", str(tmp_path / "src"), "--as", "f",
+                             "--digest", digest)
+    assert code == 0, err
+    await server.expect_log(f'op=put name="f" size=200000 bytes=200000 offset=0 '
+                            f"{digest}={digest_of(digest, content)} ")
+    code, _, err = await cli(server, token_file, "get", "f", "-o", str(tmp_path / "out"),
+                             "--digest", digest)
+    assert code == 0, err
+    assert (tmp_path / "out").read_bytes() == content
+    await server.expect_log(f'op=get name="f" size=200000 bytes=200000 offset=0 '
+                            f"{digest}={digest_of(digest, content)} ")
+
+
+async def test_a_malformed_offer_is_a_non_fatal_bad_request(server, root):
+    sock = raw_login(server)
+    read_frame(sock)
+    for offer in ('"blake3"', "[]", "[1]", '["BLAKE3"]'):
+        sock.sendall(encode(FrameType.PUT, b'{"name":"x","size":1,"digests":%s}'
+                            % offer.encode()))
+        error = json.loads(read_frame(sock)[1:])
+        assert (error["code"], error["fatal"]) == ("bad_request", False), offer
+        assert "digests" in error["message"]
+    sock.sendall(encode(FrameType.LIST, b"{}"))  # still READY
+    assert read_frame(sock)[0] == FrameType.LISTING
+    sock.close()
+
+
+async def test_an_end_in_another_digest_is_fatal_and_stores_nothing(server, root):
+    sock = raw_login(server)
+    read_frame(sock)
+    sock.sendall(encode(FrameType.PUT, PutRequest("x", 3, digests=("blake3",)).to_body()))
+    assert json.loads(read_frame(sock)[1:])["digest"] == "blake3"
+    sock.sendall(encode(FrameType.START, b'{"offset":0}') + b"abc"
+                 + encode(FrameType.END, Digest(sha(b"abc")).to_body()))
+    error = json.loads(read_frame(sock)[1:])
+    assert (error["code"], error["fatal"]) == ("bad_request", True)
+    assert "blake3" in error["message"]
+    sock.close()
+    await server.expect_log('op=put name="x" size=3 result=interrupted')
+    assert visible(root) == []
+
+
+class OldServer:
+    """A files server from before digests were negotiated: its READY lists none,
+    and it refuses members it does not know (PUT's ``digests``), as version 1 did."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.puts: list[dict[str, object]] = []
+        self.ends: list[dict[str, object]] = []
+
+    def serve_one(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            nonce = os.urandom(32)
+            conn.sendall(encode(FrameType.CHALLENGE, b"\x01" + nonce))
+            read_frame(conn)  # AUTH: not checked here
+            conn.sendall(encode(FrameType.READY, b'{"version":1,"read_only":false,'
+                                b'"max_size":null,"idle_timeout":null}'))
+            try:
+                frame = read_frame(conn)
+            except ConnectionError:
+                return
+            put = json.loads(frame[1:])
+            self.puts.append(put)
+            if set(put) - {"name", "size", "mode", "force", "resume"}:
+                conn.sendall(encode(FrameType.ERROR, b'{"code":"bad_request","message":'
+                                    b'"unknown field(s) in PUT","fatal":false}'))
+                return
+            conn.sendall(encode(FrameType.ACCEPT, b'{"offset":0,"prefix_sha256":null}'))
+            read_frame(conn)  # START
+            data = b""
+            while len(data) < put["size"]:  # type: ignore[operator]
+                data += conn.recv(65536)
+            end = json.loads(read_frame(conn)[1:])
+            self.ends.append(end)
+            conn.sendall(encode(FrameType.DONE, json.dumps(
+                {"name": put["name"], "size": len(data), "sha256": sha(data), "offset": 0}
+            ).encode()))
+
+
+async def test_a_new_client_speaks_sha256_to_an_old_server(tmp_path):
+    old = OldServer()
+    (tmp_path / "src").write_bytes(b"old times")
+
+    def upload(digest: str) -> Result:
+        with FilesClient.connect("127.0.0.1", old.port, token=TOKEN, timeout=10,
+                                 digest=digest) as files, (tmp_path / "src").open("rb") as f:
+            return files.put(f, "f")
+
+    with old.listener:
+        server = asyncio.create_task(asyncio.to_thread(old.serve_one))
+        result = await asyncio.to_thread(upload, "auto")
+        await server
+        assert (result.digest, result.hash) == ("sha256", sha(b"old times"))
+        assert "digests" not in old.puts[0] and old.ends == [{"sha256": sha(b"old times")}]
+        # Insisting on BLAKE3: refused here, before any request.
+        server = asyncio.create_task(asyncio.to_thread(old.serve_one))
+        with pytest.raises(FilesError) as refused:
+            await asyncio.to_thread(upload, "blake3")
+        await server
+        assert refused.value.exit_status == EXIT_REFUSED and "blake3" in str(refused.value)
+        assert len(old.puts) == 1
 
 
 # --- Safety ---------------------------------------------------------------------------
@@ -405,10 +596,10 @@ async def test_two_uploads_at_once(server, root, tmp_path):
 
     def upload(name: str) -> str:
         with client(server) as files, (tmp_path / name).open("rb") as f:
-            return files.put(f, f"up/{name}").sha256
+            return files.put(f, f"up/{name}").hash
 
     results = await asyncio.gather(*(asyncio.to_thread(upload, n) for n in contents))
-    assert results == [sha(contents["a"]), sha(contents["b"])]
+    assert results == [b3(contents["a"]), b3(contents["b"])]
     for name, data in contents.items():
         assert (root / "up" / name).read_bytes() == data
 

@@ -1,10 +1,10 @@
 """``sockhub send``, ``get``, ``ls`` and ``rm``: the files service's clients.
 
-Exit statuses (docs/files-protocol.md): 0 done; 1 a size or SHA-256
+Exit statuses (docs/files-protocol.md): 0 done; 1 a size or digest
 mismatch, or a resume base that differs; 2 bad usage or an unreadable token
 or local file; 3 not found; 4 exists (use --force); 5 refused (read-only,
-too large, quota, a refused name, a directory, busy); 255 cannot connect,
-login refused, or the connection broke.
+too large, quota, a refused name, a directory, busy, a --digest the server
+lacks); 255 cannot connect, login refused, or the connection broke.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser, *, progress: bool) -> None:
         p.add_argument("--progress", action="store_true",
                        help="show a progress bar even when stderr is not a terminal")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--digest", choices=("auto", "blake3", "sha256"), default="auto",
+                       help="the digest that verifies the transfer: auto (default) lets the "
+                       "server pick, BLAKE3 where it has it; sha256 or blake3 insist on one")
 
 
 
@@ -94,7 +97,8 @@ def _connect(args: argparse.Namespace) -> Any:
     tls = client_tls(args)
     return FilesClient.connect(host, port, token=token, tls=tls,
                                server_hostname=args.server_name if tls else None,
-                               timeout=args.connect_timeout)
+                               timeout=args.connect_timeout,
+                               digest=getattr(args, "digest", "auto"))
 
 
 def _fail(command: str, exc: Exception, status: int) -> int:

@@ -8,14 +8,13 @@ buffer, hashed and written as they arrive.
 
 Nothing becomes visible before it is verified, here as on the server: a
 download is written to a part file beside its target and renamed into
-place only when its size and SHA-256 match; ``resume`` continues such a
-part after the server has checked its SHA-256.
+place only when its size and digest match; ``resume`` continues such a
+part after the server has checked its digest.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import os
 import socket
 import ssl
@@ -46,12 +45,13 @@ from sockhub.protocols.files import (
     Ready,
     ServerEvent,
     compute_answer,
+    digests,
     encode,
 )
 
 #: Exit statuses of ``sockhub send/get/ls/rm`` (docs/files-protocol.md).
 EXIT_OK = 0
-EXIT_INTEGRITY = 1  # size or SHA-256 mismatch, a resume base that differs
+EXIT_INTEGRITY = 1  # size or digest mismatch, a resume base that differs
 EXIT_USAGE = 2  # bad usage, a token file or local file that cannot be read
 EXIT_NOT_FOUND = 3
 EXIT_EXISTS = 4  # the target exists; --force replaces it
@@ -86,13 +86,13 @@ def _error(report: ErrorReport) -> FilesError:
     return FilesError(report.code, f"server: {report.message} ({report.code})")
 
 
-def sha256_of(fd: int, count: int, offset: int = 0) -> str:
-    """The SHA-256 of ``count`` bytes of ``fd`` from ``offset``, read into one reused buffer.
+def hash_of(fd: int, count: int, offset: int = 0, name: str = digests.SHA256) -> str:
+    """The digest ``name`` of ``count`` bytes of ``fd`` from ``offset``, read into one buffer.
 
     Not ``mmap``: a file truncated meanwhile would kill us with SIGBUS, where
     a short read here just gives a hash the server will refuse.
     """
-    digest = hashlib.sha256()
+    digest = digests.new(name)
     buffer = memoryview(bytearray(HASH_CHUNK))
     position, end = offset, offset + count
     while position < end:
@@ -110,24 +110,50 @@ class Result:
 
     name: str
     size: int
-    sha256: str
+    hash: str
     offset: int = 0  # bytes that were already there (resume)
+    digest: str = digests.SHA256
+
+
+#: What ``digest`` may be: offer every digest (the server picks), or only one.
+DIGEST_CHOICES = ("auto", *digests.DIGESTS)
 
 
 class FilesClient:
-    """One authenticated connection to a files server."""
+    """One authenticated connection to a files server.
 
-    def __init__(self, sock: socket.socket, token: bytes, *, timeout: float = 10.0) -> None:
+    ``digest`` is what the client offers: ``"auto"`` every digest it has
+    (the server picks, BLAKE3 from a server that has it), or one name to
+    insist on (a server without it is refused here, before any transfer;
+    ``"sha256"`` is what every server has). A server that lists no digests
+    in READY (an older one) gets no offer and uses SHA-256.
+    """
+
+    def __init__(self, sock: socket.socket, token: bytes, *, timeout: float = 10.0,
+                 digest: str = "auto") -> None:
+        if digest not in DIGEST_CHOICES:
+            raise ValueError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
         self.sock = sock
         self.decoder = ClientDecoder()
         self._events: list[ServerEvent | RawData] = []
         self._buffer = bytearray(RECV_BUFFER)
         self.timeout = timeout
         self.ready = self._login(token)
+        #: The ``digests`` member of PUT and GET (None: not sent), and the server's pick.
+        self.offer: tuple[str, ...] | None = None
+        self.digest = digests.SHA256
+        if self.ready.digests is not None:
+            self.offer = digests.DIGESTS if digest == "auto" else (digest,)
+            self.digest = digests.pick(self.offer, self.ready.digests)
+        if digest != "auto" and self.digest != digest:
+            raise FilesError("digest", f"the server cannot use {digest} (it has "
+                             f"{', '.join(self.ready.digests or (digests.SHA256,))})",
+                             exit_status=EXIT_REFUSED)
 
     @classmethod
     def connect(cls, host: str, port: int, *, token: bytes, tls: ssl.SSLContext | None = None,
-                server_hostname: str | None = None, timeout: float = 10.0) -> FilesClient:
+                server_hostname: str | None = None, timeout: float = 10.0,
+                digest: str = "auto") -> FilesClient:
         """Connect and log in.
 
         Raises:
@@ -142,7 +168,7 @@ class FilesClient:
             raise FilesError("connection", f"cannot connect to {host}:{port}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from exc
         try:
-            return cls(sock, token, timeout=timeout)
+            return cls(sock, token, timeout=timeout, digest=digest)
         except BaseException:
             sock.close()
             raise
@@ -214,24 +240,33 @@ class FilesClient:
         st = os.fstat(fd)
         size = st.st_size
         mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-        self._send(FrameType.PUT, PutRequest(name, size, mode, force, resume).to_body())
+        self._send(FrameType.PUT,
+                   PutRequest(name, size, mode, force, resume, self.offer).to_body())
         accept = self._expect(Accept)
         assert isinstance(accept, Accept)
+        algo = self._check_pick(accept.digest)
         offset = 0
         if (accept.offset and accept.offset <= size
-                and sha256_of(fd, accept.offset) == accept.prefix_sha256):
+                and hash_of(fd, accept.offset, 0, algo) == accept.prefix):
             offset = accept.offset
         self._send(FrameType.START, b'{"offset":%d}' % offset)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            whole = pool.submit(sha256_of, fd, size)
+            whole = pool.submit(hash_of, fd, size, 0, algo)
             self._send_region(source, offset, size - offset, progress)
             sha = whole.result()
-        self._send(FrameType.END, Digest(sha).to_body())
+        self._send(FrameType.END, Digest(sha, algo).to_body())
         done = self._expect(Done)
         assert isinstance(done, Done)
-        if done.sha256 != sha or done.size != size:
+        if done.hex != sha or done.size != size or done.digest != algo:
             raise FilesError("checksum_mismatch", f"{name}: the server stored something else")
-        return Result(name, size, sha, offset)
+        return Result(name, size, sha, offset, algo)
+
+    def _check_pick(self, algo: str) -> str:
+        """The server's pick must be what READY and our offer say it is."""
+        if algo != self.digest:
+            raise FilesError("protocol", f"the server picked the digest {algo!r}, not "
+                             f"{self.digest!r} as READY and our offer say")
+        return algo
 
     def _send_region(self, source: BinaryIO, offset: int, count: int,
                      progress: Progress | None) -> None:
@@ -275,17 +310,19 @@ class FilesClient:
             fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             have = os.fstat(fd).st_size
             if resume and have:
-                offset, prefix = have, sha256_of(fd, have)
+                offset, prefix = have, hash_of(fd, have, 0, self.digest)
             else:
                 os.ftruncate(fd, 0)
         try:
-            self._send(FrameType.GET, GetRequest(name, offset, prefix).to_body())
+            self._send(FrameType.GET,
+                       GetRequest(name, offset, prefix, self.offer, self.digest).to_body())
             header = self._expect(FileHeader)
             assert isinstance(header, FileHeader)
-            digest = hashlib.sha256()
+            algo = self._check_pick(header.digest)
+            digest = digests.new(algo)
             if offset and fd is not None:
                 # Hash the part again only if it was kept: the server agreed it matches.
-                digest = _hash_prefix(fd, offset)
+                digest = _hash_prefix(fd, offset, algo)
             received = 0
             if fd is not None:
                 os.lseek(fd, offset, os.SEEK_SET)
@@ -306,16 +343,16 @@ class FilesClient:
             end = self._expect(Digest)
             assert isinstance(end, Digest)
             sha = digest.hexdigest()
-            if sha != end.sha256:
+            if sha != end.hex or end.name != algo:
                 if part is not None:
                     os.unlink(part)
                 raise FilesError("checksum_mismatch",
-                                 f"{name}: SHA-256 of what arrived is {sha}, the server's is "
-                                 f"{end.sha256}; nothing kept")
+                                 f"{name}: {algo} of what arrived is {sha}, the server's "
+                                 f"{end.name} is {end.hex}; nothing kept")
             if fd is not None and out is not None and part is not None:
                 os.fchmod(fd, header.mode & 0o777)
                 os.replace(part, out)
-            return Result(name, header.size, sha, offset)
+            return Result(name, header.size, sha, offset, algo)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -333,8 +370,8 @@ class FilesClient:
         return done
 
 
-def _hash_prefix(fd: int, count: int) -> hashlib._Hash:
-    digest = hashlib.sha256()
+def _hash_prefix(fd: int, count: int, name: str) -> digests.Hasher:
+    digest = digests.new(name)
     position = 0
     while position < count:
         chunk = os.pread(fd, min(HASH_CHUNK, count - position), position)

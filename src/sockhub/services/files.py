@@ -7,12 +7,13 @@ file I/O filled in. The login is exec's (``services/login.py``); the wire is
 docs/files-protocol.md.
 
 * **Nothing visible until verified.** An upload is written to a part file
-  beside its target (mode 0600), hashed and written on a worker thread as
-  it arrives (``files_sink.py``: the loop only receives, into buffers the
-  sink lends and gets back from the thread), and renamed into
-  place only when its size and SHA-256 match; an interrupted upload leaves
-  only its part, which a ``resume`` continues after both sides compared
-  the SHA-256 of what is there.
+  beside its target (mode 0600), hashed as it arrives and written on a
+  worker thread (``files_sink.py``: the loop receives into buffers the
+  sink lends and gets back from the thread), and renamed into place only
+  when its size and digest (BLAKE3 or SHA-256, as negotiated:
+  ``protocols/files/digests.py``) match; an interrupted upload leaves only
+  its part, which a ``resume`` continues after both sides compared the
+  digest of what is there.
 * **Zero-copy downloads.** The door hands the engine a file region
   (``Protocol.send_file``); the engine gives it to the kernel
   (``loop.sendfile``) while a worker thread hashes the same file for the
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +51,7 @@ from sockhub.protocols.files import (
     PutRequest,
     Ready,
     check_name,
+    digests,
     verify_answer,
 )
 from sockhub.services import files_store as store
@@ -172,7 +173,8 @@ class FilesDoor(FilesServerProtocol):
         self._part: Path | None = None
         self._put: PutRequest | None = None
         self._sink: UploadSink | None = None
-        self._prefix: hashlib._Hash | None = None
+        self._prefix: digests.Hasher | None = None
+        self._digest = digests.SHA256
         self._offset = 0
         self._started = 0.0
         # The download in progress
@@ -251,13 +253,15 @@ class FilesDoor(FilesServerProtocol):
             return
         service.uploads[where.path] = request.size
         self._fd, self._target, self._part, self._put = fd, where.path, part, request
+        self._digest = digest = digests.pick(request.digests)
         self._started = self.clock.time()
         have = os.fstat(fd).st_size
         if not request.resume or have == 0 or have > request.size:
-            self.accept_put(Accept())
+            self.accept_put(Accept(digest=digest))
             return
-        # Hash the part in a worker thread: it may be gigabytes.
-        future = asyncio.get_running_loop().run_in_executor(None, store.hash_file, fd, have)
+        # Hash the part in a worker thread (it may be gigabytes), with this upload's digest.
+        future = asyncio.get_running_loop().run_in_executor(None, store.hash_file, fd, have,
+                                                            digest)
         future.add_done_callback(lambda f: self._part_hashed(f, have))
 
     def _part_hashed(self, future: asyncio.Future[Any], have: int) -> None:
@@ -269,7 +273,7 @@ class FilesDoor(FilesServerProtocol):
             self._fail_upload(f"cannot read the part: {exc.strerror}")
             return
         self._prefix = digest
-        self.accept_put(Accept(have, digest.hexdigest()))
+        self.accept_put(Accept(have, digest.hexdigest(), self._digest))
         self.wake()
 
     def start_received(self, offset: int) -> None:
@@ -277,7 +281,8 @@ class FilesDoor(FilesServerProtocol):
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._offset = offset
-        digest = self._prefix.copy() if offset and self._prefix is not None else hashlib.sha256()
+        digest = (self._prefix.copy() if offset and self._prefix is not None
+                  else digests.new(self._digest))
         # From here the sink owns the file descriptor (its thread writes to it).
         self._sink = UploadSink(self._fd, digest, self._put.size - offset,
                                 on_error=self._sink_failed, set_reading=self.set_reading)
@@ -313,12 +318,13 @@ class FilesDoor(FilesServerProtocol):
         ours = done.result()
         peer, duration = self.info.peer, self.clock.time() - self._started
         moved = put.size - self._offset
-        if ours != digest.sha256:
+        if ours != digest.hex:
             self._drop_upload(remove_part=True)
-            self.service.audit(peer, "put", put.name,
-                               f"size={put.size} bytes={moved} refused=checksum_mismatch")
+            self.service.audit(peer, "put", put.name, f"size={put.size} bytes={moved} "
+                               f"digest={digest.name} refused=checksum_mismatch")
             self.refuse(ErrorCode.CHECKSUM_MISMATCH,
-                        f"SHA-256 of what arrived is {ours}, not {digest.sha256}; nothing stored")
+                        f"{digest.name} of what arrived is {ours}, not {digest.hex}; "
+                        "nothing stored")
             self.wake()
             return
         try:
@@ -341,9 +347,9 @@ class FilesDoor(FilesServerProtocol):
             return
         self._drop_upload(remove_part=False)
         self.service.audit(peer, "put", put.name,
-                           f"size={put.size} bytes={moved} offset={self._offset} sha256={ours} "
-                           f"duration={duration:.3f}s result=ok")
-        self.send_done(Done(put.name, put.size, ours, self._offset))
+                           f"size={put.size} bytes={moved} offset={self._offset} "
+                           f"{digest.name}={ours} duration={duration:.3f}s result=ok")
+        self.send_done(Done(put.name, put.size, ours, self._offset, digest.name))
         self.wake()
 
     def _fail_upload(self, message: str) -> None:
@@ -405,12 +411,14 @@ class FilesDoor(FilesServerProtocol):
                 ErrorCode.BAD_NAME, f"{request.name!r} is not a regular file"))
             return
         self._file = os.fdopen(fd, "rb")
-        self._get = FileHeader(request.name, st.st_size, stat.S_IMODE(st.st_mode), request.offset)
+        self._get = FileHeader(request.name, st.st_size, stat.S_IMODE(st.st_mode), request.offset,
+                               request.digest)
         self._started = self.clock.time()
         self._sent = None
         # Hashed in a worker thread, on another core, while the kernel sends.
         self._whole = asyncio.get_running_loop().run_in_executor(
-            None, store.hash_prefix_and_whole, os.dup(fd), request.offset, st.st_size)
+            None, store.hash_prefix_and_whole, os.dup(fd), request.offset, st.st_size,
+            request.digest)
         self._whole.add_done_callback(lambda _: self._get_progress(request))
         if request.offset == 0:
             self._send_bytes()
@@ -437,7 +445,7 @@ class FilesDoor(FilesServerProtocol):
                 self._end_get(f"failed={json.dumps(exc.strerror)}", ErrorCode.IO_ERROR,
                               f"cannot read: {exc.strerror}")
                 return
-            if request.offset > header.size or prefix != request.prefix_sha256:
+            if request.offset > header.size or prefix != request.prefix:
                 self._end_get("refused=resume_mismatch", ErrorCode.RESUME_MISMATCH,
                               f"the first {request.offset} bytes of {header.name!r} differ "
                               "from yours (or it is shorter); get it again from the start")
@@ -456,9 +464,9 @@ class FilesDoor(FilesServerProtocol):
         duration = self.clock.time() - self._started
         self.service.audit(self.info.peer, "get", header.name,
                            f"size={header.size} bytes={self._sent} offset={header.offset} "
-                           f"sha256={sha} duration={duration:.3f}s result=ok")
+                           f"{header.digest}={sha} duration={duration:.3f}s result=ok")
         self._close_get()
-        self.send_file_end(Digest(sha))
+        self.send_file_end(Digest(sha, header.digest))
         self.wake()
 
     def file_sent(self, sent: int, error: str | None) -> None:

@@ -1,12 +1,25 @@
-"""Where an upload's bytes go: hashed and written in order, off the event loop.
+"""Where an upload's bytes go: hashed in order as they arrive, written off the event loop.
 
-A 256 KiB read costs the loop almost nothing to receive, but hashing it and
-writing it to the page cache cost several times that; done on the loop they
-run one after the other with the next read (the upload measured 0.56x a
-netcat pipe). :class:`UploadSink` hands each read to one worker thread per
-upload, which hashes it and writes it (``hashlib`` and ``os.write`` release
-the GIL on buffers this size), so receiving, hashing and writing overlap on
-separate cores. At most ``limit`` bytes wait for the thread: past that the
+A 256 KiB read costs the loop almost nothing to receive, but writing it to
+the page cache costs several times that (~1 CPU-s per GiB); done on the
+loop it would run one after the other with the next read (the upload
+measured 0.56x a netcat pipe). :class:`UploadSink` hands each read to one
+worker thread per upload, which writes it (``os.write`` releases the GIL),
+so receiving and writing overlap on separate cores.
+
+**Where the hash runs.** The thread hashes each read, then writes it.
+``hash_on_loop=True`` has the loop hash each read as soon as it is in,
+before queueing it, so that the digest (BLAKE3 0.3, SHA-256 0.7 CPU-s per
+GiB) sits beside the receive (~0.4) rather than beside the write (~1.0),
+balancing the two threads; both ``hashlib`` and ``blake3`` release the GIL
+on updates this size (blake3-py since 0.3.1), so the write goes on
+meanwhile. Measured on the shared 2-core machine (BENCHMARKS.md, issue 11
+fourth session) it cost the server as much CPU or more (median server
+CPU-s per GiB 2.76 against 2.84, then 3.80 against 2.64), and the
+overlap it buys cannot show where both ends share two cores, so it is
+off by default (``HASH_ON_LOOP``); the tests run the sink both ways.
+
+At most ``limit`` bytes wait for the thread: past that the
 sink asks the door to stop reading from the client (``Protocol.set_reading``,
 the engine's back-pressure), and to read again once the thread has caught
 up by half. A disk slower than the network then slows the client, and never
@@ -23,8 +36,9 @@ most ``POOL_BUFFERS`` buffers of ``BUFFER_SIZE``; reads fill the current
 one from where the last read stopped, and each read goes to the thread as a
 view of it. A buffer goes back to the pool only through the thread: when
 it is full the sink queues a *release* behind the views of it, so the
-thread hands it back after it has hashed and written every byte in it, and
-never sooner. With every buffer lent, reading stops until one comes back.
+thread hands it back after it has written (and, without ``hash_on_loop``,
+hashed) every byte in it, and never sooner. With every buffer lent,
+reading stops until one comes back.
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import hashlib
+    from sockhub.protocols.files.digests import Hasher
 
 #: Uploads of at most this many bytes are written on the event loop.
 INLINE_MAX = 1024 * 1024
@@ -48,6 +62,8 @@ BUFFER_SIZE = 1024 * 1024
 POOL_BUFFERS = 8
 #: A buffer with less room than this left is full: the next read takes a fresh one.
 MIN_READ = 64 * 1024
+#: Hash each read on the loop as it arrives, and leave the thread only the write.
+HASH_ON_LOOP = False
 
 
 class UploadSink:
@@ -58,10 +74,10 @@ class UploadSink:
     with the message a client should see.
     """
 
-    def __init__(self, fd: int, digest: hashlib._Hash, expected: int, *,
+    def __init__(self, fd: int, digest: Hasher, expected: int, *,
                  on_error: Callable[[str], None], set_reading: Callable[[bool], None],
                  limit: int = QUEUE_LIMIT, buffer_size: int = BUFFER_SIZE,
-                 buffers: int = POOL_BUFFERS) -> None:
+                 buffers: int = POOL_BUFFERS, hash_on_loop: bool = HASH_ON_LOOP) -> None:
         self.fd = fd
         self._digest = digest
         self._on_error = on_error
@@ -70,6 +86,8 @@ class UploadSink:
         self._loop = asyncio.get_running_loop()
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockhub-upload")
                       if expected > INLINE_MAX else None)
+        #: The loop hashes (in arrival order), the thread only writes.
+        self._hash_on_loop = hash_on_loop
         #: Bytes handed to the thread and not yet written.
         self.pending = 0
         self._held = False
@@ -103,6 +121,8 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += len(data)
+        if self._hash_on_loop:
+            self._digest.update(data)
         self._pool.submit(self._consume_threaded, data)
         self._update_hold()
 
@@ -134,6 +154,8 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += nbytes
+        if self._hash_on_loop:
+            self._digest.update(view)  # before the thread has it: the bytes are final
         self._pool.submit(self._consume_threaded_quiet, view)
         if self._buffer_size - self._fill < MIN_READ:
             self._seal()
@@ -142,7 +164,7 @@ class UploadSink:
                 self._update_hold()
 
     def finish(self) -> asyncio.Future[str]:
-        """The hex SHA-256 of everything written, once it is all on disk."""
+        """The hex digest of everything written, once it is all on disk."""
         if self._pool is None:
             future: asyncio.Future[str] = self._loop.create_future()
             future.set_result(self._digest.hexdigest())
@@ -228,11 +250,12 @@ class UploadSink:
             self._held = False
             self._set_reading(True)
 
-    def _consume(self, data: bytes | memoryview) -> str | None:
-        """Hash and write ``data`` (on the worker thread, or inline for small uploads)."""
+    def _consume(self, data: bytes | memoryview, *, hashed: bool = False) -> str | None:
+        """Hash (unless ``hashed``) and write ``data`` (on the thread, or inline)."""
         if self._cancelled:
             return None
-        self._digest.update(data)
+        if not hashed:
+            self._digest.update(data)
         view = memoryview(data)
         try:
             while view:
@@ -242,13 +265,13 @@ class UploadSink:
         return None
 
     def _consume_threaded(self, data: bytes | memoryview) -> None:
-        error = self._consume(data)
+        error = self._consume(data, hashed=self._hash_on_loop)
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
             self._loop.call_soon_threadsafe(self._written, len(data), error)
 
     def _consume_threaded_quiet(self, view: memoryview) -> None:
         """A lent view: counted when its buffer is released; only a failure is reported."""
-        error = self._consume(view)
+        error = self._consume(view, hashed=self._hash_on_loop)
         if error is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._written, 0, error)

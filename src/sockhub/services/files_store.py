@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from sockhub.protocols.files import Entry, ErrorCode, FilesProtocolError
+from sockhub.protocols.files import Entry, ErrorCode, FilesProtocolError, digests
 
 #: The part of an upload in progress lives beside its target under this name
 #: (the target's name hashed: NAME_MAX leaves no room for a suffix).
@@ -87,9 +87,9 @@ def locate(root: Path, parts: tuple[str, ...]) -> Located:
     raise AssertionError("unreachable")
 
 
-def hash_file(path: Path | int, count: int) -> hashlib._Hash:
-    """SHA-256 of the first ``count`` bytes (fewer if the file is shorter)."""
-    digest = hashlib.sha256()
+def hash_file(path: Path | int, count: int, name: str = digests.SHA256) -> digests.Hasher:
+    """The digest ``name`` of the first ``count`` bytes (fewer if the file is shorter)."""
+    digest = digests.new(name)
     fd = path if isinstance(path, int) else os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         offset = 0
@@ -105,16 +105,20 @@ def hash_file(path: Path | int, count: int) -> hashlib._Hash:
     return digest
 
 
-def hash_prefix_and_whole(fd: int, offset: int, size: int) -> tuple[str, str]:
-    """SHA-256 of the first ``offset`` bytes and of all ``size``, in one read; closes ``fd``."""
+def hash_prefix_and_whole(fd: int, offset: int, size: int, name: str = digests.SHA256
+                          ) -> tuple[str, str]:
+    """The digest ``name`` of the first ``offset`` bytes and of all ``size``, in one read.
+
+    Closes ``fd``.
+    """
     try:
-        return _hash_prefix_and_whole(fd, offset, size)
+        return _hash_prefix_and_whole(fd, offset, size, name)
     finally:
         os.close(fd)
 
 
-def _hash_prefix_and_whole(fd: int, offset: int, size: int) -> tuple[str, str]:
-    digest = hashlib.sha256()
+def _hash_prefix_and_whole(fd: int, offset: int, size: int, name: str) -> tuple[str, str]:
+    digest = digests.new(name)
     prefix = digest.hexdigest() if offset == 0 else ""
     position = 0
     while position < size:

@@ -1,5 +1,6 @@
 """File transfer, sans-I/O: the wire format and the server's state machine.
 
+* :mod:`.digests`: SHA-256 and BLAKE3, and which one a transfer uses;
 * :mod:`.frames`: frame types, error codes, requests and answers, name
   checks, the login answer (docs/files-protocol.md in code);
 * :mod:`.server`: :class:`FilesServerProtocol`, with hooks for the service;
@@ -10,6 +11,7 @@ None imports asyncio, socket or a clock.
 
 from __future__ import annotations
 
+from sockhub.protocols.files import digests
 from sockhub.protocols.files.client import ClientDecoder, RawData
 from sockhub.protocols.files.frames import (
     LABEL,
@@ -69,6 +71,7 @@ __all__ = [
     "ServerState",
     "check_name",
     "compute_answer",
+    "digests",
     "encode",
     "parse_server_frame",
     "verify_answer",

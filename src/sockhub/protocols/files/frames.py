@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 from sockhub.codec.lenprefix import encode_frame
 from sockhub.errors import CodedProtocolError, ProtocolError
 from sockhub.protocols import challenge
+from sockhub.protocols.files import digests as dg
+from sockhub.protocols.files.digests import SHA256
 
 #: Mixed into the login answer: an answer made for exec is no answer here.
 LABEL = b"sockhub-files-v1"
@@ -35,7 +36,7 @@ MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 #: The largest size the protocol can announce (an off_t).
 MAX_SIZE = 2**63 - 1
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+SHA256_HEX = dg.HEX
 
 _HEADER = struct.Struct("!IB")
 
@@ -183,11 +184,39 @@ def _sha(obj: dict[str, Any], key: str, what: str, *, optional: bool = False) ->
     value = obj.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
+    if not isinstance(value, str) or not dg.HEX.fullmatch(value):
         raise FilesProtocolError(
             ErrorCode.BAD_REQUEST, f"{what}: {key} must be 64 lower-case hex digits"
         )
     return value
+
+
+def _offer(obj: dict[str, Any], what: str) -> tuple[str, ...] | None:
+    """A request's ``digests``: the names the client offers (unknown ones kept, never picked)."""
+    if "digests" not in obj:
+        return None
+    value = obj["digests"]
+    if (not isinstance(value, list) or not 1 <= len(value) <= dg.MAX_OFFER
+            or not all(isinstance(n, str) and dg.NAME.fullmatch(n) for n in value)):
+        raise FilesProtocolError(
+            ErrorCode.BAD_REQUEST, f"{what}: digests must be a list of 1 to "
+            f"{dg.MAX_OFFER} digest names (lower-case letters, digits, - and _)"
+        )
+    return tuple(value)
+
+
+def _digest_member(obj: dict[str, Any], what: str) -> tuple[str, str]:
+    """END and FILE_END: one member, named after the digest, holding its hex value."""
+    if len(obj) != 1 or next(iter(obj)) not in dg.DIGESTS:
+        raise FilesProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"{what} must hold exactly one member, named after the transfer's digest "
+            f"({' or '.join(dg.DIGESTS)})",
+        )
+    name = next(iter(obj))
+    value = _sha(obj, name, what)
+    assert value is not None
+    return name, value
 
 
 def _known(obj: dict[str, Any], allowed: set[str], what: str) -> None:
@@ -208,15 +237,20 @@ class PutRequest:
     mode: int = 0o644
     force: bool = False
     resume: bool = False
+    #: The digests the client offers, most wanted first; None (not sent): SHA-256.
+    digests: tuple[str, ...] | None = None
 
     def to_body(self) -> bytes:
-        return _json_body({"name": self.name, "size": self.size, "mode": self.mode,
-                           "force": self.force, "resume": self.resume})
+        obj: dict[str, Any] = {"name": self.name, "size": self.size, "mode": self.mode,
+                               "force": self.force, "resume": self.resume}
+        if self.digests is not None:
+            obj["digests"] = list(self.digests)
+        return _json_body(obj)
 
     @classmethod
     def from_body(cls, body: bytes) -> PutRequest:
         obj = _json_object(body, "PUT")
-        _known(obj, {"name", "size", "mode", "force", "resume"}, "PUT")
+        _known(obj, {"name", "size", "mode", "force", "resume", "digests"}, "PUT")
         check_name(obj.get("name"))
         size = _field(obj, "size", int, what="PUT")
         if not 0 <= size <= MAX_SIZE:
@@ -225,7 +259,7 @@ class PutRequest:
         if not 0 <= mode <= 0o777:
             raise FilesProtocolError(ErrorCode.BAD_REQUEST, "PUT: mode must be within 0..0o777")
         return cls(obj["name"], size, mode, _field(obj, "force", bool, False, "PUT"),
-                   _field(obj, "resume", bool, False, "PUT"))
+                   _field(obj, "resume", bool, False, "PUT"), _offer(obj, "PUT"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,39 +267,64 @@ class Accept:
     """ACCEPT: the server takes the PUT; ``offset`` bytes are already there (resume)."""
 
     offset: int = 0
-    #: SHA-256 of those ``offset`` bytes, for the client to compare with its own.
-    prefix_sha256: str | None = None
+    #: The digest of those ``offset`` bytes, for the client to compare with its own.
+    prefix: str | None = None
+    #: The digest the server picked for this transfer (END, DONE, the prefix).
+    digest: str = SHA256
 
     def to_body(self) -> bytes:
-        return _json_body({"offset": self.offset, "prefix_sha256": self.prefix_sha256})
+        return _json_body({"offset": self.offset, "digest": self.digest,
+                           f"prefix_{self.digest}": self.prefix})
 
 
 @dataclass(frozen=True, slots=True)
 class GetRequest:
-    """GET: send ``name`` from ``offset``; ``prefix_sha256`` proves the client's part."""
+    """GET: send ``name`` from ``offset``; ``prefix`` proves the client's part.
+
+    ``prefix`` is in ``digest``, the digest the server picks from the offer
+    (a client works it out from READY: :func:`.digests.pick`); on the wire
+    it is the member ``prefix_<digest>``.
+    """
 
     name: str
     offset: int = 0
-    prefix_sha256: str | None = None
+    prefix: str | None = None
+    #: The digests the client offers, most wanted first; None (not sent): SHA-256.
+    digests: tuple[str, ...] | None = None
+    digest: str = SHA256
 
     def to_body(self) -> bytes:
-        return _json_body({"name": self.name, "offset": self.offset,
-                           "prefix_sha256": self.prefix_sha256})
+        obj: dict[str, Any] = {"name": self.name, "offset": self.offset,
+                               f"prefix_{self.digest}": self.prefix}
+        if self.digests is not None:
+            obj["digests"] = list(self.digests)
+        return _json_body(obj)
 
     @classmethod
-    def from_body(cls, body: bytes) -> GetRequest:
+    def from_body(cls, body: bytes, ours: tuple[str, ...] = dg.DIGESTS) -> GetRequest:
+        """Parse, and pick the digest from ``ours`` (the server's, in its order)."""
         obj = _json_object(body, "GET")
-        _known(obj, {"name", "offset", "prefix_sha256"}, "GET")
+        prefixes = {f"prefix_{n}" for n in dg.DIGESTS}
+        _known(obj, {"name", "offset", "digests"} | prefixes, "GET")
         check_name(obj.get("name"))
         offset = _field(obj, "offset", int, 0, "GET")
         if not 0 <= offset <= MAX_SIZE:
             raise FilesProtocolError(ErrorCode.BAD_REQUEST, "GET: offset out of range")
-        prefix = _sha(obj, "prefix_sha256", "GET", optional=True)
+        offer = _offer(obj, "GET")
+        digest = dg.pick(offer, ours)
+        key = f"prefix_{digest}"
+        stray = sorted(k for k in prefixes & set(obj) if k != key and obj[k] is not None)
+        if stray:
+            raise FilesProtocolError(
+                ErrorCode.BAD_REQUEST, f"GET: {stray[0]} given, but this transfer's digest "
+                f"is {digest}: send {key}"
+            )
+        prefix = _sha(obj, key, "GET", optional=True)
         if offset and prefix is None:
             raise FilesProtocolError(
-                ErrorCode.BAD_REQUEST, "GET: an offset needs the prefix_sha256 of those bytes"
+                ErrorCode.BAD_REQUEST, f"GET: an offset needs the {key} of those bytes"
             )
-        return cls(obj["name"], offset, prefix)
+        return cls(obj["name"], offset, prefix, offer, digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,10 +371,16 @@ class Ready:
     read_only: bool = False
     max_size: int | None = None
     idle_timeout: float | None = None
+    #: The digests the server has, in its order of preference; None (not sent): SHA-256 only,
+    #: and the client must not offer any.
+    digests: tuple[str, ...] | None = dg.DIGESTS
 
     def to_body(self) -> bytes:
-        return _json_body({"version": self.version, "read_only": self.read_only,
-                           "max_size": self.max_size, "idle_timeout": self.idle_timeout})
+        obj: dict[str, Any] = {"version": self.version, "read_only": self.read_only,
+                               "max_size": self.max_size, "idle_timeout": self.idle_timeout}
+        if self.digests is not None:
+            obj["digests"] = list(self.digests)
+        return _json_body(obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,10 +391,12 @@ class FileHeader:
     size: int
     mode: int
     offset: int = 0
+    #: The digest of FILE_END, picked from the GET's offer.
+    digest: str = SHA256
 
     def to_body(self) -> bytes:
         return _json_body({"name": self.name, "size": self.size, "mode": self.mode,
-                           "offset": self.offset})
+                           "offset": self.offset, "digest": self.digest})
 
     @property
     def remaining(self) -> int:
@@ -338,12 +405,13 @@ class FileHeader:
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """END (client) or FILE_END (server): the SHA-256 of the whole file, in hex."""
+    """END (client) or FILE_END (server): the whole file's digest, as ``{name: hex}``."""
 
-    sha256: str
+    hex: str
+    name: str = SHA256
 
     def to_body(self) -> bytes:
-        return _json_body({"sha256": self.sha256})
+        return _json_body({self.name: self.hex})
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,16 +443,17 @@ class Listing:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """DONE: a PUT stored and verified, or a DELETE done."""
+    """DONE: a PUT stored and verified (its digest as ``{digest: hex}``), or a DELETE done."""
 
     name: str
     size: int = 0
-    sha256: str | None = None
+    hex: str | None = None
     offset: int = 0  # bytes of a PUT that were already there (resume)
+    digest: str = SHA256
 
     def to_body(self) -> bytes:
-        return _json_body({"name": self.name, "size": self.size, "sha256": self.sha256,
-                           "offset": self.offset})
+        return _json_body({"name": self.name, "size": self.size, "offset": self.offset,
+                           "digest": self.digest, self.digest: self.hex})
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,9 +494,17 @@ def parse_start(body: bytes) -> int:
 
 
 def parse_digest(body: bytes, what: str) -> Digest:
-    sha = _sha(_json_object(body, what), "sha256", what)
-    assert sha is not None
-    return Digest(sha)
+    """END or FILE_END: ``{"<digest>": "<hex>"}`` with one of :data:`.digests.DIGESTS`."""
+    name, value = _digest_member(_json_object(body, what), what)
+    return Digest(value, name)
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValueError("digests must be a list of names")
+    return tuple(value)
 
 
 def _parse_entry(obj: Any) -> Entry:
@@ -457,13 +534,15 @@ def parse_server_frame(frame: bytes) -> ServerEvent:
         if kind == FrameType.READY:
             max_size = obj.get("max_size")
             return Ready(int(obj.get("version", VERSION)), bool(obj.get("read_only")),
-                         None if max_size is None else int(max_size), obj.get("idle_timeout"))
+                         None if max_size is None else int(max_size), obj.get("idle_timeout"),
+                         _names(obj.get("digests")))
         if kind == FrameType.ACCEPT:
+            digest = str(obj.get("digest", SHA256))
             return Accept(int(obj.get("offset", 0)),
-                          _sha(obj, "prefix_sha256", "ACCEPT", optional=True))
+                          _sha(obj, f"prefix_{digest}", "ACCEPT", optional=True), digest)
         if kind == FrameType.FILE:
             header = FileHeader(str(obj["name"]), int(obj["size"]), int(obj["mode"]),
-                                int(obj.get("offset", 0)))
+                                int(obj.get("offset", 0)), str(obj.get("digest", SHA256)))
             if not 0 <= header.offset <= header.size <= MAX_SIZE:
                 raise ValueError("FILE: offset and size out of range")
             return header
@@ -474,8 +553,9 @@ def parse_server_frame(frame: bytes) -> ServerEvent:
             return Listing(tuple(_parse_entry(e) for e in obj["entries"]),
                            bool(obj.get("truncated")))
         if kind == FrameType.DONE:
-            return Done(str(obj["name"]), int(obj.get("size", 0)), obj.get("sha256"),
-                        int(obj.get("offset", 0)))
+            digest = str(obj.get("digest", SHA256))
+            return Done(str(obj["name"]), int(obj.get("size", 0)), obj.get(digest),
+                        int(obj.get("offset", 0)), digest)
     except (FilesProtocolError, ValueError, TypeError, KeyError) as exc:
         raise ProtocolError(f"malformed frame 0x{kind:02x} from server: {exc}") from None
     raise ProtocolError(f"unknown frame type 0x{kind:02x} from server")

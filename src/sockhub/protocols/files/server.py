@@ -41,6 +41,7 @@ import struct
 
 from sockhub.protocols.base import ConnectionInfo, Protocol
 from sockhub.protocols.challenge import MAC_SIZE, NONCE_SIZE
+from sockhub.protocols.files.digests import SHA256
 from sockhub.protocols.files.frames import (
     MAX_CONTROL_FRAME,
     PREAUTH_MAX_FRAME,
@@ -87,8 +88,8 @@ class FilesServerProtocol(Protocol):
     methods below them. Used as is, it refuses every login.
     """
 
-    __slots__ = ("_buffer", "_lent", "_offered", "_put", "_scratch", "max_frame", "nonce",
-                 "remaining", "state")
+    __slots__ = ("_buffer", "_digest", "_lent", "_offered", "_put", "_scratch", "max_frame",
+                 "nonce", "remaining", "state")
 
     def __init__(self, nonce: bytes | None = None, *,
                  max_frame: int = MAX_CONTROL_FRAME) -> None:
@@ -103,6 +104,8 @@ class FilesServerProtocol(Protocol):
         self._buffer = bytearray()
         self._put: PutRequest | None = None
         self._offered = 0
+        #: The digest of the upload in progress (picked by the service in its ACCEPT).
+        self._digest = SHA256
         #: The last get_buffer lent a raw_buffer (True) or the scratch buffer.
         self._lent = False
         self._scratch: bytearray | None = None
@@ -197,6 +200,7 @@ class FilesServerProtocol(Protocol):
         if self.state is not ServerState.WORKING or self._put is None:
             return
         self._offered = accept.offset
+        self._digest = accept.digest
         self.state = ServerState.WAIT_START
         self.send(encode(FrameType.ACCEPT, accept.to_body()))
         self._drain()
@@ -367,6 +371,11 @@ class FilesServerProtocol(Protocol):
                 raise FilesProtocolError(ErrorCode.BAD_FRAME, "expected END after the file's bytes",
                                          fatal=True)
             digest = parse_digest(body, "END")
+            if digest.name != self._digest:
+                raise FilesProtocolError(
+                    ErrorCode.BAD_REQUEST, f"END carries {digest.name}, but this upload's "
+                    f"digest is {self._digest} (ACCEPT's digest)", fatal=True,
+                )
             self.state = ServerState.WORKING
             self.end_received(digest)
             return
