@@ -213,7 +213,12 @@ def main() -> None:
             words = args.only.split(",")
             contenders = {name: run for name, run in contenders.items()
                           if name == "ncat pipe > file" or any(w in name for w in words)}
-        written = [work / "piped", work / "got"]  # a send replaces the stored "f" itself
+        written = [work / "piped", work / "got"]
+        # A send replaces the stored "f": freeing the old one's 1 GiB (its page
+        # cache and blocks) would be charged to the server inside the timed run,
+        # while the pipes' old outputs are removed outside it. The gets read the
+        # "f" of the round's sends.
+        stored = [root / "f", work / "other-root" / "f"]
         times: dict[str, list[float]] = {name: [] for name in contenders}
         runs_cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
         # Rounds, not one contender's runs in a row: each round times every
@@ -224,7 +229,7 @@ def main() -> None:
         # pays for the previous one's writeback, whoever came before.
         for round_no in range(args.runs):
             for name, run in contenders.items():
-                for path in written:
+                for path in written + (stored if name.startswith("sockhub send") else []):
                     path.unlink(missing_ok=True)
                 os.sync()
                 LAST_CPU.clear()
