@@ -89,6 +89,10 @@ class LineDoor(LineProtocol):
     # once. Private messages depend on the viewer and are not cached.
     _cache_event: object = None
     _cache_bytes: bytes = b""
+    #: The cached event when it is a room Message (else None): nothing in
+    #: :meth:`deliver` but queueing its bytes concerns one, so the rest of
+    #: its room skip the checks other events need.
+    _cache_message: object = None
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -156,6 +160,14 @@ class LineDoor(LineProtocol):
     # Hub side (Member) -----------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
+        if event is LineDoor._cache_message:  # a room message the fan-out has rendered
+            if not self._closing:
+                out = self._outgoing
+                out.append(LineDoor._cache_bytes)  # send(), minus its checks
+                _counts.messages_out += 1
+                if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
+                    self.wake()
+            return
         kind = type(event)
         if self._closing or kind is Signal or kind is AccountChanged \
                 or kind is RealnameChanged or kind is Wallops:  # nothing to show
@@ -175,14 +187,16 @@ class LineDoor(LineProtocol):
         else:
             data = encode_line(render(event, ""))
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
+            # The rest of the room takes the fast path above.
+            LineDoor._cache_message = event if kind is Message else None
         if kind is Message:
             _counts.messages_out += 1
         out = self._outgoing
         out.append(data)  # send(), minus its checks: done above
         if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
             self.wake()
-        if isinstance(event, Kicked | Parted | Joined):
-            self._own_move(event)
+        if kind is Kicked or kind is Parted or kind is Joined:
+            self._own_move(event)  # type: ignore[arg-type]  # narrowed by the kinds above
 
     def _own_move(self, event: Kicked | Parted | Joined) -> None:
         """Follow this user's rooms when a kick or another connection moves them."""
@@ -244,6 +258,12 @@ class LineDoor(LineProtocol):
             if verdict != "pass":
                 self._flooding(verdict)
                 return
+        if self.user is not None and not line.startswith("/"):
+            try:  # a message to the room, the commonest line: parse_line's Command skipped
+                self._cmd_say(line)
+            except HubError as exc:
+                self.send_error(str(exc))
+            return
         try:
             command = parse_line(line)
         except CommandError as exc:
