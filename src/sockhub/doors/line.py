@@ -61,6 +61,19 @@ _floods = RateLimitedLog(log)
 _counts = metrics.door("line")
 
 
+#: The last room Message a line door rendered, and its bytes: nothing in
+#: :meth:`LineDoor.deliver` but queueing them concerns one, so the rest of its
+#: room skip the checks other events need. Module globals, not class
+#: attributes: two loads per recipient, and a global's is the cheaper.
+_rendered_message: Message | None = None
+_rendered_bytes = b""
+
+
+def _rendered(message: Message, data: bytes) -> None:
+    global _rendered_message, _rendered_bytes
+    _rendered_message, _rendered_bytes = message, data
+
+
 class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
 
@@ -89,10 +102,6 @@ class LineDoor(LineProtocol):
     # once. Private messages depend on the viewer and are not cached.
     _cache_event: object = None
     _cache_bytes: bytes = b""
-    #: The cached event when it is a room Message (else None): nothing in
-    #: :meth:`deliver` but queueing its bytes concerns one, so the rest of
-    #: its room skip the checks other events need.
-    _cache_message: object = None
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -160,10 +169,10 @@ class LineDoor(LineProtocol):
     # Hub side (Member) -----------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
-        if event is LineDoor._cache_message:  # a room message the fan-out has rendered
+        if event is _rendered_message:  # a room message the fan-out has rendered
             if not self._closing:
                 out = self._outgoing
-                out.append(LineDoor._cache_bytes)  # send(), minus its checks
+                out.append(_rendered_bytes)  # send(), minus its checks
                 _counts.messages_out += 1
                 if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
                     self.wake()
@@ -187,8 +196,8 @@ class LineDoor(LineProtocol):
         else:
             data = encode_line(render(event, ""))
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
-            # The rest of the room takes the fast path above.
-            LineDoor._cache_message = event if kind is Message else None
+            if isinstance(event, Message):  # the rest of the room takes the fast path above
+                _rendered(event, data)
         if kind is Message:
             _counts.messages_out += 1
         out = self._outgoing
