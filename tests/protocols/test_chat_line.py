@@ -194,3 +194,15 @@ def test_visible_output_never_holds_a_control_character(text):
 )
 def test_render_makes_every_user_string_visible(event, line):
     assert render(event, "bob") == line
+
+
+def test_clock_formats_each_second_as_datetime_does():
+    """chat_line.clock keeps the last second's text (issue 16): never a stale one."""
+    from datetime import UTC, datetime
+
+    from sockhub.protocols.chat_line import clock
+
+    seconds = [TS, TS + 0.999, TS + 1.0, TS + 0.5, TS + 86_399.25, 0.0, TS, TS + 59.5]
+    for ts in seconds + seconds[::-1]:
+        assert clock(ts) == datetime.fromtimestamp(int(ts), UTC).strftime("%H:%M:%S")
+    assert render(Message("#r", "ann", "hi", TS + 1.0), "") == "03:01:34 #r <ann> hi"

@@ -1,4 +1,4 @@
-"""ChatStore.append_many: one executemany per batch, and the ids it hands back are the stored ones.
+"""ChatStore.append_many: multi-row INSERTs, and the ids it hands back are the stored ones.
 
 The batch's ids are computed (the last rowid less the batch), not read per
 row, so these check them against the rows themselves: across rooms, after
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sockhub.hub.events import Message
-from sockhub.store.history import ChatStore
+from sockhub.store.history import _ROWS_MAX, ChatStore
 
 
 def rows(path: Path) -> list[tuple[int, str, str, str]]:
@@ -68,6 +68,30 @@ def test_ids_keep_counting_after_deleted_rows_and_another_writer(tmp_path):
     assert [m.id for m in theirs] == [5, 6]
     assert [(i, text) for i, _, _, text in rows(path)] == [
         (1, "a"), (2, "b"), (4, "d"), (5, "e"), (6, "f"), (7, "g")]
+
+
+@pytest.mark.parametrize("size", [1, 2, _ROWS_MAX - 1, _ROWS_MAX, _ROWS_MAX + 1, 2 * _ROWS_MAX + 5])
+def test_a_batch_of_any_size_is_stored_in_order_with_its_fields(tmp_path, size):
+    """A batch is cut into statements of at most _ROWS_MAX rows: none lost, none out of order."""
+    path = tmp_path / "chat.sqlite3"
+    store = ChatStore(path)
+    try:
+        store.append_many(batch(["before"]))
+        given = [Message("#a" if i % 3 else "#B", f"n{i}", f"text {i}", 10.0 + i,
+                         action=i % 5 == 1, notice=i % 5 == 2, username=f"u{i}",
+                         address=f"10.0.0.{i % 250}") for i in range(size)]
+        stored = store.append_many(given)
+        again = store.recent("#a", 3 * _ROWS_MAX) + store.recent("#b", 3 * _ROWS_MAX)
+    finally:
+        store.close()
+    assert [m.id for m in stored] == list(range(2, size + 2))
+    assert [(m.id, m.room, m.nick, m.text) for m in stored] == rows(path)[1:]
+    read = {m.id: m for m in again}
+    for m in stored:  # every column of every row, read back through the store
+        back = read[m.id]
+        assert (back.room, back.nick, back.text, back.ts, back.action, back.notice,
+                back.username, back.address) == (m.room, m.nick, m.text, m.ts, m.action,
+                                                 m.notice, m.username, m.address)
 
 
 def test_messages_with_ids_keep_them_and_are_stored_once(tmp_path):

@@ -61,6 +61,19 @@ _floods = RateLimitedLog(log)
 _counts = metrics.door("line")
 
 
+#: The last room Message a line door rendered, and its bytes: nothing in
+#: :meth:`LineDoor.deliver` but queueing them concerns one, so the rest of its
+#: room skip the checks other events need. Module globals, not class
+#: attributes: two loads per recipient, and a global's is the cheaper.
+_rendered_message: Message | None = None
+_rendered_bytes = b""
+
+
+def _rendered(message: Message, data: bytes) -> None:
+    global _rendered_message, _rendered_bytes
+    _rendered_message, _rendered_bytes = message, data
+
+
 class LineDoor(LineProtocol):
     """One nc/telnet user of the chat hub (see docs/chat-line.md)."""
 
@@ -156,6 +169,14 @@ class LineDoor(LineProtocol):
     # Hub side (Member) -----------------------------------------------------
 
     def deliver(self, event: HubEvent) -> None:
+        if event is _rendered_message:  # a room message the fan-out has rendered
+            if not self._closing:
+                out = self._outgoing
+                out.append(_rendered_bytes)  # send(), minus its checks
+                _counts.messages_out += 1
+                if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
+                    self.wake()
+            return
         kind = type(event)
         if self._closing or kind is Signal or kind is AccountChanged \
                 or kind is RealnameChanged or kind is Wallops:  # nothing to show
@@ -175,14 +196,16 @@ class LineDoor(LineProtocol):
         else:
             data = encode_line(render(event, ""))
             LineDoor._cache_event, LineDoor._cache_bytes = event, data
+            if isinstance(event, Message):  # the rest of the room takes the fast path above
+                _rendered(event, data)
         if kind is Message:
             _counts.messages_out += 1
         out = self._outgoing
         out.append(data)  # send(), minus its checks: done above
         if len(out) == 1:  # more queued already: its flush is scheduled (see IrcDoor)
             self.wake()
-        if isinstance(event, Kicked | Parted | Joined):
-            self._own_move(event)
+        if kind is Kicked or kind is Parted or kind is Joined:
+            self._own_move(event)  # type: ignore[arg-type]  # narrowed by the kinds above
 
     def _own_move(self, event: Kicked | Parted | Joined) -> None:
         """Follow this user's rooms when a kick or another connection moves them."""
@@ -244,6 +267,12 @@ class LineDoor(LineProtocol):
             if verdict != "pass":
                 self._flooding(verdict)
                 return
+        if self.user is not None and not line.startswith("/"):
+            try:  # a message to the room, the commonest line: parse_line's Command skipped
+                self._cmd_say(line)
+            except HubError as exc:
+                self.send_error(str(exc))
+            return
         try:
             command = parse_line(line)
         except CommandError as exc:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from sockhub.hub.events import HubEvent
+from sockhub.hub.events import HubEvent, Message
 
 log = logging.getLogger("sockhub.bus")
 
@@ -31,21 +31,48 @@ class Bus(Protocol):
 
 
 class LocalBus:
-    """The in-process bus: publish calls each subscriber at once."""
+    """The in-process bus: publish calls each subscriber at once.
+
+    A subscriber that has nothing to do with room messages says so
+    (``subscribe(..., messages=False)``) and is not called for them: a room
+    message is the commonest event by far, and the chat service's
+    bookkeeping subscribers only returned on it.
+    """
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        #: Those of :attr:`_subscribers` that take room messages, in the same order.
+        self._message_subscribers: list[Subscriber] = []
 
     def publish(self, event: HubEvent) -> None:
         """Each subscriber in turn; one that raises is logged and the rest still run."""
-        for subscriber in self._subscribers:
+        subscribers = self._message_subscribers if type(event) is Message else self._subscribers
+        for subscriber in subscribers:
             try:
                 subscriber(event)
             except Exception:
                 log.exception("bus: a subscriber failed on %s", type(event).__name__)
 
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def publish_all(self, messages: list[Message]) -> None:
+        """:meth:`publish` each room message of a group commit's batch, in order."""
+        subscribers = self._message_subscribers
+        if len(subscribers) == 1:  # the chat service's: only the hub takes messages
+            subscriber = subscribers[0]
+            for message in messages:
+                try:
+                    subscriber(message)
+                except Exception:
+                    log.exception("bus: a subscriber failed on Message")
+            return
+        for message in messages:
+            self.publish(message)
+
+    def subscribe(self, subscriber: Subscriber, *, messages: bool = True) -> None:
+        """Call ``subscriber`` with each event; with ``messages=False``, but room messages."""
         self._subscribers.append(subscriber)
+        if messages:
+            self._message_subscribers.append(subscriber)
 
     def close(self) -> None:
         self._subscribers.clear()
+        self._message_subscribers.clear()

@@ -26,6 +26,7 @@ in between to lose.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from dataclasses import replace
@@ -154,6 +155,17 @@ _INSERT_NEW = (
     "INSERT INTO messages (room_key, room, nick, text, action, ts, username, address) "
     "VALUES (?,?,?,?,?,?,?,?)"
 )
+_ROW_VALUES = 8  # the values of one row in _INSERT_NEW
+#: Rows one multi-row INSERT takes at most (``_ROWS_MAX * _ROW_VALUES`` values, far
+#: below SQLite's 32,766 variables): each count has its own statement text, and
+#: the connection's statement cache (``cached_statements``) keeps them all.
+_ROWS_MAX = 64
+
+
+@functools.cache
+def _insert_rows(count: int) -> str:
+    """``_INSERT_NEW`` for ``count`` rows in one statement."""
+    return _INSERT_NEW + ",(?,?,?,?,?,?,?,?)" * (count - 1)
 _MARK_SEEN = (
     "INSERT OR REPLACE INTO seen (who, room_key, last_id, ts) VALUES "
     "(?, ?, coalesce((SELECT max(id) FROM messages WHERE room_key = ?), 0), ?)"
@@ -190,7 +202,9 @@ class ChatStore:
         private_file(self.path)
         for suffix in ("-wal", "-shm", "-journal"):
             tighten(f"{self.path}{suffix}")
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Room for every multi-row INSERT size (_insert_rows) beside the other statements.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=128 + _ROWS_MAX)
         self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -291,7 +305,7 @@ class ChatStore:
         """Store room messages in one transaction, in order; committed on return.
 
         Group commit: a commit costs more than the INSERTs it closes, so the
-        messages of one loop turn share it. One ``executemany`` for the batch
+        messages of one loop turn share it. One multi-row INSERT for the batch
         (a Python ``execute`` call per message cost more than its INSERT);
         the ids are consecutive since the transaction holds the write lock
         from its first INSERT and the table is AUTOINCREMENT, so the batch's
@@ -328,25 +342,33 @@ class ChatStore:
         return messages
 
     def _insert_new(self, messages: list[Message]) -> int:
-        """INSERT messages without ids inside the caller's transaction; the last one's id."""
-        db = self._db
-        if len(messages) == 1:  # paced load: one execute, the id from its cursor
-            m = messages[0]
-            cursor = db.execute(_INSERT_NEW, (
-                fold(m.room), m.room, m.nick, m.text,
-                _KIND_NOTICE if m.notice else int(m.action), m.ts, m.username, m.address))
-            return int(cursor.lastrowid or 0)
+        """INSERT messages without ids inside the caller's transaction; the last one's id.
+
+        Multi-row INSERTs of up to :data:`_ROWS_MAX` rows, not ``executemany``:
+        SQLite runs one statement for many rows (AUTOINCREMENT's
+        ``sqlite_sequence`` row is written once per statement, not per row),
+        which took a third off the storing of a 37-message batch.
+        """
         keys: dict[str, str] = {}  # a batch is mostly one room: fold it once
-        rows = []
+        values: list[object] = []
+        add = values.extend
         for m in messages:
             room = m.room
             key = keys.get(room)
             if key is None:
                 key = keys[room] = fold(room)
-            rows.append((key, room, m.nick, m.text, _KIND_NOTICE if m.notice else int(m.action),
-                         m.ts, m.username, m.address))
-        db.executemany(_INSERT_NEW, rows)
-        return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            add((key, room, m.nick, m.text, _KIND_NOTICE if m.notice else int(m.action),
+                 m.ts, m.username, m.address))
+        execute = self._db.execute
+        count = len(messages)
+        if count <= _ROWS_MAX:  # the usual batch: one statement
+            return int(execute(_insert_rows(count), values).lastrowid or 0)
+        width = _ROWS_MAX * _ROW_VALUES
+        last = 0
+        for start in range(0, count * _ROW_VALUES, width):
+            chunk = values[start:start + width]
+            last = int(execute(_insert_rows(len(chunk) // _ROW_VALUES), chunk).lastrowid or 0)
+        return last
 
     def recent(self, room: str, limit: int, *, before_id: int | None = None) -> list[Message]:
         """The last ``limit`` messages of a room (older than ``before_id``), oldest first."""
