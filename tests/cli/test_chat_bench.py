@@ -505,3 +505,38 @@ async def test_bench_chat_ws_mode_against_the_web_door(tmp_path):
         assert 'sockhub_connections_accepted_total{listener="web"}' in text
     finally:
         assert await server.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["irc", "line"])
+def test_receiver_fast_path_counts_as_the_line_by_line_path(mode):
+    """A chunk of bench messages only takes the findall path; one other line in it, the
+    line-by-line path: both must count every problem the same way."""
+    plan = Plan(clients=4, senders=3, messages=4, mode=mode)  # IRC: no echo, skips its own
+
+    def line(nick: int, s: int, q: int) -> bytes:
+        text = message_text(s, q, 100 + q)
+        if mode == "irc":
+            return f":{plan.nick(nick)}!~b@127.0.0.1 PRIVMSG #bench :{text}\r\n".encode()
+        return f"12:00:01 #bench <{plan.nick(nick)}> {text}\r\n".encode()
+
+    chunk = b"".join([
+        line(0, 0, 0), line(0, 0, 1), line(0, 0, 1),  # a duplicate
+        line(1, 1, 2), line(1, 1, 0),  # reordered
+        line(2, 0, 2),  # the wrong author
+        line(2, 2, 0),  # sender 2 = client 2: its own, unexpected without an echo (IRC)
+        line(0, 0, 7),  # a number outside the plan
+        line(0, 0, 3),
+    ])
+    seen = []
+    for extra in (b"", b"PING :x\r\n" if mode == "irc" else b"-- a notice\r\n"):
+        receiver = Receiver(plan, 2)
+        receiver.ready = True
+        receiver.feed(chunk + extra, 150)
+        tally = receiver.tally
+        seen.append((tally.received, tally.duplicated, tally.reordered, tally.unexpected,
+                     receiver.garbled, list(tally.counts), sorted(receiver.latencies)))
+    assert seen[0] == seen[1]
+    received, duplicated, reordered, unexpected, garbled, _, latencies = seen[0]
+    assert (duplicated, reordered, garbled) == (1, 1, 1)
+    assert (received, unexpected) == ((5, 2) if mode == "irc" else (6, 1))
+    assert latencies[0] == 47  # 150 - (100 + 3)
