@@ -13,7 +13,8 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from proc import run_sockhub, start_sockhub
-from sockhub.client.chatbench import bench_chat
+from sockhub.client.chatbench import ChatBenchResult, bench_chat
+from sockhub.client.chatbench.parent import sent_alone
 from sockhub.client.chatbench.plan import (
     Plan,
     cap_names,
@@ -68,6 +69,30 @@ def test_tally_flags_what_no_one_sent():
     assert not tally.record(2, 0)  # no such sender
     assert not tally.record(0, 7)  # no such sequence number
     assert tally.unexpected == 3 and tally.received == 0
+
+
+def test_sent_alone_counts_messages_with_no_neighbour_within_the_gap():
+    # Sends at 0, 10, 11, 30 ms with a 5 ms gap: 10 and 11 went together.
+    assert sent_alone([0, 10_000_000, 11_000_000, 30_000_000], 5e6) == 0.5
+    assert sent_alone([], 5e6) == 0.0
+
+
+def test_pace_held_needs_the_rate_the_messages_alone_and_the_schedule():
+    def result(per_s: float, alone: float, late_ms: float) -> ChatBenchResult:
+        return ChatBenchResult(
+            target="t", mode="irc", room="#b", clients=500, senders=10, messages=500,
+            rate=50.0, window=1, procs=2, setup_s=0, seconds=10, sent=5000,
+            expected=2_500_000, deliveries=2_500_000, deliveries_per_s=per_s, p50_ms=1,
+            p99_ms=2, max_ms=3, lost=0, duplicated=0, reordered=0, garbled=0, errors=0,
+            first_error="", client_cpu_s=1, offered_per_s=250_000, sent_alone=alone,
+            send_late_p99_ms=late_ms)
+
+    assert result(249_000, 0.99, 0.5).pace_held
+    assert "-> held" in result(249_000, 0.99, 0.5).report()
+    assert not result(150_000, 0.99, 0.5).pace_held  # the load fell behind
+    assert not result(249_000, 0.80, 0.5).pace_held  # messages in bunches
+    assert not result(249_000, 0.99, 2.5).pace_held  # senders off their 2 ms slots
+    assert "NOT held" in result(150_000, 0.99, 0.5).report()
 
 
 def test_plan_expected_deliveries():
@@ -359,8 +384,10 @@ async def test_bench_chat_against_the_chat_server(tmp_path):
             f"r = bench_chat('127.0.0.1', {port}, clients=12, senders=4, messages=10,"
             " rate=400, room='#paced', procs=2, timeout=20)\n"
             "print(r.to_json())\n")
-        assert run["ok"] and run["procs"] == 2
+        assert run["ok"] and run["procs"] == 3  # the senders in a process of their own
         assert run["deliveries"] == 12 * 4 * 10
+        assert run["offered_per_s"] == 12 * 4 * 400  # every client gets 4 x 400 a second
+        assert 0 < run["sent_alone"] <= 1 and isinstance(run["pace_held"], bool)
     finally:
         assert await server.stop() == 0
 
