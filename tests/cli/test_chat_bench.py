@@ -23,7 +23,7 @@ from sockhub.client.chatbench.plan import (
     parse_irc,
     parse_payload,
 )
-from sockhub.client.chatbench.receiver import Counts, Receiver, Tally
+from sockhub.client.chatbench.receiver import Counts, Receiver, SharedStream, Tally
 
 # The pure part -----------------------------------------------------------------
 
@@ -567,3 +567,46 @@ def test_receiver_fast_path_counts_as_the_line_by_line_path(mode):
     assert (duplicated, reordered, garbled) == (1, 1, 1)
     assert (received, unexpected) == ((5, 2) if mode == "irc" else (6, 1))
     assert latencies[0] == 47  # 150 - (100 + 3)
+
+
+def test_shared_stream_receivers_count_as_receivers_alone():
+    """Paced runs: the receivers of a process share one stream; each still gets its
+    own exactly-once, in-order count and latencies, whatever its reads' splits, and
+    one whose bytes differ (a PING, a duplicate) leaves the stream there."""
+    plan = Plan(clients=6, senders=2, messages=6, mode="irc", irc_echo=True)
+
+    def line(s: int, q: int) -> bytes:
+        return (f":{plan.nick(s)}!~b@127.0.0.1 PRIVMSG #bench :"
+                f"{message_text(s, q, 100 + q)}\r\n").encode()
+
+    lead_in = b":srv 366 b0003 #bench :End of /NAMES list.\r\n"
+    body = b"".join(line(s, q) for q in range(6) for s in range(2))
+    cut = len(line(0, 0)) * 5 + 7  # inside the sixth message
+    streams = {
+        "same": lead_in + body,
+        "ping": lead_in + body[:cut] + b"PING :x\r\n" + body[cut:],  # inside a line: none
+        "twice": lead_in + body[: cut - 7] + line(0, 2) + body[cut - 7 :],  # (0, 2) again
+    }
+    stream = SharedStream(plan)
+    receivers = {name: Receiver(plan, 3 + i, stream=stream) for i, name in enumerate(streams)}
+    for receiver in receivers.values():
+        receiver.ready = True
+    for step, name in ((5, "same"), (64, "ping"), (9, "twice")):
+        data = streams[name]
+        for start in range(0, len(data), step):
+            receivers[name].feed(data[start : start + step], 1_000 + start)
+    reference = Receiver(plan, 3)
+    reference.ready = True
+    reference.feed(streams["same"], 1_000)
+    counts = {name: Counts().add_receivers([r]) for name, r in receivers.items()}
+    assert receivers["same"].complete and receivers["same"]._pos > 0  # never left it
+    assert (counts["same"].deliveries, counts["same"].duplicated, counts["same"].garbled) == (
+        12, 0, 0)
+    assert len(receivers["same"].latencies) == 12
+    assert sorted(receivers["same"].latencies)[0] >= 1_000 - 105
+    assert receivers["ping"]._pos == -2 and receivers["ping"].outbox == b""  # a broken line
+    assert counts["ping"].garbled == 1 and counts["ping"].deliveries == 11
+    assert receivers["twice"]._pos == -2
+    assert (counts["twice"].deliveries, counts["twice"].duplicated,
+            counts["twice"].garbled) == (12, 1, 0)
+    assert Counts().add_receivers([reference]).deliveries == 12

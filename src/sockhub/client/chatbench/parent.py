@@ -86,8 +86,9 @@ def bench_chat(
 
     ``procs`` defaults to one process per 50 clients, at most one per usable
     CPU; a paced run (``rate``) forks one more, for the senders alone, and
-    staggers them so that each message reaches the server alone. ``window`` is how many messages a sender may have unacknowledged
-    (1: send the next when the previous one is seen). ``on_phase`` is called
+    staggers them so that each message reaches the server alone. ``window``
+    is how many messages a sender may have unacknowledged (1: send the next
+    when the previous one is seen). ``on_phase`` is called
     in this process with ``"connected"`` (every client greeted, none
     registered), ``"ready"`` (everyone joined, nothing sent yet) and
     ``"done"`` (everyone counted, nobody disconnected yet): the benchmark

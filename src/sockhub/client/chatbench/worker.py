@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import cast
 
 from sockhub.client.chatbench.plan import Plan, message_text
-from sockhub.client.chatbench.receiver import Counts, Receiver
+from sockhub.client.chatbench.receiver import Counts, Receiver, SharedStream
 from sockhub.engine import loops
 
 #: Seconds without any send or receipt after which a worker stops waiting.
@@ -264,7 +264,10 @@ async def _worker_main(plan: Plan, mine: list[int], opts: WorkerOptions,
 
     loop.add_reader(inbox.fileno(), on_command)
     latencies: array[int] = array("q")
-    receivers = [Receiver(plan, client, latencies) for client in mine]
+    # A paced run's receivers share one stream (see SharedStream): what a
+    # process can read at 250k deliveries a second on one core.
+    stream = SharedStream(plan) if opts.rate is not None else None
+    receivers = [Receiver(plan, client, latencies, stream) for client in mine]
     run = _Run(len(receivers))
     gate = asyncio.Semaphore(opts.gate)
     outcomes = await asyncio.gather(
