@@ -75,6 +75,7 @@ class StreamConnection(asyncio.Protocol):
         "loop",
         "peer",
         "peer_ip",
+        "plain_output",
         "protocol",
         "server",
         "transport",
@@ -105,6 +106,10 @@ class StreamConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         #: Set while the protocol lends the read buffers (``Protocol.read_into``).
         self._buffered: _BufferedReads | None = None
+        #: The protocol keeps Protocol's own output queue (``data_to_send`` and
+        #: ``close_expected`` not overridden): the server's end-of-turn flush
+        #: may then take the queue itself (:meth:`StreamServer._flush_dirty`).
+        self.plain_output = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -140,6 +145,9 @@ class StreamConnection(asyncio.Protocol):
         protocol.read_into = self.read_into
         protocol.clock = self
         self.protocol = protocol
+        kind = type(protocol)
+        self.plain_output = (kind.data_to_send is Protocol.data_to_send
+                             and kind.close_expected is Protocol.close_expected)
         banner = self.server.banner
         if banner:
             transport.write(encode_line(banner))
