@@ -25,6 +25,15 @@ the load: N registered clients in ``#bench``, K of them sending M
 * Latency is measured at a fixed, moderate load (``--rate`` messages a
   second per sender at N = ``--latency-clients``), where no server is
   saturated.
+* Issue 16's paced run (``--rate-only --rate 50 --latency-clients 500``): the
+  senders in a process of their own, taking turns so that each message reaches
+  the server alone; the receivers share one stream per process (what lets one
+  core read 250k deliveries a second). The table says whether the pace was
+  held: deliveries/s against those offered, the share of messages sent alone,
+  and the server's write system calls per delivery (``/proc/PID/io``; 1.0 =
+  every message written alone to every recipient). A run that did not hold it
+  is marked, and its µs/delivery is not the paced figure. On a shared machine
+  ``--nice -15`` keeps other processes from holding the server off its core.
 * Servers bind 127.0.0.1, are stopped by PID in ``finally`` blocks, and every
   wait is bounded.
 
@@ -207,10 +216,20 @@ class Row:
         return f"{self.server_reads / sent:.2f}" if sent and self.server_reads else "-"
 
     @property
+    def pace_held(self) -> bool:
+        """The load held its pace (the bench's verdict) and, where /proc counts the
+        server's writes, the server wrote messages alone (>= 0.9 writes per delivery:
+        a server that fell behind reads several messages in a turn and writes them
+        together, which is not the paced condition however well the load kept time)."""
+        d = self.result.deliveries
+        alone = not self.server_writes or not d or self.server_writes / d >= 0.9
+        return self.result.pace_held and alone
+
+    @property
     def pace(self) -> str:
         """Did a paced run hold issue 16's condition? Achieved vs offered, and why not."""
         r = self.result
-        verdict = "held" if r.pace_held else "NOT held"
+        verdict = "held" if self.pace_held else "NOT held"
         return (f"{r.deliveries_per_s:,.0f} of {r.offered_per_s:,.0f} deliveries/s, "
                 f"{100 * r.sent_alone:.0f}% sent alone, sends late p99 "
                 f"{r.send_late_p99_ms:.2f} ms, server writes/delivery "
@@ -369,7 +388,7 @@ def latency_table(rows: list[Row], markdown: bool) -> str:
              f"{r.result.deliveries:,}/{r.result.expected:,}",
              f"{r.result.deliveries_per_s:,.0f} ({r.result.offered_per_s:,.0f})",
              f"{100 * r.result.sent_alone:.0f}%", r.writes_per_delivery,
-             "held" if r.result.pace_held else "NOT held", f"{r.result.p50_ms:.2f}",
+             "held" if r.pace_held else "NOT held", f"{r.result.p50_ms:.2f}",
              f"{r.result.p99_ms:.2f}", f"{r.result.max_ms:.2f}", f"{r.us_per_delivery:.2f}",
              f"{r.server_cpu_pct:.0f}%", r.problems] for r in rows]
     return render(headers, body, markdown)
@@ -492,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = verdict(rows) + [
         f"paced run {r.server} N={r.clients}: the pace was NOT held ({r.pace}); its "
         "µs/delivery is not a figure at the paced condition" for r in latency
-        if not r.result.pace_held]
+        if not r.pace_held]
     if notes:
         print(blank)
     for note in notes:

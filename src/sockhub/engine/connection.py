@@ -177,6 +177,24 @@ class StreamConnection(asyncio.Protocol):
         if self._file_task is not None:
             return  # output waits until the file is out
         # flush(), inlined: this is the per-read hot path of every service.
+        if self.plain_output:  # Protocol's own queue: taken here, not by two calls
+            out = protocol._outgoing
+            if out:
+                paused = self._writing_paused
+                if len(out) == 1:
+                    reply = out[0]
+                    out.clear()  # before the write: pause_writing may queue more
+                    self.transport.write(reply)  # type: ignore[union-attr]
+                else:
+                    protocol._outgoing = []
+                    self.transport.writelines(out)  # type: ignore[union-attr]
+                if paused:
+                    self._check_write_buffer()
+            if protocol.file_to_send is not None:
+                self._start_file()
+            elif protocol._closing:
+                self._close_gracefully()
+            return
         out = protocol.data_to_send()
         if out:
             paused = self._writing_paused
