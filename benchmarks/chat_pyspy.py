@@ -34,8 +34,8 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 class Spy:
     """``py-spy record`` of one process between the "ready" and "done" phases."""
 
-    def __init__(self, pid: int, out: str, rate: int) -> None:
-        self.pid, self.out, self.rate = pid, out, rate
+    def __init__(self, pid: int, out: str, rate: int, idle: bool = False) -> None:
+        self.pid, self.out, self.rate, self.idle = pid, out, rate, idle
         self.process: subprocess.Popen[bytes] | None = None
 
     def __call__(self, phase: str) -> None:
@@ -43,7 +43,7 @@ class Spy:
             spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
             self.process = subprocess.Popen(
                 [spy, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format",
-                 "raw", "--output", self.out, "--nonblocking"],
+                 "raw", "--output", self.out, "--nonblocking", *(["--idle"] if self.idle else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)  # py-spy attaches asynchronously; a gap in samples is harmless
         elif phase == "done" and self.process is not None:
@@ -87,6 +87,13 @@ def main() -> int:
                         help="messages a sender may have unacknowledged (default 128)")
     parser.add_argument("--rate", type=int, default=250, help="samples a second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--pace", type=float, default=None,
+                        help="paced load instead of a window: messages a second per sender "
+                        "(issue 16's: 50, with --clients 500)")
+    parser.add_argument("--idle", action="store_true",
+                        help="sample idle time too (a loop blocked in a system call shows)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="the server's nice value (e.g. -15 on a shared machine; root)")
     args = parser.parse_args()
     chat_servers.QUIET_WAIT = 0.0
     SERVER_ENV["PYTHONPATH"] = args.src
@@ -98,11 +105,14 @@ def main() -> int:
         server, port = start_door(os.path.join(data_dir, "db"), server_cpus, args.mode)
         out = os.path.join(data_dir, "spy.txt")
         with server:
+            if args.nice:
+                os.setpriority(os.PRIO_PROCESS, server.pid, args.nice)
             result = bench_chat(HOST, port, clients=args.clients, senders=args.senders,
                                 messages=args.messages, mode=bench_mode(args.mode),
                                 room="#bench",
-                                window=args.window,
-                                timeout=120.0, on_phase=Spy(server.pid, out, args.rate))
+                                window=1 if args.pace else args.window, rate=args.pace,
+                                timeout=120.0,
+                                on_phase=Spy(server.pid, out, args.rate, args.idle))
         print(result.report())
         print(report(out, args.top))
     return 0

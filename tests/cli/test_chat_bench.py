@@ -15,6 +15,7 @@ from websockets.typing import Subprotocol
 from proc import run_sockhub, start_sockhub
 from sockhub.client.chatbench import bench_chat
 from sockhub.client.chatbench import receiver as receiver_module
+from sockhub.client.chatbench.parent import sent_alone
 from sockhub.client.chatbench.plan import (
     Plan,
     cap_names,
@@ -23,7 +24,7 @@ from sockhub.client.chatbench.plan import (
     parse_irc,
     parse_payload,
 )
-from sockhub.client.chatbench.receiver import Counts, Receiver, Tally
+from sockhub.client.chatbench.receiver import Counts, Receiver, SharedStream, Tally
 from sockhub.client.chatbench.result import ChatBenchResult
 from sockhub.client.chatbench.worker import SETTLE, WorkerOptions, settle_seconds
 from sockhub.doors.web.chat_json import dumps, event_object
@@ -73,6 +74,30 @@ def test_tally_flags_what_no_one_sent():
     assert not tally.record(2, 0)  # no such sender
     assert not tally.record(0, 7)  # no such sequence number
     assert tally.unexpected == 3 and tally.received == 0
+
+
+def test_sent_alone_counts_messages_with_no_neighbour_within_the_gap():
+    # Sends at 0, 10, 11, 30 ms with a 5 ms gap: 10 and 11 went together.
+    assert sent_alone([0, 10_000_000, 11_000_000, 30_000_000], 5e6) == 0.5
+    assert sent_alone([], 5e6) == 0.0
+
+
+def test_pace_held_needs_the_rate_the_messages_alone_and_the_schedule():
+    def result(per_s: float, alone: float, late_ms: float) -> ChatBenchResult:
+        return ChatBenchResult(
+            target="t", mode="irc", room="#b", clients=500, senders=10, messages=500,
+            rate=50.0, window=1, procs=2, setup_s=0, seconds=10, sent=5000,
+            expected=2_500_000, deliveries=2_500_000, deliveries_per_s=per_s, p50_ms=1,
+            p99_ms=2, max_ms=3, lost=0, duplicated=0, reordered=0, garbled=0, errors=0,
+            first_error="", client_cpu_s=1, offered_per_s=250_000, sent_alone=alone,
+            send_late_p99_ms=late_ms)
+
+    assert result(249_000, 0.99, 0.5).pace_held
+    assert "-> held" in result(249_000, 0.99, 0.5).report()
+    assert not result(150_000, 0.99, 0.5).pace_held  # the load fell behind
+    assert not result(249_000, 0.80, 0.5).pace_held  # messages in bunches
+    assert not result(249_000, 0.99, 2.5).pace_held  # senders off their 2 ms slots
+    assert "NOT held" in result(150_000, 0.99, 0.5).report()
 
 
 def test_plan_expected_deliveries():
@@ -388,8 +413,10 @@ async def test_bench_chat_against_the_chat_server(tmp_path):
             f"r = bench_chat('127.0.0.1', {port}, clients=12, senders=4, messages=10,"
             " rate=400, room='#paced', procs=2, timeout=20)\n"
             "print(r.to_json())\n")
-        assert run["ok"] and run["procs"] == 2
+        assert run["ok"] and run["procs"] == 3  # the senders in a process of their own
         assert run["deliveries"] == 12 * 4 * 10
+        assert run["offered_per_s"] == 12 * 4 * 400  # every client gets 4 x 400 a second
+        assert 0 < run["sent_alone"] <= 1 and isinstance(run["pace_held"], bool)
     finally:
         assert await server.stop() == 0
 
@@ -550,7 +577,7 @@ def _result(**changes: object) -> ChatBenchResult:
 
 def test_a_paced_run_that_fell_behind_says_so():
     on_time = _result()  # 100 messages at 50/s: the last is due 1.98 s after the first
-    assert on_time.kept_pace and "pace" not in on_time.report()
+    assert on_time.kept_pace and "NOT KEPT" not in on_time.report()
     late = _result(seconds=12.1, client_cpu_s=12.0)
     assert not late.kept_pace and late.behind_s == pytest.approx(10.12)
     assert "pace        NOT KEPT: done 10.12 s after the last message was due" in late.report()
@@ -571,3 +598,81 @@ def test_the_patience_for_silence_grows_with_what_one_turn_can_fan_out():
     assert settle(2000, 50, 128) == pytest.approx(max(SETTLE, 5.0))  # 1,000,000 outstanding
     assert settle(2000, 1000, 128) == pytest.approx(12.8)
     assert settle(500, 100, 1, rate=0.5) == 6.0  # paced: three intervals
+
+
+@pytest.mark.parametrize("mode", ["irc", "line"])
+def test_receiver_fast_path_counts_as_the_line_by_line_path(mode):
+    """A chunk of bench messages only takes the findall path; one other line in it, the
+    line-by-line path: both must count every problem the same way."""
+    plan = Plan(clients=4, senders=3, messages=4, mode=mode)  # IRC: no echo, skips its own
+
+    def line(nick: int, s: int, q: int) -> bytes:
+        text = message_text(s, q, 100 + q)
+        if mode == "irc":
+            return f":{plan.nick(nick)}!~b@127.0.0.1 PRIVMSG #bench :{text}\r\n".encode()
+        return f"12:00:01 #bench <{plan.nick(nick)}> {text}\r\n".encode()
+
+    chunk = b"".join([
+        line(0, 0, 0), line(0, 0, 1), line(0, 0, 1),  # a duplicate
+        line(1, 1, 2), line(1, 1, 0),  # reordered
+        line(2, 0, 2),  # the wrong author
+        line(2, 2, 0),  # sender 2 = client 2: its own, unexpected without an echo (IRC)
+        line(0, 0, 7),  # a number outside the plan
+        line(0, 0, 3),
+    ])
+    seen = []
+    for extra in (b"", b"PING :x\r\n" if mode == "irc" else b"-- a notice\r\n"):
+        receiver = Receiver(plan, 2)
+        receiver.ready = True
+        receiver.feed(chunk + extra, 150)
+        tally = receiver.tally
+        seen.append((tally.received, tally.duplicated, tally.reordered, tally.unexpected,
+                     receiver.garbled, list(tally.counts), sorted(receiver.latencies)))
+    assert seen[0] == seen[1]
+    received, duplicated, reordered, unexpected, garbled, _, latencies = seen[0]
+    assert (duplicated, reordered, garbled) == (1, 1, 1)
+    assert (received, unexpected) == ((5, 2) if mode == "irc" else (6, 1))
+    assert latencies[0] == 47  # 150 - (100 + 3)
+
+
+def test_shared_stream_receivers_count_as_receivers_alone():
+    """Paced runs: the receivers of a process share one stream; each still gets its
+    own exactly-once, in-order count and latencies, whatever its reads' splits, and
+    one whose bytes differ (a PING, a duplicate) leaves the stream there."""
+    plan = Plan(clients=6, senders=2, messages=6, mode="irc", irc_echo=True)
+
+    def line(s: int, q: int) -> bytes:
+        return (f":{plan.nick(s)}!~b@127.0.0.1 PRIVMSG #bench :"
+                f"{message_text(s, q, 100 + q)}\r\n").encode()
+
+    lead_in = b":srv 366 b0003 #bench :End of /NAMES list.\r\n"
+    body = b"".join(line(s, q) for q in range(6) for s in range(2))
+    cut = len(line(0, 0)) * 5 + 7  # inside the sixth message
+    streams = {
+        "same": lead_in + body,
+        "ping": lead_in + body[:cut] + b"PING :x\r\n" + body[cut:],  # inside a line: none
+        "twice": lead_in + body[: cut - 7] + line(0, 2) + body[cut - 7 :],  # (0, 2) again
+    }
+    stream = SharedStream(plan)
+    receivers = {name: Receiver(plan, 3 + i, stream=stream) for i, name in enumerate(streams)}
+    for receiver in receivers.values():
+        receiver.ready = True
+    for step, name in ((5, "same"), (64, "ping"), (9, "twice")):
+        data = streams[name]
+        for start in range(0, len(data), step):
+            receivers[name].feed(data[start : start + step], 1_000 + start)
+    reference = Receiver(plan, 3)
+    reference.ready = True
+    reference.feed(streams["same"], 1_000)
+    counts = {name: Counts().add_receivers([r]) for name, r in receivers.items()}
+    assert receivers["same"].complete and receivers["same"]._pos > 0  # never left it
+    assert (counts["same"].deliveries, counts["same"].duplicated, counts["same"].garbled) == (
+        12, 0, 0)
+    assert len(receivers["same"].latencies) == 12
+    assert sorted(receivers["same"].latencies)[0] >= 1_000 - 105
+    assert receivers["ping"]._pos == -2 and receivers["ping"].outbox == b""  # a broken line
+    assert counts["ping"].garbled == 1 and counts["ping"].deliveries == 11
+    assert receivers["twice"]._pos == -2
+    assert (counts["twice"].deliveries, counts["twice"].duplicated,
+            counts["twice"].garbled) == (12, 1, 0)
+    assert Counts().add_receivers([reference]).deliveries == 12

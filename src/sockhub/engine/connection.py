@@ -79,6 +79,7 @@ class StreamConnection(asyncio.Protocol):
         "loop",
         "peer",
         "peer_ip",
+        "plain_output",
         "protocol",
         "server",
         "transport",
@@ -109,6 +110,10 @@ class StreamConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         #: Set while the protocol lends the read buffers (``Protocol.read_into``).
         self._buffered: _BufferedReads | None = None
+        #: The protocol keeps Protocol's own output queue (``data_to_send`` and
+        #: ``close_expected`` not overridden): the server's end-of-turn flush
+        #: may then take the queue itself (:meth:`StreamServer._flush_dirty`).
+        self.plain_output = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -150,6 +155,9 @@ class StreamConnection(asyncio.Protocol):
         protocol.read_into = self.read_into
         protocol.clock = self
         self.protocol = protocol
+        kind = type(protocol)
+        self.plain_output = (kind.data_to_send is Protocol.data_to_send
+                             and kind.close_expected is Protocol.close_expected)
         banner = self.server.banner
         if banner:
             transport.write(encode_line(banner))
@@ -178,6 +186,24 @@ class StreamConnection(asyncio.Protocol):
         if self._file_task is not None:
             return  # output waits until the file is out
         # flush(), inlined: this is the per-read hot path of every service.
+        if self.plain_output:  # Protocol's own queue: taken here, not by two calls
+            out = protocol._outgoing
+            if out:
+                paused = self._writing_paused
+                if len(out) == 1:
+                    reply = out[0]
+                    out.clear()  # before the write: pause_writing may queue more
+                    self.transport.write(reply)  # type: ignore[union-attr]
+                else:
+                    protocol._outgoing = []
+                    self.transport.writelines(out)  # type: ignore[union-attr]
+                if paused:
+                    self._check_write_buffer()
+            if protocol.file_to_send is not None:
+                self._start_file()
+            elif protocol._closing:
+                self._close_gracefully()
+            return
         out = protocol.data_to_send()
         if out:
             paused = self._writing_paused

@@ -85,8 +85,10 @@ def bench_chat(
     """Run the fan-out load in worker processes and merge what they counted.
 
     ``procs`` defaults to one process per 50 clients, at most one per usable
-    CPU. ``window`` is how many messages a sender may have unacknowledged
-    (1: send the next when the previous one is seen). ``on_phase`` is called
+    CPU; a paced run (``rate``) forks one more, for the senders alone, and
+    staggers them so that each message reaches the server alone. ``window``
+    is how many messages a sender may have unacknowledged (1: send the next
+    when the previous one is seen). ``on_phase`` is called
     in this process with ``"connected"`` (every client greeted, none
     registered), ``"ready"`` (everyone joined, nothing sent yet) and
     ``"done"`` (everyone counted, nobody disconnected yet): the benchmark
@@ -124,11 +126,18 @@ def bench_chat(
     procs = max(1, min(procs, clients if plan.echoes else clients // 2))
     gate = max(1, CONNECT_GATE[plan.mode] // procs)
     opts = WorkerOptions(host, port, window, rate, start + timeout, gate)
+    shares = [list(range(index, clients, procs)) for index in range(procs)]
+    if rate is not None and 0 < senders < clients:
+        # Paced: the senders get a process of their own, so that their schedule
+        # does not wait on the reading of hundreds of clients (which made
+        # messages leave, and reach the server, in bunches).
+        shares = [list(range(senders))] + [
+            share for share in ([c for c in range(senders, clients) if c % procs == index]
+                                for index in range(procs)) if share]
     context = multiprocessing.get_context("fork")
     workers: list[_Worker] = []
     try:
-        for index in range(procs):
-            mine = list(range(index, clients, procs))  # round-robin spreads the senders
+        for mine in shares:
             inbox, orders = context.Pipe(duplex=False)
             reports, outbox = context.Pipe(duplex=False)
             process = context.Process(target=run_worker, args=(plan, mine, opts, inbox, outbox),
@@ -247,7 +256,11 @@ def _merge(plan: Plan, opts: WorkerOptions, procs: int, setup_s: float,
     last = max((r["last_ns"] for r in results), default=0)
     sent = 0
     cpu = 0.0
+    send_ns: array[int] = array("q")
+    late_ns: array[int] = array("q")
     for result in results:
+        send_ns.frombytes(result["send_ns"])
+        late_ns.frombytes(result["late_ns"])
         counts.add(Counts(**result["counts"]))
         chunk: array[int] = array("q")
         chunk.frombytes(result["latencies"])
@@ -287,4 +300,23 @@ def _merge(plan: Plan, opts: WorkerOptions, procs: int, setup_s: float,
         first_error=errors[0] if errors else "",
         client_cpu_s=round(cpu, 3),
         echo=plan.mode == "irc" and plan.irc_echo,
+        offered_per_s=(plan.total_expected * opts.rate / plan.messages
+                       if opts.rate and plan.messages else 0.0),
+        sent_alone=sent_alone(sorted(send_ns), 0.5e9 / (plan.senders * opts.rate))
+        if opts.rate and plan.senders else 0.0,
+        send_late_p99_ms=percentile(sorted(late_ns), 0.99) / 1e6,
     )
+
+
+def sent_alone(sorted_ns: list[int], gap_ns: float) -> float:
+    """The share of messages sent at least ``gap_ns`` after the one before and before the
+    one after (all senders together): those the server can only have read alone."""
+    if not sorted_ns:
+        return 0.0
+    alone = 0
+    last = len(sorted_ns) - 1
+    for i, t in enumerate(sorted_ns):
+        if (i == 0 or t - sorted_ns[i - 1] >= gap_ns) and (
+                i == last or sorted_ns[i + 1] - t >= gap_ns):
+            alone += 1
+    return alone / len(sorted_ns)

@@ -47,6 +47,24 @@ class ChatBenchResult:
     first_error: str
     client_cpu_s: float
     echo: bool = False  # IRC: the senders had echo-message
+    #: Paced runs: the deliveries a second the plan offers (K x rate x recipients).
+    offered_per_s: float = 0.0
+    #: Paced runs: the share of messages sent with no other within half a slot
+    #: (1/(2·K·rate)) of it, i.e. that reached the server alone.
+    sent_alone: float = 0.0
+    #: Paced runs: how late the senders' process sent on its schedule (p99).
+    send_late_p99_ms: float = 0.0
+
+    @property
+    def pace_held(self) -> bool:
+        """A paced run kept its pace: deliveries/s within 5% of the offered rate, done
+        within a second of the last send, the messages sent alone (>= 95%), and the
+        senders on schedule (p99 late < a slot)."""
+        if not self.offered_per_s or not self.rate:
+            return False
+        slot_ms = 1e3 / (self.senders * self.rate)
+        return (self.deliveries_per_s >= 0.95 * self.offered_per_s and self.kept_pace
+                and self.sent_alone >= 0.95 and self.send_late_p99_ms < slot_ms)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +111,10 @@ class ChatBenchResult:
             f"errors      {self.errors}" + (f"  (first: {self.first_error})"
                                             if self.first_error else ""),
             f"client CPU  {self.client_cpu_s:.2f} s in the window ({cpu:.0f}% of one core)",
+            *([f"pace        {self.deliveries_per_s:,.0f} of {self.offered_per_s:,.0f} "
+               f"deliveries/s offered; {100 * self.sent_alone:.1f}% of messages sent alone; "
+               f"sends late p99 {self.send_late_p99_ms:.2f} ms -> "
+               + ("held" if self.pace_held else "NOT held")] if self.rate else []),
             *([] if self.kept_pace else [
                 f"pace        NOT KEPT: done {self.behind_s:.2f} s after the last message was "
                 f"due; the server or this load could not keep up ({self.procs} process(es) at "
@@ -103,4 +125,4 @@ class ChatBenchResult:
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "ok": self.ok, "kept_pace": self.kept_pace,
-                           "behind_s": round(self.behind_s, 3)})
+                           "behind_s": round(self.behind_s, 3), "pace_held": self.pace_held})
