@@ -97,7 +97,10 @@ def test_pace_held_needs_the_rate_the_messages_alone_and_the_schedule():
     assert not result(150_000, 0.99, 0.5).pace_held  # the load fell behind
     assert not result(249_000, 0.80, 0.5).pace_held  # messages in bunches
     assert not result(249_000, 0.99, 2.5).pace_held  # senders off their 2 ms slots
-    assert "NOT held" in result(150_000, 0.99, 0.5).report()
+    assert "-> NOT held: under 95% of the deliveries/s offered" in result(
+        150_000, 0.99, 0.5).report()
+    assert result(249_000, 0.80, 2.5).pace_misses() == [
+        "under 95% of messages sent alone", "sends late p99 over a slot (2.00 ms)"]
 
 
 def test_plan_expected_deliveries():
@@ -570,20 +573,41 @@ def _result(**changes: object) -> ChatBenchResult:
         "seconds": 2.1, "sent": 1000, "expected": 500_000, "deliveries": 500_000,
         "deliveries_per_s": 238_095.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0,
         "lost": 0, "duplicated": 0, "reordered": 0, "garbled": 0, "errors": 0,
-        "first_error": "", "client_cpu_s": 1.0}
+        "first_error": "", "client_cpu_s": 1.0, "offered_per_s": 250_000.0,
+        "sent_alone": 0.99, "send_late_p99_ms": 0.5}
     fields.update(changes)
     return ChatBenchResult(**fields)  # type: ignore[arg-type]
 
 
 def test_a_paced_run_that_fell_behind_says_so():
-    on_time = _result()  # 100 messages at 50/s: the last is due 1.98 s after the first
-    assert on_time.kept_pace and "NOT KEPT" not in on_time.report()
+    # 100 messages at 50/s, 10 senders staggered over a slot: the last is due
+    # 1.98 + 0.018 s after the first.
+    on_time = _result()
+    assert on_time.behind_s == pytest.approx(0.102) and on_time.pace_held
+    [line] = [x for x in on_time.report().splitlines() if x.startswith("pace")]
+    assert line.endswith("done 0.10 s after the last was due -> held")
     late = _result(seconds=12.1, client_cpu_s=12.0)
-    assert not late.kept_pace and late.behind_s == pytest.approx(10.12)
-    assert "pace        NOT KEPT: done 10.12 s after the last message was due" in late.report()
+    assert late.behind_s == pytest.approx(10.102) and not late.pace_held
+    [line] = [x for x in late.report().splitlines() if x.startswith("pace")]
+    assert "done 10.10 s after the last was due -> NOT held: over 1 s behind: " in line
+    assert "(2 process(es) at 50% each)" in line
     assert late.ok  # nothing lost: a correct run, just not at the pace asked
-    assert json.loads(late.to_json())["kept_pace"] is False
-    assert _result(rate=None, seconds=50.0).kept_pace  # closed loop: no pace to keep
+    fields = json.loads(late.to_json())
+    assert fields["pace_held"] is False and fields["behind_s"] == 10.102
+    assert "kept_pace" not in fields  # one verdict
+    unpaced = _result(rate=None, seconds=50.0)  # closed loop: no pace to keep
+    assert not any(x.startswith("pace") for x in unpaced.report().splitlines())
+    fields = json.loads(unpaced.to_json())
+    assert fields["pace_held"] is None and fields["behind_s"] is None
+
+
+def test_staggered_senders_at_a_slow_pace_are_not_read_as_late():
+    # Sender s starts s/(K*rate) after the first: at 0.5/s with 10 senders the
+    # last starts 1.8 s late, so 5 messages' last is due 8 + 1.8 s after the first.
+    run = _result(rate=0.5, messages=5, seconds=10.1, expected=25_000, deliveries=25_000,
+                  offered_per_s=2_500.0, deliveries_per_s=25_000 / 10.1)
+    assert run.behind_s == pytest.approx(0.3)
+    assert run.pace_held, run.pace_misses()
 
 
 def test_the_patience_for_silence_grows_with_what_one_turn_can_fan_out():
