@@ -26,7 +26,7 @@ from sockhub.client.chatbench.plan import (
 )
 from sockhub.client.chatbench.receiver import Counts, Receiver, SharedStream, Tally
 from sockhub.client.chatbench.result import ChatBenchResult
-from sockhub.client.chatbench.worker import SETTLE, WorkerOptions, settle_seconds
+from sockhub.client.chatbench.worker import SETTLE, WorkerOptions, keeps_time, settle_seconds
 from sockhub.doors.web.chat_json import dumps, event_object
 from sockhub.hub import Message
 
@@ -385,7 +385,7 @@ def test_receiver_reads_ncat_chunks():
     "kwargs",
     [{"clients": 0}, {"senders": 5, "clients": 4}, {"messages": -1}, {"rate": 0.0},
      {"timeout": 0}, {"mode": "xmpp"}, {"room": "bench"}, {"mode": "ncat", "clients": 1},
-     {"procs": 0}, {"window": 0}],
+     {"procs": 0}, {"window": 0}, {"realtime": True}],
 )
 def test_bench_chat_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
@@ -608,6 +608,26 @@ def test_staggered_senders_at_a_slow_pace_are_not_read_as_late():
                   offered_per_s=2_500.0, deliveries_per_s=25_000 / 10.1)
     assert run.behind_s == pytest.approx(0.3)
     assert run.pace_held, run.pace_misses()
+
+
+def test_only_realtime_gives_the_paced_senders_process_a_real_time_priority():
+    # Review: it was taken silently (SCHED_FIFO as root) for every paced run.
+    plan = Plan(clients=100, senders=10, messages=10)
+    senders, readers = list(range(10)), list(range(10, 100, 2))
+
+    def opts(rate: float | None, realtime: bool) -> WorkerOptions:
+        return WorkerOptions("h", 1, 1, rate, 0.0, 1, realtime)
+
+    assert not keeps_time(plan, senders, opts(50.0, False))  # paced, not asked
+    assert not keeps_time(plan, senders, WorkerOptions("h", 1, 1, 50.0, 0.0, 1))  # default
+    assert keeps_time(plan, senders, opts(50.0, True))
+    assert not keeps_time(plan, readers, opts(50.0, True))  # only the senders' process
+    assert not keeps_time(plan, senders, opts(None, True))  # unpaced: nothing to keep
+
+
+async def test_realtime_without_a_rate_is_refused_on_the_command_line():
+    code, _, err = await run_sockhub("bench", "chat", "127.0.0.1:9", "--realtime", timeout=30)
+    assert code == 2 and b"--realtime needs --rate" in err
 
 
 def test_the_patience_for_silence_grows_with_what_one_turn_can_fan_out():
