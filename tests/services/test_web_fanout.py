@@ -215,6 +215,33 @@ def test_irc_over_websocket_clients_share_the_framed_line(service):
     assert frame.opcode is Opcode.TEXT and frame.data.endswith(b"PRIVMSG #r :to irc")
 
 
+def test_the_one_frame_cache_keeps_texts_lines_and_opcodes_apart(service):
+    # One cache for the door (review): a JSON text, a line for text IRC clients and
+    # the same line for binary ones follow each other through it, each framed right.
+    clock = ManualClock()
+    irc = {}
+    for nick, subprotocol in (("irctext", "text.ircv3.net"), ("ircbin", "binary.ircv3.net")):
+        browser = Browser(service, clock, subprotocol=subprotocol)
+        for line in (f"NICK {nick}", f"USER {nick} 0 * :{nick}", "JOIN #r"):
+            browser.client.send_text(line.encode())
+            browser.feed()
+        browser.frames()
+        irc[nick] = browser
+    alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
+    for browser in (*irc.values(), bob):
+        browser.frames()
+    for text in ("first", "second"):
+        alice.send({"type": "say", "room": "#r", "text": text})
+        [shown] = bob.objects()
+        assert shown["type"] == "message" and shown["text"] == text
+        for nick, opcode in (("irctext", Opcode.TEXT), ("ircbin", Opcode.BINARY)):
+            [frame] = irc[nick].frames()
+            assert frame.opcode is opcode and frame.data.endswith(f"PRIVMSG #r :{text}".encode())
+        bob.send({"type": "ping", "id": text})  # an answer in between, framed alone
+        [pong] = bob.objects()
+        assert pong == {"type": "pong", "re": text}
+
+
 # Keep-alive -----------------------------------------------------------------------
 
 def _pinged(browser: Browser, clock: ManualClock, seconds: float = 30) -> None:

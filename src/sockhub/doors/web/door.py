@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import ClassVar
 
 import h11
 from websockets.datastructures import Headers
@@ -157,16 +156,6 @@ class WebDoor(Protocol):
     )
 
     counts_messages = True
-
-    # The last text framed, and its frame: a hub event's rendering (the same
-    # str object for every browser it goes to) is framed once.
-    _cache_text: ClassVar[str | None] = None
-    _cache_frame: ClassVar[bytes] = b""
-    # The same for the hosted IRC door: its shared line (one bytes object for
-    # every client of the same capabilities) and its frames.
-    _irc_chunk: ClassVar[bytes | None] = None
-    _irc_opcode: ClassVar[Opcode] = Opcode.TEXT
-    _irc_frames: ClassVar[list[bytes]] = []
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -671,22 +660,16 @@ class WebDoor(Protocol):
             return
         opcode = Opcode.BINARY if self.binary else Opcode.TEXT
         out = self._outgoing
-        cls = WebDoor
         for chunk in irc.data_to_send():
             # A hub event's line is one bytes object for all its IRC clients: framed once.
-            if chunk is cls._irc_chunk and opcode is cls._irc_opcode:
-                out.extend(cls._irc_frames)
-                continue
-            frames = [_frame(opcode, line) for line in chunk.split(b"\r\n") if line]
-            out.extend(frames)
-            cls._irc_chunk, cls._irc_opcode, cls._irc_frames = chunk, opcode, frames
+            out.extend(_frames(chunk, opcode))
         if irc.close_expected() and not self._closing:
             self._ws_close(NORMAL, "")
 
     def send_text(self, text: str) -> None:
         """Queue one text frame (JsonPeer): an answer, written when the call returns."""
         if self._live:
-            self._outgoing.append(_text_frame(text))
+            self._outgoing.extend(_frames(text, Opcode.TEXT))
 
     def push_text(self, text: str) -> None:
         """Queue one text frame of a hub event (JsonPeer) and see it written.
@@ -700,7 +683,8 @@ class WebDoor(Protocol):
         if not self._live:
             return
         out = self._outgoing
-        out.append(WebDoor._cache_frame if text is WebDoor._cache_text else _text_frame(text))
+        # (a str is only ever framed as TEXT: the source's identity is enough)
+        out.extend(_framed if text is _framed_source else _frames(text, Opcode.TEXT))
         if len(out) == 1:
             self.wake()
 
@@ -784,19 +768,33 @@ class WebDoor(Protocol):
             self.close()
 
 
-def _text_frame(text: str) -> bytes:
-    """The text frame for ``text``, remembered: the next one for the same str reuses it.
+#: The door's one cache, shared by every connection: the last output framed and
+#: its frames. A hub event's JSON text is one str for every browser it goes to
+#: (chat_json.py), the hosted IRC door's line one bytes object for every IRC
+#: client of the same capabilities: each is framed once. No extension
+#: (permessage-deflate) is negotiated, so a server's frames do not depend on the
+#: connection. Module globals, as the IRC door's cache: the cheaper read.
+_framed_source: object = None
+_framed_opcode = Opcode.TEXT
+_framed: list[bytes] = []
 
-    No extension (permessage-deflate) is negotiated, so the bytes of a
-    server's frame do not depend on the connection.
-    """
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
-        data = text.encode("utf-8", "replace")
-    frame = _frame(Opcode.TEXT, data)
-    WebDoor._cache_text, WebDoor._cache_frame = text, frame
-    return frame
+
+def _frames(source: str | bytes, opcode: Opcode) -> list[bytes]:
+    """The frames of a text (one frame) or of an IRC chunk (one per line), remembered:
+    the next call for the same object and opcode reuses them."""
+    global _framed_source, _framed_opcode, _framed
+    if source is _framed_source and opcode is _framed_opcode:
+        return _framed
+    if isinstance(source, str):
+        try:
+            data = source.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+            data = source.encode("utf-8", "replace")
+        frames = [_frame(opcode, data)]
+    else:
+        frames = [_frame(opcode, line) for line in source.split(b"\r\n") if line]
+    _framed_source, _framed_opcode, _framed = source, opcode, frames
+    return frames
 
 
 def _headers(request: h11.Request, name: bytes) -> list[str]:
