@@ -133,9 +133,23 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
     return bytes((first, 127)) + size.to_bytes(8, "big") + data
 
 
+class _SharedEmptyHeaders(Headers):
+    """Empty headers that refuse to be written: one object shared by every connection,
+    so a write (by us or by websockets) must fail there, never reach the others."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        raise TypeError("the shared empty handshake headers are read-only")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the shared empty handshake headers are read-only")
+
+
 #: What an upgraded connection's parsed handshake keeps as its headers: one
-#: empty Headers for all (nothing reads them again; never added to).
-_NO_HEADERS = Headers()
+#: empty Headers for all (nothing reads them again; a fresh one each would be
+#: ~200 B a client for nothing), read-only since it is shared.
+_NO_HEADERS = _SharedEmptyHeaders()
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
