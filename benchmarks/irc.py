@@ -33,7 +33,9 @@ the load: N registered clients in ``#bench``, K of them sending M
   and the server's write system calls per delivery (``/proc/PID/io``; 1.0 =
   every message written alone to every recipient). A run that did not hold it
   is marked, and its µs/delivery is not the paced figure. On a shared machine
-  ``--nice -15`` keeps other processes from holding the server off its core.
+  ``--nice -15`` keeps other processes from holding the server off its core,
+  and ``--realtime`` (``bench chat --realtime``) the load's senders on their
+  slots; both need root, and neither is taken unasked.
 * Servers bind 127.0.0.1, are stopped by PID in ``finally`` blocks, and every
   wait is bounded.
 
@@ -323,7 +325,8 @@ def run_one(kind: str, clients: int, senders: int, messages: int, rate: float | 
                                 mode=OTHER_DOORS[kind][0] if kind in OTHER_DOORS else "irc",
                                 room="#bench",
                                 timeout=args.timeout, window=1 if rate else args.window,
-                                procs=args.procs, on_phase=meter)
+                                procs=args.procs, on_phase=meter,
+                                realtime=args.realtime and rate is not None)
             alive = server.alive()
         wall, server_cpu, busy, own = meter.deltas()
     client_cpu = result.client_cpu_s + own
@@ -448,6 +451,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "so that other processes do not hold it off its core and let messages "
                         "pile up into one turn (the paced run's condition; needs root); "
                         "default 0")
+    parser.add_argument("--realtime", action="store_true",
+                        help="paced runs: the load's senders' process at real-time priority "
+                        "(bench chat --realtime: SCHED_FIFO as root, else nice -10); "
+                        "default off")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = parser.parse_args(argv)
     try:

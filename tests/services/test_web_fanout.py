@@ -2,8 +2,10 @@
 
 A room message is rendered and framed once and the same bytes go to every
 browser; the WebSocket's own state (a close handshake, a protocol error)
-still stops them. A client busy receiving is not closed because its pong
-waits behind our output (issue 16: 102 clients at N=2000 were). websockets'
+still stops them. A client shown to read a backlog (its output paused, or
+drained since the ping) is not closed because its pong waits behind our
+output (issue 16: 102 clients at N=2000 were); output merely queued to a
+client is no such evidence. websockets'
 ``ClientProtocol`` reads every answer, so the frames are checked as a
 browser's library would parse them.
 """
@@ -213,6 +215,33 @@ def test_irc_over_websocket_clients_share_the_framed_line(service):
     assert frame.opcode is Opcode.TEXT and frame.data.endswith(b"PRIVMSG #r :to irc")
 
 
+def test_the_one_frame_cache_keeps_texts_lines_and_opcodes_apart(service):
+    # One cache for the door (review): a JSON text, a line for text IRC clients and
+    # the same line for binary ones follow each other through it, each framed right.
+    clock = ManualClock()
+    irc = {}
+    for nick, subprotocol in (("irctext", "text.ircv3.net"), ("ircbin", "binary.ircv3.net")):
+        browser = Browser(service, clock, subprotocol=subprotocol)
+        for line in (f"NICK {nick}", f"USER {nick} 0 * :{nick}", "JOIN #r"):
+            browser.client.send_text(line.encode())
+            browser.feed()
+        browser.frames()
+        irc[nick] = browser
+    alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
+    for browser in (*irc.values(), bob):
+        browser.frames()
+    for text in ("first", "second"):
+        alice.send({"type": "say", "room": "#r", "text": text})
+        [shown] = bob.objects()
+        assert shown["type"] == "message" and shown["text"] == text
+        for nick, opcode in (("irctext", Opcode.TEXT), ("ircbin", Opcode.BINARY)):
+            [frame] = irc[nick].frames()
+            assert frame.opcode is opcode and frame.data.endswith(f"PRIVMSG #r :{text}".encode())
+        bob.send({"type": "ping", "id": text})  # an answer in between, framed alone
+        [pong] = bob.objects()
+        assert pong == {"type": "pong", "re": text}
+
+
 # Keep-alive -----------------------------------------------------------------------
 
 def _pinged(browser: Browser, clock: ManualClock, seconds: float = 30) -> None:
@@ -223,7 +252,7 @@ def _pinged(browser: Browser, clock: ManualClock, seconds: float = 30) -> None:
     browser.client.data_to_send()  # its pong is lost on the way (or far behind)
 
 
-def test_a_client_receiving_the_whole_time_is_not_closed_for_a_late_pong(service):
+def test_a_client_draining_a_backlog_the_whole_time_is_not_closed_for_a_late_pong(service):
     clock = ManualClock()
     alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
     bob.frames()
@@ -231,15 +260,48 @@ def test_a_client_receiving_the_whole_time_is_not_closed_for_a_late_pong(service
     for second in range(60):  # a message a second for a minute: three ping timeouts
         alice.send({"type": "say", "room": "#r", "text": f"tick {second}"})
         alice.frames()
+        if second % 10 == 0:  # its output backs up past the high water mark ...
+            bob.door.pause_writing()
+        elif second % 10 == 5:  # ... and drains: evidence it reads
+            bob.door.resume_writing()
         clock.advance(1)
         assert not bob.door.close_expected(), second
         assert all(f.opcode is not Opcode.CLOSE for f in bob.frames())
-    # The stream stops: after one more whole timeout with neither output nor pong, closed.
-    clock.advance(20)
-    clock.advance(20)
-    [close] = bob.frames()
-    assert close.opcode is Opcode.CLOSE and close.data[2:] == b"ping timeout"
-    assert bob.door.close_expected()
+    # The evidence stops (output still flows): closed within two timeouts.
+    for second in range(40):
+        alice.send({"type": "say", "room": "#r", "text": f"tock {second}"})
+        clock.advance(1)
+        if bob.door.close_expected():
+            break
+    [close] = [f for f in bob.frames() if f.opcode is Opcode.CLOSE]
+    assert close.data[2:] == b"ping timeout"
+
+
+def test_a_vanished_peer_in_a_busy_room_is_closed_on_time(service):
+    # Review of issue 16's fix: output queued to a peer is no sign it reads.
+    # Steady room traffic, too little to pause its output, must not keep a
+    # peer that stopped answering alive (and a member of its rooms).
+    clock = ManualClock()
+    alice, bob = (Browser(service, clock, n, "#r") for n in ("alice", "bob"))
+    bob.frames()
+    start = clock.time()  # bob's last frame (its join)
+    pings, closed_at = 0, None
+    for second in range(120):
+        alice.send({"type": "say", "room": "#r", "text": f"tick {second}"})
+        alice.frames()
+        clock.advance(1)
+        for frame in bob.frames():
+            pings += frame.opcode is Opcode.PING
+            if frame.opcode is Opcode.CLOSE:
+                assert frame.data[2:] == b"ping timeout"
+                closed_at = clock.time()
+        bob.client.data_to_send()  # its pongs never arrive
+        if closed_at is not None:
+            break
+    assert pings == 1 and closed_at is not None
+    assert start + 30 + 20 <= closed_at <= start + 30 + 2 * 20  # pinged at 30 s
+    bob.door.connection_lost()  # as the engine, once the close is written
+    assert any(o.get("type") == "quit" and o.get("nick") == "bob" for o in alice.objects())
 
 
 def test_a_pong_late_behind_output_before_the_ping_is_waited_for(service):
@@ -248,15 +310,31 @@ def test_a_pong_late_behind_output_before_the_ping_is_waited_for(service):
     bob.frames()
     clock.advance(29)
     alice.send({"type": "say", "room": "#r", "text": "a burst just before the ping"})
+    bob.door.pause_writing()  # the burst backed up past the high water mark
     bob.frames()
-    _pinged(bob, clock, 1)  # pinged at 30 s, the output of the second before still unread
-    clock.advance(25)  # past the timeout: the ping may wait behind that burst
+    _pinged(bob, clock, 1)  # pinged at 30 s, behind that backlog
+    clock.advance(15)
+    bob.door.resume_writing()  # the backlog drained after the ping: it reads
+    clock.advance(10)  # past the timeout: the ping may wait behind the rest
     assert not bob.door.close_expected()
     bob.client.send_pong(b"sockhub")
     bob.feed()  # the answer, late
     clock.advance(49)  # the next ping, 30 s after the answer, and nearly its whole timeout
     assert not bob.door.close_expected()
     assert [f.opcode for f in bob.frames()] == [Opcode.PING]
+
+
+def test_a_drain_before_the_ping_earns_no_extension(service):
+    clock = ManualClock()
+    bob = Browser(service, clock, "bob", "#r")
+    bob.frames()
+    clock.advance(20)
+    bob.door.pause_writing()
+    bob.door.resume_writing()  # drained 10 s before the ping: says nothing of the ping
+    _pinged(bob, clock, 10)
+    clock.advance(20)
+    [close] = bob.frames()
+    assert close.opcode is Opcode.CLOSE and close.data[2:] == b"ping timeout"
 
 
 def test_a_client_whose_output_is_paused_is_not_closed_while_we_do_not_read_it(service):

@@ -58,6 +58,11 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="messages per sender (default 100)")
     c.add_argument("--rate", type=float, metavar="R",
                    help="messages a second per sender (default: as fast as acknowledged)")
+    c.add_argument("--realtime", action="store_true",
+                   help="with --rate: run the senders' process at real-time priority "
+                   "(SCHED_FIFO 1 as root, else nice -10 if allowed) so its sends keep "
+                   "their slots beside busy readers; changes the scheduling of the whole "
+                   "machine, so off unless given")
     c.add_argument("--room", default="#bench", help="room to use (default #bench)")
     c.add_argument("--mode", choices=("line", "ncat", "irc", "ws"), default="line",
                    help="line: sockhub's line door; ncat: 'ncat --chat' (raw lines); "
@@ -80,7 +85,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         try:
             chat = bench_chat(host, port, clients=args.clients, senders=args.senders,
                               messages=args.messages, rate=args.rate, room=args.room,
-                              mode=args.mode, timeout=args.timeout)
+                              mode=args.mode, timeout=args.timeout,
+                              realtime=args.realtime)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         print(chat.to_json() if args.json else chat.report())

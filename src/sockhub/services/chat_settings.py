@@ -251,8 +251,9 @@ class ChatSettings(ServiceSettings):
         unit="seconds", check=_seconds, cli=False,
     )
     web_ping_timeout: float = option(
-        20.0, "time allowed for the pong before the WebSocket is closed (a client still "
-        "receiving output gets more: docs/web-protocol.md)",
+        20.0, "time allowed for the pong before the WebSocket is closed (another as long "
+        "while the client's output is paused over write_high_water or drained a pause since "
+        "the ping; output merely queued earns none: docs/web-protocol.md)",
         unit="seconds", check=_seconds, cli=False,
     )
 

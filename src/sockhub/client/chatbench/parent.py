@@ -81,6 +81,7 @@ def bench_chat(
     procs: int | None = None,
     window: int = 1,
     on_phase: Callable[[str], None] | None = None,
+    realtime: bool = False,
 ) -> ChatBenchResult:
     """Run the fan-out load in worker processes and merge what they counted.
 
@@ -88,7 +89,11 @@ def bench_chat(
     CPU; a paced run (``rate``) forks one more, for the senders alone, and
     staggers them so that each message reaches the server alone. ``window``
     is how many messages a sender may have unacknowledged (1: send the next
-    when the previous one is seen). ``on_phase`` is called
+    when the previous one is seen). ``realtime`` (paced runs only) gives the
+    senders' process a real-time priority (SCHED_FIFO, as root; else nice
+    -10 if allowed) so that its sends keep their slots on a busy machine;
+    off unless asked, since it changes the scheduling of the whole machine.
+    ``on_phase`` is called
     in this process with ``"connected"`` (every client greeted, none
     registered), ``"ready"`` (everyone joined, nothing sent yet) and
     ``"done"`` (everyone counted, nobody disconnected yet): the benchmark
@@ -112,6 +117,8 @@ def bench_chat(
         ValueError: a parameter out of range.
     """
     _check(clients, senders, messages, rate, room, mode, timeout, procs, window)
+    if realtime and rate is None:
+        raise ValueError("--realtime needs --rate (it is for the paced senders)")
     start = time.monotonic()
     echo = mode == "irc" and senders > 0 and irc_offers(host, port, "echo-message",
                                                          min(timeout, CAP_PROBE_TIMEOUT))
@@ -125,7 +132,7 @@ def bench_chat(
     # Without an echo, a sender needs a witness next to it.
     procs = max(1, min(procs, clients if plan.echoes else clients // 2))
     gate = max(1, CONNECT_GATE[plan.mode] // procs)
-    opts = WorkerOptions(host, port, window, rate, start + timeout, gate)
+    opts = WorkerOptions(host, port, window, rate, start + timeout, gate, realtime)
     shares = [list(range(index, clients, procs)) for index in range(procs)]
     if rate is not None and 0 < senders < clients:
         # Paced: the senders get a process of their own, so that their schedule

@@ -56,17 +56,6 @@ class ChatBenchResult:
     send_late_p99_ms: float = 0.0
 
     @property
-    def pace_held(self) -> bool:
-        """A paced run kept its pace: deliveries/s within 5% of the offered rate, done
-        within a second of the last send, the messages sent alone (>= 95%), and the
-        senders on schedule (p99 late < a slot)."""
-        if not self.offered_per_s or not self.rate:
-            return False
-        slot_ms = 1e3 / (self.senders * self.rate)
-        return (self.deliveries_per_s >= 0.95 * self.offered_per_s and self.kept_pace
-                and self.sent_alone >= 0.95 and self.send_late_p99_ms < slot_ms)
-
-    @property
     def ok(self) -> bool:
         """Every message reached every client once and in order, and nothing failed."""
         return (self.errors == 0 and self.lost == 0 and self.duplicated == 0
@@ -77,18 +66,46 @@ class ChatBenchResult:
     def behind_s(self) -> float:
         """Paced runs: how much longer than the sending the run took (0 at the pace).
 
-        The last message is due ``(messages - 1) / rate`` after the first; a
-        run that took longer fell behind its pace (the server, or the load's
-        own reading), so its latencies measure a backlog, not the server.
+        Sender ``s`` starts ``s / (K * rate)`` after the first (worker.py
+        staggers them over one slot each), so the last message is due
+        ``(messages - 1) / rate + (K - 1) / (K * rate)`` after the first
+        send. A run that took longer fell behind its pace (the server, or the
+        load's own reading), so its latencies measure a backlog, not the server.
         """
         if not self.rate or not self.seconds:
             return 0.0
-        return max(0.0, self.seconds - (self.messages - 1) / self.rate)
+        due = (self.messages - 1) / self.rate + (self.senders - 1) / (
+            self.senders * self.rate)
+        return max(0.0, self.seconds - due)
+
+    def pace_misses(self) -> list[str]:
+        """Why a paced run did not hold its pace (empty: it held; unpaced: no pace)."""
+        if not self.rate:
+            return []
+        if not self.offered_per_s:
+            return ["nothing offered"]
+        misses: list[str] = []
+        if self.deliveries_per_s < 0.95 * self.offered_per_s:
+            misses.append("under 95% of the deliveries/s offered")
+        if self.behind_s > 1.0:
+            cpu = 100.0 * self.client_cpu_s / self.seconds / max(1, self.procs)
+            misses.append(f"over 1 s behind: the server or this load could not keep up "
+                          f"({self.procs} process(es) at {cpu:.0f}% each), so the latencies "
+                          "are a backlog's")
+        if self.sent_alone < 0.95:
+            misses.append("under 95% of messages sent alone")
+        slot_ms = 1e3 / (self.senders * self.rate)
+        if self.send_late_p99_ms >= slot_ms:
+            misses.append(f"sends late p99 over a slot ({slot_ms:.2f} ms)")
+        return misses
 
     @property
-    def kept_pace(self) -> bool:
-        """Whether a paced run finished within a second of its last send (True unpaced)."""
-        return self.behind_s <= 1.0
+    def pace_held(self) -> bool:
+        """A paced run kept its pace: deliveries/s within 5% of the offered rate, done
+        within a second of when its last message was due (:attr:`behind_s`), the
+        messages sent alone (>= 95%), and the senders on schedule (p99 late < a slot).
+        False for an unpaced run (``null`` in ``--json``): it has no pace."""
+        return bool(self.rate) and not self.pace_misses()
 
     def report(self) -> str:
         pacing = (f"{self.rate:g} msg/s each" if self.rate else
@@ -113,16 +130,16 @@ class ChatBenchResult:
             f"client CPU  {self.client_cpu_s:.2f} s in the window ({cpu:.0f}% of one core)",
             *([f"pace        {self.deliveries_per_s:,.0f} of {self.offered_per_s:,.0f} "
                f"deliveries/s offered; {100 * self.sent_alone:.1f}% of messages sent alone; "
-               f"sends late p99 {self.send_late_p99_ms:.2f} ms -> "
-               + ("held" if self.pace_held else "NOT held")] if self.rate else []),
-            *([] if self.kept_pace else [
-                f"pace        NOT KEPT: done {self.behind_s:.2f} s after the last message was "
-                f"due; the server or this load could not keep up ({self.procs} process(es) at "
-                f"{cpu / self.procs:.0f}% each), so the latencies are a backlog's"]),
+               f"sends late p99 {self.send_late_p99_ms:.2f} ms; done {self.behind_s:.2f} s "
+               "after the last was due -> "
+               + ("held" if self.pace_held else "NOT held: " + "; ".join(self.pace_misses()))]
+              if self.rate else []),
             "result      " + ("ok" if self.ok else "FAILED"),
         ]
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "ok": self.ok, "kept_pace": self.kept_pace,
-                           "behind_s": round(self.behind_s, 3), "pace_held": self.pace_held})
+        paced = bool(self.rate)
+        return json.dumps({**asdict(self), "ok": self.ok,
+                           "pace_held": self.pace_held if paced else None,
+                           "behind_s": round(self.behind_s, 3) if paced else None})

@@ -249,6 +249,8 @@ class WorkerOptions:
     rate: float | None
     deadline: float
     gate: int  # connection attempts in flight in one worker
+    #: ``--realtime``: the paced senders' process asks for a real-time priority.
+    realtime: bool = False
 
 
 async def _worker_main(plan: Plan, mine: list[int], opts: WorkerOptions,
@@ -374,9 +376,18 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def keeps_time(plan: Plan, mine: list[int], opts: WorkerOptions) -> bool:
+    """Whether this worker is the paced senders' own process and ``--realtime`` asked
+    for it to keep time (:func:`_keep_time`): never unasked, it changes the machine's
+    scheduling for everyone else."""
+    return (opts.realtime and opts.rate is not None and bool(mine)
+            and max(mine) < plan.senders)
+
+
 def _keep_time() -> None:
-    """The paced senders' process: a real-time priority where allowed (root), else the
-    highest nice we may take, so that its timers fire on time beside busy readers.
+    """``--realtime``: the paced senders' process takes a real-time priority
+    (SCHED_FIFO 1) where allowed (root), else nice -10 where allowed, so that its
+    timers fire on time beside busy readers; neither allowed: as it was.
 
     It sleeps between sends (a few per cent of a core), so it cannot starve anyone;
     the kernel's real-time throttling would stop it if it ever did.
@@ -390,7 +401,7 @@ def _keep_time() -> None:
 
 def run_worker(plan: Plan, mine: list[int], opts: WorkerOptions, inbox: Connection,
             pipe: Connection) -> None:
-    if opts.rate is not None and mine and max(mine) < plan.senders:
+    if keeps_time(plan, mine, opts):
         _keep_time()
     try:
         loops.run(_worker_main(plan, mine, opts, inbox, pipe))

@@ -49,6 +49,14 @@ _floods = RateLimitedLog(log)
 #: Messages delivered to web-door users, for ``GET /metrics``.
 _counts = metrics.door("web")
 
+#: The door's one cache, shared by every browser: the last hub event rendered,
+#: its text ("" when it shows nothing) and whether it is a room message (whose
+#: other recipients get that text and nothing else: JsonChat.deliver's fast
+#: path). Module globals, as the IRC door's cache: the cheaper read.
+_rendered_event: object = None
+_rendered_text = ""
+_rendered_message = False
+
 VERSION = 1
 #: The largest frame a client may send, in bytes (larger: close 1009).
 FRAME_MAX = 16 * 1024
@@ -260,13 +268,6 @@ class JsonChat:
     #: read marker to the newest message (docs/accounts.md).
     marks_read: ClassVar[bool] = True
 
-    # The last event rendered and its text, shared by every browser it goes to.
-    _cache_event: ClassVar[object] = None
-    _cache_text: ClassVar[str | None] = None
-    # The same for the last room message alone: the per-recipient path tests one identity.
-    _shared_message: ClassVar[object] = None
-    _shared_text: ClassVar[str] = ""
-
     def __init__(self, chat: ChatApi, peer: JsonPeer, *, address: str = "",
                  secure: bool = False, now: float = 0.0, account: str | None = None,
                  clock: Clock | None = None) -> None:
@@ -416,11 +417,11 @@ class JsonChat:
         if self.closed:
             return
         try:  # free in 3.11 unless raised
-            if event is JsonChat._shared_message:
+            if event is _rendered_event and _rendered_message:
                 # The per-recipient path of a room's fan-out: the text rendered for
                 # the first browser, pushed as is (a message needs nothing else).
                 _counts.messages_out += 1
-                self._push(JsonChat._shared_text)
+                self._push(_rendered_text)
                 return
             self._deliver(event)
         except Exception:
@@ -429,18 +430,19 @@ class JsonChat:
             self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _deliver(self, event: HubEvent) -> None:
-        if event is JsonChat._cache_event:
-            text = JsonChat._cache_text
+        global _rendered_event, _rendered_text, _rendered_message
+        if event is _rendered_event:
+            text = _rendered_text
         else:
-            if type(event) is Message:
+            message = type(event) is Message
+            if message:
                 assert isinstance(event, Message)
                 text = message_json(event)
-                JsonChat._shared_message, JsonChat._shared_text = event, text
             else:
                 obj = event_object(event)
-                text = dumps(obj) if obj is not None else None
-            JsonChat._cache_event, JsonChat._cache_text = event, text
-        if text is not None:
+                text = dumps(obj) if obj is not None else ""
+            _rendered_event, _rendered_text, _rendered_message = event, text, message
+        if text:
             self.peer.push_text(text)
             if type(event) is Message or type(event) is Private:
                 _counts.messages_out += 1

@@ -37,8 +37,8 @@ first frame of a loop turn wakes the engine (:meth:`WebDoor.push_text`).
 
 Keep-alive: after ``web_ping_interval`` seconds without a frame from the
 client the door pings; with nothing back within ``web_ping_timeout``, it
-closes with 1001 ``ping timeout`` -- unless the client is busy receiving
-(:meth:`WebDoor._ping_check`): its pong may be queued behind our output.
+closes with 1001 ``ping timeout`` -- unless the client shows it is reading
+a backlog (:meth:`WebDoor._ping_check`): its pong may wait behind our output.
 A graceful stop sends every client 1001 ``server shutting down``
 (:meth:`closing_notice`). A client that does not read is the engine's to
 drop (``write_timeout``, ``write_buffer_max``).
@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import ClassVar
 
 import h11
 from websockets.datastructures import Headers
@@ -134,9 +133,23 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
     return bytes((first, 127)) + size.to_bytes(8, "big") + data
 
 
+class _SharedEmptyHeaders(Headers):
+    """Empty headers that refuse to be written: one object shared by every connection,
+    so a write (by us or by websockets) must fail there, never reach the others."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        raise TypeError("the shared empty handshake headers are read-only")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the shared empty handshake headers are read-only")
+
+
 #: What an upgraded connection's parsed handshake keeps as its headers: one
-#: empty Headers for all (nothing reads them again; never added to).
-_NO_HEADERS = Headers()
+#: empty Headers for all (nothing reads them again; a fresh one each would be
+#: ~200 B a client for nothing), read-only since it is shared.
+_NO_HEADERS = _SharedEmptyHeaders()
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
@@ -151,22 +164,12 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body", "_body_size", "_busy", "_fragments", "_held", "_last_seen", "_live",
+        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_last_seen", "_live",
         "_paused", "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting",
         "binary", "chat", "http", "irc", "json", "ws",
     )
 
     counts_messages = True
-
-    # The last text framed, and its frame: a hub event's rendering (the same
-    # str object for every browser it goes to) is framed once.
-    _cache_text: ClassVar[str | None] = None
-    _cache_frame: ClassVar[bytes] = b""
-    # The same for the hosted IRC door: its shared line (one bytes object for
-    # every client of the same capabilities) and its frames.
-    _irc_chunk: ClassVar[bytes | None] = None
-    _irc_opcode: ClassVar[Opcode] = Opcode.TEXT
-    _irc_frames: ClassVar[list[bytes]] = []
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -192,8 +195,9 @@ class WebDoor(Protocol):
         self._fragments: list[bytes] | None = None
         self._last_seen = 0.0
         self._ping_sent: float | None = None
-        #: Hub output was queued since the keep-alive last looked (_ping_check).
-        self._busy = False
+        #: Paused output drained (resume_writing) since the keep-alive last
+        #: judged (_ping_check): evidence the client reads; queued output is not.
+        self._drained = False
         self._ping_timer: Timer | None = None
         # Pipelining: bytes received since h11 last ran out of input, whether
         # requests wait for the next turn (its timer), whether output is paused.
@@ -270,7 +274,7 @@ class WebDoor(Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._busy = True  # the client read: its output drained (_ping_check)
+        self._drained = True  # the client read: its output drained (_ping_check)
         if self._backlog is not None:
             self._backlog.cancel()
         self._continue_http()
@@ -670,23 +674,16 @@ class WebDoor(Protocol):
             return
         opcode = Opcode.BINARY if self.binary else Opcode.TEXT
         out = self._outgoing
-        cls = WebDoor
         for chunk in irc.data_to_send():
-            self._busy = True  # for the keep-alive (_ping_check)
             # A hub event's line is one bytes object for all its IRC clients: framed once.
-            if chunk is cls._irc_chunk and opcode is cls._irc_opcode:
-                out.extend(cls._irc_frames)
-                continue
-            frames = [_frame(opcode, line) for line in chunk.split(b"\r\n") if line]
-            out.extend(frames)
-            cls._irc_chunk, cls._irc_opcode, cls._irc_frames = chunk, opcode, frames
+            out.extend(_frames(chunk, opcode))
         if irc.close_expected() and not self._closing:
             self._ws_close(NORMAL, "")
 
     def send_text(self, text: str) -> None:
         """Queue one text frame (JsonPeer): an answer, written when the call returns."""
         if self._live:
-            self._outgoing.append(_text_frame(text))
+            self._outgoing.extend(_frames(text, Opcode.TEXT))
 
     def push_text(self, text: str) -> None:
         """Queue one text frame of a hub event (JsonPeer) and see it written.
@@ -700,9 +697,9 @@ class WebDoor(Protocol):
         if not self._live:
             return
         out = self._outgoing
-        out.append(WebDoor._cache_frame if text is WebDoor._cache_text else _text_frame(text))
+        # (a str is only ever framed as TEXT: the source's identity is enough)
+        out.extend(_framed if text is _framed_source else _frames(text, Opcode.TEXT))
         if len(out) == 1:
-            self._busy = True  # once a turn, for the keep-alive (_ping_check)
             self.wake()
 
     def close_ws(self, code: int, reason: str) -> None:
@@ -734,15 +731,15 @@ class WebDoor(Protocol):
     def _ping_check(self) -> None:
         """Ping a quiet client; close one that does not answer (docs/web-protocol.md).
 
-        A client busy receiving is not judged by the pong's delay: our ping
-        waits behind the output queued before it (the socket buffers hold
-        seconds of it for a client that reads slowly) and, while the engine
-        has paused reading (``pause_writing``), its answer is not even read.
-        Such a client gets another ``web_ping_timeout`` for as long as hub
-        output keeps going to it or its output is paused; one that stops
-        reading is the engine's to drop (``write_timeout``,
-        ``write_buffer_max``), one whose machine is gone TCP's (its unacknowledged
-        data times out).
+        A client shown to be reading a backlog is not judged by the pong's
+        delay: while its output is paused (``pause_writing``, past
+        ``write_high_water``) the engine does not even read its answer, and
+        once it drained such a backlog (``resume_writing``) the ping may
+        still sit behind the rest. It gets another ``web_ping_timeout`` per
+        such evidence; the engine's limits (``write_timeout``,
+        ``write_buffer_max``) drop it if it stops reading. Output merely
+        queued to it is no evidence: a peer that vanished in a busy room
+        would otherwise stay a member for as long as TCP retransmits.
         """
         self._ping_timer = None
         ws = self.ws
@@ -750,20 +747,19 @@ class WebDoor(Protocol):
             return
         settings = self.chat.settings
         now = self.clock.time()
-        busy, self._busy = self._busy, False
         if self._ping_sent is not None:  # nothing came since the ping
             waited = now - self._ping_sent
             if waited >= settings.web_ping_timeout:
-                if busy or self._paused:
-                    log.debug("web: %s has not answered a ping for %.0f s, but is receiving",
-                              self.info.peer, waited)
+                reading, self._drained = self._paused or self._drained, False
+                if reading:
+                    log.debug("web: %s has not answered a ping for %.0f s, but is reading "
+                              "its backlog", self.info.peer, waited)
                     self._ping_timer = self.clock.call_later(settings.web_ping_timeout,
                                                              self._ping_check)
                     return
                 log.debug("web: %s did not answer a ping", self.info.peer)
                 self._ws_close(GOING_AWAY, "ping timeout")
                 return
-            self._busy = busy  # not looked at yet: keep it for the verdict
             self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
                                                      self._ping_check)
             return
@@ -773,9 +769,7 @@ class WebDoor(Protocol):
                                                      self._ping_check)
             return
         self._ping_sent = now
-        # Output of the interval before the ping counts for the verdict on it:
-        # the ping is queued behind that.
-        self._busy = busy
+        self._drained = False  # only a drain after the ping counts for it
         ws.send_ping(b"sockhub")
         self._ws_flush()
         self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self._ping_check)
@@ -788,19 +782,33 @@ class WebDoor(Protocol):
             self.close()
 
 
-def _text_frame(text: str) -> bytes:
-    """The text frame for ``text``, remembered: the next one for the same str reuses it.
+#: The door's one cache, shared by every connection: the last output framed and
+#: its frames. A hub event's JSON text is one str for every browser it goes to
+#: (chat_json.py), the hosted IRC door's line one bytes object for every IRC
+#: client of the same capabilities: each is framed once. No extension
+#: (permessage-deflate) is negotiated, so a server's frames do not depend on the
+#: connection. Module globals, as the IRC door's cache: the cheaper read.
+_framed_source: object = None
+_framed_opcode = Opcode.TEXT
+_framed: list[bytes] = []
 
-    No extension (permessage-deflate) is negotiated, so the bytes of a
-    server's frame do not depend on the connection.
-    """
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
-        data = text.encode("utf-8", "replace")
-    frame = _frame(Opcode.TEXT, data)
-    WebDoor._cache_text, WebDoor._cache_frame = text, frame
-    return frame
+
+def _frames(source: str | bytes, opcode: Opcode) -> list[bytes]:
+    """The frames of a text (one frame) or of an IRC chunk (one per line), remembered:
+    the next call for the same object and opcode reuses them."""
+    global _framed_source, _framed_opcode, _framed
+    if source is _framed_source and opcode is _framed_opcode:
+        return _framed
+    if isinstance(source, str):
+        try:
+            data = source.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+            data = source.encode("utf-8", "replace")
+        frames = [_frame(opcode, data)]
+    else:
+        frames = [_frame(opcode, line) for line in source.split(b"\r\n") if line]
+    _framed_source, _framed_opcode, _framed = source, opcode, frames
+    return frames
 
 
 def _headers(request: h11.Request, name: bytes) -> list[str]:
