@@ -499,7 +499,7 @@ def test_the_server_picks_its_first_digest_that_the_client_offered() -> None:
     assert digests.pick(("sha256",)) == "sha256"
     assert digests.pick(("md5", "sha3-256")) == "sha256"  # nothing in common: the mandatory one
     assert digests.pick(("blake3",), ("sha256",)) == "sha256"
-    assert digests.new("blake3").hexdigest() == b3(b"") != digests.empty_hex("sha256")
+    assert digests.new("blake3").hexdigest() == b3(b"") != digests.new("sha256").hexdigest()
 
 
 def test_without_the_blake3_package_the_digests_are_sha256_alone(monkeypatch) -> None:

@@ -66,11 +66,6 @@ def new(name: str) -> Hasher:
     raise ValueError(f"unknown digest {name!r}")
 
 
-def empty_hex(name: str) -> str:
-    """The digest of no bytes (the prefix of a transfer from offset 0)."""
-    return new(name).hexdigest()
-
-
 def pick(offered: Iterable[str] | None, ours: Sequence[str] = DIGESTS) -> str:
     """The server's choice: the first of ``ours`` that the client offered, else SHA-256."""
     if offered is None:
