@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import struct
+import sys
 
 import blake3
 import pytest
@@ -497,7 +499,25 @@ def test_the_server_picks_its_first_digest_that_the_client_offered() -> None:
     assert digests.pick(("sha256",)) == "sha256"
     assert digests.pick(("md5", "sha3-256")) == "sha256"  # nothing in common: the mandatory one
     assert digests.pick(("blake3",), ("sha256",)) == "sha256"
-    assert digests.new("blake3").hexdigest() == b3(b"") != digests.empty_hex("sha256")
+    assert digests.new("blake3").hexdigest() == b3(b"") != digests.new("sha256").hexdigest()
+
+
+def test_without_the_blake3_package_the_digests_are_sha256_alone(monkeypatch) -> None:
+    """The import is optional: hidden (``None`` in sys.modules), the module offers,
+    lists and picks SHA-256 only, and refuses to make a BLAKE3 hasher."""
+    monkeypatch.setitem(sys.modules, "blake3", None)
+    try:
+        importlib.reload(digests)
+        assert (digests.HAVE_BLAKE3, digests.DIGESTS) == (False, ("sha256",))
+        assert digests.pick(("blake3", "sha256"), digests.DIGESTS) == "sha256"
+        assert digests.pick(("blake3",), digests.DIGESTS) == "sha256"
+        assert digests.new("sha256").hexdigest() == hashlib.sha256().hexdigest()
+        with pytest.raises(ValueError, match="blake3"):
+            digests.new("blake3")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(digests)
+    assert digests.DIGESTS == ("blake3", "sha256")
 
 
 def test_ready_lists_the_digests_and_an_old_ready_means_sha256_only() -> None:

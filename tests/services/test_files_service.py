@@ -31,6 +31,7 @@ from sockhub.client.files import (
     EXIT_INTEGRITY,
     EXIT_NOT_FOUND,
     EXIT_REFUSED,
+    EXIT_USAGE,
     FilesClient,
     FilesError,
     Result,
@@ -479,6 +480,55 @@ async def test_a_new_client_speaks_sha256_to_an_old_server(tmp_path):
         await server
         assert refused.value.exit_status == EXIT_REFUSED and "blake3" in str(refused.value)
         assert len(old.puts) == 1
+
+
+def without_blake3(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot import ``blake3`` (a platform without its wheel)."""
+    hide = tmp_path / "no-blake3"
+    hide.mkdir()
+    (hide / "blake3.py").write_text('raise ImportError("blake3 hidden by the test")\n')
+    path = [str(hide), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"PYTHONPATH": os.pathsep.join(path)}
+
+
+async def test_without_blake3_the_server_starts_and_both_ends_agree_on_sha256(
+        server, token_file, root, tmp_path):
+    """BLAKE3 is optional at run time: a server without it lists SHA-256 alone,
+    and a client without it offers SHA-256 alone; either way the transfer verifies."""
+    env = without_blake3(tmp_path)
+    content = os.urandom(100_000)
+    (tmp_path / "src").write_bytes(content)
+    # A client without BLAKE3, to a server with it.
+    code, _, err = await run_sockhub("send", str(tmp_path / "src"), address(server), "--as",
+                                     "f", "--token-file", str(token_file), env=env)
+    assert code == 0, err
+    await server.expect_log(f'op=put name="f" size=100000 bytes=100000 offset=0 '
+                            f"sha256={sha(content)} ")
+    # Insisting on BLAKE3 without it: a usage error, nothing sent.
+    code, _, err = await run_sockhub("send", str(tmp_path / "src"), address(server), "--as",
+                                     "g", "--digest", "blake3", "--token-file",
+                                     str(token_file), env=env)
+    assert code == EXIT_USAGE and b"blake3 is not available here" in err, err
+    # A server without BLAKE3 starts, and lists SHA-256 alone.
+    bare = await start_sockhub("files", "--port", "0", "--root", str(root), "--token-file",
+                               str(token_file), "--loop", "asyncio", env=env)
+    try:
+        sock = raw_login(bare)
+        assert json.loads(read_frame(sock)[1:])["digests"] == ["sha256"]
+        sock.close()
+
+        def download() -> Result:  # a client with BLAKE3 offers both and gets SHA-256
+            with client(bare) as files:
+                return files.get("f", tmp_path / "out")
+
+        result = await asyncio.to_thread(download)
+        assert (result.digest, result.hash) == ("sha256", sha(content))
+        assert (tmp_path / "out").read_bytes() == content
+        await bare.expect_log(f'op=get name="f" size=100000 bytes=100000 offset=0 '
+                              f"sha256={sha(content)} ")
+    finally:
+        assert await bare.stop() == 0
+    assert visible(root) == ["f"]
 
 
 # --- Safety ---------------------------------------------------------------------------

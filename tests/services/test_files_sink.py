@@ -40,13 +40,12 @@ def make_sink(fd: int, expected: int, reading: Reading, errors: list[str], **kwa
                       set_reading=reading, **kwargs)
 
 
-@pytest.mark.parametrize("hash_on_loop", [True, False], ids=["hash-on-loop", "hash-on-thread"])
-async def test_a_large_upload_is_written_and_hashed_in_order_on_a_thread(tmp_path, hash_on_loop):
+async def test_a_large_upload_is_written_and_hashed_in_order_on_a_thread(tmp_path):
     path = tmp_path / "part"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     data = os.urandom(3 * INLINE_MAX)
     reading, errors = Reading(), []
-    sink = make_sink(fd, len(data), reading, errors, hash_on_loop=hash_on_loop)
+    sink = make_sink(fd, len(data), reading, errors)
     assert sink.threaded
     for start in range(0, len(data), CHUNK):
         sink.write(data[start:start + CHUNK])
@@ -144,8 +143,7 @@ def read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.parametrize("hash_on_loop", [True, False], ids=["hash-on-loop", "hash-on-thread"])
-async def test_lent_buffers_are_reused_only_after_the_thread_wrote_them(hash_on_loop):
+async def test_lent_buffers_are_reused_only_after_the_thread_wrote_them():
     """Reads go into buffers the sink lends; none is lent again while its bytes still wait.
 
     A pipe nobody reads yet stalls the thread, so every buffer of a small
@@ -159,8 +157,7 @@ async def test_lent_buffers_are_reused_only_after_the_thread_wrote_them(hash_on_
     reading, errors = Reading(), []
     data = os.urandom(8 * 1024 * 1024)
     buffer_size = 256 * 1024
-    sink = make_sink(write_end, len(data), reading, errors, buffer_size=buffer_size, buffers=3,
-                     hash_on_loop=hash_on_loop)
+    sink = make_sink(write_end, len(data), reading, errors, buffer_size=buffer_size, buffers=3)
     loop = asyncio.get_running_loop()
     drained: asyncio.Future[bytes] | None = None
     position, reads = 0, 0

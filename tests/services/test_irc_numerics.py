@@ -7,6 +7,7 @@ numeric, never silence (NOTICE excepted: RFC 2812 §3.3.2 forbids replies).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -662,3 +663,20 @@ def test_a_failing_handler_costs_one_command_not_the_connection(net, monkeypatch
     replies = bob.ask("TIME", "PING after")
     assert replies[0].command == "400" and replies[0].params[1] == "TIME"
     assert replies[1].params == ("irc.test", "after")
+
+
+def test_a_failing_fast_path_handler_costs_one_message_not_the_connection(net, monkeypatch,
+                                                                          caplog):
+    """``PRIVMSG #channel :text`` (the door's fast path) fails as any command does."""
+    bob = net.register("bob")
+    bob.ask("JOIN #f")
+
+    def broken(door, target, text, size):
+        raise RuntimeError("fast-path bug")
+
+    monkeypatch.setitem(COMMANDS, "PRIVMSG", replace(COMMANDS["PRIVMSG"], fast=broken))
+    with caplog.at_level(logging.ERROR, logger="sockhub.irc"):
+        replies = bob.ask("PRIVMSG #f :hello", "PING after")
+    assert replies[0].command == "400" and replies[0].params[1] == "PRIVMSG"
+    assert replies[1].params == ("irc.test", "after")
+    assert "PRIVMSG failed for" in caplog.text and "fast-path bug" in caplog.text

@@ -116,7 +116,7 @@ class Result:
 
 
 #: What ``digest`` may be: offer every digest (the server picks), or only one.
-DIGEST_CHOICES = ("auto", *digests.DIGESTS)
+DIGEST_CHOICES = ("auto", digests.BLAKE3, digests.SHA256)
 
 
 class FilesClient:
@@ -133,6 +133,10 @@ class FilesClient:
                  digest: str = "auto") -> None:
         if digest not in DIGEST_CHOICES:
             raise ValueError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
+        if digest != "auto" and digest not in digests.DIGESTS:
+            raise FilesError("digest", f"{digest} is not available here (the {digest} "
+                             "package is not installed): use sha256 or auto",
+                             exit_status=EXIT_USAGE)
         self.sock = sock
         self.decoder = ClientDecoder()
         self._events: list[ServerEvent | RawData] = []

@@ -61,17 +61,22 @@ _floods = RateLimitedLog(log)
 _counts = metrics.door("line")
 
 
-#: The last room Message a line door rendered, and its bytes: nothing in
-#: :meth:`LineDoor.deliver` but queueing them concerns one, so the rest of its
-#: room skip the checks other events need. Module globals, not class
-#: attributes: two loads per recipient, and a global's is the cheaper.
+#: The one rendering cache of the line doors: the last event rendered for
+#: every viewer alike (not a private message) and its bytes, so that a
+#: fan-out to 500 members renders once. ``_rendered_message`` is that event
+#: when it is a room Message (else None): nothing in :meth:`LineDoor.deliver`
+#: but queueing the bytes concerns one, so the rest of its room skip the
+#: checks other events need. Module globals, not class attributes: fewer
+#: loads per recipient, and a global's is the cheaper.
+_rendered_event: object = None
 _rendered_message: Message | None = None
 _rendered_bytes = b""
 
 
-def _rendered(message: Message, data: bytes) -> None:
-    global _rendered_message, _rendered_bytes
-    _rendered_message, _rendered_bytes = message, data
+def _rendered(event: HubEvent, data: bytes) -> None:
+    global _rendered_event, _rendered_message, _rendered_bytes
+    _rendered_event, _rendered_bytes = event, data
+    _rendered_message = event if type(event) is Message else None
 
 
 class LineDoor(LineProtocol):
@@ -97,11 +102,6 @@ class LineDoor(LineProtocol):
         "queued",
         "user",
     )
-
-    # One rendering per event for everyone: fan-out to 500 members renders
-    # once. Private messages depend on the viewer and are not cached.
-    _cache_event: object = None
-    _cache_bytes: bytes = b""
 
     def __init__(self, chat: ChatApi) -> None:
         super().__init__()
@@ -191,13 +191,11 @@ class LineDoor(LineProtocol):
             _counts.messages_out += 1
             assert isinstance(event, Private)
             self._ctcp_request(event)
-        elif event is LineDoor._cache_event:
-            data = LineDoor._cache_bytes
+        elif event is _rendered_event:  # private messages depend on the viewer: not cached
+            data = _rendered_bytes
         else:
             data = encode_line(render(event, ""))
-            LineDoor._cache_event, LineDoor._cache_bytes = event, data
-            if isinstance(event, Message):  # the rest of the room takes the fast path above
-                _rendered(event, data)
+            _rendered(event, data)  # a Message: the rest of the room takes the fast path above
         if kind is Message:
             _counts.messages_out += 1
         out = self._outgoing

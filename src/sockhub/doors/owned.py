@@ -26,6 +26,15 @@ def owns(user: User, account: str) -> bool:
     return user.account is not None and fold(user.account) == fold(account)
 
 
+def _foreign_owner(chat: ChatApi, user: User) -> str | None:
+    """The account ``user``'s nick belongs to if it is not theirs and ``nick_grace``
+    is set (a nick to watch: :class:`NickGuard`); else None."""
+    if chat.settings.nick_grace is None:
+        return None
+    owner = chat.account_owner(user.nick)
+    return None if owner is None or owns(user, owner) else owner
+
+
 def regain(chat: ChatApi, user: User, nick: str, *, ghost: bool = False) -> str:
     """Take owned ``nick`` back at once from whoever holds it (NickServ REGAIN/GHOST).
 
@@ -93,18 +102,16 @@ class NickGuard:
     @staticmethod
     def needed(chat: ChatApi, user: User) -> bool:
         """Would :meth:`check` arm a timer for ``user``: their nick is an account's, not theirs."""
-        if chat.settings.nick_grace is None:
-            return False
-        owner = chat.account_owner(user.nick)
-        return owner is not None and not owns(user, owner)
+        return _foreign_owner(chat, user) is not None
 
     def check(self, user: User) -> None:
         """``user`` now holds their nick: warn and arm the timer if it is someone else's."""
         self.cancel()
-        grace = self.chat.settings.nick_grace
-        owner = self.chat.account_owner(user.nick)
-        if owner is None or owns(user, owner) or grace is None:
+        owner = _foreign_owner(self.chat, user)
+        if owner is None:
             return
+        grace = self.chat.settings.nick_grace
+        assert grace is not None  # _foreign_owner is None without one
         self.tell(f"nick {user.nick} belongs to account {owner}: {self.how} within "
                   f"{grace:g} seconds, or you will be renamed")
         nick = user.nick

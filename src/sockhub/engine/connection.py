@@ -7,9 +7,10 @@ Per connection it enforces, from :class:`~sockhub.limits.Limits`:
   timeout. A read only sets a flag (reading the clock on every read cost
   ~0.5 µs of a ~8 µs echo round trip); a tick that finds the flag clear
   for a whole timeout closes the connection, so a client is closed after
-  between 1 and 1.25 timeouts of silence, never before (with a quarter of
-  ``WHEEL_MIN_DELAY`` or more the ticks are on the server's timer wheel,
-  each up to ``WHEEL_TICK`` late). For a protocol
+  between 1 and 1.25 timeouts of silence, never before. An ``idle_timeout``
+  of four times ``WHEEL_MIN_DELAY`` (40 s) or more puts the ticks on the server's
+  timer wheel, each up to ``WHEEL_TICK`` late and each scheduled from the
+  last: then the bound is about 1.25 timeouts plus up to ~5 s. For a protocol
   with ``counts_messages`` (line services, the chat doors) the tick reads
   the protocol's own flag instead, set per complete line: a client
   trickling half a line is silent.

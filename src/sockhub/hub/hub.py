@@ -8,10 +8,11 @@ Every change is made in two steps. A *command* method (``join``,
 with a reason otherwise, and returns the event describing the change,
 without applying it. The chat service then does what must happen first
 (a room message is stored in history before anyone sees it) and hands the
-event to the bus, which calls :meth:`Hub.apply` — in this process now, in
-every process once a Redis bus exists. ``apply`` (:mod:`sockhub.hub.state`)
-changes the state and delivers the event to the members it concerns, so
-state and fan-out can never disagree.
+event to the bus, which calls ``hub.state.apply`` (:mod:`sockhub.hub.state`;
+:meth:`Hub.apply` is the same call, one frame more) — in this process, and in
+every process with a Redis bus. ``apply`` changes the state and delivers
+the event to the members it concerns, so state and fan-out can never
+disagree.
 
 Command methods also clean the free text they are given (messages, topics,
 reasons, away messages: :func:`~sockhub.hub.names.clean_text`), so no event

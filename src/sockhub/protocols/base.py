@@ -16,8 +16,10 @@ In between, the protocol *queues* what it wants to say with :meth:`send`
 and asks to hang up with :meth:`close`. A protocol that needs time (a
 keep-alive, a delay) asks its :attr:`clock`, which the engine provides; a
 test provides a manual one and moves time by hand. After every call the engine takes
-:meth:`data_to_send` and writes it, and closes once :meth:`close_expected`
-is true and the queue is flushed. The protocol never touches a socket, a
+the queued output and writes it, and closes once the protocol asked to and
+the queue is flushed (through :meth:`data_to_send` and
+:meth:`close_expected` when a subclass overrides them, else straight from
+the queue and the flag they read). The protocol never touches a socket, a
 timer or the event loop, so it can be tested by feeding it bytes (see
 ``tests/helpers.py``), and the engine alone owns limits, back-pressure,
 timeouts and shutdown.
@@ -80,7 +82,7 @@ class Clock(TypingProtocol):
     Unix seconds, for timestamps users see. ``call_later(delay, callback)`` runs
     ``callback`` once, after which the engine writes whatever it queued and
     closes if it asked to; timers of a closed connection never run. The
-    engine's runs a timer of 10 s or more on a coarse wheel: up to a second
+    engine runs a timer of 10 s or more on a coarse wheel: up to a second
     late, never early (``engine/clock.py``).
     """
 
@@ -222,7 +224,13 @@ class Protocol:
         return encode_line(f"error: {reason}")
 
     def data_to_send(self) -> list[bytes]:
-        """Take the queued output (the engine calls this after every call)."""
+        """Take the queued output.
+
+        The engine calls this (and :meth:`close_expected`) after every call only
+        when a subclass overrides either; otherwise it reads ``_outgoing`` and
+        ``_closing`` itself (engine/connection.py, engine/server.py), one call
+        fewer per event. Tests that drive a protocol by hand call it.
+        """
         out = self._outgoing
         if out:
             self._outgoing = []

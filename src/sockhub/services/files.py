@@ -174,7 +174,8 @@ class FilesDoor(FilesServerProtocol):
         self._put: PutRequest | None = None
         self._sink: UploadSink | None = None
         self._prefix: digests.Hasher | None = None
-        self._digest = digests.SHA256
+        #: This upload's digest, as picked here (the base class keeps ACCEPT's as its own).
+        self._put_digest = digests.SHA256
         self._offset = 0
         self._started = 0.0
         # The download in progress
@@ -253,7 +254,7 @@ class FilesDoor(FilesServerProtocol):
             return
         service.uploads[where.path] = request.size
         self._fd, self._target, self._part, self._put = fd, where.path, part, request
-        self._digest = digest = digests.pick(request.digests)
+        self._put_digest = digest = digests.pick(request.digests)
         self._started = self.clock.time()
         have = os.fstat(fd).st_size
         if not request.resume or have == 0 or have > request.size:
@@ -273,7 +274,7 @@ class FilesDoor(FilesServerProtocol):
             self._fail_upload(f"cannot read the part: {exc.strerror}")
             return
         self._prefix = digest
-        self.accept_put(Accept(have, digest.hexdigest(), self._digest))
+        self.accept_put(Accept(have, digest.hexdigest(), self._put_digest))
         self.wake()
 
     def start_received(self, offset: int) -> None:
@@ -282,7 +283,7 @@ class FilesDoor(FilesServerProtocol):
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._offset = offset
         digest = (self._prefix.copy() if offset and self._prefix is not None
-                  else digests.new(self._digest))
+                  else digests.new(self._put_digest))
         # From here the sink owns the file descriptor (its thread writes to it).
         self._sink = UploadSink(self._fd, digest, self._put.size - offset,
                                 on_error=self._sink_failed, set_reading=self.set_reading)

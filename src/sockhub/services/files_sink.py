@@ -8,16 +8,9 @@ worker thread per upload, which writes it (``os.write`` releases the GIL),
 so receiving and writing overlap on separate cores.
 
 **Where the hash runs.** The thread hashes each read, then writes it.
-``hash_on_loop=True`` has the loop hash each read as soon as it is in,
-before queueing it, so that the digest (BLAKE3 0.3, SHA-256 0.7 CPU-s per
-GiB) sits beside the receive (~0.4) rather than beside the write (~1.0),
-balancing the two threads; both ``hashlib`` and ``blake3`` release the GIL
-on updates this size (blake3-py since 0.3.1), so the write goes on
-meanwhile. Measured on the shared 2-core machine (BENCHMARKS.md, issue 11
-fourth session) it cost the server as much CPU or more (median server
-CPU-s per GiB 2.76 against 2.84, then 3.80 against 2.64), and the
-overlap it buys cannot show where both ends share two cores, so it is
-off by default (``HASH_ON_LOOP``); the tests run the sink both ways.
+Hashing on the loop instead (the write alone on the thread) was tried and
+measured no better on the shared 2-core machine (median server CPU-s per
+GiB 2.76 against 2.84, then 3.80 against 2.64: BENCHMARKS.md, issue 11).
 
 At most ``limit`` bytes wait for the thread: past that the
 sink asks the door to stop reading from the client (``Protocol.set_reading``,
@@ -36,8 +29,8 @@ most ``POOL_BUFFERS`` buffers of ``BUFFER_SIZE``; reads fill the current
 one from where the last read stopped, and each read goes to the thread as a
 view of it. A buffer goes back to the pool only through the thread: when
 it is full the sink queues a *release* behind the views of it, so the
-thread hands it back after it has written (and, without ``hash_on_loop``,
-hashed) every byte in it, and never sooner. With every buffer lent,
+thread hands it back after it has hashed and written every byte in it,
+and never sooner. With every buffer lent,
 reading stops until one comes back.
 """
 
@@ -62,8 +55,6 @@ BUFFER_SIZE = 1024 * 1024
 POOL_BUFFERS = 8
 #: A buffer with less room than this left is full: the next read takes a fresh one.
 MIN_READ = 64 * 1024
-#: Hash each read on the loop as it arrives, and leave the thread only the write.
-HASH_ON_LOOP = False
 
 
 class UploadSink:
@@ -77,7 +68,7 @@ class UploadSink:
     def __init__(self, fd: int, digest: Hasher, expected: int, *,
                  on_error: Callable[[str], None], set_reading: Callable[[bool], None],
                  limit: int = QUEUE_LIMIT, buffer_size: int = BUFFER_SIZE,
-                 buffers: int = POOL_BUFFERS, hash_on_loop: bool = HASH_ON_LOOP) -> None:
+                 buffers: int = POOL_BUFFERS) -> None:
         self.fd = fd
         self._digest = digest
         self._on_error = on_error
@@ -86,8 +77,6 @@ class UploadSink:
         self._loop = asyncio.get_running_loop()
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockhub-upload")
                       if expected > INLINE_MAX else None)
-        #: The loop hashes (in arrival order), the thread only writes.
-        self._hash_on_loop = hash_on_loop
         #: Bytes handed to the thread and not yet written.
         self.pending = 0
         self._held = False
@@ -121,8 +110,6 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += len(data)
-        if self._hash_on_loop:
-            self._digest.update(data)
         self._pool.submit(self._consume_threaded, data)
         self._update_hold()
 
@@ -154,8 +141,6 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += nbytes
-        if self._hash_on_loop:
-            self._digest.update(view)  # before the thread has it: the bytes are final
         self._pool.submit(self._consume_threaded_quiet, view)
         if self._buffer_size - self._fill < MIN_READ:
             self._seal()
@@ -250,12 +235,11 @@ class UploadSink:
             self._held = False
             self._set_reading(True)
 
-    def _consume(self, data: bytes | memoryview, *, hashed: bool = False) -> str | None:
-        """Hash (unless ``hashed``) and write ``data`` (on the thread, or inline)."""
+    def _consume(self, data: bytes | memoryview) -> str | None:
+        """Hash and write ``data`` (on the thread, or inline)."""
         if self._cancelled:
             return None
-        if not hashed:
-            self._digest.update(data)
+        self._digest.update(data)
         view = memoryview(data)
         try:
             while view:
@@ -265,13 +249,13 @@ class UploadSink:
         return None
 
     def _consume_threaded(self, data: bytes | memoryview) -> None:
-        error = self._consume(data, hashed=self._hash_on_loop)
+        error = self._consume(data)
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
             self._loop.call_soon_threadsafe(self._written, len(data), error)
 
     def _consume_threaded_quiet(self, view: memoryview) -> None:
         """A lent view: counted when its buffer is released; only a failure is reported."""
-        error = self._consume(view, hashed=self._hash_on_loop)
+        error = self._consume(view)
         if error is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._written, 0, error)

@@ -301,14 +301,8 @@ class IrcDoor(Protocol):
         self._in_command = True
         try:
             spec.handler(self, message)
-        except HubError as exc:
-            self.hub_error(command, exc)
-        except ProtocolError as exc:  # a handler's own refusal of what it was sent
-            self.reply(ERR_UNKNOWNERROR, command, str(exc))
-        except Exception:
-            # A bug must cost one command, not the connection or the server.
-            log.exception("irc: %s failed for %s", command, self.info.peer)
-            self.reply(ERR_UNKNOWNERROR, command, INTERNAL_ERROR)
+        except Exception as exc:
+            self._command_failed(command, exc)
         finally:
             self._in_command = False
             if self._held:  # answered later (hold): so is its labeled response
@@ -335,18 +329,27 @@ class IrcDoor(Protocol):
         self._in_command = True
         try:
             fast(self, event.target, event.text, event.size)
-        except HubError as exc:
-            self.hub_error("PRIVMSG", exc)
-        except ProtocolError as exc:
-            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", str(exc))
-        except Exception:
-            log.exception("irc: %s failed for %s", "PRIVMSG", self.info.peer)
-            self.reply(ERR_UNKNOWNERROR, "PRIVMSG", INTERNAL_ERROR)
+        except Exception as exc:
+            self._command_failed("PRIVMSG", exc)
         finally:
             self._in_command = False
             if self._held:
                 self._held_later = True
                 self._capture = None
+
+    def _command_failed(self, command: str, exc: Exception) -> None:
+        """Answer a handler's failure (:meth:`_dispatch`, :meth:`_dispatch_text`).
+
+        Called from the ``except`` arm only: the commands that succeed pay no call.
+        """
+        if isinstance(exc, HubError):
+            self.hub_error(command, exc)
+        elif isinstance(exc, ProtocolError):  # a handler's own refusal of what it was sent
+            self.reply(ERR_UNKNOWNERROR, command, str(exc))
+        else:
+            # A bug must cost one command, not the connection or the server.
+            log.error("irc: %s failed for %s", command, self.info.peer, exc_info=exc)
+            self.reply(ERR_UNKNOWNERROR, command, INTERNAL_ERROR)
 
     def hold(self) -> Callable[[Callable[[], None]], None]:
         """Take no more commands from this client until the returned ``resume(answer)``.

@@ -2,7 +2,10 @@
 
 SHA-256 is mandatory: every server has it, and it is what a client that
 offers nothing gets (version 1 clients, the standard-library uploader of
-the docs). BLAKE3 costs a third of SHA-256's CPU per byte (0.27-0.34
+the docs). BLAKE3 is used when the ``blake3`` package imports (a declared
+dependency, so normally it does); without it :data:`DIGESTS` is SHA-256
+alone, so READY lists only that and no sockhub service fails to start for
+want of a wheel. BLAKE3 costs a third of SHA-256's CPU per byte (0.27-0.34
 against 0.71-0.73 CPU-s per GiB on the benchmark machine, paid on both
 ends of a transfer: BENCHMARKS.md), which is what lets an upload keep
 pace with a netcat pipe on a busy machine.
@@ -24,13 +27,18 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-import blake3 as _blake3  # type: ignore[import-not-found,unused-ignore]
+try:
+    import blake3 as _blake3  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # no wheel for this platform: SHA-256 only
+    HAVE_BLAKE3 = False
+else:
+    HAVE_BLAKE3 = True
 
 SHA256 = "sha256"
 BLAKE3 = "blake3"
-#: Every digest this implementation has, in the order a server prefers them.
-DIGESTS: tuple[str, ...] = (BLAKE3, SHA256)
-#: A digest name on the wire: lower-case letters and digits (an unknown one is ignored).
+#: Every digest this process has, in the order a server prefers them.
+DIGESTS: tuple[str, ...] = (BLAKE3, SHA256) if HAVE_BLAKE3 else (SHA256,)
+#: A digest name on the wire: lower-case letters, digits, - and _ (an unknown one is ignored).
 NAME = re.compile(r"[a-z0-9_-]{1,32}")
 #: Every digest here is 256 bits: 64 lower-case hexadecimal digits.
 HEX = re.compile(r"[0-9a-f]{64}")
@@ -52,15 +60,10 @@ def new(name: str) -> Hasher:
     """A fresh hasher for ``name`` (one of :data:`DIGESTS`)."""
     if name == SHA256:
         return hashlib.sha256()
-    if name == BLAKE3:
+    if name == BLAKE3 and HAVE_BLAKE3:
         hasher: Hasher = _blake3.blake3()
         return hasher
     raise ValueError(f"unknown digest {name!r}")
-
-
-def empty_hex(name: str) -> str:
-    """The digest of no bytes (the prefix of a transfer from offset 0)."""
-    return new(name).hexdigest()
 
 
 def pick(offered: Iterable[str] | None, ours: Sequence[str] = DIGESTS) -> str:

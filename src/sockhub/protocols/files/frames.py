@@ -36,7 +36,6 @@ MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 #: The largest size the protocol can announce (an off_t).
 MAX_SIZE = 2**63 - 1
-SHA256_HEX = dg.HEX
 
 _HEADER = struct.Struct("!IB")
 
