@@ -2,9 +2,8 @@
 
 Run: ``python benchmarks/files_hash.py``. Prints a Markdown table: MB/s of wall
 time and CPU-seconds per GiB (steadier on a shared machine). BLAKE3 is timed
-only if the ``blake3`` package imports (it is not a dependency of sockhub: try
-a scratch venv, ``python -m venv /tmp/b3 && /tmp/b3/bin/pip install blake3``,
-then run this script with that venv's Python and ``PYTHONPATH`` unset).
+when the ``blake3`` package imports (a dependency of sockhub since the files
+service negotiates it, so the project's venv has it).
 """
 
 from __future__ import annotations
