@@ -29,7 +29,11 @@ class ManualClock:
         return self.epoch + self.now
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        entry = [self.now + delay, callback, False]
+        return self.call_at(self.now + delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any:
+        """A timer at a time on this clock (asyncio's ``loop.call_at``)."""
+        entry = [when, callback, False]
         self._timers.append(entry)
 
         class Handle:

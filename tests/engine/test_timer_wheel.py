@@ -16,51 +16,27 @@ from typing import Any
 
 import pytest
 
-from irc_support import Network, commands, find
+from irc_support import ManualClock, Network, commands, find
 from net import STEP, open_client, read_line, read_until_eof, server_side
 from sockhub.engine.clock import WHEEL_MIN_DELAY, WHEEL_TICK, TimerWheel, WheelTimer
 from sockhub.protocols.base import LineProtocol
 
 
-class ManualTime:
-    """A loop's ``time`` and ``call_at`` that move only when told."""
+class ManualTime(ManualClock):
+    """A loop's ``time`` and ``call_at`` that move only when told (``advance``)."""
 
     def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.timers: list[list[Any]] = []  # [when, callback, cancelled]
+        super().__init__(now)
         self.armed_total = 0
 
-    def time(self) -> float:
-        return self.now
-
     def call_at(self, when: float, callback: Callable[[], None]) -> Any:
-        entry = [when, callback, False]
-        self.timers.append(entry)
         self.armed_total += 1
-
-        class Handle:
-            def cancel(self) -> None:
-                entry[2] = True
-
-        return Handle()
+        return super().call_at(when, callback)
 
     @property
     def pending(self) -> int:
         """Loop timers armed and not yet run or cancelled."""
-        return sum(1 for t in self.timers if not t[2])
-
-    def advance(self, seconds: float) -> None:
-        """Move time on, running each loop timer that falls due, in order."""
-        end = self.now + seconds
-        while True:
-            due = [t for t in self.timers if not t[2] and t[0] <= end]
-            if not due:
-                break
-            entry = min(due, key=lambda t: t[0])
-            entry[2] = True
-            self.now = max(self.now, entry[0])
-            entry[1]()
-        self.now = end
+        return sum(1 for t in self._timers if not t[2])
 
 
 def run(callback: Callable[[], None], _: object) -> None:

@@ -450,7 +450,8 @@ class OldServer:
             read_frame(conn)  # START
             data = b""
             while len(data) < put["size"]:  # type: ignore[operator]
-                data += conn.recv(65536)
+                # No further than the file: END may already be behind it.
+                data += conn.recv(min(65536, put["size"] - len(data)))  # type: ignore[operator]
             end = json.loads(read_frame(conn)[1:])
             self.ends.append(end)
             conn.sendall(encode(FrameType.DONE, json.dumps(
