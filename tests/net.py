@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import struct
@@ -106,6 +107,25 @@ async def registered(port: int, nick: str = "alice", password: str = "hunter22")
     await client.expect("you are logged in")
     await client.send("/quit")
     await client.expect_eof()
+
+
+async def sasl_client(port: int, nick: str = "alice", password: str = "hunter22",
+                      caps: str = "", account: str | None = None) -> LineClient:
+    """An IRC client as ``nick``, logged in to ``account`` (``nick`` if not given) with
+    SASL PLAIN (IRCv3 sasl-3.1), ``caps`` requested beside ``sasl``, and registered."""
+    account = account or nick
+    client = LineClient(*await open_client(port))
+    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+                      f"CAP REQ :{' '.join(['sasl', *caps.split()])}\r\n".encode())
+    await client.expect(" ACK ")
+    await client.send(b"AUTHENTICATE PLAIN\r\n")
+    await client.expect("AUTHENTICATE +")
+    payload = base64.b64encode(f"{account}\0{account}\0{password}".encode())
+    await client.send(b"AUTHENTICATE " + payload + b"\r\n")
+    await client.expect(" 903 ")
+    await client.send(b"CAP END\r\n")
+    await client.expect(f" 001 {nick} ")
+    return client
 
 
 class FirstLine:

@@ -19,7 +19,7 @@ import redis
 import trustme
 from websockets.asyncio.client import connect
 
-from net import LineClient, chat_client, irc_client, open_client, registered
+from net import LineClient, chat_client, irc_client, open_client, registered, sasl_client
 from proc import Served, run_sockhub, start_sockhub
 from redis_support import RedisServer
 from sockhub.hub.model import Registration
@@ -819,19 +819,6 @@ async def test_the_room_registry_down_is_said(redis_server, cluster):
 HISTORY_CAPS = "draft/chathistory batch server-time message-tags echo-message draft/read-marker"
 
 
-async def _logged_in(port: int, nick: str, account: str, password: str) -> LineClient:
-    """An IRC client as ``nick``, logged in to ``account`` (SASL PLAIN) with HISTORY_CAPS."""
-    client = LineClient(*await open_client(port))
-    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
-                      f"CAP REQ :sasl {HISTORY_CAPS}\r\n".encode())
-    await client.expect(" ACK ")
-    await client.send(b"AUTHENTICATE PLAIN\r\n")
-    await client.expect("AUTHENTICATE +")
-    await client.send(_auth(f"{account}\0{account}\0{password}".encode()))
-    await client.expect(" 903 ")
-    await client.send(b"CAP END\r\n")
-    await client.expect(f" 001 {nick} ")
-    return client
 
 
 async def _conversation(client: LineClient, peer: str) -> list[tuple[str, str]]:
@@ -852,8 +839,8 @@ async def test_private_messages_kept_for_accounts_have_one_id_and_history_everyw
     b = await cluster("b")
     await registered(a.ports["chat"], "alice", "hunter22")
     await registered(b.ports["chat"], "bob", "swordfish9")
-    alice = await _logged_in(a.ports["irc"], "alice", "alice", "hunter22")
-    bob = await _logged_in(b.ports["irc"], "bob", "bob", "swordfish9")
+    alice = await sasl_client(a.ports["irc"], "alice", "hunter22", HISTORY_CAPS)
+    bob = await sasl_client(b.ports["irc"], "bob", "swordfish9", HISTORY_CAPS)
     await alice.send(b"JOIN #lobby\r\n")
     await alice.expect(" 366 alice #lobby ")
     await bob.send(b"JOIN #lobby\r\n")
@@ -872,7 +859,7 @@ async def test_private_messages_kept_for_accounts_have_one_id_and_history_everyw
     assert on_b[0][0] == first.group(1)
     await bob.send(b"QUIT\r\n")
     await bob.expect_eof()
-    bob = await _logged_in(a.ports["irc"], "bob", "bob", "swordfish9")
+    bob = await sasl_client(a.ports["irc"], "bob", "swordfish9", HISTORY_CAPS)
     assert await _conversation(bob, "alice") == on_b
     # Alice's side, and the line door's /history, on node b.
     assert [m for m, _ in await _conversation(alice, "bob")] == [m for m, _ in on_b]
@@ -892,8 +879,8 @@ async def test_read_markers_move_on_every_node_and_redis_down_is_said(redis_serv
     b = await cluster("b")
     await registered(a.ports["chat"], "alice", "hunter22")
     talker = await chat_client(a.ports["chat"], "talker")
-    laptop = await _logged_in(a.ports["irc"], "laptop", "alice", "hunter22")
-    phone = await _logged_in(b.ports["irc"], "phone", "alice", "hunter22")
+    laptop = await sasl_client(a.ports["irc"], "laptop", "hunter22", HISTORY_CAPS, account="alice")
+    phone = await sasl_client(b.ports["irc"], "phone", "hunter22", HISTORY_CAPS, account="alice")
     for client, nick in ((laptop, "laptop"), (phone, "phone")):
         await client.send(b"JOIN #lobby\r\n")
         await client.expect(f" 366 {nick} #lobby ")

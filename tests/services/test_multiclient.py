@@ -7,11 +7,9 @@ line-door connection logged in with a password on connect hold the nick
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
-from net import LineClient, irc_client, open_client, registered
+from net import LineClient, irc_client, open_client, registered, sasl_client
 
 
 @pytest.fixture
@@ -26,20 +24,6 @@ async def hub(serve, tmp_path):
     return start
 
 
-async def sasl_client(port: int, nick: str = "alice", password: str = "hunter22",
-                      caps: str = "sasl") -> LineClient:
-    client = LineClient(*await open_client(port))
-    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
-                      f"CAP REQ :{caps}\r\n".encode())
-    await client.expect(" ACK ")
-    await client.send(b"AUTHENTICATE PLAIN\r\n")
-    await client.expect("AUTHENTICATE +")
-    payload = base64.b64encode(f"\0{nick}\0{password}".encode())
-    await client.send(b"AUTHENTICATE " + payload + b"\r\n")
-    await client.expect(" 903 ")
-    await client.send(b"CAP END\r\n")
-    await client.expect(f" 001 {nick} ")
-    return client
 
 
 async def line_login(port: int, name: str = "alice", password: str = "hunter22") -> LineClient:
@@ -162,7 +146,7 @@ async def test_a_later_irc_connection_is_shown_the_rooms_and_follows_the_nick(hu
     first = await sasl_client(irc_port)
     await first.send(b"JOIN #lobby,#side\r\n")
     await first.expect(" 366 alice #side ")
-    second = await sasl_client(irc_port, caps="sasl echo-message")
+    second = await sasl_client(irc_port, caps="echo-message")
     # As if it had joined them itself: JOIN, topic, names, for each room.
     assert (await second.expect(" JOIN ")).endswith(" JOIN #lobby")
     assert "alice" in (await second.expect(" 353 alice ")).split(":")[-1].split()

@@ -5,13 +5,12 @@ from any door. Real sockets, raw lines."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import sqlite3
 
 import pytest
 
-from net import LineClient, chat_client, irc_client, open_client, registered
+from net import LineClient, chat_client, irc_client, open_client, registered, sasl_client
 from sockhub.store.history import SCHEMA_VERSION, ChatStore
 
 TIME = re.compile(r"@(?:\S*;)?time=([^; ]+)")
@@ -28,20 +27,6 @@ async def hub(serve, tmp_path):
     return start
 
 
-async def sasl_client(port: int, nick: str, password: str, caps: str) -> LineClient:
-    """An IRC client logged in with SASL PLAIN, with ``caps`` too, registered."""
-    client = LineClient(*await open_client(port))
-    payload = base64.b64encode(f"{nick}\0{nick}\0{password}".encode()).decode()
-    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
-                      f"CAP REQ :sasl {caps}\r\n".encode())
-    await client.expect(" ACK ")
-    await client.send(b"AUTHENTICATE PLAIN\r\n")
-    await client.expect("AUTHENTICATE +")
-    await client.send(f"AUTHENTICATE {payload}\r\n".encode())
-    await client.expect(" 903 ")
-    await client.send(b"CAP END\r\n")
-    await client.expect(f" 001 {nick} ")
-    return client
 
 
 async def identified_line(port: int, account: str, password: str) -> LineClient:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from net import STEP, LineClient, irc_client, open_client
+from net import STEP, LineClient, irc_client, open_client, sasl_client
 from services.test_web_accounts import cookie_of, http
 
 
@@ -34,17 +34,6 @@ async def chat(serve, tmp_path):
     return start
 
 
-async def sasl_client(port: int, nick: str = "alice", password: str = "hunter22") -> LineClient:
-    client = LineClient(*await open_client(port))
-    await client.send(f"CAP LS 302\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
-                      "CAP REQ :sasl\r\nAUTHENTICATE PLAIN\r\n".encode())
-    await client.expect("AUTHENTICATE +")
-    payload = base64.b64encode(f"\0{nick}\0{password}".encode())
-    await client.send(b"AUTHENTICATE " + payload + b"\r\n")
-    await client.expect(" 903 ")
-    await client.send(b"CAP END\r\n")
-    await client.expect(f" 001 {nick} ")
-    return client
 
 
 async def page(port: int, cookie: str, nick: str | None = None) -> tuple[ClientConnection, Any]:
