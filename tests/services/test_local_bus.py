@@ -54,3 +54,37 @@ def test_a_raising_subscriber_costs_no_other_message_of_the_batch(caplog):
     bus.publish(Quit("ann", "bye", 2.0))
     bus.publish_all(batch)
     assert got == [batch[0], batch[2]]
+
+
+def test_the_only_message_subscriber_takes_a_commit_whole_in_its_batch_form(caplog):
+    bus = LocalBus()
+    batches: list[list[Message]] = []
+    singles: list[HubEvent] = []
+    bus.subscribe(singles.append, batch=batches.append)
+    bus.subscribe(singles.append, messages=False)
+    batch = [Message("#r", "ann", f"m{i}", float(i)) for i in range(3)]
+    bus.publish_all(batch)
+    assert batches == [batch] and singles == []
+    bus.publish(batch[0])  # publish() is one event: the per-event form
+    assert singles == [batch[0]]
+
+    def broken(messages: list[Message]) -> None:
+        raise RuntimeError("subscriber bug")
+
+    failing = LocalBus()
+    failing.subscribe(singles.append, batch=broken)
+    with caplog.at_level(logging.ERROR, logger="sockhub.bus"):
+        failing.publish_all(batch)  # logged, not passed on to the commit
+    assert "a subscriber failed on a batch of messages" in caplog.text
+
+
+def test_a_second_message_subscriber_turns_the_batch_form_off():
+    bus = LocalBus()
+    batches: list[list[Message]] = []
+    first: list[HubEvent] = []
+    second: list[HubEvent] = []
+    bus.subscribe(first.append, batch=batches.append)
+    bus.subscribe(second.append)
+    batch = [Message("#r", "ann", f"m{i}", float(i)) for i in range(3)]
+    bus.publish_all(batch)
+    assert batches == [] and first == second == batch

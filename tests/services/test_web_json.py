@@ -40,6 +40,11 @@ class Peer:
         self.send_text(text)
         self.wake()
 
+    def push_texts(self, texts: tuple[str, ...]) -> None:
+        for text in texts:
+            self.send_text(text)
+        self.wake()
+
     def close_ws(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 

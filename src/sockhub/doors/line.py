@@ -31,6 +31,7 @@ from sockhub.hub.events import (
     Joined,
     Kicked,
     Message,
+    MessageRun,
     NickChanged,
     Parted,
     Private,
@@ -71,6 +72,11 @@ _counts = metrics.door("line")
 _rendered_event: object = None
 _rendered_message: Message | None = None
 _rendered_bytes = b""
+
+
+#: The same for the last run of room messages (deliver_run): its lines, joined.
+_rendered_run: object = None
+_rendered_run_bytes = b""
 
 
 def _rendered(event: HubEvent, data: bytes) -> None:
@@ -204,6 +210,25 @@ class LineDoor(LineProtocol):
             self.wake()
         if kind is Kicked or kind is Parted or kind is Joined:
             self._own_move(event)  # type: ignore[arg-type]  # narrowed by the kinds above
+
+    def deliver_run(self, run: MessageRun) -> None:
+        """Several room messages of one commit in one room: their lines, joined once, queued.
+
+        Every line user sees a room message alike, their own too, so the
+        run is rendered once for the whole fan-out (as :meth:`deliver` renders a message).
+        """
+        if self._closing:
+            return
+        global _rendered_run, _rendered_run_bytes
+        if run is not _rendered_run:
+            _rendered_run_bytes = b"".join([encode_line(render(message, ""))
+                                            for message in run.messages])
+            _rendered_run = run
+        _counts.messages_out += len(run.messages)
+        out = self._outgoing
+        out.append(_rendered_run_bytes)
+        if len(out) == 1:  # as in deliver(): one wake per turn
+            self.wake()
 
     def _own_move(self, event: Kicked | Parted | Joined) -> None:
         """Follow this user's rooms when a kick or another connection moves them."""

@@ -17,6 +17,7 @@ doors that have no use for it ignore it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -184,6 +185,26 @@ class Member(Protocol):
     """
 
     def deliver(self, event: HubEvent) -> None: ...
+
+
+class MessageRun:
+    """Consecutive room messages of one group commit, all in one room.
+
+    The hub hands a run to every member of the room at once
+    (``deliver_run``, optional beside :meth:`Member.deliver`): a door renders
+    the run once per kind of viewer and queues it as one piece for each
+    recipient, so the per-recipient work of a busy room is paid once per
+    commit rather than once per message. What each recipient receives is
+    exactly what delivering the messages one by one would have queued.
+    """
+
+    __slots__ = ("messages", "room", "senders")
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self.messages = messages
+        self.room = messages[0].room
+        #: The senders' nicks as the messages carry them: who may need their own left out.
+        self.senders = frozenset(message.nick for message in messages)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,16 @@ from __future__ import annotations
 
 import logging
 
-from sockhub.hub.events import HubEvent, Joined, Member, Message, Parted, Private, Signal
+from sockhub.hub.events import (
+    HubEvent,
+    Joined,
+    Member,
+    Message,
+    MessageRun,
+    Parted,
+    Private,
+    Signal,
+)
 
 log = logging.getLogger("sockhub.hub")
 
@@ -47,6 +56,10 @@ class Sessions:
     def deliver(self, event: HubEvent) -> None:
         for member in tuple(self.members):
             deliver_safely(member, event)
+
+    def deliver_run(self, run: MessageRun) -> None:
+        for member in tuple(self.members):
+            deliver_run_safely(member, run)
 
     def disconnect(self, reason: str) -> None:
         """Close every connection (KILL, GHOST): each door is told to drop its client."""
@@ -76,6 +89,24 @@ def deliver_safely(member: Member, event: HubEvent) -> None:
         member.deliver(event)
     except Exception:
         delivery_failed(member, event)
+
+
+def deliver_run_safely(member: Member, run: MessageRun) -> None:
+    """Hand ``member`` a run of room messages: its ``deliver_run``, or each message in turn.
+
+    ``deliver_run`` is optional (a door that renders per recipient gains
+    nothing from it); without it the member gets :meth:`Member.deliver` per
+    message, exactly as if the messages had been fanned out one by one.
+    """
+    deliver_run = getattr(member, "deliver_run", None)
+    if deliver_run is None:
+        for message in run.messages:
+            deliver_safely(member, message)
+        return
+    try:
+        deliver_run(run)
+    except Exception:
+        delivery_failed(member, run.messages[0])
 
 
 def delivery_failed(member: Member, event: HubEvent) -> None:

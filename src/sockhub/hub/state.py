@@ -36,6 +36,7 @@ from sockhub.hub.events import (
     Joined,
     Kicked,
     Message,
+    MessageRun,
     ModeChanged,
     NickChanged,
     Parted,
@@ -49,7 +50,7 @@ from sockhub.hub.events import (
 from sockhub.hub.model import Departed, Registration, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
-from sockhub.hub.sessions import deliver_safely, delivery_failed
+from sockhub.hub.sessions import deliver_run_safely, deliver_safely, delivery_failed
 
 #: Given-up nicks remembered for WHOWAS (RFC 2812 §3.6.3), all nicks together.
 WHOWAS_MAX = 1000
@@ -175,6 +176,37 @@ class HubState:
             if sender is not None:
                 sender.active = event.ts
             _deliver(room.members.values(), event)
+
+    def apply_messages(self, messages: list[Message]) -> None:
+        """Apply a group commit's room messages, in order: each run in one room as one.
+
+        Equivalent to :meth:`apply` of each message; a run of consecutive
+        messages to the same room reaches each member as one
+        :class:`MessageRun`, which a door queues as one piece.
+        """
+        start, count = 0, len(messages)
+        while start < count:
+            room = messages[start].room  # the room's own name (Hub.say): equal strings
+            end = start + 1
+            while end < count and messages[end].room == room:
+                end += 1
+            if end - start == 1:
+                self._apply_message(messages[start])
+            else:
+                self._apply_run(MessageRun(messages[start:end]))
+            start = end
+
+    def _apply_run(self, run: MessageRun) -> None:
+        room = self.rooms.get(fold(run.room))
+        if room is None:
+            return
+        users = self.users
+        for message in run.messages:
+            sender = users.get(fold(message.nick))
+            if sender is not None:
+                sender.active = message.ts
+        for user in room.members.values():
+            deliver_run_safely(user.member, run)
 
     def _apply_private(self, event: Private) -> None:
         target = self.users.get(fold(event.target))

@@ -167,7 +167,8 @@ class ChatService:
         self.bus = LocalBus()
         # before the hub forgets who was where
         self.bus.subscribe(self._note_departure, messages=False)
-        self.bus.subscribe(self.hub.state.apply)  # Hub.apply, one call less per message
+        # Hub.apply, one call less per message; a commit's messages as runs
+        self.bus.subscribe(self.hub.state.apply, batch=self.hub.state.apply_messages)
         #: IRCv3 MONITOR's watchers (hub/watch.py): told after the hub, and of arrivals.
         self.watchlist = Watchlist()
         self.bus.subscribe(self.watchlist.apply, messages=False)

@@ -17,6 +17,7 @@ from sockhub.hub.events import HubEvent, Message
 log = logging.getLogger("sockhub.bus")
 
 Subscriber = Callable[[HubEvent], None]
+BatchSubscriber = Callable[[list[Message]], None]
 
 
 class Bus(Protocol):
@@ -43,6 +44,8 @@ class LocalBus:
         self._subscribers: list[Subscriber] = []
         #: Those of :attr:`_subscribers` that take room messages, in the same order.
         self._message_subscribers: list[Subscriber] = []
+        #: The batch form of the only message subscriber, if it has one.
+        self._batch: BatchSubscriber | None = None
 
     def publish(self, event: HubEvent) -> None:
         """Each subscriber in turn; one that raises is logged and the rest still run."""
@@ -54,9 +57,21 @@ class LocalBus:
                 log.exception("bus: a subscriber failed on %s", type(event).__name__)
 
     def publish_all(self, messages: list[Message]) -> None:
-        """:meth:`publish` each room message of a group commit's batch, in order."""
+        """:meth:`publish` each room message of a group commit's batch, in order.
+
+        When one subscriber alone takes room messages (the chat service's
+        hub) and it has a batch form, the batch goes to it whole: the hub
+        fans out a run of messages in one room as one piece per recipient.
+        """
         subscribers = self._message_subscribers
-        if len(subscribers) == 1:  # the chat service's: only the hub takes messages
+        if len(subscribers) == 1:
+            batch = self._batch
+            if batch is not None:
+                try:
+                    batch(messages)
+                except Exception:
+                    log.exception("bus: a subscriber failed on a batch of messages")
+                return
             subscriber = subscribers[0]
             for message in messages:
                 try:
@@ -67,12 +82,19 @@ class LocalBus:
         for message in messages:
             self.publish(message)
 
-    def subscribe(self, subscriber: Subscriber, *, messages: bool = True) -> None:
-        """Call ``subscriber`` with each event; with ``messages=False``, but room messages."""
+    def subscribe(self, subscriber: Subscriber, *, messages: bool = True,
+                  batch: BatchSubscriber | None = None) -> None:
+        """Call ``subscriber`` with each event; with ``messages=False``, but room messages.
+
+        ``batch``, if given, takes a group commit's messages at once in place of
+        ``subscriber`` per message (used while it is the only one taking them).
+        """
         self._subscribers.append(subscriber)
         if messages:
             self._message_subscribers.append(subscriber)
+            self._batch = batch if len(self._message_subscribers) == 1 else None
 
     def close(self) -> None:
         self._subscribers.clear()
         self._message_subscribers.clear()
+        self._batch = None

@@ -64,6 +64,7 @@ from sockhub.hub.events import (
     Joined,
     Kicked,
     Message,
+    MessageRun,
     ModeChanged,
     NickChanged,
     Parted,
@@ -115,6 +116,9 @@ _counts = metrics.door("irc")
 #: not class attributes: read once per delivery, and a global is the cheaper read.
 _cache_event: object = None
 _cache: dict[int, bytes] = {}
+#: The same for the last run of room messages (deliver_run): joined, and each message.
+_run_cache_run: object = None
+_run_cache: dict[int, tuple[bytes, list[bytes]]] = {}
 
 #: The text of the 400 a command that failed inside the server gets.
 INTERNAL_ERROR = "Internal error; the command was not carried out"
@@ -673,16 +677,56 @@ class IrcDoor(Protocol):
             _cache_event = event
             _cache = {}
         profile = self.profile
+        data = _cache[profile] = self._render_message(event, profile)
+        return data
+
+    def _render_message(self, event: Message, profile: int) -> bytes:
         account = None
         bot = False
         if profile & (ACCOUNT_TAG | MESSAGE_TAGS):
             user = self.chat.find_user(event.nick)
             if user is not None:
                 account, bot = user.account, user.bot
-        data = render_message(event, irc_source(event.nick, event.username, event.address),
+        return render_message(event, irc_source(event.nick, event.username, event.address),
                               profile, account=account, bot=bot)
-        _cache[profile] = data
-        return data
+
+    def deliver_run(self, run: MessageRun) -> None:
+        """Several room messages of one commit in one room (the hub's fan-out): one piece.
+
+        Each message rendered once per capability profile, as
+        :meth:`deliver` renders it, and the run joined once per profile; a
+        recipient who sent some of the run and has no echo-message gets
+        the others (the same rule as :meth:`deliver`), joined for them alone.
+        """
+        me = self.user
+        if me is None or self._closing:
+            return
+        if self._capture is not None:  # inside a labeled command: deliver() captures each
+            for message in run.messages:
+                self.deliver(message)
+            return
+        global _run_cache_run, _run_cache
+        if run is not _run_cache_run:
+            _run_cache_run, _run_cache = run, {}
+        profile = self.profile
+        rendered = _run_cache.get(profile)
+        if rendered is None:
+            parts = [self._render_message(message, profile) for message in run.messages]
+            rendered = _run_cache[profile] = (b"".join(parts), parts)
+        if me.nick in run.senders and "echo-message" not in self.caps:
+            mine = me.nick
+            kept = [part for message, part in zip(run.messages, rendered[1], strict=True)
+                    if message.nick != mine or acted_elsewhere(message, self)]
+            if not kept:
+                return
+            data, count = b"".join(kept), len(kept)
+        else:
+            data, count = rendered[0], len(run.messages)
+        _counts.messages_out += count
+        out = self._outgoing
+        out.append(data)
+        if len(out) == 1:  # as in deliver(): one wake per turn
+            self.wake()
 
     def _deliver_private(self, event: Private, me: User) -> None:
         to_me = fold(event.target) == me.key

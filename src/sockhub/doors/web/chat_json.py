@@ -31,6 +31,7 @@ from sockhub.hub.events import (
     HubEvent,
     Joined,
     Kicked,
+    MessageRun,
     NickChanged,
     Parted,
     Private,
@@ -56,6 +57,9 @@ _counts = metrics.door("web")
 _rendered_event: object = None
 _rendered_text = ""
 _rendered_message = False
+#: The same for the last run of room messages (deliver_run): each message's text.
+_run: object = None
+_run_texts: tuple[str, ...] = ()
 
 VERSION = 1
 #: The largest frame a client may send, in bytes (larger: close 1009).
@@ -86,6 +90,13 @@ class JsonPeer(TypingProtocol):
 
         The peer sees it written (it wakes its engine); the same str is
         pushed to every browser of a fan-out, so the peer may frame it once.
+        """
+
+    def push_texts(self, texts: tuple[str, ...]) -> None:
+        """Queue one text frame per text, in order, as :meth:`push_text` would each.
+
+        A run of room messages: the same tuple is pushed to every browser of
+        the room, so the peer may frame it once.
         """
 
     def close_ws(self, code: int, reason: str) -> None:
@@ -426,6 +437,26 @@ class JsonChat:
             self._deliver(event)
         except Exception:
             log.exception("web: failed to deliver %s to %s", type(event).__name__,
+                          self.address or "a client")
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def deliver_run(self, run: MessageRun) -> None:
+        """Several room messages of one commit in one room: their JSON made once, pushed as one.
+
+        Every browser sees a room message alike (its sender's too), so the
+        texts are made once for the whole fan-out, as :meth:`deliver` makes each.
+        """
+        if self.closed:
+            return
+        global _run, _run_texts
+        try:
+            if run is not _run:
+                _run_texts = tuple([message_json(message) for message in run.messages])
+                _run = run
+            _counts.messages_out += len(run.messages)
+            self.peer.push_texts(_run_texts)
+        except Exception:
+            log.exception("web: failed to deliver %d messages to %s", len(run.messages),
                           self.address or "a client")
             self.close(CLOSE_INTERNAL_ERROR, "internal error")
 

@@ -702,6 +702,18 @@ class WebDoor(Protocol):
         if len(out) == 1:
             self.wake()
 
+    def push_texts(self, texts: tuple[str, ...]) -> None:
+        """Queue several text frames of a run of room messages (JsonPeer) as one piece.
+
+        The same tuple goes to every browser of the room: framed and joined once.
+        """
+        if not self._live:
+            return
+        out = self._outgoing
+        out.append(_framed_run if texts is _framed_run_source else _frame_run(texts))
+        if len(out) == 1:
+            self.wake()
+
     def close_ws(self, code: int, reason: str) -> None:
         """JsonPeer: close the WebSocket with ``code`` and ``reason``."""
         self._ws_close(code, reason)
@@ -793,6 +805,26 @@ _framed_opcode = Opcode.TEXT
 _framed: list[bytes] = []
 
 
+#: The same for the last run of texts (push_texts): their frames, joined.
+_framed_run_source: object = None
+_framed_run = b""
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+        return text.encode("utf-8", "replace")
+
+
+def _frame_run(texts: tuple[str, ...]) -> bytes:
+    """One text frame per text, joined; remembered for the next call with the same tuple."""
+    global _framed_run_source, _framed_run
+    _framed_run = b"".join([_frame(Opcode.TEXT, _utf8(text)) for text in texts])
+    _framed_run_source = texts
+    return _framed_run
+
+
 def _frames(source: str | bytes, opcode: Opcode) -> list[bytes]:
     """The frames of a text (one frame) or of an IRC chunk (one per line), remembered:
     the next call for the same object and opcode reuses them."""
@@ -800,11 +832,7 @@ def _frames(source: str | bytes, opcode: Opcode) -> list[bytes]:
     if source is _framed_source and opcode is _framed_opcode:
         return _framed
     if isinstance(source, str):
-        try:
-            data = source.encode()
-        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
-            data = source.encode("utf-8", "replace")
-        frames = [_frame(opcode, data)]
+        frames = [_frame(opcode, _utf8(source))]
     else:
         frames = [_frame(opcode, line) for line in source.split(b"\r\n") if line]
     _framed_source, _framed_opcode, _framed = source, opcode, frames
