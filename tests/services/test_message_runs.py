@@ -131,7 +131,7 @@ def play(data_dir: Path, runs: bool, scenario: Callable[[Network, Clients], None
                 "lee": Line(net, "lee"),
                 "wes": Browser(net, "wes"),
             }
-            for name, client in clients.items():
+            for client in clients.values():
                 if isinstance(client, Client):
                     client.send("JOIN #room")
                 elif isinstance(client, Line):
@@ -168,7 +168,7 @@ def _busy_turn(net: Network, clients: Clients) -> None:
 def test_a_busy_turn_reaches_every_door_exactly_as_one_message_at_a_time(tmp_path):
     in_runs, sizes = play(tmp_path / "runs", True, _busy_turn)
     one_by_one, none = play(tmp_path / "single", False, _busy_turn)
-    assert sizes == [5, 3] and none == []  # #room ×5, #other ×1 (alone), #room ×3
+    assert sizes == [5, 3] and none == []  # #room: 5, #other: 1 (alone), #room: 3
     assert in_runs == one_by_one
     bob = in_runs["bob"]
     assert isinstance(bob, bytes)
