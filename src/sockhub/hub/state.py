@@ -201,10 +201,11 @@ class HubState:
         if room is None:
             return
         users = self.users
-        for message in run.messages:
-            sender = users.get(fold(message.nick))
+        # Each sender's last message (a run has few senders): one fold each.
+        for nick, ts in {message.nick: message.ts for message in run.messages}.items():
+            sender = users.get(fold(nick))
             if sender is not None:
-                sender.active = message.ts
+                sender.active = ts
         for user in room.members.values():
             deliver_run_safely(user.member, run)
 
