@@ -6,6 +6,7 @@ IRC servers' auditorium modes (``+u``) do for very large channels.
 
 from __future__ import annotations
 
+from helpers import NoScan
 from sockhub.hub import Hub, User
 from sockhub.hub.events import HubEvent, Joined, Kicked, Message, Parted, Quit
 
@@ -84,3 +85,15 @@ def test_arrivals_cost_linear_deliveries_and_none_is_the_old_behaviour():
     # The first 10 announced to all, then each arrival to itself and the one operator.
     assert quiet == 10 * 11 // 2 + 390 * 2
     assert deliveries(10, 800) - quiet == 400 * 2  # linear: twice the clients, twice the cost
+
+
+def test_joining_a_quiet_room_looks_at_its_operators_not_its_members():
+    hub = Hub(quiet_above=10)
+    for i in range(30):
+        arrive(hub, f"u{i}")
+    room = hub.find_room("#big")
+    assert room is not None and hub.is_quiet(room)
+    room.members = NoScan(room.members)
+    _, inbox = arrive(hub, "late")  # O(operators): it would raise on a scan
+    assert kinds(inbox) == [Joined]
+    assert [u.nick for u in room.operators_present()] == ["u0"]

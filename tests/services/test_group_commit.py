@@ -9,18 +9,23 @@ hub accepted them.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from helpers import NoScan
 from irc_support import Network
 from net import STEP, chat_client
 from proc import start_sockhub
+from sockhub.doors.line import LineDoor
+from sockhub.doors.web.chat_json import JsonChat
 from sockhub.hub import User
 from sockhub.hub.events import HubEvent, Message, Parted, Private
 from sockhub.limits import Limits
+from sockhub.protocols.base import ConnectionInfo
 from sockhub.services.chat import ChatService
 from sockhub.services.chat_settings import ChatSettings
 
@@ -242,6 +247,62 @@ async def test_irc_door_joining_a_quiet_channel_names_only_its_operators(tmp_pat
         assert bob.take() == []
         listed = [m.params[-1] for m in bob.ask("NAMES #big") if m.command == "353"]
         assert sorted(" ".join(listed).split()) == ["@alice", "bob", "carol"]
+    finally:
+        net.close()
+
+
+class _Peer:
+    """Where a JsonChat's frames go: kept as JSON objects."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    def push_text(self, text: str) -> None:
+        self.send_text(text)
+
+    def push_texts(self, texts: tuple[str, ...]) -> None:
+        for text in texts:
+            self.send_text(text)
+
+    def close_ws(self, code: int, reason: str) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+
+def test_joining_a_big_quiet_room_goes_through_its_operators_not_its_members(tmp_path):
+    """10,000 arrivals in one room must be linear on every door: a newcomer is shown the
+    operators, found from the operators (a scan of the members raises here)."""
+    net = Network(tmp_path, quiet_above=3)
+    try:
+        op = net.register("op")
+        op.ask("JOIN #big")
+        for i in range(6):
+            net.register(f"u{i}").ask("JOIN #big")
+        room = net.service.find_room("#big")
+        assert room is not None
+        room.members = NoScan(room.members)
+        names = [m.params[-1] for m in net.register("late").ask("JOIN #big")
+                 if m.command == "353"]
+        assert names == ["@op late"]
+        line = LineDoor(net.service)
+        line.clock = net.clock
+        line.connection_made(ConnectionInfo(peer="127.0.0.1:41000", service="chat"))
+        line.receive_data(b"liner\n/join #big\n")
+        shown = b"".join(line.data_to_send()).decode()
+        assert "in #big: 9 members; operators: op" in shown
+        peer = _Peer()
+        page = JsonChat(net.service, peer, address="127.0.0.1", now=net.clock.time())
+        page.receive_text(json.dumps({"type": "hello", "version": 1, "nick": "wes"}),
+                          net.clock.time())
+        page.receive_text(json.dumps({"type": "join", "room": "#big"}), net.clock.time())
+        [members] = [m for m in peer.sent if m["type"] == "members"]
+        assert members["count"] == 10
+        assert [m["nick"] for m in members["members"]] == ["op", "wes"]  # type: ignore[union-attr]
     finally:
         net.close()
 

@@ -608,6 +608,26 @@ def test_ison_userhost_lusers_version_time_info_help(net):
     assert commands(bob.ask("HELP privmsg")) == ["704", "705", "706"]
 
 
+def test_lusers_counts_follow_invisibility_operators_and_departures(net):
+    """The counts are kept as they change (a scan of every user made each registration
+    O(N)): +i and -i, OPER and -o, and a quit of an invisible operator."""
+    def counts(client):  # type: ignore[no-untyped-def]
+        lusers = client.ask("LUSERS")
+        return find(lusers, "251").params[-1], find(lusers, "252").params[1]
+
+    alice, bob = net.register("alice"), net.register("bob")
+    assert counts(bob) == ("There are 2 users and 0 invisible on 1 servers", "0")
+    alice.ask("MODE alice +i", "OPER admin s3cret")
+    assert counts(bob) == ("There are 1 users and 1 invisible on 1 servers", "1")
+    alice.ask("MODE alice -o")
+    assert counts(bob) == ("There are 1 users and 1 invisible on 1 servers", "0")
+    alice.ask("OPER admin s3cret", "MODE alice -i")
+    assert counts(bob) == ("There are 2 users and 0 invisible on 1 servers", "1")
+    alice.ask("MODE alice +i")
+    alice.ask("QUIT :bye")
+    assert counts(bob) == ("There are 1 users and 0 invisible on 1 servers", "0")
+
+
 # Input limits --------------------------------------------------------------------------
 
 

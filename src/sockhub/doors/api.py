@@ -165,6 +165,12 @@ class ChatApi(Protocol):
     def nick_available(self, nick: str) -> HubError | None:
         """Why ``nick`` cannot be taken now, or None if it can."""
 
+    def set_invisible(self, user: User, on: bool) -> None:
+        """IRC's user mode +i for ``user`` (counted for LUSERS)."""
+
+    def user_counts(self) -> tuple[int, int, int]:
+        """(users, invisible users, server operators), counted as they change."""
+
     def note_users(self) -> int:
         """The most users seen at once, counting those here now (LUSERS)."""
 

@@ -585,7 +585,7 @@ class LineDoor(LineProtocol):
         if joined.topic:
             self.info_line(f"topic of {joined.name}: {joined.topic}")
         if self.chat.is_quiet(joined):  # a big room: its operators, not everyone
-            ops = sorted(u.nick for k, u in joined.members.items() if k in joined.operators)
+            ops = sorted(u.nick for u in joined.operators_present())
             self.info_line(f"in {joined.name}: {len(joined.members)} members; operators: "
                            f"{' '.join(ops) or 'none'} (/who {joined.name} lists everyone)")
         else:

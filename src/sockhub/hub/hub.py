@@ -448,6 +448,21 @@ class Hub:
             raise HubError("not_operator", f"only operators may invite to {room.name}")
         return Invited(room.name, other.nick, user.nick, now)
 
+    def set_invisible(self, user: User, on: bool) -> None:
+        """IRC's user mode +i (RFC 2812 §3.1.5): kept counted for LUSERS."""
+        user.invisible = on
+        (self.state.invisible.add if on else self.state.invisible.discard)(user)
+
+    def set_oper(self, user: User, on: bool) -> None:
+        """Give or take server-operator status: kept counted for LUSERS."""
+        user.is_oper = on
+        (self.state.opers.add if on else self.state.opers.discard)(user)
+
+    def user_counts(self) -> tuple[int, int, int]:
+        """(users, invisible users, server operators), in O(1) (LUSERS, RFC 2812 §3.4.2)."""
+        state = self.state
+        return len(state.users), len(state.invisible), len(state.opers)
+
     def quit(self, user: User, reason: str, now: float, *, voluntary: bool = False) -> Quit:
         return Quit(user.nick, clean_text(reason), now, voluntary)
 

@@ -78,8 +78,8 @@ class HubState:
             module's docstring); None: every room announces everything.
     """
 
-    __slots__ = ("bans", "departed", "protected", "quiet_above", "registered", "rooms", "saved",
-                 "users")
+    __slots__ = ("bans", "departed", "invisible", "opers", "protected", "quiet_above",
+                 "registered", "rooms", "saved", "users")
 
     def __init__(self, protected: set[str] | None = None, quiet_above: int | None = None) -> None:
         self.protected = protected if protected is not None else set()
@@ -90,6 +90,11 @@ class HubState:
         self.saved: dict[str, RoomState] = {}  # room key → state, kept when a room empties
         #: Registered rooms by key (founder, operator accounts); the chat service keeps them.
         self.registered: dict[str, Registration] = {}
+
+        #: The users with IRC's +i and the server operators: LUSERS counts them
+        #: on every registration, and a scan of every user was O(N) each.
+        self.invisible: set[User] = set()
+        self.opers: set[User] = set()
 
         #: Nicks given up (quit or changed), oldest first: WHOWAS's memory.
         self.departed: deque[Departed] = deque(maxlen=WHOWAS_MAX)
@@ -275,6 +280,8 @@ class HubState:
         for room in list(user.rooms.values()):
             self._leave(user, room)
         del self.users[user.key]
+        self.invisible.discard(user)
+        self.opers.discard(user)
         self._remember(user, event.ts)
 
     def _apply_nick(self, event: NickChanged) -> None:
@@ -286,7 +293,7 @@ class HubState:
             self._remember(user, event.ts)
         old_key = user.key
         del self.users[old_key]
-        user.nick = event.new
+        user.renamed(event.new)
         self.users[user.key] = user
         for room in user.rooms.values():
             del room.members[old_key]
@@ -403,21 +410,16 @@ class HubState:
         seen: dict[str, User] = {}
         for room in user.rooms.values():
             if quiet and self.is_quiet(room):
-                seen.update(_operators(room))
+                seen.update((u.key, u) for u in room.operators_present())
             else:
                 seen.update(room.members)
         seen.pop(user.key, None)
         return list(seen.values())
 
 
-def _operators(room: Room) -> dict[str, User]:
-    members = room.members
-    return {key: members[key] for key in room.operators if key in members}
-
-
 def _audience(room: Room, user: User) -> list[User]:
     """Who hears of ``user`` arriving in or leaving a quiet room: they and its operators."""
-    return [user, *(u for key, u in _operators(room).items() if key != user.key)]
+    return [user, *(u for u in room.operators_present() if u is not user)]
 
 
 def _deliver(users: Iterable[User], event: HubEvent) -> None:

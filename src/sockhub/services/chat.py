@@ -325,6 +325,12 @@ class ChatService:
             return HubError("nick_in_use", f"nick {nick} is already in use", target=nick)
         return problem
 
+    def set_invisible(self, user: User, on: bool) -> None:
+        self.hub.set_invisible(user, on)
+
+    def user_counts(self) -> tuple[int, int, int]:
+        return self.hub.user_counts()
+
     def note_users(self) -> int:
         self.peak_users = max(self.peak_users, len(self.hub.users))
         return self.peak_users
@@ -681,7 +687,7 @@ class ChatService:
     def _opered(self, user: User, name: str, ok: bool) -> bool:
         ok = hmac.compare_digest(b"1" if ok else b"0", b"1")
         if ok:
-            user.is_oper = True
+            self.hub.set_oper(user, True)
             log.info("%s is now an operator (%s)", user.nick, user.address)
             if self.cluster is not None:
                 self.cluster.announce_oper(user)
@@ -691,7 +697,7 @@ class ChatService:
         return ok
 
     def unoper(self, user: User) -> None:
-        user.is_oper = False
+        self.hub.set_oper(user, False)
         if self.cluster is not None:  # every node's WHOIS stops saying so
             self.cluster.announce_oper(user)
 

@@ -319,7 +319,7 @@ class Cluster:
         if user is None:
             return
         user.away = state.get("away")
-        user.is_oper = bool(state.get("oper"))
+        hub.set_oper(user, bool(state.get("oper")))
         account = state.get("account")
         user.account = str(account) if account is not None else None
         for spec in state.get("rooms", []):
@@ -391,7 +391,7 @@ class Cluster:
     def _opered(self, nick: str, on: bool) -> None:
         user = self.service.hub.find_user(nick)
         if user is not None and isinstance(user.member, RemoteMember):
-            user.is_oper = on
+            self.service.hub.set_oper(user, on)
 
     def _took_room(self, data: dict[str, Any]) -> None:
         """Another node changed a room's registration: this node's copy follows."""

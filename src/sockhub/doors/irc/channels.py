@@ -182,15 +182,17 @@ def send_names(door: IrcDoor, room: Room, *, end: str | None = None,
     """RPL_NAMREPLY lines, then RPL_ENDOFNAMES for ``end`` (the room) unless "".
 
     ``brief`` (joining a quiet room): only the viewer and the operators, as
-    auditorium modes show; an explicit NAMES lists everyone.
+    auditorium modes show, found in O(operators); an explicit NAMES lists everyone.
     """
     viewer = door.user
     assert viewer is not None
     long_form = "userhost-in-names" in door.caps
     entries = []
-    shown = visible(door, room, viewer)
-    if brief:
-        shown = [u for u in shown if u is viewer or u.key in room.operators]
+    if brief and viewer.key in room.members:  # the operators by nick, then the newcomer
+        shown = [*sorted((u for u in room.operators_present() if u is not viewer),
+                         key=lambda u: u.key), viewer]
+    else:
+        shown = visible(door, room, viewer)
     for member in shown:
         name = (
             f"{member.nick}!{member.username or member.nick}@{irc_host(member.address)}"
@@ -435,7 +437,7 @@ def _user_mode(door: IrcDoor, message: IrcMessage) -> None:
             on = letter == "+"
             continue
         if letter == "i" and user.invisible != on:
-            user.invisible = on
+            door.chat.set_invisible(user, on)
         elif letter == "o" and not on and user.is_oper:
             door.chat.unoper(user)  # anyone may drop operator status; only OPER gives it
         elif letter == "B" and user.bot != on:

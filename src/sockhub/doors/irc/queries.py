@@ -299,9 +299,7 @@ def cmd_userhost(door: IrcDoor, message: IrcMessage) -> None:
 
 def send_lusers(door: IrcDoor) -> None:
     chat = door.chat
-    users = len(chat.users())
-    invisible = sum(1 for u in chat.users() if u.invisible)
-    opers = sum(1 for u in chat.users() if u.is_oper)
+    users, invisible, opers = chat.user_counts()
     peak = door.chat.note_users()
     door.reply(RPL_LUSERCLIENT,
                f"There are {users - invisible} users and {invisible} invisible on 1 servers")

@@ -669,11 +669,16 @@ class JsonChat:
         room = self.chat.find_room(name)
         if room is None:
             raise HubError("no_such_room", f"no such room: {name}")
+        present = room.members
+        if brief:  # the operators and oneself, found in O(operators): a quiet room is big
+            shown = {user.key: user for user in room.operators_present()}
+            if self.user is not None and self.user.key in present:
+                shown[self.user.key] = self.user
+            present = shown
         members = [
             {"nick": user.nick, "op": key in room.operators, "voice": key in room.voiced,
              "away": user.away}
-            for key, user in sorted(room.members.items())
-            if not brief or key in room.operators or user is self.user
+            for key, user in sorted(present.items())
         ]
         answer: JsonObject = {"type": "members", "room": room.name, "members": members}
         if brief:
