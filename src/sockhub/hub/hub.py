@@ -286,13 +286,13 @@ class Hub:
         meta: Meta = (),
         origin: int = 0,
     ) -> Message:
-        # The commonest case checked first, with one fold of each name: a
-        # member of an unmoderated room without bans may speak, as
-        # _speaking_room would find after its longer way round.
+        # The commonest case checked first, with one fold (the room's name;
+        # the user's key is kept): a member of an unmoderated room without
+        # bans may speak, as _speaking_room would find after its longer way round.
         state = self.state
         key = fold(room_name)
         room = state.rooms.get(key)
-        if (room is None or room.moderated or fold(user.nick) not in room.members
+        if (room is None or room.moderated or user.key not in room.members
                 or state.bans.get(key)):
             room = self._speaking_room(user, room_name)
         if not text or not text.isprintable() or text.isspace() or len(text) > MESSAGE_MAX:

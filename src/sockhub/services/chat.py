@@ -997,7 +997,7 @@ def _token_hash(token: str) -> bytes:
 
 def _seen_key(user: User) -> str:
     """Who a client is, for not replaying again what it saw: folded nick, user name, address."""
-    return f"{fold(user.nick)}!{user.username}@{user.address}"
+    return f"{user.key}!{user.username}@{user.address}"
 
 
 #: Not yet looked up in ``ChatService._door_counts`` (None there: a member of no door).

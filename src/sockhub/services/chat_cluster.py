@@ -215,9 +215,18 @@ class Cluster:
             service._fanout.observe(time.perf_counter() - start)
         # Through the service's local bus, as local events go: its departure
         # bookkeeping (seen marks for replays) runs before the hub applies them.
-        apply = service.bus.publish
+        # Room messages that follow each other go as one batch: the hub fans a
+        # run in one room out as one piece per recipient (hub/state.py).
+        apply, apply_all = service.bus.publish, service.bus.publish_all
+        said: list[Message] = []
         for entry in entries:
             event = entry.event
+            if entry.kind == "m" and isinstance(event, Message):
+                said.append(event)
+                continue
+            if said:
+                apply_all(said)
+                said = []
             if entry.kind in ("m", "p") and event is not None:
                 apply(event)
             elif entry.node == me:
@@ -254,6 +263,8 @@ class Cluster:
                 if isinstance(event, BanChanged):
                     self._store_ban(event)
                 apply(event)
+        if said:
+            apply_all(said)
 
     def _store_private(self, entry: Entry) -> None:
         """Keep a private message from the stream, with its cluster id, once however often read."""
