@@ -132,10 +132,12 @@ class Room:
     password: str | None = None  # IRC's channel key
     limit: int | None = None
     created: float = 0.0
+    #: The folded name, made once: every member's ``User.rooms`` is keyed by
+    #: this one string (a fold at each join was a string per member).
+    key: str = field(init=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        return fold(self.name)
+    def __post_init__(self) -> None:
+        self.key = _folded(self.name)
 
     @property
     def hidden(self) -> bool:

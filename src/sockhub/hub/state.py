@@ -254,7 +254,7 @@ class HubState:
             self.rooms[key] = room
         room.members[user.key] = user
         room.invited.discard(user.key)  # an invitation is good for one join
-        user.rooms[key] = room
+        user.rooms[room.key] = room  # the room's own key string, shared by its members
         _deliver(_audience(room, user) if self.is_quiet(room) else room.members.values(), event)
 
     def _apply_departure(self, event: Parted | Kicked) -> None:
