@@ -153,10 +153,11 @@ class StreamConnection(asyncio.Protocol):
         # argument tuple and empty keyword dict) took ~250 B (issue 16).
         protocol.wake = MethodType(self.server.flush_soon, self)
         protocol.set_reading = self.set_reading
-        protocol.read_into = self.read_into
+        kind = type(protocol)
+        if kind.get_buffer is not Protocol.get_buffer:  # it can lend buffers: reads into them
+            protocol.read_into = self.read_into  # (a bound method each: 64 B of every idle client)
         protocol.clock = self
         self.protocol = protocol
-        kind = type(protocol)
         self.plain_output = (kind.data_to_send is Protocol.data_to_send
                              and kind.close_expected is Protocol.close_expected)
         banner = self.server.banner

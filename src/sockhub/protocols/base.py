@@ -162,6 +162,7 @@ class Protocol:
         #: :meth:`buffer_updated`; asyncio's ``BufferedProtocol``) instead of a
         #: fresh ``bytes`` per read to :meth:`receive_data`, until
         #: ``read_into(False)``. For bulk data that has a home (an upload).
+        #: Only a protocol that overrides :meth:`get_buffer` is given one.
         self.read_into: Callable[[bool], None] = _ignore
 
     # Called by the engine (or a test) -------------------------------------
