@@ -43,6 +43,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from sockhub.hashwrite import hash_and_write
+
 if TYPE_CHECKING:
     from sockhub.protocols.files.digests import Hasher
 
@@ -239,14 +241,7 @@ class UploadSink:
         """Hash and write ``data`` (on the thread, or inline)."""
         if self._cancelled:
             return None
-        self._digest.update(data)
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as exc:
-            return f"cannot write: {exc.strerror}"
-        return None
+        return hash_and_write(self.fd, self._digest, data)
 
     def _consume_threaded(self, data: bytes | memoryview) -> None:
         error = self._consume(data)
