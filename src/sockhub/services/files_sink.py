@@ -135,15 +135,13 @@ class UploadSink:
         if self._failed or self._closed:
             return  # dropped: the buffer's next read may overwrite them
         start, self._fill = self._fill, self._fill + nbytes
-        view = memoryview(current)[start:self._fill]
         if self._pool is None:
-            error = self._consume(view)
+            error = self._consume(memoryview(current)[start:self._fill])
             self._fill = 0  # written already: the inline buffer is free again
             if error is not None:
                 self._fail(error)
             return
-        self.pending += nbytes
-        self._pool.submit(self._consume_threaded_quiet, view)
+        self.pending += nbytes  # the thread gets them with the rest of the buffer (_seal)
         if self._buffer_size - self._fill < MIN_READ:
             self._seal()
             if not self._free and self._allocated >= self._max_buffers:
@@ -173,6 +171,8 @@ class UploadSink:
         otherwise the queue is written first, so a client that vanished
         mid-upload can resume from every byte that reached us.
         """
+        if not discard and self._pool is not None:
+            self._seal()  # the bytes read into the current buffer are written too
         self._closed = True
         self._cancelled = discard
         if self._held:
@@ -208,16 +208,21 @@ class UploadSink:
         if self._pool is None or filled == 0:
             self._free.append(current)
         else:
-            # Queued behind every view of it: the thread is done with them then.
-            self._pool.submit(self._release_threaded, current, filled)
+            # The whole buffer at once: one wake-up of the thread per buffer, not per read.
+            self._pool.submit(self._write_threaded, current, filled)
 
-    def _release_threaded(self, buffer: bytearray, count: int) -> None:
+    def _write_threaded(self, buffer: bytearray, count: int) -> None:
+        """Hash and write a sealed buffer, then hand it back to the loop."""
+        error = self._consume(memoryview(buffer)[:count])
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
-            self._loop.call_soon_threadsafe(self._released, buffer, count)
+            self._loop.call_soon_threadsafe(self._released, buffer, count, error)
 
-    def _released(self, buffer: bytearray, count: int) -> None:
+    def _released(self, buffer: bytearray, count: int, error: str | None = None) -> None:
         self.pending -= count
         if self._closed:
+            return
+        if error is not None and not self._failed:
+            self._fail(error)
             return
         if self._allocated > self._max_buffers:
             self._allocated -= 1  # an extra one: let it go
@@ -247,13 +252,6 @@ class UploadSink:
         error = self._consume(data)
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
             self._loop.call_soon_threadsafe(self._written, len(data), error)
-
-    def _consume_threaded_quiet(self, view: memoryview) -> None:
-        """A lent view: counted when its buffer is released; only a failure is reported."""
-        error = self._consume(view)
-        if error is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._written, 0, error)
 
     def _written(self, count: int, error: str | None) -> None:
         self.pending -= count
