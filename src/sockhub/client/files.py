@@ -3,8 +3,9 @@
 Blocking sockets, one request at a time, which is all the protocol asks:
 uploads go out with ``socket.sendfile`` (zero-copy on a plain socket) while
 a second thread hashes the same file for the END frame, so the hash costs
-a core, not time; downloads are read with ``recv_into`` into one reused
-buffer, hashed and written as they arrive.
+a core, not time; a download into a file is read with ``recv_into`` into
+a few reused buffers that a second thread hashes and writes meanwhile
+(:class:`~sockhub.hashwrite.HashWriter`, as the server's upload does).
 
 Nothing becomes visible before it is verified, here as on the server: a
 download is written to a part file beside its target and renamed into

@@ -26,12 +26,13 @@ and written on the loop: starting a thread would cost more than the work.
 ``BufferedProtocol`` underneath), which saves the loop a fresh 256 KiB
 ``bytes`` per read (~1 CPU-second per GiB). A thread upload has a pool of at
 most ``POOL_BUFFERS`` buffers of ``BUFFER_SIZE``; reads fill the current
-one from where the last read stopped, and each read goes to the thread as a
-view of it. A buffer goes back to the pool only through the thread: when
-it is full the sink queues a *release* behind the views of it, so the
-thread hands it back after it has hashed and written every byte in it,
-and never sooner. With every buffer lent,
-reading stops until one comes back.
+one from where the last read stopped. The thread gets a buffer once it
+is full (or the upload ends or is cut) as one job: it hashes and writes
+every byte in it, then hands it back, never sooner (one wake-up of the
+thread and of the loop per buffer, not per read). With every buffer lent,
+reading stops until one comes back. The per-chunk work,
+:func:`sockhub.hashwrite.hash_and_write`, is shared with the files client's
+downloads (:class:`sockhub.hashwrite.HashWriter`).
 """
 
 from __future__ import annotations
