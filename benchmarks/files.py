@@ -231,7 +231,10 @@ def main() -> None:
         # pays for the previous one's writeback, whoever came before.
         for round_no in range(args.runs):
             for name, run in contenders.items():
-                for path in written + (stored if name.startswith("sockhub send") else []):
+                # Only the file this send replaces: the gets read the other server's.
+                replaced = ([] if not name.startswith("sockhub send") else stored[1:]
+                            if "server from" in name else stored[:1])
+                for path in written + replaced:
                     path.unlink(missing_ok=True)
                 os.sync()
                 LAST_CPU.clear()
