@@ -256,13 +256,13 @@ def main() -> None:
                          if n in times)
         paired = sorted(p / s for p, s in zip(times["ncat pipe > file"], times[send_name],
                                               strict=True))
-        get_paired = ""
-        if "sockhub get -o file" in times:
-            get_ratios = sorted(p / g for p, g in zip(times["ncat pipe > file"],
-                                                      times["sockhub get -o file"], strict=True))
-            get_paired = (f"; `sockhub get -o file` paired: median "
-                          f"{statistics.median(get_ratios):.2f}x (rounds: "
-                          f"{', '.join(f'{r:.2f}x' for r in get_ratios)})")
+        others = ""
+        for name in times:
+            if name.startswith("sockhub") and name != send_name:
+                ratios = sorted(p / t for p, t in zip(times["ncat pipe > file"], times[name],
+                                                      strict=True))
+                others += (f"; {name}: median {statistics.median(ratios):.2f}x "
+                           f"({', '.join(f'{r:.2f}x' for r in ratios)})")
         pipe_file = results["ncat pipe > file"]
         pipe_null = results.get("ncat pipe > /dev/null")  # not timed under --only
         load_after = os.getloadavg()
@@ -270,7 +270,7 @@ def main() -> None:
               f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
               f"{load_after[0]:.1f} after; `sockhub send` over the ncat pipe > file, "
               f"paired by round: median {statistics.median(paired):.2f}x "
-              f"(rounds: {', '.join(f'{r:.2f}x' for r in paired)}){get_paired}\n")
+              f"(rounds: {', '.join(f'{r:.2f}x' for r in paired)}){others}\n")
         print("| what | MB/s | vs ncat pipe > file | vs ncat pipe > /dev/null "
               "| server CPU s/GiB | client CPU s/GiB | both ends CPU s/GiB |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

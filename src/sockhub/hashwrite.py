@@ -1,8 +1,9 @@
 """Hash and write received file bytes in order, off the thread that receives them.
 
 Both receivers of the files protocol do the same work per chunk:
-:func:`hash_and_write`. The server's upload (``services/files_sink.py``)
-calls it on its upload thread, fed from the event loop. The client's
+:func:`write_all` and a digest's ``update`` (:func:`hash_and_write` does
+both). The server's upload (``services/files_sink.py``) runs them on two
+threads of its own, fed from the event loop. The client's
 download uses :class:`HashWriter`: its main thread ``recv_into``\\ s one of a
 few reused buffers while two more hash and write the ones already
 filled, so receiving, hashing and writing overlap (``recv_into``,
