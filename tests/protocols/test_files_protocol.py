@@ -450,6 +450,32 @@ def test_client_decoder_reads_raw_bytes_after_file_at_every_split() -> None:
         assert others == [FileHeader("a", 13, 0o644, 0), Digest(sha(raw))]
 
 
+def test_client_decoder_raw_bytes_read_past_it() -> None:
+    """A client that reads a file's bytes into its own buffers says how many; END still parses."""
+    server = logged_in()
+    server.receive_data(encode(FrameType.GET, GetRequest("a").to_body()))
+    stream = drain(server)
+    header_end = stream.index(b"hello")
+    decoder = ClientDecoder()
+    events = decoder.feed(stream[:header_end + 3])  # FILE and "hel"
+    assert events == [FileHeader("a", 13, 0o644, 0), RawData(b"hel")]
+    with pytest.raises(ValueError):
+        decoder.raw_taken(11)  # only 10 are still due
+    decoder.raw_taken(10)  # "lo, world\n", read straight into the client's buffer
+    assert decoder.feed(stream[header_end + 13:]) == [Digest(sha(b"hello, world\n"))]
+    with pytest.raises(ValueError):
+        decoder.raw_taken(1)  # no raw bytes are due now
+
+
+def test_client_decoder_refuses_raw_taken_over_buffered_bytes() -> None:
+    """With a frame's bytes buffered, skipping would lose them: refused."""
+    decoder = ClientDecoder()
+    file_frame = encode(FrameType.FILE, b'{"name":"a","size":5,"mode":420}')
+    decoder.feed(file_frame[:3])
+    with pytest.raises(ValueError):
+        decoder.raw_taken(0)
+
+
 def test_client_decoder_after_a_resumed_get() -> None:
     server = logged_in()
     server.receive_data(encode(FrameType.GET, GetRequest("a", 7, sha(b"hello, ")).to_body()))

@@ -46,6 +46,7 @@ from sockhub.protocols.files import (
 
 TOKEN = b"0123456789abcdef-files-token-32b"
 GIB = 1024**3
+STEP_TIMEOUT = 10.0
 
 
 def sha(data: bytes) -> str:
@@ -313,6 +314,53 @@ async def test_a_download_resumes_and_a_corrupted_local_part_is_refused(
     code, _, err = await cli(server, token_file, *args)
     assert code == EXIT_INTEGRITY and b"resume_mismatch" in err
     assert not out.exists()
+
+
+def cut_download(listener: socket.socket, content: bytes, cut: int) -> None:
+    """A server that sends FILE and ``cut`` of ``content``'s bytes, then drops the connection."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.sendall(encode(FrameType.CHALLENGE, b"\x01" + os.urandom(32)))
+        read_frame(conn)  # AUTH: not checked here
+        conn.sendall(encode(FrameType.READY, b'{"version":1,"read_only":false,'
+                            b'"max_size":null,"idle_timeout":null}'))
+        read_frame(conn)  # GET
+        header = json.dumps({"name": "f", "size": len(content), "mode": 0o644, "offset": 0})
+        # The first bytes in the FILE frame's segment, the rest read straight into buffers.
+        conn.sendall(encode(FrameType.FILE, header.encode()) + content[:1000])
+        conn.sendall(content[1000:cut])
+
+
+async def test_a_cut_download_leaves_nothing_visible_and_resumes_from_every_byte(
+        server, root, tmp_path):
+    """Cut mid-file on the receive-into-buffers path: the part holds all that came; resumed."""
+    content = os.urandom(5 * 1024 * 1024 + 77)
+    cut = 3 * 1024 * 1024 + 12_345  # past several of the client's 1 MiB buffers, mid-one
+    out = tmp_path / "out"
+    part = tmp_path / ".out.sockhub-part"
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        cutter = asyncio.create_task(asyncio.to_thread(cut_download, listener, content, cut))
+
+        def get_cut() -> None:
+            with FilesClient.connect("127.0.0.1", listener.getsockname()[1], token=TOKEN,
+                                     timeout=STEP_TIMEOUT) as files:
+                files.get("f", out)
+
+        with pytest.raises(FilesError) as cut_off:
+            await asyncio.to_thread(get_cut)
+        await cutter
+    assert cut_off.value.exit_status == EXIT_CONNECTION
+    assert not out.exists()
+    assert part.read_bytes() == content[:cut]
+    (root / "f").write_bytes(content)
+
+    def resume() -> Result:
+        with client(server) as files:
+            return files.get("f", out, resume=True)
+
+    result = await asyncio.to_thread(resume)
+    assert (result.offset, result.hash) == (cut, b3(content))
+    assert out.read_bytes() == content and not part.exists()
 
 
 # --- Digests: negotiated, SHA-256 for whoever offers nothing ------------------------

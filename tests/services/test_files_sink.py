@@ -218,3 +218,45 @@ async def test_once_finished_the_file_is_closed_at_once(tmp_path):
     assert sink.pending == 0
     assert sink.close(discard=False).done()
     assert (tmp_path / "part").read_bytes() == data
+
+
+async def test_a_cut_upload_keeps_the_bytes_of_a_half_filled_buffer(tmp_path):
+    """Reads sit in the current buffer until it is full; a cut (close, no discard) writes them."""
+    path = tmp_path / "part"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    reading, errors = Reading(), []
+    sink = make_sink(fd, 10 * INLINE_MAX, reading, errors)
+    data = os.urandom(300_000)  # less than one buffer: nothing sealed yet
+    for start in range(0, len(data), 100_000):
+        view = sink.get_buffer(100_000)
+        view[:100_000] = data[start:start + 100_000]
+        sink.filled(100_000)
+    await asyncio.wait_for(sink.close(discard=False), STEP)
+    assert path.read_bytes() == data and errors == []
+
+
+async def test_finish_waits_for_the_writing_thread_not_only_the_hash():
+    """The hash runs on its own thread, ahead of the writes: the digest alone is not done.
+
+    A pipe nobody reads stalls the writing thread while the hashing one
+    finishes; finish() must wait for the bytes, or the file would be
+    renamed into place before they are in it.
+    """
+    read_end, write_end = os.pipe()
+    reading, errors = Reading(), []
+    sink = make_sink(write_end, 8 * INLINE_MAX, reading, errors, buffer_size=256 * 1024,
+                     buffers=8)
+    data = os.urandom(1024 * 1024)
+    for start in range(0, len(data), 128 * 1024):
+        view = sink.get_buffer(128 * 1024)
+        view[:] = data[start:start + len(view)]
+        sink.filled(len(view))
+    finished = sink.finish()
+    # A bounded check of a negative: not done while the writes cannot go out.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(finished), 0.2)
+    drained = asyncio.get_running_loop().run_in_executor(None, read_all, read_end)
+    assert await asyncio.wait_for(finished, STEP) == hashlib.sha256(data).hexdigest()
+    assert sink.pending == 0
+    await asyncio.wait_for(sink.close(discard=False), STEP)
+    assert await asyncio.wait_for(drained, STEP) == data and errors == []

@@ -3,8 +3,9 @@
 Blocking sockets, one request at a time, which is all the protocol asks:
 uploads go out with ``socket.sendfile`` (zero-copy on a plain socket) while
 a second thread hashes the same file for the END frame, so the hash costs
-a core, not time; downloads are read with ``recv_into`` into one reused
-buffer, hashed and written as they arrive.
+a core, not time; a download into a file is read with ``recv_into`` into
+a few reused buffers that a second thread hashes and writes meanwhile
+(:class:`~sockhub.hashwrite.HashWriter`, as the server's upload does).
 
 Nothing becomes visible before it is verified, here as on the server: a
 download is written to a part file beside its target and renamed into
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sockhub.errors import ProtocolError, SockhubError
+from sockhub.hashwrite import HashWriter
 from sockhub.protocols.files import (
     Accept,
     Challenge,
@@ -330,6 +332,8 @@ class FilesClient:
             received = 0
             if fd is not None:
                 os.lseek(fd, offset, os.SEEK_SET)
+                digest = self._receive_into(fd, digest, header.remaining, offset, progress)
+                received = header.remaining
             while received < header.remaining:
                 event = self._next()
                 if not isinstance(event, RawData):
@@ -360,6 +364,54 @@ class FilesClient:
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _receive_into(self, fd: int, digest: digests.Hasher, count: int, offset: int,
+                      progress: Progress | None) -> digests.Hasher:
+        """The FILE's ``count`` raw bytes into ``fd``, hashed: received here, written on a thread.
+
+        Bytes already decoded with the FILE frame go first; the rest is read
+        straight into the :class:`HashWriter`'s buffers, past the decoder.
+        What arrived is written even when the connection breaks, so a resume
+        continues from all of it.
+        """
+        writer = HashWriter(fd, digest)
+        received = 0
+        try:
+            while received < count and self._events:
+                event = self._events.pop(0)
+                if not isinstance(event, RawData):
+                    raise FilesError("protocol", "the server's FILE ended early")
+                writer.put(event.data, len(event.data))
+                received += len(event.data)
+            if progress is not None and received:
+                progress(offset + received)
+            while received < count:
+                buffer = writer.take()
+                view = memoryview(buffer)[:min(len(buffer), count - received)]
+                filled = 0
+                try:
+                    while filled < len(view):
+                        got = self.sock.recv_into(view[filled:])
+                        if not got:
+                            raise FilesError("connection", "the server closed the connection")
+                        filled += got
+                finally:
+                    writer.put(buffer, filled)  # kept, and the buffer comes back
+                    self.decoder.raw_taken(filled)
+                received += filled
+                if writer.error is not None:
+                    break
+                if progress is not None:
+                    progress(offset + received)
+            writer.finish()
+        except (OSError, TimeoutError) as exc:
+            if writer.error is not None:
+                raise FilesError("io_error", f"cannot write the download: {writer.error}",
+                                 exit_status=EXIT_USAGE) from exc
+            raise FilesError("connection", f"connection lost: {exc}") from exc
+        finally:
+            writer.close()
+        return digest
 
     def list(self, path: str = "", *, recursive: bool = False) -> Listing:
         self._send(FrameType.LIST, ListRequest(path, recursive).to_body())

@@ -7,9 +7,9 @@ file I/O filled in. The login is exec's (``services/login.py``); the wire is
 docs/files-protocol.md.
 
 * **Nothing visible until verified.** An upload is written to a part file
-  beside its target (mode 0600), hashed as it arrives and written on a
-  worker thread (``files_sink.py``: the loop receives into buffers the
-  sink lends and gets back from the thread), and renamed into place only
+  beside its target (mode 0600), hashed and written as it arrives on two
+  worker threads (``files_sink.py``: the loop receives into buffers the
+  sink lends and gets back from them), and renamed into place only
   when its size and digest (BLAKE3 or SHA-256, as negotiated:
   ``protocols/files/digests.py``) match; an interrupted upload leaves only
   its part, which a ``resume`` continues after both sides compared the

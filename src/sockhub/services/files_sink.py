@@ -3,18 +3,23 @@
 A 256 KiB read costs the loop almost nothing to receive, but writing it to
 the page cache costs several times that (~1 CPU-s per GiB); done on the
 loop it would run one after the other with the next read (the upload
-measured 0.56x a netcat pipe). :class:`UploadSink` hands each read to one
-worker thread per upload, which writes it (``os.write`` releases the GIL),
-so receiving and writing overlap on separate cores.
+measured 0.56x a netcat pipe). :class:`UploadSink` hands each read to two
+worker threads per upload, one that writes it (``os.write`` releases the
+GIL) and one that hashes it, so receiving, writing and hashing overlap.
 
-**Where the hash runs.** The thread hashes each read, then writes it.
-Hashing on the loop instead (the write alone on the thread) was tried and
-measured no better on the shared 2-core machine (median server CPU-s per
-GiB 2.76 against 2.84, then 3.80 against 2.64: BENCHMARKS.md, issue 11).
+**Where the hash runs.** On its own thread, beside the writing one: both
+read the same (lent) buffer, which comes back once both are done with it,
+and :meth:`UploadSink.finish` waits for both. Hashing then writing on one
+thread kept that thread busy throughout a send while the loop waited on it
+(py-spy); hashing on the loop instead was measured no better (median
+server CPU-s per GiB 2.76 against 2.84, then 3.80 against 2.64). Two
+threads: a 1 GiB send at a paired median of 1.58x the ncat pipe against
+1.09x for one thread, in the same run (``benchmarks/files.py --other-src``;
+BENCHMARKS.md, issue 11).
 
-At most ``limit`` bytes wait for the thread: past that the
+At most ``limit`` bytes wait for the threads: past that the
 sink asks the door to stop reading from the client (``Protocol.set_reading``,
-the engine's back-pressure), and to read again once the thread has caught
+the engine's back-pressure), and to read again once the threads have caught
 up by half. A disk slower than the network then slows the client, and never
 grows our memory.
 
@@ -26,12 +31,15 @@ and written on the loop: starting a thread would cost more than the work.
 ``BufferedProtocol`` underneath), which saves the loop a fresh 256 KiB
 ``bytes`` per read (~1 CPU-second per GiB). A thread upload has a pool of at
 most ``POOL_BUFFERS`` buffers of ``BUFFER_SIZE``; reads fill the current
-one from where the last read stopped, and each read goes to the thread as a
-view of it. A buffer goes back to the pool only through the thread: when
-it is full the sink queues a *release* behind the views of it, so the
-thread hands it back after it has hashed and written every byte in it,
-and never sooner. With every buffer lent,
-reading stops until one comes back.
+one from where the last read stopped. The threads get a buffer once it
+is full (or the upload ends or is cut) as one job: one hashes every byte
+in it, the other writes them, and it comes back once both are done, never
+sooner (one wake-up of each thread and two of the loop per buffer, not per
+read). With every buffer lent,
+reading stops until one comes back. The per-chunk work
+(:mod:`sockhub.hashwrite`: ``write_all``, ``hash_and_write``) is shared with
+the files client's downloads, whose :class:`~sockhub.hashwrite.HashWriter`
+splits it over two threads the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
+
+from sockhub.hashwrite import hash_and_write, write_all
 
 if TYPE_CHECKING:
     from sockhub.protocols.files.digests import Hasher
@@ -77,6 +87,9 @@ class UploadSink:
         self._loop = asyncio.get_running_loop()
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockhub-upload")
                       if expected > INLINE_MAX else None)
+        #: The hash's own thread, beside the writing one (a threaded upload).
+        self._hash_pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sockhub-hash")
+                           if self._pool is not None else None)
         #: Bytes handed to the thread and not yet written.
         self.pending = 0
         self._held = False
@@ -110,7 +123,7 @@ class UploadSink:
                 self._fail(error)
             return
         self.pending += len(data)
-        self._pool.submit(self._consume_threaded, data)
+        self._queue(data, None, len(data))
         self._update_hold()
 
     def get_buffer(self, limit: int) -> memoryview:
@@ -133,15 +146,13 @@ class UploadSink:
         if self._failed or self._closed:
             return  # dropped: the buffer's next read may overwrite them
         start, self._fill = self._fill, self._fill + nbytes
-        view = memoryview(current)[start:self._fill]
         if self._pool is None:
-            error = self._consume(view)
+            error = self._consume(memoryview(current)[start:self._fill])
             self._fill = 0  # written already: the inline buffer is free again
             if error is not None:
                 self._fail(error)
             return
-        self.pending += nbytes
-        self._pool.submit(self._consume_threaded_quiet, view)
+        self.pending += nbytes  # the thread gets them with the rest of the buffer (_seal)
         if self._buffer_size - self._fill < MIN_READ:
             self._seal()
             if not self._free and self._allocated >= self._max_buffers:
@@ -158,7 +169,11 @@ class UploadSink:
         # then, so close() closes the file at once and the name is free
         # again before the client hears DONE.
         self._seal()
-        return asyncio.wrap_future(self._pool.submit(self._digest.hexdigest), loop=self._loop)
+        assert self._hash_pool is not None
+        digest = asyncio.wrap_future(self._hash_pool.submit(self._digest.hexdigest),
+                                     loop=self._loop)
+        written = asyncio.wrap_future(self._pool.submit(_nothing), loop=self._loop)
+        return asyncio.ensure_future(_after(written, digest))
 
     @property
     def failed(self) -> bool:
@@ -171,12 +186,17 @@ class UploadSink:
         otherwise the queue is written first, so a client that vanished
         mid-upload can resume from every byte that reached us.
         """
+        if not discard and self._pool is not None:
+            self._seal()  # the bytes read into the current buffer are written too
         self._closed = True
         self._cancelled = discard
         if self._held:
             self._held = False
             self._set_reading(True)
         pool, self._pool = self._pool, None
+        hash_pool, self._hash_pool = self._hash_pool, None
+        if hash_pool is not None:
+            hash_pool.shutdown(wait=False)  # what it still holds is skipped (discard) or hashed
         if pool is None or self.pending == 0:  # the thread, if any, is idle
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -206,24 +226,49 @@ class UploadSink:
         if self._pool is None or filled == 0:
             self._free.append(current)
         else:
-            # Queued behind every view of it: the thread is done with them then.
-            self._pool.submit(self._release_threaded, current, filled)
+            # The whole buffer at once: one wake-up of the threads per buffer, not per read.
+            self._queue(memoryview(current)[:filled], current, filled)
 
-    def _release_threaded(self, buffer: bytearray, count: int) -> None:
+    def _queue(self, data: bytes | memoryview, buffer: bytearray | None, count: int) -> None:
+        """Hash ``data`` on one thread while the other writes it; ``buffer`` comes back after."""
+        assert self._pool is not None and self._hash_pool is not None
+        job = _Job(buffer, count)
+        self._hash_pool.submit(self._hash_stage, job, data)
+        self._pool.submit(self._write_stage, job, data)
+
+    def _hash_stage(self, job: _Job, data: bytes | memoryview) -> None:
+        if not self._cancelled:
+            self._digest.update(data)
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
-            self._loop.call_soon_threadsafe(self._released, buffer, count)
+            self._loop.call_soon_threadsafe(self._stage_done, job, None)
 
-    def _released(self, buffer: bytearray, count: int) -> None:
+    def _write_stage(self, job: _Job, data: bytes | memoryview) -> None:
+        error = None if self._cancelled else write_all(self.fd, data)
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._stage_done, job, error)
+
+    def _stage_done(self, job: _Job, error: str | None) -> None:
+        """One thread is done with ``job``; the second one to finish releases it."""
+        job.error = job.error or error
+        job.left -= 1
+        if not job.left:
+            self._released(job.buffer, job.count, job.error)
+
+    def _released(self, buffer: bytearray | None, count: int, error: str | None = None) -> None:
         self.pending -= count
         if self._closed:
             return
-        if self._allocated > self._max_buffers:
+        if error is not None and not self._failed:
+            self._fail(error)
+            return
+        if buffer is None:
+            pass  # bytes of a plain read: nothing to give back
+        elif self._allocated > self._max_buffers:
             self._allocated -= 1  # an extra one: let it go
         else:
             self._free.append(buffer)
-        if self._starved:
-            self._starved = False
-            self._update_hold()
+        self._starved = False
+        self._update_hold()
 
     def _update_hold(self) -> None:
         """Hold reading while every buffer is lent, or past ``limit`` queued bytes."""
@@ -239,36 +284,29 @@ class UploadSink:
         """Hash and write ``data`` (on the thread, or inline)."""
         if self._cancelled:
             return None
-        self._digest.update(data)
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as exc:
-            return f"cannot write: {exc.strerror}"
-        return None
-
-    def _consume_threaded(self, data: bytes | memoryview) -> None:
-        error = self._consume(data)
-        with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
-            self._loop.call_soon_threadsafe(self._written, len(data), error)
-
-    def _consume_threaded_quiet(self, view: memoryview) -> None:
-        """A lent view: counted when its buffer is released; only a failure is reported."""
-        error = self._consume(view)
-        if error is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._written, 0, error)
-
-    def _written(self, count: int, error: str | None) -> None:
-        self.pending -= count
-        if self._closed:
-            return
-        if error is not None and not self._failed:
-            self._fail(error)
-            return
-        self._update_hold()
+        return hash_and_write(self.fd, self._digest, data)
 
     def _fail(self, error: str) -> None:
         self._failed = True
         self._on_error(error)
+
+
+class _Job:
+    """A chunk on its way through both threads: released when ``left`` reaches 0."""
+
+    __slots__ = ("buffer", "count", "error", "left")
+
+    def __init__(self, buffer: bytearray | None, count: int) -> None:
+        self.buffer = buffer
+        self.count = count
+        self.error: str | None = None
+        self.left = 2
+
+
+def _nothing() -> None:
+    """A barrier: done once the writing thread has written everything queued before it."""
+
+
+async def _after(written: asyncio.Future[None], digest: asyncio.Future[str]) -> str:
+    await written
+    return await digest

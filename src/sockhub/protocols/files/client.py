@@ -43,6 +43,21 @@ class ClientDecoder:
         self.remaining = 0
         self._buffer = bytearray()
 
+    def raw_taken(self, count: int) -> None:
+        """``count`` raw bytes of the current file were read past the decoder.
+
+        A client that reads a file's bytes straight into its own buffers
+        (no copy, no :class:`RawData`) says so here; only while raw bytes
+        are due and nothing is buffered, so no frame byte can be skipped.
+
+        Raises:
+            ValueError: more than the raw bytes still due, or bytes buffered.
+        """
+        if count < 0 or count > self.remaining or self._buffer:
+            raise ValueError(f"{count} raw bytes taken, {self.remaining} due, "
+                             f"{len(self._buffer)} buffered")
+        self.remaining -= count
+
     def feed(self, data: bytes) -> list[ServerEvent | RawData]:
         """Events completed by ``data``.
 
