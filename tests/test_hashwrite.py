@@ -110,3 +110,25 @@ def test_hash_and_write_reports_the_reason(tmp_path):
         assert hash_and_write(fd, hashlib.sha256(), b"x") == "cannot write: Bad file descriptor"
     finally:
         os.close(fd)
+
+
+class BrokenDigest:
+    """A digest whose update raises (a bug, not a disk error)."""
+
+    def update(self, data: object) -> None:
+        raise RuntimeError("digest bug")
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+def test_a_failing_digest_is_an_error_and_neither_thread_hangs(tmp_path):
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    writer = HashWriter(fd, BrokenDigest(), buffer_size=1024, buffers=1)  # type: ignore[arg-type]
+    for _ in range(5):  # the one buffer keeps coming back: take() would block for ever else
+        buffer = writer.take()
+        writer.put(buffer, 10)
+    with pytest.raises(OSError, match="cannot hash: digest bug"):
+        writer.finish()  # the threads ended: close() joined them
+    assert os.fstat(fd).st_size == 0  # nothing unhashed was written
+    os.close(fd)

@@ -129,15 +129,27 @@ class HashWriter:
             thread.join()
 
     def _hash(self) -> None:
-        while (item := self._to_hash.get()) is not None:
-            self._digest.update(memoryview(item[0])[:item[1]])
-            self._to_write.put(item)
-        self._to_write.put(None)
+        # Every item goes on to the writer, whatever happens here: it hands the
+        # buffer back and ends with the None, so take() and close() never wait
+        # on a thread that died.
+        try:
+            while (item := self._to_hash.get()) is not None:
+                if self.error is None:
+                    try:
+                        self._digest.update(memoryview(item[0])[:item[1]])
+                    except Exception as exc:
+                        self.error = f"cannot hash: {exc}"
+                self._to_write.put(item)
+        finally:
+            self._to_write.put(None)
 
     def _write(self) -> None:
         while (item := self._to_write.get()) is not None:
             buffer, count = item
             if self.error is None:
-                self.error = write_all(self.fd, memoryview(buffer)[:count])
+                try:
+                    self.error = write_all(self.fd, memoryview(buffer)[:count])
+                except Exception as exc:  # the buffer still goes back: take() never hangs
+                    self.error = f"cannot write: {exc}"
             if isinstance(buffer, bytearray):
                 self._free.put(buffer)  # hashed and written: free to fill again

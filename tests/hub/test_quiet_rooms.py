@@ -97,3 +97,18 @@ def test_joining_a_quiet_room_looks_at_its_operators_not_its_members():
     _, inbox = arrive(hub, "late")  # O(operators): it would raise on a scan
     assert kinds(inbox) == [Joined]
     assert [u.nick for u in room.operators_present()] == ["u0"]
+
+
+def test_lusers_counts_leave_with_the_user_and_skip_one_already_gone():
+    hub = Hub()
+    alice, _ = arrive(hub, "alice")
+    bob, _ = arrive(hub, "bob")
+    hub.set_invisible(alice, True)
+    hub.set_oper(alice, True)
+    assert hub.user_counts() == (2, 1, 1)
+    hub.apply(hub.quit(alice, "bye", 2.0))
+    assert hub.user_counts() == (1, 0, 0)
+    hub.set_oper(alice, True)  # an OPER checked off the loop, answered after she left
+    assert hub.user_counts() == (1, 0, 0)
+    hub.state.forget(bob)  # a shutdown takes users out without a Quit
+    assert hub.user_counts() == (0, 0, 0)

@@ -260,3 +260,63 @@ async def test_finish_waits_for_the_writing_thread_not_only_the_hash():
     assert sink.pending == 0
     await asyncio.wait_for(sink.close(discard=False), STEP)
     assert await asyncio.wait_for(drained, STEP) == data and errors == []
+
+
+class BrokenDigest:
+    """A digest whose update raises (a bug, not a disk error)."""
+
+    def update(self, data: object) -> None:
+        raise RuntimeError("digest bug")
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+async def test_a_failing_hash_is_reported_and_gives_its_buffer_back(tmp_path):
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    errors: list[str] = []
+    failed = asyncio.Event()
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        failed.set()
+
+    reading = Reading()
+    sink = UploadSink(fd, BrokenDigest(), 8 * INLINE_MAX, on_error=on_error,  # type: ignore[arg-type]
+                      set_reading=reading)
+    for _ in range(4):
+        sink.write(os.urandom(CHUNK))
+    await asyncio.wait_for(failed.wait(), STEP)
+    assert errors == ["cannot hash: digest bug"] and sink.failed
+    await asyncio.wait_for(sink.close(discard=True), STEP)  # nothing left lent or pending
+    assert sink.pending == 0
+
+
+async def test_after_a_failed_write_nothing_more_is_written(tmp_path, monkeypatch):
+    """A part file must not hold bytes past a hole. The disk error is simulated (a write
+    function that fails once, then would succeed): a real one that heals is not to be had."""
+    from sockhub.services import files_sink
+
+    calls: list[int] = []
+
+    def flaky(fd: int, data: bytes | memoryview) -> str | None:
+        calls.append(len(data))
+        return "cannot write: Input/output error" if len(calls) == 1 else None
+
+    monkeypatch.setattr(files_sink, "write_all", flaky)
+    fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    errors: list[str] = []
+    failed = asyncio.Event()
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        failed.set()
+
+    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=on_error,
+                      set_reading=Reading())
+    for _ in range(6):  # five more queued behind the failing first one
+        sink.write(os.urandom(CHUNK))
+    await asyncio.wait_for(failed.wait(), STEP)
+    await asyncio.wait_for(sink.close(discard=True), STEP)
+    assert calls == [CHUNK]  # the first write failed; none after it
+    assert errors == ["cannot write: Input/output error"]

@@ -24,6 +24,7 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from irc_support import Client, Network
+from sockhub.doors import line as line_door
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web import WebDoor
 from sockhub.hub import state as hub_state
@@ -191,6 +192,37 @@ def test_a_run_committed_inside_a_labeled_response_is_captured_as_before(tmp_pat
     one_by_one, _ = play(tmp_path / "single", False, _labeled_commit)
     assert sizes == [3]
     assert in_runs == one_by_one
+
+
+def _one_bad_message(net: Network, clients: Clients) -> None:
+    with one_turn(net.service):
+        _irc(clients, "bob", "PRIVMSG #room :before", "PRIVMSG #room :boom", "PRIVMSG #room :after")
+
+
+def test_a_message_no_door_can_render_costs_only_itself(tmp_path, monkeypatch, caplog):
+    """A rendering that fails (a bug) loses that message, as one by one: not the run."""
+    from sockhub.doors.irc import door as irc_door
+    from sockhub.doors.web import chat_json
+
+    def failing(render: Callable[..., object]) -> Callable[..., object]:
+        def render_or_fail(message: Message, *args: object, **kwargs: object) -> object:
+            if message.text == "boom":
+                raise RuntimeError("renderer bug")
+            return render(message, *args, **kwargs)
+        return render_or_fail
+
+    monkeypatch.setattr(irc_door, "render_message", failing(irc_door.render_message))
+    monkeypatch.setattr(line_door, "render", failing(line_door.render))
+    monkeypatch.setattr(chat_json, "message_json", failing(chat_json.message_json))
+    with caplog.at_level(logging.ERROR):
+        in_runs, sizes = play(tmp_path / "runs", True, _one_bad_message)
+        one_by_one, _ = play(tmp_path / "single", False, _one_bad_message)
+    assert sizes == [3]
+    assert in_runs == one_by_one
+    carol = in_runs["carol"]
+    assert isinstance(carol, bytes) and b":before" in carol and b":after" in carol
+    assert b"boom" not in carol
+    assert b"<bob> after" in in_runs["lee"]  # type: ignore[operator]
 
 
 # The hub's side: members without a run form, one that raises, several sessions ------------

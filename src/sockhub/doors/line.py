@@ -40,7 +40,7 @@ from sockhub.hub.events import (
     Wallops,
 )
 from sockhub.hub.names import HISTORY_MAX, fold
-from sockhub.hub.sessions import acted_elsewhere, members_of
+from sockhub.hub.sessions import acted_elsewhere, deliver_each, members_of
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, LineProtocol, Timer
 from sockhub.protocols.chat_line import (
@@ -221,8 +221,12 @@ class LineDoor(LineProtocol):
             return
         global _rendered_run, _rendered_run_bytes
         if run is not _rendered_run:
-            _rendered_run_bytes = b"".join([encode_line(render(message, ""))
-                                            for message in run.messages])
+            try:
+                _rendered_run_bytes = b"".join([encode_line(render(message, ""))
+                                                for message in run.messages])
+            except Exception:  # one message that fails costs only itself, as one by one
+                deliver_each(self, run)
+                return
             _rendered_run = run
         _counts.messages_out += len(run.messages)
         out = self._outgoing

@@ -451,12 +451,22 @@ class Hub:
     def set_invisible(self, user: User, on: bool) -> None:
         """IRC's user mode +i (RFC 2812 §3.1.5): kept counted for LUSERS."""
         user.invisible = on
-        (self.state.invisible.add if on else self.state.invisible.discard)(user)
+        self._count(self.state.invisible, user, on)
 
     def set_oper(self, user: User, on: bool) -> None:
-        """Give or take server-operator status: kept counted for LUSERS."""
+        """Give or take server-operator status: kept counted for LUSERS.
+
+        An OPER's password is checked off the loop: a user who left meanwhile
+        is not counted (nor kept alive by the count).
+        """
         user.is_oper = on
-        (self.state.opers.add if on else self.state.opers.discard)(user)
+        self._count(self.state.opers, user, on)
+
+    def _count(self, counted: set[User], user: User, on: bool) -> None:
+        if on and self.state.users.get(user.key) is user:
+            counted.add(user)
+        else:
+            counted.discard(user)
 
     def user_counts(self) -> tuple[int, int, int]:
         """(users, invisible users, server operators), in O(1) (LUSERS, RFC 2812 §3.4.2)."""

@@ -100,13 +100,18 @@ def deliver_run_safely(member: Member, run: MessageRun) -> None:
     """
     deliver_run = getattr(member, "deliver_run", None)
     if deliver_run is None:
-        for message in run.messages:
-            deliver_safely(member, message)
+        deliver_each(member, run)
         return
     try:
         deliver_run(run)
     except Exception:
         delivery_failed(member, run.messages[0])
+
+
+def deliver_each(member: Member, run: MessageRun) -> None:
+    """The run one message at a time, each failure its own (a door's fallback)."""
+    for message in run.messages:
+        deliver_safely(member, message)
 
 
 def delivery_failed(member: Member, event: HubEvent) -> None:

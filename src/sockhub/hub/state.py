@@ -23,6 +23,7 @@ member whose ``deliver`` raises anyway is logged and skipped
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable
 from typing import assert_never
@@ -51,6 +52,8 @@ from sockhub.hub.model import Departed, Registration, Room, RoomState, User
 from sockhub.hub.modes import apply_modes, is_banned
 from sockhub.hub.names import fold
 from sockhub.hub.sessions import deliver_run_safely, deliver_safely, delivery_failed
+
+log = logging.getLogger("sockhub.hub")
 
 #: Given-up nicks remembered for WHOWAS (RFC 2812 §3.6.3), all nicks together.
 WHOWAS_MAX = 1000
@@ -195,10 +198,13 @@ class HubState:
             end = start + 1
             while end < count and messages[end].room == room:
                 end += 1
-            if end - start == 1:
-                self._apply_message(messages[start])
-            else:
-                self._apply_run(MessageRun(messages[start:end]))
+            try:  # a failure costs its own room's run, not the rest of the batch
+                if end - start == 1:
+                    self._apply_message(messages[start])
+                else:
+                    self._apply_run(MessageRun(messages[start:end]))
+            except Exception:
+                log.exception("hub: could not apply %d messages to %s", end - start, room)
             start = end
 
     def _apply_run(self, run: MessageRun) -> None:
@@ -279,10 +285,15 @@ class HubState:
             deliver_safely(other.member, event)
         for room in list(user.rooms.values()):
             self._leave(user, room)
-        del self.users[user.key]
+        self.forget(user)
+        self._remember(user, event.ts)
+
+    def forget(self, user: User) -> None:
+        """Take ``user`` out of the users and the LUSERS counts (a quit, a shutdown)."""
+        if self.users.get(user.key) is user:
+            del self.users[user.key]
         self.invisible.discard(user)
         self.opers.discard(user)
-        self._remember(user, event.ts)
 
     def _apply_nick(self, event: NickChanged) -> None:
         user = self.users.get(fold(event.old))

@@ -666,7 +666,7 @@ class ChatService:
         if self.shutting_down:  # everyone is leaving: no one to tell
             self.commit()
             self._mark_seen(user, list(user.rooms), time.time())
-            self.hub.users.pop(user.key, None)
+            self.hub.state.forget(user)
             if self.cluster is not None:  # the others are told: this node's users are gone
                 self.cluster.bus.publish(Quit(user.nick, reason, time.time()))
             return

@@ -97,6 +97,8 @@ class UploadSink:
         self._closed = False
         #: Set on the loop, read by the thread: skip what is still queued.
         self._cancelled = False
+        #: The first failed write's reason (the write thread's; nothing is written after it).
+        self._write_error: str | None = None
         # Lent buffers (get_buffer/filled): the one being filled and how far,
         # the ones back from the thread, and how many exist.
         # A small upload needs no more than its size (its one buffer is reused).
@@ -236,14 +238,29 @@ class UploadSink:
         self._hash_pool.submit(self._hash_stage, job, data)
         self._pool.submit(self._write_stage, job, data)
 
+    # Each stage reports back whatever happens (an exception is an error, not a
+    # dead job): a buffer left lent would hold reading until the idle timeout.
+
     def _hash_stage(self, job: _Job, data: bytes | memoryview) -> None:
+        error = None
         if not self._cancelled:
-            self._digest.update(data)
+            try:
+                self._digest.update(data)
+            except Exception as exc:
+                error = f"cannot hash: {exc}"
         with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
-            self._loop.call_soon_threadsafe(self._stage_done, job, None)
+            self._loop.call_soon_threadsafe(self._stage_done, job, error)
 
     def _write_stage(self, job: _Job, data: bytes | memoryview) -> None:
-        error = None if self._cancelled else write_all(self.fd, data)
+        # After a failed write nothing more is written: the part file must not
+        # hold bytes past a hole (the resume's prefix check would refuse it).
+        error = None
+        if not self._cancelled and self._write_error is None:
+            try:
+                error = write_all(self.fd, data)
+            except Exception as exc:
+                error = f"cannot write: {exc}"
+            self._write_error = error
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._stage_done, job, error)
 

@@ -76,7 +76,7 @@ from sockhub.hub.events import (
     Wallops,
 )
 from sockhub.hub.names import fold
-from sockhub.hub.sessions import acted_elsewhere
+from sockhub.hub.sessions import acted_elsewhere, deliver_each
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 from sockhub.protocols.irc.errors import hub_error_reply
@@ -702,8 +702,7 @@ class IrcDoor(Protocol):
         if me is None or self._closing:
             return
         if self._capture is not None:  # inside a labeled command: deliver() captures each
-            for message in run.messages:
-                self.deliver(message)
+            deliver_each(self, run)
             return
         global _run_cache_run, _run_cache
         if run is not _run_cache_run:
@@ -711,7 +710,11 @@ class IrcDoor(Protocol):
         profile = self.profile
         rendered = _run_cache.get(profile)
         if rendered is None:
-            parts = [self._render_message(message, profile) for message in run.messages]
+            try:
+                parts = [self._render_message(message, profile) for message in run.messages]
+            except Exception:  # one message that fails costs only itself, as one by one
+                deliver_each(self, run)
+                return
             rendered = _run_cache[profile] = (b"".join(parts), parts)
         if me.nick in run.senders and "echo-message" not in self.caps:
             mine = me.nick

@@ -449,10 +449,15 @@ class JsonChat:
         if self.closed:
             return
         global _run, _run_texts
+        if run is not _run:
+            try:
+                texts = tuple([message_json(message) for message in run.messages])
+            except Exception:  # each on its own, as one by one: deliver() says what failed
+                for message in run.messages:
+                    self.deliver(message)
+                return
+            _run, _run_texts = run, texts
         try:
-            if run is not _run:
-                _run_texts = tuple([message_json(message) for message in run.messages])
-                _run = run
             _counts.messages_out += len(run.messages)
             self.peer.push_texts(_run_texts)
         except Exception:
