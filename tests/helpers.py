@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -101,3 +102,22 @@ class NoScan(dict):  # type: ignore[type-arg]
         raise AssertionError("a join into a quiet room went through every member")
 
     __iter__ = values = items = keys = _scanned  # type: ignore[assignment]
+
+
+def read_all(fd: int) -> bytes:
+    """Everything until EOF from ``fd``, which it then closes."""
+    parts = []
+    while block := os.read(fd, 1 << 20):
+        parts.append(block)
+    os.close(fd)
+    return b"".join(parts)
+
+
+class BrokenDigest:
+    """A digest whose update raises (a bug, not a disk error)."""
+
+    def update(self, data: object) -> None:
+        raise RuntimeError("digest bug")
+
+    def hexdigest(self) -> str:
+        return ""

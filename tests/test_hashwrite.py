@@ -12,17 +12,10 @@ import threading
 
 import pytest
 
+from helpers import BrokenDigest, read_all
 from sockhub.hashwrite import HashWriter, hash_and_write
 
 STEP = 10.0
-
-
-def read_all(fd: int) -> bytes:
-    parts = []
-    while block := os.read(fd, 1 << 20):
-        parts.append(block)
-    os.close(fd)
-    return b"".join(parts)
 
 
 def test_bytes_are_written_in_order_and_hashed(tmp_path):
@@ -110,16 +103,6 @@ def test_hash_and_write_reports_the_reason(tmp_path):
         assert hash_and_write(fd, hashlib.sha256(), b"x") == "cannot write: Bad file descriptor"
     finally:
         os.close(fd)
-
-
-class BrokenDigest:
-    """A digest whose update raises (a bug, not a disk error)."""
-
-    def update(self, data: object) -> None:
-        raise RuntimeError("digest bug")
-
-    def hexdigest(self) -> str:
-        return ""
 
 
 def test_a_failing_digest_is_an_error_and_neither_thread_hangs(tmp_path):

@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from helpers import BrokenDigest, read_all
 from sockhub.services.files_sink import INLINE_MAX, UploadSink
 
 STEP = 10.0
@@ -33,6 +34,21 @@ class Reading:
         await asyncio.wait_for(self.changed.wait(), STEP)
         self.changed.clear()
         return self.calls[-1]
+
+
+class Failures:
+    """The sink's on_error: the reasons, and an event on the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.failed = asyncio.Event()
+
+    def __call__(self, message: str) -> None:
+        self.errors.append(message)
+        self.failed.set()
+
+    async def first(self) -> None:
+        await asyncio.wait_for(self.failed.wait(), STEP)
 
 
 def make_sink(fd: int, expected: int, reading: Reading, errors: list[str], **kwargs):
@@ -103,22 +119,16 @@ def drain(fd: int, count: int) -> int:
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 async def test_a_write_error_is_reported_once_with_its_reason():
     fd = os.open("/dev/full", os.O_WRONLY)
-    errors: list[str] = []
-    failed = asyncio.Event()
-
-    def on_error(message: str) -> None:
-        errors.append(message)
-        failed.set()
-
-    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=on_error,
+    failures = Failures()
+    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=failures,
                       set_reading=Reading())
     for _ in range(4):
         sink.write(os.urandom(CHUNK))
-    await asyncio.wait_for(failed.wait(), STEP)
+    await failures.first()
     assert sink.failed
     sink.write(b"more")  # ignored once failed
     await asyncio.wait_for(sink.close(discard=True), STEP)
-    assert errors == ["cannot write: No space left on device"]
+    assert failures.errors == ["cannot write: No space left on device"]
 
 
 async def test_closing_without_discard_writes_what_is_queued_first():
@@ -133,14 +143,6 @@ async def test_closing_without_discard_writes_what_is_queued_first():
         None, read_all, read_end)
     await asyncio.wait_for(closed, STEP)
     assert received == data and errors == []
-
-
-def read_all(fd: int) -> bytes:
-    parts = []
-    while block := os.read(fd, 1 << 20):
-        parts.append(block)
-    os.close(fd)
-    return b"".join(parts)
 
 
 async def test_lent_buffers_are_reused_only_after_the_thread_wrote_them():
@@ -262,32 +264,16 @@ async def test_finish_waits_for_the_writing_thread_not_only_the_hash():
     assert await asyncio.wait_for(drained, STEP) == data and errors == []
 
 
-class BrokenDigest:
-    """A digest whose update raises (a bug, not a disk error)."""
-
-    def update(self, data: object) -> None:
-        raise RuntimeError("digest bug")
-
-    def hexdigest(self) -> str:
-        return ""
-
-
 async def test_a_failing_hash_is_reported_and_gives_its_buffer_back(tmp_path):
     fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
-    errors: list[str] = []
-    failed = asyncio.Event()
-
-    def on_error(message: str) -> None:
-        errors.append(message)
-        failed.set()
-
+    failures = Failures()
     reading = Reading()
-    sink = UploadSink(fd, BrokenDigest(), 8 * INLINE_MAX, on_error=on_error,  # type: ignore[arg-type]
+    sink = UploadSink(fd, BrokenDigest(), 8 * INLINE_MAX, on_error=failures,  # type: ignore[arg-type]
                       set_reading=reading)
     for _ in range(4):
         sink.write(os.urandom(CHUNK))
-    await asyncio.wait_for(failed.wait(), STEP)
-    assert errors == ["cannot hash: digest bug"] and sink.failed
+    await failures.first()
+    assert failures.errors == ["cannot hash: digest bug"] and sink.failed
     await asyncio.wait_for(sink.close(discard=True), STEP)  # nothing left lent or pending
     assert sink.pending == 0
 
@@ -305,18 +291,12 @@ async def test_after_a_failed_write_nothing_more_is_written(tmp_path, monkeypatc
 
     monkeypatch.setattr(files_sink, "write_all", flaky)
     fd = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
-    errors: list[str] = []
-    failed = asyncio.Event()
-
-    def on_error(message: str) -> None:
-        errors.append(message)
-        failed.set()
-
-    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=on_error,
+    failures = Failures()
+    sink = UploadSink(fd, hashlib.sha256(), 8 * INLINE_MAX, on_error=failures,
                       set_reading=Reading())
     for _ in range(6):  # five more queued behind the failing first one
         sink.write(os.urandom(CHUNK))
-    await asyncio.wait_for(failed.wait(), STEP)
+    await failures.first()
     await asyncio.wait_for(sink.close(discard=True), STEP)
     assert calls == [CHUNK]  # the first write failed; none after it
-    assert errors == ["cannot write: Input/output error"]
+    assert failures.errors == ["cannot write: Input/output error"]
