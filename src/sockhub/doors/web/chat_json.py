@@ -41,7 +41,7 @@ from sockhub.hub.events import (
 )
 from sockhub.hub.hub import MESSAGE_MAX
 from sockhub.hub.names import fold
-from sockhub.hub.sessions import acted_elsewhere
+from sockhub.hub.sessions import acted_elsewhere, deliver_each
 from sockhub.logs import RateLimitedLog
 from sockhub.protocols.base import Clock
 
@@ -453,8 +453,7 @@ class JsonChat:
             try:
                 texts = tuple([message_json(message) for message in run.messages])
             except Exception:  # each on its own, as one by one: deliver() says what failed
-                for message in run.messages:
-                    self.deliver(message)
+                deliver_each(self, run)
                 return
             _run, _run_texts = run, texts
         try:
