@@ -996,3 +996,28 @@ async def test_a_node_back_from_a_stop_takes_the_changes_it_missed(cluster):
     assert len(bans) == 1 and "new!*@*" in bans[0], bans
     for client in (alice, carol):
         client.close()
+
+
+async def test_a_stopped_heartbeat_stays_stopped_even_if_its_cancellation_is_lost(redis_server):
+    """A clean stop deletes the node's key; the heartbeat must not bring it back nor claim
+    nicks again. Cancelling a task inside a Redis command under a timeout can be lost
+    (the shutdown that hung in the suite): here the task is simply never cancelled."""
+    from sockhub.store.presence import Presence
+
+    orphaned: list[bool] = []
+    presence = Presence(RedisTarget(redis_server.url), node="n1", prefix="t", ttl=0.3,
+                        on_dead=lambda node: None, known_nodes=set,
+                        on_orphaned=lambda: orphaned.append(True))
+    presence.beat()
+    presence.start()
+    task = presence._task
+    assert task is not None
+    presence._task = None  # close() will not cancel it: as if the cancel were swallowed
+    presence.close()
+    await asyncio.wait_for(task, 5.0)  # it ends by itself, within a period
+    probe = redis.Redis.from_url(redis_server.url)
+    try:
+        assert probe.exists(presence.node_key("n1")) == 0  # not brought back
+    finally:
+        probe.close()
+    assert orphaned == []

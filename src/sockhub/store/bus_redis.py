@@ -54,6 +54,8 @@ BATCH = 1000
 BACKOFF = (0.05, 2.0)
 #: What redis-py raises when the server is gone or does not answer.
 DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+#: The most a client's close may take at stop (:func:`close_client`).
+CLOSE_WAIT = 1.0
 
 # KEYS: stream, message id counter. ARGV: cap, node, then (seq, kind, body) triples.
 # A room message ('m') or a kept private one ('p') takes its id from the
@@ -280,7 +282,7 @@ class RedisBus:
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(_aclose(client))
+                asyncio.get_running_loop().create_task(close_client(client))
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Wait (up to ``timeout``) until what is queued has been sent."""
@@ -449,6 +451,12 @@ def _safe(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
-async def _aclose(client: aredis.Redis) -> None:
+async def close_client(client: aredis.Redis) -> None:
+    """Close an async client, in at most :data:`CLOSE_WAIT` seconds.
+
+    redis-py's close waits for each connection's ``wait_closed``, which can
+    wait for ever (redis/redis-py#3941); at shutdown the event loop waits for
+    every task, so one such wait held a stopping node past its deadline.
+    """
     with contextlib.suppress(Exception):
-        await client.aclose()
+        await asyncio.wait_for(client.aclose(), CLOSE_WAIT)

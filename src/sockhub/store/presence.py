@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import redis.exceptions
 
-from sockhub.store.bus_redis import DOWN, RedisTarget
+from sockhub.store.bus_redis import DOWN, RedisTarget, close_client
 
 log = logging.getLogger("sockhub.presence")
 
@@ -73,6 +73,9 @@ class Presence:
         self.on_dead, self.known_nodes, self.on_orphaned = on_dead, known_nodes, on_orphaned
         self._unreleased: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        #: Set by close(): the heartbeat stops even if the task's cancellation is
+        #: lost (a Redis command under a timeout may turn it into a TimeoutError).
+        self._closed = False
         #: No node is declared dead before this (time.monotonic()): see _beat_once.
         self._grace_until = 0.0
 
@@ -124,6 +127,7 @@ class Presence:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
 
     def close(self, *, release_all: bool = True) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -139,7 +143,7 @@ class Presence:
         client = self._target.async_client()
         period = self.ttl / 3
         try:
-            while True:
+            while not self._closed:
                 await asyncio.sleep(period)
                 try:
                     await self._beat_once(client)
@@ -147,10 +151,14 @@ class Presence:
                     log.debug("presence: heartbeat failed: %s", exc)
                     self._grace_until = time.monotonic() + self.ttl
         finally:
-            await client.aclose()
+            await close_client(client)
 
     async def _beat_once(self, client: redis.asyncio.Redis) -> None:
+        if self._closed:  # a clean stop deleted the key: a beat now would bring it back
+            return
         old = await client.set(self.node_key(self.node), "1", px=int(self.ttl * 1000), get=True)
+        if self._closed:
+            return
         if old is None:
             self._grace_until = time.monotonic() + self.ttl
             self.on_orphaned()
