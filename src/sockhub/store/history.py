@@ -318,6 +318,15 @@ class ChatStore:
             return []
         db = self._db
         fresh = all(message.id is None for message in messages)
+        if fresh and len(messages) <= _ROWS_MAX and not db.in_transaction:
+            # One statement is its own transaction in autocommit mode (SQLite,
+            # "Transaction": "any command that accesses the database ... will
+            # start a transaction automatically"; it commits or rolls back as
+            # a whole): BEGIN and COMMIT around it cost a quarter of a
+            # one-message commit.
+            last = self._insert_new(messages)
+            self._number(messages, last)
+            return messages
         db.execute("BEGIN")
         try:
             if fresh:
@@ -331,15 +340,21 @@ class ChatStore:
             raise
         if not fresh:
             return stored
-        # The ids are set in place, once committed: a message without one is
-        # one the chat service has just accepted and no one has seen yet (it
-        # is published after this returns), and building a second frozen
-        # Message per message cost as much as its INSERT (dataclasses.replace
-        # four times that).
+        self._number(messages, last)
+        return messages
+
+    @staticmethod
+    def _number(messages: list[Message], last: int) -> None:
+        """Give committed new messages their ids in place, the last one ``last``.
+
+        A message without an id is one the chat service has just accepted and
+        no one has seen yet (it is published after the commit), and building
+        a second frozen Message per message cost as much as its INSERT
+        (dataclasses.replace four times that).
+        """
         set_field = object.__setattr__
         for message_id, message in enumerate(messages, last - len(messages) + 1):
             set_field(message, "id", message_id)
-        return messages
 
     def _insert_new(self, messages: list[Message]) -> int:
         """INSERT messages without ids inside the caller's transaction; the last one's id.
