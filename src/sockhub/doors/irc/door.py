@@ -155,7 +155,8 @@ class IrcDoor(Protocol):
         super().__init__()
         self.chat = chat
         settings = chat.settings
-        self.server_name = settings.irc_name
+        # Interned: irc_name asks the host name afresh, a string of every client's (issue 16).
+        self.server_name = sys.intern(settings.irc_name)
         self.irc = IrcProtocol(commands, flood_rate=settings.flood_rate,
                                flood_burst=settings.flood_burst, now=0.0)
         self.user: User | None = None
@@ -173,7 +174,8 @@ class IrcDoor(Protocol):
         self._batch_seq = 0
         self._lost_reason = "Connection closed"
         self.oper_failures = 0
-        self.acct = AccountState()
+        #: SASL, NickServ and owned-nick state, made on first use (accounts.account_state).
+        self.acct: AccountState | None = None
         #: Read markers of a user without an account: this connection's (readmarker.py),
         #: made on first use.
         self.markers: dict[str, int] | None = None

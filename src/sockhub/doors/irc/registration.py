@@ -68,6 +68,9 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         if registering:
             door.irc.reg.negotiating = True
         version = int(args[0]) if args and args[0].isdigit() else 301
+        # Kept as the code's own 302 at most: no version above it means more to us,
+        # and a parsed 302 was an int object of every client's (28 B, issue 16).
+        version = 302 if version >= 302 else version
         door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.set_caps(door.caps | {"cap-notify"})  # implied by 302 (capability negotiation)
@@ -122,7 +125,7 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
     if problem is not None and problem.code == "nick_in_use" and _may_share(door, nick):
         problem = None  # SASL may still log in to its owner: checked at registration
     if problem is not None:
-        door.acct.tried_nick = nick  # REGISTER * may not take it from its holder
+        accounts.account_state(door).tried_nick = nick  # REGISTER * may not take it from its holder
         door.hub_error("NICK", problem)
         return
     door.irc.reg.nick = nick
@@ -194,7 +197,8 @@ def _password_checked(door: IrcDoor, ok: bool) -> None:
         user = door.chat.register(
             reg.nick, door, address=door.host, username=reg.username,
             realname=reg.realname or reg.nick, secure=door.info.transport == "tls",
-            account=door.acct.account,  # SASL's: may join that account's user (multiclient)
+            # SASL's: may join that account's user (multiclient)
+            account=door.acct.account if door.acct is not None else None,
         )
     except HubError as exc:  # someone registered the nick since NICK: try another
         reg.nick = None
