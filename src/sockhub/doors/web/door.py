@@ -48,12 +48,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import h11
 from websockets.datastructures import Headers
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
+from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
@@ -150,6 +154,9 @@ class _SharedEmptyHeaders(Headers):
 #: empty Headers for all (nothing reads them again; a fresh one each would be
 #: ~200 B a client for nothing), read-only since it is shared.
 _NO_HEADERS = _SharedEmptyHeaders()
+#: The one ``id`` of every upgraded WebSocket: websockets makes a UUID4 for each
+#: (~100 B with its int) for its users' logs; nothing here reads it (issue 16).
+_NO_ID = uuid.UUID(int=0)
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
@@ -180,7 +187,9 @@ class WebDoor(Protocol):
         self._request: h11.Request | None = None
         self._body_size = 0
         #: The body of an account request (session.py), kept; others are dropped.
-        self._body = bytearray()
+        #: bytes, not a bytearray: most connections never POST, and b"" is one shared
+        #: object (a bytearray each was 56 B of every idle WebSocket, issue 16).
+        self._body = b""
         #: A wrong password's answer waits (the limiter's delay): no request is read meanwhile.
         self._held = False
         self._timer: Timer | None = None
@@ -358,7 +367,7 @@ class WebDoor(Protocol):
                     self._refuse(framing)
                     return
                 self._request, self._body_size = event, 0
-                self._body.clear()
+                self._body = b""
                 self.active = True
             elif kind is h11.Data:
                 assert isinstance(event, h11.Data)
@@ -454,7 +463,7 @@ class WebDoor(Protocol):
             self._finish(json_reply(200, {"account": None},
                                     headers=[("Set-Cookie", clear_cookie(secure=secure))]))
             return
-        given = credentials(bytes(self._body))
+        given = credentials(self._body)
         if isinstance(given, str):
             self._finish(json_reply(400, {"error": given}))
             return
@@ -584,6 +593,17 @@ class WebDoor(Protocol):
         # chooser bound to this protocol (~300 B).
         ws.origins = ws.available_subprotocols = None
         vars(ws).pop("select_subprotocol", None)
+        ws.id = _NO_ID
+        if not ws.extensions:  # none negotiated: the one empty tuple, not a list each
+            ws.extensions = cast(list[Extension], ())
+        # websockets' handshake parser (ServerProtocol.parse) stays suspended for the
+        # connection's life only to delegate to the frame parser (Protocol.parse),
+        # its frame holding the parsed Request: run the frame parser in its place
+        # (~0.5 KiB of every idle WebSocket, issue 16). Its reader holds nothing yet:
+        # the bytes after the handshake are fed below.
+        if ws.state is State.OPEN and ws.parser_exc is None:
+            ws.parser = WsProtocol.parse(ws)
+            next(ws.parser)
         self._live = not self._closing
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
