@@ -7,11 +7,14 @@ made on first use; these tests pin that, and that the first use still works.
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import pytest
 
 from irc_support import Network, commands, find
 from sockhub.doors.line import LineDoor
 from sockhub.protocols.base import ConnectionInfo
+from sockhub.protocols.irc.protocol import REGISTRATION_OVER, Registration
 
 
 def test_an_irc_client_whose_nick_is_no_ones_holds_no_guard_markers_or_bars(tmp_path):
@@ -156,3 +159,21 @@ def test_a_hold_after_hanging_up_is_not_resumed(net):
     assert line.door.queued is None
     resume(lambda: line.door.info_line("never"))
     assert all("never" not in text for text in line.take())
+
+
+def test_a_registered_client_shares_the_one_read_only_registration(tmp_path):
+    net = Network(tmp_path)
+    try:
+        client = net.register("alice", "sasl")
+        reg = client.door.irc.reg
+        assert reg is REGISTRATION_OVER and astuple(reg) == astuple(Registration())
+        with pytest.raises(AttributeError):
+            reg.nick = "mallory"
+        # What may come after registration writes nothing to it.
+        replies = client.ask("CAP LS 302", "CAP REQ :echo-message", "CAP END", "PASS again",
+                             "USER x 0 * :X", "NICK alice2")
+        assert "462" in commands(replies)  # ERR_ALREADYREGISTERED
+        assert client.door.user is not None and client.door.user.nick == "alice2"
+        assert astuple(REGISTRATION_OVER) == astuple(Registration())
+    finally:
+        net.close()

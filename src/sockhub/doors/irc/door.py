@@ -464,7 +464,8 @@ class IrcDoor(Protocol):
         if self.irc.state is IrcState.CLOSED:
             return
         _drops.log("irc: dropped {count} more clients", "irc: dropped %s (%s): %s",
-                   self.info.peer, self.irc.reg.nick, reason, detail=reason)
+                   self.info.peer, self.user.nick if self.user is not None else self.irc.reg.nick,
+                   reason, detail=reason)
         if self.user is not None:
             self.chat.quit(self.user, reason, via=self)
             self.user = None

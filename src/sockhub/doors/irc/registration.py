@@ -68,10 +68,8 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         if registering:
             door.irc.reg.negotiating = True
         version = int(args[0]) if args and args[0].isdigit() else 301
-        # Kept as the code's own 302 at most: no version above it means more to us,
-        # and a parsed 302 was an int object of every client's (28 B, issue 16).
-        version = 302 if version >= 302 else version
-        door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
+        if registering:  # after it, the registration is over (protocol.REGISTRATION_OVER)
+            door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.set_caps(door.caps | {"cap-notify"})  # implied by 302 (capability negotiation)
         sts = () if door.websocket else sts_value(door.chat.irc_sts,
