@@ -12,6 +12,7 @@ from dataclasses import astuple
 import pytest
 
 from irc_support import Network, commands, find
+from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
 from sockhub.doors.line import LineDoor
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.irc.protocol import REGISTRATION_OVER, Registration
@@ -175,5 +176,43 @@ def test_a_registered_client_shares_the_one_read_only_registration(tmp_path):
         assert "462" in commands(replies)  # ERR_ALREADYREGISTERED
         assert client.door.user is not None and client.door.user.nick == "alice2"
         assert astuple(REGISTRATION_OVER) == astuple(Registration())
+    finally:
+        net.close()
+
+
+def _armed(net: Network) -> int:
+    """Timers set on the manual clock and neither run nor cancelled."""
+    return sum(1 for entry in net.clock._timers if not entry[2])
+
+
+def test_an_irc_connection_holds_one_timer_for_its_deadline_and_keep_alive(tmp_path):
+    net = Network(tmp_path, registration_timeout=20.0, irc_ping_interval=5.0,
+                  irc_ping_timeout=100.0)
+    try:
+        alice = net.register("alice")
+        assert alice.door._reg_deadline is None
+        assert _armed(net) == 1  # the keep-alive's; no registration timer, set or cancelled
+        slow = net.connect()
+        assert _armed(net) == 2  # one each
+        slow.send("NICK slow")  # never sends USER
+        net.clock.advance(5)
+        assert commands(slow.take()) == ["PING"]  # pinged meanwhile, as before
+        net.clock.advance(14)
+        assert not slow.closed
+        net.clock.advance(1)  # the deadline, sooner than the ping's timeout
+        assert slow.closed
+        assert "Registration timed out" in slow.take()[-1].params[0]
+        assert not alice.closed  # registered in time: the deadline is not hers
+    finally:
+        net.close()
+
+
+def test_only_the_web_doors_irc_connections_are_websockets(tmp_path):
+    net = Network(tmp_path)
+    try:
+        client = net.register("alice")
+        assert client.door.websocket is False
+        assert WebSocketIrcDoor.websocket is True
+        assert "websocket" not in IrcDoor.__slots__  # a class attribute, not a slot each
     finally:
         net.close()

@@ -63,7 +63,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
 from sockhub.doors.api import ChatApi, LoginResult
-from sockhub.doors.irc import IrcDoor
+from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
 from sockhub.doors.web.http import (
     BODY_MAX,
@@ -631,8 +631,7 @@ class WebDoor(Protocol):
             self._timer = self.clock.call_later(timeout, self.json.registration_expired)
 
     def _start_irc(self, *, binary: bool) -> None:
-        irc = IrcDoor(self.chat)
-        irc.websocket = True
+        irc = WebSocketIrcDoor(self.chat)
         irc.clock = self.clock
         irc.wake = self.wake
         self.irc, self.binary = irc, binary
