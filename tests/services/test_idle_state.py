@@ -12,8 +12,11 @@ from dataclasses import astuple
 import pytest
 
 from irc_support import Network, commands, find
+from net import irc_client
+from sockhub.doors.api import OPER_ATTEMPTS
 from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
 from sockhub.doors.line import LineDoor
+from sockhub.passwords import hash_password
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.protocols.irc.protocol import REGISTRATION_OVER, Registration
 
@@ -216,3 +219,17 @@ def test_only_the_web_doors_irc_connections_are_websockets(tmp_path):
         assert "websocket" not in IrcDoor.__slots__  # a class attribute, not a slot each
     finally:
         net.close()
+
+
+async def test_failed_opers_are_counted_in_the_lazily_made_account_state(serve, tmp_path):
+    settings = {"data_dir": str(tmp_path), "flood_rate": None, "irc_port": 0,
+                "operators": {"root": hash_password("s3cret", log_n=10)}}
+    _, irc = await serve("chat", options=settings)
+    client = await irc_client(irc.ports[0], "ops")
+    for _ in range(OPER_ATTEMPTS - 1):
+        await client.send(b"OPER root wrong\r\n")
+        await client.expect(" 464 ")  # ERR_PASSWDMISMATCH
+    await client.send(b"OPER root wrong\r\n")
+    rest = await client.expect_eof()
+    assert any("Too many failed OPER attempts" in line for line in rest), rest
+    client.close()

@@ -64,10 +64,10 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 
 
 class AccountState:
-    """One connection's SASL exchange, pending login and owned-nick watch."""
+    """One connection's SASL exchange, pending login, owned-nick watch and failed OPERs."""
 
-    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "scram",
-                 "timer", "tried_nick")
+    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "oper_failures",
+                 "pending", "scram", "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -79,6 +79,7 @@ class AccountState:
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
         self.tried_nick: str | None = None  # a NICK refused before registration
+        self.oper_failures = 0  # wrong OPER passwords (registration.cmd_oper)
 
     def cancel(self) -> None:
         for timer in (self.timer, self.guard):

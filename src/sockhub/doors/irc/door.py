@@ -145,7 +145,7 @@ class IrcDoor(Protocol):
         "_batch_seq", "_capture", "_drain_timer", "_eof_held", "_held", "_held_label",
         "_held_later", "_in_command", "_last_seen", "_lost_reason", "_ping_sent",
         "_ping_timer", "_reg_deadline", "acct", "caps", "chat", "host", "irc", "markers",
-        "monitor", "oper_failures", "profile", "server_name", "user",
+        "monitor", "profile", "server_name", "user",
     )
 
     #: Hosted by the web door (:class:`WebSocketIrcDoor`): no STS (a browser cannot
@@ -178,7 +178,6 @@ class IrcDoor(Protocol):
         self._capture: list[bytes] | None = None
         self._batch_seq = 0
         self._lost_reason = "Connection closed"
-        self.oper_failures = 0
         #: SASL, NickServ and owned-nick state, made on first use (accounts.account_state).
         self.acct: AccountState | None = None
         #: Read markers of a user without an account: this connection's (readmarker.py),
@@ -425,7 +424,13 @@ class IrcDoor(Protocol):
         deadline = self._reg_deadline
         if deadline is not None:
             delay = min(delay, deadline - self.clock.time())
-        self._ping_timer = self.clock.call_later(delay, self._ping_check)
+        # The door itself is the callback (__call__): a bound method held by the
+        # timer was 64 B of every idle client (issue 16).
+        self._ping_timer = self.clock.call_later(delay, self)
+
+    def __call__(self) -> None:
+        """The keep-alive timer fired (:meth:`_arm_ping`)."""
+        self._ping_check()
 
     def _ping_check(self) -> None:
         if self.irc.state is IrcState.CLOSED:

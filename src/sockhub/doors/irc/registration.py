@@ -264,9 +264,10 @@ def cmd_oper(door: IrcDoor, message: IrcMessage) -> None:
             door.reply(RPL_YOUREOPER, "You are now an IRC operator")
             door.send_from(door.source_of(user.nick), "MODE", user.nick, "+o")
             return
-        door.oper_failures += 1
+        state = accounts.account_state(door)
+        state.oper_failures += 1
         door.reply(ERR_PASSWDMISMATCH, "Password incorrect")
-        if door.oper_failures >= OPER_ATTEMPTS:
+        if state.oper_failures >= OPER_ATTEMPTS:
             door.drop("Too many failed OPER attempts")
 
     door.chat.oper_later(user, name, password, then=lambda ok: resume(lambda: checked(ok)))
