@@ -28,6 +28,7 @@ def test_an_upgraded_connection_drops_its_http_parser_and_still_chats(service): 
     # the chooser bound to the protocol.
     assert door.ws.origins is None and door.ws.available_subprotocols is None
     assert "select_subprotocol" not in vars(door.ws)
+    assert door.ws.origin is None  # checked at the handshake, not kept
     browser.send({"type": "hello", "version": 1, "nick": "ann"})
     [welcome] = browser.objects()
     assert welcome["type"] == "welcome" and welcome["nick"] == "ann"
