@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -95,7 +96,6 @@ class LineDoor(LineProtocol):
     marks_read: ClassVar[bool] = True
 
     __slots__ = (
-        "_eof_held",
         "_held",
         "_login_pending",
         "_login_timer",
@@ -120,10 +120,11 @@ class LineDoor(LineProtocol):
         self._login_timer: Timer | None = None
         self._login_pending = False
         self.guard: NickGuard | None = None
-        #: A command waits for a scrypt (:meth:`hold`): lines read meanwhile wait here.
+        #: A command waits for a scrypt (:meth:`hold`): lines read meanwhile wait in
+        #: ``queued``, an end of file as None after them. The list is made by
+        #: the first hold: an idle client that never held has none (56 B, issue 16).
         self._held = False
-        self._eof_held = False
-        self.queued: list[str] = []
+        self.queued: list[str | None] | None = None
 
     # Engine side --------------------------------------------------------------
 
@@ -141,13 +142,14 @@ class LineDoor(LineProtocol):
 
     def receive_eof(self) -> None:
         if self._held:  # "/oper ..., /quit" piped: answered first, then closed
-            self._eof_held = True
+            assert self.queued is not None  # made by hold()
+            self.queued.append(None)
             return
         super().receive_eof()
 
     def connection_lost(self) -> None:
         self._held = False  # an answer under way is not heard
-        self.queued.clear()
+        self.queued = None
         self._login_pending = False  # an identify under way is not heard
         for timer in (self._login_timer, self.guard):
             if timer is not None:
@@ -287,6 +289,7 @@ class LineDoor(LineProtocol):
 
     def line_received(self, line: str) -> None:
         if self._held:
+            assert self.queued is not None  # made by hold()
             self.queued.append(line)
             return
         if self.flood is not None:
@@ -323,6 +326,8 @@ class LineDoor(LineProtocol):
         ``set_reading``); ``resume`` says the answer, then takes them up.
         """
         self._held = True
+        if self.queued is None:
+            self.queued = []
         self.set_reading(False)
 
         def resume(answer: Callable[[], None]) -> None:
@@ -337,11 +342,13 @@ class LineDoor(LineProtocol):
             except Exception:  # a bug costs this answer, not the client's later lines
                 log.exception("chat: a held command failed for %s", self.info.peer)
                 self.send_error("internal error")
-            while self.queued and not self._held and not self._closing:
-                self.line_received(self.queued.pop(0))
-            if self._eof_held and not self._held:
-                self._eof_held = False
-                super(LineDoor, self).receive_eof()
+            queued = self.queued
+            while queued and not self._held and not self._closing:
+                line = queued.pop(0)
+                if line is None:  # the end of file read while held: now it counts
+                    super(LineDoor, self).receive_eof()
+                else:
+                    self.line_received(line)
             self.wake()
 
         return resume
@@ -378,7 +385,9 @@ class LineDoor(LineProtocol):
         if account is not None and not self.chat.account_generation(account) == generation:
             raise HubError("account_changed", f"account {account} was dropped or registered "
                            "again meanwhile; log in again")
-        user = self.chat.register(nick, self, address=self._host,
+        # The address interned, as the IRC door's host is: the users of one
+        # address (a NAT, a proxy, a load test) share the string (issue 16).
+        user = self.chat.register(nick, self, address=sys.intern(self._host),
                                   secure=self.info.transport == "tls", account=account)
         self.user = user
         if account is not None:

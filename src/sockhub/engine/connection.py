@@ -26,9 +26,7 @@ Per connection it enforces, from :class:`~sockhub.limits.Limits`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -123,16 +121,16 @@ class StreamConnection(asyncio.Protocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.peer = format_address(peername)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if isinstance(peername, tuple):  # AF_INET or AF_INET6 (a Unix peer's is a str)
             # Interned: connections from one address share the string (a
             # NAT, a load test); it goes with the last of them.
             self.peer_ip = sys.intern(peername[0])
-            # Nagle + delayed ACK adds up to ~40 ms to small request/response
-            # exchanges; asyncio usually sets this already, uvloop too, but
-            # it is cheap to be sure.
-            with contextlib.suppress(OSError):  # a socket already reset
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # TCP_NODELAY (Nagle + delayed ACK adds up to ~40 ms to small
+            # request/response exchanges) is set by both loops on every TCP
+            # transport they make (asyncio's _SelectorSocketTransport, uvloop's
+            # TCPTransport.new); asking for the "socket" here to set it again
+            # made uvloop build and keep a PseudoSocket, 72 B of every idle
+            # client (issue 16). tests/engine/test_engine_limits.py checks it.
         refusal = self.server.admit(self)
         if refusal is not None:
             self.server.noise.log(
@@ -152,7 +150,7 @@ class StreamConnection(asyncio.Protocol):
         # functools.partial did, in 64 B where the partial (its bound method,
         # argument tuple and empty keyword dict) took ~250 B (issue 16).
         protocol.wake = MethodType(self.server.flush_soon, self)
-        protocol.set_reading = self.set_reading
+        protocol.controls = self
         kind = type(protocol)
         if kind.get_buffer is not Protocol.get_buffer:  # it can lend buffers: reads into them
             protocol.read_into = self.read_into  # (a bound method each: 64 B of every idle client)

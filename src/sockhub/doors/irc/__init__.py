@@ -8,6 +8,6 @@ functions of the door and the message, by concern: ``registration.py``,
 ``sockhub.doors.api.ChatApi``.
 """
 
-from sockhub.doors.irc.door import INTERNAL_ERROR, IrcDoor, irc_refusal
+from sockhub.doors.irc.door import INTERNAL_ERROR, IrcDoor, WebSocketIrcDoor, irc_refusal
 
-__all__ = ["INTERNAL_ERROR", "IrcDoor", "irc_refusal"]
+__all__ = ["INTERNAL_ERROR", "IrcDoor", "WebSocketIrcDoor", "irc_refusal"]

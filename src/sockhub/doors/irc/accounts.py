@@ -64,10 +64,10 @@ NICKSERV_SOURCE = "NickServ!NickServ@services."
 
 
 class AccountState:
-    """One connection's SASL exchange, pending login and owned-nick watch."""
+    """One connection's SASL exchange, pending login, owned-nick watch and failed OPERs."""
 
-    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "pending", "scram",
-                 "timer", "tried_nick")
+    __slots__ = ("account", "buffer", "generation", "guard", "mechanism", "oper_failures",
+                 "pending", "scram", "timer", "tried_nick")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -79,6 +79,7 @@ class AccountState:
         self.timer: Timer | None = None  # a wrong password waiting to be told
         self.guard: NickGuard | None = None
         self.tried_nick: str | None = None  # a NICK refused before registration
+        self.oper_failures = 0  # wrong OPER passwords (registration.cmd_oper)
 
     def cancel(self) -> None:
         for timer in (self.timer, self.guard):
@@ -86,6 +87,17 @@ class AccountState:
                 timer.cancel()
         self.timer = None
         self.pending = False  # a check under way is not heard
+
+
+def account_state(door: IrcDoor) -> AccountState:
+    """The connection's :class:`AccountState`, made on first use (SASL, NickServ, a
+    refused NICK, an owned nick): a client that uses none of them never has one
+    (104 B of every idle client, issue 16). Paths that only look read ``door.acct``,
+    None until then."""
+    state = door.acct
+    if state is None:
+        state = door.acct = AccountState()
+    return state
 
 
 def _mask(door: IrcDoor) -> str:
@@ -103,7 +115,7 @@ def _logged_in(door: IrcDoor, account: str) -> None:
 def _login(door: IrcDoor, account: str, generation: str = "") -> None:
     """The account is right: apply it now, or at registration. Raises HubError
     (``account_changed``) if it was dropped or registered again since it was checked."""
-    state = door.acct
+    state = account_state(door)
     if door.user is not None:
         door.chat.log_in(door.user, account, generation=generation)
         if state.guard is not None:
@@ -118,16 +130,17 @@ def _login(door: IrcDoor, account: str, generation: str = "") -> None:
 def after_registration(door: IrcDoor, user: User) -> None:
     """Registration completed: apply a SASL login, and watch the nick."""
     state = door.acct
-    if state.account is not None:
-        try:  # dropped or registered again since SASL: not this account any more
-            door.chat.log_in(user, state.account, generation=state.generation)
-        except HubError as exc:
-            door.emit(door.line("NOTICE", user.nick, str(exc)))
-            door.reply(RPL_LOGGEDOUT, door.source_of(user.nick), "You are now logged out")
-        state.account = None
-    if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
-        _end(door)
-        door.reply(ERR_SASLABORTED, "SASL authentication aborted")
+    if state is not None:  # else no SASL, no refused NICK: nothing to apply
+        if state.account is not None:
+            try:  # dropped or registered again since SASL: not this account any more
+                door.chat.log_in(user, state.account, generation=state.generation)
+            except HubError as exc:
+                door.emit(door.line("NOTICE", user.nick, str(exc)))
+                door.reply(RPL_LOGGEDOUT, door.source_of(user.nick), "You are now logged out")
+            state.account = None
+        if state.mechanism is not None:  # sasl 3.1: registered mid-exchange aborts it
+            _end(door)
+            door.reply(ERR_SASLABORTED, "SASL authentication aborted")
     nick_changed(door, user)
 
 
@@ -142,7 +155,8 @@ def settling(door: IrcDoor) -> bool:
     multiclient, being refused the nick its other connection holds).
     """
     state = door.acct
-    return door.user is None and (state.pending or state.timer is not None)
+    return door.user is None and state is not None and (
+        state.pending or state.timer is not None)
 
 
 def _settled(door: IrcDoor) -> None:
@@ -154,18 +168,22 @@ def _settled(door: IrcDoor) -> None:
 def connection_lost(door: IrcDoor) -> None:
     """The client hung up: stop the timers, forget an exchange."""
     _end(door)
-    door.acct.cancel()
+    if door.acct is not None:
+        door.acct.cancel()
 
 
 def nick_changed(door: IrcDoor, user: User) -> None:
     """``user`` holds a new nick (or registered, or logged out): watch it if it is owned."""
     state = door.acct
-    state.guard = watch_nick(state.guard, door.chat, user, lambda: _nick_guard(door))
+    guard = watch_nick(None if state is None else state.guard, door.chat, user,
+                       lambda: _nick_guard(door))
+    if guard is not None:  # made now, or watching already
+        account_state(door).guard = guard
 
 
 def _nick_guard(door: IrcDoor) -> NickGuard:
     """The connection's NickGuard, made when its nick is first someone else's (owned.py)."""
-    state = door.acct
+    state = account_state(door)
     return NickGuard(door.chat, door.clock, lambda text: _nickserv_says(door, text),
                      "/msg NickServ IDENTIFY password", busy=lambda: state.pending)
 
@@ -174,7 +192,7 @@ def _nick_guard(door: IrcDoor) -> NickGuard:
 
 
 def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
-    state = door.acct
+    state = account_state(door)
     arg = message.params[0]
     if state.timer is not None or state.pending:
         return  # a wrong answer is still to be told, or being checked: nothing until then
@@ -225,7 +243,8 @@ def cmd_authenticate(door: IrcDoor, message: IrcMessage) -> None:
 def _end(door: IrcDoor) -> None:
     """The exchange is over: forget it (it holds no limiter slot between messages)."""
     state = door.acct
-    state.mechanism, state.scram, state.buffer = None, None, b""
+    if state is not None:
+        state.mechanism, state.scram, state.buffer = None, None, b""
 
 
 def _plain(door: IrcDoor, payload: bytes) -> None:
@@ -244,7 +263,7 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
         _end(door)  # no one may act as another account here
         door.reply(ERR_SASLFAIL, "SASL authentication failed")
         return
-    state = door.acct
+    state = account_state(door)
     state.mechanism, state.pending = None, True
 
     def checked(result: LoginResult) -> None:
@@ -266,7 +285,7 @@ def _plain(door: IrcDoor, payload: bytes) -> None:
 
 
 def _scram(door: IrcDoor, payload: bytes) -> None:
-    state = door.acct
+    state = account_state(door)
     scram = state.scram
     if scram is None:
         state.scram = scram = door.chat.scram_server()
@@ -324,7 +343,7 @@ def _sasl_success(door: IrcDoor, account: str, generation: str = "") -> None:
 
 
 def _later(door: IrcDoor, delay: float, tell: Callable[[], None]) -> None:
-    state = door.acct
+    state = account_state(door)
 
     def told() -> None:
         state.timer = None
@@ -350,7 +369,8 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
     name, password = params[0], params[2]
     if name == "*":
         name = door.user.nick if door.user is not None else (
-            door.irc.reg.nick or door.acct.tried_nick or "")
+            door.irc.reg.nick or (door.acct.tried_nick if door.acct is not None else None)
+            or "")
         if not name:
             door.emit(door.line("FAIL", "REGISTER", "NEED_NICK", "*",
                                 "Send NICK before REGISTER"))
@@ -359,7 +379,8 @@ def cmd_register(door: IrcDoor, message: IrcMessage) -> None:
         door.emit(door.line("FAIL", "REGISTER", "COMPLETE_CONNECTION_REQUIRED", name,
                             "Finish connecting before you register"))
         return
-    if (door.user is not None and door.user.account) or door.acct.account is not None:
+    if (door.user is not None and door.user.account) or (
+            door.acct is not None and door.acct.account is not None):
         door.emit(door.line("FAIL", "REGISTER", "ALREADY_AUTHENTICATED", name,
                             "You are already logged in"))
         return
@@ -505,7 +526,7 @@ NICKSERV_HELP = (
 def _identify(door: IrcDoor, name: str, password: str,
               then: Callable[[str, str], None]) -> None:
     """Check a password off the loop; ``then(account, generation)`` when right."""
-    state = door.acct
+    state = account_state(door)
     if state.timer is not None or state.pending:
         _nickserv_says(door, "Wait for the answer to your last attempt")
         return

@@ -144,9 +144,13 @@ class IrcDoor(Protocol):
     __slots__ = (
         "_batch_seq", "_capture", "_drain_timer", "_eof_held", "_held", "_held_label",
         "_held_later", "_in_command", "_last_seen", "_lost_reason", "_ping_sent",
-        "_ping_timer", "_reg_timer", "acct", "caps", "chat", "host", "irc", "markers", "monitor",
-        "oper_failures", "profile", "server_name", "user", "websocket",
+        "_ping_timer", "_reg_deadline", "acct", "caps", "chat", "host", "irc", "markers",
+        "monitor", "profile", "server_name", "user",
     )
+
+    #: Hosted by the web door (:class:`WebSocketIrcDoor`): no STS (a browser cannot
+    #: take a TLS port's raw IRC). A class attribute, not a slot of every connection.
+    websocket: ClassVar[bool] = False
 
     # Idleness is "no complete line", not "no byte".
     counts_messages = True
@@ -155,25 +159,27 @@ class IrcDoor(Protocol):
         super().__init__()
         self.chat = chat
         settings = chat.settings
-        self.server_name = settings.irc_name
+        # Interned: irc_name asks the host name afresh, a string of every client's (issue 16).
+        self.server_name = sys.intern(settings.irc_name)
         self.irc = IrcProtocol(commands, flood_rate=settings.flood_rate,
                                flood_burst=settings.flood_burst, now=0.0)
         self.user: User | None = None
         self.caps: frozenset[str] = frozenset()  # the one empty frozenset: no memory
         self.profile = 0
         self.host = "localhost"
-        #: Hosted by the web door: no STS (a browser cannot take a TLS port's raw IRC).
-        self.websocket = False
         self._drain_timer: Timer | None = None
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         self._ping_timer: Timer | None = None
-        self._reg_timer: Timer | None = None
+        #: When an unregistered client is dropped (``registration_timeout``), on the
+        #: clock; None once registered or without one. The keep-alive timer checks it:
+        #: one wheel timer a connection, not two (issue 16).
+        self._reg_deadline: float | None = None
         self._capture: list[bytes] | None = None
         self._batch_seq = 0
         self._lost_reason = "Connection closed"
-        self.oper_failures = 0
-        self.acct = AccountState()
+        #: SASL, NickServ and owned-nick state, made on first use (accounts.account_state).
+        self.acct: AccountState | None = None
         #: Read markers of a user without an account: this connection's (readmarker.py),
         #: made on first use.
         self.markers: dict[str, int] | None = None
@@ -199,10 +205,8 @@ class IrcDoor(Protocol):
         self.irc.penalty_at = now
         settings = self.chat.settings
         if settings.registration_timeout is not None:
-            self._reg_timer = self.clock.call_later(
-                settings.registration_timeout, self._registration_expired
-            )
-        self._ping_timer = self.clock.call_later(settings.irc_ping_interval, self._ping_check)
+            self._reg_deadline = now + settings.registration_timeout
+        self._arm_ping(settings.irc_ping_interval)
 
     def receive_data(self, data: bytes) -> None:
         if not self.irc.receive_data(data):
@@ -232,7 +236,7 @@ class IrcDoor(Protocol):
         self.irc.close()
         accounts_lost(self)
         monitor_lost(self)
-        for timer in (self._drain_timer, self._ping_timer, self._reg_timer):
+        for timer in (self._drain_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
         if self.user is not None:
@@ -413,39 +417,49 @@ class IrcDoor(Protocol):
         """Registration completed as ``user``: the deadline no longer applies."""
         self.user = user
         self.irc.complete_registration()
-        if self._reg_timer is not None:
-            self._reg_timer.cancel()
-            self._reg_timer = None
+        self._reg_deadline = None  # the keep-alive timer may wake at it still: it pings then
+
+    def _arm_ping(self, delay: float) -> None:
+        """The keep-alive check in ``delay`` seconds, or at the registration deadline if sooner."""
+        deadline = self._reg_deadline
+        if deadline is not None:
+            delay = min(delay, deadline - self.clock.time())
+        # The door itself is the callback (__call__): a bound method held by the
+        # timer was 64 B of every idle client (issue 16).
+        self._ping_timer = self.clock.call_later(delay, self)
+
+    def __call__(self) -> None:
+        """The keep-alive timer fired (:meth:`_arm_ping`)."""
+        self._ping_check()
 
     def _ping_check(self) -> None:
         if self.irc.state is IrcState.CLOSED:
             return
         settings = self.chat.settings
         now = self.clock.time()
+        deadline = self._reg_deadline
+        # (A microsecond's grace: the timer was set for the deadline less the time then.)
+        if deadline is not None and now >= deadline - 1e-6:
+            self._reg_deadline = None
+            if self.irc.state is IrcState.REGISTERING:
+                self.drop("Registration timed out")
+                return
         if self._ping_sent is not None and self._last_seen <= self._ping_sent:
             waited = now - self._ping_sent
             if waited >= settings.irc_ping_timeout:
                 self.drop(f"Ping timeout: {round(settings.irc_ping_timeout)} seconds")
                 return
-            self._ping_timer = self.clock.call_later(
-                settings.irc_ping_timeout - waited, self._ping_check
-            )
+            self._arm_ping(settings.irc_ping_timeout - waited)
             return
         self._ping_sent = None
         quiet = now - self._last_seen
         if quiet < settings.irc_ping_interval:
-            self._ping_timer = self.clock.call_later(
-                settings.irc_ping_interval - quiet, self._ping_check
-            )
+            self._arm_ping(settings.irc_ping_interval - quiet)
             return
         self._ping_sent = now
         self.emit(serialize("PING", (self.server_name,)))
         self.wake()
-        self._ping_timer = self.clock.call_later(settings.irc_ping_timeout, self._ping_check)
-
-    def _registration_expired(self) -> None:
-        if self.irc.state is IrcState.REGISTERING:
-            self.drop("Registration timed out")
+        self._arm_ping(settings.irc_ping_timeout)
 
     def disconnect(self, reason: str) -> None:
         """The service ended this connection (KILL); it has already told the others."""
@@ -462,7 +476,8 @@ class IrcDoor(Protocol):
         if self.irc.state is IrcState.CLOSED:
             return
         _drops.log("irc: dropped {count} more clients", "irc: dropped %s (%s): %s",
-                   self.info.peer, self.irc.reg.nick, reason, detail=reason)
+                   self.info.peer, self.user.nick if self.user is not None else self.irc.reg.nick,
+                   reason, detail=reason)
         if self.user is not None:
             self.chat.quit(self.user, reason, via=self)
             self.user = None
@@ -781,3 +796,11 @@ def _has_batch(line: bytes) -> bool:
         return False
     tags = line[1 : line.find(b" ")]
     return any(t.startswith(b"batch=") for t in tags.split(b";"))
+
+
+class WebSocketIrcDoor(IrcDoor):
+    """An IRC client of the web door, over a WebSocket (doors/web/door.py): no STS."""
+
+    __slots__ = ()
+
+    websocket = True

@@ -68,7 +68,8 @@ def cmd_cap(door: IrcDoor, message: IrcMessage) -> None:
         if registering:
             door.irc.reg.negotiating = True
         version = int(args[0]) if args and args[0].isdigit() else 301
-        door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
+        if registering:  # after it, the registration is over (protocol.REGISTRATION_OVER)
+            door.irc.reg.cap_version = max(door.irc.reg.cap_version, version)
         if version >= 302:
             door.set_caps(door.caps | {"cap-notify"})  # implied by 302 (capability negotiation)
         sts = () if door.websocket else sts_value(door.chat.irc_sts,
@@ -122,7 +123,7 @@ def cmd_nick(door: IrcDoor, message: IrcMessage) -> None:
     if problem is not None and problem.code == "nick_in_use" and _may_share(door, nick):
         problem = None  # SASL may still log in to its owner: checked at registration
     if problem is not None:
-        door.acct.tried_nick = nick  # REGISTER * may not take it from its holder
+        accounts.account_state(door).tried_nick = nick  # REGISTER * may not take it from its holder
         door.hub_error("NICK", problem)
         return
     door.irc.reg.nick = nick
@@ -194,7 +195,8 @@ def _password_checked(door: IrcDoor, ok: bool) -> None:
         user = door.chat.register(
             reg.nick, door, address=door.host, username=reg.username,
             realname=reg.realname or reg.nick, secure=door.info.transport == "tls",
-            account=door.acct.account,  # SASL's: may join that account's user (multiclient)
+            # SASL's: may join that account's user (multiclient)
+            account=door.acct.account if door.acct is not None else None,
         )
     except HubError as exc:  # someone registered the nick since NICK: try another
         reg.nick = None
@@ -262,9 +264,10 @@ def cmd_oper(door: IrcDoor, message: IrcMessage) -> None:
             door.reply(RPL_YOUREOPER, "You are now an IRC operator")
             door.send_from(door.source_of(user.nick), "MODE", user.nick, "+o")
             return
-        door.oper_failures += 1
+        state = accounts.account_state(door)
+        state.oper_failures += 1
         door.reply(ERR_PASSWDMISMATCH, "Password incorrect")
-        if door.oper_failures >= OPER_ATTEMPTS:
+        if state.oper_failures >= OPER_ATTEMPTS:
             door.drop("Too many failed OPER attempts")
 
     door.chat.oper_later(user, name, password, then=lambda ok: resume(lambda: checked(ok)))

@@ -46,20 +46,25 @@ drop (``write_timeout``, ``write_buffer_max``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import h11
 from websockets.datastructures import Headers
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
+from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
 from sockhub.doors.api import ChatApi, LoginResult
-from sockhub.doors.irc import IrcDoor
+from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
 from sockhub.doors.web.http import (
     BODY_MAX,
@@ -150,6 +155,9 @@ class _SharedEmptyHeaders(Headers):
 #: empty Headers for all (nothing reads them again; a fresh one each would be
 #: ~200 B a client for nothing), read-only since it is shared.
 _NO_HEADERS = _SharedEmptyHeaders()
+#: The one ``id`` of every upgraded WebSocket: websockets makes a UUID4 for each
+#: (~100 B with its int) for its users' logs; nothing here reads it (issue 16).
+_NO_ID = uuid.UUID(int=0)
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
@@ -180,7 +188,9 @@ class WebDoor(Protocol):
         self._request: h11.Request | None = None
         self._body_size = 0
         #: The body of an account request (session.py), kept; others are dropped.
-        self._body = bytearray()
+        #: bytes, not a bytearray: most connections never POST, and b"" is one shared
+        #: object (a bytearray each was 56 B of every idle WebSocket, issue 16).
+        self._body = b""
         #: A wrong password's answer waits (the limiter's delay): no request is read meanwhile.
         self._held = False
         self._timer: Timer | None = None
@@ -358,7 +368,7 @@ class WebDoor(Protocol):
                     self._refuse(framing)
                     return
                 self._request, self._body_size = event, 0
-                self._body.clear()
+                self._body = b""
                 self.active = True
             elif kind is h11.Data:
                 assert isinstance(event, h11.Data)
@@ -454,7 +464,7 @@ class WebDoor(Protocol):
             self._finish(json_reply(200, {"account": None},
                                     headers=[("Set-Cookie", clear_cookie(secure=secure))]))
             return
-        given = credentials(bytes(self._body))
+        given = credentials(self._body)
         if isinstance(given, str):
             self._finish(json_reply(400, {"error": given}))
             return
@@ -583,13 +593,27 @@ class WebDoor(Protocol):
         # And what only accept() reads: the Origin list, the subprotocols, and the
         # chooser bound to this protocol (~300 B).
         ws.origins = ws.available_subprotocols = None
-        vars(ws).pop("select_subprotocol", None)
+        # del, not vars(ws).pop(): vars() makes the instance's dict an object of its
+        # own (64 B), where del only drops the bound method (64 B).
+        with contextlib.suppress(AttributeError):  # set by ServerProtocol when given
+            del ws.select_subprotocol
+        ws.id = _NO_ID
+        ws.origin = None  # the handshake's Origin header, checked: ~60 B
+        if not ws.extensions:  # none negotiated: the one empty tuple, not a list each
+            ws.extensions = cast(list[Extension], ())
+        # websockets' handshake parser (ServerProtocol.parse) stays suspended for the
+        # connection's life only to delegate to the frame parser (Protocol.parse),
+        # its frame holding the parsed Request: run the frame parser in its place
+        # (~0.5 KiB of every idle WebSocket, issue 16). Its reader holds nothing yet:
+        # the bytes after the handshake are fed below.
+        if ws.state is State.OPEN and ws.parser_exc is None:
+            ws.parser = WsProtocol.parse(ws)
+            next(ws.parser)
         self._live = not self._closing
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
         self._last_seen = now
-        self._ping_timer = self.clock.call_later(self.chat.settings.web_ping_interval,
-                                                 self._ping_check)
+        self._ping_timer = self.clock.call_later(self.chat.settings.web_ping_interval, self)
         if chosen == JSON_PROTOCOL:
             # A page whose login cookie is live arrives logged in (session.py);
             # the upgrade's Origin was checked above, so no other site can.
@@ -611,8 +635,7 @@ class WebDoor(Protocol):
             self._timer = self.clock.call_later(timeout, self.json.registration_expired)
 
     def _start_irc(self, *, binary: bool) -> None:
-        irc = IrcDoor(self.chat)
-        irc.websocket = True
+        irc = WebSocketIrcDoor(self.chat)
         irc.clock = self.clock
         irc.wake = self.wake
         self.irc, self.binary = irc, binary
@@ -740,6 +763,11 @@ class WebDoor(Protocol):
         if ws.close_expected() or ws.state is State.CLOSED:
             self.close()
 
+    def __call__(self) -> None:
+        """The keep-alive timer fired: the door itself is its callback, not a bound
+        method the timer holds (64 B of every idle client, issue 16)."""
+        self._ping_check()
+
     def _ping_check(self) -> None:
         """Ping a quiet client; close one that does not answer (docs/web-protocol.md).
 
@@ -766,25 +794,22 @@ class WebDoor(Protocol):
                 if reading:
                     log.debug("web: %s has not answered a ping for %.0f s, but is reading "
                               "its backlog", self.info.peer, waited)
-                    self._ping_timer = self.clock.call_later(settings.web_ping_timeout,
-                                                             self._ping_check)
+                    self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self)
                     return
                 log.debug("web: %s did not answer a ping", self.info.peer)
                 self._ws_close(GOING_AWAY, "ping timeout")
                 return
-            self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited,
-                                                     self._ping_check)
+            self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited, self)
             return
         quiet = now - self._last_seen
         if quiet < settings.web_ping_interval:
-            self._ping_timer = self.clock.call_later(settings.web_ping_interval - quiet,
-                                                     self._ping_check)
+            self._ping_timer = self.clock.call_later(settings.web_ping_interval - quiet, self)
             return
         self._ping_sent = now
         self._drained = False  # only a drain after the ping counts for it
         ws.send_ping(b"sockhub")
         self._ws_flush()
-        self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self._ping_check)
+        self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self)
 
     def _abandon(self) -> None:
         if self.ws is not None:

@@ -52,7 +52,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sockhub.codec.irc import (
@@ -104,6 +104,25 @@ class Registration:
     @property
     def complete(self) -> bool:
         return self.nick is not None and self.username is not None and not self.negotiating
+
+
+class _Over(Registration):
+    """Registration once it is over: one shared, read-only instance (:data:`REGISTRATION_OVER`).
+
+    A registered client's door reads the user, not this; an instance each was
+    80 B of every idle client (issue 16). Writing to it is a bug (it would reach
+    every client), so it refuses.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"registration is over: {name} may not change")
+
+
+REGISTRATION_OVER: Registration = object.__new__(_Over)
+for _field in fields(Registration):
+    object.__setattr__(REGISTRATION_OVER, _field.name, _field.default)
 
 
 #: A command handler: called with the door that owns the protocol and the message.
@@ -257,6 +276,7 @@ class IrcProtocol:
 
     def complete_registration(self) -> None:
         self.state = IrcState.REGISTERED
+        self.reg = REGISTRATION_OVER  # what it said is the user's now
 
     def close(self) -> None:
         """Quit or dropped: nothing queued is processed any more."""
