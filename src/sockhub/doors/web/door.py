@@ -58,6 +58,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
+try:  # websockets' C unmasking, as its own parser uses
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C speedups
+    from websockets.utils import apply_mask
+
 from sockhub.doors.api import ChatApi, LoginResult
 from sockhub.doors.irc import IrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
@@ -164,8 +169,9 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_last_seen", "_live",
-        "_paused", "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting",
+        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_inbox",
+        "_last_seen", "_live", "_paused", "_ping_sent", "_ping_timer", "_request", "_timer",
+        "_unanswered", "_waiting",
         "binary", "chat", "http", "irc", "json", "ws",
     )
 
@@ -193,6 +199,8 @@ class WebDoor(Protocol):
         self.irc: IrcDoor | None = None
         self.binary = False
         self._fragments: list[bytes] | None = None
+        #: The start of a frame not yet complete (_ws_receive): b"" between frames.
+        self._inbox = b""
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         #: Paused output drained (resume_writing) since the keep-alive last
@@ -621,17 +629,83 @@ class WebDoor(Protocol):
     # WebSocket frames ---------------------------------------------------------
 
     def _ws_receive(self, data: bytes) -> None:
+        """Split the client's bytes into frames: whole data frames are read here, the rest
+        (control frames, fragments, anything websockets must refuse) goes to websockets.
+
+        A complete, final, masked TEXT or BINARY frame with no RSV bit, of at
+        most ``FRAME_MAX`` bytes, outside a fragmented message, is every
+        frame of a busy chat, and websockets' generator parser cost more
+        than the rest of its message's path in the door (py-spy, issue 16:
+        ``Protocol.parse``/``Frame.parse``/``read_exact`` ~8% of the server at
+        N=10, cProfile ~20% of a message in the harness): such a frame is
+        unmasked here (RFC 6455 §5.2, §5.3) and websockets' state is the
+        same as if it had read it (``recv_frame`` keeps nothing for one).
+        Every other frame is handed to websockets whole (or, past the size
+        limit or badly formed, with all that follows: it fails the
+        connection as before), so its parser always starts at a frame
+        boundary. An incomplete frame waits in ``_inbox``.
+        """
         ws = self.ws
         assert ws is not None
-        ws.receive_data(data)
+        if self._inbox:
+            data, self._inbox = self._inbox + data, b""
+        size = len(data)
+        at = 0
+        now = -1.0
+        while at < size:
+            if self._closing:
+                break  # what follows is not read (as websockets' events were not)
+            if ws.state is not State.OPEN:  # closing: websockets discards the rest
+                ws.receive_data(data[at:] if at else data)
+                self._ws_events(ws)
+                break
+            if size - at < 2:
+                self._inbox = data[at:]
+                break
+            first, second = data[at], data[at + 1]
+            length = second & 0x7F
+            start = at + 6  # two bytes, then the masking key (a client always masks)
+            if length >= 126:
+                start = at + (8 if length == 126 else 14)
+                if size < start:
+                    self._inbox = data[at:]
+                    break
+                length = int.from_bytes(data[at + 2:start - 4], "big")
+            allowed = FRAME_MAX - (ws.current_size or 0)
+            if not second & 0x80 or first & 0x70 or length > allowed:
+                # Unmasked, an RSV bit, or too big: websockets refuses it (1002, 1009).
+                ws.receive_data(data[at:] if at else data)
+                self._ws_events(ws)
+                break
+            end = start + length
+            if end > size:
+                self._inbox = data[at:]
+                break
+            if (first == 0x81 or first == 0x82) and ws.current_size is None:
+                if now < 0:
+                    now = self.clock.time()
+                    self._last_seen, self._ping_sent = now, None  # alive
+                self._message(Opcode.TEXT if first == 0x81 else Opcode.BINARY,
+                              apply_mask(data[start:end], data[start - 4:start]), now)
+            else:  # a control frame, a fragment, a bad opcode: websockets' to judge
+                ws.receive_data(data[at:end])
+                self._ws_events(ws)
+            at = end
+        # A close frame or a protocol error moved websockets out of OPEN.
+        self._live = self._live and ws.state is State.OPEN
+        self._ws_flush()
+
+    def _ws_events(self, ws: ServerProtocol) -> None:
+        """The frames websockets parsed: control frames, fragments, and ones it refused."""
         for frame in ws.events_received():
             if not isinstance(frame, Frame):
                 continue
-            self._last_seen, self._ping_sent = self.clock.time(), None  # alive
+            now = self.clock.time()
+            self._last_seen, self._ping_sent = now, None  # alive
             opcode, data = frame.opcode, bytes(frame.data)
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    self._message(opcode, data)
+                    self._message(opcode, data, now)
                 else:
                     self._fragments = [opcode.value.to_bytes(1, "big"), data]
             elif opcode is Opcode.CONT and self._fragments is not None:
@@ -639,15 +713,12 @@ class WebDoor(Protocol):
                 if frame.fin:
                     first, *parts = self._fragments
                     self._fragments = None
-                    self._message(Opcode(first[0]), b"".join(parts))
+                    self._message(Opcode(first[0]), b"".join(parts), now)
             if self._closing or ws.state is not State.OPEN:
                 break
-        # A close frame or a protocol error moved websockets out of OPEN.
-        self._live = self._live and ws.state is State.OPEN
-        self._ws_flush()
 
-    def _message(self, opcode: Opcode, data: bytes) -> None:
-        """One complete message from the client."""
+    def _message(self, opcode: Opcode, data: bytes, now: float) -> None:
+        """One complete message from the client, received at ``now``."""
         self.active = True
         if self.irc is not None:
             self.irc.receive_data(data.rstrip(b"\r\n") + b"\r\n")
@@ -662,7 +733,7 @@ class WebDoor(Protocol):
         except UnicodeDecodeError:
             self._ws_close(INVALID_DATA, "text frames must be UTF-8")
             return
-        self.json.receive_text(text, self.clock.time())
+        self.json.receive_text(text, now)
 
     def _pump_irc(self) -> None:
         """Frame each line the hosted IRC door queued; close when it asked to."""
