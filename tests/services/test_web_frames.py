@@ -17,11 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from irc_support import ManualClock
-from sockhub.doors.web import WebDoor
-from sockhub.doors.web.chat_json import FRAME_MAX, loads
+from sockhub.doors.web import WebDoor, chat_json
+from sockhub.doors.web.chat_json import FRAME_MAX, dumps, event_object, loads, message_json
+from sockhub.doors.web.door import _frame, _frame_run
+from sockhub.hub import Message
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo
 from sockhub.services.chat import ChatService, ChatSettings
@@ -253,3 +256,75 @@ def test_loads_refuses_nesting_too_deep_as_json_loads_does():
         json.loads("[" * 100_000)
     with pytest.raises(RecursionError):
         loads("[" * 100_000)
+
+
+# What leaves: a run's frames, a message's JSON --------------------------------------------
+
+@pytest.mark.parametrize("sizes", [[0], [1, 125], [126, 127], [65535], [65536], [3, 200, 70000]])
+def test_a_runs_frames_are_each_texts_frame_joined(sizes):
+    # é is two bytes in UTF-8: each text is ``size`` bytes; a lone surrogate is replaced
+    texts = (*("é" * (size // 2) + "x" * (size % 2) for size in sizes), "\ud800 lone")
+    joined = b"".join(_frame(Opcode.TEXT, text.encode("utf-8", "replace")) for text in texts)
+    assert _frame_run(texts) == joined
+    frames = list(_parse_all(joined))
+    assert [f.data for f in frames] == [t.encode("utf-8", "replace") for t in texts]
+    assert all(f.fin and f.opcode is Opcode.TEXT for f in frames)
+
+
+def _parse_all(data: bytes):
+    """Server frames as websockets reads them (unmasked), one after another."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    while reader.buffer:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            while True:
+                next(parser)
+        except StopIteration as done:
+            yield done.value
+
+
+def test_message_json_keeps_apart_senders_that_differ_only_in_user_or_address(monkeypatch):
+    monkeypatch.setattr(chat_json, "_middles", {})
+    monkeypatch.setattr(chat_json, "MIDDLES_MAX", 2)
+    seen = []
+    for username, address in [("a", "10.0.0.1"), ("b", "10.0.0.1"), ("a", "10.0.0.2"),
+                              ("a", "10.0.0.1"), ("", "")]:
+        message = Message(room="#r", nick="ann", text="<i>x</i>", ts=1.5, id=3,
+                          username=username, address=address)
+        rendered = message_json(message)
+        assert rendered == dumps(event_object(message) or {})
+        seen.append(json.loads(rendered)["source"])
+        assert len(chat_json._middles) <= 2  # cleared when full
+    assert seen == ["ann!a@10.0.0.1", "ann!b@10.0.0.1", "ann!a@10.0.0.2", "ann!a@10.0.0.1",
+                    "ann!ann@unknown"]
+
+
+# A say's checks: plain ASCII passes at once, anything else field by field -----------------
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"text": "plain"}, ("plain", False)),
+    ({"text": "plain", "action": True}, ("plain", True)),
+    ({"text": "plain", "action": False}, ("plain", False)),
+    ({"text": "é中😀"}, ("é中😀", False)),
+    ({"text": "é", "action": True}, ("é", True)),
+    ({"text": "plain", "action": "yes"}, "action must be true or false"),
+    ({"text": "plain", "action": 1}, "action must be true or false"),
+    ({"text": 5}, "text must be a string"),
+    ({"text": "\ud800"}, "text must be Unicode text (no lone surrogates)"),
+    ({}, "text must be a string"),
+    ({"room": 5, "text": "x"}, "room must be a string"),
+])
+def test_say_checks_each_field_as_before(service, fields, expected):
+    clock = ManualClock()
+    alice = Browser(service, clock, "alice")
+    message = {"type": "say", "room": "#r", **fields}
+    alice.client.send_text(json.dumps(message).encode())
+    alice.door.receive_data(alice.queued())
+    [answer] = [json.loads(f.data) for f in alice.frames() if f.opcode is Opcode.TEXT]
+    if isinstance(expected, str):
+        assert answer["type"] == "error" and answer["code"] == "bad_field"
+        assert answer["message"] == expected
+    else:
+        assert answer["type"] == "message" and (answer["text"], answer["action"]) == expected

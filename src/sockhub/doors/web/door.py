@@ -47,6 +47,7 @@ drop (``write_timeout``, ``write_buffer_max``).
 from __future__ import annotations
 
 import logging
+import struct
 import sys
 from collections.abc import Sequence
 
@@ -888,10 +889,36 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
+#: A final text frame's first two bytes for each payload size under 126 (RFC 6455 §5.2).
+_TEXT_HEADS = [bytes((0x81, size)) for size in range(126)]
+#: The header of a final text frame with a 16-bit payload length (a room message's usual size).
+_text_head16 = struct.Struct("!BBH").pack
+
+
 def _frame_run(texts: tuple[str, ...]) -> bytes:
-    """One text frame per text, joined; remembered for the next call with the same tuple."""
+    """One text frame per text, joined; remembered for the next call with the same tuple.
+
+    ``_frame(Opcode.TEXT, ...)`` per text, inlined: a header and the payload
+    joined once, not each frame built then joined (its enum and call: about a
+    third of the run's framing, cProfile); a test holds the two equal.
+    """
     global _framed_run_source, _framed_run
-    _framed_run = b"".join([_frame(Opcode.TEXT, _utf8(text)) for text in texts])
+    parts: list[bytes] = []
+    add = parts.append
+    for text in texts:
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+            data = text.encode("utf-8", "replace")
+        size = len(data)
+        if size < 126:
+            add(_TEXT_HEADS[size])
+        elif size < 0x10000:
+            add(_text_head16(0x81, 126, size))
+        else:
+            add(b"\x81\x7f" + size.to_bytes(8, "big"))
+        add(data)
+    _framed_run = b"".join(parts)
     _framed_run_source = texts
     return _framed_run
 
