@@ -328,3 +328,20 @@ def test_say_checks_each_field_as_before(service, fields, expected):
         assert answer["message"] == expected
     else:
         assert answer["type"] == "message" and (answer["text"], answer["action"]) == expected
+
+
+@pytest.mark.parametrize("ts", [
+    0.0, -0.0, 0.0004, 0.0005, 0.0006, 0.0625, -0.0625, 2.675, 1e-7, 123.0, 1764541234.1235,
+    1764541234.0, 999999999999.9995, -999999999999.9995, 1e12, -1e12, 1e15 + 0.5, 5, -7,
+])
+def test_message_json_writes_the_timestamp_as_dumps_does(ts):
+    message = Message(room="#r", nick="ann", text="x", ts=ts, id=1)
+    assert message_json(message) == dumps(event_object(message) or {})
+
+
+@settings(max_examples=300)
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-2e12, max_value=2e12)
+       | st.integers(-2**40, 2**40).map(lambda n: n / 8000))
+def test_message_json_timestamps_agree_with_dumps_at_any_value(ts):
+    message = Message(room="#r", nick="ann", text="x", ts=ts, id=1)
+    assert message_json(message) == dumps(event_object(message) or {})

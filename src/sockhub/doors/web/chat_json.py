@@ -173,9 +173,20 @@ def message_json(message: Message) -> str:
     holds the two equal for any field values). A timestamp that is not
     finite has no JSON: ``dumps`` refuses it, as before.
     """
-    ts = _ts(message.ts)
-    if not math.isfinite(ts):
-        return dumps({"type": "message", **message_fields(message)})
+    ts = message.ts
+    if type(ts) is float and -1e12 < ts < 1e12:
+        # repr(round(ts, 3)) from one format: both round the exact binary value
+        # to 3 decimals (half to even), and a decimal of at most 15 significant
+        # digits is the shortest repr of its double (DBL_DIG), trailing zeros
+        # aside. Half the cost of round() and repr() (py-spy: _ts ~2% at N=10).
+        stamp = f"{ts:.3f}".rstrip("0")
+        if stamp[-1] == ".":
+            stamp += "0"
+    else:
+        rounded = _ts(ts)
+        if not math.isfinite(rounded):
+            return dumps({"type": "message", **message_fields(message)})
+        stamp = repr(rounded)
     ident = "null" if message.id is None else repr(message.id)
     key = (message.room, message.nick, message.username, message.address)
     middle = _middles.get(key)
@@ -188,7 +199,7 @@ def message_json(message: Message) -> str:
             '"text":')
     return (f'{{"type":"message","id":{ident}{middle}{_string(message.text)},'
             f'"action":{"true" if message.action else "false"},'
-            f'"notice":{"true" if message.notice else "false"},"ts":{ts!r}}}')
+            f'"notice":{"true" if message.notice else "false"},"ts":{stamp}}}')
 
 
 def message_fields(message: Message) -> JsonObject:
