@@ -26,7 +26,7 @@ from sockhub.doors.web.chat_json import FRAME_MAX, dumps, event_object, loads, m
 from sockhub.doors.web.door import _frame, _frame_run
 from sockhub.hub import Message
 from sockhub.limits import Limits
-from sockhub.protocols.base import ConnectionInfo
+from sockhub.protocols.base import ConnectionInfo, Protocol
 from sockhub.services.chat import ChatService, ChatSettings
 
 
@@ -45,6 +45,7 @@ class Browser:
         self.door = door = WebDoor(service)
         door.clock = clock
         door.wake = lambda: None
+        self.wakes = 0
         door.connection_made(ConnectionInfo(peer="127.0.0.1:5555", local="test",
                                             transport="tcp"))
         self.client = ClientProtocol(parse_uri("ws://test/ws"),
@@ -345,3 +346,94 @@ def test_message_json_writes_the_timestamp_as_dumps_does(ts):
 def test_message_json_timestamps_agree_with_dumps_at_any_value(ts):
     message = Message(room="#r", nick="ann", text="x", ts=ts, id=1)
     assert message_json(message) == dumps(event_object(message) or {})
+
+
+# IRC over WebSocket: its lines framed as queued, so the door keeps Protocol's output -------
+
+def test_the_web_door_keeps_protocols_output_queue_for_the_engines_inlined_flush():
+    # engine/connection.py: plain_output needs both; overriding either costs every
+    # browser the engine's slower flush (issue 16).
+    assert WebDoor.data_to_send is Protocol.data_to_send
+    assert WebDoor.close_expected is Protocol.close_expected
+
+
+def _irc(service: ChatService, clock: ManualClock, nick: str | None = None) -> Browser:
+    irc = Browser(service, clock, "", subprotocol="text.ircv3.net")
+    irc.wakes = 0
+
+    def woken() -> None:
+        irc.wakes += 1
+    irc.door.wake = woken
+    assert irc.door.irc is not None
+    irc.door.irc.wake = woken  # as the engine's, bound before the upgrade
+    if nick is not None:
+        data = b""
+        for line in (f"NICK {nick}", f"USER {nick} 0 * :{nick}", "JOIN #r"):
+            irc.client.send_text(line.encode())
+            data += irc.queued()
+        irc.door.receive_data(data)
+        irc.frames()
+        irc.wakes = 0
+    return irc
+
+
+def test_an_irc_client_closed_by_a_timer_gets_its_error_then_a_close(tmp_path):
+    chat = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=None,
+                                    registration_timeout=5), Limits())
+    try:
+        clock = ManualClock()
+        irc = _irc(chat, clock)
+        irc.client.send_text(b"NICK slow")
+        irc.door.receive_data(irc.queued())
+        irc.frames()
+        clock.advance(6)  # no USER in time: the IRC door drops it from its timer
+        frames = irc.frames()
+        assert [f.opcode for f in frames][-2:] == [Opcode.TEXT, Opcode.CLOSE]
+        assert frames[-2].data.startswith(b"ERROR ")
+        assert b"Registration timed out" in frames[-2].data
+        assert int.from_bytes(frames[-1].data[:2], "big") == 1000
+        assert irc.door.close_expected()
+    finally:
+        chat.close()
+
+
+def test_an_irc_client_killed_by_the_service_gets_its_error_then_a_close(service):
+    clock = ManualClock()
+    irc = _irc(service, clock, "ann")
+    assert irc.door.irc is not None
+    irc.door.irc.disconnect("Killed (oper (bye))")  # as the service does, outside any call
+    assert irc.wakes >= 1
+    clock.advance(0)  # the end of the call: the close follows what was said
+    frames = irc.frames()
+    assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert frames[0].data.startswith(b"ERROR ") and b"Killed" in frames[0].data
+    assert irc.door.close_expected()
+    assert irc.door.data_to_send() == []  # nothing after the close frame
+
+
+def test_room_messages_reach_an_irc_client_framed_with_one_wake_a_turn(service):
+    clock = ManualClock()
+    irc = _irc(service, clock, "ann")
+    alice = Browser(service, clock, "alice")
+    irc.frames()  # alice's join
+    irc.wakes = 0
+    alice.door.receive_data(alice.say_bytes(_say("one")))
+    assert irc.wakes == 1
+    alice.door.receive_data(alice.say_bytes(_say("two")))  # not yet written: no new wake
+    assert irc.wakes == 1
+    lines = [f.data for f in irc.frames()]
+    assert [line.rsplit(b" :", 1)[-1] for line in lines] == [b"one", b"two"]
+    assert all(b"\r\n" not in line for line in lines)
+    alice.door.receive_data(alice.say_bytes(_say("three")))  # written: the next wakes again
+    assert irc.wakes == 2
+
+
+def test_an_irc_quit_gets_its_error_then_a_close_in_the_same_read(service):
+    clock = ManualClock()
+    irc = _irc(service, clock, "ann")
+    irc.client.send_text(b"QUIT :done")
+    irc.door.receive_data(irc.queued())
+    frames = irc.frames()
+    assert [f.opcode for f in frames][-2:] == [Opcode.TEXT, Opcode.CLOSE]
+    assert frames[-2].data.startswith(b"ERROR ")
+    assert irc.door.close_expected()
