@@ -19,16 +19,22 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
 * **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
   ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
   handshake and the ``Origin`` (the page's own host, or ``--web-origin``)
-  and answers 101 or an error. From then on every byte goes to it, and
-  each complete message goes to the language the client chose with
-  ``Sec-WebSocket-Protocol``:
+  and answers 101 or an error. From then on the door cuts the bytes into
+  frames (:meth:`WebDoor._ws_receive`): a whole unfragmented data frame,
+  every frame of a busy chat, is unmasked here; every other frame (control
+  frames, fragments, anything to refuse) goes to websockets whole, so its
+  state and its answers (pongs, the close handshake, 1002, 1009) are what
+  they were. Each complete message goes to the language the client chose
+  with ``Sec-WebSocket-Protocol``:
 
   - ``sockhub.v1`` or none: :class:`~sockhub.doors.web.chat_json.JsonChat`;
   - ``text.ircv3.net`` / ``binary.ircv3.net``: an
     :class:`~sockhub.doors.irc.IrcDoor`, hosted here: each frame is fed
     to it as one CRLF-terminated line, and each line it queues leaves as
-    one frame (IRCv3 WebSocket). It shares this door's clock and wake-up,
-    so its timers, flood control and hub deliveries work as on port 6667.
+    one frame (IRCv3 WebSocket), framed as it is queued (:class:`_IrcFrames`:
+    this door keeps Protocol's own output queue, which the engine flushes
+    inline). It shares this door's clock and wake-up, so its timers, flood
+    control and hub deliveries work as on port 6667.
 
 Outgoing frames are built here (no extension is negotiated, so a server
 frame is the same bytes for every client): a hub event rendered once is
