@@ -437,3 +437,35 @@ def test_an_irc_quit_gets_its_error_then_a_close_in_the_same_read(service):
     assert [f.opcode for f in frames][-2:] == [Opcode.TEXT, Opcode.CLOSE]
     assert frames[-2].data.startswith(b"ERROR ")
     assert irc.door.close_expected()
+
+
+def test_a_big_frame_sent_a_byte_at_a_time_is_gathered_in_one_buffer(service):
+    # Gathered in place and read once whole: linear in the frame's size, not quadratic.
+    clock = ManualClock()
+    alice, bob = Browser(service, clock, "alice"), Browser(service, clock, "bob")
+    text = "y" * 3000
+    body = json.dumps(_say(text)).encode()
+    alice.client.send_text(body[:-1] + b" " * (FRAME_MAX - len(body)) + b"}")  # 16 KiB
+    data = alice.queued()
+    alice.door.receive_data(data[:1])
+    alice.door.receive_data(data[1:2])
+    buffer = alice.door._inbox
+    assert isinstance(buffer, bytearray)
+    for at in range(2, len(data) - 1):
+        alice.door.receive_data(data[at:at + 1])
+        assert alice.door._inbox is buffer
+    assert bob.texts() == []
+    alice.door.receive_data(data[-1:])
+    assert bob.texts() == [text] and not alice.door._inbox
+
+
+@pytest.mark.parametrize("bad", [
+    bytes((0x81, 0x05)) + b"hello",  # unmasked
+    bytes((0x81, 0xFF)) + (FRAME_MAX + 1).to_bytes(8, "big") + b"mask",  # over the limit
+])
+def test_a_bad_header_after_a_partial_read_is_refused_at_once(service, bad):
+    clock = ManualClock()
+    alice = Browser(service, clock, "alice")
+    alice.door.receive_data(bad[:1])
+    alice.door.receive_data(bad[1:])
+    assert _closed_with(alice) in (1002, 1009)

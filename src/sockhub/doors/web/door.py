@@ -260,7 +260,7 @@ class WebDoor(Protocol):
         self.binary = False
         self._fragments: list[bytes] | None = None
         #: The start of a frame not yet complete (_ws_receive): b"" between frames.
-        self._inbox = b""
+        self._inbox: bytes | bytearray = b""
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         #: Paused output drained (resume_writing) since the keep-alive last
@@ -705,8 +705,15 @@ class WebDoor(Protocol):
         """
         ws = self.ws
         assert ws is not None
-        if self._inbox:
-            data, self._inbox = self._inbox + data, b""
+        inbox = self._inbox
+        if inbox:
+            # Grown in place, and read again only once the frame is whole: a client
+            # that sends a big frame a byte at a time costs linear time, not quadratic.
+            assert isinstance(inbox, bytearray)
+            inbox += data
+            if len(inbox) < _frame_end(inbox):
+                return
+            data, self._inbox = bytes(inbox), b""
         size = len(data)
         at = 0
         now = -1.0
@@ -721,7 +728,7 @@ class WebDoor(Protocol):
                 self._ws_events(ws)
                 break
             if size - at < 2:
-                self._inbox = data[at:]
+                self._inbox = bytearray(data[at:])
                 break
             first, second = data[at], data[at + 1]
             length = second & 0x7F
@@ -729,7 +736,7 @@ class WebDoor(Protocol):
             if length >= 126:
                 start = at + (8 if length == 126 else 14)
                 if size < start:
-                    self._inbox = data[at:]
+                    self._inbox = bytearray(data[at:])
                     break
                 length = int.from_bytes(data[at + 2:start - 4], "big")
             allowed = FRAME_MAX - (ws.current_size or 0)
@@ -740,7 +747,7 @@ class WebDoor(Protocol):
                 break
             end = start + length
             if end > size:
-                self._inbox = data[at:]
+                self._inbox = bytearray(data[at:])
                 break
             if (first == 0x81 or first == 0x82) and ws.current_size is None:
                 if now < 0:
@@ -924,6 +931,25 @@ class WebDoor(Protocol):
         else:
             self._send_reply(text_reply(500, close=True))
             self.close()
+
+
+def _frame_end(head: bytearray) -> int:
+    """Where the client frame that ``head`` begins ends, as far as its header tells (RFC 6455
+    §5.2); 0 (read it now) for a header that says it is no frame to wait for: unmasked,
+    an RSV bit, or over ``FRAME_MAX`` (``_ws_receive`` hands it to websockets to refuse)."""
+    if len(head) < 2:
+        return 2
+    second = head[1]
+    if not second & 0x80 or head[0] & 0x70:
+        return 0
+    length = second & 0x7F
+    if length < 126:
+        return 6 + length
+    start = 8 if length == 126 else 14
+    if len(head) < start:
+        return start
+    length = int.from_bytes(head[2:start - 4], "big")
+    return start + length if length <= FRAME_MAX else 0
 
 
 #: The door's one cache, shared by every connection: the last output framed and
