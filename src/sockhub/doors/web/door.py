@@ -19,16 +19,22 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
 * **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
   ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
   handshake and the ``Origin`` (the page's own host, or ``--web-origin``)
-  and answers 101 or an error. From then on every byte goes to it, and
-  each complete message goes to the language the client chose with
-  ``Sec-WebSocket-Protocol``:
+  and answers 101 or an error. From then on the door cuts the bytes into
+  frames (:meth:`WebDoor._ws_receive`): a whole unfragmented data frame,
+  every frame of a busy chat, is unmasked here; every other frame (control
+  frames, fragments, anything to refuse) goes to websockets whole, so its
+  state and its answers (pongs, the close handshake, 1002, 1009) are what
+  they were. Each complete message goes to the language the client chose
+  with ``Sec-WebSocket-Protocol``:
 
   - ``sockhub.v1`` or none: :class:`~sockhub.doors.web.chat_json.JsonChat`;
   - ``text.ircv3.net`` / ``binary.ircv3.net``: an
     :class:`~sockhub.doors.irc.IrcDoor`, hosted here: each frame is fed
     to it as one CRLF-terminated line, and each line it queues leaves as
-    one frame (IRCv3 WebSocket). It shares this door's clock and wake-up,
-    so its timers, flood control and hub deliveries work as on port 6667.
+    one frame (IRCv3 WebSocket), framed as it is queued (:class:`_IrcFrames`:
+    this door keeps Protocol's own output queue, which the engine flushes
+    inline). It shares this door's clock and wake-up, so its timers, flood
+    control and hub deliveries work as on port 6667.
 
 Outgoing frames are built here (no extension is negotiated, so a server
 frame is the same bytes for every client): a hub event rendered once is
@@ -48,9 +54,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import cast
 
 import h11
@@ -62,6 +69,11 @@ from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
+
+try:  # websockets' C unmasking, as its own parser uses
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C speedups
+    from websockets.utils import apply_mask
 
 from sockhub.doors.api import ChatApi, LoginResult
 from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
@@ -99,6 +111,8 @@ JSON_PROTOCOL = "sockhub.v1"
 IRC_TEXT = "text.ircv3.net"
 IRC_BINARY = "binary.ircv3.net"
 SUBPROTOCOLS = (JSON_PROTOCOL, IRC_TEXT, IRC_BINARY)
+
+_TEXT, _BINARY = Opcode.TEXT, Opcode.BINARY
 
 #: WebSocket close codes (RFC 6455 §7.4.1).
 GOING_AWAY = 1001
@@ -138,6 +152,57 @@ def _frame(opcode: Opcode, data: bytes) -> bytes:
     return bytes((first, 127)) + size.to_bytes(8, "big") + data
 
 
+class _HostedIrc(WebSocketIrcDoor):
+    """The IRC door a WebSocket hosts (IRCv3 WebSocket): it tells its host when it closes."""
+
+    __slots__ = ("web",)
+
+    web: WebDoor
+
+    def close(self) -> None:
+        closing = self._closing
+        super().close()
+        if not closing:
+            self.web._irc_closing()
+
+
+class _IrcFrames(list[bytes]):
+    """The hosted IRC door's output queue: each chunk it queues leaves as frames at once.
+
+    Its lines become frames in the web door's own queue (one a line; a hub
+    event's line, the same bytes for every IRC client, framed once), so the
+    web door keeps Protocol's output queue and the engine its inlined flush
+    for every web client (issue 16: overriding ``data_to_send`` for this cost
+    every JSON browser the engine's slower ``flush``, py-spy N=100:
+    ``WebDoor.data_to_send`` 4.1% own, ``StreamConnection.flush`` ~4% beside
+    the write). Nothing is kept here. Its length is the chunks queued since the
+    host's queue was last taken, as the IRC door's own queue would count
+    them: the IRC door wakes the engine on the first (``len(out) == 1``).
+    """
+
+    __slots__ = ("host", "queued")
+
+    def __init__(self, host: WebDoor) -> None:
+        super().__init__()
+        self.host = host
+        self.queued = 0
+
+    def append(self, chunk: bytes, /) -> None:
+        host = self.host
+        if not host._live:  # closing, or closed: nothing more leaves (as websockets would)
+            return
+        out = host._outgoing
+        self.queued = self.queued + 1 if out else 1
+        out.extend(_frames(chunk, _BINARY if host.binary else _TEXT))
+
+    def extend(self, chunks: Iterable[bytes], /) -> None:
+        for chunk in chunks:
+            self.append(chunk)
+
+    def __len__(self) -> int:
+        return self.queued if self.host._outgoing else 0
+
+
 class _SharedEmptyHeaders(Headers):
     """Empty headers that refuse to be written: one object shared by every connection,
     so a write (by us or by websockets) must fail there, never reach the others."""
@@ -172,8 +237,9 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_last_seen", "_live",
-        "_paused", "_ping_sent", "_ping_timer", "_request", "_timer", "_unanswered", "_waiting",
+        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_inbox",
+        "_last_seen", "_live", "_paused", "_ping_sent", "_ping_timer", "_request", "_timer",
+        "_unanswered", "_waiting",
         "binary", "chat", "http", "irc", "json", "ws",
     )
 
@@ -203,6 +269,8 @@ class WebDoor(Protocol):
         self.irc: IrcDoor | None = None
         self.binary = False
         self._fragments: list[bytes] | None = None
+        #: The start of a frame not yet complete (_ws_receive): b"" between frames.
+        self._inbox: bytes | bytearray = b""
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         #: Paused output drained (resume_writing) since the keep-alive last
@@ -288,11 +356,6 @@ class WebDoor(Protocol):
         if self._backlog is not None:
             self._backlog.cancel()
         self._continue_http()
-
-    def data_to_send(self) -> list[bytes]:
-        if self.irc is not None:  # what the hosted IRC door queued, framed
-            self._pump_irc()
-        return super().data_to_send()
 
     # HTTP -------------------------------------------------------------------
 
@@ -635,7 +698,10 @@ class WebDoor(Protocol):
             self._timer = self.clock.call_later(timeout, self.json.registration_expired)
 
     def _start_irc(self, *, binary: bool) -> None:
-        irc = WebSocketIrcDoor(self.chat)
+        irc = _HostedIrc(self.chat)
+        irc.web = self
+        # Framed as it is queued (_IrcFrames): this door keeps Protocol's own output.
+        irc._outgoing = _IrcFrames(self)
         irc.clock = self.clock
         irc.wake = self.wake
         self.irc, self.binary = irc, binary
@@ -644,17 +710,94 @@ class WebDoor(Protocol):
     # WebSocket frames ---------------------------------------------------------
 
     def _ws_receive(self, data: bytes) -> None:
+        """Split the client's bytes into frames: whole data frames are read here, the rest
+        (control frames, fragments, anything websockets must refuse) goes to websockets.
+
+        A complete, final, masked TEXT or BINARY frame with no RSV bit, of at
+        most ``FRAME_MAX`` bytes, outside a fragmented message, is every
+        frame of a busy chat, and websockets' generator parser cost more
+        than the rest of its message's path in the door (py-spy, issue 16:
+        ``Protocol.parse``/``Frame.parse``/``read_exact`` ~8% of the server at
+        N=10, cProfile ~20% of a message in the harness): such a frame is
+        unmasked here (RFC 6455 §5.2, §5.3) and websockets' state is the
+        same as if it had read it (``recv_frame`` keeps nothing for one).
+        Every other frame is handed to websockets whole (or, past the size
+        limit or badly formed, with all that follows: it fails the
+        connection as before), so its parser always starts at a frame
+        boundary. An incomplete frame waits in ``_inbox``.
+        """
         ws = self.ws
         assert ws is not None
-        ws.receive_data(data)
+        inbox = self._inbox
+        if inbox:
+            # Grown in place, and read again only once the frame is whole: a client
+            # that sends a big frame a byte at a time costs linear time, not quadratic.
+            assert isinstance(inbox, bytearray)
+            inbox += data
+            if len(inbox) < _frame_end(inbox):
+                return
+            data, self._inbox = bytes(inbox), b""
+        size = len(data)
+        at = 0
+        now = -1.0
+        # websockets' state changes only as it reads a frame (below) or as we close,
+        # which sets _closing: read once, not per frame (a property; py-spy ~3% at N=10).
+        open_ = ws.state is State.OPEN
+        while at < size:
+            if self._closing:
+                break  # what follows is not read (as websockets' events were not)
+            if not open_:  # closing: websockets discards the rest
+                ws.receive_data(data[at:] if at else data)
+                self._ws_events(ws)
+                break
+            if size - at < 2:
+                self._inbox = bytearray(data[at:])
+                break
+            first, second = data[at], data[at + 1]
+            length = second & 0x7F
+            start = at + 6  # two bytes, then the masking key (a client always masks)
+            if length >= 126:
+                start = at + (8 if length == 126 else 14)
+                if size < start:
+                    self._inbox = bytearray(data[at:])
+                    break
+                length = int.from_bytes(data[at + 2:start - 4], "big")
+            allowed = FRAME_MAX - (ws.current_size or 0)
+            if not second & 0x80 or first & 0x70 or length > allowed:
+                # Unmasked, an RSV bit, or too big: websockets refuses it (1002, 1009).
+                ws.receive_data(data[at:] if at else data)
+                self._ws_events(ws)
+                break
+            end = start + length
+            if end > size:
+                self._inbox = bytearray(data[at:])
+                break
+            if (first == 0x81 or first == 0x82) and ws.current_size is None:
+                if now < 0:
+                    now = self.clock.time()
+                    self._last_seen, self._ping_sent = now, None  # alive
+                self._message(_TEXT if first == 0x81 else _BINARY,
+                              apply_mask(data[start:end], data[start - 4:start]), now)
+            else:  # a control frame, a fragment, a bad opcode: websockets' to judge
+                ws.receive_data(data[at:end])
+                self._ws_events(ws)
+                open_ = ws.state is State.OPEN
+            at = end
+        # A close frame or a protocol error moved websockets out of OPEN.
+        self._live = self._live and ws.state is State.OPEN
+        self._ws_flush()
+
+    def _ws_events(self, ws: ServerProtocol) -> None:
+        """The frames websockets parsed: control frames, fragments, and ones it refused."""
         for frame in ws.events_received():
             if not isinstance(frame, Frame):
                 continue
-            self._last_seen, self._ping_sent = self.clock.time(), None  # alive
+            now = self.clock.time()
+            self._last_seen, self._ping_sent = now, None  # alive
             opcode, data = frame.opcode, bytes(frame.data)
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    self._message(opcode, data)
+                    self._message(opcode, data, now)
                 else:
                     self._fragments = [opcode.value.to_bytes(1, "big"), data]
             elif opcode is Opcode.CONT and self._fragments is not None:
@@ -662,15 +805,12 @@ class WebDoor(Protocol):
                 if frame.fin:
                     first, *parts = self._fragments
                     self._fragments = None
-                    self._message(Opcode(first[0]), b"".join(parts))
+                    self._message(Opcode(first[0]), b"".join(parts), now)
             if self._closing or ws.state is not State.OPEN:
                 break
-        # A close frame or a protocol error moved websockets out of OPEN.
-        self._live = self._live and ws.state is State.OPEN
-        self._ws_flush()
 
-    def _message(self, opcode: Opcode, data: bytes) -> None:
-        """One complete message from the client."""
+    def _message(self, opcode: Opcode, data: bytes, now: float) -> None:
+        """One complete message from the client, received at ``now``."""
         self.active = True
         if self.irc is not None:
             self.irc.receive_data(data.rstrip(b"\r\n") + b"\r\n")
@@ -685,23 +825,22 @@ class WebDoor(Protocol):
         except UnicodeDecodeError:
             self._ws_close(INVALID_DATA, "text frames must be UTF-8")
             return
-        self.json.receive_text(text, self.clock.time())
+        self.json.receive_text(text, now)
 
     def _pump_irc(self) -> None:
-        """Frame each line the hosted IRC door queued; close when it asked to."""
+        """Close (1000) when the hosted IRC door asked to, after what it said: its lines are
+        already framed (:class:`_IrcFrames`)."""
         irc = self.irc
         assert irc is not None
-        ws = self.ws
-        if ws is None or ws.state is not State.OPEN:
-            irc.data_to_send()
-            return
-        opcode = Opcode.BINARY if self.binary else Opcode.TEXT
-        out = self._outgoing
-        for chunk in irc.data_to_send():
-            # A hub event's line is one bytes object for all its IRC clients: framed once.
-            out.extend(_frames(chunk, opcode))
         if irc.close_expected() and not self._closing:
             self._ws_close(NORMAL, "")
+
+    def _irc_closing(self) -> None:
+        """The hosted IRC door closed outside a call of ours (a timer, a hub event): the
+        WebSocket closes once that call is over, so a line queued after ``close`` (a QUIT's
+        ERROR) still goes first."""
+        if not self._closing:
+            self.clock.call_later(0, self._pump_irc)
 
     def send_text(self, text: str) -> None:
         """Queue one text frame (JsonPeer): an answer, written when the call returns."""
@@ -819,6 +958,25 @@ class WebDoor(Protocol):
             self.close()
 
 
+def _frame_end(head: bytearray) -> int:
+    """Where the client frame that ``head`` begins ends, as far as its header tells (RFC 6455
+    §5.2); 0 (read it now) for a header that says it is no frame to wait for: unmasked,
+    an RSV bit, or over ``FRAME_MAX`` (``_ws_receive`` hands it to websockets to refuse)."""
+    if len(head) < 2:
+        return 2
+    second = head[1]
+    if not second & 0x80 or head[0] & 0x70:
+        return 0
+    length = second & 0x7F
+    if length < 126:
+        return 6 + length
+    start = 8 if length == 126 else 14
+    if len(head) < start:
+        return start
+    length = int.from_bytes(head[2:start - 4], "big")
+    return start + length if length <= FRAME_MAX else 0
+
+
 #: The door's one cache, shared by every connection: the last output framed and
 #: its frames. A hub event's JSON text is one str for every browser it goes to
 #: (chat_json.py), the hosted IRC door's line one bytes object for every IRC
@@ -842,10 +1000,36 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
+#: A final text frame's first two bytes for each payload size under 126 (RFC 6455 §5.2).
+_TEXT_HEADS = [bytes((0x81, size)) for size in range(126)]
+#: The header of a final text frame with a 16-bit payload length (a room message's usual size).
+_text_head16 = struct.Struct("!BBH").pack
+
+
 def _frame_run(texts: tuple[str, ...]) -> bytes:
-    """One text frame per text, joined; remembered for the next call with the same tuple."""
+    """One text frame per text, joined; remembered for the next call with the same tuple.
+
+    ``_frame(Opcode.TEXT, ...)`` per text, inlined: a header and the payload
+    joined once, not each frame built then joined (its enum and call: about a
+    third of the run's framing, cProfile); a test holds the two equal.
+    """
     global _framed_run_source, _framed_run
-    _framed_run = b"".join([_frame(Opcode.TEXT, _utf8(text)) for text in texts])
+    parts: list[bytes] = []
+    add = parts.append
+    for text in texts:
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
+            data = text.encode("utf-8", "replace")
+        size = len(data)
+        if size < 126:
+            add(_TEXT_HEADS[size])
+        elif size < 0x10000:
+            add(_text_head16(0x81, 126, size))
+        else:
+            add(b"\x81\x7f" + size.to_bytes(8, "big"))
+        add(data)
+    _framed_run = b"".join(parts)
     _framed_run_source = texts
     return _framed_run
 
