@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import pytest
 import trustme
 
-from net import STEP, read_line, read_until_eof
-from sockhub.config import load_toml
-from sockhub.engine.server import Engine
+from net import STEP, read_line, read_until_eof, server_side
+from sockhub.config import ServiceConfig, load_toml
+from sockhub.engine import loops
+from sockhub.engine.server import Engine, make_servers
 from sockhub.errors import ConfigError
 from sockhub.services.registry import resolve
 
@@ -162,3 +164,34 @@ def test_bad_toml_configs_are_clear_errors(tmp_path, text, message):
     else:
         with pytest.raises(ConfigError, match=message):
             load_toml(path)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tcp_nodelay_is_on_for_every_loop_plain_or_tls(ca, tls_files, loop, tls):
+    """The engine leaves TCP_NODELAY to the loops (asking for the socket to set it made
+    uvloop keep a PseudoSocket per connection): both must set it, under TLS too."""
+    cert, key = tls_files
+
+    async def main() -> int:
+        extra = {"tls_cert": cert, "tls_key": key} if tls else {}
+        (server,), _ = make_servers(ServiceConfig(service="echo", port=0, **extra),
+                                    resolve("echo"))
+        await server.start()
+        context = None
+        if tls:
+            context = ssl.create_default_context()
+            ca.configure_trust(context)
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", server.ports[0], ssl=context,
+                server_hostname="localhost" if tls else None), STEP)
+            writer.write(b"x")
+            assert await asyncio.wait_for(reader.readexactly(1), STEP) == b"x"
+            sock = server_side(server, writer).transport.get_extra_info("socket")
+            writer.close()
+            return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        finally:
+            await server.shutdown()
+
+    assert loops.run(main(), loop) != 0

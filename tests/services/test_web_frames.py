@@ -41,9 +41,11 @@ class Browser:
     """One WebDoor and the websockets client protocol that speaks to it."""
 
     def __init__(self, service: ChatService, clock: ManualClock, nick: str,
-                 subprotocol: str | None = None) -> None:
+                 subprotocol: str | None = None, controls: object = None) -> None:
         self.door = door = WebDoor(service)
         door.clock = clock
+        if controls is not None:  # the engine's place: its connection
+            door.controls = controls  # type: ignore[assignment]
         door.wake = lambda: None
         self.wakes = 0
         door.connection_made(ConnectionInfo(peer="127.0.0.1:5555", local="test",
@@ -215,6 +217,101 @@ def test_irc_over_websocket_frames_are_read_here_too(service):
     lines = [f.data for f in irc.frames() if f.opcode is Opcode.TEXT]
     assert any(b" 001 ann " in line for line in lines)
     assert b" PONG " in lines[-1] and lines[-1].endswith(b":hello")
+
+
+def _registered_irc(service: ChatService, clock: ManualClock, nick: str,
+                    controls: object = None) -> Browser:
+    irc = Browser(service, clock, "", subprotocol="text.ircv3.net", controls=controls)
+    for line in (f"NICK {nick}".encode(), f"USER {nick} 0 * :{nick}".encode()):
+        irc.client.send_text(line)
+    irc.door.receive_data(irc.queued())
+    assert any(b" 001 " in f.data for f in irc.frames())
+    return irc
+
+
+def test_an_irc_text_frame_that_is_not_utf8_closes_with_1007(service):
+    """RFC 6455 §8.1 holds whatever speaks over the WebSocket: IRC's INVALID_UTF8 is for
+    binary frames (irctest sends non-UTF-8 as binary for that reason)."""
+    clock = ManualClock()
+    irc = _registered_irc(service, clock, "ann")
+    irc.client.send_text(b"PRIVMSG ann :caf\xe9")
+    irc.door.receive_data(irc.queued())
+    assert _closed_with(irc) == 1007
+
+
+def test_an_irc_binary_frame_that_is_not_utf8_gets_irc_s_own_refusal(service):
+    clock = ManualClock()
+    irc = _registered_irc(service, clock, "ann")
+    irc.client.send_binary(b"PRIVMSG ann :caf\xe9")
+    irc.client.send_text("PRIVMSG ann :caf\u00e9".encode())
+    irc.door.receive_data(irc.queued())
+    lines = [f.data for f in irc.frames()]
+    assert any(b"FAIL PRIVMSG INVALID_UTF8 " in line for line in lines)
+    assert not irc.door.close_expected()
+
+
+class Reading:
+    """The engine's connection as a protocol sees it: what set_reading was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[bool] = []
+
+    def set_reading(self, reading: bool, /) -> None:
+        self.asked.append(reading)
+
+
+def test_a_hosted_irc_door_s_hold_stops_reading_the_connection(service):
+    """A password check (hold) stops the engine reading, as on port 6667: the lines a
+    web IRC client pipelines meanwhile wait in the kernel, not in a queue that floods."""
+    clock = ManualClock()
+    reading = Reading()
+    irc = _registered_irc(service, clock, "ann", controls=reading)
+    assert reading.asked == [False, True]  # registration's own check held it, then let go
+    hosted = irc.door.irc
+    assert hosted is not None
+    resume = hosted.hold()
+    assert reading.asked[2:] == [False]
+    resume(lambda: None)
+    assert reading.asked[2:] == [False, True]
+
+
+#: Headers that declare a payload of 16,128 bytes (or more), none of which is sent.
+_BIG = (0xFE, 0x3F, 0x00, 1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("head", [
+    bytes((0x83, *_BIG)),  # a reserved opcode (RFC 6455 §5.2)
+    bytes((0xC1, *_BIG)),  # RSV1 with no extension (§5.2)
+    bytes((0x89, *_BIG)),  # a ping over 125 bytes (§5.5)
+    bytes((0x09, 0x85, 1, 2, 3, 4)),  # a fragmented ping (§5.5)
+    bytes((0x81, 0x7F, 0, 0, 0, 0, 0, 0, 0x3F, 0x00)),  # unmasked
+])
+@pytest.mark.parametrize("cut", [None, 1, 2, 3])
+def test_a_bad_frame_is_refused_from_its_header_without_its_payload(service, head, cut):
+    """1002 as soon as the first two bytes say so, however the header is cut: the door
+    neither waits for the payload nor hands websockets part of a frame."""
+    clock = ManualClock()
+    alice, bob = Browser(service, clock, "alice"), Browser(service, clock, "bob")
+    after = alice.say_bytes(_say("never read"))
+    pieces = [head] if cut is None else [head[:cut], head[cut:]]
+    for piece in pieces:
+        alice.door.receive_data(piece)
+    assert _closed_with(alice) == 1002
+    alice.door.receive_data(after)
+    assert bob.texts() == []
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5])
+def test_a_continuation_over_what_is_left_of_the_message_is_refused_from_its_header(service,
+                                                                                   cut):
+    clock = ManualClock()
+    alice = Browser(service, clock, "alice")
+    alice.client.send_text(b"x" * (FRAME_MAX - 10), fin=False)
+    alice.door.receive_data(alice.queued())
+    head = bytes((0x80, 0xFE, 0x00, 0x20, 1, 2, 3, 4))  # 32 bytes, none sent: over by 22
+    alice.door.receive_data(head[:cut])
+    alice.door.receive_data(head[cut:])
+    assert _closed_with(alice) == 1009
 
 
 # The JSON reader ----------------------------------------------------------------------------
@@ -459,13 +556,13 @@ def test_a_big_frame_sent_a_byte_at_a_time_is_gathered_in_one_buffer(service):
     assert bob.texts() == [text] and not alice.door._inbox
 
 
-@pytest.mark.parametrize("bad", [
-    bytes((0x81, 0x05)) + b"hello",  # unmasked
-    bytes((0x81, 0xFF)) + (FRAME_MAX + 1).to_bytes(8, "big") + b"mask",  # over the limit
+@pytest.mark.parametrize(("bad", "code"), [
+    (bytes((0x81, 0x05)) + b"hello", 1002),  # unmasked
+    (bytes((0x81, 0xFF)) + (FRAME_MAX + 1).to_bytes(8, "big") + b"mask", 1009),  # too big
 ])
-def test_a_bad_header_after_a_partial_read_is_refused_at_once(service, bad):
+def test_a_bad_header_after_a_partial_read_is_refused_at_once(service, bad, code):
     clock = ManualClock()
     alice = Browser(service, clock, "alice")
     alice.door.receive_data(bad[:1])
     alice.door.receive_data(bad[1:])
-    assert _closed_with(alice) in (1002, 1009)
+    assert _closed_with(alice) == code

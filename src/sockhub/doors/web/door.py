@@ -117,6 +117,7 @@ _TEXT, _BINARY = Opcode.TEXT, Opcode.BINARY
 #: WebSocket close codes (RFC 6455 §7.4.1).
 GOING_AWAY = 1001
 NORMAL = 1000
+PROTOCOL_ERROR = 1002
 INVALID_DATA = 1007
 
 
@@ -702,6 +703,8 @@ class WebDoor(Protocol):
         irc.web = self
         # Framed as it is queued (_IrcFrames): this door keeps Protocol's own output.
         irc._outgoing = _IrcFrames(self)
+        # Its back-pressure is this connection's: a password check (hold) stops reading.
+        irc.controls = self.controls
         irc.clock = self.clock
         irc.wake = self.wake
         self.irc, self.binary = irc, binary
@@ -722,9 +725,11 @@ class WebDoor(Protocol):
         unmasked here (RFC 6455 §5.2, §5.3) and websockets' state is the
         same as if it had read it (``recv_frame`` keeps nothing for one).
         Every other frame is handed to websockets whole (or, past the size
-        limit or badly formed, with all that follows: it fails the
-        connection as before), so its parser always starts at a frame
-        boundary. An incomplete frame waits in ``_inbox``.
+        limit, with all that follows: it fails the connection from the
+        header, 1009), so its parser always starts at a frame boundary; a
+        frame whose first two bytes are wrong (:func:`_refusal`) fails the
+        connection here (1002), as websockets would once it had read it
+        all. An incomplete frame waits in ``_inbox``.
         """
         ws = self.ws
         assert ws is not None
@@ -734,7 +739,7 @@ class WebDoor(Protocol):
             # that sends a big frame a byte at a time costs linear time, not quadratic.
             assert isinstance(inbox, bytearray)
             inbox += data
-            if len(inbox) < _frame_end(inbox):
+            if len(inbox) < _frame_end(inbox, FRAME_MAX - (ws.current_size or 0)):
                 return
             data, self._inbox = bytes(inbox), b""
         size = len(data)
@@ -754,6 +759,13 @@ class WebDoor(Protocol):
                 self._inbox = bytearray(data[at:])
                 break
             first, second = data[at], data[at + 1]
+            refusal = _refusal(first, second)
+            if refusal is not None:
+                # Refused from its first two bytes, as websockets' frame check would
+                # once it had read the whole frame (RFC 6455 §7.1.7: 1002, nothing
+                # read after it); websockets is never handed part of a frame.
+                ws.fail(PROTOCOL_ERROR, refusal)
+                break
             length = second & 0x7F
             start = at + 6  # two bytes, then the masking key (a client always masks)
             if length >= 126:
@@ -762,9 +774,8 @@ class WebDoor(Protocol):
                     self._inbox = bytearray(data[at:])
                     break
                 length = int.from_bytes(data[at + 2:start - 4], "big")
-            allowed = FRAME_MAX - (ws.current_size or 0)
-            if not second & 0x80 or first & 0x70 or length > allowed:
-                # Unmasked, an RSV bit, or too big: websockets refuses it (1002, 1009).
+            if length > FRAME_MAX - (ws.current_size or 0):
+                # Too big for what is left of the message: websockets refuses it (1009).
                 ws.receive_data(data[at:] if at else data)
                 self._ws_events(ws)
                 break
@@ -778,7 +789,7 @@ class WebDoor(Protocol):
                     self._last_seen, self._ping_sent = now, None  # alive
                 self._message(_TEXT if first == 0x81 else _BINARY,
                               apply_mask(data[start:end], data[start - 4:start]), now)
-            else:  # a control frame, a fragment, a bad opcode: websockets' to judge
+            else:  # a control frame or a fragment: websockets' to judge
                 ws.receive_data(data[at:end])
                 self._ws_events(ws)
                 open_ = ws.state is State.OPEN
@@ -813,6 +824,14 @@ class WebDoor(Protocol):
         """One complete message from the client, received at ``now``."""
         self.active = True
         if self.irc is not None:
+            # A text frame is UTF-8 whatever speaks over it (RFC 6455 §5.6, §8.1:
+            # fail the connection, 1007); IRC's own INVALID_UTF8 is for binary frames.
+            if opcode is Opcode.TEXT and not data.isascii():
+                try:
+                    data.decode()
+                except UnicodeDecodeError:
+                    self._ws_close(INVALID_DATA, "text frames must be UTF-8")
+                    return
             self.irc.receive_data(data.rstrip(b"\r\n") + b"\r\n")
             self._pump_irc()
             return
@@ -958,14 +977,41 @@ class WebDoor(Protocol):
             self.close()
 
 
-def _frame_end(head: bytearray) -> int:
+#: The opcodes RFC 6455 §5.2 defines: continuation, text, binary, close, ping, pong.
+_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
+
+
+def _refusal(first: int, second: int) -> str | None:
+    """Why a client frame's first two bytes already make it one to refuse (1002), if they do.
+
+    websockets' own words for each, which it says only once it has read the
+    whole frame (its ``Frame.check``) for all but the first two: the door
+    refuses at once rather than wait for a payload it would not read.
+    """
+    if not second & 0x80:
+        return "incorrect masking"  # a client masks every frame (RFC 6455 §5.1, §5.3)
+    opcode = first & 0x0F
+    if opcode not in _OPCODES:
+        return "invalid opcode"  # §5.2: reserved for further frames
+    if first & 0x70:
+        return "reserved bits must be 0"  # §5.2: no extension is negotiated
+    if opcode & 0x08:  # §5.5: a control frame
+        if not first & 0x80:
+            return "fragmented control frame"
+        if second & 0x7F > 125:
+            return "control frame too long"
+    return None
+
+
+def _frame_end(head: bytearray, budget: int) -> int:
     """Where the client frame that ``head`` begins ends, as far as its header tells (RFC 6455
-    §5.2); 0 (read it now) for a header that says it is no frame to wait for: unmasked,
-    an RSV bit, or over ``FRAME_MAX`` (``_ws_receive`` hands it to websockets to refuse)."""
+    §5.2); 0 (read it now) for a header that says it is no frame to wait for: one
+    :func:`_refusal` refuses, or longer than ``budget``, what is left of ``FRAME_MAX``
+    for the message (``_ws_receive`` hands it to websockets to refuse)."""
     if len(head) < 2:
         return 2
     second = head[1]
-    if not second & 0x80 or head[0] & 0x70:
+    if _refusal(head[0], second) is not None:
         return 0
     length = second & 0x7F
     if length < 126:
@@ -974,7 +1020,7 @@ def _frame_end(head: bytearray) -> int:
     if len(head) < start:
         return start
     length = int.from_bytes(head[2:start - 4], "big")
-    return start + length if length <= FRAME_MAX else 0
+    return start + length if length <= budget else 0
 
 
 #: The door's one cache, shared by every connection: the last output framed and
