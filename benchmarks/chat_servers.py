@@ -8,9 +8,11 @@ the same helpers. Imported, not run.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -110,6 +112,41 @@ def start_door(data_dir: str, cpus: set[int] | None, door: str) -> tuple[Server,
     listener = DOORS[door][1]
     opened = [] if listener == "chat" else [f"--{listener}-port", "0"]
     return start_sockhub(data_dir, cpus, listener=listener, extra=[*opened, *LIMITS_OFF])
+
+
+def load_beside_server() -> set[int] | None:
+    """Move this process (the load) to the second CPU; the first CPU, for the server.
+
+    None on a one-CPU machine (nothing pinned)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[1]})
+    return {cpus[0]}
+
+
+def hooked_chat_server(hook: str, stem: str, work: str, door: str,
+                       cpus: set[int] | None) -> Server:
+    """``sockhub serve chat`` (every door open, limits off) under ``python -c hook stem ...``:
+    a hook that writes a dump named from ``stem`` on each SIGUSR1 (chat_heap.py,
+    chat_tracemalloc.py). Wait for it with ``wait_listening``: the port is ``door``'s."""
+    argv = [sys.executable, "-c", hook, stem, "serve", "chat", "--host", HOST, "--port", "0",
+            "--data-dir", os.path.join(work, "db"), "--flood-rate", "none", "--loop", "uvloop",
+            "--irc-port", "0", "--web-port", "0", *LIMITS_OFF]
+    listening = SOCKHUB_LISTENING if door == "line" else re.compile(
+        rf"listening on 127\.0\.0\.1:(\d+) \({DOORS[door][1]}\)")
+    return Server("sockhub", argv, listening, cpus)
+
+
+def dump_hooked(server: Server, word: str, timeout: float) -> None:
+    """SIGUSR1 a :func:`hooked_chat_server` and wait for its hook's line containing ``word``."""
+    os.kill(server.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = server.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line is None or word in line:
+            return
+    raise RuntimeError(f"the server wrote no {word}")
 
 
 def start_ncat(max_conns: int, cpus: set[int] | None) -> tuple[Server, int]:

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import signal
 import sys
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Sequence
 
-from benchlib import Server
 from chat_servers import (
     HOST,
-    LIMITS_OFF,
-    SOCKHUB_LISTENING,
+    bench_mode,
+    dump_hooked,
+    hooked_chat_server,
+    load_beside_server,
     memory_kib,
     raise_fd_limit,
     wait_for_idle,
@@ -58,32 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the door the clients come through (default line)")
     args = parser.parse_args(argv)
     raise_fd_limit(args.clients + 1024)
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpus = {cpus[0]} if len(cpus) >= 2 else None
-    if len(cpus) >= 2:
-        os.sched_setaffinity(0, {cpus[1]})
+    server_cpus = load_beside_server()
     with tempfile.TemporaryDirectory(prefix="sockhub-chat-trace-") as work:
         stem = os.path.join(work, "snap")
-        argv_server = [sys.executable, "-c", TRACED, stem, "serve", "chat", "--host", HOST,
-                       "--port", "0", "--data-dir", os.path.join(work, "db"),
-                       "--flood-rate", "none", "--loop", "uvloop", "--irc-port", "0",
-                       "--web-port", "0", *LIMITS_OFF]
-        listening = SOCKHUB_LISTENING if args.door == "line" else re.compile(
-            rf"listening on 127\.0\.0\.1:(\d+) \({args.door}\)")
-        with Server("sockhub", argv_server, listening, server_cpus) as server:
+        with hooked_chat_server(TRACED, stem, work, args.door, server_cpus) as server:
             port = server.wait_listening()
             rss: list[int] = []
 
             def snapshot() -> None:
                 wait_for_idle(server.pid)
                 rss.append(memory_kib(server.pid))
-                os.kill(server.pid, signal.SIGUSR1)
-                deadline = time.monotonic() + SNAPSHOT_TIMEOUT
-                while time.monotonic() < deadline:
-                    line = server.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                    if line is None or "snapshot" in line:
-                        return
-                raise RuntimeError("the server wrote no snapshot")
+                dump_hooked(server, "snapshot", SNAPSHOT_TIMEOUT)
 
             def on_phase(phase: str) -> None:
                 if phase in ("connected", "ready"):
@@ -92,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server.stop()  # no departures to announce
 
             snapshot()
-            mode = {"line": "line", "irc": "irc", "web": "ws"}[args.door]
             result = bench_chat(HOST, port, clients=args.clients, senders=0, messages=0,
-                                mode=mode, room="#lobby", timeout=900, on_phase=on_phase)
+                                mode=bench_mode(args.door), room="#lobby", timeout=900,
+                                on_phase=on_phase)
         if result.errors:
             print(result.report())
             return 1
