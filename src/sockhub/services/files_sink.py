@@ -95,6 +95,8 @@ class UploadSink:
         self._held = False
         self._failed = False
         self._closed = False
+        #: After close(): resolved once both threads have handed back every job (pending 0).
+        self._released_all: asyncio.Future[None] | None = None
         #: Set on the loop, read by the thread: skip what is still queued.
         self._cancelled = False
         #: The first failed write's reason (the write thread's; nothing is written after it).
@@ -182,11 +184,14 @@ class UploadSink:
         return self._failed
 
     def close(self, *, discard: bool) -> asyncio.Future[None]:
-        """Close the file once the thread lets go of it; resolves when it is closed.
+        """Close the file once the thread lets go of it; resolves when it is closed
+        and both threads have handed back every job (``pending`` is 0 by then).
 
         ``discard`` drops what is still queued (a failed or refused upload);
         otherwise the queue is written first, so a client that vanished
-        mid-upload can resume from every byte that reached us.
+        mid-upload can resume from every byte that reached us. The hashing
+        thread may report after the writing one has closed the file: its
+        report is waited for too, so nothing is still counted as lent.
         """
         if not discard and self._pool is not None:
             self._seal()  # the bytes read into the current buffer are written too
@@ -199,16 +204,29 @@ class UploadSink:
         hash_pool, self._hash_pool = self._hash_pool, None
         if hash_pool is not None:
             hash_pool.shutdown(wait=False)  # what it still holds is skipped (discard) or hashed
+        done: asyncio.Future[None] = self._loop.create_future()
         if pool is None or self.pending == 0:  # the thread, if any, is idle
             if pool is not None:
                 pool.shutdown(wait=False)
             os.close(self.fd)
-            done: asyncio.Future[None] = self._loop.create_future()
             done.set_result(None)
             return done
         closed = asyncio.wrap_future(pool.submit(os.close, self.fd), loop=self._loop)
         pool.shutdown(wait=False)
-        return closed
+        released = self._released_all = self._loop.create_future()
+
+        def settle(_: object) -> None:
+            if done.done() or not (closed.done() and released.done()):
+                return
+            error = closed.exception()
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        closed.add_done_callback(settle)
+        released.add_done_callback(settle)
+        return done
 
     # Internals ------------------------------------------------------------------------
 
@@ -274,6 +292,9 @@ class UploadSink:
     def _released(self, buffer: bytearray | None, count: int, error: str | None = None) -> None:
         self.pending -= count
         if self._closed:
+            released = self._released_all
+            if not self.pending and released is not None and not released.done():
+                released.set_result(None)
             return
         if error is not None and not self._failed:
             self._fail(error)
