@@ -23,16 +23,13 @@ import tempfile
 from collections.abc import Sequence
 
 from chat_servers import (
-    HOST,
-    bench_mode,
     dump_hooked,
     hooked_chat_server,
+    idle_clients,
     load_beside_server,
     raise_fd_limit,
     wait_for_idle,
 )
-
-from sockhub.client.chatbench import bench_chat
 
 # Run sockhub with a hook writing the allocators' figures on each SIGUSR1.
 HOOKED = r"""
@@ -120,16 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_for_idle(server.pid)
                 dump_hooked(server, "dump", DUMP_TIMEOUT)
 
-            def on_phase(phase: str) -> None:
-                if phase == "ready":
-                    dump()
-                elif phase == "done":
-                    server.stop()  # no departures to announce
-
-            dump()
-            result = bench_chat(HOST, port, clients=args.clients, senders=0, messages=0,
-                                mode=bench_mode(args.door), room="#lobby", timeout=900,
-                                on_phase=on_phase)
+            result = idle_clients(server, port, args.door, args.clients, dump, ("ready",))
         if result.errors:
             print(result.report())
             return 1

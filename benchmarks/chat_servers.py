@@ -2,7 +2,7 @@
 
 Starting sockhub and ``ncat --chat`` pinned and bound to loopback, reading a
 process's memory and CPU, waiting for the machine or a server to go quiet.
-A module of its own because benchmarks/irc.py and chat_tracemalloc.py use
+A module of its own because benchmarks/irc.py, chat_heap.py and chat_tracemalloc.py use
 the same helpers. Imported, not run.
 """
 
@@ -16,11 +16,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import benchlib
 from benchlib import Server, machine_busy_seconds, process_cpu_seconds
+
+from sockhub.client.chatbench import ChatBenchResult, bench_chat
 
 HOST = "127.0.0.1"
 QUIET_WAIT = 120.0  # seconds to wait for the machine to idle before a run
@@ -147,6 +149,25 @@ def dump_hooked(server: Server, word: str, timeout: float) -> None:
         if line is None or word in line:
             return
     raise RuntimeError(f"the server wrote no {word}")
+
+
+def idle_clients(server: Server, port: int, door: str, clients: int,
+                 take: Callable[[], None], at: Sequence[str]) -> ChatBenchResult:
+    """``clients`` connect through ``door``, register and join ``#lobby``, and say nothing.
+
+    ``take()`` runs once before they come and at each bench phase in ``at``
+    (``connected``, ``ready``); the server stops once they are all in, so no
+    departures are announced (chat_heap.py, chat_tracemalloc.py).
+    """
+    def on_phase(phase: str) -> None:
+        if phase in at:
+            take()
+        elif phase == "done":
+            server.stop()
+
+    take()
+    return bench_chat(HOST, port, clients=clients, senders=0, messages=0,
+                      mode=bench_mode(door), room="#lobby", timeout=900, on_phase=on_phase)
 
 
 def start_ncat(max_conns: int, cpus: set[int] | None) -> tuple[Server, int]:

@@ -19,17 +19,14 @@ import tracemalloc
 from collections.abc import Sequence
 
 from chat_servers import (
-    HOST,
-    bench_mode,
     dump_hooked,
     hooked_chat_server,
+    idle_clients,
     load_beside_server,
     memory_kib,
     raise_fd_limit,
     wait_for_idle,
 )
-
-from sockhub.client.chatbench import bench_chat
 
 # Run sockhub with tracemalloc on, writing a snapshot on each SIGUSR1.
 TRACED = """
@@ -68,16 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rss.append(memory_kib(server.pid))
                 dump_hooked(server, "snapshot", SNAPSHOT_TIMEOUT)
 
-            def on_phase(phase: str) -> None:
-                if phase in ("connected", "ready"):
-                    snapshot()
-                elif phase == "done":
-                    server.stop()  # no departures to announce
-
-            snapshot()
-            result = bench_chat(HOST, port, clients=args.clients, senders=0, messages=0,
-                                mode=bench_mode(args.door), room="#lobby", timeout=900,
-                                on_phase=on_phase)
+            result = idle_clients(server, port, args.door, args.clients, snapshot,
+                                  ("connected", "ready"))
         if result.errors:
             print(result.report())
             return 1

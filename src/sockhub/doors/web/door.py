@@ -1063,10 +1063,7 @@ def _frame_run(texts: tuple[str, ...]) -> bytes:
     parts: list[bytes] = []
     add = parts.append
     for text in texts:
-        try:
-            data = text.encode()
-        except UnicodeEncodeError:  # a lone surrogate: the hub cleans them, be safe
-            data = text.encode("utf-8", "replace")
+        data = _utf8(text)
         size = len(data)
         if size < 126:
             add(_TEXT_HEADS[size])
