@@ -10,6 +10,8 @@ import asyncio
 
 import prometheus_client
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import Broadcaster
@@ -202,3 +204,23 @@ def test_the_fanout_histogram_buckets_are_cumulative():
     assert histogram.cumulative() == [("0.001", 2), ("0.01", 3), ("+Inf", 4)]
     assert histogram.count == 4
     assert histogram.sum == pytest.approx(2.0065)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**12), max_size=60), st.integers(0, 2**12))
+def test_observing_a_batch_at_once_counts_what_one_by_one_would(offsets, lag):
+    """``observe_since`` (a bisect per bound) against ``observe`` per start.
+
+    Every value is a multiple of 2**-12 (bounds too), so each subtraction
+    is exact and both ways compare the same numbers.
+    """
+    bounds = tuple(k / 2**12 for k in (1, 4, 16, 64, 256, 1024, 2048, 3000))
+    starts = sorted(offset / 2**12 for offset in offsets)
+    end = (max(offsets, default=0) + lag) / 2**12
+    one_by_one, at_once = metrics.Histogram(bounds), metrics.Histogram(bounds)
+    for start in starts:
+        one_by_one.observe(end - start)
+    at_once.observe_since(end, starts)
+    assert at_once.buckets == one_by_one.buckets
+    assert at_once.count == one_by_one.count == len(starts)
+    assert at_once.sum == pytest.approx(one_by_one.sum)
