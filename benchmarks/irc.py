@@ -20,6 +20,9 @@ the load: N registered clients in ``#bench``, K of them sending M
   (:func:`inspircd_config`: no lookups, no fake lag, no command rate, 64 MiB
   send queues); a server not installed is skipped (``apt-get install
   inspircd``; miniircd from PyPI, found on PATH or beside this Python).
+* With two sizes or more (``--runs 10:..,100:..,500:..``), each server's
+  fitted cost per message and per recipient (:func:`cost_fit`: least
+  squares of µs/delivery against 1/N), issue 16's figures, follows the table.
 * ``sockhub-line`` and ``sockhub-web`` are the same build's line door and
   web door (JSON over a WebSocket), with the same load, in the same run.
 * Latency is measured at a fixed, moderate load (``--rate`` messages a
@@ -397,6 +400,41 @@ def latency_table(rows: list[Row], markdown: bool) -> str:
     return render(headers, body, markdown)
 
 
+def cost_fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares of ``µs/delivery = per_message / N + per_recipient``.
+
+    A message to a room of N (the sender's echo included) is N deliveries, so
+    its server CPU is ``per_message + N * per_recipient``: divided by N, a
+    line in ``1/N``. Returns ``(per_message, per_recipient)`` in µs.
+    """
+    xs = [1 / n for n, _ in points]
+    ys = [y for _, y in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    return slope, mean_y - slope * mean_x
+
+
+def fit_table(rows: list[Row], markdown: bool) -> str:
+    """Each server's fitted cost per message and per recipient (issue 16's figures).
+
+    Only servers measured at two sizes or more; a paced run is not in it
+    (its messages arrive alone, a different condition).
+    """
+    body = []
+    for server in dict.fromkeys(r.server for r in rows):
+        points = sorted((r.clients, r.us_per_delivery) for r in rows
+                        if r.server == server and r.result.deliveries)
+        if len({n for n, _ in points}) < 2:
+            continue
+        per_message, per_recipient = cost_fit(points)
+        body.append([server, f"{per_message:.1f}", f"{per_recipient:.2f}",
+                     ", ".join(str(n) for n, _ in points)])
+    if not body:
+        return ""
+    return render(["server", "fitted µs per message", "µs per recipient", "N"], body, markdown)
+
+
 def verdict(rows: list[Row]) -> list[str]:
     out = []
     for clients in sorted({r.clients for r in rows}):
@@ -513,6 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   if args.window == 1 else
                   f"with at most {args.window} messages unacknowledged")
         print(f"{blank}(K={args.senders} senders, each sending {pacing}; {placement})")
+        fits = fit_table(rows, args.markdown)
+        if fits:
+            print(blank + "\n" + fits)
     if latency:
         print(blank + "\n" + latency_table(latency, args.markdown))
     notes = verdict(rows) + [
