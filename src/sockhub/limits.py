@@ -72,6 +72,14 @@ class Limits:
         "on shutdown or close, time to let queued output reach the client before cutting it",
         unit="seconds",
     )
+    # Memory
+    heap_trim: float | None = option(
+        1.0,
+        "after a burst of connections opened or closed, give the heap's free pages back to "
+        "the OS (glibc's malloc_trim) once the process has been quiet this long; at most "
+        "every 10 s, and nothing off glibc",
+        unit="seconds", off=True,
+    )
 
     def merged(self, **overrides: Any) -> Limits:
         """A copy with the given fields replaced.

@@ -147,6 +147,30 @@ def test_framer_discards_overlong_lines_and_recovers():
     assert IrcFramer().max_line == MAX_LINE
 
 
+def test_framer_idle_holds_no_buffer_of_its_own():
+    """Idle, a framer keeps the one shared empty bytes (issue 16: 56 B a client).
+
+    Every idle framer holds the same object; a bytearray each would not be.
+    """
+    shared = IrcFramer()._buffer
+    framer = IrcFramer()
+    assert framer._buffer is shared and framer.buffered == 0
+    assert framer.feed(b"PRIV") == []  # its first bytes: a part line is kept
+    assert framer.buffered == 4
+    assert framer.feed(b"MSG #a :hi") == []
+    assert framer.buffered == len(b"PRIVMSG #a :hi")
+    assert framer.feed(b"\r") == []  # the CR waits for its LF
+    assert framer.feed(b"\nPING x\r\n") == [b"PRIVMSG #a :hi", b"PING x"]
+    assert framer._buffer is shared and framer.buffered == 0  # drained: shared again
+    data = b"NICK a\r\nUSER"
+    assert framer.feed(data) == [b"NICK a"]
+    assert data == b"NICK a\r\nUSER"  # what was read is never changed
+    assert framer.feed(b" a 0 * :A\n") == [b"USER a 0 * :A"]
+    assert framer._buffer is shared
+    framer = IrcFramer(max_line=4)
+    assert framer.feed(b"toolong") == [] and framer._buffer is shared  # discarding keeps nothing
+
+
 # Properties (Hypothesis) ---------------------------------------------------------------------
 
 _middle = st.text(

@@ -25,6 +25,7 @@ from sockhub import metrics
 from sockhub.config import ServiceConfig
 from sockhub.engine.clock import TimerWheel
 from sockhub.engine.connection import StreamConnection, format_address
+from sockhub.engine.heap import HeapTrimmer
 from sockhub.engine.service import Listener, ServiceRuntime, ServiceSpec
 from sockhub.engine.tls import ReloadableTls
 from sockhub.errors import ConfigError
@@ -69,6 +70,8 @@ class StreamServer:
         #: :meth:`schedule_flush`, bound once: each connection's ``wake`` binds it to itself.
         self.flush_soon = self.schedule_flush
         self._wheel: TimerWheel | None = None
+        #: Gives the heap back to the OS after a burst of connections (``heap_trim``).
+        self.heap = HeapTrimmer()
         self.tls: ReloadableTls | None = None
         #: Per-connection log lines (refusals, drops, idle timeouts) that a
         #: flood of connections could otherwise turn into a full disk.
@@ -201,6 +204,7 @@ class StreamServer:
     def admit(self, connection: StreamConnection) -> str | None:
         """Register a new connection, or return why it is refused."""
         limits = self.limits
+        self.heap.churned(limits.heap_trim, connection.loop)  # a refused one came and goes too
         counts = self.metrics
         if limits.max_conns is not None and len(self.connections) >= limits.max_conns:
             counts.refused["server_full"] += 1
@@ -222,6 +226,7 @@ class StreamServer:
         if connection in self.connections:
             self.connections.remove(connection)
             self.metrics.open -= 1
+            self.heap.churned(self.limits.heap_trim, connection.loop)
         ip = connection.peer_ip
         if ip is not None and ip in self._per_ip:
             self._per_ip[ip] -= 1
@@ -251,6 +256,7 @@ class StreamServer:
                 await asyncio.wait_for(self._empty.wait(), 1.0)
         if self._wheel is not None:
             self._wheel.clear()  # the connections are gone: nothing of theirs runs
+        self.heap.cancel()
         if self.unix:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix)
