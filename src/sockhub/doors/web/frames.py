@@ -151,7 +151,7 @@ class ClientFrames:
             start = at + 6  # the two bytes, then the masking key (§5.2, §5.3)
             if length >= 126:  # a 16-bit or 64-bit extended length (§5.2)
                 start = at + (8 if length == 126 else 14)
-                if size < start:
+                if size < start - 4:  # (the masking key may wait: the length is enough)
                     self._inbox = bytearray(data[at:])
                     break
                 length = int.from_bytes(data[at + 2:start - 4], "big")
@@ -200,8 +200,8 @@ class ClientFrames:
         start = 6
         if length >= 126:
             start = 8 if length == 126 else 14
-            if len(head) < start:
-                return start
+            if len(head) < start - 4:
+                return start - 4
             length = int.from_bytes(head[2:start - 4], "big")
         message = self._message
         if not first & 0x08 and length > self.max_size - (message.size if message else 0):
