@@ -11,14 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from typing import Any
 
-from test_web_socket import web, web_client  # noqa: F401 (fixture)
+import pytest
+from test_web_socket import web_client
 
 from net import STEP, chat_client, open_client
 from proc import start_sockhub
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: [::1]\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+@pytest.fixture
+async def web(serve, tmp_path):
+    """The chat service with the web door (and the line door) on free ports; ports by name."""
+
+    async def start(**options: Any) -> dict[str, int]:
+        servers = await serve("chat", options={"data_dir": str(tmp_path), "web_port": 0,
+                                               **options})
+        return {server.name: server.ports[0] for server in servers}
+
+    return start
 
 
 def masked(first: int, payload: bytes, mask: bytes = b"\x11\x22\x33\x44") -> bytes:

@@ -16,16 +16,21 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
   a loopback connection 421 (DNS rebinding), over :data:`PIPELINE_MAX`
   sent ahead of the answers 429. A connection idle for
   ``web_keepalive_timeout`` between requests is closed.
-* **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
-  ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
-  handshake and the ``Origin`` (the page's own host, or ``--web-origin``)
-  and answers 101 or an error. From then on the door cuts the bytes into
-  frames (:meth:`WebDoor._ws_receive`): a whole unfragmented data frame,
-  every frame of a busy chat, is unmasked here; every other frame (control
-  frames, fragments, anything to refuse) goes to websockets whole, so its
-  state and its answers (pongs, the close handshake, 1002, 1009) are what
-  they were. Each complete message goes to the language the client chose
-  with ``Sec-WebSocket-Protocol``:
+* **WebSocket**: the handshake is websockets' (its ``ServerProtocol``): a
+  ``GET /ws`` with ``Upgrade: websocket`` is rebuilt as bytes and fed to
+  it; it checks the handshake and the ``Origin`` (the page's own host, or
+  ``--web-origin``) and answers 101 or an error. After the 101 it is
+  dropped, and the door speaks RFC 6455 itself (``frames.py``, sans-I/O:
+  :meth:`WebDoor._ws_receive`): client frames checked (masking, RSV bits,
+  opcodes, control frames: 1002), fragments put back together (a message
+  at most ``FRAME_MAX``, pings between fragments not counted: 1009), text
+  checked as UTF-8 across fragments (1007), pings answered, the client's
+  close echoed and the TCP connection closed. The server's own close (a
+  shutdown, a kick, the IRC door's QUIT) sends a close frame and waits up
+  to ``web_close_timeout`` for the client's (:meth:`WebDoor._ws_close`);
+  a protocol error or a ping timeout hangs up at once. Each complete
+  message goes to the language the client chose with
+  ``Sec-WebSocket-Protocol``:
 
   - ``sockhub.v1`` or none: :class:`~sockhub.doors.web.chat_json.JsonChat`;
   - ``text.ircv3.net`` / ``binary.ircv3.net``: an
