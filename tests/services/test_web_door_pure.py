@@ -170,7 +170,12 @@ def test_a_graceful_stop_sends_1001_with_the_reason(service):
     [close] = browser.pump()
     assert isinstance(close, Frame) and close.opcode is Opcode.CLOSE
     assert close.data == (1001).to_bytes(2, "big") + b"server shutting down"
-    assert browser.door.close_expected()
+    # The engine's close() after the notice: the door waits for the client's close
+    # (RFC 6455 §7.1.2), then hangs up (§7.1.1: the server closes TCP first).
+    browser.door.close()
+    assert not browser.door.close_expected() and out(browser.door) == b""
+    browser.door.receive_data(b"".join(browser.client.data_to_send()))
+    assert browser.door.close_expected() and out(browser.door) == b""
 
 
 def test_no_hello_in_time_closes_with_1008(tmp_path):

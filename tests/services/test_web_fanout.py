@@ -26,7 +26,7 @@ from websockets.uri import parse_uri
 from irc_support import ManualClock
 from sockhub.doors.web import WebDoor
 from sockhub.doors.web.chat_json import dumps, event_object, message_json
-from sockhub.doors.web.door import _frame
+from sockhub.doors.web.frames import frame as _frame
 from sockhub.hub import Message
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo

@@ -23,7 +23,8 @@ from websockets.uri import parse_uri
 from irc_support import ManualClock
 from sockhub.doors.web import WebDoor, chat_json
 from sockhub.doors.web.chat_json import FRAME_MAX, dumps, event_object, loads, message_json
-from sockhub.doors.web.door import _frame, _frame_run
+from sockhub.doors.web.door import _frame_run
+from sockhub.doors.web.frames import frame as _frame
 from sockhub.hub import Message
 from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo, Protocol
@@ -110,7 +111,7 @@ def _play(service: ChatService, cuts: list[int]) -> None:
     errors = [json.loads(f.data) for f in frames if f.opcode is Opcode.TEXT
               and json.loads(f.data)["type"] == "error"]
     assert [e["code"] for e in errors] == ["bad_json"]
-    assert not alice.door.close_expected() and not alice.door._inbox
+    assert not alice.door.close_expected() and not alice.door.ws._inbox
 
 
 def test_a_stream_read_whole_reaches_the_room_in_order_with_its_pong(service):
@@ -130,6 +131,16 @@ def test_a_stream_cut_anywhere_is_the_same(tmp_path_factory, cuts):
         _play(chat, cuts)
     finally:
         chat.close()
+
+
+def _answered(browser: Browser) -> None:
+    """The server sent its close and waits for the client's (RFC 6455 §7.1.2); the client
+    (websockets) answers it, and then the server hangs up."""
+    assert not browser.door.close_expected()
+    answer = browser.queued()
+    assert answer  # websockets answers a close at once
+    browser.door.receive_data(answer)
+    assert browser.door.close_expected()
 
 
 def _closed_with(browser: Browser) -> int:
@@ -489,7 +500,7 @@ def test_an_irc_client_closed_by_a_timer_gets_its_error_then_a_close(tmp_path):
         assert frames[-2].data.startswith(b"ERROR ")
         assert b"Registration timed out" in frames[-2].data
         assert int.from_bytes(frames[-1].data[:2], "big") == 1000
-        assert irc.door.close_expected()
+        _answered(irc)
     finally:
         chat.close()
 
@@ -504,8 +515,8 @@ def test_an_irc_client_killed_by_the_service_gets_its_error_then_a_close(service
     frames = irc.frames()
     assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
     assert frames[0].data.startswith(b"ERROR ") and b"Killed" in frames[0].data
-    assert irc.door.close_expected()
     assert irc.door.data_to_send() == []  # nothing after the close frame
+    _answered(irc)
 
 
 def test_room_messages_reach_an_irc_client_framed_with_one_wake_a_turn(service):
@@ -533,7 +544,7 @@ def test_an_irc_quit_gets_its_error_then_a_close_in_the_same_read(service):
     frames = irc.frames()
     assert [f.opcode for f in frames][-2:] == [Opcode.TEXT, Opcode.CLOSE]
     assert frames[-2].data.startswith(b"ERROR ")
-    assert irc.door.close_expected()
+    _answered(irc)
 
 
 def test_a_big_frame_sent_a_byte_at_a_time_is_gathered_in_one_buffer(service):
@@ -546,14 +557,14 @@ def test_a_big_frame_sent_a_byte_at_a_time_is_gathered_in_one_buffer(service):
     data = alice.queued()
     alice.door.receive_data(data[:1])
     alice.door.receive_data(data[1:2])
-    buffer = alice.door._inbox
+    buffer = alice.door.ws._inbox
     assert isinstance(buffer, bytearray)
     for at in range(2, len(data) - 1):
         alice.door.receive_data(data[at:at + 1])
-        assert alice.door._inbox is buffer
+        assert alice.door.ws._inbox is buffer
     assert bob.texts() == []
     alice.door.receive_data(data[-1:])
-    assert bob.texts() == [text] and not alice.door._inbox
+    assert bob.texts() == [text] and not alice.door.ws._inbox
 
 
 @pytest.mark.parametrize(("bad", "code"), [

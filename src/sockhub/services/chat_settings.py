@@ -256,6 +256,10 @@ class ChatSettings(ServiceSettings):
         "the ping; output merely queued earns none: docs/web-protocol.md)",
         unit="seconds", check=_seconds, cli=False,
     )
+    web_close_timeout: float = option(
+        2.0, "time a WebSocket client has to answer the server's close frame before the "
+        "connection is closed anyway", unit="seconds", check=_seconds, cli=False,
+    )
 
     # Scale-out (docs/scale-out.md): several processes or hosts share rooms
     # through Redis. The password comes from a file, never the command line.

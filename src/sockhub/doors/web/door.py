@@ -16,16 +16,21 @@ libraries do the parsing, as in uvicorn's ``websockets_sansio_impl``:
   a loopback connection 421 (DNS rebinding), over :data:`PIPELINE_MAX`
   sent ahead of the answers 429. A connection idle for
   ``web_keepalive_timeout`` between requests is closed.
-* **WebSocket** (websockets' ``ServerProtocol``): a ``GET /ws`` with
-  ``Upgrade: websocket`` is rebuilt as bytes and fed to it; it checks the
-  handshake and the ``Origin`` (the page's own host, or ``--web-origin``)
-  and answers 101 or an error. From then on the door cuts the bytes into
-  frames (:meth:`WebDoor._ws_receive`): a whole unfragmented data frame,
-  every frame of a busy chat, is unmasked here; every other frame (control
-  frames, fragments, anything to refuse) goes to websockets whole, so its
-  state and its answers (pongs, the close handshake, 1002, 1009) are what
-  they were. Each complete message goes to the language the client chose
-  with ``Sec-WebSocket-Protocol``:
+* **WebSocket**: the handshake is websockets' (its ``ServerProtocol``): a
+  ``GET /ws`` with ``Upgrade: websocket`` is rebuilt as bytes and fed to
+  it; it checks the handshake and the ``Origin`` (the page's own host, or
+  ``--web-origin``) and answers 101 or an error. After the 101 it is
+  dropped, and the door speaks RFC 6455 itself (``frames.py``, sans-I/O:
+  :meth:`WebDoor._ws_receive`): client frames checked (masking, RSV bits,
+  opcodes, control frames: 1002), fragments put back together (a message
+  at most ``FRAME_MAX``, pings between fragments not counted: 1009), text
+  checked as UTF-8 across fragments (1007), pings answered, the client's
+  close echoed and the TCP connection closed. The server's own close (a
+  shutdown, a kick, the IRC door's QUIT) sends a close frame and waits up
+  to ``web_close_timeout`` for the client's (:meth:`WebDoor._ws_close`);
+  a protocol error or a ping timeout hangs up at once. Each complete
+  message goes to the language the client chose with
+  ``Sec-WebSocket-Protocol``:
 
   - ``sockhub.v1`` or none: :class:`~sockhub.doors.web.chat_json.JsonChat`;
   - ``text.ircv3.net`` / ``binary.ircv3.net``: an
@@ -52,32 +57,35 @@ drop (``write_timeout``, ``write_buffer_max``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import struct
 import sys
-import uuid
 from collections.abc import Iterable, Sequence
-from typing import cast
 
 import h11
-from websockets.datastructures import Headers
-from websockets.extensions import Extension
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
-from websockets.protocol import Protocol as WsProtocol
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
-
-try:  # websockets' C unmasking, as its own parser uses
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C speedups
-    from websockets.utils import apply_mask
 
 from sockhub.doors.api import ChatApi, LoginResult
 from sockhub.doors.irc import IrcDoor, WebSocketIrcDoor
 from sockhub.doors.web.chat_json import FRAME_MAX, JsonChat
+from sockhub.doors.web.frames import (
+    BINARY,
+    CLOSE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NORMAL,
+    TEXT,
+    ClientFrames,
+    Close,
+    Failure,
+    Ping,
+    close_frame,
+    frame,
+    ping_frame,
+    pong_frame,
+)
 from sockhub.doors.web.http import (
     BODY_MAX,
     HEADER_MAX,
@@ -103,7 +111,7 @@ from sockhub.hub import HubError
 from sockhub.protocols.base import ConnectionInfo, Protocol, Timer
 
 log = logging.getLogger("sockhub.web")
-#: websockets' own log: its per-connection INFO lines ("connection open") are noise here.
+#: websockets' own log, for the handshake it judges: its INFO lines are noise here.
 _ws_log = logging.getLogger("sockhub.web.websockets")
 _ws_log.setLevel(logging.WARNING)
 
@@ -111,15 +119,6 @@ JSON_PROTOCOL = "sockhub.v1"
 IRC_TEXT = "text.ircv3.net"
 IRC_BINARY = "binary.ircv3.net"
 SUBPROTOCOLS = (JSON_PROTOCOL, IRC_TEXT, IRC_BINARY)
-
-_TEXT, _BINARY = Opcode.TEXT, Opcode.BINARY
-
-#: WebSocket close codes (RFC 6455 §7.4.1).
-GOING_AWAY = 1001
-NORMAL = 1000
-PROTOCOL_ERROR = 1002
-INVALID_DATA = 1007
-
 
 def web_refusal(reason: str) -> bytes:
     """What a client refused at the door (server full) is told: a 503."""
@@ -136,21 +135,6 @@ def _choose_subprotocol(protocol: ServerProtocol,
         if name in SUBPROTOCOLS:
             return name
     return None
-
-
-def _frame(opcode: Opcode, data: bytes) -> bytes:
-    """One whole unmasked frame (RFC 6455 §5.2: a server never masks), built by hand.
-
-    websockets' ``Frame.serialize`` checks and runs extensions (none are
-    negotiated here) at several times the cost; a test holds the two equal.
-    """
-    size = len(data)
-    first = 0x80 | opcode.value  # FIN, no RSV bits: no extension
-    if size < 126:
-        return bytes((first, size)) + data
-    if size < 0x10000:
-        return bytes((first, 126)) + size.to_bytes(2, "big") + data
-    return bytes((first, 127)) + size.to_bytes(8, "big") + data
 
 
 class _HostedIrc(WebSocketIrcDoor):
@@ -194,7 +178,7 @@ class _IrcFrames(list[bytes]):
             return
         out = host._outgoing
         self.queued = self.queued + 1 if out else 1
-        out.extend(_frames(chunk, _BINARY if host.binary else _TEXT))
+        out.extend(_frames(chunk, BINARY if host.binary else TEXT))
 
     def extend(self, chunks: Iterable[bytes], /) -> None:
         for chunk in chunks:
@@ -204,26 +188,6 @@ class _IrcFrames(list[bytes]):
         return self.queued if self.host._outgoing else 0
 
 
-class _SharedEmptyHeaders(Headers):
-    """Empty headers that refuse to be written: one object shared by every connection,
-    so a write (by us or by websockets) must fail there, never reach the others."""
-
-    __slots__ = ()
-
-    def __setitem__(self, key: str, value: str) -> None:
-        raise TypeError("the shared empty handshake headers are read-only")
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("the shared empty handshake headers are read-only")
-
-
-#: What an upgraded connection's parsed handshake keeps as its headers: one
-#: empty Headers for all (nothing reads them again; a fresh one each would be
-#: ~200 B a client for nothing), read-only since it is shared.
-_NO_HEADERS = _SharedEmptyHeaders()
-#: The one ``id`` of every upgraded WebSocket: websockets makes a UUID4 for each
-#: (~100 B with its int) for its users' logs; nothing here reads it (issue 16).
-_NO_ID = uuid.UUID(int=0)
 #: Where a WebSocket upgrade is accepted.
 WEBSOCKET_PATHS = frozenset({"/ws", "/"})
 #: Pipelined requests answered per turn of the event loop: the rest wait for
@@ -238,7 +202,7 @@ class WebDoor(Protocol):
     """One web client: HTTP requests, or one WebSocket speaking JSON chat or IRC."""
 
     __slots__ = (
-        "_backlog", "_body", "_body_size", "_drained", "_fragments", "_held", "_inbox",
+        "_backlog", "_body", "_body_size", "_drained", "_held",
         "_last_seen", "_live", "_paused", "_ping_sent", "_ping_timer", "_request", "_timer",
         "_unanswered", "_waiting",
         "binary", "chat", "http", "irc", "json", "ws",
@@ -262,16 +226,14 @@ class WebDoor(Protocol):
         self._held = False
         self._timer: Timer | None = None
         self._waiting = "headers"  # or "idle" (between requests), or "" (a WebSocket)
-        self.ws: ServerProtocol | None = None
-        #: The WebSocket is open and this door not closing: frames may be queued.
-        #: One flag for the per-delivery path (websockets' ``state`` is a property).
+        #: The client's frames once the connection is a WebSocket (frames.py).
+        self.ws: ClientFrames | None = None
+        #: The WebSocket is open and no close frame was sent: frames may be queued,
+        #: messages read. False once ours is sent (or the connection hangs up).
         self._live = False
         self.json: JsonChat | None = None
         self.irc: IrcDoor | None = None
         self.binary = False
-        self._fragments: list[bytes] | None = None
-        #: The start of a frame not yet complete (_ws_receive): b"" between frames.
-        self._inbox: bytes | bytearray = b""
         self._last_seen = 0.0
         self._ping_sent: float | None = None
         #: Paused output drained (resume_writing) since the keep-alive last
@@ -312,14 +274,18 @@ class WebDoor(Protocol):
             self._abandon()
 
     def receive_eof(self) -> None:
-        if self.ws is not None and self.ws.state is not State.CLOSED:
-            self.ws.receive_eof()
-            self._ws_flush()
-        self.close()
+        # A WebSocket's client gone without a close frame (RFC 6455 §7.1.5: 1006):
+        # nothing to answer, nothing to wait for.
+        self._hang_up()
 
     def close(self) -> None:
-        self._live = False
-        super().close()
+        """Hang up; an open WebSocket first sends a close frame (1001) and waits for the
+        client's (:meth:`_ws_close`): the engine calls this after ``closing_notice``."""
+        if self.ws is not None and not self._closing:
+            if self._live:
+                self._ws_close(GOING_AWAY, "")
+            return  # the close handshake is under way
+        self._hang_up()
 
     def connection_lost(self) -> None:
         self._held = False  # a login being checked is not answered (_identified)
@@ -346,7 +312,7 @@ class WebDoor(Protocol):
             self._ws_close(GOING_AWAY, reason)
         except Exception:
             log.exception("web: failed to tell %s the server is closing", self.info.peer)
-            self.close()
+            self._hang_up()
 
     def pause_writing(self) -> None:
         self._paused = True  # pipelined requests wait until the output drains
@@ -620,10 +586,9 @@ class WebDoor(Protocol):
         origins: list[Origin | None] = [Origin(o) for o in (*own, *self.chat.settings.web_origin)]
         origins.append(None)  # no Origin: not a browser (a library, websocat)
         ws = ServerProtocol(origins=origins, subprotocols=[Subprotocol(s) for s in SUBPROTOCOLS],
-                            select_subprotocol=_choose_subprotocol, max_size=FRAME_MAX,
-                            logger=_ws_log)
+                            select_subprotocol=_choose_subprotocol, logger=_ws_log)
         # websockets parses the handshake itself: give it the request's bytes, as
-        # uvicorn's websockets_sansio_impl does, so its parser moves on to frames.
+        # uvicorn's websockets_sansio_impl does.
         ws.receive_data(b"".join((
             b"GET ", request.target, b" HTTP/1.1\r\n",
             *(name + b": " + value + b"\r\n" for name, value in request.headers.raw_items()),
@@ -638,41 +603,21 @@ class WebDoor(Protocol):
         for name, value in SECURITY_HEADERS:
             response.headers[name] = value
         ws.send_response(response)
-        self.ws = ws
         self._waiting = ""
-        self._ws_flush()
+        # The 101, or the refusal (then b"": websockets asks for the close).
+        self._outgoing.extend(chunk for chunk in ws.data_to_send() if chunk)
         if response.status_code != 101:
             log.info("web: refused a WebSocket from %s: %d (origin %s)", self.info.peer,
                      response.status_code, _header(request, b"origin") or "none")
-            self.close()
+            self._hang_up()
             return
-        # Idle memory (issue 16): nothing reads the handshake again, but
-        # h11's request and the one websockets parsed (held by its parser's
-        # frame for the connection's life) keep every header: ~3 KiB a client.
-        # A refused handshake keeps them: it is closing anyway.
+        # websockets' part ends with its 101: from here on the door reads and writes the
+        # frames itself (frames.py), and ``ws`` (its ServerProtocol, with its parser,
+        # buffers and the parsed request, ~1.5 KiB) goes with this call (issue 16).
+        # Nor is h11's state or request read again: ~1 KiB and every header.
+        self.ws = ClientFrames(FRAME_MAX)
         self._request = None
-        parsed[0].headers.clear()
-        parsed[0].headers, parsed[0].path = _NO_HEADERS, ""  # the Headers' own dict and list
-        self.http = None  # h11's state: ~1 KiB
-        # And what only accept() reads: the Origin list, the subprotocols, and the
-        # chooser bound to this protocol (~300 B).
-        ws.origins = ws.available_subprotocols = None
-        # del, not vars(ws).pop(): vars() makes the instance's dict an object of its
-        # own (64 B), where del only drops the bound method (64 B).
-        with contextlib.suppress(AttributeError):  # set by ServerProtocol when given
-            del ws.select_subprotocol
-        ws.id = _NO_ID
-        ws.origin = None  # the handshake's Origin header, checked: ~60 B
-        if not ws.extensions:  # none negotiated: the one empty tuple, not a list each
-            ws.extensions = cast(list[Extension], ())
-        # websockets' handshake parser (ServerProtocol.parse) stays suspended for the
-        # connection's life only to delegate to the frame parser (Protocol.parse),
-        # its frame holding the parsed Request: run the frame parser in its place
-        # (~0.5 KiB of every idle WebSocket, issue 16). Its reader holds nothing yet:
-        # the bytes after the handshake are fed below.
-        if ws.state is State.OPEN and ws.parser_exc is None:
-            ws.parser = WsProtocol.parse(ws)
-            next(ws.parser)
+        self.http = None
         self._live = not self._closing
         chosen = ws.subprotocol or JSON_PROTOCOL
         now = self.clock.time()
@@ -713,158 +658,84 @@ class WebDoor(Protocol):
     # WebSocket frames ---------------------------------------------------------
 
     def _ws_receive(self, data: bytes) -> None:
-        """Split the client's bytes into frames: whole data frames are read here, the rest
-        (control frames, fragments, anything websockets must refuse) goes to websockets.
+        """The client's bytes, read into frames (frames.py), acted on in order.
 
-        A complete, final, masked TEXT or BINARY frame with no RSV bit, of at
-        most ``FRAME_MAX`` bytes, outside a fragmented message, is every
-        frame of a busy chat, and websockets' generator parser cost more
-        than the rest of its message's path in the door (py-spy, issue 16:
-        ``Protocol.parse``/``Frame.parse``/``read_exact`` ~8% of the server at
-        N=10, cProfile ~20% of a message in the harness): such a frame is
-        unmasked here (RFC 6455 §5.2, §5.3) and websockets' state is the
-        same as if it had read it (``recv_frame`` keeps nothing for one).
-        Every other frame is handed to websockets whole (or, past the size
-        limit, with all that follows: it fails the connection from the
-        header, 1009), so its parser always starts at a frame boundary; a
-        frame whose first two bytes are wrong (:func:`_refusal`) fails the
-        connection here (1002), as websockets would once it had read it
-        all. An incomplete frame waits in ``_inbox``.
+        A message goes to the language the client chose while the WebSocket
+        is open; after our close frame none is read (RFC 6455 §1.4, §5.5.1).
         """
         ws = self.ws
         assert ws is not None
-        inbox = self._inbox
-        if inbox:
-            # Grown in place, and read again only once the frame is whole: a client
-            # that sends a big frame a byte at a time costs linear time, not quadratic.
-            assert isinstance(inbox, bytearray)
-            inbox += data
-            if len(inbox) < _frame_end(inbox, FRAME_MAX - (ws.current_size or 0)):
-                return
-            data, self._inbox = bytes(inbox), b""
-        size = len(data)
-        at = 0
-        now = -1.0
-        # websockets' state changes only as it reads a frame (below) or as we close,
-        # which sets _closing: read once, not per frame (a property; py-spy ~3% at N=10).
-        open_ = ws.state is State.OPEN
-        while at < size:
-            if self._closing:
-                break  # what follows is not read (as websockets' events were not)
-            if not open_:  # closing: websockets discards the rest
-                ws.receive_data(data[at:] if at else data)
-                self._ws_events(ws)
-                break
-            if size - at < 2:
-                self._inbox = bytearray(data[at:])
-                break
-            first, second = data[at], data[at + 1]
-            refusal = _refusal(first, second)
-            if refusal is not None:
-                # Refused from its first two bytes, as websockets' frame check would
-                # once it had read the whole frame (RFC 6455 §7.1.7: 1002, nothing
-                # read after it); websockets is never handed part of a frame.
-                ws.fail(PROTOCOL_ERROR, refusal)
-                break
-            length = second & 0x7F
-            start = at + 6  # two bytes, then the masking key (a client always masks)
-            if length >= 126:
-                start = at + (8 if length == 126 else 14)
-                if size < start:
-                    self._inbox = bytearray(data[at:])
-                    break
-                length = int.from_bytes(data[at + 2:start - 4], "big")
-            if length > FRAME_MAX - (ws.current_size or 0):
-                # Too big for what is left of the message: websockets refuses it (1009).
-                ws.receive_data(data[at:] if at else data)
-                self._ws_events(ws)
-                break
-            end = start + length
-            if end > size:
-                self._inbox = bytearray(data[at:])
-                break
-            if (first == 0x81 or first == 0x82) and ws.current_size is None:
-                if now < 0:
-                    now = self.clock.time()
-                    self._last_seen, self._ping_sent = now, None  # alive
-                self._message(_TEXT if first == 0x81 else _BINARY,
-                              apply_mask(data[start:end], data[start - 4:start]), now)
-            else:  # a control frame or a fragment: websockets' to judge
-                ws.receive_data(data[at:end])
-                self._ws_events(ws)
-                open_ = ws.state is State.OPEN
-            at = end
-        # A close frame or a protocol error moved websockets out of OPEN.
-        self._live = self._live and ws.state is State.OPEN
-        self._ws_flush()
-
-    def _ws_events(self, ws: ServerProtocol) -> None:
-        """The frames websockets parsed: control frames, fragments, and ones it refused."""
-        for frame in ws.events_received():
-            if not isinstance(frame, Frame):
+        events = ws.receive(data)
+        if not events:
+            return
+        now = self.clock.time()
+        self._last_seen, self._ping_sent = now, None  # alive: a whole frame came
+        for event in events:
+            if isinstance(event, (str, bytes)):
+                if self._live:
+                    self._message(event, now)
                 continue
-            now = self.clock.time()
-            self._last_seen, self._ping_sent = now, None  # alive
-            opcode, data = frame.opcode, bytes(frame.data)
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if frame.fin:
-                    self._message(opcode, data, now)
-                else:
-                    self._fragments = [opcode.value.to_bytes(1, "big"), data]
-            elif opcode is Opcode.CONT and self._fragments is not None:
-                self._fragments.append(data)
-                if frame.fin:
-                    first, *parts = self._fragments
-                    self._fragments = None
-                    self._message(Opcode(first[0]), b"".join(parts), now)
-            if self._closing or ws.state is not State.OPEN:
+            if self._closing:
                 break
+            if isinstance(event, Ping):
+                # §5.5.2: answered with the same payload (§5.5.3), while ours waits too
+                self._outgoing.append(pong_frame(event.payload))
+            elif isinstance(event, Close):
+                # §5.5.1: a close not preceded by ours is answered, echoing its code
+                # (and reason); §7.1.1: the server then closes the TCP connection.
+                if self._live:
+                    self._live = False
+                    self._outgoing.append(frame(CLOSE, event.payload))
+                self._hang_up()
+            elif isinstance(event, Failure):
+                # §7.1.7: a close frame saying why, and no waiting for the client's
+                log.debug("web: %s failed the WebSocket: %d %s", self.info.peer, event.code,
+                          event.reason)
+                self._ws_close(event.code, event.reason, wait=False)
+            # a Pong: it is alive (§5.5.3), nothing more
 
-    def _message(self, opcode: Opcode, data: bytes, now: float) -> None:
-        """One complete message from the client, received at ``now``."""
+    def _message(self, data: str | bytes, now: float) -> None:
+        """One complete message from the client, received at ``now``: text (UTF-8 checked,
+        RFC 6455 §8.1) as str, binary as bytes."""
         self.active = True
         if self.irc is not None:
-            # A text frame is UTF-8 whatever speaks over it (RFC 6455 §5.6, §8.1:
-            # fail the connection, 1007); IRC's own INVALID_UTF8 is for binary frames.
-            if opcode is Opcode.TEXT and not data.isascii():
-                try:
-                    data.decode()
-                except UnicodeDecodeError:
-                    self._ws_close(INVALID_DATA, "text frames must be UTF-8")
-                    return
-            self.irc.receive_data(data.rstrip(b"\r\n") + b"\r\n")
+            # A text frame is UTF-8 whatever speaks over it (checked: 1007); IRC's own
+            # INVALID_UTF8 is for binary frames.
+            line = data.encode() if isinstance(data, str) else data
+            self.irc.receive_data(line.rstrip(b"\r\n") + b"\r\n")
             self._pump_irc()
             return
-        assert self.json is not None
-        if opcode is Opcode.BINARY:
-            self.json.receive_binary()
-            return
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            self._ws_close(INVALID_DATA, "text frames must be UTF-8")
-            return
-        self.json.receive_text(text, now)
+        json = self.json
+        assert json is not None
+        if isinstance(data, str):
+            json.receive_text(data, now)
+        else:
+            json.receive_binary()
+        if self._timer is not None and json.user is not None:
+            # Welcomed: the registration deadline, its bound method and its wheel entry
+            # go now, not when it fires for nothing (~120 B of every idle client, issue 16).
+            self._timer.cancel()
+            self._timer = None
 
     def _pump_irc(self) -> None:
         """Close (1000) when the hosted IRC door asked to, after what it said: its lines are
         already framed (:class:`_IrcFrames`)."""
         irc = self.irc
         assert irc is not None
-        if irc.close_expected() and not self._closing:
+        if irc.close_expected() and self._live:
             self._ws_close(NORMAL, "")
 
     def _irc_closing(self) -> None:
         """The hosted IRC door closed outside a call of ours (a timer, a hub event): the
         WebSocket closes once that call is over, so a line queued after ``close`` (a QUIT's
         ERROR) still goes first."""
-        if not self._closing:
+        if self._live:
             self.clock.call_later(0, self._pump_irc)
 
     def send_text(self, text: str) -> None:
         """Queue one text frame (JsonPeer): an answer, written when the call returns."""
         if self._live:
-            self._outgoing.extend(_frames(text, Opcode.TEXT))
+            self._outgoing.extend(_frames(text, TEXT))
 
     def push_text(self, text: str) -> None:
         """Queue one text frame of a hub event (JsonPeer) and see it written.
@@ -879,7 +750,7 @@ class WebDoor(Protocol):
             return
         out = self._outgoing
         # (a str is only ever framed as TEXT: the source's identity is enough)
-        out.extend(_framed if text is _framed_source else _frames(text, Opcode.TEXT))
+        out.extend(_framed if text is _framed_source else _frames(text, TEXT))
         if len(out) == 1:
             self.wake()
 
@@ -899,27 +770,45 @@ class WebDoor(Protocol):
         """JsonPeer: close the WebSocket with ``code`` and ``reason``."""
         self._ws_close(code, reason)
 
-    def _ws_close(self, code: int, reason: str) -> None:
-        ws = self.ws
-        if ws is None:
-            self.close()
-            return
-        if ws.state is State.OPEN:
-            ws.send_close(code, reason)
-        self._ws_flush()
-        self.close()
+    def _ws_close(self, code: int, reason: str, *, wait: bool = True) -> None:
+        """Close the WebSocket with ``code`` and ``reason``.
 
-    def _ws_flush(self) -> None:
-        """Move what websockets queued (handshake, pongs, close) to the output; EOF: close."""
-        ws = self.ws
-        assert ws is not None
-        for chunk in ws.data_to_send():
-            if chunk:
-                self._outgoing.append(chunk)
-            else:  # websockets asks for the TCP connection to be closed
-                self.close()
-        if ws.close_expected() or ws.state is State.CLOSED:
-            self.close()
+        The server's own close (a shutdown, a kick, the IRC door's QUIT) sends a
+        close frame and waits for the client's, at most ``web_close_timeout``
+        (RFC 6455 §5.5.1, §7.1.2), reading nothing else meanwhile; the client's
+        answer, its EOF or the timer hangs up (§7.1.1: the server closes TCP
+        first). ``wait=False`` fails the connection (§7.1.7): the close frame,
+        then the hang-up at once. A second close sends nothing more.
+        """
+        if self.ws is None:
+            self._hang_up()
+            return
+        if self._closing:
+            return
+        if self._live:
+            self._live = False
+            self._outgoing.append(close_frame(code, reason))
+            self.wake()  # when called outside a read (a hub event, a kill)
+            if wait:
+                if self._ping_timer is not None:
+                    self._ping_timer.cancel()
+                self._ping_timer = self.clock.call_later(
+                    self.chat.settings.web_close_timeout, self._close_unanswered)
+                return
+        if not wait:
+            self._hang_up()
+
+    def _close_unanswered(self) -> None:
+        """Our close frame had no answer in time: hang up anyway (RFC 6455 §7.1.1)."""
+        self._ping_timer = None
+        if not self._closing:
+            log.debug("web: %s did not answer the close frame in time", self.info.peer)
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close the TCP connection once the output is sent (Protocol.close)."""
+        self._live = False
+        Protocol.close(self)
 
     def __call__(self) -> None:
         """The keep-alive timer fired: the door itself is its callback, not a bound
@@ -940,8 +829,7 @@ class WebDoor(Protocol):
         would otherwise stay a member for as long as TCP retransmits.
         """
         self._ping_timer = None
-        ws = self.ws
-        if ws is None or ws.state is not State.OPEN or self._closing:
+        if self.ws is None or not self._live:
             return
         settings = self.chat.settings
         now = self.clock.time()
@@ -955,7 +843,8 @@ class WebDoor(Protocol):
                     self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self)
                     return
                 log.debug("web: %s did not answer a ping", self.info.peer)
-                self._ws_close(GOING_AWAY, "ping timeout")
+                # It answers nothing: no waiting for an answer to our close either.
+                self._ws_close(GOING_AWAY, "ping timeout", wait=False)
                 return
             self._ping_timer = self.clock.call_later(settings.web_ping_timeout - waited, self)
             return
@@ -965,62 +854,15 @@ class WebDoor(Protocol):
             return
         self._ping_sent = now
         self._drained = False  # only a drain after the ping counts for it
-        ws.send_ping(b"sockhub")
-        self._ws_flush()
+        self._outgoing.append(ping_frame(b"sockhub"))  # RFC 6455 §5.5.2
         self._ping_timer = self.clock.call_later(settings.web_ping_timeout, self)
 
     def _abandon(self) -> None:
         if self.ws is not None:
-            self._ws_close(1011, "internal error")
+            self._ws_close(INTERNAL_ERROR, "internal error", wait=False)
         else:
             self._send_reply(text_reply(500, close=True))
             self.close()
-
-
-#: The opcodes RFC 6455 §5.2 defines: continuation, text, binary, close, ping, pong.
-_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
-
-
-def _refusal(first: int, second: int) -> str | None:
-    """Why a client frame's first two bytes already make it one to refuse (1002), if they do.
-
-    websockets' own words for each, which it says only once it has read the
-    whole frame (its ``Frame.check``) for all but the first two: the door
-    refuses at once rather than wait for a payload it would not read.
-    """
-    if not second & 0x80:
-        return "incorrect masking"  # a client masks every frame (RFC 6455 §5.1, §5.3)
-    opcode = first & 0x0F
-    if opcode not in _OPCODES:
-        return "invalid opcode"  # §5.2: reserved for further frames
-    if first & 0x70:
-        return "reserved bits must be 0"  # §5.2: no extension is negotiated
-    if opcode & 0x08:  # §5.5: a control frame
-        if not first & 0x80:
-            return "fragmented control frame"
-        if second & 0x7F > 125:
-            return "control frame too long"
-    return None
-
-
-def _frame_end(head: bytearray, budget: int) -> int:
-    """Where the client frame that ``head`` begins ends, as far as its header tells (RFC 6455
-    §5.2); 0 (read it now) for a header that says it is no frame to wait for: one
-    :func:`_refusal` refuses, or longer than ``budget``, what is left of ``FRAME_MAX``
-    for the message (``_ws_receive`` hands it to websockets to refuse)."""
-    if len(head) < 2:
-        return 2
-    second = head[1]
-    if _refusal(head[0], second) is not None:
-        return 0
-    length = second & 0x7F
-    if length < 126:
-        return 6 + length
-    start = 8 if length == 126 else 14
-    if len(head) < start:
-        return start
-    length = int.from_bytes(head[2:start - 4], "big")
-    return start + length if length <= budget else 0
 
 
 #: The door's one cache, shared by every connection: the last output framed and
@@ -1030,7 +872,7 @@ def _frame_end(head: bytearray, budget: int) -> int:
 #: (permessage-deflate) is negotiated, so a server's frames do not depend on the
 #: connection. Module globals, as the IRC door's cache: the cheaper read.
 _framed_source: object = None
-_framed_opcode = Opcode.TEXT
+_framed_opcode = TEXT
 _framed: list[bytes] = []
 
 
@@ -1055,7 +897,7 @@ _text_head16 = struct.Struct("!BBH").pack
 def _frame_run(texts: tuple[str, ...]) -> bytes:
     """One text frame per text, joined; remembered for the next call with the same tuple.
 
-    ``_frame(Opcode.TEXT, ...)`` per text, inlined: a header and the payload
+    ``frames.frame(TEXT, ...)`` per text, inlined: a header and the payload
     joined once, not each frame built then joined (its enum and call: about a
     third of the run's framing, cProfile); a test holds the two equal.
     """
@@ -1077,16 +919,16 @@ def _frame_run(texts: tuple[str, ...]) -> bytes:
     return _framed_run
 
 
-def _frames(source: str | bytes, opcode: Opcode) -> list[bytes]:
+def _frames(source: str | bytes, opcode: int) -> list[bytes]:
     """The frames of a text (one frame) or of an IRC chunk (one per line), remembered:
     the next call for the same object and opcode reuses them."""
     global _framed_source, _framed_opcode, _framed
-    if source is _framed_source and opcode is _framed_opcode:
+    if source is _framed_source and opcode == _framed_opcode:
         return _framed
     if isinstance(source, str):
-        frames = [_frame(opcode, _utf8(source))]
+        frames = [frame(opcode, _utf8(source))]
     else:
-        frames = [_frame(opcode, line) for line in source.split(b"\r\n") if line]
+        frames = [frame(opcode, line) for line in source.split(b"\r\n") if line]
     _framed_source, _framed_opcode, _framed = source, opcode, frames
     return frames
 
