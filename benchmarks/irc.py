@@ -400,12 +400,14 @@ def latency_table(rows: list[Row], markdown: bool) -> str:
     return render(headers, body, markdown)
 
 
-def cost_fit(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least squares of ``µs/delivery = per_message / N + per_recipient``.
+def cost_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares of ``µs/delivery = per_message / R + per_recipient``.
 
-    A message to a room of N (the sender's echo included) is N deliveries, so
-    its server CPU is ``per_message + N * per_recipient``: divided by N, a
-    line in ``1/N``. Returns ``(per_message, per_recipient)`` in µs.
+    ``R`` is the recipients of a message: its deliveries over the messages
+    sent (N with the sender's echo, N - 1 where a witness paces the sender
+    and it gets none of its own). A message's server CPU is ``per_message +
+    R * per_recipient``: divided by R, a line in ``1/R``. Returns
+    ``(per_message, per_recipient)`` in µs.
     """
     xs = [1 / n for n, _ in points]
     ys = [y for _, y in points]
@@ -423,13 +425,14 @@ def fit_table(rows: list[Row], markdown: bool) -> str:
     """
     body = []
     for server in dict.fromkeys(r.server for r in rows):
-        points = sorted((r.clients, r.us_per_delivery) for r in rows
-                        if r.server == server and r.result.deliveries)
-        if len({n for n, _ in points}) < 2:
+        mine = sorted((r for r in rows if r.server == server and r.result.deliveries
+                       and r.result.sent), key=lambda r: r.clients)
+        if len({r.clients for r in mine}) < 2:
             continue
-        per_message, per_recipient = cost_fit(points)
+        per_message, per_recipient = cost_fit(
+            [(r.result.deliveries / r.result.sent, r.us_per_delivery) for r in mine])
         body.append([server, f"{per_message:.1f}", f"{per_recipient:.2f}",
-                     ", ".join(str(n) for n, _ in points)])
+                     ", ".join(str(r.clients) for r in mine)])
     if not body:
         return ""
     return render(["server", "fitted µs per message", "µs per recipient", "N"], body, markdown)

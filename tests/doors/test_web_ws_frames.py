@@ -17,6 +17,7 @@ from websockets.frames import Close as WsClose
 from websockets.frames import Frame, Opcode
 
 from sockhub.doors.web.frames import (
+    FRAGMENTS_MAX,
     ClientFrames,
     Close,
     Event,
@@ -161,6 +162,40 @@ def test_an_invalid_fragment_fails_before_the_message_ends():
     assert frames.done
 
 
+def test_a_surrogate_fails_once_its_second_byte_is_read_not_at_the_next_fragment():
+    """ED A0 can only begin a UTF-16 surrogate (RFC 3629 §3): 1007 there, even with
+    the rest of the message still to come in empty fragments (ED 9F begins U+D7C0)."""
+    frames = ClientFrames(LIMIT)
+    assert frames.receive(text(b"ok \xed\x9f", fin=False)) == []
+    assert frames.receive(cont(b"\x80", fin=False) + cont(b"", fin=False)) == []
+    frames = ClientFrames(LIMIT)
+    assert frames.receive(text(b"ok \xed\xa0", fin=False)) == [
+        Failure(1007, "text frames must be UTF-8")]
+    assert frames.done
+    assert every_way(text(b"\xed", fin=False) + cont(b"\xa0", fin=False) + cont(b"")) == [
+        Failure(1007, "text frames must be UTF-8")]
+
+
+def test_a_message_in_more_fragments_than_the_cap_is_1009_whatever_their_size():
+    """Empty fragments (6 bytes each on the wire) hold nothing the size limit counts:
+    past FRAGMENTS_MAX of them the message fails, and what is held stays the data."""
+    frames = ClientFrames(LIMIT)
+    events = frames.receive(binary(b"x", fin=False)
+                            + cont(b"", fin=False) * (FRAGMENTS_MAX - 1))
+    assert events == []
+    message = frames._message
+    assert message is not None and message.size == 1 and len(message.data) == 1
+    assert frames.receive(cont(b"", fin=False) + ping(b"p")) == [
+        Failure(1009, "message in too many fragments")]
+    assert frames.done and frames._message is None
+
+
+def test_a_message_in_the_most_fragments_allowed_is_read_whole():
+    stream = (text("é", fin=False)
+              + b"".join(cont("é", fin=False) for _ in range(FRAGMENTS_MAX - 2)) + cont("!"))
+    assert ClientFrames(10_000).receive(stream) == ["é" * (FRAGMENTS_MAX - 1) + "!"]
+
+
 def test_binary_messages_are_not_utf8_checked():
     assert every_way(binary(b"\xff\xfe")) == [b"\xff\xfe"]
 
@@ -238,6 +273,13 @@ def test_a_refusal_is_made_from_the_first_two_bytes_without_the_payload(first):
     assert frames.receive(head[:1]) == []
     [failure] = frames.receive(head[1:2])
     assert isinstance(failure, Failure) and failure.code == 1002
+
+
+def test_a_64_bit_length_with_its_top_bit_set_is_1002_from_the_header_alone():
+    head = bytes((0x82, 0xFF)) + (2**63).to_bytes(8, "big")
+    assert every_way(head + MASK) == [Failure(1002, "invalid frame length")]
+    frames = ClientFrames(LIMIT)
+    assert frames.receive(head) == [Failure(1002, "invalid frame length")]
 
 
 def test_a_huge_declared_length_is_1009_from_the_header_alone():

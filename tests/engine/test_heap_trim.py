@@ -148,6 +148,16 @@ def test_cancel_forgets_the_pending_check(loop):
     assert trims == [] and not t.armed
 
 
+def test_connections_lost_after_the_shutdown_arm_nothing(loop):
+    """An aborted connection is lost after the listener's cancel(): no new check."""
+    t, trims = trimmer(loop)
+    t.cancel()
+    burst(t, loop)
+    assert not t.armed and not loop.pending
+    loop.advance(3600)
+    assert trims == []
+
+
 def test_glibc_trim_is_found_and_runs_here():
     trim = heap.glibc_trim()
     assert trim is not None, "this test machine runs glibc"

@@ -35,7 +35,7 @@ BURST = 64
 #: Quiet: the process used less than this share of a core over the wait.
 QUIET_CPU = 0.1
 #: Seconds between two trims at least (of one listener's).
-MIN_INTERVAL = 10.0
+MIN_INTERVAL = 10.0  # per listener: a process with three may trim three times at once
 
 Trim = Callable[[], object]
 
@@ -67,8 +67,8 @@ class HeapTrimmer:
         cpu: the process's CPU seconds so far.
     """
 
-    __slots__ = ("_armed", "_cpu", "_cpu_at", "_last", "_seen", "_trim", "_wait_at", "events",
-                 "trims")
+    __slots__ = ("_armed", "_closed", "_cpu", "_cpu_at", "_last", "_seen", "_trim", "_wait_at",
+                 "events", "trims")
 
     def __init__(self, trim: Trim | None = None,
                  cpu: Callable[[], float] = time.process_time) -> None:
@@ -83,6 +83,8 @@ class HeapTrimmer:
         self._wait_at = 0.0
         self._cpu_at = 0.0
         self._last = -MIN_INTERVAL
+        #: The listener has shut down: what still closes arms nothing.
+        self._closed = False
 
     @property
     def armed(self) -> bool:
@@ -91,7 +93,7 @@ class HeapTrimmer:
 
     def churned(self, quiet: float | None, loop: asyncio.AbstractEventLoop) -> None:
         """A connection opened or closed; ``quiet`` is the listener's ``heap_trim``."""
-        if quiet is None:
+        if quiet is None or self._closed:
             return
         self.events += 1
         if self._armed is None and self.events >= BURST:
@@ -102,7 +104,9 @@ class HeapTrimmer:
             self._arm(quiet, loop)
 
     def cancel(self) -> None:
-        """Forget a pending check (the listener shuts down)."""
+        """Forget a pending check and arm no more (the listener shuts down: a connection
+        lost after this, an aborted one, must not arm a timer on a loop that is ending)."""
+        self._closed = True
         if self._armed is not None:
             self._armed.cancel()
             self._armed = None

@@ -49,6 +49,13 @@ class RoomMap(MutableMapping[str, "Room"]):
     second on, a dict, so a user in many rooms still finds one in O(1); back to
     bare when a part leaves one. The dict methods the hub and the doors use are
     written out, not left to the mixins: a lookup is one call, as with a dict.
+
+    Where it is not a dict (no caller relies on any of these; callers that
+    change the map while going through it copy it first, as with a dict): a
+    ``keys()``/``values()`` view stops following changes once the map falls
+    back to one room; adding a second room while iterating the first ends the
+    iteration instead of raising; ``popitem()`` takes the first room, not the
+    last; there is no ``copy()``.
     """
 
     __slots__ = ("_many", "_one")

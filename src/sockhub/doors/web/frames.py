@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 try:  # websockets' C unmasking (the handshake's library, a dependency anyway)
     from websockets.speedups import apply_mask
@@ -51,6 +51,14 @@ INTERNAL_ERROR = 1011
 #: 1004-1006 and 1015 are never sent in a frame; 1016-2999 are for future RFCs.
 _CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013,
                           1014))
+
+#: Fragments one message may come in. Each costs the server a little whatever
+#: its size (an empty one is 6 bytes on the wire): without a cap, fragments of
+#: nothing would hold memory that the size limit never counts. Browsers never
+#: fragment what they send; 1009 past it (§7.4.1: too big to process).
+FRAGMENTS_MAX = 1024
+#: The most a 64-bit length may say: its top bit must be 0 (§5.2).
+_LENGTH_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +100,21 @@ Event = str | bytes | Ping | Pong | Close | Failure
 class _Fragments:
     """A fragmented message being put back together (§5.4): made only for one."""
 
-    __slots__ = ("decoder", "parts", "size")
+    __slots__ = ("count", "data", "decoder")
 
     def __init__(self, text: bool) -> None:
         #: A text message's UTF-8, checked fragment by fragment (§8.1: fail as soon
-        #: as it cannot be UTF-8; a character cut across two fragments is fine).
+        #: as it cannot be UTF-8; a character cut across two fragments is fine);
+        #: what it decodes is dropped, the message is decoded once, whole.
         self.decoder = codecs.getincrementaldecoder("utf-8")() if text else None
-        #: str pieces of a text message (decoded as they come), else bytes.
-        self.parts: list[Any] = []
-        self.size = 0
+        #: The payloads so far, in one buffer: what is held is what the size limit
+        #: counts, however many fragments brought it.
+        self.data = bytearray()
+        self.count = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 class ClientFrames:
@@ -155,6 +169,9 @@ class ClientFrames:
                     self._inbox = bytearray(data[at:])
                     break
                 length = int.from_bytes(data[at + 2:start - 4], "big")
+                if length > _LENGTH_MAX:  # §5.2: "the most significant bit MUST be 0"
+                    self._fail(events, PROTOCOL_ERROR, "invalid frame length")
+                    break
             message = self._message
             if not first & 0x08 and length > self.max_size - (message.size if message else 0):
                 # A data frame over what is left of the message: refused from its header,
@@ -203,6 +220,8 @@ class ClientFrames:
             if len(head) < start - 4:
                 return start - 4
             length = int.from_bytes(head[2:start - 4], "big")
+            if length > _LENGTH_MAX:
+                return 0
         message = self._message
         if not first & 0x08 and length > self.max_size - (message.size if message else 0):
             return 0
@@ -232,20 +251,34 @@ class ClientFrames:
 
     def _add(self, message: _Fragments, payload: bytes, *, final: bool) -> Event | None:
         """One fragment more; the whole message once ``final``."""
-        message.size += len(payload)
+        message.count += 1
+        if message.count > FRAGMENTS_MAX:
+            return Failure(TOO_BIG, "message in too many fragments")
+        message.data += payload
         decoder = message.decoder
-        if decoder is None:
-            message.parts.append(payload)
-        else:
+        if decoder is not None:
             try:  # §8.1, fragment by fragment
-                message.parts.append(decoder.decode(payload, final))
+                decoder.decode(payload, final)
             except UnicodeDecodeError:
+                return Failure(INVALID_DATA, "text frames must be UTF-8")
+            if _surrogate_ahead(decoder.getstate()[0]):
                 return Failure(INVALID_DATA, "text frames must be UTF-8")
         if not final:
             return None
         self._message = None
-        whole: str | bytes = ("" if decoder is not None else b"").join(message.parts)
-        return whole
+        if decoder is not None:
+            return message.data.decode()  # checked above: cannot fail
+        return bytes(message.data)
+
+
+def _surrogate_ahead(pending: bytes) -> bool:
+    """Whether a decoder's held bytes already begin a UTF-16 surrogate (ED A0-BF).
+
+    CPython's incremental decoder waits for the third byte before it refuses
+    one, so a message cut there would only fail at its next non-empty
+    fragment; §8.1 fails it as soon as it cannot be UTF-8 (RFC 3629 §3).
+    """
+    return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
 
 
 def _refusal(first: int, second: int) -> str | None:
