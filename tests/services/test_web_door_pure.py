@@ -26,13 +26,6 @@ from sockhub.protocols.base import ConnectionInfo
 from sockhub.services.chat import ChatService, ChatSettings
 
 
-@pytest.fixture
-def service(tmp_path):
-    chat = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=None), Limits())
-    yield chat
-    chat.close()
-
-
 def door_for(service: ChatService, clock: ManualClock, *, local: str = "test",
              transport: str = "tcp") -> WebDoor:
     door = WebDoor(service)

@@ -28,16 +28,8 @@ from sockhub.doors.web import WebDoor
 from sockhub.doors.web.chat_json import dumps, event_object, message_json
 from sockhub.doors.web.frames import frame as _frame
 from sockhub.hub import Message
-from sockhub.limits import Limits
 from sockhub.protocols.base import ConnectionInfo
-from sockhub.services.chat import ChatService, ChatSettings
-
-
-@pytest.fixture
-def service(tmp_path):
-    chat = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=None), Limits())
-    yield chat
-    chat.close()
+from sockhub.services.chat import ChatService
 
 
 class Browser:

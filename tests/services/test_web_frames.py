@@ -31,13 +31,6 @@ from sockhub.protocols.base import ConnectionInfo, Protocol
 from sockhub.services.chat import ChatService, ChatSettings
 
 
-@pytest.fixture
-def service(tmp_path):
-    chat = ChatService(ChatSettings(data_dir=tmp_path, flood_rate=None), Limits())
-    yield chat
-    chat.close()
-
-
 class Browser:
     """One WebDoor and the websockets client protocol that speaks to it."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import json
 
-from test_web_door_pure import Browser, door_for, out, service  # noqa: F401 (fixture)
+from test_web_door_pure import Browser, door_for, out
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.server import ServerProtocol
@@ -28,7 +28,7 @@ def _reachable(root: object, depth: int = 3) -> list[object]:
     return seen
 
 
-def test_an_upgraded_connection_keeps_neither_h11_nor_websockets_and_still_chats(service):  # noqa: F811
+def test_an_upgraded_connection_keeps_neither_h11_nor_websockets_and_still_chats(service):
     browser = Browser(service, ManualClock())
     assert isinstance(browser.response, Response) and browser.response.status_code == 101
     door = browser.door
@@ -46,7 +46,7 @@ def test_an_upgraded_connection_keeps_neither_h11_nor_websockets_and_still_chats
     assert any(o.get("text") == "still here" for o in browser.objects())
 
 
-def test_fragments_pings_and_the_close_work_without_websockets(service):  # noqa: F811
+def test_fragments_pings_and_the_close_work_without_websockets(service):
     browser = Browser(service, ManualClock())
     browser.send({"type": "hello", "version": 1, "nick": "ann"})
     assert browser.objects()[0]["type"] == "welcome"
@@ -70,7 +70,7 @@ def test_fragments_pings_and_the_close_work_without_websockets(service):  # noqa
     assert browser.door.close_expected()
 
 
-def test_plain_http_keeps_its_parser_between_requests(service):  # noqa: F811
+def test_plain_http_keeps_its_parser_between_requests(service):
     door = door_for(service, ManualClock())
     for _ in range(2):
         door.receive_data(b"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -78,14 +78,14 @@ def test_plain_http_keeps_its_parser_between_requests(service):  # noqa: F811
         assert door.http is not None
 
 
-def test_a_refused_handshake_gets_its_answer_and_keeps_no_websocket(service):  # noqa: F811
+def test_a_refused_handshake_gets_its_answer_and_keeps_no_websocket(service):
     refused = Browser(service, ManualClock(),
                       headers=(("Origin", "https://elsewhere.example"),))
     assert isinstance(refused.response, Response) and refused.response.status_code == 403
     assert refused.door.ws is None and refused.door.close_expected()
 
 
-def test_the_registration_deadline_goes_with_the_welcome(service):  # noqa: F811
+def test_the_registration_deadline_goes_with_the_welcome(service):
     # Not kept, cancelled, until it fires for nothing: its bound method and wheel entry
     # were ~120 B of every idle client (issue 16).
     browser = Browser(service, ManualClock())
