@@ -114,14 +114,17 @@ class Histogram:
 class ChatCounts:
     """The chat service's own figures."""
 
-    __slots__ = ("bus_lag", "bus_ready", "bus_reconnects", "fanout", "history_rows",
-                 "history_stored")
+    __slots__ = ("bus_lag", "bus_ready", "bus_reconnects", "fanout", "history_commits",
+                 "history_rows", "history_stored")
 
     def __init__(self) -> None:
         #: Rows in the history table (set when the store opens, then counted up).
         self.history_rows = 0
         #: Rows this process stored since it started.
         self.history_stored = 0
+        #: Transactions that stored them (group commits): rows over commits is
+        #: the mean batch, which sets what a message's share of a commit costs.
+        self.history_commits = 0
         #: From the hub accepting a room message to every delivery queued (store included).
         self.fanout = Histogram(FANOUT_BUCKETS)
         #: The Redis bus (docs/scale-out.md): from an event entering the
@@ -199,6 +202,9 @@ class _Collector:
         yield CounterMetricFamily("sockhub_chat_history_rows_stored",
                                   "Messages this process stored in the chat history",
                                   value=chat.history_stored)
+        yield CounterMetricFamily("sockhub_chat_history_commits",
+                                  "Transactions that stored room messages (group commits)",
+                                  value=chat.history_commits)
         fanout = chat.fanout
         yield HistogramMetricFamily(
             "sockhub_chat_fanout_seconds",

@@ -20,6 +20,7 @@ from helpers import NoScan
 from irc_support import Network
 from net import STEP, chat_client
 from proc import start_sockhub
+from sockhub import metrics
 from sockhub.doors.line import LineDoor
 from sockhub.doors.web.chat_json import JsonChat
 from sockhub.hub import User
@@ -83,11 +84,13 @@ async def test_one_turn_shares_one_commit_and_delivery_follows_it(service, monke
         return append_many(messages)
 
     monkeypatch.setattr(service.store, "append_many", counting)
+    stored, commits = metrics.chat.history_stored, metrics.chat.history_commits
     for i in range(5):
         service.say(alice, "#g", f"m{i}")
     assert member.events == [] and stored_texts(service.store.path) == []
     await asyncio.wait_for(member.arrived.wait(), STEP)
     assert batches == [5]
+    assert (metrics.chat.history_stored - stored, metrics.chat.history_commits - commits) == (5, 1)
     assert member.texts() == [f"m{i}" for i in range(5)]
     assert member.committed == [True] * 5  # each was in the file before it was delivered
     ids = [e.id for e in member.events if isinstance(e, Message)]
@@ -123,11 +126,13 @@ async def test_a_failed_commit_delivers_nothing_and_the_next_one_works(service, 
     def broken(messages: list[Message]) -> list[Message]:
         raise sqlite3.OperationalError("disk I/O error")
 
+    commits = metrics.chat.history_commits
     with monkeypatch.context() as patch:
         patch.setattr(service.store, "append_many", broken)
         service.say(alice, "#g", "lost")
         service.commit()
     assert member.events == []
+    assert metrics.chat.history_commits == commits  # nothing was stored
     assert "could not store 1 messages" in caplog.text
     service.say(alice, "#g", "kept")
     await asyncio.wait_for(member.arrived.wait(), STEP)

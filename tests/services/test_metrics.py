@@ -98,6 +98,7 @@ async def test_traffic_through_line_and_irc_doors_is_counted(hub):
     assert delta(after, before, "sockhub_chat_messages_out_total", door="line") == 2 + 2 + 1
     assert delta(after, before, "sockhub_chat_messages_out_total", door="irc") == 1 + 1
     assert delta(after, before, "sockhub_chat_history_rows_stored_total") == 2
+    assert delta(after, before, "sockhub_chat_history_commits_total") == 2  # a turn each
     assert after[("sockhub_chat_history_rows", frozenset())] == 2  # a fresh data dir
     assert delta(after, before, "sockhub_chat_fanout_seconds_count") == 2
     assert delta(after, before, "sockhub_chat_fanout_seconds_bucket", le="+Inf") == 2
@@ -192,6 +193,7 @@ def test_every_metric_is_exposed_before_any_traffic():
     names = {name for name, _ in scrape()}
     for name in ("sockhub_chat_messages_in_total", "sockhub_chat_messages_out_total",
                  "sockhub_chat_history_rows", "sockhub_chat_history_rows_stored_total",
+                 "sockhub_chat_history_commits_total",
                  "sockhub_chat_fanout_seconds_bucket", "sockhub_chat_fanout_seconds_count",
                  "sockhub_chat_fanout_seconds_sum"):
         assert name in names

@@ -444,6 +444,7 @@ class ChatService:
         counts = metrics.chat
         counts.history_rows += len(stored)
         counts.history_stored += len(stored)
+        counts.history_commits += 1
 
     def _publish(self, event: HubEvent) -> None:
         """Publish an event after the room messages accepted before it."""

@@ -210,8 +210,11 @@ class Cluster:
                 service.store.append_many(messages)
             except Exception:
                 log.exception("chat: could not store %d messages from the bus", len(messages))
-            metrics.chat.history_rows += len(messages)
-            metrics.chat.history_stored += len(messages)
+            else:  # counted only once in the file
+                counts = metrics.chat
+                counts.history_rows += len(messages)
+                counts.history_stored += len(messages)
+                counts.history_commits += 1
             service._fanout.observe(time.perf_counter() - start)
         # Through the service's local bus, as local events go: its departure
         # bookkeeping (seen marks for replays) runs before the hub applies them.
