@@ -97,7 +97,7 @@ def wal_bytes_kept(frames_max: int, page_size: int) -> int:
 class Checkpointer:
     """Checkpoints one SQLite file's WAL in a daemon thread, when armed.
 
-    ``rounds`` counts wake-ups, ``checkpoints`` PASSIVE checkpoints that ran,
+    ``rounds`` counts finished wake-ups, ``checkpoints`` PASSIVE checkpoints that ran,
     ``restarts`` RESTART checkpoints that completed, and ``last`` holds the
     last result row: for tests and measurements.
     """
@@ -117,6 +117,7 @@ class Checkpointer:
         self._stop = threading.Event()
         self._db: sqlite3.Connection | None = None
         self._error: str | None = None
+        self._in_round = False
         self._thread = threading.Thread(target=self._run, name="sockhub-checkpoint", daemon=True)
         self._thread.start()
 
@@ -128,6 +129,13 @@ class Checkpointer:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def quiet(self) -> bool:
+        """No checkpoint asked for or under way: every commit before now is checkpointed.
+
+        For a caller that is the only writer (tests, measurements)."""
+        return not self.armed and not self._in_round
 
     def close(self, timeout: float = RESTART_WAIT) -> None:
         """Stop the thread and wait for it (a checkpoint under way finishes first). Idempotent."""
@@ -147,10 +155,14 @@ class Checkpointer:
                     return
                 # Clear, then disarm: a commit after this sets both again, and
                 # one before it is in the checkpoint below.
+                self._in_round = True
                 self._wake.clear()
                 self.armed = False
-                self.rounds += 1
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                finally:
+                    self.rounds += 1
+                    self._in_round = False
         finally:
             self._drop()
 
