@@ -83,8 +83,8 @@ def wal_bytes_kept(frames_max: int, page_size: int) -> int:
     """``journal_size_limit``: four times the RESTART bound (64 MiB at the defaults).
 
     Above what the WAL reaches in normal running (the bound, plus what comes
-    while a checkpoint round catches up: under 3x in a tight loop of
-    commits), so a restarted WAL is overwritten in place, which SQLite does
+    while a checkpoint round catches up: about 2.5x in a tight loop of
+    commits here), so a restarted WAL is overwritten in place, which SQLite does
     "because it is normally faster to overwrite an existing file than to
     append", and cutting tens of MiB off the file cost the truncating
     commit 3-10 ms here; a WAL grown past it (a failing disk, a long
