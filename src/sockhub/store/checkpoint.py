@@ -175,7 +175,7 @@ class Checkpointer:
 
     def _connect(self) -> sqlite3.Connection:
         # mode=rw: the store made the file (0600); this connection never creates one.
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
+        db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True,
                              timeout=RESTART_WAIT, isolation_level=None)
         try:
             page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
