@@ -209,6 +209,41 @@ def test_an_error_is_logged_once_and_the_thread_goes_on(path, stores, caplog):
     assert store.recent("#a", 10)[-1].text.startswith("message 4")
 
 
+def test_a_reader_that_never_lets_go_is_logged_and_commits_wait_little(path, stores, caplog):
+    """A read transaction held open (another process, say) pins the WAL: the
+    RESTART gives up after its short busy timeout each round, the commits it
+    made wait stay short, the stuck WAL is logged once, and it restarts once
+    the reader lets go."""
+    caplog.set_level(logging.INFO, logger="sockhub.checkpoint")
+    store = ChatStore(path, checkpoint_delay=FAST, wal_frames_max=16)
+    stores.append(store)
+    ckpt = checkpointer(store)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM messages").fetchone()  # a snapshot, held
+        longest = 0.0
+        rounds = ckpt.rounds
+        deadline = time.monotonic() + DEADLINE
+        commits = 0
+        while commits < 200 or ckpt.rounds < rounds + 3:  # WAL past 4 x 16 frames, 3 rounds
+            assert time.monotonic() < deadline
+            started = time.monotonic()
+            store.append_many([message(commits)])
+            longest = max(longest, time.monotonic() - started)
+            commits += 1
+        assert ckpt.restarts == 0
+        assert longest < 0.5  # the RESTART never waits for this reader holding the write lock
+        wait_for(lambda: ckpt.quiet, "the last round")
+        stuck = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(stuck) == 1 and "cannot restart" in stuck[0], stuck
+    finally:
+        reader.close()
+    store.append_many([message(commits)])
+    wait_for(lambda: ckpt.restarts >= 1 and ckpt.quiet, "a restart once the reader is gone")
+    assert any("work again" in r.getMessage() for r in caplog.records)
+
+
 def test_files_stay_private_with_a_loose_umask(path, stores):
     old = os.umask(0)
     try:

@@ -9,7 +9,8 @@ every client. SQLite's documentation offers the way out (wal.html,
 during idle moments or in a separate thread or process". So the store sets
 ``PRAGMA wal_autocheckpoint=0`` and this thread checkpoints instead, on a
 connection of its own; Python's sqlite3 lets go of the GIL while SQLite
-works, so the copy and the ``fsync`` cost the loop nothing.
+works, so the loop no longer does the copy or the ``fsync`` (a commit can
+still meet one: see the RESTART below).
 
 **When.** Nothing runs while nothing is written: the thread blocks on an
 event with no timeout. A commit arms it (``armed``, a plain bool the store
@@ -39,10 +40,15 @@ during the one before, until one finds at most :data:`CATCH_UP_FRAMES` new
 frames: the RESTART then copies about that many. The loop's next commit may
 still wait for it, through its busy timeout (SQLite's busy handler sleeps
 1 ms first), about once per :data:`WAL_FRAMES_MAX` frames written. The
-WAL file on disk is truncated back to ``journal_size_limit`` by the first
-commit after it restarts (wal.html: a checkpoint "does not normally
-truncate the WAL file (unless the journal_size_limit pragma is set)");
-both connections set it, to four times the bound (:func:`wal_bytes_kept`).
+RESTART is skipped while a reader holds an older snapshot (the PASSIVE
+left frames uncopied), which it would wait for with the write lock held;
+a reader of the newest one it waits for at most about
+:data:`RESTART_WAIT` (0.1 s), then gives up until the next round. A WAL
+past four times the bound that cannot restart is logged. The WAL file on
+disk is truncated back to ``journal_size_limit`` by the first commit after
+it restarts (wal.html: a checkpoint "does not normally truncate the WAL
+file (unless the journal_size_limit pragma is set)"); both connections set
+it, to four times the bound (:func:`wal_bytes_kept`).
 
 **Failures.** An error (a full disk, a file that cannot be opened) is
 logged once per distinct message, not per attempt, and the thread carries
@@ -70,9 +76,11 @@ log = logging.getLogger("sockhub.checkpoint")
 CHECKPOINT_DELAY = 0.1
 #: WAL frames (pages) past which a checkpoint restarts the log: 16 MiB at 4 KiB pages.
 WAL_FRAMES_MAX = 4096
-#: Seconds a RESTART waits for the writer and readers (its busy timeout), and
-#: :meth:`Checkpointer.close` for the thread.
-RESTART_WAIT = 2.0
+#: Seconds a RESTART waits for the write lock and then, holding it, for readers
+#: (the thread's busy timeout): the longest a commit can wait for a RESTART.
+RESTART_WAIT = 0.1
+#: Seconds :meth:`Checkpointer.close` waits for the thread.
+CLOSE_WAIT = 5.0
 #: Before a RESTART, PASSIVE passes (at most this many) until one finds at most
 #: CATCH_UP_FRAMES new frames: what the RESTART then copies under the write lock.
 CATCH_UP_PASSES = 8
@@ -97,9 +105,9 @@ def wal_bytes_kept(frames_max: int, page_size: int) -> int:
 class Checkpointer:
     """Checkpoints one SQLite file's WAL in a daemon thread, when armed.
 
-    ``rounds`` counts finished wake-ups, ``checkpoints`` PASSIVE checkpoints that ran,
-    ``restarts`` RESTART checkpoints that completed, and ``last`` holds the
-    last result row: for tests and measurements.
+    ``rounds`` counts finished wake-ups, ``checkpoints`` the checkpoint
+    statements run, ``restarts`` the RESTARTs that completed, and ``last``
+    holds the last result row: for tests and measurements.
     """
 
     def __init__(self, path: str | Path, *, delay: float = CHECKPOINT_DELAY,
@@ -137,7 +145,7 @@ class Checkpointer:
         For a caller that is the only writer (tests, measurements)."""
         return not self.armed and not self._in_round
 
-    def close(self, timeout: float = RESTART_WAIT) -> None:
+    def close(self, timeout: float = CLOSE_WAIT) -> None:
         """Stop the thread and wait for it (a checkpoint under way finishes first). Idempotent."""
         self._stop.set()
         self._wake.set()
@@ -206,19 +214,28 @@ class Checkpointer:
                     busy, frames, copied = self._run_pragma("PASSIVE")
                     if frames - before <= CATCH_UP_FRAMES:  # negative: the log restarted
                         break
-            if frames > self.frames_max:
+            # Frames left uncopied: a reader holds an older snapshot, which the
+            # RESTART would wait for holding the write lock. Not this round, then.
+            if frames > self.frames_max and copied == frames:
                 busy, frames, copied = self._run_pragma("RESTART")
                 if not busy:
                     self.restarts += 1
             self.last = (busy, frames, copied)
         except Exception as exc:  # a full disk, an unreadable file, a bug: the server goes on
             self._drop()  # opened again next round
-            message = f"{type(exc).__name__}: {exc}"
-            if message != self._error:
-                log.error("could not checkpoint %s (%s); retrying at the next commit",
-                          self.path, message)
-                self._error = message
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return
+        if frames > 4 * self.frames_max and (busy or copied < frames):  # a reader never lets go
+            self._failed(f"the WAL is past {4 * self.frames_max} frames and cannot restart: "
+                         "another connection keeps a read open")
             return
         if self._error is not None:
             log.info("checkpoints of %s work again", self.path)
             self._error = None
+
+    def _failed(self, message: str) -> None:
+        """Log a failure once, not at every attempt, until the next success."""
+        if message != self._error:
+            log.error("could not checkpoint %s (%s); retrying at the next commit",
+                      self.path, message)
+            self._error = message
