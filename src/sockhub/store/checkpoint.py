@@ -90,14 +90,15 @@ CATCH_UP_FRAMES = 16
 def wal_bytes_kept(frames_max: int, page_size: int) -> int:
     """``journal_size_limit``: four times the RESTART bound (64 MiB at the defaults).
 
-    Above what the WAL reaches in normal running (the bound, plus what comes
-    while a checkpoint round catches up: about 2.5x in a tight loop of
-    commits here), so a restarted WAL is overwritten in place, which SQLite does
-    "because it is normally faster to overwrite an existing file than to
-    append", and cutting tens of MiB off the file cost the truncating
-    commit 3-10 ms here; a WAL grown past it (a failing disk, a long
-    reader) is cut back to it. A WAL file is a 32-byte header and frames of
-    a 24-byte header and a page.
+    Above what the WAL reaches in normal running (the bound and what comes
+    during a round: 17 MiB at 500 one-message commits a second), so a
+    restarted WAL is overwritten in place, which SQLite does "because it is
+    normally faster to overwrite an existing file than to append": cutting
+    tens of MiB off the file cost the truncating commit 3-10 ms here. A WAL
+    grown past it (a failing disk, a reader that never lets go, or commits
+    back to back in a tight loop, where it peaked at 40-90 MiB) is cut back
+    to it. A WAL file is a 32-byte header and frames of a 24-byte header
+    and a page.
     """
     return 32 + 4 * frames_max * (24 + page_size)
 
