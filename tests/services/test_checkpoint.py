@@ -7,6 +7,7 @@ negative check (no wake-ups while idle) watches over a short window.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from net import chat_client
+from proc import start_sockhub
 from sockhub.hub.events import Message
 from sockhub.store.checkpoint import Checkpointer, wal_bytes_kept
 from sockhub.store.history import ChatStore
@@ -279,3 +282,36 @@ def test_two_processes_worth_of_stores_share_one_file(path, stores):
         wait_for(lambda s=store: checkpointer(s).checkpoints >= 1 and checkpointer(s).quiet,
                  "a checkpoint by each")
         assert checkpointer(store)._error is None
+
+
+async def test_a_server_checkpoints_while_running_and_leaves_no_wal(tmp_path):
+    """The real server: messages reach chat.sqlite3 itself while it runs, and a
+    stop joins the thread and leaves the file alone, no -wal or -shm beside it."""
+    served = await start_sockhub("chat", "--port", "0", "--data-dir", str(tmp_path))
+    try:
+        alice = await chat_client(served.ports["chat"], "alice")
+        for i in range(8):  # under the flood limit
+            await alice.send(f"line {i}")
+        await alice.expect("<alice> line 7")
+        path = tmp_path / "chat.sqlite3"
+        copy = tmp_path / "copy.sqlite3"
+
+        def in_the_file_alone() -> bool:
+            shutil.copyfile(path, copy)  # without the WAL: what the checkpoints copied
+            db = sqlite3.connect(copy)
+            try:
+                return int(db.execute("SELECT count(*) FROM messages").fetchone()[0]) == 8
+            except sqlite3.DatabaseError:  # a copy taken mid-checkpoint
+                return False
+            finally:
+                db.close()
+
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while not in_the_file_alone():
+            assert asyncio.get_running_loop().time() < deadline, "never checkpointed"
+            await asyncio.sleep(0.05)  # polling a condition, with a deadline
+        copy.unlink()
+    finally:
+        assert await served.stop() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.sqlite3"]
+    assert not any("could not checkpoint" in line for line in served.log)
