@@ -59,6 +59,7 @@ class AccountStore:
         # The file and its directory were made private by ChatStore, which is
         # opened first; WAL mode lets two connections share it.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # ChatStore's thread checkpoints
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -21,7 +21,10 @@ chat service hands :meth:`ChatStore.append_many` the room messages that
 arrived in one turn of the loop, stored in one transaction (one commit,
 instead of one per message: group commit), and fans them out only once it
 returns, so the ordering "stored, then delivered" stays true with nothing
-in between to lose.
+in between to lose. SQLite's automatic checkpoints are off on this
+connection: a thread of :mod:`sockhub.store.checkpoint` copies the WAL into
+the file, armed by the commits, so the copy and its ``fsync`` never stall
+the loop.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sockhub.hub.events import Message
 from sockhub.hub.model import Registration, RoomState
 from sockhub.hub.names import HISTORY_MAX, clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
+from sockhub.store.checkpoint import CHECKPOINT_DELAY, WAL_FRAMES_MAX, Checkpointer, wal_bytes_kept
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -193,7 +197,8 @@ def _message(row: tuple[Any, ...]) -> Message:
 class ChatStore:
     """Messages and bans of one chat service, in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, checkpoint_delay: float = CHECKPOINT_DELAY,
+                 wal_frames_max: int = WAL_FRAMES_MAX) -> None:
         self.path = Path(path)
         # History is private: the directory 0700, the file 0600 before SQLite
         # opens it, since SQLite gives its -wal, -shm and -journal files the
@@ -209,6 +214,14 @@ class ChatStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._migrate()
+        # Checkpoints run in a thread of their own (store/checkpoint.py); the
+        # WAL file is cut back on disk (wal_bytes_kept) when this connection restarts it.
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._db.execute(
+            f"PRAGMA journal_size_limit={wal_bytes_kept(wal_frames_max, page_size)}")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(self.path, delay=checkpoint_delay,
+                                          frames_max=wal_frames_max)
 
     def _use_wal(self) -> None:
         """Put the file in WAL mode (kept in the file), waiting out other openers.
@@ -260,6 +273,8 @@ class ChatStore:
         db.execute("COMMIT")
 
     def close(self) -> None:
+        """Stop the checkpointer, then close (SQLite's last close checkpoints, removes the WAL)."""
+        self._checkpointer.close()
         self._db.close()
 
     def count(self) -> int:
@@ -326,6 +341,8 @@ class ChatStore:
             # one-message commit.
             last = self._insert_new(messages)
             self._number(messages, last)
+            if not self._checkpointer.armed:  # after the commit: the checkpoint will include it
+                self._checkpointer.arm()
             return messages
         db.execute("BEGIN")
         try:
@@ -338,10 +355,21 @@ class ChatStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._wrote()
         if not fresh:
             return stored
         self._number(messages, last)
         return messages
+
+    def _wrote(self) -> None:
+        """A commit outside :meth:`append_many`: have it checkpointed too.
+
+        Called by the writes a client's activity makes (private messages,
+        departures, read markers, logins); the rare ones (bans, room state,
+        registrations) go with the next message's checkpoint, or the close.
+        """
+        if not self._checkpointer.armed:
+            self._checkpointer.arm()
 
     @staticmethod
     def _number(messages: list[Message], last: int) -> None:
@@ -510,6 +538,7 @@ class ChatStore:
         rows = [(who, key, key, ts) for key in room_keys]
         if len(rows) == 1:  # a PART: one statement is its own transaction
             self._db.execute(_MARK_SEEN, rows[0])
+            self._wrote()
             return
         self._db.execute("BEGIN")  # a QUIT from several rooms: one commit
         try:
@@ -518,6 +547,7 @@ class ChatStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._wrote()
 
     def last_seen(self, who: str, room: str) -> int | None:
         """The newest message id of ``room`` when ``who`` last left it; None: never seen."""
@@ -626,6 +656,7 @@ class ChatStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._wrote()
         return stored
 
     def private_page(self, owner: str, peer: str, limit: int, *, after: Bound | None = None,
@@ -693,6 +724,7 @@ class ChatStore:
             "INSERT INTO read_markers (account, target, ms) VALUES (?,?,?) "
             "ON CONFLICT (account, target) DO UPDATE SET ms = max(ms, excluded.ms)",
             (account, target, ms))
+        self._wrote()
         stored = self.read_marker(account, target)
         assert stored is not None
         return stored
@@ -724,6 +756,7 @@ class ChatStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._wrote()
 
     def session(self, token_hash: bytes, now: float) -> str | None:
         """The account of a live session (folded), None if unknown or expired."""
