@@ -111,12 +111,13 @@ def test_idle_it_blocks_instead_of_polling(path, stores):
 
 
 def test_a_commit_while_armed_pays_one_test_and_is_not_lost(path, stores):
-    store = ChatStore(path, checkpoint_delay=0.5)  # long enough to commit inside it
+    store = ChatStore(path, checkpoint_delay=2.0)  # long enough to commit inside it
     stores.append(store)
     ckpt = checkpointer(store)
     store.append_many([message(1)])
     assert ckpt.armed
     store.append_many([message(2)])  # armed already: no second wake-up
+    assert ckpt.armed and ckpt.rounds == 0  # both inside the first round's delay
     wait_for(lambda: ckpt.checkpoints >= 1 and ckpt.quiet, "a checkpoint")
     assert ckpt.rounds == 1
     busy, frames, copied = ckpt.last or (1, 0, 0)
@@ -143,7 +144,10 @@ def test_continuous_commits_keep_the_wal_bounded(path, stores):
         if commits % 50 == 0:
             largest = max(largest, wal(path).stat().st_size)
     written = commits * 3 * 4096
-    assert largest < written // 2, (largest, written)
+    # Without the restarts the WAL would hold everything written; with them
+    # it peaked at 12-14 MiB here (a tight loop, where the thread waits for
+    # the GIL), under a seventh of it.
+    assert largest < written // 3, (largest, kept, written)
     assert ckpt.restarts >= 3
     # Quiet again: the next round copies everything, the next commit starts
     # the WAL over and cuts the file back to journal_size_limit.
@@ -235,8 +239,8 @@ def test_a_reader_that_never_lets_go_is_logged_and_commits_wait_little(path, sto
             store.append_many([message(commits)])
             longest = max(longest, time.monotonic() - started)
             commits += 1
-        assert ckpt.restarts == 0
-        assert longest < 0.5  # the RESTART never waits for this reader holding the write lock
+        assert ckpt.restarts_tried == 0  # never waits for this reader holding the write lock
+        assert longest < 0.5
         wait_for(lambda: ckpt.quiet, "the last round")
         stuck = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert len(stuck) == 1 and "cannot restart" in stuck[0], stuck

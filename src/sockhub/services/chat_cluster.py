@@ -210,7 +210,7 @@ class Cluster:
                 service.store.append_many(messages)
             except Exception:
                 log.exception("chat: could not store %d messages from the bus", len(messages))
-            else:  # counted only once in the file
+            else:  # counted once stored (rows another worker stored already count too)
                 counts = metrics.chat
                 counts.history_rows += len(messages)
                 counts.history_stored += len(messages)

@@ -38,12 +38,15 @@ beginning". It holds the write lock while it copies what is left and
 syncs, so it comes after more PASSIVE passes, each copying what arrived
 during the one before, until one finds at most :data:`CATCH_UP_FRAMES` new
 frames: the RESTART then copies about that many. The loop's next commit may
-still wait for it, through its busy timeout (SQLite's busy handler sleeps
-1 ms first), about once per :data:`WAL_FRAMES_MAX` frames written. The
-RESTART is skipped while a reader holds an older snapshot (the PASSIVE
-left frames uncopied), which it would wait for with the write lock held;
-a reader of the newest one it waits for at most about
-:data:`RESTART_WAIT` (0.1 s), then gives up until the next round. A WAL
+still wait for it, about once per :data:`WAL_FRAMES_MAX` frames written:
+for as long as the RESTART holds the write lock (at most
+:data:`RESTART_WAIT` waiting for readers, then the copy of the last few
+frames and two ``fsync``), rounded up to the next step of the loop
+connection's busy handler (SQLite sleeps 1, 2, 5, 10, 15, ... ms between
+tries: a lock held 5 ms costs a commit 8). The RESTART is skipped while a
+reader holds an older snapshot (the PASSIVE left frames uncopied), which it
+would wait for with the write lock held; a reader of the newest one it
+waits for at most :data:`RESTART_WAIT`, then gives up until the next round. A WAL
 past four times the bound that cannot restart is logged. The WAL file on
 disk is truncated back to ``journal_size_limit`` by the first commit after
 it restarts (wal.html: a checkpoint "does not normally truncate the WAL
@@ -77,8 +80,9 @@ CHECKPOINT_DELAY = 0.1
 #: WAL frames (pages) past which a checkpoint restarts the log: 16 MiB at 4 KiB pages.
 WAL_FRAMES_MAX = 4096
 #: Seconds a RESTART waits for the write lock and then, holding it, for readers
-#: (the thread's busy timeout): the longest a commit can wait for a RESTART.
-RESTART_WAIT = 0.1
+#: (the thread's busy timeout). A commit that meets a RESTART waits this, the
+#: copy and two fsyncs, at most (see the module's docstring).
+RESTART_WAIT = 0.01
 #: Seconds :meth:`Checkpointer.close` waits for the thread.
 CLOSE_WAIT = 5.0
 #: Before a RESTART, PASSIVE passes (at most this many) until one finds at most
@@ -103,24 +107,34 @@ def wal_bytes_kept(frames_max: int, page_size: int) -> int:
     return 32 + 4 * frames_max * (24 + page_size)
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """Which file ``path`` names: its device and inode."""
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
 class Checkpointer:
     """Checkpoints one SQLite file's WAL in a daemon thread, when armed.
 
     ``rounds`` counts finished wake-ups, ``checkpoints`` the checkpoint
-    statements run, ``restarts`` the RESTARTs that completed, and ``last``
-    holds the last result row: for tests and measurements.
+    statements run, ``restarts_tried`` the RESTARTs begun and ``restarts``
+    those that completed, and ``last`` holds the last result row: for tests
+    and measurements.
     """
 
     def __init__(self, path: str | Path, *, delay: float = CHECKPOINT_DELAY,
                  frames_max: int = WAL_FRAMES_MAX) -> None:
-        self.path = Path(path)
+        # Absolute now: the thread opens the file by name (again after an
+        # error), and must find the store's file, not one that has taken its place.
+        self.path = Path(path).absolute()
+        self._identity = _identity(self.path)
         self.delay = delay
         self.frames_max = frames_max
         #: True from a commit's :meth:`arm` until the thread starts on it.
         self.armed = False
         self.rounds = 0
         self.checkpoints = 0
-        self.restarts = 0
+        self.restarts_tried = self.restarts = 0
         self.last: tuple[int, int, int] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -167,6 +181,8 @@ class Checkpointer:
                 self._in_round = True
                 self._wake.clear()
                 self.armed = False
+                if self._stop.is_set():  # close() came between the wait and the clear
+                    return
                 try:
                     self._checkpoint()
                 finally:
@@ -184,9 +200,13 @@ class Checkpointer:
 
     def _connect(self) -> sqlite3.Connection:
         # mode=rw: the store made the file (0600); this connection never creates one.
-        db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True,
+        db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True,
                              timeout=RESTART_WAIT, isolation_level=None)
         try:
+            # Another file at the store's name (moved, restored over it): its WAL
+            # is not ours to touch (sqlite.org/howtocorrupt.html, 2.4 and 2.6).
+            if _identity(self.path) != self._identity:
+                raise sqlite3.DatabaseError("it is no longer the file the store opened")
             page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
             db.execute(f"PRAGMA journal_size_limit={wal_bytes_kept(self.frames_max, page_size)}")
         except BaseException:
@@ -207,6 +227,8 @@ class Checkpointer:
             if self._db is None:
                 self._db = self._connect()
             busy, frames, copied = self._run_pragma("PASSIVE")
+            if frames < 0:  # another connection's checkpoint is under way (--workers)
+                return
             if frames > self.frames_max:
                 # RESTART holds the write lock while it copies what is left: catch
                 # up first without it, each pass copying what came during the last.
@@ -218,6 +240,7 @@ class Checkpointer:
             # Frames left uncopied: a reader holds an older snapshot, which the
             # RESTART would wait for holding the write lock. Not this round, then.
             if frames > self.frames_max and copied == frames:
+                self.restarts_tried += 1
                 busy, frames, copied = self._run_pragma("RESTART")
                 if not busy:
                     self.restarts += 1

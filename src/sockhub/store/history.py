@@ -300,6 +300,7 @@ class ChatStore:
                 (message.id, fold(message.room), message.room, message.nick, message.text,
                  _KIND_NOTICE if message.notice else int(message.action), message.ts),
             )
+            self._wrote()
             return message
         cursor = self._db.execute(
             _INSERT_NEW,
@@ -314,6 +315,7 @@ class ChatStore:
                 message.address,
             ),
         )
+        self._wrote()
         return replace(message, id=cursor.lastrowid)
 
     def append_many(self, messages: list[Message]) -> list[Message]:
@@ -362,11 +364,10 @@ class ChatStore:
         return messages
 
     def _wrote(self) -> None:
-        """A commit outside :meth:`append_many`: have it checkpointed too.
+        """A write outside :meth:`append_many`'s fast path: have it checkpointed too.
 
-        Called by the writes a client's activity makes (private messages,
-        departures, read markers, logins); the rare ones (bans, room state,
-        registrations) go with the next message's checkpoint, or the close.
+        Every write method calls it (the accounts' connection, AccountStore,
+        does not: its rare writes go with the next checkpoint, or the close).
         """
         if not self._checkpointer.armed:
             self._checkpointer.arm()
@@ -484,9 +485,11 @@ class ChatStore:
             "INSERT OR REPLACE INTO bans (room_key, mask, set_by, ts) VALUES (?,?,?,?)",
             (fold(room), mask, set_by, ts),
         )
+        self._wrote()
 
     def remove_ban(self, room: str, mask: str) -> None:
         self._db.execute("DELETE FROM bans WHERE room_key = ? AND mask = ?", (fold(room), mask))
+        self._wrote()
 
     def bans(self) -> dict[str, list[str]]:
         """Every room's ban masks, by room key."""
@@ -510,10 +513,12 @@ class ChatStore:
              state.password, state.limit, int(state.secret), int(state.private),
              int(state.no_ctcp)),
         )
+        self._wrote()
 
     def forget_room(self, room: str) -> None:
         """A room back to a new room's state: nothing to keep."""
         self._db.execute("DELETE FROM rooms WHERE room_key = ?", (fold(room),))
+        self._wrote()
 
     def rooms(self) -> dict[str, RoomState]:
         """Every kept room state, by room key."""
@@ -559,6 +564,7 @@ class ChatStore:
     def forget_seen_before(self, ts: float) -> None:
         """Drop departures older than ``ts`` (a client gone that long gets the usual replay)."""
         self._db.execute("DELETE FROM seen WHERE ts < ?", (ts,))
+        self._wrote()
 
     # Registered rooms ------------------------------------------------------
 
@@ -578,6 +584,7 @@ class ChatStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._wrote()
 
     def unregister_room(self, room: str) -> None:
         """Forget a room's registration and its operator accounts (its state stays)."""
@@ -590,12 +597,14 @@ class ChatStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._wrote()
 
     def set_room_founder(self, room: str, founder: str) -> None:
         self._db.execute(
             "UPDATE registered_rooms SET founder_key = ?, founder = ? WHERE room_key = ?",
             (fold(founder), founder, fold(room)),
         )
+        self._wrote()
 
     def add_room_operator(self, room: str, account: str, added_by: str, ts: float) -> None:
         self._db.execute(
@@ -603,12 +612,14 @@ class ChatStore:
             "VALUES (?,?,?,?,?)",
             (fold(room), fold(account), account, added_by, ts),
         )
+        self._wrote()
 
     def remove_room_operator(self, room: str, account: str) -> None:
         self._db.execute(
             "DELETE FROM room_operators WHERE room_key = ? AND account_key = ?",
             (fold(room), fold(account)),
         )
+        self._wrote()
 
     def registrations(self) -> dict[str, Registration]:
         """Every registered room, by room key, with its operator accounts."""
@@ -705,6 +716,7 @@ class ChatStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._wrote()
 
     # Read markers (IRCv3 draft/read-marker) -------------------------------
 
@@ -767,10 +779,13 @@ class ChatStore:
 
     def drop_session(self, token_hash: bytes) -> None:
         self._db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+        self._wrote()
 
     def drop_sessions(self, account: str) -> None:
         """Every session of an account (its password changed)."""
         self._db.execute("DELETE FROM web_sessions WHERE account = ?", (account,))
+        self._wrote()
 
     def forget_sessions_before(self, now: float) -> None:
         self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))
+        self._wrote()
