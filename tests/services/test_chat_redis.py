@@ -289,6 +289,29 @@ async def test_healthz_and_metrics_follow_the_bus(tmp_path, redis_server):
         await served.stop()
 
 
+async def test_messages_read_back_from_the_stream_count_as_stored_once_in_the_file(
+        tmp_path, redis_server):
+    served = await start_sockhub(
+        "chat", "--port", "0", "--web-port", "0", "--data-dir", str(tmp_path),
+        "--flood-rate", "none", "--bus", redis_server.url, "--log-level", "info", listeners=2)
+    try:
+        alice = await chat_client(served.ports["chat"], "alice")
+        bob = await chat_client(served.ports["chat"], "bob")
+        await alice.expect("* bob joined")
+        for i in range(3):
+            await alice.send(f"counted {i}")
+        await bob.expect("counted 2")  # delivered: read back from the stream and stored
+        _, text = await _get(served.ports["web"], "/metrics")
+        values = {name: float(value) for name, value in re.findall(
+            rb"^(sockhub_chat_history_\w+) (\S+)$", text, re.MULTILINE)}
+        assert values[b"sockhub_chat_history_rows_stored_total"] == 3
+        assert 1 <= values[b"sockhub_chat_history_commits_total"] <= 3
+        alice.close()
+        bob.close()
+    finally:
+        await served.stop()
+
+
 async def test_the_redis_password_comes_from_a_file(tmp_path, redis_server, cluster):
     await redis_server.stop()
     await redis_server.start("--requirepass", "s3cret-word")
