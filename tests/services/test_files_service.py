@@ -310,7 +310,8 @@ async def test_a_download_resumes_and_a_corrupted_local_part_is_refused(
     await server.expect_log(f'op=get name="f" size=400000 bytes=250000 offset=150000 '
                             f"{used}={digest_of(used, content)} ")
     out.unlink()
-    part.write_bytes(b"X" + content[1:150_000])
+    # Its first byte changed (flipped: a fixed b"X" would match 1 content in 256).
+    part.write_bytes(bytes([content[0] ^ 0xFF]) + content[1:150_000])
     code, _, err = await cli(server, token_file, *args)
     assert code == EXIT_INTEGRITY and b"resume_mismatch" in err
     assert not out.exists()
