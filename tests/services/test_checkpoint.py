@@ -211,7 +211,7 @@ def test_an_error_is_logged_once_and_the_thread_goes_on(path, stores, caplog):
     assert "unable to open database file" in errors[0].getMessage()
     assert ckpt.checkpoints == 0 and ckpt.running
     store.append_many([message(4)])
-    wait_for(lambda: ckpt.checkpoints >= 1, "a checkpoint once the file is back")
+    wait_for(lambda: ckpt.checkpoints >= 1 and ckpt.quiet, "a checkpoint once the file is back")
     assert any("work again" in r.getMessage() for r in caplog.records)
     assert store.recent("#a", 10)[-1].text.startswith("message 4")
 
@@ -230,10 +230,9 @@ def test_a_reader_that_never_lets_go_is_logged_and_commits_wait_little(path, sto
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM messages").fetchone()  # a snapshot, held
         longest = 0.0
-        rounds = ckpt.rounds
         deadline = time.monotonic() + DEADLINE
         commits = 0
-        while commits < 200 or ckpt.rounds < rounds + 3:  # WAL past 4 x 16 frames, 3 rounds
+        while commits < 200 or ckpt._error is None:  # past 4 x 16 frames, 3 rounds stuck
             assert time.monotonic() < deadline
             started = time.monotonic()
             store.append_many([message(commits)])
@@ -243,7 +242,7 @@ def test_a_reader_that_never_lets_go_is_logged_and_commits_wait_little(path, sto
         assert longest < 0.5
         wait_for(lambda: ckpt.quiet, "the last round")
         stuck = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert len(stuck) == 1 and "cannot restart" in stuck[0], stuck
+        assert len(stuck) == 1 and "has not restarted" in stuck[0], stuck
     finally:
         reader.close()
     store.append_many([message(commits)])
