@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sockhub.hub.names import fold
 from sockhub.protocols.scram import ScramCredentials
-from sockhub.store.checkpoint import WAL_FRAMES_MAX, wal_bytes_kept
+from sockhub.store.checkpoint import leave_checkpoints_to_the_thread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -60,12 +60,7 @@ class AccountStore:
         # The file and its directory were made private by ChatStore, which is
         # opened first; WAL mode lets two connections share it.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # ChatStore's thread checkpoints; a WAL restarted by a write here is cut
-        # back to the same size as by the store's own writes.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-        self._db.execute(
-            f"PRAGMA journal_size_limit={wal_bytes_kept(WAL_FRAMES_MAX, page_size)}")
+        leave_checkpoints_to_the_thread(self._db)  # ChatStore's thread checkpoints
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -51,8 +51,9 @@ past four times the bound that cannot restart in three rounds in a row is
 logged. The WAL file on
 disk is truncated back to ``journal_size_limit`` by the first commit after
 it restarts (wal.html: a checkpoint "does not normally truncate the WAL
-file (unless the journal_size_limit pragma is set)"); both connections set
-it, to four times the bound (:func:`wal_bytes_kept`).
+file (unless the journal_size_limit pragma is set)"); every connection to
+the file sets it, to four times the bound
+(:func:`leave_checkpoints_to_the_thread`).
 
 **Failures.** An error (a full disk, a file that cannot be opened) is
 logged once per distinct message, not per attempt, and the thread carries
@@ -109,6 +110,15 @@ def wal_bytes_kept(frames_max: int, page_size: int) -> int:
     and a page.
     """
     return 32 + 4 * frames_max * (24 + page_size)
+
+
+def leave_checkpoints_to_the_thread(db: sqlite3.Connection,
+                                    frames_max: int = WAL_FRAMES_MAX) -> None:
+    """Turn SQLite's automatic checkpoint off on ``db``, and have a WAL it
+    restarts cut back to :func:`wal_bytes_kept`: every connection to the file."""
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    db.execute(f"PRAGMA journal_size_limit={wal_bytes_kept(frames_max, page_size)}")
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -212,8 +222,7 @@ class Checkpointer:
             # is not ours to touch (sqlite.org/howtocorrupt.html, 2.4 and 2.6).
             if _identity(self.path) != self._identity:
                 raise sqlite3.DatabaseError("it is no longer the file the store opened")
-            page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-            db.execute(f"PRAGMA journal_size_limit={wal_bytes_kept(self.frames_max, page_size)}")
+            leave_checkpoints_to_the_thread(db, self.frames_max)
         except BaseException:
             db.close()
             raise

@@ -40,7 +40,12 @@ from sockhub.hub.events import Message
 from sockhub.hub.model import Registration, RoomState
 from sockhub.hub.names import HISTORY_MAX, clean_text, fold
 from sockhub.paths import private_dir, private_file, tighten
-from sockhub.store.checkpoint import CHECKPOINT_DELAY, WAL_FRAMES_MAX, Checkpointer, wal_bytes_kept
+from sockhub.store.checkpoint import (
+    CHECKPOINT_DELAY,
+    WAL_FRAMES_MAX,
+    Checkpointer,
+    leave_checkpoints_to_the_thread,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -214,12 +219,7 @@ class ChatStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._migrate()
-        # Checkpoints run in a thread of their own (store/checkpoint.py); the
-        # WAL file is cut back on disk (wal_bytes_kept) when this connection restarts it.
-        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-        self._db.execute(
-            f"PRAGMA journal_size_limit={wal_bytes_kept(wal_frames_max, page_size)}")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        leave_checkpoints_to_the_thread(self._db, wal_frames_max)  # store/checkpoint.py
         self._checkpointer = Checkpointer(self.path, delay=checkpoint_delay,
                                           frames_max=wal_frames_max)
 
