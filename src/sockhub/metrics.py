@@ -133,6 +133,12 @@ class ChatCounts:
         self.bus_reconnects = 0
         self.bus_ready = True
 
+    def stored_batch(self, rows: int) -> None:
+        """A transaction stored ``rows`` room messages (one group commit)."""
+        self.history_rows += rows
+        self.history_stored += rows
+        self.history_commits += 1
+
 
 _listeners: dict[str, ListenerCounts] = {}
 _doors: dict[str, DoorCounts] = {name: DoorCounts() for name in DOORS}

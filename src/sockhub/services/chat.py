@@ -441,10 +441,7 @@ class ChatService:
         # Every delivery of the batch is queued: one clock read for the batch
         # (the accept times are ascending: perf_counter is monotonic).
         self._fanout.observe_since(time.perf_counter(), accepted)
-        counts = metrics.chat
-        counts.history_rows += len(stored)
-        counts.history_stored += len(stored)
-        counts.history_commits += 1
+        metrics.chat.stored_batch(len(stored))
 
     def _publish(self, event: HubEvent) -> None:
         """Publish an event after the room messages accepted before it."""

@@ -211,10 +211,7 @@ class Cluster:
             except Exception:
                 log.exception("chat: could not store %d messages from the bus", len(messages))
             else:  # counted once stored (rows another worker stored already count too)
-                counts = metrics.chat
-                counts.history_rows += len(messages)
-                counts.history_stored += len(messages)
-                counts.history_commits += 1
+                metrics.chat.stored_batch(len(messages))
             service._fanout.observe(time.perf_counter() - start)
         # Through the service's local bus, as local events go: its departure
         # bookkeeping (seen marks for replays) runs before the hub applies them.
